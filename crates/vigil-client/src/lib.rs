@@ -1,0 +1,320 @@
+//! The Rust client of vigild.
+//!
+//! [`Client`] is blocking: one request at a time over one Unix stream, with events that arrive in between
+//! kept for [`Client::next_event`]. The CLI and the C libraries are built on it.
+//!
+//! Invariant: the client knows the wire, not the daemon's rules; every check is the daemon's, so every
+//! client gets the same errors.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use vigil_proto as proto;
+use vigil_proto::{
+    ClientMsg, DaemonInfo, ErrorCode, Event, FrameError, ReloadReport, Request, Response, RunSpec,
+    ServerMsg, TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
+};
+
+/// What can go wrong talking to vigild.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to vigild at {path}: {source} (is vigild running? set VIGIL_SOCKET or --socket)")]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("vigild speaks protocol {theirs}, this client speaks {ours}")]
+    Version { ours: u32, theirs: u32 },
+    #[error("connection to vigild: {0}")]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Server(#[from] WireError),
+    #[error("vigild sent an unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// The daemon's error code, when the daemon refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The uid of this process, read without libc.
+pub fn current_uid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// Where vigild listens unless told otherwise: `$VIGIL_SOCKET`; for root `/run/vigil/vigild.sock`; for
+/// others `$XDG_RUNTIME_DIR/vigil/vigild.sock` if it exists, else the system socket if that exists.
+pub fn default_socket_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIGIL_SOCKET").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let system = PathBuf::from("/run/vigil/vigild.sock");
+    if current_uid() == 0 {
+        return system;
+    }
+    let user = match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("vigil/vigild.sock"),
+        None => PathBuf::from(format!("/tmp/vigil-{}/vigild.sock", current_uid())),
+    };
+    if !user.exists() && system.exists() {
+        return system;
+    }
+    user
+}
+
+/// A connection to vigild.
+pub struct Client {
+    stream: UnixStream,
+    next_id: u64,
+    daemon_pid: u32,
+    daemon_version: String,
+    events: VecDeque<Event>,
+}
+
+impl Client {
+    /// Connects and performs the version handshake.
+    pub fn connect(path: &Path) -> Result<Client> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.into(),
+            source,
+        })?;
+        let mut c = Client {
+            stream,
+            next_id: 1,
+            daemon_pid: 0,
+            daemon_version: String::new(),
+            events: VecDeque::new(),
+        };
+        let hello = ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            client: client_name(),
+        };
+        vigil_proto::write_msg(&mut c.stream, &hello)?;
+        match vigil_proto::read_msg(&mut c.stream)? {
+            ServerMsg::Welcome {
+                version,
+                daemon_version,
+                pid,
+            } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(ClientError::Version {
+                        ours: PROTOCOL_VERSION,
+                        theirs: version,
+                    });
+                }
+                c.daemon_pid = pid;
+                c.daemon_version = daemon_version;
+                Ok(c)
+            }
+            ServerMsg::Goodbye { reason } => {
+                Err(ClientError::Unexpected(format!("refused: {reason}")))
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Connects to [`default_socket_path`].
+    pub fn connect_default() -> Result<Client> {
+        Client::connect(&default_socket_path())
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon_pid
+    }
+
+    pub fn daemon_version(&self) -> &str {
+        &self.daemon_version
+    }
+
+    /// Bounds how long a read may block (None: forever).
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(t)
+    }
+
+    /// Sends one request and waits for its response; events pushed meanwhile are kept.
+    pub fn request(&mut self, body: Request) -> Result<Response> {
+        let id = self.next_id;
+        self.next_id += 1;
+        vigil_proto::write_msg(&mut self.stream, &ClientMsg::Request { id, body })?;
+        loop {
+            match vigil_proto::read_msg(&mut self.stream)? {
+                ServerMsg::Response { id: rid, result } if rid == id => return Ok(result?),
+                ServerMsg::Event(e) => self.events.push_back(e),
+                ServerMsg::Goodbye { reason } => {
+                    return Err(ClientError::Unexpected(format!(
+                        "vigild closed the connection: {reason}"
+                    )))
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+
+    /// The next pushed event (after [`Client::subscribe`]), blocking until one comes.
+    pub fn next_event(&mut self) -> Result<Event> {
+        if let Some(e) = self.events.pop_front() {
+            return Ok(e);
+        }
+        loop {
+            match vigil_proto::read_msg(&mut self.stream)? {
+                ServerMsg::Event(e) => return Ok(e),
+                ServerMsg::Goodbye { reason } => {
+                    return Err(ClientError::Unexpected(format!(
+                        "vigild closed the connection: {reason}"
+                    )))
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+
+    fn ok(&mut self, body: Request) -> Result<()> {
+        match self.request(body)? {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a tag and starts its command (`pmfadm -c`).
+    pub fn run(&mut self, spec: RunSpec) -> Result<TagStatus> {
+        match self.request(Request::Run(spec))? {
+            Response::Tag(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn start(&mut self, tag: &str) -> Result<()> {
+        self.ok(Request::Start { tag: tag.into() })
+    }
+
+    pub fn modify(&mut self, tag: &str, retries: Option<i64>, period: Option<i64>) -> Result<()> {
+        self.ok(Request::Modify {
+            tag: tag.into(),
+            retries,
+            period,
+        })
+    }
+
+    pub fn stop(&mut self, tag: &str, signal: Option<i32>, wait: Option<Duration>) -> Result<()> {
+        self.ok(Request::Stop {
+            tag: tag.into(),
+            signal,
+            wait_ms: wait.map(|d| d.as_millis() as u64),
+        })
+    }
+
+    pub fn kill(&mut self, tag: &str, signal: i32, wait: Option<Duration>) -> Result<()> {
+        self.ok(Request::Kill {
+            tag: tag.into(),
+            signal,
+            wait_ms: wait.map(|d| d.as_millis() as u64),
+        })
+    }
+
+    pub fn restart(&mut self, tag: &str) -> Result<()> {
+        self.ok(Request::Restart { tag: tag.into() })
+    }
+
+    pub fn remove(&mut self, tag: &str, wait: Option<Duration>) -> Result<()> {
+        self.ok(Request::Remove {
+            tag: tag.into(),
+            wait_ms: wait.map(|d| d.as_millis() as u64),
+        })
+    }
+
+    /// Whether the tag exists (`pmfadm -q`).
+    pub fn query(&mut self, tag: &str) -> Result<bool> {
+        match self.request(Request::Query { tag: tag.into() })? {
+            Response::Exists(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn list(&mut self) -> Result<Vec<TagSummary>> {
+        match self.request(Request::List)? {
+            Response::List(l) => Ok(l),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The status of one tag.
+    pub fn status(&mut self, tag: &str) -> Result<TagStatus> {
+        match self.request(Request::Status {
+            tag: Some(tag.into()),
+        })? {
+            Response::Tags(mut t) if t.len() == 1 => Ok(t.remove(0)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The status of every tag.
+    pub fn status_all(&mut self) -> Result<Vec<TagStatus>> {
+        match self.request(Request::Status { tag: None })? {
+            Response::Tags(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Blocks until the tag is no longer running, and returns its last status.
+    pub fn wait(&mut self, tag: &str, timeout: Option<Duration>) -> Result<TagStatus> {
+        match self.request(Request::Wait {
+            tag: tag.into(),
+            timeout_ms: timeout.map(|d| d.as_millis() as u64),
+        })? {
+            Response::Tag(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn events(&mut self, after: u64, limit: u32) -> Result<Vec<Event>> {
+        match self.request(Request::Events { after, limit })? {
+            Response::Events(e) => Ok(e),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts the event push: every event after `after` (all stored ones for None... see the protocol docs),
+    /// then live events, read with [`Client::next_event`].
+    pub fn subscribe(&mut self, after: Option<u64>) -> Result<()> {
+        self.ok(Request::Subscribe { after })
+    }
+
+    pub fn reload(&mut self) -> Result<ReloadReport> {
+        match self.request(Request::Reload)? {
+            Response::Reload(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn reexec(&mut self) -> Result<()> {
+        self.ok(Request::Reexec)
+    }
+
+    pub fn daemon_status(&mut self) -> Result<DaemonInfo> {
+        match self.request(Request::DaemonStatus)? {
+            Response::Daemon(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::Unexpected(format!("{r:?}"))
+}
+
+fn client_name() -> String {
+    std::env::args()
+        .next()
+        .unwrap_or_else(|| "vigil-client".into())
+}

@@ -1,0 +1,42 @@
+//! What happened to a tag, as the rules report it; the daemon numbers and stores these.
+
+use crate::tree::{Exit, ProcId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagEvent {
+    /// The tag's command was started for the first time (or again by `start`).
+    Start { pid: i32 },
+    /// The last watched process is gone; `exit` is how the last one ended.
+    Exit { pid: i32, exit: Exit },
+    /// The command was started again; `counted` says whether it used the retry budget.
+    Restart { pid: i32, counted: bool },
+    /// The tag is stopped for good: the budget is spent, or the command could not be started.
+    Failed { reason: String },
+    /// The action program was started because the budget is spent.
+    Action { program: String },
+    /// The action program ended; 0 restarts the tag, anything else removes it.
+    ActionExit { exit: Exit },
+    /// Every process of the tag is gone after a stop.
+    Stop,
+    /// The tag no longer exists.
+    Remove,
+    /// A process that was being watched was found dead after a restart of vigild.
+    Lost { proc: ProcId },
+}
+
+impl TagEvent {
+    /// The event name in the `sys.vigil.pmf.tag.*` family.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TagEvent::Start { .. } => "sys.vigil.pmf.tag.start",
+            TagEvent::Exit { .. } => "sys.vigil.pmf.tag.exit",
+            TagEvent::Restart { .. } => "sys.vigil.pmf.tag.restart",
+            TagEvent::Failed { .. } => "sys.vigil.pmf.tag.failed",
+            TagEvent::Action { .. } => "sys.vigil.pmf.tag.action",
+            TagEvent::ActionExit { .. } => "sys.vigil.pmf.tag.action_exit",
+            TagEvent::Stop => "sys.vigil.pmf.tag.stop",
+            TagEvent::Remove => "sys.vigil.pmf.tag.remove",
+            TagEvent::Lost { .. } => "sys.vigil.pmf.tag.lost",
+        }
+    }
+}

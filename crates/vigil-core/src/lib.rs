@@ -1,0 +1,23 @@
+//! vigil's pure rules.
+//!
+//! Every rule of the supervisor lives here as `(state, event, now) -> effects`: the restart budget, the
+//! backoff, the tree of watched processes with its levels, and the state machine of a PMF tag.
+//!
+//! Invariant: no I/O, no async, no libc, no serde, no clock. Time is an argument (`Timestamp`), processes
+//! are plain `ProcId`s, and effects are returned for the caller to carry out.
+
+pub mod budget;
+pub mod event;
+pub mod names;
+pub mod spec;
+pub mod tag;
+pub mod time;
+pub mod tree;
+
+pub use budget::{Backoff, Period, RestartBudget, Retries};
+pub use event::TagEvent;
+pub use names::{NameError, TagName};
+pub use spec::{Level, ProgramType, SpecError, TagSpec};
+pub use tag::{Effect, Refused, StopMode, Tag, TagState};
+pub use time::Timestamp;
+pub use tree::{Exit, ProcId, ProcTree};

@@ -1,0 +1,98 @@
+//! Names a user chooses, checked once at the edge so the rest of vigil can trust them.
+
+use std::fmt;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("tag name is empty")]
+    Empty,
+    #[error("tag name is {len} bytes long; the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("tag name {name:?} contains {what}; use letters, digits and . _ - : @ +")]
+    BadChar { name: String, what: &'static str },
+}
+
+/// The name of a PMF tag: 1 to 255 bytes, no whitespace, no `/`, no control characters.
+///
+/// The name becomes part of file names (logs) and CMAP keys, hence the narrow alphabet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TagName(String);
+
+impl TagName {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn new(name: &str) -> Result<TagName, NameError> {
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong {
+                len: name.len(),
+                max: Self::MAX_LEN,
+            });
+        }
+        for c in name.chars() {
+            let what = if c.is_control() {
+                "a control character"
+            } else if c.is_whitespace() {
+                "whitespace"
+            } else if c == '/' {
+                "a '/'"
+            } else if !(c.is_alphanumeric() || "._-:@+".contains(c)) {
+                "a character outside the allowed set"
+            } else {
+                continue;
+            };
+            return Err(NameError::BadChar {
+                name: name.escape_debug().to_string(),
+                what,
+            });
+        }
+        if name == "." || name == ".." {
+            return Err(NameError::BadChar {
+                name: name.to_string(),
+                what: "only dots",
+            });
+        }
+        Ok(TagName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TagName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let cases: &[(&str, bool)] = &[
+            ("web", true),
+            ("db-1.main_x:2@a+b", true),
+            ("", false),
+            ("has space", false),
+            ("a/b", false),
+            ("tab\there", false),
+            ("nl\n", false),
+            ("..", false),
+            ("semi;colon", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(TagName::new(name).is_ok(), *ok, "{name:?}");
+        }
+        assert!(TagName::new(&"x".repeat(255)).is_ok());
+        assert_eq!(
+            TagName::new(&"x".repeat(256)),
+            Err(NameError::TooLong { len: 256, max: 255 })
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! The state machine of a PMF tag.
+//!
+//! | state     | event                         | next state / effects                                       |
+//! |-----------|-------------------------------|------------------------------------------------------------|
+//! | Stopped   | start                         | Spawn                                                      |
+//! | Waiting   | deps_ready                    | Spawn                                                      |
+//! | (any)     | spawned                       | Running; Emit start/restart                                |
+//! | (any)     | spawn_failed                  | Failed; Emit failed                                        |
+//! | Running   | last watched process exits    | budget left: Spawn (or Backoff + Timer); Emit exit/restart |
+//! |           |                               | spent, action: Action + RunAction; spent: Failed           |
+//! | Backoff   | timer                         | Spawn                                                      |
+//! | Action    | action exits 0 / non-zero     | budget reset + Spawn / Remove                              |
+//! | Running.. | stop                          | Stopping + Signal(all) + Timer(deadline)                   |
+//! | Stopping  | timer past deadline           | Signal(SIGKILL, all)                                       |
+//! | Stopping  | last process of the tree exits| Stopped / Spawn (restart) / Remove, as requested           |
+
+use std::time::Duration;
+
+use crate::budget::{Period, RestartBudget, Retries};
+use crate::event::TagEvent;
+use crate::names::TagName;
+use crate::spec::TagSpec;
+use crate::time::Timestamp;
+use crate::tree::{Exit, ProcId, ProcTree};
+
+pub const SIGKILL: i32 = 9;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagState {
+    /// Declared with `after`: waits until the tags it names are running.
+    Waiting,
+    Running,
+    /// Waiting out the backoff before an automatic restart.
+    Backoff {
+        until: Timestamp,
+    },
+    /// The action program decides whether the tag restarts or goes.
+    Action,
+    Stopping {
+        deadline: Timestamp,
+        then: StopMode,
+        killed: bool,
+    },
+    Stopped,
+    Failed {
+        reason: String,
+    },
+}
+
+impl TagState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TagState::Waiting => "waiting",
+            TagState::Running => "running",
+            TagState::Backoff { .. } => "backoff",
+            TagState::Action => "action",
+            TagState::Stopping { .. } => "stopping",
+            TagState::Stopped => "stopped",
+            TagState::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// What happens once a stop has emptied the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Stay stopped (`vigil stop`).
+    Stay,
+    /// Start again, not counted against the budget (`vigil restart`, a changed config).
+    Restart,
+    /// Forget the tag (`vigil rm`, a tag gone from the config).
+    Remove,
+    /// vigild is shutting down: stop, but start again when vigild next starts.
+    Shutdown,
+}
+
+/// Why a request was refused; the tag is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("tag {0} is already running")]
+    AlreadyRunning(TagName),
+    #[error("tag {0} has no running process")]
+    NoProcesses(TagName),
+    #[error("tag {0} is being stopped")]
+    Stopping(TagName),
+}
+
+/// What the caller must carry out for the rules, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Start the command; report back with `spawned` or `spawn_failed`.
+    Spawn,
+    Signal {
+        signal: i32,
+        procs: Vec<ProcId>,
+    },
+    /// Call `timer` at (or after) this time.
+    Timer(Timestamp),
+    /// Run `ACTION failed TAG`; report back with `action_exited`.
+    RunAction,
+    Emit(TagEvent),
+    /// The tag is gone: forget it.
+    Remove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartKind {
+    First,
+    Restart { counted: bool },
+}
+
+/// One PMF tag: its spec, its state, its processes and its budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub name: TagName,
+    pub spec: TagSpec,
+    pub state: TagState,
+    pub tree: ProcTree,
+    pub budget: RestartBudget,
+    /// Whether the tag should run when vigild starts (false once the user stops it).
+    pub enabled: bool,
+    /// The process started last (depth 0).
+    pub main: Option<ProcId>,
+    pub started_at: Option<Timestamp>,
+    pub last_exit: Option<(i32, Exit)>,
+    /// Starts of the command in the life of the tag.
+    pub starts: u64,
+    /// Consecutive quick failures, for the backoff.
+    pub quick_failures: u32,
+    pub pending: Option<StartKind>,
+}
+
+impl Tag {
+    pub fn new(name: TagName, spec: TagSpec) -> Tag {
+        Tag {
+            name,
+            spec,
+            state: TagState::Stopped,
+            tree: ProcTree::default(),
+            budget: RestartBudget::default(),
+            enabled: true,
+            main: None,
+            started_at: None,
+            last_exit: None,
+            starts: 0,
+            quick_failures: 0,
+            pending: None,
+        }
+    }
+
+    /// Whether the tag has a process or is about to (a second `run` of it is an error).
+    pub fn is_active(&self) -> bool {
+        !matches!(self.state, TagState::Stopped | TagState::Failed { .. }) || !self.tree.is_empty()
+    }
+
+    pub fn restarts_used(&self, now: Timestamp) -> u32 {
+        self.budget.used(self.spec.period, now)
+    }
+
+    /// Starts a stopped or failed tag with a fresh budget.
+    pub fn start(&mut self) -> Result<Vec<Effect>, Refused> {
+        match self.state {
+            TagState::Stopped | TagState::Failed { .. } | TagState::Waiting
+                if self.tree.is_empty() =>
+            {
+                self.enabled = true;
+                self.budget.reset();
+                self.quick_failures = 0;
+                Ok(self.spawn(StartKind::First))
+            }
+            TagState::Stopping { .. } => Err(Refused::Stopping(self.name.clone())),
+            _ => Err(Refused::AlreadyRunning(self.name.clone())),
+        }
+    }
+
+    /// Parks a tag until the tags it starts after are running.
+    pub fn wait_for_deps(&mut self) {
+        self.enabled = true;
+        self.state = TagState::Waiting;
+    }
+
+    pub fn deps_ready(&mut self) -> Vec<Effect> {
+        if self.state == TagState::Waiting {
+            self.spawn(StartKind::First)
+        } else {
+            vec![]
+        }
+    }
+
+    fn spawn(&mut self, kind: StartKind) -> Vec<Effect> {
+        self.pending = Some(kind);
+        vec![Effect::Spawn]
+    }
+
+    /// The command was started as `id`.
+    pub fn spawned(&mut self, id: ProcId, now: Timestamp) -> Vec<Effect> {
+        let kind = self.pending.take().unwrap_or(StartKind::First);
+        self.tree.insert(id, 0);
+        self.main = Some(id);
+        self.started_at = Some(now);
+        self.starts += 1;
+        self.state = TagState::Running;
+        let ev = match kind {
+            StartKind::First => TagEvent::Start { pid: id.pid },
+            StartKind::Restart { counted } => TagEvent::Restart {
+                pid: id.pid,
+                counted,
+            },
+        };
+        vec![Effect::Emit(ev)]
+    }
+
+    /// The command could not be started: the tag fails at once rather than looping on an error that a
+    /// retry cannot cure.
+    pub fn spawn_failed(&mut self, error: String) -> Vec<Effect> {
+        self.pending = None;
+        self.state = TagState::Failed {
+            reason: error.clone(),
+        };
+        vec![Effect::Emit(TagEvent::Failed { reason: error })]
+    }
+
+    /// A process of the tree forked; returns whether the child belongs to this tag.
+    pub fn forked(&mut self, parent: i32, child: ProcId) -> bool {
+        self.tree.on_fork(parent, child).is_some()
+    }
+
+    /// A process of the tree exited.
+    pub fn exited(&mut self, pid: i32, exit: Exit, now: Timestamp) -> Vec<Effect> {
+        let Some(p) = self.tree.remove(pid) else {
+            return vec![];
+        };
+        let watched = self.spec.level.watches(p.depth);
+        if watched {
+            self.last_exit = Some((pid, exit));
+        }
+        match self.state {
+            TagState::Running if watched && self.tree.watched(self.spec.level).next().is_none() => {
+                let mut fx = vec![Effect::Emit(TagEvent::Exit { pid, exit })];
+                fx.extend(self.after_last_exit(now));
+                fx
+            }
+            TagState::Stopping { then, .. } if self.tree.is_empty() => self.finish_stop(then),
+            _ => vec![],
+        }
+    }
+
+    /// The last watched process is gone: restart within the budget, or give the action program the say.
+    fn after_last_exit(&mut self, now: Timestamp) -> Vec<Effect> {
+        let ran_for = self.started_at.map_or(Duration::ZERO, |s| now.since(s));
+        if !self
+            .budget
+            .try_consume(self.spec.retries, self.spec.period, now)
+        {
+            return match &self.spec.action {
+                Some(program) => {
+                    self.state = TagState::Action;
+                    vec![
+                        Effect::RunAction,
+                        Effect::Emit(TagEvent::Action {
+                            program: program.clone(),
+                        }),
+                    ]
+                }
+                None => {
+                    let reason = format!(
+                        "retry budget spent: {} restart(s) within {}",
+                        self.spec.retries.to_i64(),
+                        match self.spec.period.0 {
+                            Some(p) => format!("{} s", p.as_secs()),
+                            None => "the life of the tag".to_string(),
+                        }
+                    );
+                    self.state = TagState::Failed {
+                        reason: reason.clone(),
+                    };
+                    vec![Effect::Emit(TagEvent::Failed { reason })]
+                }
+            };
+        }
+        match self.spec.backoff {
+            Some(b) => {
+                if b.resets_after(ran_for) {
+                    self.quick_failures = 0;
+                }
+                self.quick_failures += 1;
+                let until = now.add(b.delay(self.quick_failures));
+                if until <= now {
+                    return self.spawn(StartKind::Restart { counted: true });
+                }
+                self.state = TagState::Backoff { until };
+                vec![Effect::Timer(until)]
+            }
+            None => self.spawn(StartKind::Restart { counted: true }),
+        }
+    }
+
+    /// The action program ended.
+    pub fn action_exited(&mut self, exit: Exit) -> Vec<Effect> {
+        if self.state != TagState::Action {
+            return vec![];
+        }
+        let mut fx = vec![Effect::Emit(TagEvent::ActionExit { exit })];
+        if exit == Exit::Code(0) {
+            // "zero restarts it with the original parameters": a fresh budget, as for a new tag.
+            self.budget.reset();
+            self.quick_failures = 0;
+            fx.extend(self.spawn(StartKind::Restart { counted: false }));
+        } else {
+            fx.extend([Effect::Emit(TagEvent::Remove), Effect::Remove]);
+        }
+        fx
+    }
+
+    /// Time has passed: a backoff may be over, a stop may need SIGKILL.
+    pub fn timer(&mut self, now: Timestamp) -> Vec<Effect> {
+        match self.state {
+            TagState::Backoff { until } if until <= now => {
+                self.spawn(StartKind::Restart { counted: true })
+            }
+            TagState::Stopping {
+                deadline,
+                then,
+                killed: false,
+            } if deadline <= now => {
+                self.state = TagState::Stopping {
+                    deadline,
+                    then,
+                    killed: true,
+                };
+                vec![Effect::Signal {
+                    signal: SIGKILL,
+                    procs: self.tree.ids(),
+                }]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Stops monitoring and signals every process of the tree; SIGKILL follows after `timeout`.
+    pub fn stop(
+        &mut self,
+        signal: i32,
+        timeout: Duration,
+        mode: StopMode,
+        now: Timestamp,
+    ) -> Vec<Effect> {
+        if mode == StopMode::Stay || mode == StopMode::Remove {
+            self.enabled = false;
+        }
+        if let TagState::Stopping {
+            deadline, killed, ..
+        } = self.state
+        {
+            // A second stop only changes what happens at the end (a remove wins over a stop).
+            self.state = TagState::Stopping {
+                deadline,
+                then: mode,
+                killed,
+            };
+            return vec![];
+        }
+        self.pending = None;
+        if self.tree.is_empty() {
+            return self.finish_stop(mode);
+        }
+        let deadline = now.add(timeout);
+        self.state = TagState::Stopping {
+            deadline,
+            then: mode,
+            killed: false,
+        };
+        vec![
+            Effect::Signal {
+                signal,
+                procs: self.tree.ids(),
+            },
+            Effect::Timer(deadline),
+        ]
+    }
+
+    fn finish_stop(&mut self, mode: StopMode) -> Vec<Effect> {
+        match mode {
+            StopMode::Stay | StopMode::Shutdown => {
+                let was_stopped = self.state == TagState::Stopped;
+                self.state = TagState::Stopped;
+                if was_stopped {
+                    vec![]
+                } else {
+                    vec![Effect::Emit(TagEvent::Stop)]
+                }
+            }
+            StopMode::Restart => {
+                self.state = TagState::Stopped;
+                self.enabled = true;
+                self.spawn(StartKind::Restart { counted: false })
+            }
+            StopMode::Remove => vec![Effect::Emit(TagEvent::Remove), Effect::Remove],
+        }
+    }
+
+    /// Signals every process of the tree without changing the monitoring.
+    pub fn kill(&self, signal: i32) -> Result<Vec<Effect>, Refused> {
+        if self.tree.is_empty() {
+            return Err(Refused::NoProcesses(self.name.clone()));
+        }
+        Ok(vec![Effect::Signal {
+            signal,
+            procs: self.tree.ids(),
+        }])
+    }
+
+    /// A manual restart: not counted against the budget.
+    pub fn restart(&mut self, now: Timestamp) -> Vec<Effect> {
+        self.enabled = true;
+        if self.tree.is_empty() {
+            self.budget.reset();
+            return self.spawn(StartKind::Restart { counted: false });
+        }
+        self.stop(
+            self.spec.stop_signal,
+            self.spec.stop_timeout,
+            StopMode::Restart,
+            now,
+        )
+    }
+
+    pub fn modify(&mut self, retries: Option<Retries>, period: Option<Period>) {
+        if let Some(r) = retries {
+            self.spec.retries = r;
+        }
+        if let Some(p) = period {
+            self.spec.period = p;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Level, ProgramType};
+
+    const TERM: i32 = 15;
+
+    fn spec(retries: i64, period: i64) -> TagSpec {
+        TagSpec {
+            command: vec!["sleep".into(), "100".into()],
+            env: vec![],
+            cwd: None,
+            instance: 0,
+            program_type: ProgramType::Svc,
+            level: Level::ALL,
+            retries: Retries::from_i64(retries).unwrap(),
+            period: Period::from_secs_i64(period).unwrap(),
+            action: None,
+            backoff: None,
+            after: vec![],
+            stop_signal: TERM,
+            stop_timeout: Duration::from_secs(5),
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn p(pid: i32) -> ProcId {
+        ProcId { pid, start_time: 1 }
+    }
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp(s * 1000)
+    }
+
+    fn running(spec: TagSpec) -> Tag {
+        let mut tag = Tag::new(TagName::new("t").unwrap(), spec);
+        assert_eq!(tag.start().unwrap(), vec![Effect::Spawn]);
+        tag.spawned(p(100), t(0));
+        tag
+    }
+
+    #[test]
+    fn restarts_within_budget_then_fails() {
+        let mut tag = running(spec(2, 60));
+        let fx = tag.exited(100, Exit::Code(1), t(1));
+        assert_eq!(
+            fx,
+            vec![
+                Effect::Emit(TagEvent::Exit {
+                    pid: 100,
+                    exit: Exit::Code(1)
+                }),
+                Effect::Spawn
+            ]
+        );
+        assert_eq!(
+            tag.spawned(p(101), t(1)),
+            vec![Effect::Emit(TagEvent::Restart {
+                pid: 101,
+                counted: true
+            })]
+        );
+        assert_eq!(tag.exited(101, Exit::Signal(9), t(2))[1], Effect::Spawn);
+        tag.spawned(p(102), t(2));
+        assert_eq!(tag.restarts_used(t(2)), 2);
+        let fx = tag.exited(102, Exit::Code(1), t(3));
+        assert!(
+            matches!(fx[1], Effect::Emit(TagEvent::Failed { .. })),
+            "{fx:?}"
+        );
+        assert_eq!(tag.state.name(), "failed");
+        assert!(!tag.is_active());
+    }
+
+    #[test]
+    fn only_the_last_watched_process_counts() {
+        let mut tag = running(spec(-1, -1));
+        assert!(tag.forked(100, p(200)));
+        assert_eq!(
+            tag.exited(100, Exit::Code(0), t(1)),
+            vec![],
+            "child 200 is still watched at level -1"
+        );
+        assert_eq!(tag.exited(200, Exit::Code(3), t(2))[1], Effect::Spawn);
+        assert_eq!(tag.last_exit, Some((200, Exit::Code(3))));
+    }
+
+    #[test]
+    fn level_zero_ignores_children() {
+        let mut s = spec(-1, -1);
+        s.level = Level::from_i64(0).unwrap();
+        let mut tag = running(s);
+        assert!(tag.forked(100, p(200)));
+        assert_eq!(tag.exited(100, Exit::Code(0), t(1))[1], Effect::Spawn);
+        assert!(
+            tag.tree.contains(200),
+            "the unwatched child is still stopped with the tag"
+        );
+    }
+
+    #[test]
+    fn action_program_decides() {
+        let mut s = spec(0, -1);
+        s.action = Some("/bin/act".into());
+        let mut tag = running(s.clone());
+        let fx = tag.exited(100, Exit::Code(1), t(1));
+        assert_eq!(fx[1], Effect::RunAction);
+        assert_eq!(tag.action_exited(Exit::Code(0))[1], Effect::Spawn);
+        tag.spawned(p(101), t(2));
+        assert_eq!(tag.state, TagState::Running);
+
+        let mut tag = running(s);
+        tag.exited(100, Exit::Code(1), t(1));
+        let fx = tag.action_exited(Exit::Code(2));
+        assert_eq!(fx.last(), Some(&Effect::Remove));
+    }
+
+    #[test]
+    fn stop_escalates_and_ends_stopped() {
+        let mut tag = running(spec(-1, -1));
+        tag.forked(100, p(200));
+        let fx = tag.stop(TERM, Duration::from_secs(5), StopMode::Stay, t(0));
+        assert_eq!(
+            fx,
+            vec![
+                Effect::Signal {
+                    signal: TERM,
+                    procs: vec![p(100), p(200)]
+                },
+                Effect::Timer(t(5))
+            ]
+        );
+        assert_eq!(tag.timer(t(4)), vec![]);
+        assert_eq!(
+            tag.timer(t(5)),
+            vec![Effect::Signal {
+                signal: SIGKILL,
+                procs: vec![p(100), p(200)]
+            }]
+        );
+        assert_eq!(tag.timer(t(6)), vec![], "SIGKILL is sent once");
+        assert_eq!(
+            tag.exited(100, Exit::Signal(9), t(6)),
+            vec![],
+            "no restart while stopping"
+        );
+        assert_eq!(
+            tag.exited(200, Exit::Signal(9), t(6)),
+            vec![Effect::Emit(TagEvent::Stop)]
+        );
+        assert_eq!(tag.state, TagState::Stopped);
+        assert!(!tag.enabled);
+    }
+
+    #[test]
+    fn manual_restart_is_not_counted() {
+        let mut tag = running(spec(1, 60));
+        tag.restart(t(1));
+        let fx = tag.exited(100, Exit::Signal(TERM), t(1));
+        assert_eq!(fx, vec![Effect::Spawn]);
+        assert_eq!(
+            tag.spawned(p(101), t(1)),
+            vec![Effect::Emit(TagEvent::Restart {
+                pid: 101,
+                counted: false
+            })]
+        );
+        assert_eq!(tag.restarts_used(t(1)), 0);
+    }
+
+    #[test]
+    fn backoff_delays_restarts() {
+        let mut s = spec(-1, -1);
+        s.backoff = Some(crate::Backoff::parse("1:4").unwrap());
+        let mut tag = running(s);
+        let fx = tag.exited(100, Exit::Code(1), t(0));
+        assert_eq!(fx[1], Effect::Timer(t(1)));
+        assert_eq!(tag.timer(Timestamp(999)), vec![]);
+        assert_eq!(tag.timer(t(1)), vec![Effect::Spawn]);
+        tag.spawned(p(101), t(1));
+        assert_eq!(
+            tag.exited(101, Exit::Code(1), t(1))[1],
+            Effect::Timer(t(3)),
+            "second quick failure: 2 s"
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let mut tag = running(spec(1, 1));
+        assert_eq!(tag.start(), Err(Refused::AlreadyRunning(tag.name.clone())));
+        let mut stopped = Tag::new(TagName::new("s").unwrap(), spec(1, 1));
+        assert_eq!(
+            stopped.kill(TERM),
+            Err(Refused::NoProcesses(stopped.name.clone()))
+        );
+        assert_eq!(
+            stopped.stop(TERM, Duration::from_secs(1), StopMode::Stay, t(0)),
+            vec![]
+        );
+    }
+}

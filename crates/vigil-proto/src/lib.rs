@@ -1,0 +1,26 @@
+//! vigil's wire protocol.
+//!
+//! A connection is a Unix stream. Every message is a frame: a 4-byte little-endian length, then that many
+//! bytes of a postcard-encoded [`ClientMsg`] or [`ServerMsg`]. The client speaks first with
+//! [`ClientMsg::Hello`]; the server answers [`ServerMsg::Welcome`] or closes the connection. Requests carry
+//! an id that their response repeats, and the server may push [`ServerMsg::Event`]s at any time after a
+//! subscription.
+//!
+//! Invariant: this crate knows nothing of vigil's rules or state; it is the shape of the bytes only.
+//! New request variants are only ever appended, so older clients keep decoding.
+
+mod error;
+mod frame;
+mod msg;
+mod signal;
+
+pub use error::{ErrorCode, WireError};
+pub use frame::{
+    decode, encode, payload_len as frame_payload_len, read_msg, write_msg, FrameError, HEADER_LEN,
+    MAX_FRAME_LEN,
+};
+pub use msg::*;
+pub use signal::{signal_from_str, signal_name};
+
+/// The protocol version this crate speaks. A peer with another version is refused at the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,279 @@
+//! The messages. Wire types are plain data: vigild converts them to and from its own types in one place.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::WireError;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// The first message of every connection.
+    Hello {
+        version: u32,
+        client: String,
+    },
+    Request {
+        id: u64,
+        body: Request,
+    },
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// The answer to `Hello`.
+    Welcome {
+        version: u32,
+        daemon_version: String,
+        pid: u32,
+    },
+    Response {
+        id: u64,
+        result: Result<Response, WireError>,
+    },
+    /// A pushed event, after `Request::Subscribe`.
+    Event(Event),
+    /// The server is closing this connection, and why.
+    Goodbye { reason: String },
+}
+
+/// The PMF program type of `scds_pmf_start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ProgramType {
+    #[default]
+    Svc,
+    Mon,
+    Other,
+}
+
+/// Exponential backoff between automatic restarts, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+/// `vigil run` / `pmfadm -c`: create a tag and start its command.
+///
+/// Numbers keep the pmfadm conventions (-1 = no limit) and are checked by the daemon, so every client gets
+/// the same errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub tag: String,
+    pub command: Vec<String>,
+    /// The complete environment to add to the defaults (HOME, USER, PATH...), or the caller's whole
+    /// environment with `-E`.
+    pub env: Vec<(String, String)>,
+    /// With `-E`: `env` is the caller's full environment and no defaults are added.
+    pub inherit_env: bool,
+    pub cwd: Option<String>,
+    pub instance: u32,
+    pub program_type: ProgramType,
+    /// Child monitor level: -1 all descendants, 0 the process only, N down to N.
+    pub level: i64,
+    /// -1 unlimited, 0 never restart.
+    pub retries: i64,
+    /// Seconds; -1 no limit.
+    pub period: i64,
+    pub action: Option<String>,
+    pub backoff: Option<Backoff>,
+    pub after: Vec<String>,
+    pub stop_signal: Option<i32>,
+    pub stop_timeout_ms: Option<u64>,
+}
+
+impl RunSpec {
+    /// A spec with pmfadm's defaults: all levels watched, no restart limit... as `pmfadm -c` without flags.
+    pub fn new(tag: impl Into<String>, command: Vec<String>) -> RunSpec {
+        RunSpec {
+            tag: tag.into(),
+            command,
+            env: vec![],
+            inherit_env: false,
+            cwd: None,
+            instance: 0,
+            program_type: ProgramType::Svc,
+            level: -1,
+            retries: 0,
+            period: -1,
+            action: None,
+            backoff: None,
+            after: vec![],
+            stop_signal: None,
+            stop_timeout_ms: None,
+        }
+    }
+}
+
+/// Every operation a client can ask for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    Run(RunSpec),
+    /// Start a stopped or failed tag again, with a fresh budget.
+    Start {
+        tag: String,
+    },
+    /// `pmfadm -m`: change the budget of a tag.
+    Modify {
+        tag: String,
+        retries: Option<i64>,
+        period: Option<i64>,
+    },
+    /// Stop monitoring and signal every process; SIGKILL after the wait (or the tag's stop timeout).
+    /// With `wait_ms` the response comes when every process is gone.
+    Stop {
+        tag: String,
+        signal: Option<i32>,
+        wait_ms: Option<u64>,
+    },
+    /// Signal every process without stopping monitoring; with `wait_ms`, answer when they are gone.
+    Kill {
+        tag: String,
+        signal: i32,
+        wait_ms: Option<u64>,
+    },
+    /// Stop and start again, not counted against the budget.
+    Restart {
+        tag: String,
+    },
+    /// Stop (if needed) and forget the tag.
+    Remove {
+        tag: String,
+        wait_ms: Option<u64>,
+    },
+    /// Whether the tag exists.
+    Query {
+        tag: String,
+    },
+    List,
+    Status {
+        tag: Option<String>,
+    },
+    /// Answer when the tag is no longer running (stopped, failed or removed).
+    Wait {
+        tag: String,
+        timeout_ms: Option<u64>,
+    },
+    /// Stored events with a sequence number above `after`, at most `limit`.
+    Events {
+        after: u64,
+        limit: u32,
+    },
+    /// Push every event with a sequence number above `after` (the backlog first), then live ones.
+    Subscribe {
+        after: Option<u64>,
+    },
+    /// Re-read the config file and apply the difference.
+    Reload,
+    /// Re-exec vigild in place, keeping every process.
+    Reexec,
+    DaemonStatus,
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Ok,
+    Exists(bool),
+    Tag(TagStatus),
+    Tags(Vec<TagStatus>),
+    List(Vec<TagSummary>),
+    Events(Vec<Event>),
+    Reload(ReloadReport),
+    Daemon(DaemonInfo),
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    Code(u8),
+    Signal(i32),
+    Unknown,
+}
+
+/// One process of a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcInfo {
+    pub pid: i32,
+    /// 0 for the started process, 1 for its children...
+    pub level: u32,
+    /// Whether the tag's level watches it (deeper ones are only signalled on stop).
+    pub watched: bool,
+}
+
+/// The whole state of a tag, for `vigil status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagStatus {
+    pub name: String,
+    /// waiting, running, backoff, action, stopping, stopped, failed.
+    pub state: String,
+    /// Why a tag failed.
+    pub reason: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub instance: u32,
+    pub program_type: ProgramType,
+    pub level: i64,
+    pub retries: i64,
+    pub period: i64,
+    pub action: Option<String>,
+    pub backoff: Option<Backoff>,
+    pub after: Vec<String>,
+    pub restarts_used: u32,
+    pub starts: u64,
+    pub procs: Vec<ProcInfo>,
+    pub main_pid: Option<i32>,
+    /// When the current instance started (ms since the Unix epoch).
+    pub started_ms: Option<u64>,
+    pub last_exit: Option<(i32, ExitStatus)>,
+    pub log_path: String,
+    /// True for tags declared in the config file.
+    pub from_config: bool,
+}
+
+/// One line of `vigil list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagSummary {
+    pub name: String,
+    pub state: String,
+    pub pids: Vec<i32>,
+}
+
+/// One event: a sequence number that only grows (across restarts of vigild), a time, a name in the
+/// `sys.*` families, the object it is about, and name/value data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub time_ms: u64,
+    pub name: String,
+    pub subject: String,
+    pub data: Vec<(String, String)>,
+}
+
+/// What `Reload` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ReloadReport {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// Facts about the daemon itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub pid: u32,
+    pub uid: u32,
+    pub started_ms: u64,
+    pub state_dir: String,
+    pub socket: String,
+    pub config: Option<String>,
+    pub tags: u32,
+    /// "process connector" or "/proc scan": how descendants are found.
+    pub tracking: String,
+    pub last_seq: u64,
+}

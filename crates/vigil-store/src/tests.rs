@@ -1,0 +1,137 @@
+use super::*;
+
+fn tag(name: &str) -> TagRecord {
+    TagRecord {
+        name: name.into(),
+        command: vec!["sleep".into(), "1".into()],
+        env: vec![("A".into(), "1".into())],
+        cwd: None,
+        instance: 0,
+        program_type: 0,
+        level: -1,
+        retries: 3,
+        period: 60,
+        action: None,
+        backoff_ms: None,
+        after: vec![],
+        stop_signal: 15,
+        stop_timeout_ms: 10_000,
+        uid: 0,
+        gid: 0,
+        from_config: false,
+        state: StateRecord::Running,
+        enabled: true,
+        procs: vec![ProcRecord {
+            pid: 42,
+            start_time: 7,
+            depth: 0,
+        }],
+        main: Some(ProcRecord {
+            pid: 42,
+            start_time: 7,
+            depth: 0,
+        }),
+        budget_ms: vec![1, 2],
+        started_ms: Some(5),
+        last_exit: Some((41, ExitRecord::Signal(9))),
+        starts: 3,
+        quick_failures: 0,
+        pending: None,
+    }
+}
+
+fn event(seq: u64) -> EventRecord {
+    EventRecord {
+        seq,
+        time_ms: seq * 10,
+        name: "sys.vigil.pmf.tag.start".into(),
+        subject: "a".into(),
+        data: vec![],
+    }
+}
+
+#[test]
+fn survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let s = Store::open(&path).unwrap();
+        s.commit(&Batch {
+            put_tags: vec![tag("a"), tag("b")],
+            events: vec![event(1), event(2)],
+            ..Default::default()
+        })
+        .unwrap();
+        s.commit(&Batch {
+            delete_tags: vec!["b".into()],
+            events: vec![event(3)],
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.tags().unwrap(), vec![tag("a")]);
+    assert_eq!(s.last_seq().unwrap(), 3);
+    let seqs: Vec<u64> = s
+        .events_after(1, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [2, 3]);
+}
+
+#[test]
+fn trims_old_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("s")).unwrap();
+    let events: Vec<EventRecord> = (1..=EVENTS_KEPT + 1001).map(event).collect();
+    s.commit(&Batch {
+        events,
+        ..Default::default()
+    })
+    .unwrap();
+    let first = s.events_after(0, 1).unwrap();
+    assert_eq!(
+        first[0].seq, 1001,
+        "events older than the last {EVENTS_KEPT} are gone"
+    );
+}
+
+#[test]
+fn refuses_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema", SCHEMA_VERSION + 1)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(matches!(Store::open(&path), Err(StoreError::TooNew { .. })));
+}
+
+/// A state file written by schema 1 must keep loading in every later version.
+#[test]
+fn loads_schema_1_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema1.redb");
+    if std::env::var_os("VIGIL_WRITE_FIXTURES").is_some() {
+        let _ = std::fs::remove_file(&fixture);
+        let s = Store::open(&fixture).unwrap();
+        s.commit(&Batch {
+            put_tags: vec![tag("fixture")],
+            events: vec![event(1)],
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let s = Store::open(&copy).unwrap();
+    assert_eq!(s.tags().unwrap(), vec![tag("fixture")]);
+    assert_eq!(s.last_seq().unwrap(), 1);
+}

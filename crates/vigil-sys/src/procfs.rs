@@ -1,0 +1,248 @@
+//! Process identity from /proc, and clocks.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::OsStringExt;
+use std::sync::OnceLock;
+
+use crate::{Pid, SysError};
+
+/// The fields of /proc/PID/stat that vigil uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The process's pid (field 1).
+    pub pid: Pid,
+    /// The command name (field 2, without the parentheses; may contain spaces or ')').
+    pub comm: String,
+    /// State letter (field 3): R, S, D, Z, T, t, X, I...
+    pub state: char,
+    /// Parent pid (field 4).
+    pub ppid: Pid,
+    /// Process group id (field 5).
+    pub pgrp: Pid,
+    /// Session id (field 6).
+    pub session: Pid,
+    /// Start time in clock ticks after boot (field 22); with the pid, identifies a process.
+    pub start_time: u64,
+}
+
+/// Reads /proc/PID/<name>, mapping a vanished process to `NoSuchProcess`.
+fn read_proc(pid: Pid, name: &str, op: &'static str) -> Result<Vec<u8>, SysError> {
+    if pid <= 0 {
+        return Err(SysError::NoSuchProcess(pid));
+    }
+    std::fs::read(format!("/proc/{pid}/{name}")).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ESRCH) => SysError::NoSuchProcess(pid),
+        _ => SysError::io(op, Some(pid), e),
+    })
+}
+
+/// Parses the contents of a /proc/PID/stat file.
+pub(crate) fn parse_stat(buf: &[u8]) -> Option<ProcStat> {
+    let open = buf.iter().position(|&b| b == b'(')?;
+    // comm may contain ')' itself, so the last one ends it.
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let pid = std::str::from_utf8(&buf[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = String::from_utf8_lossy(&buf[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(&buf[close + 1..]).ok()?;
+    // rest[0] is field 3, so field N is rest[N - 3].
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    if f.len() < 20 {
+        return None;
+    }
+    Some(ProcStat {
+        pid,
+        comm,
+        state: f[0].chars().next()?,
+        ppid: f[1].parse().ok()?,
+        pgrp: f[2].parse().ok()?,
+        session: f[3].parse().ok()?,
+        start_time: f[19].parse().ok()?,
+    })
+}
+
+/// Reads and parses /proc/PID/stat.
+pub fn proc_stat(pid: Pid) -> Result<ProcStat, SysError> {
+    let buf = read_proc(pid, "stat", "read /proc/PID/stat")?;
+    parse_stat(&buf).ok_or_else(|| {
+        SysError::io(
+            "parse /proc/PID/stat",
+            Some(pid),
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                String::from_utf8_lossy(&buf).into_owned(),
+            ),
+        )
+    })
+}
+
+/// Field 22 of /proc/PID/stat.
+pub fn start_time(pid: Pid) -> Result<u64, SysError> {
+    proc_stat(pid).map(|s| s.start_time)
+}
+
+/// The argv of `pid` from /proc/PID/cmdline (empty for zombies and kernel threads).
+pub fn cmdline(pid: Pid) -> Result<Vec<OsString>, SysError> {
+    let buf = read_proc(pid, "cmdline", "read /proc/PID/cmdline")?;
+    let mut args: Vec<OsString> = buf
+        .split(|&b| b == 0)
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect();
+    // The buffer ends with a NUL, which leaves one empty piece at the end.
+    if args.last().is_some_and(|a| a.is_empty()) {
+        args.pop();
+    }
+    Ok(args)
+}
+
+/// Whether this kernel has /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
+fn have_children_files() -> bool {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    *HAVE.get_or_init(|| {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        std::path::Path::new(&format!("/proc/self/task/{tid}/children")).exists()
+    })
+}
+
+/// The direct children of `pid`, sorted; empty on error (e.g. the process is gone).
+///
+/// Uses /proc/PID/task/*/children where the kernel has it, else scans every /proc/N/stat for
+/// ppid == pid (CONFIG_PROC_CHILDREN is off on some kernels, including the one this was
+/// written on).
+pub fn children(pid: Pid) -> Vec<Pid> {
+    let mut out = Vec::new();
+    if pid <= 0 {
+        return out;
+    }
+    if have_children_files() {
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                    out.extend(
+                        s.split_ascii_whitespace()
+                            .filter_map(|p| p.parse::<Pid>().ok()),
+                    );
+                }
+            }
+        }
+    } else if let Ok(procs) = std::fs::read_dir("/proc") {
+        for e in procs.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()) else {
+                continue;
+            };
+            if let Ok(buf) = std::fs::read(e.path().join("stat")) {
+                if parse_stat(&buf).is_some_and(|s| s.ppid == pid) {
+                    out.push(child);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Clock ticks per second (sysconf(_SC_CLK_TCK)), the unit of `start_time`.
+pub fn boot_time_ticks_per_sec() -> u64 {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if hz > 0 {
+            hz as u64
+        } else {
+            100
+        }
+    })
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid pointer to a local timespec.
+    let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime({clock}) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: for timeouts and intervals (does not count suspend).
+pub fn monotonic_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CLOCK_BOOTTIME in nanoseconds: time since boot including suspend, the clock behind `start_time`.
+pub fn boottime_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME)
+}
+
+/// Time since boot in clock ticks, comparable with `start_time` (age = uptime_ticks() - start_time).
+pub fn uptime_ticks() -> u64 {
+    (boottime_now_ns() as u128 * boot_time_ticks_per_sec() as u128 / 1_000_000_000) as u64
+}
+
+/// Converts a `start_time` (ticks after boot) to nanoseconds after boot (CLOCK_BOOTTIME).
+pub fn start_time_to_boot_ns(ticks: u64) -> u64 {
+    (ticks as u128 * 1_000_000_000 / boot_time_ticks_per_sec() as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_weird_comm() {
+        let line = b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 rest";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.pid, 1234);
+        assert_eq!(s.comm, "a) b (c)");
+        assert_eq!(
+            (s.state, s.ppid, s.pgrp, s.session, s.start_time),
+            ('S', 1, 1234, 1234, 987654)
+        );
+        assert!(parse_stat(b"12 (x) S 1 2").is_none());
+        assert!(parse_stat(b"garbage").is_none());
+    }
+
+    #[test]
+    fn reads_ourselves() {
+        let me = std::process::id() as Pid;
+        let s = proc_stat(me).unwrap();
+        assert_eq!(s.pid, me);
+        assert!("RS".contains(s.state), "{s:?}");
+        // SAFETY: getppid/getsid have no preconditions.
+        let (ppid, sid) = unsafe { (libc::getppid(), libc::getsid(0)) };
+        assert_eq!((s.ppid, s.session), (ppid, sid));
+        assert_eq!(start_time(me).unwrap(), s.start_time);
+        assert!(s.start_time <= uptime_ticks());
+        assert!(start_time_to_boot_ns(s.start_time) <= boottime_now_ns());
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        assert_eq!(cmdline(me).unwrap(), argv);
+        assert!(matches!(
+            proc_stat(1 << 23),
+            Err(SysError::NoSuchProcess(_))
+        ));
+        assert!(matches!(cmdline(-5), Err(SysError::NoSuchProcess(-5))));
+        let a = monotonic_now_ns();
+        assert!(monotonic_now_ns() >= a);
+        assert!(boot_time_ticks_per_sec() >= 1);
+    }
+
+    #[test]
+    fn children_of_our_parent_include_us() {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() };
+        assert!(children(ppid).contains(&(std::process::id() as Pid)));
+        assert!(children(1 << 23).is_empty());
+        assert!(children(0).is_empty());
+    }
+}

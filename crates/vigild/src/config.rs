@@ -1,0 +1,252 @@
+//! The TOML config file: daemon settings and the tags that start with vigild.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use vigil_core::{TagName, TagSpec};
+use vigil_proto::{Backoff, ProgramType, RunSpec};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    daemon: DaemonSection,
+    #[serde(default)]
+    tag: BTreeMap<String, TagSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonSection {
+    /// Seconds between the stop signal and SIGKILL.
+    stop_timeout: Option<f64>,
+    /// A tag's log is rotated when it grows past this many bytes.
+    log_max_bytes: Option<u64>,
+    /// Rotated logs kept (TAG.log.1 ... TAG.log.N).
+    log_keep: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagSection {
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    #[serde(default)]
+    instance: u32,
+    #[serde(rename = "type")]
+    program_type: Option<String>,
+    #[serde(default = "minus_one")]
+    level: i64,
+    #[serde(default)]
+    retries: i64,
+    #[serde(default = "minus_one")]
+    period: i64,
+    action: Option<String>,
+    backoff: Option<String>,
+    #[serde(default)]
+    after: Vec<String>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<f64>,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+/// Daemon-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub stop_timeout: Duration,
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            stop_timeout: Duration::from_secs(10),
+            log_max_bytes: 10 << 20,
+            log_keep: 3,
+        }
+    }
+}
+
+/// A parsed and validated config.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub settings: Settings,
+    pub tags: Vec<(TagName, TagSpec)>,
+}
+
+fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
+    if !(0.001..=86_400.0).contains(&v) {
+        anyhow::bail!("{what} = {v} is outside 0.001..=86400 seconds");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Reads and checks a config file; every error names the file, the tag and the key.
+pub fn load(path: &Path, uid: u32, gid: u32) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+    parse(&text, uid, gid).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+}
+
+pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
+    let file: File = toml::from_str(text)?;
+    let mut settings = Settings::default();
+    if let Some(t) = file.daemon.stop_timeout {
+        settings.stop_timeout = secs("daemon.stop_timeout", t)?;
+    }
+    if let Some(b) = file.daemon.log_max_bytes {
+        anyhow::ensure!(b >= 4096, "daemon.log_max_bytes = {b} is below 4096");
+        settings.log_max_bytes = b;
+    }
+    if let Some(k) = file.daemon.log_keep {
+        anyhow::ensure!(
+            (1..=100).contains(&k),
+            "daemon.log_keep = {k} is outside 1..=100"
+        );
+        settings.log_keep = k;
+    }
+    let mut tags = Vec::new();
+    for (name, t) in file.tag {
+        let ctx = |e: String| anyhow::anyhow!("tag.{name}: {e}");
+        let program_type = match t.program_type.as_deref() {
+            None | Some("svc") => ProgramType::Svc,
+            Some("mon") => ProgramType::Mon,
+            Some("other") => ProgramType::Other,
+            Some(other) => return Err(ctx(format!("type = {other:?}: use svc, mon or other"))),
+        };
+        let backoff = match &t.backoff {
+            None => None,
+            Some(b) => {
+                let b = vigil_core::Backoff::parse(b).map_err(ctx)?;
+                Some(Backoff {
+                    min_ms: b.min.as_millis() as u64,
+                    max_ms: b.max.as_millis() as u64,
+                })
+            }
+        };
+        let stop_signal = match &t.stop_signal {
+            None => None,
+            Some(s) => Some(
+                vigil_proto::signal_from_str(s)
+                    .ok_or_else(|| ctx(format!("stop_signal = {s:?} is not a signal")))?,
+            ),
+        };
+        let stop_timeout_ms = match t.stop_timeout {
+            None => None,
+            Some(v) => Some(
+                secs("stop_timeout", v)
+                    .map_err(|e| ctx(e.to_string()))?
+                    .as_millis() as u64,
+            ),
+        };
+        let run = RunSpec {
+            tag: name.clone(),
+            command: t.command,
+            env: t.env.into_iter().collect(),
+            inherit_env: false,
+            cwd: t.cwd,
+            instance: t.instance,
+            program_type,
+            level: t.level,
+            retries: t.retries,
+            period: t.period,
+            action: t.action,
+            backoff,
+            after: t.after,
+            stop_signal,
+            stop_timeout_ms,
+        };
+        let (tag, spec) = crate::spec::build(&run, uid, gid, settings.stop_timeout)
+            .map_err(|e| ctx(e.message))?;
+        tags.push((tag, spec));
+    }
+    check_after(&tags)?;
+    Ok(Config { settings, tags })
+}
+
+/// Every `after` names a declared tag, and there is no cycle.
+fn check_after(tags: &[(TagName, TagSpec)]) -> anyhow::Result<()> {
+    let by_name: BTreeMap<&TagName, &TagSpec> = tags.iter().map(|(n, s)| (n, s)).collect();
+    for (n, s) in tags {
+        for a in &s.after {
+            anyhow::ensure!(
+                by_name.contains_key(a),
+                "tag.{n}: after names {a}, which is not declared"
+            );
+        }
+    }
+    fn visit<'a>(
+        n: &'a TagName,
+        by_name: &BTreeMap<&'a TagName, &'a TagSpec>,
+        path: &mut Vec<&'a TagName>,
+        done: &mut BTreeSet<&'a TagName>,
+    ) -> anyhow::Result<()> {
+        if done.contains(n) {
+            return Ok(());
+        }
+        if let Some(i) = path.iter().position(|p| *p == n) {
+            let cycle: Vec<String> = path[i..].iter().map(|p| p.to_string()).collect();
+            anyhow::bail!("start order has a cycle: {} -> {n}", cycle.join(" -> "));
+        }
+        path.push(n);
+        for a in &by_name[n].after {
+            let (k, _) = by_name.get_key_value(a).expect("checked above");
+            visit(k, by_name, path, done)?;
+        }
+        path.pop();
+        done.insert(n);
+        Ok(())
+    }
+    let mut done = BTreeSet::new();
+    for n in by_name.keys() {
+        visit(n, &by_name, &mut Vec::new(), &mut done)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_issue_example() {
+        let c = parse(
+            r#"
+[tag.web]
+command = ["python3", "-m", "http.server", "8000"]
+retries = 5
+period = 60
+level = -1
+env = { PORT = "8000" }
+"#,
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(c.tags.len(), 1);
+        assert_eq!(
+            c.tags[0].1.env,
+            vec![("PORT".to_string(), "8000".to_string())]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = |t: &str| parse(t, 0, 0).unwrap_err().to_string();
+        assert!(e("[tag.a]\ncommand = []").contains("tag.a: tag a: the command is empty"));
+        assert!(e("[tag.a]\ncommand = [\"x\"]\nlevel = -2").contains("level -2"));
+        assert!(e("[tag.a]\ncommand = [\"x\"]\nafter = [\"b\"]").contains("not declared"));
+        assert!(e("[tag.a]\ncommand = [\"x\"]\nafter = [\"b\"]\n[tag.b]\ncommand = [\"x\"]\nafter = [\"a\"]")
+            .contains("cycle"));
+        assert!(e("[tag.a]\ncommand = [\"x\"]\nbogus = 1").contains("bogus"));
+        assert!(e("[tag.\"a b\"]\ncommand = [\"x\"]").contains("whitespace"));
+    }
+}

@@ -1,0 +1,324 @@
+//! The one place where core, wire and store types meet.
+
+use std::time::Duration;
+
+use vigil_core as core;
+use vigil_core::{Exit, ProcId, Tag, TagEvent, TagName, TagSpec, TagState, Timestamp};
+use vigil_proto as proto;
+use vigil_store as store;
+
+pub fn exit_from_wait(s: vigil_sys::WaitStatus) -> Exit {
+    match s {
+        vigil_sys::WaitStatus::Exited(c) => Exit::Code(c as u8),
+        vigil_sys::WaitStatus::Signaled { signal, .. } => Exit::Signal(signal),
+    }
+}
+
+pub fn exit_to_wire(e: Exit) -> proto::ExitStatus {
+    match e {
+        Exit::Code(c) => proto::ExitStatus::Code(c),
+        Exit::Signal(s) => proto::ExitStatus::Signal(s),
+        Exit::Unknown => proto::ExitStatus::Unknown,
+    }
+}
+
+fn exit_to_store(e: Exit) -> store::ExitRecord {
+    match e {
+        Exit::Code(c) => store::ExitRecord::Code(c),
+        Exit::Signal(s) => store::ExitRecord::Signal(s),
+        Exit::Unknown => store::ExitRecord::Unknown,
+    }
+}
+
+fn exit_from_store(e: store::ExitRecord) -> Exit {
+    match e {
+        store::ExitRecord::Code(c) => Exit::Code(c),
+        store::ExitRecord::Signal(s) => Exit::Signal(s),
+        store::ExitRecord::Unknown => Exit::Unknown,
+    }
+}
+
+pub fn program_type_from_wire(t: proto::ProgramType) -> core::ProgramType {
+    match t {
+        proto::ProgramType::Svc => core::ProgramType::Svc,
+        proto::ProgramType::Mon => core::ProgramType::Mon,
+        proto::ProgramType::Other => core::ProgramType::Other,
+    }
+}
+
+fn program_type_to_wire(t: core::ProgramType) -> proto::ProgramType {
+    match t {
+        core::ProgramType::Svc => proto::ProgramType::Svc,
+        core::ProgramType::Mon => proto::ProgramType::Mon,
+        core::ProgramType::Other => proto::ProgramType::Other,
+    }
+}
+
+fn program_type_code(t: core::ProgramType) -> u8 {
+    match t {
+        core::ProgramType::Svc => 0,
+        core::ProgramType::Mon => 1,
+        core::ProgramType::Other => 2,
+    }
+}
+
+fn stop_mode_to_store(m: core::StopMode) -> store::StopModeRecord {
+    match m {
+        core::StopMode::Stay => store::StopModeRecord::Stay,
+        core::StopMode::Restart => store::StopModeRecord::Restart,
+        core::StopMode::Remove => store::StopModeRecord::Remove,
+        core::StopMode::Shutdown => store::StopModeRecord::Shutdown,
+    }
+}
+
+fn stop_mode_from_store(m: store::StopModeRecord) -> core::StopMode {
+    match m {
+        store::StopModeRecord::Stay => core::StopMode::Stay,
+        store::StopModeRecord::Restart => core::StopMode::Restart,
+        store::StopModeRecord::Remove => core::StopMode::Remove,
+        store::StopModeRecord::Shutdown => core::StopMode::Shutdown,
+    }
+}
+
+fn proc_record(id: ProcId, depth: u32) -> store::ProcRecord {
+    store::ProcRecord {
+        pid: id.pid,
+        start_time: id.start_time,
+        depth,
+    }
+}
+
+pub fn backoff_to_wire(b: Option<core::Backoff>) -> Option<proto::Backoff> {
+    b.map(|b| proto::Backoff {
+        min_ms: b.min.as_millis() as u64,
+        max_ms: b.max.as_millis() as u64,
+    })
+}
+
+pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
+    let s = &tag.spec;
+    store::TagRecord {
+        name: tag.name.to_string(),
+        command: s.command.clone(),
+        env: s.env.clone(),
+        cwd: s.cwd.clone(),
+        instance: s.instance,
+        program_type: program_type_code(s.program_type),
+        level: s.level.to_i64(),
+        retries: s.retries.to_i64(),
+        period: s.period.to_secs_i64(),
+        action: s.action.clone(),
+        backoff_ms: s
+            .backoff
+            .map(|b| (b.min.as_millis() as u64, b.max.as_millis() as u64)),
+        after: s.after.iter().map(|a| a.to_string()).collect(),
+        stop_signal: s.stop_signal,
+        stop_timeout_ms: s.stop_timeout.as_millis() as u64,
+        uid: s.uid,
+        gid: s.gid,
+        from_config,
+        state: match &tag.state {
+            TagState::Waiting => store::StateRecord::Waiting,
+            TagState::Running => store::StateRecord::Running,
+            TagState::Backoff { until } => store::StateRecord::Backoff {
+                until_ms: until.as_millis(),
+            },
+            TagState::Action => store::StateRecord::Action,
+            TagState::Stopping {
+                deadline,
+                then,
+                killed,
+            } => store::StateRecord::Stopping {
+                deadline_ms: deadline.as_millis(),
+                then: stop_mode_to_store(*then),
+                killed: *killed,
+            },
+            TagState::Stopped => store::StateRecord::Stopped,
+            TagState::Failed { reason } => store::StateRecord::Failed {
+                reason: reason.clone(),
+            },
+        },
+        enabled: tag.enabled,
+        procs: tag.tree.all().map(|p| proc_record(p.id, p.depth)).collect(),
+        main: tag.main.map(|m| proc_record(m, 0)),
+        budget_ms: tag.budget.history.iter().map(|t| t.as_millis()).collect(),
+        started_ms: tag.started_at.map(|t| t.as_millis()),
+        last_exit: tag.last_exit.map(|(p, e)| (p, exit_to_store(e))),
+        starts: tag.starts,
+        quick_failures: tag.quick_failures,
+        pending: tag.pending.map(|k| match k {
+            core::tag::StartKind::First => 0,
+            core::tag::StartKind::Restart { counted: true } => 1,
+            core::tag::StartKind::Restart { counted: false } => 2,
+        }),
+    }
+}
+
+/// Rebuilds a tag from its record; the processes are returned apart, to be checked before re-adoption.
+pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>), String> {
+    let name = TagName::new(&r.name).map_err(|e| e.to_string())?;
+    let spec = TagSpec {
+        command: r.command.clone(),
+        env: r.env.clone(),
+        cwd: r.cwd.clone(),
+        instance: r.instance,
+        program_type: match r.program_type {
+            1 => core::ProgramType::Mon,
+            2 => core::ProgramType::Other,
+            _ => core::ProgramType::Svc,
+        },
+        level: core::Level::from_i64(r.level).ok_or("bad level")?,
+        retries: core::Retries::from_i64(r.retries).ok_or("bad retries")?,
+        period: core::Period::from_secs_i64(r.period).ok_or("bad period")?,
+        action: r.action.clone(),
+        backoff: r.backoff_ms.map(|(a, b)| core::Backoff {
+            min: Duration::from_millis(a),
+            max: Duration::from_millis(b),
+        }),
+        after: r
+            .after
+            .iter()
+            .filter_map(|a| TagName::new(a).ok())
+            .collect(),
+        stop_signal: r.stop_signal,
+        stop_timeout: Duration::from_millis(r.stop_timeout_ms),
+        uid: r.uid,
+        gid: r.gid,
+    };
+    let mut tag = Tag::new(name, spec);
+    tag.state = match &r.state {
+        store::StateRecord::Waiting => TagState::Waiting,
+        store::StateRecord::Running => TagState::Running,
+        store::StateRecord::Backoff { until_ms } => TagState::Backoff {
+            until: Timestamp(*until_ms),
+        },
+        store::StateRecord::Action => TagState::Action,
+        store::StateRecord::Stopping {
+            deadline_ms,
+            then,
+            killed,
+        } => TagState::Stopping {
+            deadline: Timestamp(*deadline_ms),
+            then: stop_mode_from_store(*then),
+            killed: *killed,
+        },
+        store::StateRecord::Stopped => TagState::Stopped,
+        store::StateRecord::Failed { reason } => TagState::Failed {
+            reason: reason.clone(),
+        },
+    };
+    tag.enabled = r.enabled;
+    tag.main = r.main.as_ref().map(|m| ProcId {
+        pid: m.pid,
+        start_time: m.start_time,
+    });
+    tag.budget.history = r.budget_ms.iter().map(|t| Timestamp(*t)).collect();
+    tag.started_at = r.started_ms.map(Timestamp);
+    tag.last_exit = r.last_exit.map(|(p, e)| (p, exit_from_store(e)));
+    tag.starts = r.starts;
+    tag.quick_failures = r.quick_failures;
+    tag.pending = r.pending.map(|k| match k {
+        0 => core::tag::StartKind::First,
+        1 => core::tag::StartKind::Restart { counted: true },
+        _ => core::tag::StartKind::Restart { counted: false },
+    });
+    let procs = r
+        .procs
+        .iter()
+        .map(|p| {
+            (
+                ProcId {
+                    pid: p.pid,
+                    start_time: p.start_time,
+                },
+                p.depth,
+            )
+        })
+        .collect();
+    Ok((tag, procs))
+}
+
+pub fn tag_status(
+    tag: &Tag,
+    from_config: bool,
+    log_path: String,
+    now: Timestamp,
+) -> proto::TagStatus {
+    let s = &tag.spec;
+    proto::TagStatus {
+        name: tag.name.to_string(),
+        state: tag.state.name().to_string(),
+        reason: match &tag.state {
+            TagState::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        },
+        uid: s.uid,
+        gid: s.gid,
+        command: s.command.clone(),
+        env: s.env.clone(),
+        cwd: s.cwd.clone(),
+        instance: s.instance,
+        program_type: program_type_to_wire(s.program_type),
+        level: s.level.to_i64(),
+        retries: s.retries.to_i64(),
+        period: s.period.to_secs_i64(),
+        action: s.action.clone(),
+        backoff: backoff_to_wire(s.backoff),
+        after: s.after.iter().map(|a| a.to_string()).collect(),
+        restarts_used: tag.restarts_used(now),
+        starts: tag.starts,
+        procs: tag
+            .tree
+            .all()
+            .map(|p| proto::ProcInfo {
+                pid: p.id.pid,
+                level: p.depth,
+                watched: s.level.watches(p.depth),
+            })
+            .collect(),
+        main_pid: tag.main.filter(|m| tag.tree.contains(m.pid)).map(|m| m.pid),
+        started_ms: tag
+            .started_at
+            .map(|t| t.as_millis())
+            .filter(|_| !tag.tree.is_empty()),
+        last_exit: tag.last_exit.map(|(p, e)| (p, exit_to_wire(e))),
+        log_path,
+        from_config,
+    }
+}
+
+/// The name/value data of a tag event.
+pub fn event_data(ev: &TagEvent) -> Vec<(String, String)> {
+    let kv = |k: &str, v: String| (k.to_string(), v);
+    match ev {
+        TagEvent::Start { pid } => vec![kv("pid", pid.to_string())],
+        TagEvent::Exit { pid, exit } => {
+            let mut d = vec![kv("pid", pid.to_string()), kv("status", exit.to_string())];
+            match exit {
+                Exit::Code(c) => d.push(kv("code", c.to_string())),
+                Exit::Signal(s) => d.push(kv("signal", s.to_string())),
+                Exit::Unknown => {}
+            }
+            d
+        }
+        TagEvent::Restart { pid, counted } => vec![
+            kv("pid", pid.to_string()),
+            kv("counted", counted.to_string()),
+        ],
+        TagEvent::Failed { reason } => vec![kv("reason", reason.clone())],
+        TagEvent::Action { program } => vec![kv("program", program.clone())],
+        TagEvent::ActionExit { exit } => vec![kv("status", exit.to_string())],
+        TagEvent::Stop | TagEvent::Remove => vec![],
+        TagEvent::Lost { proc } => vec![kv("pid", proc.pid.to_string())],
+    }
+}
+
+pub fn event_to_wire(e: &store::EventRecord) -> proto::Event {
+    proto::Event {
+        seq: e.seq,
+        time_ms: e.time_ms,
+        name: e.name.clone(),
+        subject: e.subject.clone(),
+        data: e.data.clone(),
+    }
+}

@@ -1,0 +1,458 @@
+//! One function per request. Each checks everything first and changes nothing when it refuses.
+
+use std::time::Duration;
+
+use vigil_core::{Period, Refused, Retries, StopMode, Tag, TagName, TagState};
+use vigil_proto::{DaemonInfo, ErrorCode, Request, Response, RunSpec, TagSummary, WireError};
+
+use crate::server::{Caller, ConnTx, Outgoing};
+use crate::state::{now, Daemon, Entry, WaitFor, Waiter};
+
+type Answer = Result<Response, WireError>;
+
+fn err(code: ErrorCode, msg: impl Into<String>) -> WireError {
+    WireError::new(code, msg)
+}
+
+fn refused(r: Refused) -> WireError {
+    let code = match r {
+        Refused::AlreadyRunning(_) => ErrorCode::AlreadyExists,
+        Refused::NoProcesses(_) => ErrorCode::NoProcess,
+        Refused::Stopping(_) => ErrorCode::Busy,
+    };
+    err(code, r.to_string())
+}
+
+fn ms(d: u64) -> Duration {
+    Duration::from_millis(d)
+}
+
+impl Daemon {
+    /// Handles one request. `None` means the answer comes later (a waiter was registered).
+    pub fn handle(
+        &mut self,
+        caller: Caller,
+        id: u64,
+        req: Request,
+        out: &ConnTx,
+    ) -> Option<Answer> {
+        let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
+        Some(match req {
+            Request::Run(spec) => self.run(caller, spec),
+            Request::Start { tag } => self.start(caller, &tag),
+            Request::Modify {
+                tag,
+                retries,
+                period,
+            } => self.modify(caller, &tag, retries, period),
+            Request::Stop {
+                tag,
+                signal,
+                wait_ms,
+            } => return self.stop(caller, &tag, signal, wait_ms, StopMode::Stay, id, out),
+            Request::Remove { tag, wait_ms } => {
+                return self.stop(caller, &tag, None, wait_ms, StopMode::Remove, id, out)
+            }
+            Request::Kill {
+                tag,
+                signal,
+                wait_ms,
+            } => return self.kill(caller, &tag, signal, wait_ms, id, out),
+            Request::Restart { tag } => self.restart(caller, &tag),
+            Request::Query { tag } => Ok(Response::Exists(
+                TagName::new(&tag)
+                    .ok()
+                    .is_some_and(|n| self.tags.contains_key(&n)),
+            )),
+            Request::List => Ok(Response::List(
+                self.tags
+                    .iter()
+                    .map(|(n, e)| TagSummary {
+                        name: n.to_string(),
+                        state: e.tag.state.name().into(),
+                        pids: e
+                            .tag
+                            .tree
+                            .watched(e.tag.spec.level)
+                            .map(|p| p.id.pid)
+                            .collect(),
+                    })
+                    .collect(),
+            )),
+            Request::Status { tag: None } => Ok(Response::Tags(
+                self.tags.keys().map(|n| self.status_of(n)).collect(),
+            )),
+            Request::Status { tag: Some(tag) } => self
+                .known(&tag)
+                .map(|n| Response::Tags(vec![self.status_of(&n)])),
+            Request::Wait { tag, timeout_ms } => {
+                let name = match self.known(&tag) {
+                    Ok(n) => n,
+                    Err(e) => return Some(Err(e)),
+                };
+                let deadline = timeout_ms.map(|t| now().add(ms(t)));
+                self.waiters.push(Waiter {
+                    until: WaitFor::TagIdle(name),
+                    deadline,
+                    out: out.clone(),
+                    id,
+                });
+                return None;
+            }
+            Request::Events { after, limit } => self
+                .store
+                .events_after(after, limit.min(10_000) as usize)
+                .map(|v| Response::Events(v.iter().map(crate::convert::event_to_wire).collect()))
+                .map_err(|e| err(ErrorCode::Internal, e.to_string())),
+            Request::Subscribe { after } => return self.subscribe(after, id, out),
+            Request::Reload => self.admin(caller, "reload").and_then(|_| self.reload()),
+            Request::Reexec => {
+                if let Err(e) = self.admin(caller, "re-exec vigild") {
+                    return Some(Err(e));
+                }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let msg = vigil_proto::ServerMsg::Response {
+                    id,
+                    result: Ok(Response::Ok),
+                };
+                self.outbox.push((
+                    out.clone(),
+                    Outgoing {
+                        msg,
+                        written: Some(tx),
+                    },
+                ));
+                self.reexec = Some(rx);
+                return None;
+            }
+            Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+                uid: self.uid,
+                started_ms: self.started.as_millis(),
+                state_dir: self.paths.state_dir.display().to_string(),
+                socket: self.paths.socket.display().to_string(),
+                config: self.paths.config.as_ref().map(|p| p.display().to_string()),
+                tags: self.tags.len() as u32,
+                tracking: self.tracking_mode().into(),
+                last_seq: self.seq,
+            })),
+        })
+    }
+
+    fn known(&self, tag: &str) -> Result<TagName, WireError> {
+        let name = crate::spec::tag_name(tag)?;
+        if !self.tags.contains_key(&name) {
+            return Err(err(ErrorCode::NotFound, format!("no such tag: {name}")));
+        }
+        Ok(name)
+    }
+
+    /// The tag exists and the caller owns it (or is root).
+    fn owned(&self, caller: Caller, tag: &str, verb: &str) -> Result<TagName, WireError> {
+        let name = self.known(tag)?;
+        let owner = self.tags[&name].tag.spec.uid;
+        if caller.uid != 0 && caller.uid != owner {
+            return Err(err(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "tag {name} belongs to uid {owner}; uid {} may not {verb} it",
+                    caller.uid
+                ),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
+        if caller.uid != 0 && caller.uid != self.uid {
+            return Err(err(
+                ErrorCode::PermissionDenied,
+                format!("only root or uid {} may {verb}", self.uid),
+            ));
+        }
+        Ok(())
+    }
+
+    fn refuse_if_shutting_down(&self) -> Result<(), WireError> {
+        if self.shutting_down {
+            return Err(err(ErrorCode::Busy, "vigild is shutting down"));
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, caller: Caller, run: RunSpec) -> Answer {
+        self.refuse_if_shutting_down()?;
+        if self.uid != 0 && caller.uid != self.uid {
+            return Err(err(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "this vigild runs as uid {} and cannot start processes as uid {}",
+                    self.uid, caller.uid
+                ),
+            ));
+        }
+        let (name, spec) =
+            crate::spec::build(&run, caller.uid, caller.gid, self.settings.stop_timeout)?;
+        if let Some(old) = self.tags.get(&name) {
+            if old.tag.is_active() {
+                return Err(err(
+                    ErrorCode::AlreadyExists,
+                    format!("tag {name} is already running"),
+                ));
+            }
+            if caller.uid != 0 && caller.uid != old.tag.spec.uid {
+                return Err(err(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "tag {name} belongs to uid {}; uid {} may not replace it",
+                        old.tag.spec.uid, caller.uid
+                    ),
+                ));
+            }
+        }
+        for dep in &spec.after {
+            if !self.tags.contains_key(dep) {
+                return Err(err(
+                    ErrorCode::NotFound,
+                    format!("tag {name} starts after {dep}, which does not exist"),
+                ));
+            }
+        }
+        // Refuse a command that cannot be found now rather than fail later.
+        let path = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| std::ffi::OsString::from(v));
+        let path = path.unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
+        vigil_sys::resolve_program(&spec.command[0], Some(&path))
+            .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: {e}")))?;
+        if let Some(action) = &spec.action {
+            vigil_sys::resolve_program(action, Some(&path)).map_err(|e| {
+                err(
+                    ErrorCode::ExecFailed,
+                    format!("tag {name}: action program: {e}"),
+                )
+            })?;
+        }
+        let replaced = self.tags.remove(&name);
+        self.insert_and_start(name.clone(), spec, false, replaced.and_then(|e| e.log));
+        let e = &self.tags[&name];
+        if e.tag.starts == 0 {
+            if let TagState::Failed { reason } = &e.tag.state {
+                let reason = reason.clone();
+                self.tags.remove(&name);
+                self.dirty.remove(&name);
+                self.batch.delete_tags.push(name.to_string());
+                return Err(err(ErrorCode::ExecFailed, format!("tag {name}: {reason}")));
+            }
+        }
+        Ok(Response::Tag(self.status_of(&name)))
+    }
+
+    /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
+    pub fn insert_and_start(
+        &mut self,
+        name: TagName,
+        spec: vigil_core::TagSpec,
+        from_config: bool,
+        log: Option<std::fs::File>,
+    ) {
+        let deps_ready = spec.after.iter().all(|d| {
+            self.tags
+                .get(d)
+                .is_some_and(|e| e.tag.state == TagState::Running)
+        });
+        let mut tag = Tag::new(name.clone(), spec);
+        let fx = if deps_ready {
+            tag.start().expect("a new tag can start")
+        } else {
+            tag.wait_for_deps();
+            vec![]
+        };
+        self.tags.insert(
+            name.clone(),
+            Entry {
+                tag,
+                from_config,
+                session: None,
+                log,
+            },
+        );
+        self.dirty.insert(name.clone());
+        self.apply(&name, fx);
+    }
+
+    fn start(&mut self, caller: Caller, tag: &str) -> Answer {
+        self.refuse_if_shutting_down()?;
+        let name = self.owned(caller, tag, "start")?;
+        let fx = self
+            .tags
+            .get_mut(&name)
+            .expect("known")
+            .tag
+            .start()
+            .map_err(refused)?;
+        self.apply(&name, fx);
+        Ok(Response::Ok)
+    }
+
+    fn modify(
+        &mut self,
+        caller: Caller,
+        tag: &str,
+        retries: Option<i64>,
+        period: Option<i64>,
+    ) -> Answer {
+        let name = self.owned(caller, tag, "modify")?;
+        let r = retries
+            .map(|r| {
+                Retries::from_i64(r).ok_or_else(|| {
+                    err(
+                        ErrorCode::InvalidArgument,
+                        format!("retries {r} is out of range: use -1 (no limit) or 0 and up"),
+                    )
+                })
+            })
+            .transpose()?;
+        let p = period
+            .map(|p| {
+                Period::from_secs_i64(p).ok_or_else(|| {
+                    err(
+                        ErrorCode::InvalidArgument,
+                        format!("period {p} is out of range: use -1 (no limit) or 1 second and up"),
+                    )
+                })
+            })
+            .transpose()?;
+        self.tags.get_mut(&name).expect("known").tag.modify(r, p);
+        self.dirty.insert(name);
+        Ok(Response::Ok)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stop(
+        &mut self,
+        caller: Caller,
+        tag: &str,
+        signal: Option<i32>,
+        wait_ms: Option<u64>,
+        mode: StopMode,
+        id: u64,
+        out: &ConnTx,
+    ) -> Option<Answer> {
+        let verb = if mode == StopMode::Remove {
+            "remove"
+        } else {
+            "stop"
+        };
+        let name = match self.owned(caller, tag, verb) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some(s) = signal.filter(|s| !(1..=64).contains(s)) {
+            return Some(Err(err(
+                ErrorCode::InvalidArgument,
+                format!("{s} is not a signal number (1-64)"),
+            )));
+        }
+        let e = self.tags.get_mut(&name).expect("known");
+        let signal = signal.unwrap_or(e.tag.spec.stop_signal);
+        let timeout = wait_ms.map_or(e.tag.spec.stop_timeout, ms);
+        let fx = e.tag.stop(signal, timeout, mode, now());
+        self.apply(&name, fx);
+        match wait_ms {
+            None => Some(Ok(Response::Ok)),
+            Some(w) => {
+                // SIGKILL goes out when the wait runs out; allow a little for it to land.
+                let deadline = Some(now().add(ms(w) + Self::stop_grace()));
+                self.waiters.push(Waiter {
+                    until: WaitFor::TagIdle(name),
+                    deadline,
+                    out: out.clone(),
+                    id,
+                });
+                None
+            }
+        }
+    }
+
+    fn kill(
+        &mut self,
+        caller: Caller,
+        tag: &str,
+        signal: i32,
+        wait_ms: Option<u64>,
+        id: u64,
+        out: &ConnTx,
+    ) -> Option<Answer> {
+        let name = match self.owned(caller, tag, "signal") {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        if !(1..=64).contains(&signal) {
+            return Some(Err(err(
+                ErrorCode::InvalidArgument,
+                format!("{signal} is not a signal number (1-64)"),
+            )));
+        }
+        let tag = &self.tags[&name].tag;
+        let procs = tag.tree.ids();
+        let fx = match tag.kill(signal) {
+            Ok(fx) => fx,
+            Err(r) => return Some(Err(refused(r))),
+        };
+        self.apply(&name, fx);
+        match wait_ms {
+            None => Some(Ok(Response::Ok)),
+            Some(w) => {
+                let deadline = Some(now().add(ms(w)));
+                self.waiters.push(Waiter {
+                    until: WaitFor::ProcsGone(name, procs),
+                    deadline,
+                    out: out.clone(),
+                    id,
+                });
+                None
+            }
+        }
+    }
+
+    fn restart(&mut self, caller: Caller, tag: &str) -> Answer {
+        self.refuse_if_shutting_down()?;
+        let name = self.owned(caller, tag, "restart")?;
+        if matches!(self.tags[&name].tag.state, TagState::Stopping { .. }) {
+            return Err(err(ErrorCode::Busy, format!("tag {name} is being stopped")));
+        }
+        let fx = self.tags.get_mut(&name).expect("known").tag.restart(now());
+        self.apply(&name, fx);
+        Ok(Response::Ok)
+    }
+
+    fn subscribe(&mut self, after: Option<u64>, id: u64, out: &ConnTx) -> Option<Answer> {
+        self.reply(out, id, Ok(Response::Ok));
+        if let Some(mut after) = after {
+            loop {
+                let chunk = match self.store.events_after(after, 1000) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("reading events: {e}");
+                        break;
+                    }
+                };
+                let Some(last) = chunk.last() else { break };
+                after = last.seq;
+                for e in &chunk {
+                    let msg = vigil_proto::ServerMsg::Event(crate::convert::event_to_wire(e));
+                    self.outbox
+                        .push((out.clone(), Outgoing { msg, written: None }));
+                }
+            }
+        }
+        self.subscribers.push(out.clone());
+        None
+    }
+}

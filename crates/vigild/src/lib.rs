@@ -1,0 +1,242 @@
+//! vigild: one per node. It owns all state, serves the Unix socket and supervises processes.
+//!
+//! `run` is the whole daemon; `main.rs` only parses options. One loop owns the state
+//! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
+
+pub mod config;
+pub mod convert;
+pub mod handlers;
+pub mod logs;
+pub mod procs;
+pub mod restore;
+pub mod server;
+pub mod spec;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::server::Msg;
+use crate::state::{now, Daemon, Paths, SharedFd};
+
+/// How vigild was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// What the loop ended with.
+pub enum Exit {
+    Shutdown,
+    Reexec,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or a re-exec request.
+pub fn run(opts: Options) -> anyhow::Result<Exit> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(opts))
+}
+
+fn prepare_dirs(opts: &Options) -> anyhow::Result<()> {
+    std::fs::create_dir_all(opts.state_dir.join("logs"))
+        .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
+    if let Some(dir) = opts.socket.parent() {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            // Anyone may connect: authorisation is per request, from SO_PEERCRED.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    Ok(())
+}
+
+fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if socket.exists() {
+        // A live vigild answers on it; a stale file is removed.
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            anyhow::bail!(
+                "another vigild is already listening on {}",
+                socket.display()
+            );
+        }
+        std::fs::remove_file(socket)
+            .with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+async fn serve(opts: Options) -> anyhow::Result<Exit> {
+    prepare_dirs(&opts)?;
+    let uid = vigil_sys::getuid();
+    let gid = vigil_sys::getgid();
+    let config = match &opts.config {
+        Some(p) => Some(config::load(p, uid, gid)?),
+        None => None,
+    };
+    let settings = config
+        .as_ref()
+        .map(|c| c.settings.clone())
+        .unwrap_or_default();
+    let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
+
+    if let Err(e) = vigil_sys::set_child_subreaper() {
+        warn!("cannot become a child subreaper: {e}");
+    }
+    if let Err(e) = vigil_sys::raise_nofile_limit() {
+        warn!("cannot raise the open file limit: {e}");
+    }
+    // Opened before anything is re-adopted, so that no fork is missed in between.
+    let connector = match vigil_sys::ProcConnector::open() {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            warn!("process connector unavailable ({e}); descendants are found by scanning /proc");
+            None
+        }
+    };
+    let listener = bind(&opts.socket)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut sigchld = signal(SignalKind::child())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+
+    let logs = logs::Logs::new(
+        opts.state_dir.join("logs"),
+        settings.log_max_bytes,
+        settings.log_keep,
+    );
+    let seq = store.last_seq()?;
+    let mut d = Daemon {
+        paths: Paths {
+            state_dir: opts.state_dir.clone(),
+            socket: opts.socket.clone(),
+            config: opts.config.clone(),
+        },
+        settings,
+        store,
+        tags: BTreeMap::new(),
+        procs: HashMap::new(),
+        actions: HashMap::new(),
+        connector,
+        timers: BTreeSet::new(),
+        waiters: Vec::new(),
+        subscribers: Vec::new(),
+        seq,
+        batch: Default::default(),
+        dirty: BTreeSet::new(),
+        outbox: Vec::new(),
+        logs,
+        tx: tx.clone(),
+        started: now(),
+        uid,
+        gid,
+        shutting_down: false,
+        reexec: None,
+        reexec_now: false,
+    };
+    let reexeced = std::env::var_os("VIGILD_REEXEC").is_some();
+    d.restore()?;
+    if let Some(c) = config {
+        let report = d.apply_config(c.tags);
+        info!(
+            "config: started {:?}, restarted {:?}, stopped {:?}",
+            report.started, report.restarted, report.stopped
+        );
+    }
+    d.emit(
+        "vigild",
+        "sys.vigil.daemon.start",
+        vec![
+            ("pid".into(), std::process::id().to_string()),
+            ("reexec".into(), reexeced.to_string()),
+        ],
+    );
+    d.finish_step();
+    info!(
+        pid = std::process::id(),
+        socket = %opts.socket.display(),
+        tracking = d.tracking_mode(),
+        "vigild {} ready with {} tag(s)",
+        env!("CARGO_PKG_VERSION"),
+        d.tags.len()
+    );
+
+    tokio::spawn(server::accept_loop(listener, tx));
+    let connector_fd = match &d.connector {
+        Some(c) => Some(SharedFd::register(c.clone())?),
+        None => None,
+    };
+    let inotify_fd = match &d.logs.inotify {
+        Some(i) => Some(SharedFd::register(i.clone())?),
+        None => None,
+    };
+
+    let exit = loop {
+        let deadline = d.next_deadline().map(|t| {
+            let wait = t.since(now());
+            tokio::time::Instant::now() + wait
+        });
+        tokio::select! {
+            biased;
+            _ = sigchld.recv() => d.reap(),
+            ready = async { match &connector_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
+                if let Ok(mut guard) = ready {
+                    d.drain_connector();
+                    guard.clear_ready();
+                }
+            }
+            Some(msg) = rx.recv() => match msg {
+                Msg::Request { caller, id, req, out } => {
+                    if let Some(answer) = d.handle(caller, id, req, &out) {
+                        d.reply(&out, id, answer);
+                    }
+                }
+                Msg::Exited { pid, start_time } => d.on_exited(pid, start_time),
+            },
+            ready = async { match &inotify_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
+                if let Ok(mut guard) = ready {
+                    d.logs.on_inotify();
+                    guard.clear_ready();
+                }
+            }
+            _ = async { match deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => d.on_timers(),
+            _ = sigterm.recv() => d.begin_shutdown(),
+            _ = sigint.recv() => d.begin_shutdown(),
+            _ = sighup.recv() => d.reexec_now = true,
+        }
+        d.finish_step();
+        if d.shutdown_done() {
+            break Exit::Shutdown;
+        }
+        if let Some(rx) = &mut d.reexec {
+            // Let the reply reach the client before the process image goes away.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx).await;
+            break Exit::Reexec;
+        }
+        if d.reexec_now {
+            break Exit::Reexec;
+        }
+    };
+    if let Exit::Shutdown = exit {
+        let _ = std::fs::remove_file(&opts.socket);
+        info!("every tag is stopped; exiting");
+    } else {
+        info!("re-executing in place");
+    }
+    Ok(exit)
+}

@@ -1,0 +1,89 @@
+//! `vigild`: parse options, set up logging, run the daemon; re-exec in place when asked.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// vigil's daemon: keeps vital processes alive.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Directory for the state file and the logs [default: /var/lib/vigil for root, else
+    /// $XDG_STATE_HOME/vigil or ~/.local/state/vigil]
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Socket to listen on [default: /run/vigil/vigild.sock for root, else $XDG_RUNTIME_DIR/vigil/vigild.sock]
+    #[arg(long, env = "VIGIL_SOCKET")]
+    socket: Option<PathBuf>,
+    /// TOML file declaring tags that start with vigild
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// error, warn, info, debug or trace (or a tracing filter)
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn default_state_dir() -> PathBuf {
+    if vigil_sys::getuid() == 0 {
+        return "/var/lib/vigil".into();
+    }
+    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("vigil"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+            .join(".local/state/vigil"),
+    }
+}
+
+fn default_socket() -> PathBuf {
+    if vigil_sys::getuid() == 0 {
+        return "/run/vigil/vigild.sock".into();
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("vigil/vigild.sock"),
+        None => format!("/tmp/vigil-{}/vigild.sock", vigil_sys::getuid()).into(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level);
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vigild: --log-level {}: {e}", args.log_level);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let opts = vigild::Options {
+        state_dir: args.state_dir.unwrap_or_else(default_state_dir),
+        socket: args.socket.unwrap_or_else(default_socket),
+        config: args.config.map(|c| std::path::absolute(&c).unwrap_or(c)),
+    };
+    match vigild::run(opts) {
+        Ok(vigild::Exit::Shutdown) => std::process::ExitCode::SUCCESS,
+        Ok(vigild::Exit::Reexec) => {
+            // Same pid, so vigild stays the parent of every process it started.
+            let err = std::process::Command::new("/proc/self/exe")
+                .arg0(
+                    std::env::args_os()
+                        .next()
+                        .unwrap_or_else(|| "vigild".into()),
+                )
+                .args(std::env::args_os().skip(1))
+                .env("VIGILD_REEXEC", "1")
+                .exec();
+            eprintln!("vigild: cannot re-exec: {err}");
+            std::process::ExitCode::from(111)
+        }
+        Err(e) => {
+            eprintln!("vigild: {e:#}");
+            // 111: a temporary failure (s6's convention), worth a retry by whoever started us.
+            std::process::ExitCode::from(111)
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Processes: starting a tag's command, watching every process of its tree, and noticing exits.
+//!
+//! Exits are learnt three ways, whichever comes first: the process connector's exit event (with the
+//! status, for any process), vigild's own reaping of its children on SIGCHLD, and the pidfd of each
+//! watched process becoming readable. Fork events of the connector are always drained first, so a child
+//! forked just before its parent died is never missed.
+
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+use vigil_core::{Effect, Exit, ProcId, TagEvent, TagName};
+use vigil_sys::{PidFd, ProcEvent, SpawnSpec};
+
+use crate::server::Msg;
+use crate::state::{now, Daemon, SharedFd, Watched};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl Daemon {
+    /// The environment of a tag's processes: what the user gave, over sane defaults.
+    fn environment(&self, name: &TagName) -> Vec<(OsString, OsString)> {
+        let spec = &self.tags[name].tag.spec;
+        let mut env: Vec<(OsString, OsString)> =
+            spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let user = vigil_sys::user_by_uid(spec.uid);
+        let mut defaults: Vec<(&str, String)> = vec![
+            ("PATH", DEFAULT_PATH.to_string()),
+            ("VIGIL_TAG", name.to_string()),
+            ("VIGIL_INSTANCE", spec.instance.to_string()),
+        ];
+        if let Some((user, _, home)) = user {
+            defaults.push(("HOME", home.display().to_string()));
+            defaults.push(("USER", user.clone()));
+            defaults.push(("LOGNAME", user));
+        }
+        for (k, v) in defaults {
+            if !spec.env.iter().any(|(ek, _)| ek == k) {
+                env.push((k.into(), v.into()));
+            }
+        }
+        env
+    }
+
+    fn ensure_log(&mut self, name: &TagName) -> Option<std::os::fd::OwnedFd> {
+        let (uid, gid) = {
+            let s = &self.tags[name].tag.spec;
+            (s.uid, s.gid)
+        };
+        if self.tags[name].log.is_none() {
+            match self.logs.open(name, uid, gid) {
+                Ok(f) => self.tags.get_mut(name).expect("present").log = Some(f),
+                Err(e) => warn!(tag = %name, "cannot open log: {e}"),
+            }
+        }
+        self.tags[name]
+            .log
+            .as_ref()
+            .and_then(|f| f.as_fd().try_clone_to_owned().ok())
+    }
+
+    /// Starts `argv` for a tag: its user, environment, working directory and log.
+    fn start_process(
+        &mut self,
+        name: &TagName,
+        argv: &[String],
+    ) -> Result<vigil_sys::Spawned, String> {
+        let env = self.environment(name);
+        let log = self.ensure_log(name);
+        let spec = &self.tags[name].tag.spec;
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_os_str());
+        let program = vigil_sys::resolve_program(&argv[0], path).map_err(|e| e.to_string())?;
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
+        let home = env
+            .iter()
+            .find(|(k, _)| k == "HOME")
+            .map(|(_, v)| std::path::PathBuf::from(v));
+        let cwd = match &spec.cwd {
+            Some(c) => std::path::PathBuf::from(c),
+            None => home.filter(|h| h.is_dir()).unwrap_or_else(|| "/".into()),
+        };
+        let sspec = SpawnSpec {
+            program: &program,
+            argv: &argv,
+            env: &env,
+            cwd: Some(&cwd),
+            uid: switch.then_some(spec.uid),
+            gid: switch.then_some(spec.gid),
+            output: log.as_ref().map(|f| f.as_fd()),
+            new_session: true,
+        };
+        vigil_sys::spawn(&sspec).map_err(|e| e.to_string())
+    }
+
+    /// Carries out `Effect::Spawn`.
+    pub fn spawn_tag(&mut self, name: &TagName) -> Vec<Effect> {
+        let argv = self.tags[name].tag.spec.command.clone();
+        match self.start_process(name, &argv) {
+            Ok(sp) => {
+                let id = ProcId {
+                    pid: sp.pid,
+                    start_time: sp.start_time,
+                };
+                self.watch(name, id, Arc::new(sp.pidfd));
+                let e = self.tags.get_mut(name).expect("present");
+                e.session = Some(sp.pid);
+                e.tag.spawned(id, now())
+            }
+            Err(err) => {
+                warn!(tag = %name, "cannot start: {err}");
+                self.tags
+                    .get_mut(name)
+                    .expect("present")
+                    .tag
+                    .spawn_failed(err)
+            }
+        }
+    }
+
+    /// Carries out `Effect::RunAction`: `PROGRAM failed TAG`.
+    pub fn run_action(&mut self, name: &TagName) -> Vec<Effect> {
+        let Some(program) = self.tags[name].tag.spec.action.clone() else {
+            return vec![];
+        };
+        let argv = vec![program, "failed".to_string(), name.to_string()];
+        match self.start_process(name, &argv) {
+            Ok(sp) => {
+                // The reaper reports its status; the pidfd is not needed.
+                self.actions.insert(sp.pid, name.clone());
+                vec![]
+            }
+            Err(err) => {
+                warn!(tag = %name, "cannot run the action program: {err}");
+                self.tags
+                    .get_mut(name)
+                    .expect("present")
+                    .tag
+                    .action_exited(Exit::Code(127))
+            }
+        }
+    }
+
+    /// Adds a process to a tag's watch list, with a task that reports when its pidfd becomes readable.
+    pub fn watch(&mut self, name: &TagName, id: ProcId, pidfd: Arc<PidFd>) {
+        let tx = self.tx.clone();
+        let fd = pidfd.clone();
+        let task = tokio::spawn(async move {
+            match SharedFd::register(fd) {
+                Ok(afd) => {
+                    let _ = afd.readable().await;
+                }
+                Err(e) => warn!(pid = id.pid, "cannot watch pidfd: {e}"),
+            }
+            let _ = tx.send(Msg::Exited {
+                pid: id.pid,
+                start_time: id.start_time,
+            });
+        });
+        if let Some(old) = self.procs.insert(
+            id.pid,
+            Watched {
+                id,
+                tag: name.clone(),
+                pidfd,
+                task,
+            },
+        ) {
+            old.task.abort();
+        }
+    }
+
+    /// Opens a pidfd on a live process and checks that it is the process we think it is.
+    fn open_checked(id: ProcId) -> Option<PidFd> {
+        let fd = PidFd::open(id.pid).ok()?;
+        (vigil_sys::start_time(id.pid).ok()? == id.start_time).then_some(fd)
+    }
+
+    /// A newly seen process belongs to a tag at `depth`: watch it.
+    fn adopt_child(&mut self, name: &TagName, pid: i32, parent: Option<i32>, depth: u32) -> bool {
+        let Ok(st) = vigil_sys::start_time(pid) else {
+            return false;
+        };
+        let id = ProcId {
+            pid,
+            start_time: st,
+        };
+        let Some(fd) = Self::open_checked(id) else {
+            return false;
+        };
+        let entry = self.tags.get_mut(name).expect("present");
+        let added = match parent {
+            Some(p) => entry.tag.forked(p, id),
+            None => entry.tag.tree.insert(id, depth),
+        };
+        if added {
+            self.dirty.insert(name.clone());
+            self.watch(name, id, Arc::new(fd));
+        }
+        added
+    }
+
+    /// Reads every pending process connector event: forks add to trees, exits end processes.
+    pub fn drain_connector(&mut self) {
+        let Some(conn) = self.connector.clone() else {
+            return;
+        };
+        let mut events = Vec::new();
+        let overrun = match conn.read_events(&mut events) {
+            Ok(()) => false,
+            Err(vigil_sys::SysError::Overrun) => true,
+            Err(e) => {
+                warn!("process connector: {e}");
+                false
+            }
+        };
+        for ev in events {
+            match ev {
+                ProcEvent::Fork { parent, child } => {
+                    if let Some(tag) = self.procs.get(&parent).map(|w| w.tag.clone()) {
+                        self.adopt_child(&tag, child, Some(parent), 0);
+                    }
+                }
+                ProcEvent::Exit { pid, status } => {
+                    if self.procs.contains_key(&pid) {
+                        self.proc_gone(pid, crate::convert::exit_from_wait(status));
+                    }
+                }
+                ProcEvent::Exec { .. } => {}
+            }
+        }
+        if overrun {
+            warn!("process connector overrun: rescanning every tree");
+            let names: Vec<TagName> = self.tags.keys().cloned().collect();
+            for n in names {
+                self.rescan(&n);
+            }
+        }
+    }
+
+    /// Reaps every exited child of vigild.
+    pub fn reap(&mut self) {
+        self.drain_connector();
+        loop {
+            match vigil_sys::reap_any() {
+                Ok(Some((pid, status))) => {
+                    let exit = crate::convert::exit_from_wait(status);
+                    if let Some(name) = self.actions.remove(&pid) {
+                        let fx = self
+                            .tags
+                            .get_mut(&name)
+                            .map(|e| e.tag.action_exited(exit))
+                            .unwrap_or_default();
+                        self.apply(&name, fx);
+                    } else if self.procs.contains_key(&pid) {
+                        self.proc_gone(pid, exit);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!("reap: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A pidfd became readable.
+    pub fn on_exited(&mut self, pid: i32, start_time: u64) {
+        self.reap();
+        let Some(w) = self
+            .procs
+            .get(&pid)
+            .filter(|w| w.id.start_time == start_time)
+        else {
+            return;
+        };
+        let exit = match w.pidfd.exit_status() {
+            Ok(Some(s)) => crate::convert::exit_from_wait(s),
+            _ => Exit::Unknown,
+        };
+        self.proc_gone(pid, exit);
+    }
+
+    /// A watched process is gone: tell its tag.
+    pub fn proc_gone(&mut self, pid: i32, exit: Exit) {
+        let Some(w) = self.procs.remove(&pid) else {
+            return;
+        };
+        w.task.abort();
+        debug!(tag = %w.tag, pid, "exited: {exit}");
+        if self.connector.is_none() {
+            // Without fork events, look for descendants now: orphans come back to vigild (subreaper).
+            self.rescan(&w.tag);
+        }
+        let fx = match self.tags.get_mut(&w.tag) {
+            Some(e) => e.tag.exited(pid, exit, now()),
+            None => return,
+        };
+        self.apply(&w.tag, fx);
+    }
+
+    /// Finds descendants the hard way: children of every process in the tree, and orphans of the tag's
+    /// session that were reparented to vigild.
+    pub fn rescan(&mut self, name: &TagName) {
+        let Some(e) = self.tags.get(name) else { return };
+        let session = e.session;
+        let mut queue: Vec<(i32, u32)> = e.tag.tree.all().map(|p| (p.id.pid, p.depth)).collect();
+        let mut depth_hint = queue.iter().map(|(_, d)| *d).min().unwrap_or(0) + 1;
+        if let Some(sid) = session {
+            for pid in vigil_sys::children(std::process::id() as i32) {
+                if self.procs.contains_key(&pid) || self.actions.contains_key(&pid) {
+                    continue;
+                }
+                if vigil_sys::proc_stat(pid).is_ok_and(|s| s.session == sid)
+                    && self.adopt_child(name, pid, None, depth_hint)
+                {
+                    queue.push((pid, depth_hint));
+                }
+            }
+        }
+        while let Some((pid, depth)) = queue.pop() {
+            for child in vigil_sys::children(pid) {
+                if !self.procs.contains_key(&child)
+                    && self.adopt_child(name, child, None, depth + 1)
+                {
+                    queue.push((child, depth + 1));
+                }
+            }
+            depth_hint = depth_hint.min(depth + 1);
+        }
+    }
+
+    /// After a restart of vigild: re-adopt the processes of a tag that are still alive (same pid and
+    /// start time), and let the rules handle the ones that died meanwhile.
+    pub fn readopt(&mut self, name: &TagName, procs: Vec<(ProcId, u32)>) {
+        let mut lost = Vec::new();
+        for (id, depth) in procs {
+            match Self::open_checked(id) {
+                Some(fd) => {
+                    self.tags
+                        .get_mut(name)
+                        .expect("present")
+                        .tag
+                        .tree
+                        .insert(id, depth);
+                    self.watch(name, id, Arc::new(fd));
+                }
+                None => lost.push((id, depth)),
+            }
+        }
+        for (id, depth) in lost {
+            // Put it back so that the rules see its exit like any other.
+            self.tags
+                .get_mut(name)
+                .expect("present")
+                .tag
+                .tree
+                .insert(id, depth);
+            self.emit_tag_event(name, TagEvent::Lost { proc: id });
+            let fx =
+                self.tags
+                    .get_mut(name)
+                    .expect("present")
+                    .tag
+                    .exited(id.pid, Exit::Unknown, now());
+            self.apply(name, fx);
+        }
+    }
+}

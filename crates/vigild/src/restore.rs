@@ -1,0 +1,149 @@
+//! Starting up on an existing state dir, and applying a config file (at start and on reload).
+
+use vigil_core::{Effect, StopMode, TagName, TagSpec, TagState};
+use vigil_proto::ReloadReport;
+
+use crate::state::{now, Daemon, Entry};
+
+impl Daemon {
+    /// Loads every tag from the store, re-adopts its live processes and lets the rules deal with what
+    /// happened while vigild was away.
+    pub fn restore(&mut self) -> anyhow::Result<()> {
+        let records = self.store.tags()?;
+        let mut restored = Vec::new();
+        for r in &records {
+            match crate::convert::tag_from_record(r) {
+                Ok((tag, procs)) => {
+                    let name = tag.name.clone();
+                    self.tags.insert(
+                        name.clone(),
+                        Entry {
+                            tag,
+                            from_config: r.from_config,
+                            session: None,
+                            log: None,
+                        },
+                    );
+                    restored.push((name, procs));
+                }
+                Err(e) => tracing::error!(
+                    "tag {} in the store is unreadable and is skipped: {e}",
+                    r.name
+                ),
+            }
+        }
+        for (name, procs) in restored {
+            self.readopt(&name, procs);
+        }
+        // Children that died while vigild was re-executing are zombies: their statuses are exact.
+        self.reap();
+        let now = now();
+        let names: Vec<TagName> = self.tags.keys().cloned().collect();
+        for name in names {
+            // Descendants forked while vigild was away are unknown to it: find them.
+            self.rescan(&name);
+            let Some(e) = self.tags.get_mut(&name) else {
+                continue;
+            };
+            let tag = &mut e.tag;
+            let fx: Vec<Effect> = if tag.pending.is_some() {
+                vec![Effect::Spawn]
+            } else {
+                match tag.state.clone() {
+                    TagState::Backoff { until } => vec![Effect::Timer(until)],
+                    TagState::Stopping { deadline, .. } => {
+                        let mut fx = vec![Effect::Timer(deadline)];
+                        if tag.tree.is_empty() {
+                            fx = tag.stop(
+                                tag.spec.stop_signal,
+                                tag.spec.stop_timeout,
+                                StopMode::Stay,
+                                now,
+                            );
+                        }
+                        fx
+                    }
+                    TagState::Action => vec![Effect::RunAction],
+                    TagState::Stopped if tag.enabled => tag.start().unwrap_or_default(),
+                    TagState::Running if tag.tree.watched(tag.spec.level).next().is_none() => {
+                        // Every process vanished without a trace (a reboot): start afresh.
+                        tag.start().unwrap_or_default()
+                    }
+                    _ => vec![],
+                }
+            };
+            self.apply(&name, fx);
+        }
+        Ok(())
+    }
+
+    /// Makes the config-declared tags match `tags`: new ones start, changed ones restart with the new
+    /// spec, ones no longer declared are stopped and removed.
+    pub fn apply_config(&mut self, tags: Vec<(TagName, TagSpec)>) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let declared: std::collections::BTreeSet<TagName> =
+            tags.iter().map(|(n, _)| n.clone()).collect();
+        let gone: Vec<TagName> = self
+            .tags
+            .iter()
+            .filter(|(n, e)| e.from_config && !declared.contains(*n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let now = now();
+        for name in gone {
+            let e = self.tags.get_mut(&name).expect("listed");
+            let fx = e.tag.stop(
+                e.tag.spec.stop_signal,
+                e.tag.spec.stop_timeout,
+                StopMode::Remove,
+                now,
+            );
+            self.apply(&name, fx);
+            report.stopped.push(name.to_string());
+        }
+        // Tags are started in an order where every `after` comes first; the rest wait for their turn.
+        for (name, spec) in tags {
+            match self.tags.get_mut(&name) {
+                None => {
+                    self.insert_and_start(name.clone(), spec, true, None);
+                    report.started.push(name.to_string());
+                }
+                Some(e) if e.tag.spec == spec && e.from_config => {
+                    report.unchanged.push(name.to_string())
+                }
+                Some(e) => {
+                    e.from_config = true;
+                    e.tag.spec = spec;
+                    self.dirty.insert(name.clone());
+                    let fx = if e.tag.tree.is_empty() && !e.tag.is_active() {
+                        e.tag.start().unwrap_or_default()
+                    } else {
+                        e.tag.restart(now)
+                    };
+                    self.apply(&name, fx);
+                    report.restarted.push(name.to_string());
+                }
+            }
+        }
+        report
+    }
+
+    /// `Reload`: re-read the config file and apply it.
+    pub fn reload(&mut self) -> Result<vigil_proto::Response, vigil_proto::WireError> {
+        let Some(path) = self.paths.config.clone() else {
+            return Err(vigil_proto::WireError::new(
+                vigil_proto::ErrorCode::InvalidArgument,
+                "vigild was started without --config: nothing to reload",
+            ));
+        };
+        let config = crate::config::load(&path, self.uid, self.gid).map_err(|e| {
+            vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}"))
+        })?;
+        self.settings = config.settings.clone();
+        self.logs
+            .set_limits(self.settings.log_max_bytes, self.settings.log_keep);
+        Ok(vigil_proto::Response::Reload(
+            self.apply_config(config.tags),
+        ))
+    }
+}

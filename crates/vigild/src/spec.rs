@@ -1,0 +1,99 @@
+//! Turning a request (or a config entry) into a validated tag spec, with one error per problem.
+
+use std::time::Duration;
+
+use vigil_core::{Backoff, Level, Period, Retries, TagName, TagSpec};
+use vigil_proto::{ErrorCode, RunSpec, WireError};
+
+use crate::convert::program_type_from_wire;
+
+pub const DEFAULT_STOP_SIGNAL: i32 = 15;
+
+fn invalid(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::InvalidArgument, msg)
+}
+
+pub fn tag_name(name: &str) -> Result<TagName, WireError> {
+    TagName::new(name).map_err(|e| invalid(e.to_string()))
+}
+
+/// Checks every field of a run request; `uid`/`gid` are whom the processes run as.
+pub fn build(
+    run: &RunSpec,
+    uid: u32,
+    gid: u32,
+    default_stop: Duration,
+) -> Result<(TagName, TagSpec), WireError> {
+    let name = tag_name(&run.tag)?;
+    let level = Level::from_i64(run.level).ok_or_else(|| {
+        invalid(format!(
+            "level {} is out of range: use -1 (all descendants) or 0 and up",
+            run.level
+        ))
+    })?;
+    let retries = Retries::from_i64(run.retries).ok_or_else(|| {
+        invalid(format!(
+            "retries {} is out of range: use -1 (no limit) or 0 and up",
+            run.retries
+        ))
+    })?;
+    let period = Period::from_secs_i64(run.period).ok_or_else(|| {
+        invalid(format!(
+            "period {} is out of range: use -1 (no limit) or 1 second and up",
+            run.period
+        ))
+    })?;
+    let backoff = match run.backoff {
+        None => None,
+        Some(b) if b.min_ms > b.max_ms => return Err(invalid("backoff MIN is larger than MAX")),
+        Some(b) if b.max_ms > 86_400_000 => return Err(invalid("backoff MAX is over one day")),
+        Some(b) => Some(Backoff {
+            min: Duration::from_millis(b.min_ms),
+            max: Duration::from_millis(b.max_ms),
+        }),
+    };
+    let after = run
+        .after
+        .iter()
+        .map(|a| tag_name(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stop_signal = match run.stop_signal {
+        None => DEFAULT_STOP_SIGNAL,
+        Some(s) if (1..=64).contains(&s) => s,
+        Some(s) => {
+            return Err(invalid(format!(
+                "stop signal {s} is not a signal number (1-64)"
+            )))
+        }
+    };
+    let stop_timeout = run
+        .stop_timeout_ms
+        .map_or(default_stop, Duration::from_millis);
+    let spec = TagSpec {
+        command: run.command.clone(),
+        env: run.env.clone(),
+        cwd: run.cwd.clone(),
+        instance: run.instance,
+        program_type: program_type_from_wire(run.program_type),
+        level,
+        retries,
+        period,
+        action: run.action.clone(),
+        backoff,
+        after,
+        stop_signal,
+        stop_timeout,
+        uid,
+        gid,
+    };
+    spec.validate(&name)
+        .map_err(|e| invalid(format!("tag {name}: {e}")))?;
+    if let Some(cwd) = &spec.cwd {
+        if !std::path::Path::new(cwd).is_dir() {
+            return Err(invalid(format!(
+                "tag {name}: working directory {cwd} does not exist"
+            )));
+        }
+    }
+    Ok((name, spec))
+}

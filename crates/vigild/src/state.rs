@@ -1,0 +1,402 @@
+//! The one owner of state: every tag, every watched process, the store. Connections, pidfd watchers and
+//! signals send it messages; it applies the rules of vigil-core and carries out their effects.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+use vigil_core::{Effect, ProcId, Tag, TagEvent, TagName, Timestamp};
+use vigil_proto::{ServerMsg, WireError};
+use vigil_store::{Batch, EventRecord, Store};
+use vigil_sys::{PidFd, ProcConnector, WaitStatus};
+
+use crate::config::Settings;
+use crate::logs::Logs;
+use crate::server::{ConnTx, Msg, Outgoing};
+
+pub fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
+/// A tag with what the daemon keeps beside the rules.
+pub struct Entry {
+    pub tag: Tag,
+    pub from_config: bool,
+    /// The session of the latest instance, to attribute orphans when the process connector is absent.
+    pub session: Option<i32>,
+    pub log: Option<File>,
+}
+
+/// A process being watched through its pidfd.
+pub struct Watched {
+    pub id: ProcId,
+    pub tag: TagName,
+    pub pidfd: Arc<PidFd>,
+    pub task: JoinHandle<()>,
+}
+
+/// `AsyncFd` needs `AsRawFd` on something it owns; the pidfd itself stays shared with the loop.
+pub struct SharedFd<T: AsFd>(pub Arc<T>);
+
+impl<T: AsFd> AsRawFd for SharedFd<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl<T: AsFd> SharedFd<T> {
+    /// Registers the fd with tokio's reactor for readability.
+    ///
+    /// tokio deprecated the safe constructor in favour of an `unsafe` one whose contract is that the fd
+    /// stays open and the same for the life of the `AsyncFd`. `SharedFd` holds an `Arc` to the owner of
+    /// the fd, so that contract holds by construction, and this crate forbids `unsafe`.
+    #[allow(deprecated)]
+    pub fn register(inner: Arc<T>) -> std::io::Result<tokio::io::unix::AsyncFd<SharedFd<T>>> {
+        tokio::io::unix::AsyncFd::with_interest(SharedFd(inner), tokio::io::Interest::READABLE)
+    }
+}
+
+/// A request answered later, when its condition holds or its deadline passes.
+pub struct Waiter {
+    pub until: WaitFor,
+    pub deadline: Option<Timestamp>,
+    pub out: ConnTx,
+    pub id: u64,
+}
+
+pub enum WaitFor {
+    /// The tag has no process and will not get one (stopped, failed or gone).
+    TagIdle(TagName),
+    /// None of these processes is alive.
+    ProcsGone(TagName, Vec<ProcId>),
+}
+
+/// Where vigild keeps things, and what it was started with.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+pub struct Daemon {
+    pub paths: Paths,
+    pub settings: Settings,
+    pub store: Store,
+    pub tags: BTreeMap<TagName, Entry>,
+    pub procs: HashMap<i32, Watched>,
+    /// Running action programs.
+    pub actions: HashMap<i32, TagName>,
+    pub connector: Option<Arc<ProcConnector>>,
+    pub timers: BTreeSet<(Timestamp, TagName)>,
+    pub waiters: Vec<Waiter>,
+    pub subscribers: Vec<ConnTx>,
+    pub seq: u64,
+    pub batch: Batch,
+    pub dirty: BTreeSet<TagName>,
+    pub outbox: Vec<(ConnTx, Outgoing)>,
+    pub logs: Logs,
+    pub tx: mpsc::UnboundedSender<Msg>,
+    pub started: Timestamp,
+    pub uid: u32,
+    pub gid: u32,
+    pub shutting_down: bool,
+    /// Set when a re-exec was asked for; carried out once the reply is on its way.
+    pub reexec: Option<tokio::sync::oneshot::Receiver<()>>,
+    pub reexec_now: bool,
+}
+
+impl Daemon {
+    pub fn emit(&mut self, subject: &str, name: &str, data: Vec<(String, String)>) {
+        self.seq += 1;
+        let ev = EventRecord {
+            seq: self.seq,
+            time_ms: now().as_millis(),
+            name: name.into(),
+            subject: subject.into(),
+            data,
+        };
+        info!(seq = ev.seq, subject, "{name} {:?}", ev.data);
+        self.batch.events.push(ev);
+    }
+
+    pub fn reply(
+        &mut self,
+        out: &ConnTx,
+        id: u64,
+        result: Result<vigil_proto::Response, WireError>,
+    ) {
+        self.outbox.push((
+            out.clone(),
+            Outgoing {
+                msg: ServerMsg::Response { id, result },
+                written: None,
+            },
+        ));
+    }
+
+    /// Carries out the effects the rules asked for, in order; effects that produce more effects (a spawn
+    /// reports back) are carried out in turn.
+    pub fn apply(&mut self, name: &TagName, effects: Vec<Effect>) {
+        let mut queue: std::collections::VecDeque<Effect> = effects.into();
+        while let Some(fx) = queue.pop_front() {
+            if !self.tags.contains_key(name) {
+                return;
+            }
+            self.dirty.insert(name.clone());
+            match fx {
+                Effect::Spawn => {
+                    let more = self.spawn_tag(name);
+                    queue.extend(more);
+                }
+                Effect::Signal { signal, procs } => {
+                    for id in procs {
+                        if let Some(w) = self.procs.get(&id.pid).filter(|w| w.id == id) {
+                            if let Err(e) = w.pidfd.send_signal(signal) {
+                                warn!(tag = %name, "signal {signal} to pid {}: {e}", id.pid);
+                            }
+                        }
+                    }
+                }
+                Effect::Timer(at) => {
+                    self.timers.insert((at, name.clone()));
+                }
+                Effect::RunAction => {
+                    let more = self.run_action(name);
+                    queue.extend(more);
+                }
+                Effect::Emit(ev) => {
+                    let data = crate::convert::event_data(&ev);
+                    self.emit(name.as_str(), ev.name(), data);
+                }
+                Effect::Remove => self.forget_tag(name),
+            }
+        }
+    }
+
+    fn forget_tag(&mut self, name: &TagName) {
+        if let Some(entry) = self.tags.remove(name) {
+            for id in entry.tag.tree.ids() {
+                if let Some(w) = self.procs.remove(&id.pid) {
+                    w.task.abort();
+                }
+            }
+        }
+        self.timers.retain(|(_, n)| n != name);
+        self.dirty.remove(name);
+        self.batch.delete_tags.push(name.to_string());
+    }
+
+    /// What every step ends with: start tags whose dependencies run, persist, then answer.
+    pub fn finish_step(&mut self) {
+        let ready: Vec<TagName> = self
+            .tags
+            .iter()
+            .filter(|(_, e)| e.tag.state == vigil_core::TagState::Waiting && !self.shutting_down)
+            .filter(|(_, e)| {
+                e.tag.spec.after.iter().all(|d| {
+                    self.tags
+                        .get(d)
+                        .is_some_and(|de| de.tag.state == vigil_core::TagState::Running)
+                })
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in ready {
+            let fx = self
+                .tags
+                .get_mut(&n)
+                .map(|e| e.tag.deps_ready())
+                .unwrap_or_default();
+            self.apply(&n, fx);
+        }
+
+        for n in std::mem::take(&mut self.dirty) {
+            if let Some(e) = self.tags.get(&n) {
+                self.batch
+                    .put_tags
+                    .push(crate::convert::tag_to_record(&e.tag, e.from_config));
+            }
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if let Err(e) = self.store.commit(&batch) {
+            // The state on disk is behind; keep serving, and say so loudly.
+            error!("cannot persist state: {e}");
+        }
+
+        self.check_waiters();
+        for (out, o) in self.outbox.drain(..) {
+            let _ = out.send(o);
+        }
+        if !batch.events.is_empty() && !self.subscribers.is_empty() {
+            let events: Vec<_> = batch
+                .events
+                .iter()
+                .map(crate::convert::event_to_wire)
+                .collect();
+            self.subscribers.retain(|s| {
+                events.iter().all(|e| {
+                    s.send(Outgoing {
+                        msg: ServerMsg::Event(e.clone()),
+                        written: None,
+                    })
+                    .is_ok()
+                })
+            });
+        }
+    }
+
+    fn check_waiters(&mut self) {
+        let now = now();
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            let done = match &w.until {
+                WaitFor::TagIdle(n) => match self.tags.get(n) {
+                    None => Some(Ok(vigil_proto::Response::Ok)),
+                    Some(e) if !e.tag.is_active() => {
+                        Some(Ok(vigil_proto::Response::Tag(self.status_of(n))))
+                    }
+                    Some(_) => None,
+                },
+                WaitFor::ProcsGone(_, ids) => ids
+                    .iter()
+                    .all(|id| self.procs.get(&id.pid).is_none_or(|p| p.id != *id))
+                    .then_some(Ok(vigil_proto::Response::Ok)),
+            };
+            let result = done.or_else(|| {
+                w.deadline.filter(|d| *d <= now).map(|_| {
+                    Err(WireError::new(
+                        vigil_proto::ErrorCode::Timeout,
+                        match &w.until {
+                            WaitFor::TagIdle(n) => {
+                                format!("tag {n} is still running at the end of the wait")
+                            }
+                            WaitFor::ProcsGone(n, ids) => {
+                                let alive: Vec<String> = ids
+                                    .iter()
+                                    .filter(|id| {
+                                        self.procs.get(&id.pid).is_some_and(|p| p.id == **id)
+                                    })
+                                    .map(|id| id.pid.to_string())
+                                    .collect();
+                                format!(
+                                    "tag {n}: pid(s) {} still running at the end of the wait",
+                                    alive.join(" ")
+                                )
+                            }
+                        },
+                    ))
+                })
+            });
+            match result {
+                Some(r) => self.outbox.push((
+                    w.out.clone(),
+                    Outgoing {
+                        msg: ServerMsg::Response {
+                            id: w.id,
+                            result: r,
+                        },
+                        written: None,
+                    },
+                )),
+                None => keep.push(w),
+            }
+        }
+        self.waiters = keep;
+    }
+
+    pub fn status_of(&self, name: &TagName) -> vigil_proto::TagStatus {
+        let e = &self.tags[name];
+        crate::convert::tag_status(
+            &e.tag,
+            e.from_config,
+            self.logs.path(name).display().to_string(),
+            now(),
+        )
+    }
+
+    /// The earliest time something must happen without a message: a tag timer or a waiter's deadline.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let t = self.timers.first().map(|(t, _)| *t);
+        let w = self.waiters.iter().filter_map(|w| w.deadline).min();
+        match (t, w) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn on_timers(&mut self) {
+        let now = now();
+        while let Some((at, name)) = self.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let fx = self
+                .tags
+                .get_mut(&name)
+                .map(|e| e.tag.timer(now))
+                .unwrap_or_default();
+            self.apply(&name, fx);
+        }
+    }
+
+    /// Starts the graceful stop of every tag; the loop ends when no process is left.
+    pub fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        info!("shutting down: stopping every tag");
+        self.shutting_down = true;
+        let now = now();
+        let names: Vec<TagName> = self.tags.keys().cloned().collect();
+        for n in names {
+            let e = self.tags.get_mut(&n).expect("listed");
+            let (sig, timeout) = (e.tag.spec.stop_signal, e.tag.spec.stop_timeout);
+            let fx =
+                if e.tag.tree.is_empty() && !matches!(e.tag.state, vigil_core::TagState::Running) {
+                    // Not running: leave its state as it is, so that it comes back as it was.
+                    vec![]
+                } else {
+                    e.tag
+                        .stop(sig, timeout, vigil_core::StopMode::Shutdown, now)
+                };
+            self.apply(&n, fx);
+        }
+    }
+
+    pub fn shutdown_done(&self) -> bool {
+        self.shutting_down && self.procs.is_empty()
+    }
+
+    pub fn emit_tag_event(&mut self, name: &TagName, ev: TagEvent) {
+        self.apply(name, vec![Effect::Emit(ev)]);
+    }
+
+    /// Exit statuses of children that vigild itself reaped.
+    pub fn wait_status(s: WaitStatus) -> vigil_core::Exit {
+        crate::convert::exit_from_wait(s)
+    }
+
+    pub fn tracking_mode(&self) -> &'static str {
+        if self.connector.is_some() {
+            "process connector"
+        } else {
+            "/proc scan"
+        }
+    }
+
+    pub fn stop_grace() -> Duration {
+        Duration::from_secs(5)
+    }
+}
