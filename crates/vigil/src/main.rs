@@ -1,1 +1,399 @@
-fn main() {}
+//! `vigil`: the command line of vigild.
+//!
+//! Exit codes: 0 success; 1 the daemon refused or the operation failed (and `query`: no such tag);
+//! 2 a usage error; 3 vigild cannot be reached.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use vigil_client::proto::{self, Backoff, ProgramType, RunSpec};
+use vigil_client::{Client, ClientError};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Keep vital processes alive: the command line of vigild"
+)]
+struct Cli {
+    /// vigild's socket [default: $VIGIL_SOCKET, /run/vigil/vigild.sock for root, else $XDG_RUNTIME_DIR/vigil/vigild.sock]
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a tag and start COMMAND under it (pmfadm -c)
+    Run(RunArgs),
+    /// Start a stopped or failed tag again, with a fresh retry budget
+    Start { tag: String },
+    /// Change the retry budget of a tag (pmfadm -m)
+    Modify {
+        tag: String,
+        /// Restarts allowed within the period (-1: no limit)
+        #[arg(long, short = 'n', allow_hyphen_values = true)]
+        retries: Option<i64>,
+        /// The period in seconds (-1: no limit)
+        #[arg(long, short = 't', allow_hyphen_values = true)]
+        period: Option<i64>,
+    },
+    /// Stop restarting and signal every process of the tag; SIGKILL follows after the wait (pmfadm -s)
+    Stop {
+        tag: String,
+        /// The first signal [default: the tag's stop signal, SIGTERM]
+        #[arg(long, short)]
+        signal: Option<String>,
+        /// Wait up to SECS for every process to exit; SIGKILL is sent when the wait runs out
+        #[arg(long, short)]
+        wait: Option<f64>,
+    },
+    /// Send a signal to every process of the tag without stopping monitoring (pmfadm -k)
+    Kill {
+        tag: String,
+        /// Signal name or number [default: TERM]
+        signal: Option<String>,
+        /// Wait up to SECS for the signalled processes to exit
+        #[arg(long, short)]
+        wait: Option<f64>,
+    },
+    /// Stop the tag's processes and start the command again (not counted against the budget)
+    Restart { tag: String },
+    /// Stop the tag if needed and forget it
+    Rm {
+        tag: String,
+        #[arg(long, short)]
+        wait: Option<f64>,
+    },
+    /// Exit 0 if the tag exists, 1 if not; print nothing (pmfadm -q)
+    Query { tag: String },
+    /// List tags (pmfadm -L)
+    List,
+    /// Show the state of one tag or of all (pmfadm -l)
+    Status { tag: Option<String> },
+    /// Wait until the tag no longer runs (stopped, failed or removed)
+    Wait {
+        tag: String,
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// Show a tag's output log
+    Logs {
+        tag: String,
+        /// Keep printing what is written
+        #[arg(long, short)]
+        follow: bool,
+        /// Lines from the end to start with
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+    },
+    /// Show stored events, or follow new ones
+    Events {
+        /// Only events with a sequence number above N
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep printing new events
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Re-read vigild's config file and apply the difference
+    Reload,
+    /// Talk to vigild itself
+    Daemon {
+        #[command(subcommand)]
+        cmd: DaemonCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DaemonCmd {
+    /// Facts about the running vigild
+    Status,
+    /// Re-exec vigild in place (an upgrade) without touching any tag
+    Reexec,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    tag: String,
+    /// Environment variable for the command (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Pass this command's whole environment to the tag
+    #[arg(short = 'E', long = "inherit-env")]
+    inherit_env: bool,
+    /// Working directory [default: the user's home, or /]
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Instance number of a multi-instance resource
+    #[arg(long, default_value_t = 0)]
+    instance: u32,
+    /// Program type: svc, mon or other
+    #[arg(long = "type", default_value = "svc")]
+    program_type: String,
+    /// Child monitor level: 0 the process, 1 its children, ..., -1 all descendants
+    #[arg(long, short = 'C', default_value_t = -1, allow_hyphen_values = true)]
+    level: i64,
+    /// Restarts allowed within the period: 0 never restart, -1 no limit
+    #[arg(long, short = 'n', default_value_t = 0, allow_hyphen_values = true)]
+    retries: i64,
+    /// The period in seconds over which restarts are counted (-1: no limit)
+    #[arg(long, short = 't', default_value_t = -1, allow_hyphen_values = true)]
+    period: i64,
+    /// Program run as `PROGRAM failed TAG` when the budget is spent: exit 0 restarts, else removes
+    #[arg(long, short = 'a')]
+    action: Option<String>,
+    /// Exponential backoff between restarts, MIN:MAX seconds
+    #[arg(long)]
+    backoff: Option<String>,
+    /// Start only once these tags are running (repeatable)
+    #[arg(long)]
+    after: Vec<String>,
+    /// Signal that a stop sends first
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL
+    #[arg(long)]
+    stop_timeout: Option<f64>,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// A failure with the exit code it deserves.
+struct Failure(u8, String);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        let code = match e {
+            ClientError::Connect { .. } => 3,
+            _ => 1,
+        };
+        Failure(code, e.to_string())
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure(2, msg.into())
+}
+
+fn secs(v: f64, what: &str) -> Result<Duration, Failure> {
+    if !(0.0..=86_400.0 * 365.0).contains(&v) || v.is_nan() {
+        return Err(usage(format!("{what} {v} is not a number of seconds")));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn signal(s: &str) -> Result<i32, Failure> {
+    proto::signal_from_str(s).ok_or_else(|| usage(format!("{s:?} is not a signal name or number")))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(code, msg)) => {
+            if !msg.is_empty() {
+                eprintln!("vigil: {msg}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let path = cli
+        .socket
+        .clone()
+        .unwrap_or_else(vigil_client::default_socket_path);
+    let connect = || Client::connect(&path).map_err(Failure::from);
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Run(a) => {
+            let spec = run_spec(a)?;
+            let status = connect()?.run(spec)?;
+            output::tag_started(&status, json);
+        }
+        Cmd::Start { tag } => connect()?.start(&tag)?,
+        Cmd::Modify {
+            tag,
+            retries,
+            period,
+        } => {
+            if retries.is_none() && period.is_none() {
+                return Err(usage("modify needs --retries and/or --period"));
+            }
+            connect()?.modify(&tag, retries, period)?
+        }
+        Cmd::Stop {
+            tag,
+            signal: sig,
+            wait,
+        } => {
+            let sig = sig.as_deref().map(signal).transpose()?;
+            let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
+            let mut c = connect()?;
+            c.set_read_timeout(None).ok();
+            c.stop(&tag, sig, wait)?
+        }
+        Cmd::Kill {
+            tag,
+            signal: sig,
+            wait,
+        } => {
+            let sig = signal(sig.as_deref().unwrap_or("TERM"))?;
+            let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
+            connect()?.kill(&tag, sig, wait)?
+        }
+        Cmd::Restart { tag } => connect()?.restart(&tag)?,
+        Cmd::Rm { tag, wait } => {
+            let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
+            connect()?.remove(&tag, wait)?
+        }
+        Cmd::Query { tag } => {
+            let exists = Client::connect(&path)
+                .map_err(|e| Failure(3, e.to_string()))?
+                .query(&tag)?;
+            return Ok(if exists { 0 } else { 1 });
+        }
+        Cmd::List => output::list(&connect()?.list()?, json),
+        Cmd::Status { tag: Some(tag) } => output::status(&[connect()?.status(&tag)?], json),
+        Cmd::Status { tag: None } => output::status(&connect()?.status_all()?, json),
+        Cmd::Wait { tag, timeout } => {
+            let timeout = timeout.map(|t| secs(t, "--timeout")).transpose()?;
+            let st = connect()?.wait(&tag, timeout)?;
+            if json {
+                output::status(&[st], true);
+            }
+        }
+        Cmd::Logs { tag, follow, lines } => {
+            let st = connect()?.status(&tag)?;
+            output::logs(&st.log_path, lines, follow)
+                .map_err(|e| Failure(1, format!("{}: {e}", st.log_path)))?;
+        }
+        Cmd::Events {
+            after,
+            follow,
+            limit,
+        } => {
+            let mut c = connect()?;
+            if follow {
+                c.subscribe(Some(after))?;
+                loop {
+                    let e = c.next_event()?;
+                    output::event(&e, json);
+                }
+            }
+            for e in c.events(after, limit)? {
+                output::event(&e, json);
+            }
+        }
+        Cmd::Reload => output::reload(&connect()?.reload()?, json),
+        Cmd::Daemon {
+            cmd: DaemonCmd::Status,
+        } => output::daemon(&connect()?.daemon_status()?, json),
+        Cmd::Daemon {
+            cmd: DaemonCmd::Reexec,
+        } => {
+            let mut c = connect()?;
+            let before = c.daemon_pid();
+            c.reexec()?;
+            if !json {
+                println!("vigild (pid {before}) is re-executing in place");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
+    let mut env = Vec::new();
+    if a.inherit_env {
+        env.extend(std::env::vars());
+    }
+    for kv in &a.env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| usage(format!("-e {kv:?}: expected K=V")))?;
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let program_type = match a.program_type.as_str() {
+        "svc" => ProgramType::Svc,
+        "mon" => ProgramType::Mon,
+        "other" => ProgramType::Other,
+        t => return Err(usage(format!("--type {t:?}: use svc, mon or other"))),
+    };
+    let backoff = a
+        .backoff
+        .as_deref()
+        .map(|b| {
+            let (min, max) = b
+                .split_once(':')
+                .ok_or_else(|| usage(format!("--backoff {b:?}: expected MIN:MAX")))?;
+            let min = secs(
+                min.parse()
+                    .map_err(|_| usage(format!("--backoff {b:?}: MIN is not a number")))?,
+                "MIN",
+            )?;
+            let max = secs(
+                max.parse()
+                    .map_err(|_| usage(format!("--backoff {b:?}: MAX is not a number")))?,
+                "MAX",
+            )?;
+            Ok::<_, Failure>(Backoff {
+                min_ms: min.as_millis() as u64,
+                max_ms: max.as_millis() as u64,
+            })
+        })
+        .transpose()?;
+    let cwd = a
+        .cwd
+        .map(|c| std::path::absolute(&c).unwrap_or(c).display().to_string());
+    let mut command = a.command;
+    if command[0].contains('/') {
+        // A relative program path means the caller's directory, not vigild's.
+        command[0] = std::path::absolute(&command[0])
+            .map(|x| x.display().to_string())
+            .unwrap_or(command[0].clone());
+    }
+    Ok(RunSpec {
+        tag: a.tag,
+        command,
+        env,
+        inherit_env: a.inherit_env,
+        cwd,
+        instance: a.instance,
+        program_type,
+        level: a.level,
+        retries: a.retries,
+        period: a.period,
+        action: a.action.map(|p| {
+            // A relative action path means the caller's directory, not vigild's.
+            if p.contains('/') {
+                std::path::absolute(&p)
+                    .map(|x| x.display().to_string())
+                    .unwrap_or(p)
+            } else {
+                p
+            }
+        }),
+        backoff,
+        after: a.after,
+        stop_signal: a.stop_signal.as_deref().map(signal).transpose()?,
+        stop_timeout_ms: a
+            .stop_timeout
+            .map(|t| secs(t, "--stop-timeout"))
+            .transpose()?
+            .map(|d| d.as_millis() as u64),
+    })
+}

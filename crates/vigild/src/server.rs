@@ -168,7 +168,7 @@ async fn connection(
     drop(out_tx);
     let _ = writer.await;
     if result.is_ok() {
-        info!("disconnected");
+        debug!("disconnected");
     }
     result
 }

@@ -1,0 +1,228 @@
+//! How answers are shown: short lines and tables for people, JSON for scripts.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use comfy_table::{presets::NOTHING, Table};
+use serde::Serialize;
+use vigil_client::proto::{DaemonInfo, Event, ExitStatus, ReloadReport, TagStatus, TagSummary};
+
+fn print_json<T: Serialize>(v: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("plain data serializes")
+    );
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn exit_text(e: &ExitStatus) -> String {
+    match e {
+        ExitStatus::Code(c) => format!("exit code {c}"),
+        ExitStatus::Signal(s) => format!("killed by {}", vigil_client::proto::signal_name(*s)),
+        ExitStatus::Unknown => "unknown".into(),
+    }
+}
+
+fn limit(n: i64) -> String {
+    if n < 0 {
+        "unlimited".into()
+    } else {
+        n.to_string()
+    }
+}
+
+pub fn tag_started(st: &TagStatus, json: bool) {
+    if json {
+        return print_json(st);
+    }
+    match st.main_pid {
+        Some(pid) => println!("{}: {} (pid {pid})", st.name, st.state),
+        None => println!("{}: {}", st.name, st.state),
+    }
+}
+
+pub fn list(tags: &[TagSummary], json: bool) {
+    if json {
+        return print_json(&tags);
+    }
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header(["TAG", "STATE", "PIDS"]);
+    for s in tags {
+        let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
+        t.add_row([s.name.clone(), s.state.clone(), pids.join(" ")]);
+    }
+    println!("{t}");
+}
+
+pub fn status(tags: &[TagStatus], json: bool) {
+    if json {
+        return print_json(&tags);
+    }
+    for (i, st) in tags.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let up = st.started_ms.map(|s| {
+            format!(
+                ", up {}",
+                human_duration(Duration::from_millis(now_ms().saturating_sub(s)))
+            )
+        });
+        println!("{}: {}{}", st.name, st.state, up.unwrap_or_default());
+        if let Some(r) = &st.reason {
+            println!("  reason:    {r}");
+        }
+        println!("  command:   {}", st.command.join(" "));
+        if !st.env.is_empty() {
+            let env: Vec<String> = st.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  env:       {}", env.join(" "));
+        }
+        if let Some(c) = &st.cwd {
+            println!("  cwd:       {c}");
+        }
+        println!("  user:      uid {} gid {}", st.uid, st.gid);
+        println!(
+            "  policy:    level {}, retries {} within {}, restarts used {}{}",
+            st.level,
+            limit(st.retries),
+            if st.period < 0 {
+                "no period".to_string()
+            } else {
+                format!("{} s", st.period)
+            },
+            st.restarts_used,
+            st.action
+                .as_ref()
+                .map(|a| format!(", action {a}"))
+                .unwrap_or_default()
+        );
+        if !st.after.is_empty() {
+            println!("  after:     {}", st.after.join(" "));
+        }
+        println!("  starts:    {}", st.starts);
+        for p in &st.procs {
+            println!(
+                "  pid {:<8} level {}{}",
+                p.pid,
+                p.level,
+                if p.watched {
+                    ""
+                } else {
+                    " (not watched: beyond the level)"
+                }
+            );
+        }
+        if let Some((pid, e)) = &st.last_exit {
+            println!("  last exit: pid {pid}, {}", exit_text(e));
+        }
+        println!("  log:       {}", st.log_path);
+    }
+}
+
+pub fn event(e: &Event, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(e).expect("plain data serializes")
+        );
+        return;
+    }
+    let data: Vec<String> = e.data.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "{:>6} {} {} {} {}",
+        e.seq,
+        e.time_ms,
+        e.name,
+        e.subject,
+        data.join(" ")
+    );
+}
+
+pub fn reload(r: &ReloadReport, json: bool) {
+    if json {
+        return print_json(r);
+    }
+    for (what, names) in [
+        ("started", &r.started),
+        ("restarted", &r.restarted),
+        ("stopped", &r.stopped),
+        ("unchanged", &r.unchanged),
+    ] {
+        if !names.is_empty() {
+            println!("{what}: {}", names.join(" "));
+        }
+    }
+    if r.started.is_empty() && r.restarted.is_empty() && r.stopped.is_empty() {
+        println!("nothing to do");
+    }
+}
+
+pub fn daemon(d: &DaemonInfo, json: bool) {
+    if json {
+        return print_json(d);
+    }
+    println!("vigild {} (pid {}, uid {})", d.version, d.pid, d.uid);
+    println!(
+        "  up:        {}",
+        human_duration(Duration::from_millis(now_ms().saturating_sub(d.started_ms)))
+    );
+    println!("  state dir: {}", d.state_dir);
+    println!("  socket:    {}", d.socket);
+    println!("  config:    {}", d.config.as_deref().unwrap_or("(none)"));
+    println!("  tags:      {}", d.tags);
+    println!("  tracking:  {}", d.tracking);
+    println!("  events:    {}", d.last_seq);
+}
+
+/// Prints the last `lines` lines, then (with `follow`) what is appended, also across rotations.
+pub fn logs(path: &str, lines: usize, follow: bool) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut text = String::new();
+    BufReader::new(&mut f).read_to_string(&mut text)?;
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let mut out = std::io::stdout().lock();
+    for l in &all[start..] {
+        writeln!(out, "{l}")?;
+    }
+    out.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    let mut pos = f.seek(SeekFrom::End(0))?;
+    loop {
+        let len = std::fs::metadata(path)?.len();
+        if len < pos {
+            // Rotated (copied and truncated): start again from the top.
+            pos = 0;
+        }
+        if len > pos {
+            let mut f = std::fs::File::open(path)?;
+            f.seek(SeekFrom::Start(pos))?;
+            let mut r = BufReader::new(f);
+            let mut line = String::new();
+            while r.read_line(&mut line)? > 0 {
+                write!(out, "{line}")?;
+                line.clear();
+            }
+            out.flush()?;
+            pos = len;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
