@@ -15,8 +15,8 @@ use std::time::Duration;
 
 pub use vigil_proto as proto;
 use vigil_proto::{
-    ClientMsg, DaemonInfo, ErrorCode, Event, FrameError, ReloadReport, Request, Response, RunSpec,
-    ServerMsg, TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
+    ClientMsg, DaemonInfo, ErrorCode, Event, FrameError, ReloadReport, Request, Response, RunSpec, ServerMsg,
+    TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
 };
 
 /// What can go wrong talking to vigild.
@@ -48,9 +48,7 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// The uid of this process, read without libc.
 pub fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
 }
 
 /// Where vigild listens unless told otherwise: `$VIGIL_SOCKET`; for root `/run/vigil/vigild.sock`; for
@@ -117,9 +115,7 @@ impl Client {
                 c.daemon_version = daemon_version;
                 Ok(c)
             }
-            ServerMsg::Goodbye { reason } => {
-                Err(ClientError::Unexpected(format!("refused: {reason}")))
-            }
+            ServerMsg::Goodbye { reason } => Err(ClientError::Unexpected(format!("refused: {reason}"))),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
@@ -166,16 +162,12 @@ impl Client {
         if let Some(e) = self.events.pop_front() {
             return Ok(e);
         }
-        loop {
-            match vigil_proto::read_msg(&mut self.stream)? {
-                ServerMsg::Event(e) => return Ok(e),
-                ServerMsg::Goodbye { reason } => {
-                    return Err(ClientError::Unexpected(format!(
-                        "vigild closed the connection: {reason}"
-                    )))
-                }
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
-            }
+        match vigil_proto::read_msg(&mut self.stream)? {
+            ServerMsg::Event(e) => Ok(e),
+            ServerMsg::Goodbye { reason } => Err(ClientError::Unexpected(format!(
+                "vigild closed the connection: {reason}"
+            ))),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
 
@@ -250,9 +242,7 @@ impl Client {
 
     /// The status of one tag.
     pub fn status(&mut self, tag: &str) -> Result<TagStatus> {
-        match self.request(Request::Status {
-            tag: Some(tag.into()),
-        })? {
+        match self.request(Request::Status { tag: Some(tag.into()) })? {
             Response::Tags(mut t) if t.len() == 1 => Ok(t.remove(0)),
             other => Err(unexpected(other)),
         }
@@ -314,7 +304,5 @@ fn unexpected(r: Response) -> ClientError {
 }
 
 fn client_name() -> String {
-    std::env::args()
-        .next()
-        .unwrap_or_else(|| "vigil-client".into())
+    std::env::args().next().unwrap_or_else(|| "vigil-client".into())
 }

@@ -52,10 +52,7 @@ pub struct RestartBudget {
 impl RestartBudget {
     /// Restarts counted within the period that ends now.
     pub fn used(&self, period: Period, now: Timestamp) -> u32 {
-        self.history
-            .iter()
-            .filter(|t| in_window(**t, period, now))
-            .count() as u32
+        self.history.iter().filter(|t| in_window(**t, period, now)).count() as u32
     }
 
     /// Takes one restart from the budget if any is left, and says whether it did.
@@ -144,10 +141,7 @@ mod tests {
         let mut b = RestartBudget::default();
         assert!(b.try_consume(r, p, t(0)));
         assert!(b.try_consume(r, p, t(1)));
-        assert!(
-            !b.try_consume(r, p, t(2)),
-            "third restart within 10 s is over budget"
-        );
+        assert!(!b.try_consume(r, p, t(2)), "third restart within 10 s is over budget");
         assert_eq!(b.used(p, t(2)), 2);
         assert_eq!(b.used(p, t(10)), 1, "the first restart has left the window");
         assert!(b.try_consume(r, p, t(10)));
@@ -162,10 +156,7 @@ mod tests {
             "0 retries never restarts"
         );
         for i in 0..100 {
-            assert!(
-                b.try_consume(Retries(None), Period(None), t(i)),
-                "-1 is unlimited"
-            );
+            assert!(b.try_consume(Retries(None), Period(None), t(i)), "-1 is unlimited");
         }
         assert_eq!(Retries::from_i64(-2), None);
         assert_eq!(Period::from_secs_i64(0), None);

@@ -150,7 +150,7 @@ impl Tag {
 
     /// Whether the tag has a process or is about to (a second `run` of it is an error).
     pub fn is_active(&self) -> bool {
-        !matches!(self.state, TagState::Stopped | TagState::Failed { .. }) || !self.tree.is_empty()
+        !matches!(self.state, TagState::Stopped | TagState::Failed { .. })
     }
 
     pub fn restarts_used(&self, now: Timestamp) -> u32 {
@@ -160,9 +160,7 @@ impl Tag {
     /// Starts a stopped or failed tag with a fresh budget.
     pub fn start(&mut self) -> Result<Vec<Effect>, Refused> {
         match self.state {
-            TagState::Stopped | TagState::Failed { .. } | TagState::Waiting
-                if self.tree.is_empty() =>
-            {
+            TagState::Stopped | TagState::Failed { .. } | TagState::Waiting if self.tree.is_empty() => {
                 self.enabled = true;
                 self.budget.reset();
                 self.quick_failures = 0;
@@ -202,10 +200,7 @@ impl Tag {
         self.state = TagState::Running;
         let ev = match kind {
             StartKind::First => TagEvent::Start { pid: id.pid },
-            StartKind::Restart { counted } => TagEvent::Restart {
-                pid: id.pid,
-                counted,
-            },
+            StartKind::Restart { counted } => TagEvent::Restart { pid: id.pid, counted },
         };
         vec![Effect::Emit(ev)]
     }
@@ -214,9 +209,7 @@ impl Tag {
     /// retry cannot cure.
     pub fn spawn_failed(&mut self, error: String) -> Vec<Effect> {
         self.pending = None;
-        self.state = TagState::Failed {
-            reason: error.clone(),
-        };
+        self.state = TagState::Failed { reason: error.clone() };
         vec![Effect::Emit(TagEvent::Failed { reason: error })]
     }
 
@@ -248,10 +241,7 @@ impl Tag {
     /// The last watched process is gone: restart within the budget, or give the action program the say.
     fn after_last_exit(&mut self, now: Timestamp) -> Vec<Effect> {
         let ran_for = self.started_at.map_or(Duration::ZERO, |s| now.since(s));
-        if !self
-            .budget
-            .try_consume(self.spec.retries, self.spec.period, now)
-        {
+        if !self.budget.try_consume(self.spec.retries, self.spec.period, now) {
             return match &self.spec.action {
                 Some(program) => {
                     self.state = TagState::Action;
@@ -271,9 +261,7 @@ impl Tag {
                             None => "the life of the tag".to_string(),
                         }
                     );
-                    self.state = TagState::Failed {
-                        reason: reason.clone(),
-                    };
+                    self.state = TagState::Failed { reason: reason.clone() };
                     vec![Effect::Emit(TagEvent::Failed { reason })]
                 }
             };
@@ -284,7 +272,7 @@ impl Tag {
                     self.quick_failures = 0;
                 }
                 self.quick_failures += 1;
-                let until = now.add(b.delay(self.quick_failures));
+                let until = now.plus(b.delay(self.quick_failures));
                 if until <= now {
                     return self.spawn(StartKind::Restart { counted: true });
                 }
@@ -315,9 +303,7 @@ impl Tag {
     /// Time has passed: a backoff may be over, a stop may need SIGKILL.
     pub fn timer(&mut self, now: Timestamp) -> Vec<Effect> {
         match self.state {
-            TagState::Backoff { until } if until <= now => {
-                self.spawn(StartKind::Restart { counted: true })
-            }
+            TagState::Backoff { until } if until <= now => self.spawn(StartKind::Restart { counted: true }),
             TagState::Stopping {
                 deadline,
                 then,
@@ -338,20 +324,11 @@ impl Tag {
     }
 
     /// Stops monitoring and signals every process of the tree; SIGKILL follows after `timeout`.
-    pub fn stop(
-        &mut self,
-        signal: i32,
-        timeout: Duration,
-        mode: StopMode,
-        now: Timestamp,
-    ) -> Vec<Effect> {
+    pub fn stop(&mut self, signal: i32, timeout: Duration, mode: StopMode, now: Timestamp) -> Vec<Effect> {
         if mode == StopMode::Stay || mode == StopMode::Remove {
             self.enabled = false;
         }
-        if let TagState::Stopping {
-            deadline, killed, ..
-        } = self.state
-        {
+        if let TagState::Stopping { deadline, killed, .. } = self.state {
             // A second stop only changes what happens at the end (a remove wins over a stop).
             self.state = TagState::Stopping {
                 deadline,
@@ -364,7 +341,7 @@ impl Tag {
         if self.tree.is_empty() {
             return self.finish_stop(mode);
         }
-        let deadline = now.add(timeout);
+        let deadline = now.plus(timeout);
         self.state = TagState::Stopping {
             deadline,
             then: mode,
@@ -417,12 +394,7 @@ impl Tag {
             self.budget.reset();
             return self.spawn(StartKind::Restart { counted: false });
         }
-        self.stop(
-            self.spec.stop_signal,
-            self.spec.stop_timeout,
-            StopMode::Restart,
-            now,
-        )
+        self.stop(self.spec.stop_signal, self.spec.stop_timeout, StopMode::Restart, now)
     }
 
     pub fn modify(&mut self, retries: Option<Retries>, period: Option<Period>) {
@@ -502,10 +474,7 @@ mod tests {
         tag.spawned(p(102), t(2));
         assert_eq!(tag.restarts_used(t(2)), 2);
         let fx = tag.exited(102, Exit::Code(1), t(3));
-        assert!(
-            matches!(fx[1], Effect::Emit(TagEvent::Failed { .. })),
-            "{fx:?}"
-        );
+        assert!(matches!(fx[1], Effect::Emit(TagEvent::Failed { .. })), "{fx:?}");
         assert_eq!(tag.state.name(), "failed");
         assert!(!tag.is_active());
     }
@@ -628,13 +597,7 @@ mod tests {
         let mut tag = running(spec(1, 1));
         assert_eq!(tag.start(), Err(Refused::AlreadyRunning(tag.name.clone())));
         let mut stopped = Tag::new(TagName::new("s").unwrap(), spec(1, 1));
-        assert_eq!(
-            stopped.kill(TERM),
-            Err(Refused::NoProcesses(stopped.name.clone()))
-        );
-        assert_eq!(
-            stopped.stop(TERM, Duration::from_secs(1), StopMode::Stay, t(0)),
-            vec![]
-        );
+        assert_eq!(stopped.kill(TERM), Err(Refused::NoProcesses(stopped.name.clone())));
+        assert_eq!(stopped.stop(TERM, Duration::from_secs(1), StopMode::Stay, t(0)), vec![]);
     }
 }

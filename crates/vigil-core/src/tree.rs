@@ -124,10 +124,6 @@ mod tests {
         t.remove(10);
         t.remove(11);
         assert_eq!(t.watched(level1).count(), 0);
-        assert_eq!(
-            t.len(),
-            1,
-            "the unwatched grandchild is still tracked for stop"
-        );
+        assert_eq!(t.len(), 1, "the unwatched grandchild is still tracked for stop");
     }
 }

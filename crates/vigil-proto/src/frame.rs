@@ -26,8 +26,7 @@ pub enum FrameError {
 /// Encodes one message as a complete frame.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let mut buf = vec![0u8; HEADER_LEN];
-    let buf = postcard::to_extend(msg, std::mem::take(&mut buf))
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let buf = postcard::to_extend(msg, std::mem::take(&mut buf)).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let len = buf.len() - HEADER_LEN;
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge {
@@ -54,13 +53,9 @@ pub fn payload_len(header: [u8; HEADER_LEN]) -> Result<usize, FrameError> {
 
 /// Decodes a payload (the bytes after the header). Trailing bytes are an error, not ignored.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (msg, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let (msg, rest) = postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(FrameError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
+        return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
     }
     Ok(msg)
 }

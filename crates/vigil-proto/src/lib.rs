@@ -16,8 +16,7 @@ mod signal;
 
 pub use error::{ErrorCode, WireError};
 pub use frame::{
-    decode, encode, payload_len as frame_payload_len, read_msg, write_msg, FrameError, HEADER_LEN,
-    MAX_FRAME_LEN,
+    decode, encode, payload_len as frame_payload_len, read_msg, write_msg, FrameError, HEADER_LEN, MAX_FRAME_LEN,
 };
 pub use msg::*;
 pub use signal::{signal_from_str, signal_name};

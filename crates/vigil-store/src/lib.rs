@@ -27,23 +27,13 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the state file {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: redb::DatabaseError,
-    },
+    Open { path: PathBuf, source: redb::DatabaseError },
     #[error("the state file {path} has schema {found}, newer than this vigild understands ({supported})")]
-    TooNew {
-        path: PathBuf,
-        found: u64,
-        supported: u64,
-    },
+    TooNew { path: PathBuf, found: u64, supported: u64 },
     #[error("state store: {0}")]
     Db(#[from] redb::Error),
     #[error("state store record {what}: {source}")]
-    Record {
-        what: String,
-        source: postcard::Error,
-    },
+    Record { what: String, source: postcard::Error },
 }
 
 macro_rules! db_err {
@@ -114,12 +104,10 @@ impl Store {
         let mut out = Vec::new();
         for row in table.iter()? {
             let (k, v) = row?;
-            out.push(
-                postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
-                    what: format!("tag {}", k.value()),
-                    source,
-                })?,
-            );
+            out.push(postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+                what: format!("tag {}", k.value()),
+                source,
+            })?);
         }
         Ok(out)
     }
@@ -177,12 +165,10 @@ impl Store {
         let mut out = Vec::new();
         for row in table.range(after.saturating_add(1)..)?.take(limit) {
             let (k, v) = row?;
-            out.push(
-                postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
-                    what: format!("event {}", k.value()),
-                    source,
-                })?,
-            );
+            out.push(postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+                what: format!("event {}", k.value()),
+                source,
+            })?);
         }
         Ok(out)
     }

@@ -72,12 +72,7 @@ fn survives_reopen() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.tags().unwrap(), vec![tag("a")]);
     assert_eq!(s.last_seq().unwrap(), 3);
-    let seqs: Vec<u64> = s
-        .events_after(1, 10)
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    let seqs: Vec<u64> = s.events_after(1, 10).unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [2, 3]);
 }
 
@@ -92,10 +87,7 @@ fn trims_old_events() {
     })
     .unwrap();
     let first = s.events_after(0, 1).unwrap();
-    assert_eq!(
-        first[0].seq, 1001,
-        "events older than the last {EVENTS_KEPT} are gone"
-    );
+    assert_eq!(first[0].seq, 1001, "events older than the last {EVENTS_KEPT} are gone");
 }
 
 #[test]

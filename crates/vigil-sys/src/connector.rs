@@ -67,10 +67,7 @@ impl ProcConnector {
             )
         };
         if raw < 0 {
-            return Err(SysError::last_os(
-                "socket(AF_NETLINK, NETLINK_CONNECTOR)",
-                None,
-            ));
+            return Err(SysError::last_os("socket(AF_NETLINK, NETLINK_CONNECTOR)", None));
         }
         // SAFETY: socket succeeded, so `raw` is a fresh fd owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -94,10 +91,7 @@ impl ProcConnector {
             )
         };
         if r < 0 {
-            return Err(SysError::last_os(
-                "bind(NETLINK_CONNECTOR, CN_IDX_PROC)",
-                None,
-            ));
+            return Err(SysError::last_os("bind(NETLINK_CONNECTOR, CN_IDX_PROC)", None));
         }
 
         let msg = listen_message();
@@ -297,18 +291,9 @@ mod tests {
         decode(&datagram(PROC_EVENT_FORK, &[10, 10, 20, 20]), &mut out);
         decode(&datagram(PROC_EVENT_FORK, &[10, 10, 21, 20]), &mut out); // a thread: ignored
         decode(&datagram(PROC_EVENT_EXEC, &[20, 20]), &mut out);
-        decode(
-            &datagram(PROC_EVENT_EXIT, &[21, 20, 0, 17, 10, 10]),
-            &mut out,
-        ); // thread exit
-        decode(
-            &datagram(PROC_EVENT_EXIT, &[20, 20, 0x300, 17, 10, 10]),
-            &mut out,
-        );
-        decode(
-            &datagram(PROC_EVENT_EXIT, &[22, 22, 0x89, 17, 10, 10]),
-            &mut out,
-        );
+        decode(&datagram(PROC_EVENT_EXIT, &[21, 20, 0, 17, 10, 10]), &mut out); // thread exit
+        decode(&datagram(PROC_EVENT_EXIT, &[20, 20, 0x300, 17, 10, 10]), &mut out);
+        decode(&datagram(PROC_EVENT_EXIT, &[22, 22, 0x89, 17, 10, 10]), &mut out);
         decode(&datagram(0x4, &[20, 20, 0, 0]), &mut out); // uid change: ignored
         decode(&datagram(PROC_EVENT_EXIT, &[20]), &mut out); // truncated: ignored
                                                              // Two messages in one datagram.
@@ -318,10 +303,7 @@ mod tests {
         assert_eq!(
             out,
             [
-                ProcEvent::Fork {
-                    parent: 10,
-                    child: 20
-                },
+                ProcEvent::Fork { parent: 10, child: 20 },
                 ProcEvent::Exec { pid: 20 },
                 ProcEvent::Exit {
                     pid: 20,
@@ -352,10 +334,7 @@ mod tests {
         conn.read_events(&mut events).ok();
 
         let _g = child_lock();
-        let argv: Vec<OsString> = ["sh", "-c", "sleep 0.1 & wait"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let argv: Vec<OsString> = ["sh", "-c", "sleep 0.1 & wait"].iter().map(OsString::from).collect();
         let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
         let spec = SpawnSpec {
             program: Path::new("/bin/sh"),
@@ -386,10 +365,7 @@ mod tests {
         };
         while !done(&events, sleeper) {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "missing events for sh {sh} (sleeper {sleeper:?})"
-            );
+            assert!(!left.is_zero(), "missing events for sh {sh} (sleeper {sleeper:?})");
             let mut pfd = libc::pollfd {
                 fd: conn.as_raw_fd(),
                 events: libc::POLLIN,
@@ -407,10 +383,7 @@ mod tests {
             });
         }
         assert!(
-            events.contains(&ProcEvent::Fork {
-                parent: me,
-                child: sh
-            }),
+            events.contains(&ProcEvent::Fork { parent: me, child: sh }),
             "{events:?}"
         );
         assert!(events.contains(&ProcEvent::Exec { pid: sh }), "{events:?}");

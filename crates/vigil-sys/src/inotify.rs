@@ -39,8 +39,7 @@ impl Inotify {
 
     /// Stops watching `wd` (an IN_IGNORED event for it may still be read afterwards).
     pub fn remove_watch(&self, wd: i32) -> Result<(), SysError> {
-        inotify::remove_watch(&self.fd, wd)
-            .map_err(|e| SysError::errno("inotify_rm_watch", None, e))
+        inotify::remove_watch(&self.fd, wd).map_err(|e| SysError::errno("inotify_rm_watch", None, e))
     }
 
     /// Appends the wd of every queued event to `out` without blocking (duplicates possible).
@@ -109,9 +108,7 @@ mod tests {
         assert!(!out.contains(&wa) || out == [wa], "{out:?}"); // only the IN_IGNORED for wa
         assert!(ino.remove_watch(wa).is_err());
 
-        let err = ino
-            .add_modify_watch(&dir.path().join("missing"))
-            .unwrap_err();
+        let err = ino.add_modify_watch(&dir.path().join("missing")).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
     }
 }

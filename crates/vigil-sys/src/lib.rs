@@ -20,13 +20,13 @@ mod testutil;
 pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
 pub use misc::{
-    getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit, send_signal,
-    set_child_subreaper, set_nonblocking, user_by_uid,
+    getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit, send_signal, set_child_subreaper,
+    set_nonblocking, user_by_uid,
 };
 pub use pidfd::{reap_any, PidFd};
 pub use procfs::{
-    boot_time_ticks_per_sec, boottime_now_ns, children, cmdline, monotonic_now_ns, proc_stat,
-    start_time, start_time_to_boot_ns, uptime_ticks, ProcStat,
+    boot_time_ticks_per_sec, boottime_now_ns, children, cmdline, monotonic_now_ns, proc_stat, start_time,
+    start_time_to_boot_ns, uptime_ticks, ProcStat,
 };
 pub use resolve::resolve_program;
 pub use spawn::{spawn, SpawnSpec, Spawned};
@@ -131,10 +131,7 @@ impl WaitStatus {
     pub fn to_raw(self) -> i32 {
         match self {
             WaitStatus::Exited(code) => (code & 0xff) << 8,
-            WaitStatus::Signaled {
-                signal,
-                core_dumped,
-            } => (signal & 0x7f) | if core_dumped { 0x80 } else { 0 },
+            WaitStatus::Signaled { signal, core_dumped } => (signal & 0x7f) | if core_dumped { 0x80 } else { 0 },
         }
     }
 }
@@ -144,10 +141,7 @@ impl std::fmt::Display for WaitStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             WaitStatus::Exited(code) => write!(f, "exited with code {code}"),
-            WaitStatus::Signaled {
-                signal,
-                core_dumped,
-            } => {
+            WaitStatus::Signaled { signal, core_dumped } => {
                 write!(f, "killed by signal {signal}")?;
                 if core_dumped {
                     f.write_str(" (core dumped)")?;
@@ -209,18 +203,8 @@ mod tests {
 
     #[test]
     fn error_messages_name_the_subject() {
-        let e = SysError::io(
-            "pidfd_open",
-            Some(42),
-            std::io::Error::from_raw_os_error(libc::EPERM),
-        );
-        assert!(
-            e.to_string().starts_with("pidfd_open failed for pid 42: "),
-            "{e}"
-        );
-        assert_eq!(
-            SysError::NoSuchProcess(7).to_string(),
-            "no such process: pid 7"
-        );
+        let e = SysError::io("pidfd_open", Some(42), std::io::Error::from_raw_os_error(libc::EPERM));
+        assert!(e.to_string().starts_with("pidfd_open failed for pid 42: "), "{e}");
+        assert_eq!(SysError::NoSuchProcess(7).to_string(), "no such process: pid 7");
     }
 }

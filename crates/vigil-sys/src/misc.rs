@@ -11,15 +11,13 @@ use crate::{Pid, SysError};
 
 /// Makes a pipe whose both ends are close-on-exec: (read end, write end).
 pub fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), SysError> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| SysError::errno("pipe2", None, e))
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| SysError::errno("pipe2", None, e))
 }
 
 /// Sets O_NONBLOCK on `fd` (e.g. the read end of an output pipe polled by the event loop).
 pub fn set_nonblocking<F: AsFd>(fd: F) -> Result<(), SysError> {
     let fd = fd.as_fd();
-    let flags =
-        rustix::fs::fcntl_getfl(fd).map_err(|e| SysError::errno("fcntl(F_GETFL)", None, e))?;
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| SysError::errno("fcntl(F_GETFL)", None, e))?;
     rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)
         .map_err(|e| SysError::errno("fcntl(F_SETFL)", None, e))
 }
@@ -126,15 +124,7 @@ pub fn user_by_uid(uid: u32) -> Option<(String, u32, PathBuf)> {
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         // SAFETY: all pointers are valid; buf.len() is the true size of buf.
-        let r = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
+        let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
         if r == libc::ERANGE && buf.len() < (1 << 20) {
             let n = buf.len() * 4;
             buf.resize(n, 0);
@@ -184,10 +174,7 @@ mod tests {
         assert!(matches!(send_signal(0, 0), Err(SysError::Io { .. })));
         assert!(matches!(send_signal(-1, 0), Err(SysError::Io { .. })));
         send_signal(std::process::id() as Pid, 0).unwrap();
-        assert!(matches!(
-            send_signal(1 << 23, 0),
-            Err(SysError::NoSuchProcess(_))
-        ));
+        assert!(matches!(send_signal(1 << 23, 0), Err(SysError::NoSuchProcess(_))));
         assert!(matches!(
             kill_process_group(1 << 23, 0),
             Err(SysError::NoSuchProcess(_))
@@ -216,10 +203,7 @@ mod tests {
         let _g = child_lock();
         let (r, w) = pipe_cloexec().unwrap();
         // The background sleep outlives sh, so it is orphaned and must be reparented to us.
-        let argv: Vec<OsString> = ["sh", "-c", "sleep 10 & echo $!"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let argv: Vec<OsString> = ["sh", "-c", "sleep 10 & echo $!"].iter().map(OsString::from).collect();
         let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
         let spec = SpawnSpec {
             program: Path::new("/bin/sh"),
@@ -240,10 +224,7 @@ mod tests {
         let orphan: Pid = line.trim().parse().unwrap();
         let orphan_fd = crate::PidFd::open(orphan).unwrap();
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));
-        assert_eq!(
-            crate::proc_stat(orphan).unwrap().ppid,
-            std::process::id() as Pid
-        );
+        assert_eq!(crate::proc_stat(orphan).unwrap().ppid, std::process::id() as Pid);
         orphan_fd.send_signal(libc::SIGKILL).unwrap();
         assert!(orphan_fd.wait_exited(Some(std::time::Duration::from_secs(10))));
         assert_eq!(
@@ -274,9 +255,7 @@ mod tests {
         #[allow(clippy::unnecessary_cast)]
         let hard = before.rlim_max as u64;
         assert_eq!(soft, hard);
-        let orig = original_nofile_limit()
-            .map(|l| l.rlim_cur)
-            .unwrap_or(before.rlim_cur);
+        let orig = original_nofile_limit().map(|l| l.rlim_cur).unwrap_or(before.rlim_cur);
         let (out, st) = run_capture(Path::new("/bin/sh"), &["sh", "-c", "ulimit -n"], &[], None);
         assert_eq!(st, WaitStatus::Exited(0));
         assert_eq!(out.trim(), orig.to_string());

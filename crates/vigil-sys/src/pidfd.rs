@@ -108,13 +108,7 @@ impl PidFd {
             ..Default::default()
         };
         // SAFETY: `info` is a writable 64-byte struct matching the size encoded in the request.
-        let r = unsafe {
-            libc::ioctl(
-                self.fd.as_raw_fd(),
-                PIDFD_GET_INFO,
-                &mut info as *mut PidfdInfo,
-            )
-        };
+        let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) };
         if r < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
@@ -227,10 +221,7 @@ mod tests {
     fn open_missing_process() {
         assert!(matches!(PidFd::open(0), Err(SysError::NoSuchProcess(0))));
         // pid_max is at most 2^22, so this pid cannot exist.
-        assert!(matches!(
-            PidFd::open(1 << 23),
-            Err(SysError::NoSuchProcess(_))
-        ));
+        assert!(matches!(PidFd::open(1 << 23), Err(SysError::NoSuchProcess(_))));
     }
 
     /// Starts `sh -c script` with stdout on a pipe and returns it with the first line it prints.
@@ -265,18 +256,8 @@ mod tests {
         let _g = child_lock();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            0o600.into(),
-            0,
-        )
-        .unwrap();
-        let script = format!(
-            "sh -c 'read x < {}; exit 7' & echo $!; wait $!",
-            fifo.display()
-        );
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).unwrap();
+        let script = format!("sh -c 'read x < {}; exit 7' & echo $!; wait $!", fifo.display());
         let (outer, _out, line) = start_sh(&script);
         let gpid: Pid = line.trim().parse().unwrap();
         let g = PidFd::open(gpid).unwrap();
@@ -306,9 +287,7 @@ mod tests {
         assert_eq!(wait_child(&outer), WaitStatus::Exited(7));
         assert!(g.has_exited());
         assert_eq!(g.exit_status().unwrap(), Some(WaitStatus::Exited(7)));
-        assert!(
-            matches!(g.send_signal(libc::SIGTERM), Err(SysError::NoSuchProcess(p)) if p == gpid)
-        );
+        assert!(matches!(g.send_signal(libc::SIGTERM), Err(SysError::NoSuchProcess(p)) if p == gpid));
     }
 
     #[test]
@@ -330,11 +309,7 @@ mod tests {
     #[test]
     fn reap_any_collects_our_child() {
         let _g = child_lock();
-        let argv = [
-            OsString::from("sh"),
-            OsString::from("-c"),
-            OsString::from("exit 3"),
-        ];
+        let argv = [OsString::from("sh"), OsString::from("-c"), OsString::from("exit 3")];
         let spec = SpawnSpec {
             program: Path::new("/bin/sh"),
             argv: &argv,

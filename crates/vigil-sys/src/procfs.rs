@@ -45,11 +45,7 @@ pub(crate) fn parse_stat(buf: &[u8]) -> Option<ProcStat> {
     if close < open {
         return None;
     }
-    let pid = std::str::from_utf8(&buf[..open])
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let pid = std::str::from_utf8(&buf[..open]).ok()?.trim().parse().ok()?;
     let comm = String::from_utf8_lossy(&buf[open + 1..close]).into_owned();
     let rest = std::str::from_utf8(&buf[close + 1..]).ok()?;
     // rest[0] is field 3, so field N is rest[N - 3].
@@ -75,10 +71,7 @@ pub fn proc_stat(pid: Pid) -> Result<ProcStat, SysError> {
         SysError::io(
             "parse /proc/PID/stat",
             Some(pid),
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                String::from_utf8_lossy(&buf).into_owned(),
-            ),
+            io::Error::new(io::ErrorKind::InvalidData, String::from_utf8_lossy(&buf).into_owned()),
         )
     })
 }
@@ -91,10 +84,7 @@ pub fn start_time(pid: Pid) -> Result<u64, SysError> {
 /// The argv of `pid` from /proc/PID/cmdline (empty for zombies and kernel threads).
 pub fn cmdline(pid: Pid) -> Result<Vec<OsString>, SysError> {
     let buf = read_proc(pid, "cmdline", "read /proc/PID/cmdline")?;
-    let mut args: Vec<OsString> = buf
-        .split(|&b| b == 0)
-        .map(|a| OsString::from_vec(a.to_vec()))
-        .collect();
+    let mut args: Vec<OsString> = buf.split(|&b| b == 0).map(|a| OsString::from_vec(a.to_vec())).collect();
     // The buffer ends with a NUL, which leaves one empty piece at the end.
     if args.last().is_some_and(|a| a.is_empty()) {
         args.pop();
@@ -126,10 +116,7 @@ pub fn children(pid: Pid) -> Vec<Pid> {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
             for t in tasks.flatten() {
                 if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(
-                        s.split_ascii_whitespace()
-                            .filter_map(|p| p.parse::<Pid>().ok()),
-                    );
+                    out.extend(s.split_ascii_whitespace().filter_map(|p| p.parse::<Pid>().ok()));
                 }
             }
         }
@@ -165,10 +152,7 @@ pub fn boot_time_ticks_per_sec() -> u64 {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: a valid clock id and a valid pointer to a local timespec.
     let r = unsafe { libc::clock_gettime(clock, &mut ts) };
     assert_eq!(r, 0, "clock_gettime({clock}) failed");
@@ -227,10 +211,7 @@ mod tests {
         assert!(start_time_to_boot_ns(s.start_time) <= boottime_now_ns());
         let argv: Vec<OsString> = std::env::args_os().collect();
         assert_eq!(cmdline(me).unwrap(), argv);
-        assert!(matches!(
-            proc_stat(1 << 23),
-            Err(SysError::NoSuchProcess(_))
-        ));
+        assert!(matches!(proc_stat(1 << 23), Err(SysError::NoSuchProcess(_))));
         assert!(matches!(cmdline(-5), Err(SysError::NoSuchProcess(-5))));
         let a = monotonic_now_ns();
         assert!(monotonic_now_ns() >= a);

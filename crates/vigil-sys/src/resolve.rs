@@ -51,9 +51,7 @@ pub fn resolve_program(program: &str, path: Option<&OsStr>) -> Result<PathBuf, S
         let candidate = dir.join(program);
         match check_executable(&candidate) {
             Ok(()) => return Ok(candidate),
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ENOTDIR) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
             Err(e) => {
                 denied.get_or_insert(e);
             }
@@ -87,10 +85,7 @@ mod tests {
             resolve_program("sh", Some(OsStr::new("/nonexistent:/bin"))).unwrap(),
             Path::new("/bin/sh")
         );
-        assert_eq!(
-            resolve_program("/bin/sh", None).unwrap(),
-            Path::new("/bin/sh")
-        );
+        assert_eq!(resolve_program("/bin/sh", None).unwrap(), Path::new("/bin/sh"));
         assert!(matches!(
             resolve_program("no-such-program-xyz", Some(OsStr::new("/bin:/usr/bin"))),
             Err(SysError::ProgramNotFound { .. })

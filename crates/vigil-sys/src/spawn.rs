@@ -115,16 +115,13 @@ const KERNEL_SIGSET_SIZE: usize = 8;
 fn invalid(program: &str, what: &str) -> SysError {
     SysError::Exec {
         program: program.to_owned(),
-        source: io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{what} contains a NUL byte"),
-        ),
+        source: io::Error::new(io::ErrorKind::InvalidInput, format!("{what} contains a NUL byte")),
     }
 }
 
 fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
-    let program = CString::new(spec.program.as_os_str().as_bytes())
-        .map_err(|_| invalid(program_name, "program path"))?;
+    let program =
+        CString::new(spec.program.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "program path"))?;
     let argv: Vec<CString> = if spec.argv.is_empty() {
         vec![program.clone()]
     } else {
@@ -151,9 +148,7 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         env.push(CString::new(kv).map_err(|_| invalid(program_name, "an environment variable"))?);
     }
     let cwd = match spec.cwd {
-        Some(c) => {
-            Some(CString::new(c.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "cwd"))?)
-        }
+        Some(c) => Some(CString::new(c.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "cwd"))?),
         None => None,
     };
     let argv_ptrs = argv
@@ -202,8 +197,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
     let (err_r, err_w) = misc::pipe_cloexec()?;
     // Keep the error pipe clear of 0..=2, which the child overwrites with dup2.
     let err_w = if err_w.as_raw_fd() < 3 {
-        rustix::io::fcntl_dupfd_cloexec(&err_w, 3)
-            .map_err(|e| SysError::errno("fcntl(F_DUPFD_CLOEXEC)", None, e))?
+        rustix::io::fcntl_dupfd_cloexec(&err_w, 3).map_err(|e| SysError::errno("fcntl(F_DUPFD_CLOEXEC)", None, e))?
     } else {
         err_w
     };
@@ -242,11 +236,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
             return Err(e);
         }
     };
-    Ok(Spawned {
-        pid,
-        start_time,
-        pidfd,
-    })
+    Ok(Spawned { pid, start_time, pidfd })
 }
 
 /// Reads the child's (step, errno) report; None on EOF, i.e. a successful exec.
@@ -394,18 +384,9 @@ unsafe fn child_exec(p: &Prepared, err_fd: RawFd) -> ! {
             libc::setrlimit(libc::RLIMIT_NOFILE, lim);
         }
         // Belt and braces: nothing above fd 2 is meant to be inherited.
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
 
-        libc::execve(
-            p.program.as_ptr(),
-            p.argv_ptrs.as_ptr(),
-            p.envp_ptrs.as_ptr(),
-        );
+        libc::execve(p.program.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
         fail(Step::Execve)
     }
 }
@@ -449,11 +430,7 @@ mod tests {
         let _g = child_lock();
         let (out, _) = run_capture(
             Path::new("/bin/sh"),
-            &[
-                "sh",
-                "-c",
-                "readlink /proc/self/fd/0; ls /proc/self/fd | wc -l",
-            ],
+            &["sh", "-c", "readlink /proc/self/fd/0; ls /proc/self/fd | wc -l"],
             &[(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))],
             None,
         );
@@ -539,10 +516,7 @@ mod tests {
         }
         let _g = child_lock();
         let (r, w) = crate::pipe_cloexec().unwrap();
-        let argv: Vec<OsString> = ["sh", "-c", "id -u; id -g; id -G"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let argv: Vec<OsString> = ["sh", "-c", "id -u; id -g; id -G"].iter().map(OsString::from).collect();
         let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
         let spec = SpawnSpec {
             program: Path::new("/bin/sh"),

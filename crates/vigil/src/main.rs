@@ -14,10 +14,7 @@ use vigil_client::proto::{self, Backoff, ProgramType, RunSpec};
 use vigil_client::{Client, ClientError};
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Keep vital processes alive: the command line of vigild"
-)]
+#[command(version, about = "Keep vital processes alive: the command line of vigild")]
 struct Cli {
     /// vigild's socket [default: $VIGIL_SOCKET, /run/vigil/vigild.sock for root, else $XDG_RUNTIME_DIR/vigil/vigild.sock]
     #[arg(long, global = true)]
@@ -211,10 +208,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    let path = cli
-        .socket
-        .clone()
-        .unwrap_or_else(vigil_client::default_socket_path);
+    let path = cli.socket.clone().unwrap_or_else(vigil_client::default_socket_path);
     let connect = || Client::connect(&path).map_err(Failure::from);
     let json = cli.json;
     match cli.cmd {
@@ -224,32 +218,20 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             output::tag_started(&status, json);
         }
         Cmd::Start { tag } => connect()?.start(&tag)?,
-        Cmd::Modify {
-            tag,
-            retries,
-            period,
-        } => {
+        Cmd::Modify { tag, retries, period } => {
             if retries.is_none() && period.is_none() {
                 return Err(usage("modify needs --retries and/or --period"));
             }
             connect()?.modify(&tag, retries, period)?
         }
-        Cmd::Stop {
-            tag,
-            signal: sig,
-            wait,
-        } => {
+        Cmd::Stop { tag, signal: sig, wait } => {
             let sig = sig.as_deref().map(signal).transpose()?;
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             let mut c = connect()?;
             c.set_read_timeout(None).ok();
             c.stop(&tag, sig, wait)?
         }
-        Cmd::Kill {
-            tag,
-            signal: sig,
-            wait,
-        } => {
+        Cmd::Kill { tag, signal: sig, wait } => {
             let sig = signal(sig.as_deref().unwrap_or("TERM"))?;
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             connect()?.kill(&tag, sig, wait)?
@@ -277,14 +259,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Cmd::Logs { tag, follow, lines } => {
             let st = connect()?.status(&tag)?;
-            output::logs(&st.log_path, lines, follow)
-                .map_err(|e| Failure(1, format!("{}: {e}", st.log_path)))?;
+            output::logs(&st.log_path, lines, follow).map_err(|e| Failure(1, format!("{}: {e}", st.log_path)))?;
         }
-        Cmd::Events {
-            after,
-            follow,
-            limit,
-        } => {
+        Cmd::Events { after, follow, limit } => {
             let mut c = connect()?;
             if follow {
                 c.subscribe(Some(after))?;
@@ -298,12 +275,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Cmd::Reload => output::reload(&connect()?.reload()?, json),
-        Cmd::Daemon {
-            cmd: DaemonCmd::Status,
-        } => output::daemon(&connect()?.daemon_status()?, json),
-        Cmd::Daemon {
-            cmd: DaemonCmd::Reexec,
-        } => {
+        Cmd::Daemon { cmd: DaemonCmd::Status } => output::daemon(&connect()?.daemon_status()?, json),
+        Cmd::Daemon { cmd: DaemonCmd::Reexec } => {
             let mut c = connect()?;
             let before = c.daemon_pid();
             c.reexec()?;
@@ -380,9 +353,7 @@ fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
         action: a.action.map(|p| {
             // A relative action path means the caller's directory, not vigild's.
             if p.contains('/') {
-                std::path::absolute(&p)
-                    .map(|x| x.display().to_string())
-                    .unwrap_or(p)
+                std::path::absolute(&p).map(|x| x.display().to_string()).unwrap_or(p)
             } else {
                 p
             }

@@ -8,10 +8,7 @@ use serde::Serialize;
 use vigil_client::proto::{DaemonInfo, Event, ExitStatus, ReloadReport, TagStatus, TagSummary};
 
 fn print_json<T: Serialize>(v: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("plain data serializes")
-    );
+    println!("{}", serde_json::to_string_pretty(v).expect("plain data serializes"));
 }
 
 fn now_ms() -> u64 {
@@ -106,10 +103,7 @@ pub fn status(tags: &[TagStatus], json: bool) {
                 format!("{} s", st.period)
             },
             st.restarts_used,
-            st.action
-                .as_ref()
-                .map(|a| format!(", action {a}"))
-                .unwrap_or_default()
+            st.action.as_ref().map(|a| format!(", action {a}")).unwrap_or_default()
         );
         if !st.after.is_empty() {
             println!("  after:     {}", st.after.join(" "));
@@ -136,21 +130,11 @@ pub fn status(tags: &[TagStatus], json: bool) {
 
 pub fn event(e: &Event, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(e).expect("plain data serializes")
-        );
+        println!("{}", serde_json::to_string(e).expect("plain data serializes"));
         return;
     }
     let data: Vec<String> = e.data.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!(
-        "{:>6} {} {} {} {}",
-        e.seq,
-        e.time_ms,
-        e.name,
-        e.subject,
-        data.join(" ")
-    );
+    println!("{:>6} {} {} {} {}", e.seq, e.time_ms, e.name, e.subject, data.join(" "));
 }
 
 pub fn reload(r: &ReloadReport, json: bool) {

@@ -91,8 +91,8 @@ fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
 
 /// Reads and checks a config file; every error names the file, the tag and the key.
 pub fn load(path: &Path, uid: u32, gid: u32) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
     parse(&text, uid, gid).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
 }
 
@@ -107,10 +107,7 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         settings.log_max_bytes = b;
     }
     if let Some(k) = file.daemon.log_keep {
-        anyhow::ensure!(
-            (1..=100).contains(&k),
-            "daemon.log_keep = {k} is outside 1..=100"
-        );
+        anyhow::ensure!((1..=100).contains(&k), "daemon.log_keep = {k} is outside 1..=100");
         settings.log_keep = k;
     }
     let mut tags = Vec::new();
@@ -135,17 +132,12 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         let stop_signal = match &t.stop_signal {
             None => None,
             Some(s) => Some(
-                vigil_proto::signal_from_str(s)
-                    .ok_or_else(|| ctx(format!("stop_signal = {s:?} is not a signal")))?,
+                vigil_proto::signal_from_str(s).ok_or_else(|| ctx(format!("stop_signal = {s:?} is not a signal")))?,
             ),
         };
         let stop_timeout_ms = match t.stop_timeout {
             None => None,
-            Some(v) => Some(
-                secs("stop_timeout", v)
-                    .map_err(|e| ctx(e.to_string()))?
-                    .as_millis() as u64,
-            ),
+            Some(v) => Some(secs("stop_timeout", v).map_err(|e| ctx(e.to_string()))?.as_millis() as u64),
         };
         let run = RunSpec {
             tag: name.clone(),
@@ -164,8 +156,7 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             stop_signal,
             stop_timeout_ms,
         };
-        let (tag, spec) = crate::spec::build(&run, uid, gid, settings.stop_timeout)
-            .map_err(|e| ctx(e.message))?;
+        let (tag, spec) = crate::spec::build(&run, uid, gid, settings.stop_timeout).map_err(|e| ctx(e.message))?;
         tags.push((tag, spec));
     }
     check_after(&tags)?;
@@ -232,10 +223,7 @@ env = { PORT = "8000" }
         )
         .unwrap();
         assert_eq!(c.tags.len(), 1);
-        assert_eq!(
-            c.tags[0].1.env,
-            vec![("PORT".to_string(), "8000".to_string())]
-        );
+        assert_eq!(c.tags[0].1.env, vec![("PORT".to_string(), "8000".to_string())]);
     }
 
     #[test]
@@ -244,8 +232,10 @@ env = { PORT = "8000" }
         assert!(e("[tag.a]\ncommand = []").contains("tag.a: tag a: the command is empty"));
         assert!(e("[tag.a]\ncommand = [\"x\"]\nlevel = -2").contains("level -2"));
         assert!(e("[tag.a]\ncommand = [\"x\"]\nafter = [\"b\"]").contains("not declared"));
-        assert!(e("[tag.a]\ncommand = [\"x\"]\nafter = [\"b\"]\n[tag.b]\ncommand = [\"x\"]\nafter = [\"a\"]")
-            .contains("cycle"));
+        assert!(
+            e("[tag.a]\ncommand = [\"x\"]\nafter = [\"b\"]\n[tag.b]\ncommand = [\"x\"]\nafter = [\"a\"]")
+                .contains("cycle")
+        );
         assert!(e("[tag.a]\ncommand = [\"x\"]\nbogus = 1").contains("bogus"));
         assert!(e("[tag.\"a b\"]\ncommand = [\"x\"]").contains("whitespace"));
     }

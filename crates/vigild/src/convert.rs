@@ -108,9 +108,7 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
         retries: s.retries.to_i64(),
         period: s.period.to_secs_i64(),
         action: s.action.clone(),
-        backoff_ms: s
-            .backoff
-            .map(|b| (b.min.as_millis() as u64, b.max.as_millis() as u64)),
+        backoff_ms: s.backoff.map(|b| (b.min.as_millis() as u64, b.max.as_millis() as u64)),
         after: s.after.iter().map(|a| a.to_string()).collect(),
         stop_signal: s.stop_signal,
         stop_timeout_ms: s.stop_timeout.as_millis() as u64,
@@ -124,19 +122,13 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
                 until_ms: until.as_millis(),
             },
             TagState::Action => store::StateRecord::Action,
-            TagState::Stopping {
-                deadline,
-                then,
-                killed,
-            } => store::StateRecord::Stopping {
+            TagState::Stopping { deadline, then, killed } => store::StateRecord::Stopping {
                 deadline_ms: deadline.as_millis(),
                 then: stop_mode_to_store(*then),
                 killed: *killed,
             },
             TagState::Stopped => store::StateRecord::Stopped,
-            TagState::Failed { reason } => store::StateRecord::Failed {
-                reason: reason.clone(),
-            },
+            TagState::Failed { reason } => store::StateRecord::Failed { reason: reason.clone() },
         },
         enabled: tag.enabled,
         procs: tag.tree.all().map(|p| proc_record(p.id, p.depth)).collect(),
@@ -175,11 +167,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             min: Duration::from_millis(a),
             max: Duration::from_millis(b),
         }),
-        after: r
-            .after
-            .iter()
-            .filter_map(|a| TagName::new(a).ok())
-            .collect(),
+        after: r.after.iter().filter_map(|a| TagName::new(a).ok()).collect(),
         stop_signal: r.stop_signal,
         stop_timeout: Duration::from_millis(r.stop_timeout_ms),
         uid: r.uid,
@@ -203,9 +191,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             killed: *killed,
         },
         store::StateRecord::Stopped => TagState::Stopped,
-        store::StateRecord::Failed { reason } => TagState::Failed {
-            reason: reason.clone(),
-        },
+        store::StateRecord::Failed { reason } => TagState::Failed { reason: reason.clone() },
     };
     tag.enabled = r.enabled;
     tag.main = r.main.as_ref().map(|m| ProcId {
@@ -238,12 +224,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
     Ok((tag, procs))
 }
 
-pub fn tag_status(
-    tag: &Tag,
-    from_config: bool,
-    log_path: String,
-    now: Timestamp,
-) -> proto::TagStatus {
+pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp) -> proto::TagStatus {
     let s = &tag.spec;
     proto::TagStatus {
         name: tag.name.to_string(),
@@ -277,10 +258,7 @@ pub fn tag_status(
             })
             .collect(),
         main_pid: tag.main.filter(|m| tag.tree.contains(m.pid)).map(|m| m.pid),
-        started_ms: tag
-            .started_at
-            .map(|t| t.as_millis())
-            .filter(|_| !tag.tree.is_empty()),
+        started_ms: tag.started_at.map(|t| t.as_millis()).filter(|_| !tag.tree.is_empty()),
         last_exit: tag.last_exit.map(|(p, e)| (p, exit_to_wire(e))),
         log_path,
         from_config,
@@ -301,10 +279,7 @@ pub fn event_data(ev: &TagEvent) -> Vec<(String, String)> {
             }
             d
         }
-        TagEvent::Restart { pid, counted } => vec![
-            kv("pid", pid.to_string()),
-            kv("counted", counted.to_string()),
-        ],
+        TagEvent::Restart { pid, counted } => vec![kv("pid", pid.to_string()), kv("counted", counted.to_string())],
         TagEvent::Failed { reason } => vec![kv("reason", reason.clone())],
         TagEvent::Action { program } => vec![kv("program", program.clone())],
         TagEvent::ActionExit { exit } => vec![kv("status", exit.to_string())],

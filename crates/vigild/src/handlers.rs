@@ -29,40 +29,22 @@ fn ms(d: u64) -> Duration {
 
 impl Daemon {
     /// Handles one request. `None` means the answer comes later (a waiter was registered).
-    pub fn handle(
-        &mut self,
-        caller: Caller,
-        id: u64,
-        req: Request,
-        out: &ConnTx,
-    ) -> Option<Answer> {
+    pub fn handle(&mut self, caller: Caller, id: u64, req: Request, out: &ConnTx) -> Option<Answer> {
         let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
         Some(match req {
             Request::Run(spec) => self.run(caller, spec),
             Request::Start { tag } => self.start(caller, &tag),
-            Request::Modify {
-                tag,
-                retries,
-                period,
-            } => self.modify(caller, &tag, retries, period),
-            Request::Stop {
-                tag,
-                signal,
-                wait_ms,
-            } => return self.stop(caller, &tag, signal, wait_ms, StopMode::Stay, id, out),
+            Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
+            Request::Stop { tag, signal, wait_ms } => {
+                return self.stop(caller, &tag, signal, wait_ms, StopMode::Stay, id, out)
+            }
             Request::Remove { tag, wait_ms } => {
                 return self.stop(caller, &tag, None, wait_ms, StopMode::Remove, id, out)
             }
-            Request::Kill {
-                tag,
-                signal,
-                wait_ms,
-            } => return self.kill(caller, &tag, signal, wait_ms, id, out),
+            Request::Kill { tag, signal, wait_ms } => return self.kill(caller, &tag, signal, wait_ms, id, out),
             Request::Restart { tag } => self.restart(caller, &tag),
             Request::Query { tag } => Ok(Response::Exists(
-                TagName::new(&tag)
-                    .ok()
-                    .is_some_and(|n| self.tags.contains_key(&n)),
+                TagName::new(&tag).ok().is_some_and(|n| self.tags.contains_key(&n)),
             )),
             Request::List => Ok(Response::List(
                 self.tags
@@ -70,29 +52,23 @@ impl Daemon {
                     .map(|(n, e)| TagSummary {
                         name: n.to_string(),
                         state: e.tag.state.name().into(),
-                        pids: e
-                            .tag
-                            .tree
-                            .watched(e.tag.spec.level)
-                            .map(|p| p.id.pid)
-                            .collect(),
+                        pids: e.tag.tree.watched(e.tag.spec.level).map(|p| p.id.pid).collect(),
                     })
                     .collect(),
             )),
-            Request::Status { tag: None } => Ok(Response::Tags(
-                self.tags.keys().map(|n| self.status_of(n)).collect(),
-            )),
-            Request::Status { tag: Some(tag) } => self
-                .known(&tag)
-                .map(|n| Response::Tags(vec![self.status_of(&n)])),
+            Request::Status { tag: None } => Ok(Response::Tags(self.tags.keys().map(|n| self.status_of(n)).collect())),
+            Request::Status { tag: Some(tag) } => self.known(&tag).map(|n| Response::Tags(vec![self.status_of(&n)])),
             Request::Wait { tag, timeout_ms } => {
                 let name = match self.known(&tag) {
                     Ok(n) => n,
                     Err(e) => return Some(Err(e)),
                 };
-                let deadline = timeout_ms.map(|t| now().add(ms(t)));
+                let deadline = timeout_ms.map(|t| now().plus(ms(t)));
                 self.waiters.push(Waiter {
-                    until: WaitFor::TagIdle(name),
+                    until: WaitFor::TagIdle {
+                        tag: name,
+                        with_status: true,
+                    },
                     deadline,
                     out: out.clone(),
                     id,
@@ -115,13 +91,7 @@ impl Daemon {
                     id,
                     result: Ok(Response::Ok),
                 };
-                self.outbox.push((
-                    out.clone(),
-                    Outgoing {
-                        msg,
-                        written: Some(tx),
-                    },
-                ));
+                self.outbox.push((out.clone(), Outgoing { msg, written: Some(tx) }));
                 self.reexec = Some(rx);
                 return None;
             }
@@ -192,14 +162,10 @@ impl Daemon {
                 ),
             ));
         }
-        let (name, spec) =
-            crate::spec::build(&run, caller.uid, caller.gid, self.settings.stop_timeout)?;
+        let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.settings.stop_timeout)?;
         if let Some(old) = self.tags.get(&name) {
             if old.tag.is_active() {
-                return Err(err(
-                    ErrorCode::AlreadyExists,
-                    format!("tag {name} is already running"),
-                ));
+                return Err(err(ErrorCode::AlreadyExists, format!("tag {name} is already running")));
             }
             if caller.uid != 0 && caller.uid != old.tag.spec.uid {
                 return Err(err(
@@ -225,18 +191,12 @@ impl Daemon {
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| std::ffi::OsString::from(v));
-        let path = path.unwrap_or_else(|| {
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-        });
+        let path = path.unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         vigil_sys::resolve_program(&spec.command[0], Some(&path))
             .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: {e}")))?;
         if let Some(action) = &spec.action {
-            vigil_sys::resolve_program(action, Some(&path)).map_err(|e| {
-                err(
-                    ErrorCode::ExecFailed,
-                    format!("tag {name}: action program: {e}"),
-                )
-            })?;
+            vigil_sys::resolve_program(action, Some(&path))
+                .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
         }
         let replaced = self.tags.remove(&name);
         self.insert_and_start(name.clone(), spec, false, replaced.and_then(|e| e.log));
@@ -261,11 +221,10 @@ impl Daemon {
         from_config: bool,
         log: Option<std::fs::File>,
     ) {
-        let deps_ready = spec.after.iter().all(|d| {
-            self.tags
-                .get(d)
-                .is_some_and(|e| e.tag.state == TagState::Running)
-        });
+        let deps_ready = spec
+            .after
+            .iter()
+            .all(|d| self.tags.get(d).is_some_and(|e| e.tag.state == TagState::Running));
         let mut tag = Tag::new(name.clone(), spec);
         let fx = if deps_ready {
             tag.start().expect("a new tag can start")
@@ -289,24 +248,12 @@ impl Daemon {
     fn start(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "start")?;
-        let fx = self
-            .tags
-            .get_mut(&name)
-            .expect("known")
-            .tag
-            .start()
-            .map_err(refused)?;
+        let fx = self.tags.get_mut(&name).expect("known").tag.start().map_err(refused)?;
         self.apply(&name, fx);
         Ok(Response::Ok)
     }
 
-    fn modify(
-        &mut self,
-        caller: Caller,
-        tag: &str,
-        retries: Option<i64>,
-        period: Option<i64>,
-    ) -> Answer {
+    fn modify(&mut self, caller: Caller, tag: &str, retries: Option<i64>, period: Option<i64>) -> Answer {
         let name = self.owned(caller, tag, "modify")?;
         let r = retries
             .map(|r| {
@@ -344,11 +291,7 @@ impl Daemon {
         id: u64,
         out: &ConnTx,
     ) -> Option<Answer> {
-        let verb = if mode == StopMode::Remove {
-            "remove"
-        } else {
-            "stop"
-        };
+        let verb = if mode == StopMode::Remove { "remove" } else { "stop" };
         let name = match self.owned(caller, tag, verb) {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
@@ -368,9 +311,12 @@ impl Daemon {
             None => Some(Ok(Response::Ok)),
             Some(w) => {
                 // SIGKILL goes out when the wait runs out; allow a little for it to land.
-                let deadline = Some(now().add(ms(w) + Self::stop_grace()));
+                let deadline = Some(now().plus(ms(w) + Self::stop_grace()));
                 self.waiters.push(Waiter {
-                    until: WaitFor::TagIdle(name),
+                    until: WaitFor::TagIdle {
+                        tag: name,
+                        with_status: false,
+                    },
                     deadline,
                     out: out.clone(),
                     id,
@@ -409,7 +355,7 @@ impl Daemon {
         match wait_ms {
             None => Some(Ok(Response::Ok)),
             Some(w) => {
-                let deadline = Some(now().add(ms(w)));
+                let deadline = Some(now().plus(ms(w)));
                 self.waiters.push(Waiter {
                     until: WaitFor::ProcsGone(name, procs),
                     deadline,
@@ -447,8 +393,7 @@ impl Daemon {
                 after = last.seq;
                 for e in &chunk {
                     let msg = vigil_proto::ServerMsg::Event(crate::convert::event_to_wire(e));
-                    self.outbox
-                        .push((out.clone(), Outgoing { msg, written: None }));
+                    self.outbox.push((out.clone(), Outgoing { msg, written: None }));
                 }
             }
         }

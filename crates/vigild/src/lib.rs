@@ -42,9 +42,7 @@ pub enum Exit {
 
 /// Runs the daemon until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or a re-exec request.
 pub fn run(opts: Options) -> anyhow::Result<Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(serve(opts))
 }
 
@@ -53,8 +51,7 @@ fn prepare_dirs(opts: &Options) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
     if let Some(dir) = opts.socket.parent() {
         if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             // Anyone may connect: authorisation is per request, from SO_PEERCRED.
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
         }
@@ -66,16 +63,12 @@ fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     if socket.exists() {
         // A live vigild answers on it; a stale file is removed.
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            anyhow::bail!(
-                "another vigild is already listening on {}",
-                socket.display()
-            );
+            anyhow::bail!("another vigild is already listening on {}", socket.display());
         }
-        std::fs::remove_file(socket)
-            .with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
+        std::fs::remove_file(socket).with_context(|| format!("cannot remove stale socket {}", socket.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let listener =
+        tokio::net::UnixListener::bind(socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))?;
     Ok(listener)
 }
@@ -88,10 +81,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         Some(p) => Some(config::load(p, uid, gid)?),
         None => None,
     };
-    let settings = config
-        .as_ref()
-        .map(|c| c.settings.clone())
-        .unwrap_or_default();
+    let settings = config.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
 
     if let Err(e) = vigil_sys::set_child_subreaper() {
@@ -115,11 +105,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
 
-    let logs = logs::Logs::new(
-        opts.state_dir.join("logs"),
-        settings.log_max_bytes,
-        settings.log_keep,
-    );
+    let logs = logs::Logs::new(opts.state_dir.join("logs"), settings.log_max_bytes, settings.log_keep);
     let seq = store.last_seq()?;
     let mut d = Daemon {
         paths: Paths {

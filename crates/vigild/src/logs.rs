@@ -48,11 +48,7 @@ impl Logs {
     /// Opens (creating) the log of a tag for appending, owned by the tag's user.
     pub fn open(&mut self, tag: &TagName, uid: u32, gid: u32) -> std::io::Result<File> {
         let path = self.path(tag);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).mode(0o640).open(&path)?;
         if let Err(e) = std::os::unix::fs::fchown(&file, Some(uid), Some(gid)) {
             // Only root can give a file away; a per-user vigild writes its own files anyway.
             if vigil_sys::getuid() == 0 {

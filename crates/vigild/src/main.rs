@@ -30,8 +30,7 @@ fn default_state_dir() -> PathBuf {
     }
     match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d).join("vigil"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-            .join(".local/state/vigil"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".local/state/vigil"),
     }
 }
 
@@ -69,11 +68,7 @@ fn main() -> std::process::ExitCode {
         Ok(vigild::Exit::Reexec) => {
             // Same pid, so vigild stays the parent of every process it started.
             let err = std::process::Command::new("/proc/self/exe")
-                .arg0(
-                    std::env::args_os()
-                        .next()
-                        .unwrap_or_else(|| "vigild".into()),
-                )
+                .arg0(std::env::args_os().next().unwrap_or_else(|| "vigild".into()))
                 .args(std::env::args_os().skip(1))
                 .env("VIGILD_REEXEC", "1")
                 .exec();

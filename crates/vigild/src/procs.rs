@@ -22,8 +22,7 @@ impl Daemon {
     /// The environment of a tag's processes: what the user gave, over sane defaults.
     fn environment(&self, name: &TagName) -> Vec<(OsString, OsString)> {
         let spec = &self.tags[name].tag.spec;
-        let mut env: Vec<(OsString, OsString)> =
-            spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let mut env: Vec<(OsString, OsString)> = spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
         let user = vigil_sys::user_by_uid(spec.uid);
         let mut defaults: Vec<(&str, String)> = vec![
             ("PATH", DEFAULT_PATH.to_string()),
@@ -61,18 +60,11 @@ impl Daemon {
     }
 
     /// Starts `argv` for a tag: its user, environment, working directory and log.
-    fn start_process(
-        &mut self,
-        name: &TagName,
-        argv: &[String],
-    ) -> Result<vigil_sys::Spawned, String> {
+    fn start_process(&mut self, name: &TagName, argv: &[String]) -> Result<vigil_sys::Spawned, String> {
         let env = self.environment(name);
         let log = self.ensure_log(name);
         let spec = &self.tags[name].tag.spec;
-        let path = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_os_str());
+        let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
         let program = vigil_sys::resolve_program(&argv[0], path).map_err(|e| e.to_string())?;
         let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
         let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
@@ -113,11 +105,7 @@ impl Daemon {
             }
             Err(err) => {
                 warn!(tag = %name, "cannot start: {err}");
-                self.tags
-                    .get_mut(name)
-                    .expect("present")
-                    .tag
-                    .spawn_failed(err)
+                self.tags.get_mut(name).expect("present").tag.spawn_failed(err)
             }
         }
     }
@@ -185,10 +173,7 @@ impl Daemon {
         let Ok(st) = vigil_sys::start_time(pid) else {
             return false;
         };
-        let id = ProcId {
-            pid,
-            start_time: st,
-        };
+        let id = ProcId { pid, start_time: st };
         let Some(fd) = Self::open_checked(id) else {
             return false;
         };
@@ -272,11 +257,7 @@ impl Daemon {
     /// A pidfd became readable.
     pub fn on_exited(&mut self, pid: i32, start_time: u64) {
         self.reap();
-        let Some(w) = self
-            .procs
-            .get(&pid)
-            .filter(|w| w.id.start_time == start_time)
-        else {
+        let Some(w) = self.procs.get(&pid).filter(|w| w.id.start_time == start_time) else {
             return;
         };
         let exit = match w.pidfd.exit_status() {
@@ -325,9 +306,7 @@ impl Daemon {
         }
         while let Some((pid, depth)) = queue.pop() {
             for child in vigil_sys::children(pid) {
-                if !self.procs.contains_key(&child)
-                    && self.adopt_child(name, child, None, depth + 1)
-                {
+                if !self.procs.contains_key(&child) && self.adopt_child(name, child, None, depth + 1) {
                     queue.push((child, depth + 1));
                 }
             }
@@ -342,12 +321,7 @@ impl Daemon {
         for (id, depth) in procs {
             match Self::open_checked(id) {
                 Some(fd) => {
-                    self.tags
-                        .get_mut(name)
-                        .expect("present")
-                        .tag
-                        .tree
-                        .insert(id, depth);
+                    self.tags.get_mut(name).expect("present").tag.tree.insert(id, depth);
                     self.watch(name, id, Arc::new(fd));
                 }
                 None => lost.push((id, depth)),
@@ -355,19 +329,14 @@ impl Daemon {
         }
         for (id, depth) in lost {
             // Put it back so that the rules see its exit like any other.
-            self.tags
+            self.tags.get_mut(name).expect("present").tag.tree.insert(id, depth);
+            self.emit_tag_event(name, TagEvent::Lost { proc: id });
+            let fx = self
+                .tags
                 .get_mut(name)
                 .expect("present")
                 .tag
-                .tree
-                .insert(id, depth);
-            self.emit_tag_event(name, TagEvent::Lost { proc: id });
-            let fx =
-                self.tags
-                    .get_mut(name)
-                    .expect("present")
-                    .tag
-                    .exited(id.pid, Exit::Unknown, now());
+                .exited(id.pid, Exit::Unknown, now());
             self.apply(name, fx);
         }
     }

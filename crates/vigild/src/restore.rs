@@ -26,10 +26,7 @@ impl Daemon {
                     );
                     restored.push((name, procs));
                 }
-                Err(e) => tracing::error!(
-                    "tag {} in the store is unreadable and is skipped: {e}",
-                    r.name
-                ),
+                Err(e) => tracing::error!("tag {} in the store is unreadable and is skipped: {e}", r.name),
             }
         }
         for (name, procs) in restored {
@@ -54,12 +51,7 @@ impl Daemon {
                     TagState::Stopping { deadline, .. } => {
                         let mut fx = vec![Effect::Timer(deadline)];
                         if tag.tree.is_empty() {
-                            fx = tag.stop(
-                                tag.spec.stop_signal,
-                                tag.spec.stop_timeout,
-                                StopMode::Stay,
-                                now,
-                            );
+                            fx = tag.stop(tag.spec.stop_signal, tag.spec.stop_timeout, StopMode::Stay, now);
                         }
                         fx
                     }
@@ -81,8 +73,7 @@ impl Daemon {
     /// spec, ones no longer declared are stopped and removed.
     pub fn apply_config(&mut self, tags: Vec<(TagName, TagSpec)>) -> ReloadReport {
         let mut report = ReloadReport::default();
-        let declared: std::collections::BTreeSet<TagName> =
-            tags.iter().map(|(n, _)| n.clone()).collect();
+        let declared: std::collections::BTreeSet<TagName> = tags.iter().map(|(n, _)| n.clone()).collect();
         let gone: Vec<TagName> = self
             .tags
             .iter()
@@ -92,12 +83,9 @@ impl Daemon {
         let now = now();
         for name in gone {
             let e = self.tags.get_mut(&name).expect("listed");
-            let fx = e.tag.stop(
-                e.tag.spec.stop_signal,
-                e.tag.spec.stop_timeout,
-                StopMode::Remove,
-                now,
-            );
+            let fx = e
+                .tag
+                .stop(e.tag.spec.stop_signal, e.tag.spec.stop_timeout, StopMode::Remove, now);
             self.apply(&name, fx);
             report.stopped.push(name.to_string());
         }
@@ -108,9 +96,7 @@ impl Daemon {
                     self.insert_and_start(name.clone(), spec, true, None);
                     report.started.push(name.to_string());
                 }
-                Some(e) if e.tag.spec == spec && e.from_config => {
-                    report.unchanged.push(name.to_string())
-                }
+                Some(e) if e.tag.spec == spec && e.from_config => report.unchanged.push(name.to_string()),
                 Some(e) => {
                     e.from_config = true;
                     e.tag.spec = spec;
@@ -136,14 +122,11 @@ impl Daemon {
                 "vigild was started without --config: nothing to reload",
             ));
         };
-        let config = crate::config::load(&path, self.uid, self.gid).map_err(|e| {
-            vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}"))
-        })?;
+        let config = crate::config::load(&path, self.uid, self.gid)
+            .map_err(|e| vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}")))?;
         self.settings = config.settings.clone();
         self.logs
             .set_limits(self.settings.log_max_bytes, self.settings.log_keep);
-        Ok(vigil_proto::Response::Reload(
-            self.apply_config(config.tags),
-        ))
+        Ok(vigil_proto::Response::Reload(self.apply_config(config.tags)))
     }
 }

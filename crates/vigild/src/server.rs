@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, warn, Instrument};
 use vigil_proto::{ClientMsg, FrameError, Request, ServerMsg, HEADER_LEN, PROTOCOL_VERSION};
 
 /// Who is asking, from SO_PEERCRED.
@@ -29,6 +29,8 @@ pub struct Outgoing {
 pub type ConnTx = mpsc::UnboundedSender<Outgoing>;
 
 /// What the loop receives.
+// Short-lived, one per request: boxing the request would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Msg {
     Request {
         caller: Caller,
@@ -75,23 +77,15 @@ async fn read_frame(r: &mut OwnedReadHalf) -> Result<ClientMsg, FrameError> {
     }
     let len = vigil_proto::frame_payload_len(header)?;
     let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(e),
-        })?;
+    r.read_exact(&mut payload).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+        _ => FrameError::Io(e),
+    })?;
     vigil_proto::decode(&payload)
 }
 
-async fn connection(
-    stream: UnixStream,
-    conn: u64,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("no peer credentials: {e}"))?;
+async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg>) -> Result<(), String> {
+    let cred = stream.peer_cred().map_err(|e| format!("no peer credentials: {e}"))?;
     let caller = Caller {
         uid: cred.uid(),
         gid: cred.gid(),
@@ -122,9 +116,7 @@ async fn connection(
     });
     let goodbye = |reason: String| {
         let _ = out_tx.send(Outgoing {
-            msg: ServerMsg::Goodbye {
-                reason: reason.clone(),
-            },
+            msg: ServerMsg::Goodbye { reason: reason.clone() },
             written: None,
         });
         reason
@@ -141,10 +133,15 @@ async fn connection(
                     daemon_version: env!("CARGO_PKG_VERSION").into(),
                     pid: std::process::id(),
                 };
-                let _ = out_tx.send(Outgoing { msg: welcome, written: None });
+                let _ = out_tx.send(Outgoing {
+                    msg: welcome,
+                    written: None,
+                });
             }
             Ok(ClientMsg::Hello { version, .. }) => {
-                return Err(goodbye(format!("protocol version {version} is not supported; this vigild speaks {PROTOCOL_VERSION}")))
+                return Err(goodbye(format!(
+                    "protocol version {version} is not supported; this vigild speaks {PROTOCOL_VERSION}"
+                )))
             }
             Ok(_) => return Err(goodbye("the first message must be Hello".into())),
             Err(FrameError::Closed) => return Ok(()),
@@ -153,7 +150,12 @@ async fn connection(
         loop {
             match read_frame(&mut rd).await {
                 Ok(ClientMsg::Request { id, body }) => {
-                    let msg = Msg::Request { caller, id, req: body, out: out_tx.clone() };
+                    let msg = Msg::Request {
+                        caller,
+                        id,
+                        req: body,
+                        out: out_tx.clone(),
+                    };
                     if tx.send(msg).is_err() {
                         return Err(goodbye("vigild is shutting down".into()));
                     }

@@ -18,12 +18,7 @@ pub fn tag_name(name: &str) -> Result<TagName, WireError> {
 }
 
 /// Checks every field of a run request; `uid`/`gid` are whom the processes run as.
-pub fn build(
-    run: &RunSpec,
-    uid: u32,
-    gid: u32,
-    default_stop: Duration,
-) -> Result<(TagName, TagSpec), WireError> {
+pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Result<(TagName, TagSpec), WireError> {
     let name = tag_name(&run.tag)?;
     let level = Level::from_i64(run.level).ok_or_else(|| {
         invalid(format!(
@@ -52,23 +47,13 @@ pub fn build(
             max: Duration::from_millis(b.max_ms),
         }),
     };
-    let after = run
-        .after
-        .iter()
-        .map(|a| tag_name(a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let after = run.after.iter().map(|a| tag_name(a)).collect::<Result<Vec<_>, _>>()?;
     let stop_signal = match run.stop_signal {
         None => DEFAULT_STOP_SIGNAL,
         Some(s) if (1..=64).contains(&s) => s,
-        Some(s) => {
-            return Err(invalid(format!(
-                "stop signal {s} is not a signal number (1-64)"
-            )))
-        }
+        Some(s) => return Err(invalid(format!("stop signal {s} is not a signal number (1-64)"))),
     };
-    let stop_timeout = run
-        .stop_timeout_ms
-        .map_or(default_stop, Duration::from_millis);
+    let stop_timeout = run.stop_timeout_ms.map_or(default_stop, Duration::from_millis);
     let spec = TagSpec {
         command: run.command.clone(),
         env: run.env.clone(),
@@ -86,13 +71,10 @@ pub fn build(
         uid,
         gid,
     };
-    spec.validate(&name)
-        .map_err(|e| invalid(format!("tag {name}: {e}")))?;
+    spec.validate(&name).map_err(|e| invalid(format!("tag {name}: {e}")))?;
     if let Some(cwd) = &spec.cwd {
         if !std::path::Path::new(cwd).is_dir() {
-            return Err(invalid(format!(
-                "tag {name}: working directory {cwd} does not exist"
-            )));
+            return Err(invalid(format!("tag {name}: working directory {cwd} does not exist")));
         }
     }
     Ok((name, spec))

@@ -75,8 +75,9 @@ pub struct Waiter {
 }
 
 pub enum WaitFor {
-    /// The tag has no process and will not get one (stopped, failed or gone).
-    TagIdle(TagName),
+    /// The tag has no process and will not get one (stopped, failed or gone); the answer is the tag's
+    /// status when `with_status`, else `Ok`.
+    TagIdle { tag: TagName, with_status: bool },
     /// None of these processes is alive.
     ProcsGone(TagName, Vec<ProcId>),
 }
@@ -130,12 +131,7 @@ impl Daemon {
         self.batch.events.push(ev);
     }
 
-    pub fn reply(
-        &mut self,
-        out: &ConnTx,
-        id: u64,
-        result: Result<vigil_proto::Response, WireError>,
-    ) {
+    pub fn reply(&mut self, out: &ConnTx, id: u64, result: Result<vigil_proto::Response, WireError>) {
         self.outbox.push((
             out.clone(),
             Outgoing {
@@ -213,11 +209,7 @@ impl Daemon {
             .map(|(n, _)| n.clone())
             .collect();
         for n in ready {
-            let fx = self
-                .tags
-                .get_mut(&n)
-                .map(|e| e.tag.deps_ready())
-                .unwrap_or_default();
+            let fx = self.tags.get_mut(&n).map(|e| e.tag.deps_ready()).unwrap_or_default();
             self.apply(&n, fx);
         }
 
@@ -239,11 +231,7 @@ impl Daemon {
             let _ = out.send(o);
         }
         if !batch.events.is_empty() && !self.subscribers.is_empty() {
-            let events: Vec<_> = batch
-                .events
-                .iter()
-                .map(crate::convert::event_to_wire)
-                .collect();
+            let events: Vec<_> = batch.events.iter().map(crate::convert::event_to_wire).collect();
             self.subscribers.retain(|s| {
                 events.iter().all(|e| {
                     s.send(Outgoing {
@@ -261,11 +249,12 @@ impl Daemon {
         let mut keep = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
             let done = match &w.until {
-                WaitFor::TagIdle(n) => match self.tags.get(n) {
+                WaitFor::TagIdle { tag, with_status } => match self.tags.get(tag) {
                     None => Some(Ok(vigil_proto::Response::Ok)),
-                    Some(e) if !e.tag.is_active() => {
-                        Some(Ok(vigil_proto::Response::Tag(self.status_of(n))))
+                    Some(e) if !e.tag.is_active() && *with_status => {
+                        Some(Ok(vigil_proto::Response::Tag(self.status_of(tag))))
                     }
+                    Some(e) if !e.tag.is_active() => Some(Ok(vigil_proto::Response::Ok)),
                     Some(_) => None,
                 },
                 WaitFor::ProcsGone(_, ids) => ids
@@ -278,15 +267,13 @@ impl Daemon {
                     Err(WireError::new(
                         vigil_proto::ErrorCode::Timeout,
                         match &w.until {
-                            WaitFor::TagIdle(n) => {
-                                format!("tag {n} is still running at the end of the wait")
+                            WaitFor::TagIdle { tag, .. } => {
+                                format!("tag {tag} is still running at the end of the wait")
                             }
                             WaitFor::ProcsGone(n, ids) => {
                                 let alive: Vec<String> = ids
                                     .iter()
-                                    .filter(|id| {
-                                        self.procs.get(&id.pid).is_some_and(|p| p.id == **id)
-                                    })
+                                    .filter(|id| self.procs.get(&id.pid).is_some_and(|p| p.id == **id))
                                     .map(|id| id.pid.to_string())
                                     .collect();
                                 format!(
@@ -302,10 +289,7 @@ impl Daemon {
                 Some(r) => self.outbox.push((
                     w.out.clone(),
                     Outgoing {
-                        msg: ServerMsg::Response {
-                            id: w.id,
-                            result: r,
-                        },
+                        msg: ServerMsg::Response { id: w.id, result: r },
                         written: None,
                     },
                 )),
@@ -317,12 +301,7 @@ impl Daemon {
 
     pub fn status_of(&self, name: &TagName) -> vigil_proto::TagStatus {
         let e = &self.tags[name];
-        crate::convert::tag_status(
-            &e.tag,
-            e.from_config,
-            self.logs.path(name).display().to_string(),
-            now(),
-        )
+        crate::convert::tag_status(&e.tag, e.from_config, self.logs.path(name).display().to_string(), now())
     }
 
     /// The earliest time something must happen without a message: a tag timer or a waiter's deadline.
@@ -342,11 +321,7 @@ impl Daemon {
                 break;
             }
             self.timers.pop_first();
-            let fx = self
-                .tags
-                .get_mut(&name)
-                .map(|e| e.tag.timer(now))
-                .unwrap_or_default();
+            let fx = self.tags.get_mut(&name).map(|e| e.tag.timer(now)).unwrap_or_default();
             self.apply(&name, fx);
         }
     }
@@ -363,14 +338,12 @@ impl Daemon {
         for n in names {
             let e = self.tags.get_mut(&n).expect("listed");
             let (sig, timeout) = (e.tag.spec.stop_signal, e.tag.spec.stop_timeout);
-            let fx =
-                if e.tag.tree.is_empty() && !matches!(e.tag.state, vigil_core::TagState::Running) {
-                    // Not running: leave its state as it is, so that it comes back as it was.
-                    vec![]
-                } else {
-                    e.tag
-                        .stop(sig, timeout, vigil_core::StopMode::Shutdown, now)
-                };
+            let fx = if e.tag.tree.is_empty() && !matches!(e.tag.state, vigil_core::TagState::Running) {
+                // Not running: leave its state as it is, so that it comes back as it was.
+                vec![]
+            } else {
+                e.tag.stop(sig, timeout, vigil_core::StopMode::Shutdown, now)
+            };
             self.apply(&n, fx);
         }
     }

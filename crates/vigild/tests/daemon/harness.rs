@@ -1,0 +1,216 @@
+//! A real vigild in a temporary directory, and ways to talk to it: the Rust client, the CLI, raw bytes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vigil_client::proto::{Event, RunSpec, TagStatus};
+use vigil_client::Client;
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `f` until it yields a value, failing the test with `what` at the deadline.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let vigild = PathBuf::from(env!("CARGO_BIN_EXE_vigild"));
+    if name == "vigild" {
+        return vigild;
+    }
+    let p = vigild.with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
+
+pub struct Vigild {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+}
+
+impl Vigild {
+    pub fn start() -> Vigild {
+        Self::start_with(None)
+    }
+
+    pub fn start_with(config: Option<&str>) -> Vigild {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Other users connect in some tests: the socket's directory must be reachable.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some(c) = config {
+            std::fs::write(dir.path().join("vigil.toml"), c).unwrap();
+        }
+        let mut v = Vigild { dir, child: None };
+        v.spawn();
+        v
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("vigild.sock")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts vigild on this directory (again) and waits until it answers.
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(bin("vigild"));
+        cmd.arg("--state-dir")
+            .arg(self.path("state"))
+            .arg("--socket")
+            .arg(self.socket());
+        cmd.arg("--log-level").arg("debug");
+        if self.path("vigil.toml").exists() {
+            cmd.arg("--config").arg(self.path("vigil.toml"));
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("vigild.log"))
+            .unwrap();
+        cmd.stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("start vigild"));
+        wait_for("vigild to answer", || Client::connect(&self.socket()).ok());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A connection, retried until the deadline (vigild may be re-executing).
+    pub fn client(&self) -> Client {
+        wait_for("a connection to vigild", || Client::connect(&self.socket()).ok())
+    }
+
+    /// Runs the CLI against this vigild, optionally as another user.
+    pub fn cli_as(&self, uid: Option<u32>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("vigil"));
+        cmd.arg("--socket").arg(self.socket()).args(args);
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid).current_dir("/");
+        }
+        cmd.output().expect("run vigil")
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(None, args)
+    }
+
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "vigild did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn run(&self, spec: RunSpec) -> TagStatus {
+        self.client().run(spec).expect("run")
+    }
+
+    pub fn status(&self, tag: &str) -> TagStatus {
+        self.client().status(tag).expect("status")
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.client().events(0, 10_000).expect("events")
+    }
+
+    pub fn tag_events(&self, tag: &str) -> Vec<Event> {
+        self.events().into_iter().filter(|e| e.subject == tag).collect()
+    }
+
+    /// Waits until the tag is running with a main pid different from `not`.
+    pub fn running_pid(&self, tag: &str, not: Option<i32>) -> i32 {
+        wait_for(&format!("{tag} running with a new pid"), || {
+            let st = self.status(tag);
+            st.main_pid.filter(|p| st.state == "running" && Some(*p) != not)
+        })
+    }
+
+    pub fn wait_state(&self, tag: &str, state: &str) -> TagStatus {
+        wait_for(&format!("{tag} to be {state}"), || {
+            Some(self.status(tag)).filter(|s| s.state == state)
+        })
+    }
+}
+
+impl Drop for Vigild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // Stop every tag so that no process outlives the test.
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let end = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn sh(tag: &str, script: &str) -> RunSpec {
+    RunSpec::new(tag, vec!["sh".into(), "-c".into(), script.into()])
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; it is dead for our purposes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+pub fn kill(pid: i32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn write_script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -1,0 +1,6 @@
+//! vigild's integration tests: real daemons in temp dirs, real processes, the real socket.
+
+mod bad_input;
+mod harness;
+mod lifecycle;
+mod pmf;

@@ -1,0 +1,257 @@
+//! The PMF rules, end to end.
+
+use std::time::Instant;
+
+use vigil_client::proto::{ErrorCode, ExitStatus};
+
+use crate::harness::*;
+
+#[test]
+fn restarts_after_kill_9_and_counts_the_budget() {
+    let v = Vigild::start();
+    let mut spec = sh("web", "exec sleep 1000");
+    spec.retries = -1;
+    let pid = v.run(spec).main_pid.expect("started");
+    kill(pid, "KILL");
+    let new = v.running_pid("web", Some(pid));
+    let st = v.status("web");
+    assert_eq!(st.last_exit, Some((pid, ExitStatus::Signal(9))));
+    assert_eq!(st.starts, 2);
+    assert_eq!(st.restarts_used, 1);
+    assert!(alive(new));
+    let names: Vec<String> = v.tag_events("web").into_iter().map(|e| e.name).collect();
+    assert_eq!(
+        names,
+        [
+            "sys.vigil.pmf.tag.start",
+            "sys.vigil.pmf.tag.exit",
+            "sys.vigil.pmf.tag.restart"
+        ]
+    );
+}
+
+#[test]
+fn budget_spent_without_action_fails_and_stays_stopped() {
+    let v = Vigild::start();
+    let mut spec = sh("flaky", "exit 3");
+    spec.retries = 2;
+    spec.period = 60;
+    v.run(spec);
+    let st = v.wait_state("flaky", "failed");
+    assert_eq!(st.starts, 3, "the first start and two restarts");
+    assert_eq!(st.last_exit.map(|e| e.1), Some(ExitStatus::Code(3)));
+    assert!(st.reason.unwrap().contains("retry budget spent"));
+    assert!(st.procs.is_empty());
+    // Failed stays failed: nothing restarts it behind the user's back.
+    let events = v.tag_events("flaky").len();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(v.tag_events("flaky").len(), events);
+    // An explicit start gives it a fresh budget.
+    v.client().start("flaky").unwrap();
+    let st = v.wait_state("flaky", "failed");
+    assert_eq!(st.starts, 6);
+}
+
+#[test]
+fn action_program_exit_zero_restarts_non_zero_removes() {
+    let v = Vigild::start();
+    let log = v.path("action.log");
+    let ok = v.path("ok.sh");
+    // The first call says "restart", the second "give up".
+    write_script(
+        &ok,
+        &format!(
+            "echo \"$@\" >> {log}\n[ $(wc -l < {log}) -ge 2 ] && exit 1\nexit 0",
+            log = log.display()
+        ),
+    );
+    let mut spec = sh("acted", "exit 1");
+    spec.retries = 0;
+    spec.action = Some(ok.display().to_string());
+    v.run(spec);
+    wait_for("the tag to be removed by the action's non-zero exit", || {
+        (!v.client().query("acted").unwrap()).then_some(())
+    });
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls, "failed acted\nfailed acted\n",
+        "called as PROGRAM failed TAG, twice"
+    );
+    let names: Vec<String> = v.tag_events("acted").into_iter().map(|e| e.name).collect();
+    assert_eq!(
+        names,
+        [
+            "sys.vigil.pmf.tag.start",
+            "sys.vigil.pmf.tag.exit",
+            "sys.vigil.pmf.tag.action",
+            "sys.vigil.pmf.tag.action_exit",
+            "sys.vigil.pmf.tag.restart",
+            "sys.vigil.pmf.tag.exit",
+            "sys.vigil.pmf.tag.action",
+            "sys.vigil.pmf.tag.action_exit",
+            "sys.vigil.pmf.tag.remove",
+        ]
+    );
+}
+
+/// The main process exits at once, its child lives ~1 s, its grandchild ~2 s. The tag's exit comes when
+/// the last process within the level is gone.
+#[test]
+fn child_monitor_levels() {
+    let v = Vigild::start();
+    let script = "sh -c 'sleep 2 & sleep 1' & exit 0";
+    for (tag, level) in [("l0", 0), ("l1", 1), ("lall", -1)] {
+        let mut spec = sh(tag, script);
+        spec.level = level;
+        v.run(spec);
+    }
+    let elapsed = |tag: &str| {
+        let evs = wait_for(&format!("{tag} to fail"), || {
+            let evs = v.tag_events(tag);
+            evs.iter().any(|e| e.name.ends_with(".failed")).then_some(evs)
+        });
+        let start = evs.iter().find(|e| e.name.ends_with(".start")).unwrap().time_ms;
+        let exit = evs.iter().find(|e| e.name.ends_with(".exit")).unwrap().time_ms;
+        exit - start
+    };
+    let (l0, l1, lall) = (elapsed("l0"), elapsed("l1"), elapsed("lall"));
+    assert!(l0 < 800, "level 0 ends with the main process, not after {l0} ms");
+    assert!(
+        (900..1900).contains(&l1),
+        "level 1 ends with the child, not after {l1} ms"
+    );
+    assert!(lall >= 1900, "level -1 ends with the grandchild, not after {lall} ms");
+}
+
+#[test]
+fn status_shows_levels_and_watched_descendants() {
+    let v = Vigild::start();
+    let mut spec = sh("tree", "sleep 100 & sleep 100 & wait");
+    spec.level = 0;
+    v.run(spec);
+    let st = wait_for("two children to be seen", || {
+        Some(v.status("tree")).filter(|s| s.procs.len() == 3)
+    });
+    let main = st.procs.iter().find(|p| p.level == 0).unwrap();
+    assert!(main.watched);
+    assert!(
+        st.procs.iter().filter(|p| p.level == 1).all(|p| !p.watched),
+        "beyond level 0"
+    );
+}
+
+#[test]
+fn stop_escalates_to_sigkill_and_leaves_no_process() {
+    let v = Vigild::start();
+    let mut spec = sh("stubborn", "trap '' TERM; sleep 100 & while :; do sleep 0.05; done");
+    spec.retries = -1;
+    v.run(spec);
+    let st = wait_for("a child to appear", || {
+        Some(v.status("stubborn")).filter(|s| s.procs.len() >= 2)
+    });
+    let pids: Vec<i32> = st.procs.iter().map(|p| p.pid).collect();
+    let t = Instant::now();
+    let out = v.cli(&["stop", "stubborn", "--wait", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let took = t.elapsed().as_millis();
+    assert!(
+        took >= 1000,
+        "the shell ignores SIGTERM: the stop must wait for SIGKILL, took {took} ms"
+    );
+    let st = v.status("stubborn");
+    assert_eq!(st.state, "stopped");
+    assert!(st.procs.is_empty());
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} survived the stop");
+    }
+    assert_eq!(st.last_exit.map(|e| e.1), Some(ExitStatus::Signal(9)));
+}
+
+#[test]
+fn kill_signals_without_stopping_monitoring() {
+    let v = Vigild::start();
+    let mut spec = sh("k", "exec sleep 1000");
+    spec.retries = -1;
+    let pid = v.run(spec).main_pid.unwrap();
+    let out = v.cli(&["kill", "k", "USR1", "--wait", "10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!alive(pid));
+    let new = v.running_pid("k", Some(pid));
+    assert_eq!(v.status("k").last_exit, Some((pid, ExitStatus::Signal(10))));
+    assert!(alive(new));
+}
+
+#[test]
+fn manual_restart_does_not_use_the_budget() {
+    let v = Vigild::start();
+    let mut spec = sh("r", "exec sleep 1000");
+    spec.retries = 0;
+    let pid = v.run(spec).main_pid.unwrap();
+    v.client().restart("r").unwrap();
+    let new = v.running_pid("r", Some(pid));
+    let st = v.status("r");
+    assert_eq!((st.restarts_used, st.starts), (0, 2));
+    assert!(alive(new) && !alive(pid));
+}
+
+#[test]
+fn backoff_spaces_restarts() {
+    let v = Vigild::start();
+    let mut spec = sh("b", "exit 1");
+    spec.retries = 2;
+    spec.backoff = Some(vigil_client::proto::Backoff {
+        min_ms: 300,
+        max_ms: 5000,
+    });
+    v.run(spec);
+    v.wait_state("b", "failed");
+    let times: Vec<u64> = v
+        .tag_events("b")
+        .iter()
+        .filter(|e| e.name.ends_with(".restart"))
+        .map(|e| e.time_ms)
+        .collect();
+    let exits: Vec<u64> = v
+        .tag_events("b")
+        .iter()
+        .filter(|e| e.name.ends_with(".exit"))
+        .map(|e| e.time_ms)
+        .collect();
+    assert!(times[0] - exits[0] >= 300, "first backoff 300 ms");
+    assert!(times[1] - exits[1] >= 600, "second backoff doubles");
+}
+
+#[test]
+fn after_orders_starts_and_logs_capture_output() {
+    let v = Vigild::start_with(Some(
+        r#"
+[tag.db]
+command = ["sh", "-c", "sleep 0.5; echo db-ready; exec sleep 1000"]
+[tag.app]
+command = ["sh", "-c", "echo app-out; echo app-err >&2; exec sleep 1000"]
+after = ["db"]
+"#,
+    ));
+    let app = v.wait_state("app", "running");
+    let db = v.status("db");
+    assert!(app.started_ms.unwrap() >= db.started_ms.unwrap());
+    let log = wait_for("app's output in its log", || {
+        std::fs::read_to_string(&app.log_path)
+            .ok()
+            .filter(|l| l.contains("app-err"))
+    });
+    assert!(log.contains("app-out"));
+}
+
+#[test]
+fn already_running_is_an_error_that_names_the_tag() {
+    let v = Vigild::start();
+    v.run(sh("dup", "exec sleep 1000"));
+    let err = v.client().run(sh("dup", "exec sleep 1000")).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::AlreadyExists));
+    assert!(err.to_string().contains("tag dup is already running"), "{err}");
+    let out = v.cli(&["query", "dup"]);
+    assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 0));
+    let out = v.cli(&["query", "nope"]);
+    assert_eq!((out.status.code(), out.stdout.len()), (Some(1), 0));
+}
