@@ -1,0 +1,69 @@
+//! Golden frames: the bytes of these messages are the protocol. A change here breaks deployed clients,
+//! so it must come with a new PROTOCOL_VERSION.
+
+use vigil_proto::*;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn golden_frames() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "hello",
+            encode(&ClientMsg::Hello {
+                version: 1,
+                client: "cli".into(),
+            })
+            .unwrap(),
+        ),
+        (
+            "query",
+            encode(&ClientMsg::Request {
+                id: 7,
+                body: Request::Query { tag: "web".into() },
+            })
+            .unwrap(),
+        ),
+        (
+            "stop",
+            encode(&ClientMsg::Request {
+                id: 8,
+                body: Request::Stop {
+                    tag: "web".into(),
+                    signal: Some(15),
+                    wait_ms: Some(1000),
+                },
+            })
+            .unwrap(),
+        ),
+        (
+            "error",
+            encode(&ServerMsg::Response {
+                id: 7,
+                result: Err(WireError::new(ErrorCode::NotFound, "no such tag: web")),
+            })
+            .unwrap(),
+        ),
+        (
+            "exists",
+            encode(&ServerMsg::Response {
+                id: 7,
+                result: Ok(Response::Exists(true)),
+            })
+            .unwrap(),
+        ),
+    ];
+    let got: Vec<String> = cases.iter().map(|(n, b)| format!("{n} {}", hex(b))).collect();
+    let want = include_str!("golden.txt").lines().collect::<Vec<_>>();
+    if std::env::var_os("VIGIL_WRITE_GOLDEN").is_some() {
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden.txt"),
+            got.join("\n") + "\n",
+        )
+        .unwrap();
+        return;
+    }
+    assert_eq!(got, want);
+}
