@@ -32,6 +32,18 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
     pub config: Option<PathBuf>,
+    pub tracking: Tracking,
+}
+
+/// How vigild finds the descendants of the processes it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tracking {
+    /// The process connector if the kernel allows it, else /proc scans.
+    Auto,
+    /// The netlink process connector only; fail to start without it.
+    Connector,
+    /// /proc scans only.
+    Scan,
 }
 
 /// What the loop ended with.
@@ -91,12 +103,18 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         warn!("cannot raise the open file limit: {e}");
     }
     // Opened before anything is re-adopted, so that no fork is missed in between.
-    let connector = match vigil_sys::ProcConnector::open() {
-        Ok(c) => Some(Arc::new(c)),
-        Err(e) => {
-            warn!("process connector unavailable ({e}); descendants are found by scanning /proc");
-            None
-        }
+    let connector = match opts.tracking {
+        Tracking::Scan => None,
+        Tracking::Connector => Some(Arc::new(
+            vigil_sys::ProcConnector::open().context("--tracking connector: cannot open the process connector")?,
+        )),
+        Tracking::Auto => match vigil_sys::ProcConnector::open() {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                warn!("process connector unavailable ({e}); descendants are found by scanning /proc");
+                None
+            }
+        },
     };
     let listener = bind(&opts.socket)?;
     let (tx, mut rx) = mpsc::unbounded_channel();

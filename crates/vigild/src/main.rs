@@ -19,6 +19,10 @@ struct Args {
     /// TOML file declaring tags that start with vigild
     #[arg(long)]
     config: Option<PathBuf>,
+    /// How descendants are found: the netlink process connector (exact parentage, levels and exit
+    /// statuses), a /proc scan on every exit, or auto (the connector when the kernel allows it)
+    #[arg(long, value_enum, default_value_t = vigild::Tracking::Auto)]
+    tracking: vigild::Tracking,
     /// error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
         state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         socket: args.socket.unwrap_or_else(default_socket),
         config: args.config.map(|c| std::path::absolute(&c).unwrap_or(c)),
+        tracking: args.tracking,
     };
     match vigild::run(opts) {
         Ok(vigild::Exit::Shutdown) => std::process::ExitCode::SUCCESS,

@@ -39,6 +39,7 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Vigild {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
+    pub uid: Option<u32>,
 }
 
 impl Vigild {
@@ -47,13 +48,23 @@ impl Vigild {
     }
 
     pub fn start_with(config: Option<&str>) -> Vigild {
+        Self::start_as(config, None)
+    }
+
+    /// Starts vigild as another user, with the /proc scan instead of the process connector.
+    pub fn start_as(config: Option<&str>, uid: Option<u32>) -> Vigild {
         let dir = tempfile::tempdir().expect("tempdir");
         // Other users connect in some tests: the socket's directory must be reachable.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         if let Some(c) = config {
             std::fs::write(dir.path().join("vigil.toml"), c).unwrap();
         }
-        let mut v = Vigild { dir, child: None };
+        if let Some(uid) = uid {
+            std::fs::create_dir(dir.path().join("state")).unwrap();
+            std::os::unix::fs::chown(dir.path().join("state"), Some(uid), Some(uid)).unwrap();
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid)).unwrap();
+        }
+        let mut v = Vigild { dir, child: None, uid };
         v.spawn();
         v
     }
@@ -83,6 +94,11 @@ impl Vigild {
             .open(self.path("vigild.log"))
             .unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
+        if let Some(uid) = self.uid {
+            use std::os::unix::process::CommandExt;
+            cmd.arg("--tracking").arg("scan");
+            cmd.uid(uid).gid(uid).current_dir("/").env("HOME", "/nonexistent");
+        }
         self.child = Some(cmd.spawn().expect("start vigild"));
         wait_for("vigild to answer", || Client::connect(&self.socket()).ok());
     }

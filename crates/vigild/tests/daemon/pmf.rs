@@ -255,3 +255,94 @@ fn already_running_is_an_error_that_names_the_tag() {
     let out = v.cli(&["query", "nope"]);
     assert_eq!((out.status.code(), out.stdout.len()), (Some(1), 0));
 }
+
+/// Without the process connector (vigild not root), descendants are found by scanning /proc, and
+/// orphans reparented to vigild are attributed by their session: the level rules still hold.
+#[test]
+fn levels_without_the_process_connector() {
+    let v = Vigild::start_as(None, Some(65534));
+    assert_eq!(v.client().daemon_status().unwrap().tracking, "/proc scan");
+    let script = "sh -c 'sleep 2 & sleep 1' & exit 0";
+    for (tag, level) in [("l0", 0), ("lall", -1)] {
+        let mut spec = sh(tag, script);
+        spec.level = level;
+        let mut c = vigil_client::Client::connect(&v.socket()).unwrap();
+        // Root may not ask a per-user vigild to run things as root: the refusal says why.
+        let err = c.run(spec.clone()).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
+        let out = v.cli_as(
+            Some(65534),
+            &["run", tag, "-C", &level.to_string(), "--", "sh", "-c", script],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let elapsed = |tag: &str| {
+        let evs = wait_for(&format!("{tag} to fail"), || {
+            let evs = v.tag_events(tag);
+            evs.iter().any(|e| e.name.ends_with(".failed")).then_some(evs)
+        });
+        let start = evs.iter().find(|e| e.name.ends_with(".start")).unwrap().time_ms;
+        evs.iter().find(|e| e.name.ends_with(".exit")).unwrap().time_ms - start
+    };
+    let (l0, lall) = (elapsed("l0"), elapsed("lall"));
+    assert!(l0 < 800, "level 0 ends with the main process, not after {l0} ms");
+    assert!(
+        lall >= 1900,
+        "level -1 ends with the last descendant, not after {lall} ms"
+    );
+}
+
+#[test]
+fn wait_returns_when_the_tag_ends() {
+    let v = Vigild::start();
+    v.run(sh("w", "sleep 0.3; exit 4"));
+    let out = v.cli(&["wait", "w", "--timeout", "10", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st[0]["state"], "failed");
+    assert_eq!(st[0]["last_exit"][1]["Code"], 4);
+    let out = v.cli(&["wait", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn logs_rotate_by_size() {
+    let v = Vigild::start_with(Some(
+        r#"
+[daemon]
+log_max_bytes = 4096
+log_keep = 2
+[tag.chatty]
+command = ["sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; exec sleep 1000"]
+"#,
+    ));
+    let st = v.wait_state("chatty", "running");
+    let rotated = format!("{}.1", st.log_path);
+    wait_for("the log to be rotated", || {
+        std::path::Path::new(&rotated).exists().then_some(())
+    });
+    let size = std::fs::metadata(&rotated).unwrap().len();
+    assert!(size > 4096 / 2, "the rotated file holds the old content ({size} bytes)");
+    assert!(
+        !std::path::Path::new(&format!("{}.3", st.log_path)).exists(),
+        "only log_keep files are kept"
+    );
+}
+
+#[test]
+fn subscription_replays_then_follows_in_order() {
+    let v = Vigild::start();
+    v.run(sh("one", "exec sleep 1000"));
+    let mut c = v.client();
+    c.subscribe(Some(0)).unwrap();
+    let mut seqs = vec![];
+    while seqs.len() < 2 {
+        seqs.push(c.next_event().unwrap().seq);
+    }
+    v.run(sh("two", "exec sleep 1000"));
+    let live = c.next_event().unwrap();
+    assert_eq!(live.name, "sys.vigil.pmf.tag.start");
+    assert_eq!(live.subject, "two");
+    seqs.push(live.seq);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat: {seqs:?}");
+}
