@@ -26,7 +26,7 @@ pub use misc::{
 pub use pidfd::{reap_any, PidFd};
 pub use procfs::{
     boot_time_ticks_per_sec, boottime_now_ns, children, cmdline, monotonic_now_ns, proc_stat, start_time,
-    start_time_to_boot_ns, uptime_ticks, ProcStat,
+    start_time_to_boot_ns, uptime_ticks, ProcStat, ProcTable,
 };
 pub use resolve::resolve_program;
 pub use spawn::{spawn, SpawnSpec, Spawned};

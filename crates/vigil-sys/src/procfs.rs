@@ -227,3 +227,44 @@ mod tests {
         assert!(children(0).is_empty());
     }
 }
+
+/// A snapshot of every process's /proc/N/stat, read in one pass, so that walking many trees costs one
+/// scan of /proc instead of one per process.
+#[derive(Debug, Default)]
+pub struct ProcTable {
+    stats: std::collections::HashMap<Pid, ProcStat>,
+    children: std::collections::HashMap<Pid, Vec<Pid>>,
+}
+
+impl ProcTable {
+    /// Reads every process now.
+    pub fn snapshot() -> ProcTable {
+        let mut t = ProcTable::default();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return t;
+        };
+        for e in procs.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()) else {
+                continue;
+            };
+            if let Some(s) = std::fs::read(e.path().join("stat")).ok().and_then(|b| parse_stat(&b)) {
+                t.children.entry(s.ppid).or_default().push(pid);
+                t.stats.insert(pid, s);
+            }
+        }
+        for c in t.children.values_mut() {
+            c.sort_unstable();
+        }
+        t
+    }
+
+    /// The direct children of `pid` at the time of the snapshot.
+    pub fn children(&self, pid: Pid) -> &[Pid] {
+        self.children.get(&pid).map_or(&[], |c| c.as_slice())
+    }
+
+    /// The stat line of `pid` at the time of the snapshot.
+    pub fn stat(&self, pid: Pid) -> Option<&ProcStat> {
+        self.stats.get(&pid)
+    }
+}

@@ -220,9 +220,10 @@ impl Daemon {
         }
         if overrun {
             warn!("process connector overrun: rescanning every tree");
+            let table = vigil_sys::ProcTable::snapshot();
             let names: Vec<TagName> = self.tags.keys().cloned().collect();
             for n in names {
-                self.rescan(&n);
+                self.rescan_with(&n, &table);
             }
         }
     }
@@ -285,32 +286,38 @@ impl Daemon {
         self.apply(&w.tag, fx);
     }
 
-    /// Finds descendants the hard way: children of every process in the tree, and orphans of the tag's
-    /// session that were reparented to vigild.
+    /// Finds descendants the hard way, from one snapshot of /proc: children of every process in the tree,
+    /// and orphans of the tag's session that were reparented to vigild (a subreaper).
     pub fn rescan(&mut self, name: &TagName) {
+        let table = vigil_sys::ProcTable::snapshot();
+        self.rescan_with(name, &table);
+    }
+
+    pub fn rescan_with(&mut self, name: &TagName, table: &vigil_sys::ProcTable) {
         let Some(e) = self.tags.get(name) else { return };
         let session = e.session;
         let mut queue: Vec<(i32, u32)> = e.tag.tree.all().map(|p| (p.id.pid, p.depth)).collect();
-        let mut depth_hint = queue.iter().map(|(_, d)| *d).min().unwrap_or(0) + 1;
         if let Some(sid) = session {
-            for pid in vigil_sys::children(std::process::id() as i32) {
-                if self.procs.contains_key(&pid) || self.actions.contains_key(&pid) {
-                    continue;
-                }
-                if vigil_sys::proc_stat(pid).is_ok_and(|s| s.session == sid)
-                    && self.adopt_child(name, pid, None, depth_hint)
-                {
-                    queue.push((pid, depth_hint));
+            // An orphan's original depth is lost with its parent; the shallowest it can be is 1.
+            let orphans: Vec<i32> = table
+                .children(std::process::id() as i32)
+                .iter()
+                .copied()
+                .filter(|p| !self.procs.contains_key(p) && !self.actions.contains_key(p))
+                .filter(|p| table.stat(*p).is_some_and(|s| s.session == sid))
+                .collect();
+            for pid in orphans {
+                if self.adopt_child(name, pid, None, 1) {
+                    queue.push((pid, 1));
                 }
             }
         }
         while let Some((pid, depth)) = queue.pop() {
-            for child in vigil_sys::children(pid) {
+            for &child in table.children(pid) {
                 if !self.procs.contains_key(&child) && self.adopt_child(name, child, None, depth + 1) {
                     queue.push((child, depth + 1));
                 }
             }
-            depth_hint = depth_hint.min(depth + 1);
         }
     }
 

@@ -36,9 +36,10 @@ impl Daemon {
         self.reap();
         let now = now();
         let names: Vec<TagName> = self.tags.keys().cloned().collect();
+        // Descendants forked while vigild was away are unknown to it: find them, from one /proc scan.
+        let table = vigil_sys::ProcTable::snapshot();
         for name in names {
-            // Descendants forked while vigild was away are unknown to it: find them.
-            self.rescan(&name);
+            self.rescan_with(&name, &table);
             let Some(e) = self.tags.get_mut(&name) else {
                 continue;
             };
