@@ -256,13 +256,14 @@ impl Client {
         }
     }
 
-    /// Blocks until the tag is no longer running, and returns its last status.
-    pub fn wait(&mut self, tag: &str, timeout: Option<Duration>) -> Result<TagStatus> {
+    /// Blocks until the tag is no longer running, and returns its last status (None: it was removed).
+    pub fn wait(&mut self, tag: &str, timeout: Option<Duration>) -> Result<Option<TagStatus>> {
         match self.request(Request::Wait {
             tag: tag.into(),
             timeout_ms: timeout.map(|d| d.as_millis() as u64),
         })? {
-            Response::Tag(t) => Ok(t),
+            Response::Tag(t) => Ok(Some(t)),
+            Response::Ok => Ok(None),
             other => Err(unexpected(other)),
         }
     }
@@ -274,8 +275,8 @@ impl Client {
         }
     }
 
-    /// Starts the event push: every event after `after` (all stored ones for None... see the protocol docs),
-    /// then live events, read with [`Client::next_event`].
+    /// Starts the event push: the stored events after `after` (none for `None`: only new ones), then live
+    /// events, read with [`Client::next_event`].
     pub fn subscribe(&mut self, after: Option<u64>) -> Result<()> {
         self.ok(Request::Subscribe { after })
     }

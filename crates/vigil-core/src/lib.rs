@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod event;
 pub mod names;
+pub mod psm;
 pub mod spec;
 pub mod tag;
 pub mod time;

@@ -190,6 +190,19 @@ impl Tag {
         vec![Effect::Spawn]
     }
 
+    /// A decided start will not happen (vigild is shutting down): the tag rests as stopped, enabled, and
+    /// starts with the next vigild.
+    pub fn cancel_start(&mut self) {
+        self.pending = None;
+        self.state = TagState::Stopped;
+    }
+
+    /// A tag recorded as running whose processes all vanished without a trace (a reboot): start afresh.
+    pub fn restart_vanished(&mut self) -> Vec<Effect> {
+        self.state = TagState::Stopped;
+        self.start().unwrap_or_default()
+    }
+
     /// The command was started as `id`.
     pub fn spawned(&mut self, id: ProcId, now: Timestamp) -> Vec<Effect> {
         let kind = self.pending.take().unwrap_or(StartKind::First);
@@ -224,11 +237,15 @@ impl Tag {
             return vec![];
         };
         let watched = self.spec.level.watches(p.depth);
-        if watched {
+        // The status that explains an instance's end is its main process's: a short-lived helper child
+        // exiting 0 after the main process crashed must not hide the crash.
+        let main_already_ended = self.last_exit.map(|(p, _)| p) == self.main.map(|m| m.pid);
+        if watched && (p.depth == 0 || !main_already_ended) {
             self.last_exit = Some((pid, exit));
         }
         match self.state {
             TagState::Running if watched && self.tree.watched(self.spec.level).next().is_none() => {
+                let (pid, exit) = self.last_exit.unwrap_or((pid, exit));
                 let mut fx = vec![Effect::Emit(TagEvent::Exit { pid, exit })];
                 fx.extend(self.after_last_exit(now));
                 fx

@@ -64,10 +64,10 @@ pub struct Backoff {
 pub struct RunSpec {
     pub tag: String,
     pub command: Vec<String>,
-    /// The complete environment to add to the defaults (HOME, USER, PATH...), or the caller's whole
-    /// environment with `-E`.
+    /// Environment variables for the command. vigild adds PATH, HOME, USER, LOGNAME, VIGIL_TAG and
+    /// VIGIL_INSTANCE where they are missing.
     pub env: Vec<(String, String)>,
-    /// With `-E`: `env` is the caller's full environment and no defaults are added.
+    /// Informational: `env` holds the caller's whole environment (`-E`).
     pub inherit_env: bool,
     pub cwd: Option<String>,
     pub instance: u32,
@@ -279,4 +279,8 @@ pub struct DaemonInfo {
     /// "process connector" or "/proc scan": how descendants are found.
     pub tracking: String,
     pub last_seq: u64,
+    /// Requests waiting for a condition (`wait`, `stop --wait`...).
+    pub waiting: u32,
+    /// Connections subscribed to events.
+    pub subscribers: u32,
 }

@@ -252,9 +252,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Cmd::Status { tag: None } => output::status(&connect()?.status_all()?, json),
         Cmd::Wait { tag, timeout } => {
             let timeout = timeout.map(|t| secs(t, "--timeout")).transpose()?;
-            let st = connect()?.wait(&tag, timeout)?;
-            if json {
-                output::status(&[st], true);
+            match connect()?.wait(&tag, timeout)? {
+                Some(st) if json => output::status(&[st], true),
+                Some(st) => println!("{}: {}", st.name, st.state),
+                None if json => println!("[]"),
+                None => println!("{tag}: removed"),
             }
         }
         Cmd::Logs { tag, follow, lines } => {

@@ -83,7 +83,7 @@ impl Daemon {
             Request::Subscribe { after } => return self.subscribe(after, id, out),
             Request::Reload => self.admin(caller, "reload").and_then(|_| self.reload()),
             Request::Reexec => {
-                if let Err(e) = self.admin(caller, "re-exec vigild") {
+                if let Err(e) = self.admin(caller, "re-exec vigild").and_then(|_| self.check_config()) {
                     return Some(Err(e));
                 }
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -106,6 +106,8 @@ impl Daemon {
                 tags: self.tags.len() as u32,
                 tracking: self.tracking_mode().into(),
                 last_seq: self.seq,
+                waiting: self.waiters.len() as u32,
+                subscribers: self.subscribers.len() as u32,
             })),
         })
     }

@@ -89,7 +89,12 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     prepare_dirs(&opts)?;
     let uid = vigil_sys::getuid();
     let gid = vigil_sys::getgid();
+    let reexeced = std::env::var_os("VIGILD_REEXEC").is_some();
     let config = match &opts.config {
+        // After a re-exec the processes must stay supervised whatever the file says now.
+        Some(p) if reexeced => config::load(p, uid, gid)
+            .map_err(|e| warn!("{e:#}; keeping the stored tags"))
+            .ok(),
         Some(p) => Some(config::load(p, uid, gid)?),
         None => None,
     };
@@ -153,7 +158,6 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         reexec: None,
         reexec_now: false,
     };
-    let reexeced = std::env::var_os("VIGILD_REEXEC").is_some();
     d.restore()?;
     if let Some(c) = config {
         let report = d.apply_config(c.tags);
@@ -221,7 +225,10 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             _ = async { match deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => d.on_timers(),
             _ = sigterm.recv() => d.begin_shutdown(),
             _ = sigint.recv() => d.begin_shutdown(),
-            _ = sighup.recv() => d.reexec_now = true,
+            _ = sighup.recv() => match d.check_config() {
+                Ok(()) => d.reexec_now = true,
+                Err(e) => tracing::error!("SIGHUP: not re-executing: {}", e.message),
+            },
         }
         d.finish_step();
         if d.shutdown_done() {

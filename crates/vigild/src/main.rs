@@ -50,6 +50,7 @@ fn default_socket() -> PathBuf {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level);
     let filter = match filter {
         Ok(f) => f,
@@ -72,7 +73,9 @@ fn main() -> std::process::ExitCode {
         Ok(vigild::Exit::Shutdown) => std::process::ExitCode::SUCCESS,
         Ok(vigild::Exit::Reexec) => {
             // Same pid, so vigild stays the parent of every process it started.
-            let err = std::process::Command::new("/proc/self/exe")
+            // The path vigild was started from, not /proc/self/exe: after an upgrade that replaced the
+            // file, the path names the new binary while /proc/self/exe still names the old one.
+            let err = std::process::Command::new(&exe)
                 .arg0(std::env::args_os().next().unwrap_or_else(|| "vigild".into()))
                 .args(std::env::args_os().skip(1))
                 .env("VIGILD_REEXEC", "1")

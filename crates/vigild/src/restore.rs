@@ -58,10 +58,7 @@ impl Daemon {
                     }
                     TagState::Action => vec![Effect::RunAction],
                     TagState::Stopped if tag.enabled => tag.start().unwrap_or_default(),
-                    TagState::Running if tag.tree.watched(tag.spec.level).next().is_none() => {
-                        // Every process vanished without a trace (a reboot): start afresh.
-                        tag.start().unwrap_or_default()
-                    }
+                    TagState::Running if tag.tree.watched(tag.spec.level).next().is_none() => tag.restart_vanished(),
                     _ => vec![],
                 }
             };
@@ -113,6 +110,16 @@ impl Daemon {
             }
         }
         report
+    }
+
+    /// Whether the config file (if any) still loads: a re-exec is refused when it does not.
+    pub fn check_config(&self) -> Result<(), vigil_proto::WireError> {
+        match &self.paths.config {
+            None => Ok(()),
+            Some(p) => crate::config::load(p, self.uid, self.gid).map(|_| ()).map_err(|e| {
+                vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}; fix it first"))
+            }),
+        }
     }
 
     /// `Reload`: re-read the config file and apply it.

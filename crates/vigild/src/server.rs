@@ -96,10 +96,25 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let writer = tokio::spawn(async move {
         while let Some(o) = out_rx.recv().await {
-            let bytes = match vigil_proto::encode(&o.msg) {
-                Ok(b) => b,
-                Err(e) => {
+            let bytes = match (vigil_proto::encode(&o.msg), &o.msg) {
+                (Ok(b), _) => b,
+                (Err(e), ServerMsg::Response { id, .. }) => {
+                    // Too large, most likely: the client must not wait forever for an answer.
                     warn!("cannot encode a reply: {e}");
+                    let err = vigil_proto::WireError::new(
+                        vigil_proto::ErrorCode::LimitExceeded,
+                        format!("the answer cannot be sent: {e}; ask for less"),
+                    );
+                    match vigil_proto::encode(&ServerMsg::Response {
+                        id: *id,
+                        result: Err(err),
+                    }) {
+                        Ok(b) => b,
+                        Err(_) => continue,
+                    }
+                }
+                (Err(e), _) => {
+                    warn!("cannot encode a message: {e}");
                     continue;
                 }
             };

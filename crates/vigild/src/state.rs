@@ -151,6 +151,10 @@ impl Daemon {
             }
             self.dirty.insert(name.clone());
             match fx {
+                Effect::Spawn if self.shutting_down => {
+                    // Nothing starts while vigild stops: the tag comes back with the next vigild.
+                    self.tags.get_mut(name).expect("checked").tag.cancel_start();
+                }
                 Effect::Spawn => {
                     let more = self.spawn_tag(name);
                     queue.extend(more);
@@ -166,6 +170,9 @@ impl Daemon {
                 }
                 Effect::Timer(at) => {
                     self.timers.insert((at, name.clone()));
+                }
+                Effect::RunAction if self.shutting_down => {
+                    self.tags.get_mut(name).expect("checked").tag.cancel_start();
                 }
                 Effect::RunAction => {
                     let more = self.run_action(name);
@@ -222,8 +229,19 @@ impl Daemon {
         }
         let batch = std::mem::take(&mut self.batch);
         if let Err(e) = self.store.commit(&batch) {
-            // The state on disk is behind; keep serving, and say so loudly.
+            // Nothing is acknowledged that is not on disk: the requests of this step get the error.
             error!("cannot persist state: {e}");
+            for (_, o) in &mut self.outbox {
+                if let ServerMsg::Response {
+                    result: result @ Ok(_), ..
+                } = &mut o.msg
+                {
+                    *result = Err(WireError::new(
+                        vigil_proto::ErrorCode::Internal,
+                        format!("done, but vigild could not persist it: {e}"),
+                    ));
+                }
+            }
         }
 
         self.check_waiters();

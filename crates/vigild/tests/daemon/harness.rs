@@ -159,7 +159,7 @@ impl Vigild {
     }
 
     pub fn events(&self) -> Vec<Event> {
-        self.client().events(0, 10_000).expect("events")
+        wait_for("the event list", || self.client().events(0, 10_000).ok())
     }
 
     pub fn tag_events(&self, tag: &str) -> Vec<Event> {

@@ -163,3 +163,52 @@ fn sigterm_stops_every_tag_and_exits_0_and_they_come_back() {
     let new = v.running_pid("t", Some(pid));
     assert!(alive(new), "a tag stopped by the shutdown starts again with vigild");
 }
+
+#[test]
+fn reexec_is_refused_while_the_config_is_broken() {
+    let v = Vigild::start_with(Some("[tag.a]\ncommand = [\"sleep\", \"1000\"]\n"));
+    let pid = v.running_pid("a", None);
+    std::fs::write(v.path("vigil.toml"), "[tag.a]\ncommand = [\n").unwrap();
+    let out = v.cli(&["daemon", "reexec"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("fix it first"), "{}", stderr(&out));
+    kill(v.pid() as i32, "HUP");
+    // Still the same daemon image, still supervising.
+    let st = v.status("a");
+    assert_eq!(st.main_pid, Some(pid));
+    assert!(!v
+        .events()
+        .iter()
+        .any(|e| e.data.contains(&("reexec".into(), "true".into()))));
+}
+
+#[test]
+fn shutdown_does_not_start_a_tag_in_backoff() {
+    let mut v = Vigild::start();
+    let mut b = sh("backing", "exit 1");
+    b.retries = -1;
+    b.backoff = Some(vigil_client::proto::Backoff {
+        min_ms: 200,
+        max_ms: 200,
+    });
+    v.run(b);
+    let mut slow = sh("slow", "trap '' TERM; exec sleep 1000");
+    slow.stop_timeout_ms = Some(1000);
+    v.run(slow);
+    v.wait_state("backing", "backoff");
+    // While "slow" takes a second to stop, "backing"'s timer fires: it must not start again.
+    assert_eq!(v.terminate().code(), Some(0));
+}
+
+#[test]
+fn wait_reports_a_removed_tag() {
+    let v = Vigild::start();
+    v.run(sh("gone", "exec sleep 1000"));
+    let socket = v.socket();
+    let waiter = std::thread::spawn(move || vigil_client::Client::connect(&socket).unwrap().wait("gone", None));
+    wait_for("the waiter to be registered", || {
+        (v.client().daemon_status().unwrap().waiting == 1).then_some(())
+    });
+    v.client().remove("gone", None).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), None);
+}
