@@ -1,0 +1,189 @@
+//! A real vigild in a temporary directory, for the length of one metric.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use vigil_client::Client;
+
+/// How long vigild may take to accept its first connection, and to exit after SIGTERM.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// The most a request to the daemon may block.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Finds the vigild to measure: `explicit`, else the `vigild` next to this executable. Under `cargo run`
+/// (which sets `CARGO`), that vigild is built first with the same profile and target directory, so
+/// that it is never missing or stale.
+pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        anyhow::ensure!(p.is_file(), "--vigild {}: no such file", p.display());
+        return Ok(p.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("this executable has no directory")?;
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        build_vigild(&cargo, dir)?;
+    }
+    let p = dir.join("vigild");
+    anyhow::ensure!(
+        p.is_file(),
+        "no vigild next to {}: build it (cargo build --release -p vigild) or pass --vigild PATH",
+        exe.display()
+    );
+    Ok(p)
+}
+
+/// `cargo build -p vigild` into `bin_dir` (TARGET/PROFILE), when this crate's workspace is still there.
+fn build_vigild(cargo: &OsStr, bin_dir: &Path) -> anyhow::Result<()> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let (Some(profile), Some(target_dir)) = (bin_dir.file_name().and_then(|p| p.to_str()), bin_dir.parent()) else {
+        return Ok(());
+    };
+    if !manifest.is_file() {
+        return Ok(());
+    }
+    let profile = match profile {
+        "debug" => "dev",
+        p => p,
+    };
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "vigild",
+            "--profile",
+            profile,
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .context("cannot run cargo to build vigild")?;
+    anyhow::ensure!(status.success(), "cargo build -p vigild: {status}");
+    Ok(())
+}
+
+/// A running vigild; killed (SIGKILL) if dropped before [`Vigild::stop`].
+pub struct Vigild {
+    child: Option<Child>,
+    socket: PathBuf,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Vigild {
+    /// Starts `bin` with its state, socket and log in a new temporary directory, and connects to it once
+    /// its socket accepts connections.
+    pub fn start(bin: &Path) -> anyhow::Result<(Vigild, Client)> {
+        let dir = tempfile::Builder::new().prefix("vigil-bench-").tempdir()?;
+        let socket = dir.path().join("s.sock");
+        let log = dir.path().join("vigild.log");
+        let out = File::create(&log)?;
+        let child = Command::new(bin)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut d = Vigild {
+            child: Some(child),
+            socket,
+            log,
+            dir,
+        };
+        let client = d.connect()?;
+        Ok((d, client))
+    }
+
+    /// The temporary directory (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn connect(&mut self) -> anyhow::Result<Client> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = self.child.as_mut().map(Child::try_wait).transpose()?.flatten() {
+                self.child = None;
+                bail!("vigild exited at start ({status}){}", self.log_tail());
+            }
+            match Client::connect(&self.socket) {
+                Ok(c) => {
+                    c.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+                    return Ok(c);
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    bail!(
+                        "vigild did not accept a connection within {START_DEADLINE:?}: {e}{}",
+                        self.log_tail()
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    /// SIGTERM (vigild stops every tag and exits), then waits for it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("kill -TERM {}: {status}", child.id());
+        }
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                anyhow::ensure!(status.success(), "vigild exited with {status}{}", self.log_tail());
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "vigild still running {STOP_DEADLINE:?} after SIGTERM{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The end of vigild's log, to explain a failure.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        if tail.trim().is_empty() {
+            String::new()
+        } else {
+            format!("\nvigild's log:\n{tail}")
+        }
+    }
+}
+
+impl Drop for Vigild {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The floors: what the machine needs for the same work without vigild, measured in the same run.
+//!
+//! - fork+exec+wait: starting the same tiny program (this executable, `child-noop`) and waiting for it,
+//!   with `std::process::Command`: the least any supervisor pays to replace a process.
+//! - respawn loop: the restart latency of the simplest possible supervisor, a loop that waits for the
+//!   `child` program and starts it again at once, stamped exactly as in the restart metric.
+//! - Unix socket and pipe round trips: one byte there and back between two threads, the least any
+//!   request or notification crossing a socket or a pipe pays.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::stamps;
+use crate::stats::Summary;
+
+/// Round trips per IPC floor (they are cheap; many give a stable p99).
+const ROUND_TRIPS: usize = 20_000;
+const ROUND_TRIPS_SMOKE: usize = 2_000;
+/// Untimed runs first, so that caches and the page cache are warm.
+const WARM_UP_EXECS: usize = 5;
+const WARM_UP_ROUND_TRIPS: usize = 200;
+
+/// Every floor, as distributions in nanoseconds.
+pub struct Floors {
+    pub exec: Summary,
+    pub respawn: Summary,
+    pub socket: Summary,
+    pub pipe: Summary,
+}
+
+pub fn measure(self_exe: &Path, execs: usize, smoke: bool) -> anyhow::Result<Floors> {
+    let trips = if smoke { ROUND_TRIPS_SMOKE } else { ROUND_TRIPS };
+    Ok(Floors {
+        exec: summarise(fork_exec_wait(self_exe, execs)?, "fork+exec+wait")?,
+        respawn: summarise(respawn_loop(self_exe, execs)?, "respawn loop")?,
+        socket: summarise(socket_round_trips(trips)?, "unix socket round trip")?,
+        pipe: summarise(pipe_round_trips(trips)?, "pipe round trip")?,
+    })
+}
+
+fn summarise(samples: Vec<u64>, what: &str) -> anyhow::Result<Summary> {
+    Summary::of(&samples).with_context(|| format!("no samples for the {what} floor"))
+}
+
+/// Runs `self_exe child-noop` `n` times, timing each from before the fork to after the wait.
+fn fork_exec_wait(self_exe: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
+    let run = || -> anyhow::Result<u64> {
+        let t = Instant::now();
+        let status = Command::new(self_exe)
+            .arg("child-noop")
+            .status()
+            .with_context(|| format!("cannot run {}", self_exe.display()))?;
+        let ns = t.elapsed().as_nanos() as u64;
+        anyhow::ensure!(status.success(), "{} child-noop: {status}", self_exe.display());
+        Ok(ns)
+    };
+    for _ in 0..WARM_UP_EXECS {
+        run()?;
+    }
+    (0..n).map(|_| run()).collect()
+}
+
+/// Runs `self_exe child STAMP` `n + 1` times in a row, and returns the `n` restart latencies (exit stamp
+/// to the next start stamp).
+fn respawn_loop(self_exe: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
+    let dir = tempfile::Builder::new().prefix("vigil-bench-").tempdir()?;
+    let stamp = dir.path().join("stamps");
+    for _ in 0..=n {
+        let status = Command::new(self_exe)
+            .arg("child")
+            .arg(&stamp)
+            .status()
+            .with_context(|| format!("cannot run {}", self_exe.display()))?;
+        anyhow::ensure!(status.success(), "{} child: {status}", self_exe.display());
+    }
+    let text = std::fs::read_to_string(&stamp)?;
+    let mut s = stamps::parse(&text)?;
+    anyhow::ensure!(
+        s.samples.len() >= n,
+        "respawn loop: {} of {n} samples ({} with the clock going backwards)",
+        s.samples.len(),
+        s.backwards
+    );
+    s.samples.truncate(n);
+    Ok(s.samples)
+}
+
+fn socket_round_trips(n: usize) -> anyhow::Result<Vec<u64>> {
+    let (a, b) = UnixStream::pair().context("socketpair")?;
+    let (a2, b2) = (a.try_clone()?, b.try_clone()?);
+    ping_pong(a, a2, b, b2, n).context("unix socket round trips")
+}
+
+fn pipe_round_trips(n: usize) -> anyhow::Result<Vec<u64>> {
+    let (there_r, there_w) = std::io::pipe().context("pipe")?;
+    let (back_r, back_w) = std::io::pipe().context("pipe")?;
+    ping_pong(there_w, back_r, there_r, back_w, n).context("pipe round trips")
+}
+
+/// Sends one byte through `tx`, which a thread reads from `echo_rx` and writes back to `echo_tx`, and
+/// times until it arrives on `rx`; `n` times after a warm-up.
+fn ping_pong(
+    mut tx: impl Write,
+    mut rx: impl Read,
+    mut echo_rx: impl Read + Send + 'static,
+    mut echo_tx: impl Write + Send + 'static,
+    n: usize,
+) -> anyhow::Result<Vec<u64>> {
+    let echo = std::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        // Ends when the other side is dropped.
+        while echo_rx.read_exact(&mut b).is_ok() {
+            if echo_tx.write_all(&b).is_err() {
+                break;
+            }
+        }
+    });
+    let mut samples = Vec::with_capacity(n);
+    let mut b = [0u8; 1];
+    for i in 0..WARM_UP_ROUND_TRIPS + n {
+        let t = Instant::now();
+        tx.write_all(&[i as u8])?;
+        rx.read_exact(&mut b)?;
+        let ns = t.elapsed().as_nanos() as u64;
+        anyhow::ensure!(b[0] == i as u8, "the echo sent back {} for {}", b[0], i as u8);
+        if i >= WARM_UP_ROUND_TRIPS {
+            samples.push(ns);
+        }
+    }
+    // Both ends: a socket's read half is the same socket as its write half.
+    drop(tx);
+    drop(rx);
+    echo.join().map_err(|_| anyhow::anyhow!("the echo thread panicked"))?;
+    Ok(samples)
+}

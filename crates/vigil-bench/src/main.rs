@@ -1,0 +1,106 @@
+//! `vigil-bench`: measures vigild, a real daemon in a temporary directory, next to the floor the machine
+//! allows for the same work, measured in the same run.
+//!
+//! Each metric is a module under [`metrics`] listed in [`metrics::ALL`]; `all` runs every one of them.
+//! The hidden `child` and `child-noop` subcommands are the tiny programs the metrics start: this binary
+//! re-invoked, so that the floor and the supervised program are the same executable.
+
+mod child;
+mod daemon;
+mod floor;
+mod metrics;
+mod report;
+mod stamps;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Benchmarks of vigild, each against the floor the machine allows.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Restart latency: from the exit of a supervised process to the start of its replacement.
+    Restart(Opts),
+    /// Every metric.
+    All(Opts),
+    /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
+    #[command(hide = true)]
+    Child { stamp: PathBuf },
+    /// Exits at once: the program of the fork+exec+wait floor.
+    #[command(hide = true)]
+    ChildNoop,
+}
+
+/// Options shared by every benchmark run.
+#[derive(Args, Debug, Clone)]
+pub struct Opts {
+    /// Samples per metric (and runs of the fork+exec+wait floor).
+    #[arg(long, default_value_t = 200)]
+    count: usize,
+    /// The vigild to measure [default: the vigild next to this executable; under `cargo run`, built
+    /// first with the same profile].
+    #[arg(long)]
+    vigild: Option<PathBuf>,
+    /// A quick run that only checks the benchmark works (20 samples); what CI runs.
+    #[arg(long, conflicts_with = "count")]
+    smoke: bool,
+}
+
+fn main() -> ExitCode {
+    // Before anything else: for `child`, this is the moment the replacement process got control.
+    let started_ns = child::now_ns();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Child { stamp } => return child::run(&stamp, started_ns),
+        Cmd::ChildNoop => return ExitCode::SUCCESS,
+        Cmd::Restart(opts) => bench(&opts, &[metrics::restart::METRIC]),
+        Cmd::All(opts) => bench(&opts, metrics::ALL),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Measures the floors, runs `which`, prints the report. Missed targets are reported, not failed.
+fn bench(opts: &Opts, which: &[metrics::Metric]) -> anyhow::Result<()> {
+    let count = if opts.smoke { 20 } else { opts.count };
+    anyhow::ensure!(count > 0, "--count must be at least 1");
+    let self_exe = std::env::current_exe()?;
+    let vigild = daemon::locate(opts.vigild.as_deref())?;
+    println!(
+        "vigil-bench: {count} samples per metric{}; vigild: {}",
+        if opts.smoke {
+            " (smoke run: checks the benchmark works, numbers are rough)"
+        } else {
+            ""
+        },
+        vigild.display()
+    );
+    let floors = floor::measure(&self_exe, count, opts.smoke)?;
+    let ctx = metrics::Ctx {
+        count,
+        self_exe,
+        vigild,
+        floors,
+    };
+    let mut rows = Vec::new();
+    for m in which {
+        let got = (m.run)(&ctx).map_err(|e| e.context(format!("metric {}", m.name)))?;
+        rows.extend(got);
+    }
+    report::print(&ctx.floors, &rows);
+    Ok(())
+}
