@@ -15,8 +15,8 @@ use std::time::Duration;
 
 pub use vigil_proto as proto;
 use vigil_proto::{
-    ClientMsg, DaemonInfo, ErrorCode, Event, FrameError, ReloadReport, Request, Response, RunSpec, ServerMsg,
-    TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
+    ClientMsg, DaemonInfo, ErrorCode, Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport,
+    Request, Response, RunSpec, ServerMsg, TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
 };
 
 /// What can go wrong talking to vigild.
@@ -32,6 +32,10 @@ pub enum ClientError {
     Server(#[from] WireError),
     #[error("vigild sent an unexpected answer: {0}")]
     Unexpected(String),
+    /// Events `from..=to` will never arrive (this reader fell behind, or history was trimmed); resume
+    /// from `to + 1`.
+    #[error("lost events {from}..{to}; resume from {}", to + 1)]
+    Lost { from: u64, to: u64 },
 }
 
 impl ClientError {
@@ -77,7 +81,18 @@ pub struct Client {
     next_id: u64,
     daemon_pid: u32,
     daemon_version: String,
-    events: VecDeque<Event>,
+    events: VecDeque<StreamItem>,
+}
+
+/// What a subscription delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamItem {
+    Event(Event),
+    /// Events `from..=to` will never arrive: resume from `to + 1`.
+    Lost {
+        from: u64,
+        to: u64,
+    },
 }
 
 impl Client {
@@ -146,7 +161,8 @@ impl Client {
         loop {
             match vigil_proto::read_msg(&mut self.stream)? {
                 ServerMsg::Response { id: rid, result } if rid == id => return Ok(result?),
-                ServerMsg::Event(e) => self.events.push_back(e),
+                ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
+                ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
                 ServerMsg::Goodbye { reason } => {
                     return Err(ClientError::Unexpected(format!(
                         "vigild closed the connection: {reason}"
@@ -157,17 +173,26 @@ impl Client {
         }
     }
 
-    /// The next pushed event (after [`Client::subscribe`]), blocking until one comes.
-    pub fn next_event(&mut self) -> Result<Event> {
+    /// The next pushed item (after [`Client::subscribe`]): an event or a loss marker.
+    pub fn next_item(&mut self) -> Result<StreamItem> {
         if let Some(e) = self.events.pop_front() {
             return Ok(e);
         }
         match vigil_proto::read_msg(&mut self.stream)? {
-            ServerMsg::Event(e) => Ok(e),
+            ServerMsg::Event(e) => Ok(StreamItem::Event(e)),
+            ServerMsg::Lost { from, to } => Ok(StreamItem::Lost { from, to }),
             ServerMsg::Goodbye { reason } => Err(ClientError::Unexpected(format!(
                 "vigild closed the connection: {reason}"
             ))),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The next pushed event; a loss is an error ([`ClientError::Lost`]), never skipped in silence.
+    pub fn next_event(&mut self) -> Result<Event> {
+        match self.next_item()? {
+            StreamItem::Event(e) => Ok(e),
+            StreamItem::Lost { from, to } => Err(ClientError::Lost { from, to }),
         }
     }
 
@@ -268,8 +293,14 @@ impl Client {
         }
     }
 
+    /// Stored events after `after`, at most `limit`.
     pub fn events(&mut self, after: u64, limit: u32) -> Result<Vec<Event>> {
-        match self.request(Request::Events { after, limit })? {
+        self.events_filtered(after, limit, EventFilter::default())
+    }
+
+    /// Stored events after `after` that match `filter`, at most `limit`.
+    pub fn events_filtered(&mut self, after: u64, limit: u32, filter: EventFilter) -> Result<Vec<Event>> {
+        match self.request(Request::Events { after, limit, filter })? {
             Response::Events(e) => Ok(e),
             other => Err(unexpected(other)),
         }
@@ -278,7 +309,78 @@ impl Client {
     /// Starts the event push: the stored events after `after` (none for `None`: only new ones), then live
     /// events, read with [`Client::next_event`].
     pub fn subscribe(&mut self, after: Option<u64>) -> Result<()> {
-        self.ok(Request::Subscribe { after })
+        self.subscribe_filtered(after, EventFilter::default())
+    }
+
+    /// [`Client::subscribe`] to the events that match `filter` only.
+    pub fn subscribe_filtered(&mut self, after: Option<u64>, filter: EventFilter) -> Result<()> {
+        self.ok(Request::Subscribe { after, filter })
+    }
+
+    /// PSM: creates a category.
+    pub fn psm_category_add(&mut self, node: &PsmNode, category: &str) -> Result<()> {
+        self.ok(Request::PsmCategoryAdd {
+            node: node.clone(),
+            category: category.into(),
+        })
+    }
+
+    /// PSM: removes an empty category.
+    pub fn psm_category_remove(&mut self, node: &PsmNode, category: &str) -> Result<()> {
+        self.ok(Request::PsmCategoryRemove {
+            node: node.clone(),
+            category: category.into(),
+        })
+    }
+
+    pub fn psm_categories(&mut self, node: &PsmNode) -> Result<Vec<PsmCategory>> {
+        match self.request(Request::PsmCategoryList { node: node.clone() })? {
+            Response::PsmCategories(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// PSM: registers any live process of the node in a category.
+    pub fn psm_add(&mut self, node: &PsmNode, category: &str, pid: i32) -> Result<()> {
+        self.ok(Request::PsmAdd {
+            node: node.clone(),
+            category: category.into(),
+            pid,
+        })
+    }
+
+    /// PSM: registers the calling process (Tru64's `_PSM_REGSELF`).
+    pub fn psm_register_self(&mut self, category: &str) -> Result<()> {
+        self.psm_add(&PsmNode::local(), category, std::process::id() as i32)
+    }
+
+    pub fn psm_remove(&mut self, node: &PsmNode, category: Option<&str>, pid: i32) -> Result<()> {
+        self.ok(Request::PsmRemove {
+            node: node.clone(),
+            category: category.map(Into::into),
+            pid,
+        })
+    }
+
+    /// PSM: members of a category (None: all) with a pid (None: all).
+    pub fn psm_get(&mut self, node: &PsmNode, category: Option<&str>, pid: Option<i32>) -> Result<Vec<PsmMember>> {
+        match self.request(Request::PsmGet {
+            node: node.clone(),
+            category: category.map(Into::into),
+            pid,
+        })? {
+            Response::PsmMembers(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn psm_set_state(&mut self, node: &PsmNode, category: Option<&str>, pid: i32, state: &str) -> Result<()> {
+        self.ok(Request::PsmSetState {
+            node: node.clone(),
+            category: category.map(Into::into),
+            pid,
+            state: state.into(),
+        })
     }
 
     pub fn reload(&mut self) -> Result<ReloadReport> {

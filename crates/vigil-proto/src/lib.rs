@@ -10,15 +10,19 @@
 //! New request variants are only ever appended, so older clients keep decoding.
 
 mod error;
+mod event;
 mod frame;
 mod msg;
+mod psm;
 mod signal;
 
 pub use error::{ErrorCode, WireError};
+pub use event::name_matches;
 pub use frame::{
     decode, encode, payload_len as frame_payload_len, read_msg, write_msg, FrameError, HEADER_LEN, MAX_FRAME_LEN,
 };
 pub use msg::*;
+pub use psm::{PSM_FL_ARGTRUNC, PSM_FL_EXIT};
 pub use signal::{signal_from_str, signal_name};
 
 /// The protocol version this crate speaks. A peer with another version is refused at the handshake.

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::WireError;
+pub use crate::event::{Event, EventFilter, Value};
+pub use crate::psm::{PsmCategory, PsmMember, PsmNode};
 
 /// What a client sends.
 // Messages live for one decode/handle cycle; boxing the big variant would buy nothing.
@@ -38,6 +40,9 @@ pub enum ServerMsg {
     Event(Event),
     /// The server is closing this connection, and why.
     Goodbye { reason: String },
+    /// Events `from..=to` will never reach this subscriber (it fell behind, or they are older than the
+    /// kept history): resume from `to + 1` with `Events` or a new subscription.
+    Lost { from: u64, to: u64 },
 }
 
 /// The PMF program type of `scds_pmf_start`.
@@ -157,20 +162,61 @@ pub enum Request {
         tag: String,
         timeout_ms: Option<u64>,
     },
-    /// Stored events with a sequence number above `after`, at most `limit`.
+    /// Stored events with a sequence number above `after` that match the filter, at most `limit`.
     Events {
         after: u64,
         limit: u32,
+        filter: EventFilter,
     },
-    /// Push every event with a sequence number above `after` (the backlog first), then live ones.
+    /// Push the stored events above `after` that match (none for `None`), then live ones. Events the
+    /// subscriber cannot take in time are replaced by one `Lost` marker: loss is never silent.
     Subscribe {
         after: Option<u64>,
+        filter: EventFilter,
     },
     /// Re-read the config file and apply the difference.
     Reload,
     /// Re-exec vigild in place, keeping every process.
     Reexec,
     DaemonStatus,
+    /// PSM: create a category.
+    PsmCategoryAdd {
+        node: PsmNode,
+        category: String,
+    },
+    /// PSM: remove an empty category.
+    PsmCategoryRemove {
+        node: PsmNode,
+        category: String,
+    },
+    PsmCategoryList {
+        node: PsmNode,
+    },
+    /// PSM: register a live process (any pid on the node) in a category.
+    PsmAdd {
+        node: PsmNode,
+        category: String,
+        pid: i32,
+    },
+    /// PSM: forget a member; `category` None means any.
+    PsmRemove {
+        node: PsmNode,
+        category: Option<String>,
+        pid: i32,
+    },
+    /// PSM: members of a category (None: all) with a pid (None: all).
+    PsmGet {
+        node: PsmNode,
+        category: Option<String>,
+        pid: Option<i32>,
+    },
+    /// PSM: set a member's state string.
+    PsmSetState {
+        node: PsmNode,
+        category: Option<String>,
+        pid: i32,
+        state: String,
+    },
 }
 
 /// Successful answers.
@@ -184,6 +230,8 @@ pub enum Response {
     Events(Vec<Event>),
     Reload(ReloadReport),
     Daemon(DaemonInfo),
+    PsmMembers(Vec<PsmMember>),
+    PsmCategories(Vec<PsmCategory>),
 }
 
 /// How a process ended.
@@ -245,17 +293,6 @@ pub struct TagSummary {
     pub pids: Vec<i32>,
 }
 
-/// One event: a sequence number that only grows (across restarts of vigild), a time, a name in the
-/// `sys.*` families, the object it is about, and name/value data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub time_ms: u64,
-    pub name: String,
-    pub subject: String,
-    pub data: Vec<(String, String)>,
-}
-
 /// What `Reload` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReloadReport {
@@ -283,4 +320,8 @@ pub struct DaemonInfo {
     pub waiting: u32,
     /// Connections subscribed to events.
     pub subscribers: u32,
+    pub node: String,
+    pub node_id: u32,
+    /// The oldest stored event (history before it is gone).
+    pub first_seq: u64,
 }

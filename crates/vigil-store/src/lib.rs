@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 pub use records::*;
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// How many events are kept; older ones are trimmed.
 pub const EVENTS_KEPT: u64 = 100_000;
@@ -23,6 +23,8 @@ pub const EVENTS_KEPT: u64 = 100_000;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const CATEGORIES: TableDefinition<&str, u64> = TableDefinition::new("psm_categories");
+const MEMBERS: TableDefinition<i32, &[u8]> = TableDefinition::new("psm_members");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,16 +56,28 @@ pub struct Batch {
     pub put_tags: Vec<TagRecord>,
     pub delete_tags: Vec<String>,
     pub events: Vec<EventRecord>,
+    /// PSM categories and when they were created.
+    pub put_categories: Vec<(String, u64)>,
+    pub delete_categories: Vec<String>,
+    pub put_members: Vec<MemberRecord>,
+    pub delete_members: Vec<i32>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.put_tags.is_empty() && self.delete_tags.is_empty() && self.events.is_empty()
+        self.put_tags.is_empty()
+            && self.delete_tags.is_empty()
+            && self.events.is_empty()
+            && self.put_categories.is_empty()
+            && self.delete_categories.is_empty()
+            && self.put_members.is_empty()
+            && self.delete_members.is_empty()
     }
 }
 
 pub struct Store {
     db: Database,
+    fresh: bool,
 }
 
 impl Store {
@@ -74,13 +88,13 @@ impl Store {
             source,
         })?;
         let tx = db.begin_write()?;
+        let fresh;
         {
             let mut meta = tx.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
+            fresh = found.is_none();
             match found {
-                None => {
-                    meta.insert("schema", SCHEMA_VERSION)?;
-                }
+                None => {}
                 Some(v) if v > SCHEMA_VERSION => {
                     return Err(StoreError::TooNew {
                         path: path.into(),
@@ -88,14 +102,57 @@ impl Store {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                // Migrations from older schemas go here, one step per version.
+                // One step per version.
+                Some(1) => migrate_1_to_2(&tx)?,
                 Some(_) => {}
             }
+            meta.insert("schema", SCHEMA_VERSION)?;
             tx.open_table(TAGS)?;
             tx.open_table(EVENTS)?;
+            tx.open_table(CATEGORIES)?;
+            tx.open_table(MEMBERS)?;
         }
         tx.commit()?;
-        Ok(Store { db })
+        Ok(Store { db, fresh })
+    }
+
+    /// Whether this open created the state file (the first start on a state dir).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// PSM categories with their creation times.
+    pub fn categories(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(CATEGORIES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    pub fn members(&self) -> Result<Vec<MemberRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(MEMBERS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push(postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+                what: format!("member {}", k.value()),
+                source,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The oldest event kept (0 when there is none): history before it is gone.
+    pub fn first_seq(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(EVENTS)?;
+        let first = table.first()?.map_or(0, |(k, _)| k.value());
+        Ok(first)
     }
 
     pub fn tags(&self) -> Result<Vec<TagRecord>, StoreError> {
@@ -137,6 +194,24 @@ impl Store {
                 })?;
                 tags.insert(t.name.as_str(), bytes.as_slice())?;
             }
+            let mut cats = tx.open_table(CATEGORIES)?;
+            for c in &batch.delete_categories {
+                cats.remove(c.as_str())?;
+            }
+            for (c, t) in &batch.put_categories {
+                cats.insert(c.as_str(), *t)?;
+            }
+            let mut members = tx.open_table(MEMBERS)?;
+            for p in &batch.delete_members {
+                members.remove(*p)?;
+            }
+            for m in &batch.put_members {
+                let bytes = postcard::to_allocvec(m).map_err(|source| StoreError::Record {
+                    what: format!("member {}", m.pid),
+                    source,
+                })?;
+                members.insert(m.pid, bytes.as_slice())?;
+            }
             if let Some(last) = batch.events.last() {
                 let mut events = tx.open_table(EVENTS)?;
                 for e in &batch.events {
@@ -172,6 +247,28 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Schema 2 adds the PSM tables (created on open) and gives events a node and typed attributes.
+fn migrate_1_to_2(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut events = tx.open_table(EVENTS)?;
+    let mut rewritten = Vec::new();
+    for row in events.iter()? {
+        let (k, v) = row?;
+        let old: EventRecordV1 = postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+            what: format!("event {} (schema 1)", k.value()),
+            source,
+        })?;
+        rewritten.push(EventRecord::from(old));
+    }
+    for e in rewritten {
+        let bytes = postcard::to_allocvec(&e).map_err(|source| StoreError::Record {
+            what: format!("event {}", e.seq),
+            source,
+        })?;
+        events.insert(e.seq, bytes.as_slice())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

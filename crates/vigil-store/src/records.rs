@@ -76,11 +76,74 @@ pub struct TagRecord {
     pub pending: Option<u8>,
 }
 
+/// An event as schema 1 stored it (attributes as text, no node). Read only, by the migration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRecord {
+pub struct EventRecordV1 {
     pub seq: u64,
     pub time_ms: u64,
     pub name: String,
     pub subject: String,
     pub data: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttrRecord {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+/// An event (schema 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    pub time_ms: u64,
+    pub name: String,
+    /// Empty for events migrated from schema 1, which did not record it: the local node.
+    pub node: String,
+    pub subject: String,
+    pub attrs: Vec<(String, AttrRecord)>,
+}
+
+impl From<EventRecordV1> for EventRecord {
+    fn from(v: EventRecordV1) -> EventRecord {
+        let attrs = v
+            .data
+            .into_iter()
+            .map(|(k, val)| {
+                let a = match val.parse::<i64>() {
+                    Ok(i) if k == "pid" || k == "code" || k == "signal" => AttrRecord::Int(i),
+                    _ => match val.as_str() {
+                        "true" => AttrRecord::Bool(true),
+                        "false" => AttrRecord::Bool(false),
+                        _ => AttrRecord::Str(val),
+                    },
+                };
+                (k, a)
+            })
+            .collect();
+        EventRecord {
+            seq: v.seq,
+            time_ms: v.time_ms,
+            name: v.name,
+            node: String::new(),
+            subject: v.subject,
+            attrs,
+        }
+    }
+}
+
+/// A PSM member (schema 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub pid: i32,
+    pub start_time: u64,
+    pub category: String,
+    pub name: String,
+    pub state: String,
+    pub argv: Vec<String>,
+    pub argv_truncated: bool,
+    pub exit: Option<ExitRecord>,
+    pub uid: u32,
+    pub added_ms: u64,
 }

@@ -45,8 +45,9 @@ fn event(seq: u64) -> EventRecord {
         seq,
         time_ms: seq * 10,
         name: "sys.vigil.pmf.tag.start".into(),
+        node: "n1".into(),
         subject: "a".into(),
-        data: vec![],
+        attrs: vec![("pid".into(), AttrRecord::Int(42))],
     }
 }
 
@@ -86,6 +87,7 @@ fn trims_old_events() {
         ..Default::default()
     })
     .unwrap();
+    assert_eq!(s.first_seq().unwrap(), 1001);
     let first = s.events_after(0, 1).unwrap();
     assert_eq!(first[0].seq, 1001, "events older than the last {EVENTS_KEPT} are gone");
 }
@@ -106,24 +108,67 @@ fn refuses_newer_schema() {
     assert!(matches!(Store::open(&path), Err(StoreError::TooNew { .. })));
 }
 
-/// A state file written by schema 1 must keep loading in every later version.
+/// A state file written by schema 1 (the first release) is migrated: its tags load, its events gain a node
+/// and typed attributes.
 #[test]
-fn loads_schema_1_fixture() {
+fn migrates_schema_1_fixture() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema1.redb");
-    if std::env::var_os("VIGIL_WRITE_FIXTURES").is_some() {
-        let _ = std::fs::remove_file(&fixture);
-        let s = Store::open(&fixture).unwrap();
-        s.commit(&Batch {
-            put_tags: vec![tag("fixture")],
-            events: vec![event(1)],
-            ..Default::default()
-        })
-        .unwrap();
-    }
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.redb");
     std::fs::copy(&fixture, &copy).unwrap();
     let s = Store::open(&copy).unwrap();
+    assert!(!s.is_fresh());
     assert_eq!(s.tags().unwrap(), vec![tag("fixture")]);
     assert_eq!(s.last_seq().unwrap(), 1);
+    let e = &s.events_after(0, 10).unwrap()[0];
+    assert_eq!(
+        (e.seq, e.node.as_str(), e.name.as_str()),
+        (1, "", "sys.vigil.pmf.tag.start")
+    );
+    assert!(s.members().unwrap().is_empty() && s.categories().unwrap().is_empty());
+    drop(s);
+    // It opens again as schema 2, with no second migration.
+    assert_eq!(Store::open(&copy).unwrap().events_after(0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn psm_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let m = MemberRecord {
+        pid: 7,
+        start_time: 9,
+        category: "c".into(),
+        name: "1-7".into(),
+        state: "running".into(),
+        argv: vec!["x".into()],
+        argv_truncated: false,
+        exit: Some(ExitRecord::Code(7)),
+        uid: 0,
+        added_ms: 1,
+    };
+    {
+        let s = Store::open(&path).unwrap();
+        assert!(s.is_fresh());
+        let b = Batch {
+            put_categories: vec![("c".into(), 1), ("d".into(), 2)],
+            put_members: vec![m.clone()],
+            ..Default::default()
+        };
+        s.commit(&b).unwrap();
+        s.commit(&Batch {
+            delete_categories: vec!["d".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.categories().unwrap(), vec![("c".to_string(), 1)]);
+    assert_eq!(s.members().unwrap(), vec![m]);
+    s.commit(&Batch {
+        delete_members: vec![7],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(s.members().unwrap().is_empty());
 }

@@ -93,14 +93,30 @@ enum Cmd {
     },
     /// Show stored events, or follow new ones
     Events {
-        /// Only events with a sequence number above N
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-        /// Keep printing new events
+        /// Only events whose name matches: a glob (`sys.*.exited`) or a dotted prefix (`sys.unix.psm`)
+        filter: Vec<String>,
+        /// Only events with a sequence number above SEQ
+        #[arg(long, alias = "after", default_value_t = 0)]
+        since: u64,
+        /// Only events about this PSM category
+        #[arg(long)]
+        category: Option<String>,
+        /// Only events about this PMF tag
+        #[arg(long)]
+        tag: Option<String>,
+        /// Keep printing new events (after the stored ones since SEQ)
         #[arg(long, short)]
         follow: bool,
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+    },
+    /// The process set manager: categories of vital processes and their members
+    Psm {
+        /// The node: this one (its name, `local` or nothing); others need cluster mode
+        #[arg(long, global = true, default_value = "")]
+        node: String,
+        #[command(subcommand)]
+        cmd: PsmCmd,
     },
     /// Re-read vigild's config file and apply the difference
     Reload,
@@ -109,6 +125,35 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DaemonCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum PsmCmd {
+    /// Create, remove or list categories
+    Category {
+        #[command(subcommand)]
+        cmd: CategoryCmd,
+    },
+    /// Register a running process (any pid of the node) in a category
+    Add { category: String, pid: i32 },
+    /// Forget a member
+    Rm { category: String, pid: i32 },
+    /// Show members: all, of a category, or one pid
+    Get { category: Option<String>, pid: Option<i32> },
+    /// Set a member's state string
+    State { category: String, pid: i32, state: String },
+}
+
+#[derive(Subcommand)]
+enum CategoryCmd {
+    Add {
+        name: String,
+    },
+    /// Remove an empty category
+    Rm {
+        name: String,
+    },
+    Ls,
 }
 
 #[derive(Subcommand)]
@@ -263,17 +308,48 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let st = connect()?.status(&tag)?;
             output::logs(&st.log_path, lines, follow).map_err(|e| Failure(1, format!("{}: {e}", st.log_path)))?;
         }
-        Cmd::Events { after, follow, limit } => {
+        Cmd::Events {
+            filter,
+            since,
+            category,
+            tag,
+            follow,
+            limit,
+        } => {
+            let filter = proto::EventFilter {
+                names: filter,
+                category,
+                tag,
+            };
             let mut c = connect()?;
             if follow {
-                c.subscribe(Some(after))?;
+                c.subscribe_filtered(Some(since), filter)?;
                 loop {
-                    let e = c.next_event()?;
-                    output::event(&e, json);
+                    match c.next_item()? {
+                        vigil_client::StreamItem::Event(e) => output::event(&e, json),
+                        vigil_client::StreamItem::Lost { from, to } => output::lost(from, to, json),
+                    }
                 }
             }
-            for e in c.events(after, limit)? {
+            for e in c.events_filtered(since, limit, filter)? {
                 output::event(&e, json);
+            }
+        }
+        Cmd::Psm { node, cmd } => {
+            let node = proto::PsmNode(node);
+            let mut c = connect()?;
+            match cmd {
+                PsmCmd::Category {
+                    cmd: CategoryCmd::Add { name },
+                } => c.psm_category_add(&node, &name)?,
+                PsmCmd::Category {
+                    cmd: CategoryCmd::Rm { name },
+                } => c.psm_category_remove(&node, &name)?,
+                PsmCmd::Category { cmd: CategoryCmd::Ls } => output::categories(&c.psm_categories(&node)?, json),
+                PsmCmd::Add { category, pid } => c.psm_add(&node, &category, pid)?,
+                PsmCmd::Rm { category, pid } => c.psm_remove(&node, Some(&category), pid)?,
+                PsmCmd::Get { category, pid } => output::members(&c.psm_get(&node, category.as_deref(), pid)?, json),
+                PsmCmd::State { category, pid, state } => c.psm_set_state(&node, Some(&category), pid, &state)?,
             }
         }
         Cmd::Reload => output::reload(&connect()?.reload()?, json),

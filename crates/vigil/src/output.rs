@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
-use vigil_client::proto::{DaemonInfo, Event, ExitStatus, ReloadReport, TagStatus, TagSummary};
+use vigil_client::proto::{DaemonInfo, Event, ExitStatus, PsmCategory, PsmMember, ReloadReport, TagStatus, TagSummary};
 
 fn print_json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("plain data serializes"));
@@ -133,8 +133,62 @@ pub fn event(e: &Event, json: bool) {
         println!("{}", serde_json::to_string(e).expect("plain data serializes"));
         return;
     }
-    let data: Vec<String> = e.data.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("{:>6} {} {} {} {}", e.seq, e.time_ms, e.name, e.subject, data.join(" "));
+    let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "{:>6} {} {} {} {} {}",
+        e.seq,
+        e.time_ms,
+        e.node,
+        e.name,
+        e.subject,
+        attrs.join(" ")
+    );
+}
+
+/// A loss marker: never silent.
+pub fn lost(from: u64, to: u64, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "lost": { "from": from, "to": to } }));
+    } else {
+        println!("lost events {from}..{to}; resume from {}", to + 1);
+    }
+}
+
+pub fn categories(cats: &[PsmCategory], json: bool) {
+    if json {
+        return print_json(&cats);
+    }
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header(["CATEGORY", "MEMBERS", "RUNNING"]);
+    for c in cats {
+        t.add_row([c.name.clone(), c.members.to_string(), c.running.to_string()]);
+    }
+    println!("{t}");
+}
+
+pub fn members(ms: &[PsmMember], json: bool) {
+    if json {
+        return print_json(&ms);
+    }
+    let mut t = Table::new();
+    t.load_style(NOTHING)
+        .set_header(["CATEGORY", "NAME", "PID", "STATE", "EXIT", "ARGV"]);
+    for m in ms {
+        let exit = m.exit.as_ref().map(exit_text).unwrap_or_default();
+        let mut argv = m.argv.join(" ");
+        if m.flags & vigil_client::proto::PSM_FL_ARGTRUNC != 0 {
+            argv.push_str(" ...");
+        }
+        t.add_row([
+            m.category.clone(),
+            m.name.clone(),
+            m.pid.to_string(),
+            m.state.clone(),
+            exit,
+            argv,
+        ]);
+    }
+    println!("{t}");
 }
 
 pub fn reload(r: &ReloadReport, json: bool) {

@@ -15,6 +15,22 @@ struct File {
     daemon: DaemonSection,
     #[serde(default)]
     tag: BTreeMap<String, TagSection>,
+    #[serde(default)]
+    psm: PsmSection,
+}
+
+/// The process set manager's settings, named as Tru64's sys_attrs_psm.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PsmSection {
+    psm_cat_max: Option<u32>,
+    psm_mem_max: Option<u32>,
+    psm_argv_max: Option<u32>,
+    psm_state_max: Option<u32>,
+    psm_mem_autocat: Option<u32>,
+    /// Categories that exist from the start.
+    #[serde(default)]
+    categories: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +79,7 @@ pub struct Settings {
     pub stop_timeout: Duration,
     pub log_max_bytes: u64,
     pub log_keep: u32,
+    pub psm: vigil_core::psm::PsmLimits,
 }
 
 impl Default for Settings {
@@ -71,6 +88,7 @@ impl Default for Settings {
             stop_timeout: Duration::from_secs(10),
             log_max_bytes: 10 << 20,
             log_keep: 3,
+            psm: Default::default(),
         }
     }
 }
@@ -80,6 +98,7 @@ impl Default for Settings {
 pub struct Config {
     pub settings: Settings,
     pub tags: Vec<(TagName, TagSpec)>,
+    pub categories: Vec<vigil_core::psm::CategoryName>,
 }
 
 fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
@@ -110,6 +129,20 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         anyhow::ensure!((1..=100).contains(&k), "daemon.log_keep = {k} is outside 1..=100");
         settings.log_keep = k;
     }
+    let p = &file.psm;
+    settings.psm = crate::psm::limits_from(
+        p.psm_cat_max,
+        p.psm_mem_max,
+        p.psm_argv_max,
+        p.psm_state_max,
+        p.psm_mem_autocat,
+    )
+    .map_err(|e| anyhow::anyhow!("psm: {e}"))?;
+    let categories = p
+        .categories
+        .iter()
+        .map(|c| vigil_core::psm::CategoryName::new(c).map_err(|e| anyhow::anyhow!("psm.categories: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut tags = Vec::new();
     for (name, t) in file.tag {
         let ctx = |e: String| anyhow::anyhow!("tag.{name}: {e}");
@@ -160,7 +193,11 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         tags.push((tag, spec));
     }
     check_after(&tags)?;
-    Ok(Config { settings, tags })
+    Ok(Config {
+        settings,
+        tags,
+        categories,
+    })
 }
 
 /// Every `after` names a declared tag, and there is no cycle.

@@ -7,6 +7,8 @@ use vigil_core::{Exit, ProcId, Tag, TagEvent, TagName, TagSpec, TagState, Timest
 use vigil_proto as proto;
 use vigil_store as store;
 
+use crate::events::{attr_b, attr_i, attr_s, Attr};
+
 pub fn exit_from_wait(s: vigil_sys::WaitStatus) -> Exit {
     match s {
         vigil_sys::WaitStatus::Exited(c) => Exit::Code(c as u8),
@@ -22,7 +24,7 @@ pub fn exit_to_wire(e: Exit) -> proto::ExitStatus {
     }
 }
 
-fn exit_to_store(e: Exit) -> store::ExitRecord {
+pub fn exit_to_store(e: Exit) -> store::ExitRecord {
     match e {
         Exit::Code(c) => store::ExitRecord::Code(c),
         Exit::Signal(s) => store::ExitRecord::Signal(s),
@@ -30,7 +32,7 @@ fn exit_to_store(e: Exit) -> store::ExitRecord {
     }
 }
 
-fn exit_from_store(e: store::ExitRecord) -> Exit {
+pub fn exit_from_store(e: store::ExitRecord) -> Exit {
     match e {
         store::ExitRecord::Code(c) => Exit::Code(c),
         store::ExitRecord::Signal(s) => Exit::Signal(s),
@@ -265,35 +267,65 @@ pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp
     }
 }
 
-/// The name/value data of a tag event.
-pub fn event_data(ev: &TagEvent) -> Vec<(String, String)> {
-    let kv = |k: &str, v: String| (k.to_string(), v);
+/// The attributes of a tag event.
+pub fn event_data(ev: &TagEvent) -> Vec<(String, Attr)> {
+    let exit_attrs = |exit: &Exit| {
+        let mut d = vec![attr_s("status", exit.to_string())];
+        match exit {
+            Exit::Code(c) => d.push(attr_i("code", i64::from(*c))),
+            Exit::Signal(s) => d.push(attr_i("signal", i64::from(*s))),
+            Exit::Unknown => {}
+        }
+        d
+    };
     match ev {
-        TagEvent::Start { pid } => vec![kv("pid", pid.to_string())],
+        TagEvent::Start { pid } => vec![attr_i("pid", i64::from(*pid))],
         TagEvent::Exit { pid, exit } => {
-            let mut d = vec![kv("pid", pid.to_string()), kv("status", exit.to_string())];
-            match exit {
-                Exit::Code(c) => d.push(kv("code", c.to_string())),
-                Exit::Signal(s) => d.push(kv("signal", s.to_string())),
-                Exit::Unknown => {}
-            }
+            let mut d = vec![attr_i("pid", i64::from(*pid))];
+            d.extend(exit_attrs(exit));
             d
         }
-        TagEvent::Restart { pid, counted } => vec![kv("pid", pid.to_string()), kv("counted", counted.to_string())],
-        TagEvent::Failed { reason } => vec![kv("reason", reason.clone())],
-        TagEvent::Action { program } => vec![kv("program", program.clone())],
-        TagEvent::ActionExit { exit } => vec![kv("status", exit.to_string())],
+        TagEvent::Restart { pid, counted } => vec![attr_i("pid", i64::from(*pid)), attr_b("counted", *counted)],
+        TagEvent::Failed { reason } => vec![attr_s("reason", reason.clone())],
+        TagEvent::Action { program } => vec![attr_s("program", program.clone())],
+        TagEvent::ActionExit { exit } => exit_attrs(exit),
         TagEvent::Stop | TagEvent::Remove => vec![],
-        TagEvent::Lost { proc } => vec![kv("pid", proc.pid.to_string())],
+        TagEvent::Lost { proc } => vec![attr_i("pid", i64::from(proc.pid))],
     }
 }
 
-pub fn event_to_wire(e: &store::EventRecord) -> proto::Event {
+/// The wait(2) encoding of an exit, for PSM's `mrs_exitcode` and event attributes.
+pub fn exit_to_raw(e: Exit) -> Option<u32> {
+    match e {
+        Exit::Code(c) => Some(u32::from(c) << 8),
+        Exit::Signal(s) => Some((s & 0x7f) as u32),
+        Exit::Unknown => None,
+    }
+}
+
+pub fn event_to_wire(e: &store::EventRecord, local_node: &str) -> proto::Event {
     proto::Event {
         seq: e.seq,
         time_ms: e.time_ms,
         name: e.name.clone(),
+        // Events written before nodes were recorded are this node's.
+        node: if e.node.is_empty() {
+            local_node.to_string()
+        } else {
+            e.node.clone()
+        },
         subject: e.subject.clone(),
-        data: e.data.clone(),
+        attrs: e
+            .attrs
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    store::AttrRecord::Str(s) => proto::Value::Str(s.clone()),
+                    store::AttrRecord::Int(i) => proto::Value::Int(*i),
+                    store::AttrRecord::Bool(b) => proto::Value::Bool(*b),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
     }
 }

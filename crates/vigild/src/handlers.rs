@@ -75,12 +75,10 @@ impl Daemon {
                 });
                 return None;
             }
-            Request::Events { after, limit } => self
-                .store
-                .events_after(after, limit.min(10_000) as usize)
-                .map(|v| Response::Events(v.iter().map(crate::convert::event_to_wire).collect()))
-                .map_err(|e| err(ErrorCode::Internal, e.to_string())),
-            Request::Subscribe { after } => return self.subscribe(after, id, out),
+            Request::Events { after, limit, filter } => self.events(after, limit, &filter),
+            Request::Subscribe { after, filter } => {
+                return self.subscribe(caller.conn, after, filter, id, out).err().map(Err);
+            }
             Request::Reload => self.admin(caller, "reload").and_then(|_| self.reload()),
             Request::Reexec => {
                 if let Err(e) = self.admin(caller, "re-exec vigild").and_then(|_| self.check_config()) {
@@ -91,10 +89,29 @@ impl Daemon {
                     id,
                     result: Ok(Response::Ok),
                 };
-                self.outbox.push((out.clone(), Outgoing { msg, written: Some(tx) }));
+                self.outbox.push((
+                    out.clone(),
+                    Outgoing {
+                        msg,
+                        written: Some(tx),
+                        events: None,
+                    },
+                ));
                 self.reexec = Some(rx);
                 return None;
             }
+            Request::PsmCategoryAdd { node, category } => self.psm_category_add(caller, &node, &category),
+            Request::PsmCategoryRemove { node, category } => self.psm_category_remove(caller, &node, &category),
+            Request::PsmCategoryList { node } => self.psm_category_list(&node),
+            Request::PsmAdd { node, category, pid } => self.psm_add(caller, &node, &category, pid),
+            Request::PsmRemove { node, category, pid } => self.psm_remove(caller, &node, &category, pid),
+            Request::PsmGet { node, category, pid } => self.psm_get(&node, &category, pid),
+            Request::PsmSetState {
+                node,
+                category,
+                pid,
+                state,
+            } => self.psm_set_state(caller, &node, &category, pid, &state),
             Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
                 pid: std::process::id(),
@@ -107,7 +124,10 @@ impl Daemon {
                 tracking: self.tracking_mode().into(),
                 last_seq: self.seq,
                 waiting: self.waiters.len() as u32,
-                subscribers: self.subscribers.len() as u32,
+                subscribers: self.subscriptions.len() as u32,
+                node: self.node.clone(),
+                node_id: self.node_id,
+                first_seq: self.store.first_seq().unwrap_or(0),
             })),
         })
     }
@@ -378,28 +398,5 @@ impl Daemon {
         let fx = self.tags.get_mut(&name).expect("known").tag.restart(now());
         self.apply(&name, fx);
         Ok(Response::Ok)
-    }
-
-    fn subscribe(&mut self, after: Option<u64>, id: u64, out: &ConnTx) -> Option<Answer> {
-        self.reply(out, id, Ok(Response::Ok));
-        if let Some(mut after) = after {
-            loop {
-                let chunk = match self.store.events_after(after, 1000) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!("reading events: {e}");
-                        break;
-                    }
-                };
-                let Some(last) = chunk.last() else { break };
-                after = last.seq;
-                for e in &chunk {
-                    let msg = vigil_proto::ServerMsg::Event(crate::convert::event_to_wire(e));
-                    self.outbox.push((out.clone(), Outgoing { msg, written: None }));
-                }
-            }
-        }
-        self.subscribers.push(out.clone());
-        None
     }
 }

@@ -5,9 +5,11 @@
 
 pub mod config;
 pub mod convert;
+pub mod events;
 pub mod handlers;
 pub mod logs;
 pub mod procs;
+pub mod psm;
 pub mod restore;
 pub mod server;
 pub mod spec;
@@ -33,6 +35,8 @@ pub struct Options {
     pub socket: PathBuf,
     pub config: Option<PathBuf>,
     pub tracking: Tracking,
+    /// This node's name [default: the host name].
+    pub node: Option<String>,
 }
 
 /// How vigild finds the descendants of the processes it starts.
@@ -99,6 +103,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         None => None,
     };
     let settings = config.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
+    let settings_psm = settings.psm;
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
 
     if let Err(e) = vigil_sys::set_child_subreaper() {
@@ -128,6 +133,11 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
 
+    let node = opts.node.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    });
     let logs = logs::Logs::new(opts.state_dir.join("logs"), settings.log_max_bytes, settings.log_keep);
     let seq = store.last_seq()?;
     let mut d = Daemon {
@@ -144,7 +154,11 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         connector,
         timers: BTreeSet::new(),
         waiters: Vec::new(),
-        subscribers: Vec::new(),
+        subscriptions: Vec::new(),
+        node: node.clone(),
+        node_id: 1,
+        psm: Default::default(),
+        psm_limits: settings_psm,
         seq,
         batch: Default::default(),
         dirty: BTreeSet::new(),
@@ -158,8 +172,14 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         reexec: None,
         reexec_now: false,
     };
+    if d.store.is_fresh() {
+        // The first start on this state dir creates the node's process set.
+        d.emit("psm", "sys.unix.psm.set.create", vec![]);
+    }
+    d.psm_restore()?;
     d.restore()?;
     if let Some(c) = config {
+        d.ensure_categories(&c.categories);
         let report = d.apply_config(c.tags);
         info!(
             "config: started {:?}, restarted {:?}, stopped {:?}",
@@ -170,8 +190,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         "vigild",
         "sys.vigil.daemon.start",
         vec![
-            ("pid".into(), std::process::id().to_string()),
-            ("reexec".into(), reexeced.to_string()),
+            events::attr_i("pid", i64::from(std::process::id())),
+            events::attr_b("reexec", reexeced),
         ],
     );
     d.finish_step();

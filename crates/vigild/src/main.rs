@@ -23,6 +23,9 @@ struct Args {
     /// statuses), a /proc scan on every exit, or auto (the connector when the kernel allows it)
     #[arg(long, value_enum, default_value_t = vigild::Tracking::Auto)]
     tracking: vigild::Tracking,
+    /// This node's name, in events and PSM answers [default: the host name]
+    #[arg(long)]
+    node: Option<String>,
     /// error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -68,6 +71,7 @@ fn main() -> std::process::ExitCode {
         socket: args.socket.unwrap_or_else(default_socket),
         config: args.config.map(|c| std::path::absolute(&c).unwrap_or(c)),
         tracking: args.tracking,
+        node: args.node,
     };
     match vigild::run(opts) {
         Ok(vigild::Exit::Shutdown) => std::process::ExitCode::SUCCESS,

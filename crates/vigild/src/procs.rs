@@ -135,6 +135,23 @@ impl Daemon {
 
     /// Adds a process to a tag's watch list, with a task that reports when its pidfd becomes readable.
     pub fn watch(&mut self, name: &TagName, id: ProcId, pidfd: Arc<PidFd>) {
+        self.watch_for(Some(name.clone()), false, id, pidfd);
+    }
+
+    /// Watches a PSM member.
+    pub fn watch_member(&mut self, id: ProcId, pidfd: Arc<PidFd>) {
+        self.watch_for(None, true, id, pidfd);
+    }
+
+    fn watch_for(&mut self, tag: Option<TagName>, member: bool, id: ProcId, pidfd: Arc<PidFd>) {
+        if let Some(w) = self.procs.get_mut(&id.pid).filter(|w| w.id == id) {
+            // Already watched for the other reason: one watcher serves both.
+            w.member |= member;
+            if tag.is_some() {
+                w.tag = tag;
+            }
+            return;
+        }
         let tx = self.tx.clone();
         let fd = pidfd.clone();
         let task = tokio::spawn(async move {
@@ -153,7 +170,8 @@ impl Daemon {
             id.pid,
             Watched {
                 id,
-                tag: name.clone(),
+                tag,
+                member,
                 pidfd,
                 task,
             },
@@ -206,7 +224,7 @@ impl Daemon {
         for ev in events {
             match ev {
                 ProcEvent::Fork { parent, child } => {
-                    if let Some(tag) = self.procs.get(&parent).map(|w| w.tag.clone()) {
+                    if let Some(tag) = self.procs.get(&parent).and_then(|w| w.tag.clone()) {
                         self.adopt_child(&tag, child, Some(parent), 0);
                     }
                 }
@@ -268,22 +286,26 @@ impl Daemon {
         self.proc_gone(pid, exit);
     }
 
-    /// A watched process is gone: tell its tag.
+    /// A watched process is gone: tell its tag and the process set.
     pub fn proc_gone(&mut self, pid: i32, exit: Exit) {
         let Some(w) = self.procs.remove(&pid) else {
             return;
         };
         w.task.abort();
-        debug!(tag = %w.tag, pid, "exited: {exit}");
+        debug!(tag = ?w.tag, member = w.member, pid, "exited: {exit}");
+        if w.member {
+            self.psm_exited(w.id, exit);
+        }
+        let Some(tag) = w.tag else { return };
         if self.connector.is_none() {
             // Without fork events, look for descendants now: orphans come back to vigild (subreaper).
-            self.rescan(&w.tag);
+            self.rescan(&tag);
         }
-        let fx = match self.tags.get_mut(&w.tag) {
+        let fx = match self.tags.get_mut(&tag) {
             Some(e) => e.tag.exited(pid, exit, now()),
             None => return,
         };
-        self.apply(&w.tag, fx);
+        self.apply(&tag, fx);
     }
 
     /// Finds descendants the hard way, from one snapshot of /proc: children of every process in the tree,

@@ -135,6 +135,8 @@ impl Daemon {
         self.settings = config.settings.clone();
         self.logs
             .set_limits(self.settings.log_max_bytes, self.settings.log_keep);
+        self.psm_limits = config.settings.psm;
+        self.ensure_categories(&config.categories);
         Ok(vigil_proto::Response::Reload(self.apply_config(config.tags)))
     }
 }

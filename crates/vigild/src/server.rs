@@ -20,10 +20,22 @@ pub struct Caller {
     pub conn: u64,
 }
 
-/// A message to a connection's writer; `written` is told once the bytes are on the socket.
+/// A message to a connection's writer; `written` is told once the bytes are on the socket. `events`
+/// hands the writer the bounded channel of a new subscription.
 pub struct Outgoing {
     pub msg: ServerMsg,
     pub written: Option<oneshot::Sender<()>>,
+    pub events: Option<mpsc::Receiver<ServerMsg>>,
+}
+
+impl Outgoing {
+    pub fn msg(msg: ServerMsg) -> Outgoing {
+        Outgoing {
+            msg,
+            written: None,
+            events: None,
+        }
+    }
 }
 
 pub type ConnTx = mpsc::UnboundedSender<Outgoing>;
@@ -95,7 +107,28 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
     let (mut rd, mut wr) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let writer = tokio::spawn(async move {
-        while let Some(o) = out_rx.recv().await {
+        let mut events: Option<mpsc::Receiver<ServerMsg>> = None;
+        loop {
+            // Replies first: a subscription's replayed backlog is queued there before any live event.
+            let o = tokio::select! {
+                biased;
+                o = out_rx.recv() => match o {
+                    Some(mut o) => {
+                        if let Some(rx) = o.events.take() {
+                            events = Some(rx);
+                        }
+                        o
+                    }
+                    None => break,
+                },
+                m = async { match &mut events { Some(rx) => rx.recv().await, None => std::future::pending().await } } => match m {
+                    Some(m) => Outgoing::msg(m),
+                    None => {
+                        events = None;
+                        continue;
+                    }
+                },
+            };
             let bytes = match (vigil_proto::encode(&o.msg), &o.msg) {
                 (Ok(b), _) => b,
                 (Err(e), ServerMsg::Response { id, .. }) => {
@@ -131,6 +164,7 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
     });
     let goodbye = |reason: String| {
         let _ = out_tx.send(Outgoing {
+            events: None,
             msg: ServerMsg::Goodbye { reason: reason.clone() },
             written: None,
         });
@@ -149,6 +183,7 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
                     pid: std::process::id(),
                 };
                 let _ = out_tx.send(Outgoing {
+                    events: None,
                     msg: welcome,
                     written: None,
                 });
@@ -183,7 +218,14 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
     }
     .await;
     drop(out_tx);
-    let _ = writer.await;
+    if result.is_ok() {
+        // The client is gone: nothing left to flush. Ending the writer drops its subscription channel,
+        // which is how the loop learns to forget the subscriber.
+        writer.abort();
+    } else {
+        // The writer ends once the Goodbye is out.
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    }
     if result.is_ok() {
         debug!("disconnected");
     }

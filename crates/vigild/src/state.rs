@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use vigil_core::{Effect, ProcId, Tag, TagEvent, TagName, Timestamp};
 use vigil_proto::{ServerMsg, WireError};
-use vigil_store::{Batch, EventRecord, Store};
+use vigil_store::{Batch, Store};
 use vigil_sys::{PidFd, ProcConnector, WaitStatus};
 
 use crate::config::Settings;
@@ -40,7 +40,10 @@ pub struct Entry {
 /// A process being watched through its pidfd.
 pub struct Watched {
     pub id: ProcId,
-    pub tag: TagName,
+    /// The tag whose tree holds it, if any.
+    pub tag: Option<TagName>,
+    /// Whether it is a PSM member (a process can be both).
+    pub member: bool,
     pub pidfd: Arc<PidFd>,
     pub task: JoinHandle<()>,
 }
@@ -101,7 +104,12 @@ pub struct Daemon {
     pub connector: Option<Arc<ProcConnector>>,
     pub timers: BTreeSet<(Timestamp, TagName)>,
     pub waiters: Vec<Waiter>,
-    pub subscribers: Vec<ConnTx>,
+    pub subscriptions: Vec<crate::events::Subscription>,
+    /// This node's name and id (PSM unique names are `<id>-<pid>`).
+    pub node: String,
+    pub node_id: u32,
+    pub psm: vigil_core::psm::Registry,
+    pub psm_limits: vigil_core::psm::PsmLimits,
     pub seq: u64,
     pub batch: Batch,
     pub dirty: BTreeSet<TagName>,
@@ -118,27 +126,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn emit(&mut self, subject: &str, name: &str, data: Vec<(String, String)>) {
-        self.seq += 1;
-        let ev = EventRecord {
-            seq: self.seq,
-            time_ms: now().as_millis(),
-            name: name.into(),
-            subject: subject.into(),
-            data,
-        };
-        info!(seq = ev.seq, subject, "{name} {:?}", ev.data);
-        self.batch.events.push(ev);
-    }
-
     pub fn reply(&mut self, out: &ConnTx, id: u64, result: Result<vigil_proto::Response, WireError>) {
-        self.outbox.push((
-            out.clone(),
-            Outgoing {
-                msg: ServerMsg::Response { id, result },
-                written: None,
-            },
-        ));
+        self.outbox
+            .push((out.clone(), Outgoing::msg(ServerMsg::Response { id, result })));
     }
 
     /// Carries out the effects the rules asked for, in order; effects that produce more effects (a spawn
@@ -190,8 +180,15 @@ impl Daemon {
     fn forget_tag(&mut self, name: &TagName) {
         if let Some(entry) = self.tags.remove(name) {
             for id in entry.tag.tree.ids() {
-                if let Some(w) = self.procs.remove(&id.pid) {
-                    w.task.abort();
+                match self.procs.get_mut(&id.pid) {
+                    // Still a PSM member: keep watching it for that.
+                    Some(w) if w.member => w.tag = None,
+                    Some(_) => {
+                        if let Some(w) = self.procs.remove(&id.pid) {
+                            w.task.abort();
+                        }
+                    }
+                    None => {}
                 }
             }
         }
@@ -248,18 +245,8 @@ impl Daemon {
         for (out, o) in self.outbox.drain(..) {
             let _ = out.send(o);
         }
-        if !batch.events.is_empty() && !self.subscribers.is_empty() {
-            let events: Vec<_> = batch.events.iter().map(crate::convert::event_to_wire).collect();
-            self.subscribers.retain(|s| {
-                events.iter().all(|e| {
-                    s.send(Outgoing {
-                        msg: ServerMsg::Event(e.clone()),
-                        written: None,
-                    })
-                    .is_ok()
-                })
-            });
-        }
+        self.broadcast(&batch.events);
+        self.flush_lost();
     }
 
     fn check_waiters(&mut self) {
@@ -306,10 +293,7 @@ impl Daemon {
             match result {
                 Some(r) => self.outbox.push((
                     w.out.clone(),
-                    Outgoing {
-                        msg: ServerMsg::Response { id: w.id, result: r },
-                        written: None,
-                    },
+                    Outgoing::msg(ServerMsg::Response { id: w.id, result: r }),
                 )),
                 None => keep.push(w),
             }
@@ -326,10 +310,12 @@ impl Daemon {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let t = self.timers.first().map(|(t, _)| *t);
         let w = self.waiters.iter().filter_map(|w| w.deadline).min();
-        match (t, w) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A lagging subscriber is told of its loss as soon as its queue drains; while one is owed a
+        // marker, look again every 50 ms (only then: an idle vigild sleeps).
+        let l = self
+            .any_loss_untold()
+            .then(|| now().plus(std::time::Duration::from_millis(50)));
+        [t, w, l].into_iter().flatten().min()
     }
 
     pub fn on_timers(&mut self) {

@@ -1,6 +1,6 @@
 //! vigild itself: kill -9 and re-adoption, re-exec, reload, graceful shutdown, persistence.
 
-use vigil_client::proto::ExitStatus;
+use vigil_client::proto::{ExitStatus, Value};
 
 use crate::harness::*;
 
@@ -50,7 +50,7 @@ fn readopts_processes_after_kill_9() {
     assert!(v
         .tag_events("lost")
         .iter()
-        .any(|e| e.name == "sys.vigil.pmf.tag.exit" && e.data.contains(&("status".into(), "unknown".into()))));
+        .any(|e| e.name == "sys.vigil.pmf.tag.exit" && e.attr("status") == Some(&Value::Str("unknown".into()))));
 
     // Supervision goes on for the re-adopted process.
     kill(kept, "TERM");
@@ -70,7 +70,7 @@ fn reexec_keeps_every_process() {
     wait_for("vigild to come back after re-exec", || {
         v.events()
             .iter()
-            .any(|e| e.name == "sys.vigil.daemon.start" && e.data.iter().any(|(k, val)| k == "reexec" && val == "true"))
+            .any(|e| e.name == "sys.vigil.daemon.start" && e.attr("reexec") == Some(&Value::Bool(true)))
             .then_some(())
     });
     let info = v.client().daemon_status().unwrap();
@@ -91,7 +91,7 @@ fn sighup_reexecs_too() {
     wait_for("re-exec after SIGHUP", || {
         v.events()
             .iter()
-            .any(|e| e.name == "sys.vigil.daemon.start" && e.data.iter().any(|(_, val)| val == "true"))
+            .any(|e| e.name == "sys.vigil.daemon.start" && e.attr("reexec") == Some(&Value::Bool(true)))
             .then_some(())
     });
     assert_eq!(v.status("h").main_pid, Some(pid));
@@ -176,10 +176,7 @@ fn reexec_is_refused_while_the_config_is_broken() {
     // Still the same daemon image, still supervising.
     let st = v.status("a");
     assert_eq!(st.main_pid, Some(pid));
-    assert!(!v
-        .events()
-        .iter()
-        .any(|e| e.data.contains(&("reexec".into(), "true".into()))));
+    assert!(!v.events().iter().any(|e| e.attr("reexec") == Some(&Value::Bool(true))));
 }
 
 #[test]

@@ -333,12 +333,14 @@ command = ["sh", "-c", "i=0; while [ $i -lt 400 ]; do echo line-$i-xxxxxxxxxxxxx
 fn subscription_replays_then_follows_in_order() {
     let v = Vigild::start();
     v.run(sh("one", "exec sleep 1000"));
+    let last = v.client().daemon_status().unwrap().last_seq;
     let mut c = v.client();
     c.subscribe(Some(0)).unwrap();
     let mut seqs = vec![];
-    while seqs.len() < 2 {
+    while seqs.last() != Some(&last) {
         seqs.push(c.next_event().unwrap().seq);
     }
+    assert_eq!(seqs[0], 1, "the whole history is replayed");
     v.run(sh("two", "exec sleep 1000"));
     let live = c.next_event().unwrap();
     assert_eq!(live.name, "sys.vigil.pmf.tag.start");

@@ -1,0 +1,236 @@
+//! The node's event stream: numbering, storing, filtering, and delivery to subscribers that never blocks
+//! vigild. A subscriber that falls behind loses events, and is told exactly which: loss is never silent.
+
+use tokio::sync::mpsc;
+use tracing::info;
+use vigil_proto::{ErrorCode, EventFilter, Response, ServerMsg, WireError};
+use vigil_store::{AttrRecord, EventRecord};
+
+use crate::server::{ConnTx, Outgoing};
+use crate::state::{now, Daemon};
+
+/// How many events may wait for one subscriber before it starts losing them.
+pub const SUBSCRIBER_QUEUE: usize = 4096;
+
+/// A typed attribute, as rules produce them.
+pub enum Attr {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+pub fn attr_s(k: &str, v: impl Into<String>) -> (String, Attr) {
+    (k.to_string(), Attr::Str(v.into()))
+}
+
+pub fn attr_i(k: &str, v: i64) -> (String, Attr) {
+    (k.to_string(), Attr::Int(v))
+}
+
+pub fn attr_b(k: &str, v: bool) -> (String, Attr) {
+    (k.to_string(), Attr::Bool(v))
+}
+
+/// One subscriber: what it wants, its bounded queue, and what it has lost and not yet been told.
+pub struct Subscription {
+    pub conn: u64,
+    pub filter: EventFilter,
+    pub tx: mpsc::Sender<ServerMsg>,
+    pub lost: Option<(u64, u64)>,
+}
+
+pub enum Delivery {
+    Ok,
+    Gone,
+}
+
+impl Subscription {
+    /// Queues one event without ever waiting: a full queue turns into a loss to report.
+    fn offer(&mut self, seq: u64, msg: ServerMsg) -> Delivery {
+        if !self.flush_lost() {
+            if self.tx.is_closed() {
+                return Delivery::Gone;
+            }
+            self.lost = self.lost.map(|(a, _)| (a, seq));
+            return Delivery::Ok;
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => Delivery::Ok,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lost = Some((seq, seq));
+                Delivery::Ok
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
+        }
+    }
+
+    /// Tries to tell the subscriber what it lost; true when nothing is left untold.
+    pub fn flush_lost(&mut self) -> bool {
+        match self.lost {
+            None => true,
+            Some((from, to)) => {
+                if self.tx.try_send(ServerMsg::Lost { from, to }).is_ok() {
+                    self.lost = None;
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+impl Daemon {
+    /// Numbers an event and queues it for the store; it reaches subscribers once it is stored.
+    pub fn emit(&mut self, subject: &str, name: &str, attrs: Vec<(String, Attr)>) {
+        self.seq += 1;
+        let attrs = attrs
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Attr::Str(s) => AttrRecord::Str(s),
+                    Attr::Int(i) => AttrRecord::Int(i),
+                    Attr::Bool(b) => AttrRecord::Bool(b),
+                };
+                (k, v)
+            })
+            .collect();
+        let ev = EventRecord {
+            seq: self.seq,
+            time_ms: now().as_millis(),
+            name: name.into(),
+            node: self.node.clone(),
+            subject: subject.into(),
+            attrs,
+        };
+        info!(seq = ev.seq, subject, "{name} {:?}", ev.attrs);
+        self.batch.events.push(ev);
+    }
+
+    /// Hands stored events to every subscriber whose filter takes them.
+    pub fn broadcast(&mut self, events: &[EventRecord]) {
+        if self.subscriptions.is_empty() {
+            return;
+        }
+        let events: Vec<_> = events.iter().map(|e| self.event_to_wire(e)).collect();
+        self.subscriptions.retain_mut(|s| {
+            for e in &events {
+                if s.filter.matches(e) {
+                    if let Delivery::Gone = s.offer(e.seq, ServerMsg::Event(e.clone())) {
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+    }
+
+    /// Tells lagging subscribers what they lost, as soon as their queue has room.
+    pub fn flush_lost(&mut self) {
+        self.subscriptions.retain_mut(|s| {
+            s.flush_lost();
+            !s.tx.is_closed()
+        });
+    }
+
+    pub fn any_loss_untold(&self) -> bool {
+        self.subscriptions.iter().any(|s| s.lost.is_some())
+    }
+
+    pub fn event_to_wire(&self, e: &EventRecord) -> vigil_proto::Event {
+        crate::convert::event_to_wire(e, &self.node)
+    }
+
+    /// `Events`: stored events that match, oldest first.
+    pub fn events(&self, after: u64, limit: u32, filter: &EventFilter) -> Result<Response, WireError> {
+        let limit = limit.clamp(1, 10_000) as usize;
+        let mut out = Vec::new();
+        let mut cursor = after;
+        while out.len() < limit {
+            let chunk = self
+                .store
+                .events_after(cursor, 1000)
+                .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+            let Some(last) = chunk.last() else { break };
+            cursor = last.seq;
+            out.extend(
+                chunk
+                    .iter()
+                    .map(|e| self.event_to_wire(e))
+                    .filter(|e| filter.matches(e))
+                    .take(limit - out.len()),
+            );
+        }
+        Ok(Response::Events(out))
+    }
+
+    /// `Subscribe`: the stored backlog that matches (after a loss marker for history already trimmed),
+    /// then live events through a bounded queue.
+    pub fn subscribe(
+        &mut self,
+        conn: u64,
+        after: Option<u64>,
+        filter: EventFilter,
+        id: u64,
+        out: &ConnTx,
+    ) -> Result<(), WireError> {
+        if self.subscriptions.iter().any(|s| s.conn == conn && !s.tx.is_closed()) {
+            return Err(WireError::new(
+                ErrorCode::Busy,
+                "this connection is already subscribed; open another one",
+            ));
+        }
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let ok = ServerMsg::Response {
+            id,
+            result: Ok(Response::Ok),
+        };
+        self.outbox.push((
+            out.clone(),
+            Outgoing {
+                msg: ok,
+                written: None,
+                events: Some(rx),
+            },
+        ));
+        if let Some(after) = after {
+            let first = self
+                .store
+                .first_seq()
+                .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+            if first > after + 1 {
+                self.outbox.push((
+                    out.clone(),
+                    Outgoing::msg(ServerMsg::Lost {
+                        from: after + 1,
+                        to: first - 1,
+                    }),
+                ));
+            }
+            let mut cursor = after;
+            loop {
+                let chunk = self
+                    .store
+                    .events_after(cursor, 1000)
+                    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+                let Some(last) = chunk.last() else { break };
+                cursor = last.seq;
+                let matching: Vec<_> = chunk
+                    .iter()
+                    .map(|e| self.event_to_wire(e))
+                    .filter(|e| filter.matches(e))
+                    .collect();
+                for e in matching {
+                    self.outbox.push((out.clone(), Outgoing::msg(ServerMsg::Event(e))));
+                }
+            }
+        }
+        self.subscriptions.push(Subscription {
+            conn,
+            filter,
+            tx,
+            lost: None,
+        });
+        Ok(())
+    }
+}

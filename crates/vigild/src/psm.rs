@@ -1,0 +1,401 @@
+//! The process set manager: requests, member watching, and persistence.
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use vigil_core::psm::{CategoryName, Member, ProcFacts, PsmError, PsmEvent, PsmLimits};
+use vigil_core::{Exit, ProcId};
+use vigil_proto::{ErrorCode, PsmCategory, PsmMember, PsmNode, Response, WireError, PSM_FL_ARGTRUNC, PSM_FL_EXIT};
+use vigil_store::MemberRecord;
+use vigil_sys::PidFd;
+
+use crate::events::{attr_i, attr_s};
+use crate::server::Caller;
+use crate::state::{now, Daemon};
+
+type Answer = Result<Response, WireError>;
+
+/// The errno each refusal stands for, as the Tru64 pages name them, becomes a wire code.
+pub fn psm_error(e: PsmError) -> WireError {
+    let code = match &e {
+        PsmError::InvalidName { .. } => ErrorCode::InvalidArgument,
+        PsmError::NoProcess(_) => ErrorCode::NoProcess,
+        PsmError::Already { .. } | PsmError::CategoryExists(_) => ErrorCode::AlreadyExists,
+        PsmError::Again(_) => ErrorCode::Busy,
+        PsmError::NotFound(_) => ErrorCode::NotFound,
+        PsmError::Limit(_) => ErrorCode::LimitExceeded,
+        PsmError::NotEmpty { .. } => ErrorCode::Busy,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn category(name: &str) -> Result<CategoryName, WireError> {
+    CategoryName::new(name).map_err(psm_error)
+}
+
+fn opt_category(name: &Option<String>) -> Result<Option<CategoryName>, WireError> {
+    name.as_deref().map(category).transpose()
+}
+
+pub fn member_to_record(m: &Member) -> MemberRecord {
+    MemberRecord {
+        pid: m.id.pid,
+        start_time: m.id.start_time,
+        category: m.category.to_string(),
+        name: m.name.clone(),
+        state: m.state.clone(),
+        argv: m.argv.clone(),
+        argv_truncated: m.argv_truncated,
+        exit: m.exit.map(crate::convert::exit_to_store),
+        uid: m.uid,
+        added_ms: m.added.as_millis(),
+    }
+}
+
+pub fn member_from_record(r: &MemberRecord) -> Option<Member> {
+    Some(Member {
+        id: ProcId {
+            pid: r.pid,
+            start_time: r.start_time,
+        },
+        category: CategoryName::new(&r.category).ok()?,
+        name: r.name.clone(),
+        state: r.state.clone(),
+        argv: r.argv.clone(),
+        argv_truncated: r.argv_truncated,
+        exit: r.exit.map(crate::convert::exit_from_store),
+        uid: r.uid,
+        added: vigil_core::Timestamp(r.added_ms),
+    })
+}
+
+impl Daemon {
+    /// Only the local node is served until cluster mode exists.
+    fn local_node(&self, node: &PsmNode) -> Result<(), WireError> {
+        let n = node.0.trim();
+        if n.is_empty() || n == "local" || n == self.node {
+            return Ok(());
+        }
+        Err(WireError::new(
+            ErrorCode::Unsupported,
+            format!(
+                "node {n:?}: other nodes, all nodes and node lists need cluster mode; this vigild serves {} alone",
+                self.node
+            ),
+        ))
+    }
+
+    fn psm_apply(&mut self, events: Vec<PsmEvent>) {
+        for ev in events {
+            let name = ev.name();
+            let (subject, attrs) = match &ev {
+                PsmEvent::CategoryCreate(c) => {
+                    let created = self.psm.categories.get(c).copied().unwrap_or_default();
+                    self.batch.put_categories.push((c.to_string(), created.as_millis()));
+                    (c.to_string(), vec![attr_s("category", c.to_string())])
+                }
+                PsmEvent::CategoryRemove(c) => {
+                    self.batch.delete_categories.push(c.to_string());
+                    (c.to_string(), vec![attr_s("category", c.to_string())])
+                }
+                PsmEvent::InstanceCreate { category, pid } => (
+                    category.to_string(),
+                    vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],
+                ),
+                PsmEvent::InstanceRemove { category, pid } => {
+                    self.batch.delete_members.push(*pid);
+                    (
+                        category.to_string(),
+                        vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],
+                    )
+                }
+                PsmEvent::InstanceExited { category, pid, exit } => {
+                    let mut a = vec![
+                        attr_s("category", category.to_string()),
+                        attr_i("pid", i64::from(*pid)),
+                        attr_s("exit", exit.to_string()),
+                    ];
+                    if let Some(raw) = crate::convert::exit_to_raw(*exit) {
+                        a.push(attr_i("status", i64::from(raw)));
+                    }
+                    (category.to_string(), a)
+                }
+            };
+            self.emit(&subject, name, attrs);
+        }
+    }
+
+    fn persist_member(&mut self, pid: i32) {
+        if let Some(m) = self.psm.members.get(&pid) {
+            self.batch.delete_members.retain(|p| *p != pid);
+            self.batch.put_members.push(member_to_record(m));
+        }
+    }
+
+    /// A member's process ended.
+    pub fn psm_exited(&mut self, id: ProcId, exit: Exit) {
+        let events = self.psm.exited(id, exit);
+        if !events.is_empty() {
+            self.persist_member(id.pid);
+            self.psm_apply(events);
+        }
+    }
+
+    /// Loads the registry and re-watches the members still alive; the others are reported exited.
+    pub fn psm_restore(&mut self) -> anyhow::Result<()> {
+        for (c, t) in self.store.categories()? {
+            if let Ok(c) = CategoryName::new(&c) {
+                self.psm.categories.insert(c, vigil_core::Timestamp(t));
+            }
+        }
+        let records = self.store.members()?;
+        for r in &records {
+            let Some(m) = member_from_record(r) else { continue };
+            let (id, exited) = (m.id, m.exited());
+            self.psm.members.insert(id.pid, m);
+            if exited {
+                continue;
+            }
+            match PidFd::open(id.pid)
+                .ok()
+                .filter(|_| vigil_sys::start_time(id.pid).ok() == Some(id.start_time))
+            {
+                Some(fd) => self.watch_member(id, Arc::new(fd)),
+                // It died while vigild was away; nobody kept its status for us.
+                None => self.psm_exited(id, Exit::Unknown),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the categories the config file declares, where missing.
+    pub fn ensure_categories(&mut self, cats: &[CategoryName]) {
+        let limits = self.psm_limits;
+        for c in cats {
+            if !self.psm.categories.contains_key(c) {
+                match self.psm.create_category(c.clone(), &limits, now()) {
+                    Ok(ev) => self.psm_apply(ev),
+                    Err(e) => tracing::warn!("config: {e}"),
+                }
+            }
+        }
+    }
+
+    pub fn psm_category_add(&mut self, caller: Caller, node: &PsmNode, name: &str) -> Answer {
+        self.local_node(node)?;
+        let c = category(name)?;
+        self.psm_admin(caller, "create a category")?;
+        let limits = self.psm_limits;
+        let ev = self.psm.create_category(c, &limits, now()).map_err(psm_error)?;
+        self.psm_apply(ev);
+        Ok(Response::Ok)
+    }
+
+    pub fn psm_category_remove(&mut self, caller: Caller, node: &PsmNode, name: &str) -> Answer {
+        self.local_node(node)?;
+        let c = category(name)?;
+        self.psm_admin(caller, "remove a category")?;
+        let ev = self.psm.remove_category(&c).map_err(psm_error)?;
+        self.psm_apply(ev);
+        Ok(Response::Ok)
+    }
+
+    fn psm_admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
+        if caller.uid != 0 && caller.uid != self.uid {
+            return Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!("only root or uid {} may {verb}", self.uid),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn psm_category_list(&self, node: &PsmNode) -> Answer {
+        self.local_node(node)?;
+        Ok(Response::PsmCategories(
+            self.psm
+                .categories
+                .iter()
+                .map(|(c, t)| {
+                    let members: Vec<&Member> = self.psm.members.values().filter(|m| &m.category == c).collect();
+                    PsmCategory {
+                        name: c.to_string(),
+                        members: members.len() as u32,
+                        running: members.iter().filter(|m| !m.exited()).count() as u32,
+                        created_ms: t.as_millis(),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// What the kernel says about a pid about to be registered.
+    fn facts(pid: i32) -> Result<ProcFacts, PsmError> {
+        if pid <= 0 {
+            return Err(PsmError::NoProcess(pid));
+        }
+        let stat = vigil_sys::proc_stat(pid).map_err(|_| PsmError::NoProcess(pid))?;
+        if stat.state == 'Z' || stat.state == 'X' {
+            return Err(PsmError::NoProcess(pid));
+        }
+        let uid = std::fs::metadata(format!("/proc/{pid}"))
+            .map_err(|_| PsmError::NoProcess(pid))?
+            .uid();
+        let argv: Vec<String> = vigil_sys::cmdline(pid)
+            .map_err(|_| PsmError::NoProcess(pid))?
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        if argv.is_empty() {
+            // A user process without an argv is between fork and exec or inside exec; a kernel thread
+            // never has one.
+            if stat.ppid == 2 || pid == 2 {
+                return Err(PsmError::NotFound(format!("pid {pid} is a kernel thread")));
+            }
+            return Err(PsmError::Again(pid));
+        }
+        Ok(ProcFacts {
+            id: ProcId {
+                pid,
+                start_time: stat.start_time,
+            },
+            argv,
+            uid,
+        })
+    }
+
+    pub fn psm_add(&mut self, caller: Caller, node: &PsmNode, cat: &str, pid: i32) -> Answer {
+        self.local_node(node)?;
+        let c = category(cat)?;
+        let facts = Self::facts(pid).map_err(psm_error)?;
+        if caller.uid != 0 && caller.uid != facts.uid {
+            return Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "pid {pid} belongs to uid {}; uid {} may not register it",
+                    facts.uid, caller.uid
+                ),
+            ));
+        }
+        // Pin the process before registering it, so an exit in between is seen.
+        let fd = PidFd::open(pid).map_err(|_| psm_error(PsmError::NoProcess(pid)))?;
+        if vigil_sys::start_time(pid).ok() != Some(facts.id.start_time) {
+            return Err(psm_error(PsmError::NoProcess(pid)));
+        }
+        let id = facts.id;
+        let limits = self.psm_limits;
+        let events = self
+            .psm
+            .add(c, facts, self.node_id, &limits, now())
+            .map_err(psm_error)?;
+        self.persist_member(pid);
+        self.psm_apply(events);
+        self.watch_member(id, Arc::new(fd));
+        Ok(Response::Ok)
+    }
+
+    fn psm_owner(&self, caller: Caller, cat: Option<&CategoryName>, pid: i32, verb: &str) -> Result<(), WireError> {
+        let m = self.psm.find(cat, pid).map_err(psm_error)?;
+        if caller.uid != 0 && caller.uid != m.uid {
+            return Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "member {pid} belongs to uid {}; uid {} may not {verb} it",
+                    m.uid, caller.uid
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn psm_remove(&mut self, caller: Caller, node: &PsmNode, cat: &Option<String>, pid: i32) -> Answer {
+        self.local_node(node)?;
+        let c = opt_category(cat)?;
+        self.psm_owner(caller, c.as_ref(), pid, "remove")?;
+        let events = self.psm.remove(c.as_ref(), pid).map_err(psm_error)?;
+        if let Some(w) = self.procs.get_mut(&pid) {
+            w.member = false;
+            if w.tag.is_none() {
+                if let Some(w) = self.procs.remove(&pid) {
+                    w.task.abort();
+                }
+            }
+        }
+        self.psm_apply(events);
+        Ok(Response::Ok)
+    }
+
+    pub fn psm_set_state(
+        &mut self,
+        caller: Caller,
+        node: &PsmNode,
+        cat: &Option<String>,
+        pid: i32,
+        state: &str,
+    ) -> Answer {
+        self.local_node(node)?;
+        let c = opt_category(cat)?;
+        self.psm_owner(caller, c.as_ref(), pid, "change")?;
+        let limits = self.psm_limits;
+        self.psm.set_state(c.as_ref(), pid, state, &limits).map_err(psm_error)?;
+        self.persist_member(pid);
+        Ok(Response::Ok)
+    }
+
+    pub fn psm_get(&self, node: &PsmNode, cat: &Option<String>, pid: Option<i32>) -> Answer {
+        self.local_node(node)?;
+        let c = opt_category(cat)?;
+        let found = self.psm.query(c.as_ref(), pid).map_err(psm_error)?;
+        let total = found.len() as u32;
+        Ok(Response::PsmMembers(
+            found
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| PsmMember {
+                    listidx: i as u32 + 1,
+                    listcnt: total,
+                    total,
+                    pid: m.id.pid,
+                    exitcode: m.exit.and_then(crate::convert::exit_to_raw),
+                    flags: if m.exited() { PSM_FL_EXIT } else { 0 }
+                        | if m.argv_truncated { PSM_FL_ARGTRUNC } else { 0 },
+                    name: m.name.clone(),
+                    state: m.state.clone(),
+                    argv: m.argv.clone(),
+                    category: m.category.to_string(),
+                    node: self.node.clone(),
+                    exit: m.exit.map(crate::convert::exit_to_wire),
+                    uid: m.uid,
+                    start_time: m.id.start_time,
+                    added_ms: m.added.as_millis(),
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Checks the `[psm]` settings against their ranges (ENOSPC when out of range, as psm.h says).
+pub fn limits_from(
+    cat_max: Option<u32>,
+    mem_max: Option<u32>,
+    argv_max: Option<u32>,
+    state_max: Option<u32>,
+    autocat: Option<u32>,
+) -> Result<PsmLimits, PsmError> {
+    let d = PsmLimits::default();
+    Ok(PsmLimits {
+        cat_max: PsmLimits::check("psm_cat_max", cat_max.unwrap_or(d.cat_max), PsmLimits::CAT_MAX_RANGE)?,
+        mem_max: PsmLimits::check("psm_mem_max", mem_max.unwrap_or(d.mem_max), PsmLimits::MEM_MAX_RANGE)?,
+        argv_max: PsmLimits::check(
+            "psm_argv_max",
+            argv_max.unwrap_or(d.argv_max),
+            PsmLimits::ARGV_MAX_RANGE,
+        )?,
+        state_max: PsmLimits::check(
+            "psm_state_max",
+            state_max.unwrap_or(d.state_max),
+            PsmLimits::STATE_MAX_RANGE,
+        )?,
+        autocat: PsmLimits::check("psm_mem_autocat", autocat.unwrap_or(1), (0, 1))? == 1,
+    })
+}
