@@ -21,7 +21,7 @@ pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
 pub use misc::{
     getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit, send_signal, set_child_subreaper,
-    set_nonblocking, user_by_uid,
+    set_nonblocking, user_by_uid, yield_cpu,
 };
 pub use pidfd::{reap_any, PidFd};
 pub use procfs::{

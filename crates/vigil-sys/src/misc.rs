@@ -261,3 +261,8 @@ mod tests {
         assert_eq!(out.trim(), orig.to_string());
     }
 }
+
+/// Gives the CPU to another runnable task (sched_yield), e.g. a process just started on this CPU.
+pub fn yield_cpu() {
+    rustix::thread::sched_yield();
+}

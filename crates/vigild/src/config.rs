@@ -42,6 +42,8 @@ struct DaemonSection {
     log_max_bytes: Option<u64>,
     /// Rotated logs kept (TAG.log.1 ... TAG.log.N).
     log_keep: Option<u32>,
+    /// Events that may wait for one subscriber before it loses them.
+    subscriber_queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +82,7 @@ pub struct Settings {
     pub log_max_bytes: u64,
     pub log_keep: u32,
     pub psm: vigil_core::psm::PsmLimits,
+    pub subscriber_queue: usize,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             log_max_bytes: 10 << 20,
             log_keep: 3,
             psm: Default::default(),
+            subscriber_queue: crate::events::SUBSCRIBER_QUEUE,
         }
     }
 }
@@ -128,6 +132,13 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
     if let Some(k) = file.daemon.log_keep {
         anyhow::ensure!((1..=100).contains(&k), "daemon.log_keep = {k} is outside 1..=100");
         settings.log_keep = k;
+    }
+    if let Some(q) = file.daemon.subscriber_queue {
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&q),
+            "daemon.subscriber_queue = {q} is outside 1..=1000000"
+        );
+        settings.subscriber_queue = q;
     }
     let p = &file.psm;
     settings.psm = crate::psm::limits_from(

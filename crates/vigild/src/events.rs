@@ -9,7 +9,7 @@ use vigil_store::{AttrRecord, EventRecord};
 use crate::server::{ConnTx, Outgoing};
 use crate::state::{now, Daemon};
 
-/// How many events may wait for one subscriber before it starts losing them.
+/// How many events may wait for one subscriber before it starts losing them (`daemon.subscriber_queue`).
 pub const SUBSCRIBER_QUEUE: usize = 4096;
 
 /// A typed attribute, as rules produce them.
@@ -180,7 +180,7 @@ impl Daemon {
                 "this connection is already subscribed; open another one",
             ));
         }
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let (tx, rx) = mpsc::channel(self.settings.subscriber_queue);
         let ok = ServerMsg::Response {
             id,
             result: Ok(Response::Ok),

@@ -20,10 +20,16 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 impl Daemon {
     /// The environment of a tag's processes: what the user gave, over sane defaults.
-    fn environment(&self, name: &TagName) -> Vec<(OsString, OsString)> {
+    fn environment(&mut self, name: &TagName) -> Vec<(OsString, OsString)> {
+        // Reading /etc/passwd on every restart costs more than the rest of the restart path: cache it.
+        let uid = self.tags[name].tag.spec.uid;
+        let user = self
+            .users
+            .entry(uid)
+            .or_insert_with(|| vigil_sys::user_by_uid(uid))
+            .clone();
         let spec = &self.tags[name].tag.spec;
         let mut env: Vec<(OsString, OsString)> = spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
-        let user = vigil_sys::user_by_uid(spec.uid);
         let mut defaults: Vec<(&str, String)> = vec![
             ("PATH", DEFAULT_PATH.to_string()),
             ("VIGIL_TAG", name.to_string()),
@@ -94,6 +100,8 @@ impl Daemon {
         let argv = self.tags[name].tag.spec.command.clone();
         match self.start_process(name, &argv) {
             Ok(sp) => {
+                // The new process is runnable on this CPU: let it go first, the bookkeeping can wait.
+                vigil_sys::yield_cpu();
                 let id = ProcId {
                     pid: sp.pid,
                     start_time: sp.start_time,

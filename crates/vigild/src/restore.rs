@@ -136,6 +136,7 @@ impl Daemon {
         self.logs
             .set_limits(self.settings.log_max_bytes, self.settings.log_keep);
         self.psm_limits = config.settings.psm;
+        self.users.clear();
         self.ensure_categories(&config.categories);
         Ok(vigil_proto::Response::Reload(self.apply_config(config.tags)))
     }

@@ -109,6 +109,8 @@ pub struct Daemon {
     pub node: String,
     pub node_id: u32,
     pub psm: vigil_core::psm::Registry,
+    /// Users by uid (name, gid, home), read once: cleared on reload.
+    pub users: HashMap<u32, Option<(String, u32, PathBuf)>>,
     pub psm_limits: vigil_core::psm::PsmLimits,
     pub seq: u64,
     pub batch: Batch,
