@@ -158,6 +158,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         node: node.clone(),
         node_id: 1,
         psm: Default::default(),
+        exit_retries: Vec::new(),
         users: HashMap::new(),
         psm_limits: settings_psm,
         seq,

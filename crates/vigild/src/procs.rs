@@ -16,6 +16,16 @@ use vigil_sys::{PidFd, ProcEvent, SpawnSpec};
 use crate::server::Msg;
 use crate::state::{now, Daemon, SharedFd, Watched};
 
+/// How long to wait, step by step, for another parent to reap a member before its status is "unknown".
+const EXIT_RETRY: [std::time::Duration; 6] = [
+    std::time::Duration::from_millis(5),
+    std::time::Duration::from_millis(20),
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(5),
+];
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Daemon {
@@ -291,7 +301,39 @@ impl Daemon {
             Ok(Some(s)) => crate::convert::exit_from_wait(s),
             _ => Exit::Unknown,
         };
+        if exit == Exit::Unknown && w.tag.is_none() {
+            // A member that is someone else's child: the kernel keeps its status for the pidfd only once
+            // its parent has reaped it, which may take a moment. Ask again a few times before settling
+            // for "unknown" (a tag's process is not kept waiting: its restart comes first).
+            self.exit_retries.push((w.id, 0, now().plus(EXIT_RETRY[0])));
+            return;
+        }
         self.proc_gone(pid, exit);
+    }
+
+    /// Asks again for the exit status of members whose parents had not reaped them yet.
+    pub fn retry_exits(&mut self) {
+        let now = now();
+        let due: Vec<(ProcId, usize)> = self
+            .exit_retries
+            .iter()
+            .filter(|(_, _, at)| *at <= now)
+            .map(|(id, n, _)| (*id, *n))
+            .collect();
+        self.exit_retries.retain(|(_, _, at)| *at > now);
+        for (id, attempt) in due {
+            let Some(w) = self.procs.get(&id.pid).filter(|w| w.id == id) else {
+                continue;
+            };
+            match w.pidfd.exit_status() {
+                Ok(Some(s)) => self.proc_gone(id.pid, crate::convert::exit_from_wait(s)),
+                _ if attempt + 1 < EXIT_RETRY.len() => {
+                    self.exit_retries
+                        .push((id, attempt + 1, now.plus(EXIT_RETRY[attempt + 1])));
+                }
+                _ => self.proc_gone(id.pid, Exit::Unknown),
+            }
+        }
     }
 
     /// A watched process is gone: tell its tag and the process set.

@@ -109,6 +109,8 @@ pub struct Daemon {
     pub node: String,
     pub node_id: u32,
     pub psm: vigil_core::psm::Registry,
+    /// Exited members whose status is not available yet, with the attempt number and the next try.
+    pub exit_retries: Vec<(ProcId, usize, Timestamp)>,
     /// Users by uid (name, gid, home), read once: cleared on reload.
     pub users: HashMap<u32, Option<(String, u32, PathBuf)>>,
     pub psm_limits: vigil_core::psm::PsmLimits,
@@ -317,10 +319,12 @@ impl Daemon {
         let l = self
             .any_loss_untold()
             .then(|| now().plus(std::time::Duration::from_millis(50)));
-        [t, w, l].into_iter().flatten().min()
+        let r = self.exit_retries.iter().map(|(_, _, at)| *at).min();
+        [t, w, l, r].into_iter().flatten().min()
     }
 
     pub fn on_timers(&mut self) {
+        self.retry_exits();
         let now = now();
         while let Some((at, name)) = self.timers.first().cloned() {
             if at > now {

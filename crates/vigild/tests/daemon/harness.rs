@@ -40,6 +40,8 @@ pub struct Vigild {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub uid: Option<u32>,
+    /// Track descendants with /proc scans instead of the process connector.
+    pub scan: bool,
 }
 
 impl Vigild {
@@ -49,6 +51,20 @@ impl Vigild {
 
     pub fn start_with(config: Option<&str>) -> Vigild {
         Self::start_as(config, None)
+    }
+
+    /// Starts vigild (as root) with /proc scans instead of the process connector.
+    pub fn start_scan() -> Vigild {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut v = Vigild {
+            dir,
+            child: None,
+            uid: None,
+            scan: true,
+        };
+        v.spawn();
+        v
     }
 
     /// Starts vigild as another user, with the /proc scan instead of the process connector.
@@ -64,7 +80,12 @@ impl Vigild {
             std::os::unix::fs::chown(dir.path().join("state"), Some(uid), Some(uid)).unwrap();
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid)).unwrap();
         }
-        let mut v = Vigild { dir, child: None, uid };
+        let mut v = Vigild {
+            dir,
+            child: None,
+            uid,
+            scan: uid.is_some(),
+        };
         v.spawn();
         v
     }
@@ -94,9 +115,11 @@ impl Vigild {
             .open(self.path("vigild.log"))
             .unwrap();
         cmd.stdout(Stdio::null()).stderr(log);
+        if self.scan {
+            cmd.arg("--tracking").arg("scan");
+        }
         if let Some(uid) = self.uid {
             use std::os::unix::process::CommandExt;
-            cmd.arg("--tracking").arg("scan");
             cmd.uid(uid).gid(uid).current_dir("/").env("HOME", "/nonexistent");
         }
         self.child = Some(cmd.spawn().expect("start vigild"));

@@ -311,3 +311,31 @@ fn a_slow_subscriber_is_told_what_it_lost() {
     }
     assert!(lost.is_some(), "the subscriber must have been told of a loss");
 }
+
+/// Without the process connector the status comes from the pidfd, once the real parent has reaped the
+/// process: vigild asks again for a while rather than settle for "unknown".
+#[test]
+fn exit_status_without_the_process_connector() {
+    let v = Vigild::start_scan();
+    assert_eq!(v.client().daemon_status().unwrap().tracking, "/proc scan");
+    let mut p = outsider("read x; exit 7");
+    let pid = p.id() as i32;
+    add(&mut v.client(), "scan", pid).unwrap();
+    drop(p.stdin.take());
+    // Reap it a little late, as a busy parent would.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let _ = p.wait();
+    assert_eq!(member_exit(&v, pid), (Some(0x700), Some(ExitStatus::Code(7))));
+}
+
+#[test]
+fn a_process_registers_itself() {
+    let v = Vigild::start();
+    let mut c = v.client();
+    c.psm_register_self("selves").unwrap();
+    let me = std::process::id() as i32;
+    let m = c.psm_get(&local(), Some("selves"), Some(me)).unwrap().remove(0);
+    assert_eq!((m.pid, m.state.as_str(), m.flags), (me, "running", 0));
+    c.psm_remove(&local(), Some("selves"), me).unwrap();
+    assert!(c.psm_get(&local(), Some("selves"), None).unwrap().is_empty());
+}
