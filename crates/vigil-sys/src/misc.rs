@@ -144,6 +144,11 @@ pub fn user_by_uid(uid: u32) -> Option<(String, u32, PathBuf)> {
     }
 }
 
+/// Gives the CPU to another runnable task (sched_yield), e.g. a process just started on this CPU.
+pub fn yield_cpu() {
+    rustix::thread::sched_yield();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,9 +265,4 @@ mod tests {
         assert_eq!(st, WaitStatus::Exited(0));
         assert_eq!(out.trim(), orig.to_string());
     }
-}
-
-/// Gives the CPU to another runnable task (sched_yield), e.g. a process just started on this CPU.
-pub fn yield_cpu() {
-    rustix::thread::sched_yield();
 }
