@@ -128,6 +128,9 @@ pub struct Tag {
     /// Consecutive quick failures, for the backoff.
     pub quick_failures: u32,
     pub pending: Option<StartKind>,
+    /// Watched processes of the current instance that have exited (to tell this instance's exits from
+    /// the previous one's).
+    pub instance_exits: Vec<i32>,
 }
 
 impl Tag {
@@ -145,7 +148,12 @@ impl Tag {
             starts: 0,
             quick_failures: 0,
             pending: None,
+            instance_exits: Vec::new(),
         }
+    }
+
+    fn instance_pids_contain(&self, pid: i32) -> bool {
+        self.instance_exits.contains(&pid)
     }
 
     /// Whether the tag has a process or is about to (a second `run` of it is an error).
@@ -207,6 +215,7 @@ impl Tag {
     pub fn spawned(&mut self, id: ProcId, now: Timestamp) -> Vec<Effect> {
         let kind = self.pending.take().unwrap_or(StartKind::First);
         self.tree.insert(id, 0);
+        self.instance_exits.clear();
         self.main = Some(id);
         self.started_at = Some(now);
         self.starts += 1;
@@ -237,11 +246,18 @@ impl Tag {
             return vec![];
         };
         let watched = self.spec.level.watches(p.depth);
-        // The status that explains an instance's end is its main process's: a short-lived helper child
-        // exiting 0 after the main process crashed must not hide the crash.
-        let main_already_ended = self.last_exit.map(|(p, _)| p) == self.main.map(|m| m.pid);
-        if watched && (p.depth == 0 || !main_already_ended) {
-            self.last_exit = Some((pid, exit));
+        // The status that explains an instance's end is a failure if there was one: a helper exiting 0
+        // after the service crashed must not hide the crash, nor a launcher script's exit 0 hide the
+        // daemon's later SIGSEGV.
+        if watched {
+            let recorded_clean = match self.last_exit {
+                Some((p, e)) => e == Exit::Code(0) || !self.instance_pids_contain(p),
+                None => true,
+            };
+            if exit != Exit::Code(0) || recorded_clean {
+                self.last_exit = Some((pid, exit));
+            }
+            self.instance_exits.push(pid);
         }
         match self.state {
             TagState::Running if watched && self.tree.watched(self.spec.level).next().is_none() => {
@@ -506,7 +522,17 @@ mod tests {
             "child 200 is still watched at level -1"
         );
         assert_eq!(tag.exited(200, Exit::Code(3), t(2))[1], Effect::Spawn);
-        assert_eq!(tag.last_exit, Some((200, Exit::Code(3))));
+        assert_eq!(
+            tag.last_exit,
+            Some((200, Exit::Code(3))),
+            "the failure, not the launcher's exit 0"
+        );
+        // And a helper's clean exit after a crash does not hide the crash.
+        tag.spawned(p(300), t(3));
+        tag.forked(300, p(301));
+        tag.exited(300, Exit::Signal(11), t(4));
+        tag.exited(301, Exit::Code(0), t(4));
+        assert_eq!(tag.last_exit, Some((300, Exit::Signal(11))));
     }
 
     #[test]

@@ -1,11 +1,21 @@
-//! fork + exec with everything prepared before the fork, and exec errors reported back through a
-//! close-on-exec pipe.
+//! clone(CLONE_VM | CLONE_VFORK) + exec (the posix_spawn technique) with everything prepared before
+//! the clone, and exec errors reported back through shared memory.
+//!
+//! The child shares our address space until it execs or exits (the calling thread is suspended
+//! meanwhile, other threads keep running), so it runs on a stack of its own, with every signal
+//! blocked until it has reset all non-default dispositions, and it only makes raw system calls
+//! on data prepared in advance: no allocation, no locks, no glibc function that touches shared
+//! process state (see `child_exec`).
+//!
+//! A child that switches uid/gid is cloned without CLONE_VM, i.e. with its own copy of our
+//! memory as after fork (see `spawn`).
 
-use std::ffi::{CStr, CString, OsString};
+use std::ffi::{c_int, c_void, CStr, CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use crate::{misc, procfs, Pid, PidFd, SysError};
 
@@ -40,7 +50,7 @@ pub struct Spawned {
     pub pidfd: PidFd,
 }
 
-/// The child-side steps, reported through the error pipe so the parent can say what failed.
+/// The child-side steps, reported back so the parent can say what failed.
 #[derive(Clone, Copy)]
 #[repr(u32)]
 enum Step {
@@ -88,7 +98,7 @@ impl std::error::Error for StepError {
     }
 }
 
-/// Everything the child needs, built before fork so the child never allocates.
+/// Everything the child needs, built before the clone so the child never allocates.
 struct Prepared {
     program: CString,
     argv_ptrs: Vec<*const libc::c_char>,
@@ -99,7 +109,6 @@ struct Prepared {
     output: Option<RawFd>,
     new_session: bool,
     nofile: Option<libc::rlimit>,
-    empty_mask: libc::sigset_t,
     /// Keeps the strings `argv_ptrs`/`envp_ptrs` point into alive.
     _strings: (Vec<CString>, Vec<CString>),
 }
@@ -111,6 +120,159 @@ const DEV_NULL: &CStr = c"/dev/null";
 const KERNEL_SIGSET_SIZE: usize = 16;
 #[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
 const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// A kernel sigset_t, for the raw rt_sigprocmask syscall.
+type KernelSigset = [u64; KERNEL_SIGSET_SIZE / 8];
+
+/// Room for a kernel `struct sigaction` on every architecture (it is 32 bytes or less).
+type KernelSigaction = [u64; 8];
+
+/// The raw credential syscalls: the 32-bit-id variants where the plain ones take 16-bit ids.
+#[cfg(any(target_arch = "x86", target_arch = "arm", target_arch = "sparc"))]
+const SYS_SETGROUPS_SETGID_SETUID: [libc::c_long; 3] = [libc::SYS_setgroups32, libc::SYS_setgid32, libc::SYS_setuid32];
+#[cfg(not(any(target_arch = "x86", target_arch = "arm", target_arch = "sparc")))]
+const SYS_SETGROUPS_SETGID_SETUID: [libc::c_long; 3] = [libc::SYS_setgroups, libc::SYS_setgid, libc::SYS_setuid];
+
+/// Usable stack of the cloned child. It only runs `child_exec`, a fixed and shallow call chain
+/// of syscall wrappers (well under 4 KiB), and never a signal handler (all signals stay blocked
+/// until every handler is reset to SIG_DFL); a guard page below catches any overflow.
+const CHILD_STACK_SIZE: usize = 64 * 1024;
+
+/// Room for the `Report` at the top of `ChildMem`, above the stack (keeps the stack top aligned).
+const REPORT_ROOM: usize = 16;
+
+/// Memory for the cloned child: a PROT_NONE guard page, its stack (stacks grow down on every
+/// Linux architecture Rust supports, except the unsupported hppa) and, at the very top, the
+/// `Report`. Private if the child shares our memory anyway (cheaper: no shmem object), else
+/// (no CLONE_VM) MAP_SHARED so that the report reaches us. Unmapped on drop, which is only done
+/// after `clone` returned, i.e. after the child has exec'd (it then has a new address space) or
+/// exited.
+struct ChildMem {
+    base: *mut c_void,
+    len: usize,
+}
+
+impl ChildMem {
+    fn new(shared_vm: bool) -> Result<ChildMem, SysError> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = page + CHILD_STACK_SIZE;
+        let sharing = if shared_vm { libc::MAP_PRIVATE } else { libc::MAP_SHARED };
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                sharing | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(SysError::last_os("mmap (child stack)", None));
+        }
+        let mem = ChildMem { base, len };
+        // SAFETY: the first page of the mapping we own, which nothing references yet.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } < 0 {
+            return Err(SysError::last_os("mprotect (child stack guard)", None));
+        }
+        Ok(mem)
+    }
+
+    /// The initial stack pointer: right below the report, 16-byte aligned (the mapping starts
+    /// on a page boundary and its length is a page plus 64 KiB).
+    fn stack_top(&self) -> *mut c_void {
+        self.base.wrapping_byte_add(self.len - REPORT_ROOM)
+    }
+
+    /// The child's report, in the top `REPORT_ROOM` bytes (zero-filled by mmap: no report).
+    fn report(&self) -> &Report {
+        const { assert!(std::mem::size_of::<Report>() <= REPORT_ROOM && std::mem::align_of::<Report>() <= 16) };
+        // SAFETY: the address is inside our read-write mapping, 16-byte aligned and followed
+        // by enough room; all-zero bytes are a valid `Report` (two atomic integers), and the
+        // borrow ends before the mapping is unmapped.
+        unsafe { &*self.stack_top().cast::<Report>() }
+    }
+}
+
+impl Drop for ChildMem {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, which the child no longer uses (see the type's doc).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Blocks every signal (glibc's internal ones included) in the calling thread while alive,
+/// and restores the previous mask on drop.
+struct AllSignalsBlocked {
+    old: KernelSigset,
+}
+
+impl AllSignalsBlocked {
+    fn new() -> Result<AllSignalsBlocked, SysError> {
+        // The raw syscall rather than pthread_sigmask, which silently leaves glibc's SIGCANCEL
+        // and SIGSETXID unblocked; the kernel itself ignores SIGKILL and SIGSTOP here.
+        let all: KernelSigset = [!0; KERNEL_SIGSET_SIZE / 8];
+        let mut old: KernelSigset = [0; KERNEL_SIGSET_SIZE / 8];
+        // SAFETY: rt_sigprocmask reads and writes kernel sigsets of KERNEL_SIGSET_SIZE bytes
+        // through valid pointers to locals of that size.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                all.as_ptr(),
+                old.as_mut_ptr(),
+                KERNEL_SIGSET_SIZE,
+            )
+        };
+        if r < 0 {
+            return Err(SysError::last_os("rt_sigprocmask", None));
+        }
+        Ok(AllSignalsBlocked { old })
+    }
+}
+
+impl Drop for AllSignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`, with a valid pointer to the saved mask.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                self.old.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                KERNEL_SIGSET_SIZE,
+            )
+        };
+    }
+}
+
+/// Where the child reports a failed step before it _exits (in `ChildMem`, shared with it); with
+/// CLONE_VFORK clone returns only after the child exec'd (then nothing was written) or exited.
+struct Report {
+    /// The failed `Step`, or 0 if none.
+    step: AtomicU32,
+    /// Its errno.
+    errno: AtomicI32,
+}
+
+/// What `child_main` gets through clone's argument.
+struct ChildArgs<'a> {
+    prep: &'a Prepared,
+    report: &'a Report,
+}
+
+/// The entry point of the cloned child; never returns.
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` points to the `ChildArgs` in `spawn`'s frame (or to our copy of it), which
+    // stays alive and untouched while the calling thread is suspended by CLONE_VFORK; we are
+    // the cloned child, with every signal blocked, on our own stack.
+    unsafe {
+        let args = &*arg.cast::<ChildArgs>();
+        child_exec(args.prep, args.report)
+    }
+}
 
 fn invalid(program: &str, what: &str) -> SysError {
     SysError::Exec {
@@ -162,11 +324,6 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         .chain(std::iter::once(std::ptr::null()))
         .collect();
 
-    // SAFETY: sigset_t is a plain C struct for which all-zero is a valid value.
-    let mut empty_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a writable local sigset_t.
-    unsafe { libc::sigemptyset(&mut empty_mask) };
-
     Ok(Prepared {
         program,
         argv_ptrs,
@@ -177,13 +334,13 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         output: spec.output.map(|fd| fd.as_raw_fd()),
         new_session: spec.new_session,
         nofile: misc::original_nofile_limit(),
-        empty_mask,
         _strings: (argv, env),
     })
 }
 
-/// Forks and execs `spec`. Exec failures are reported as `SysError::Exec` with the OS error
-/// (through a close-on-exec pipe), and the failed child is reaped before returning.
+/// Starts `spec`: clone(CLONE_VM | CLONE_VFORK) (without CLONE_VM if it switches uid/gid), then
+/// execve; returns once the child has exec'd. Exec failures are reported as `SysError::Exec`
+/// with the OS error, and the failed child is reaped before returning.
 ///
 /// For a failing execve the error's `source` is the bare OS error (so `raw_os_error()` works);
 /// for earlier steps (setsid, setgroups, setgid, setuid, chdir, /dev/null, dup2) the source keeps
@@ -194,29 +351,46 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
     let program_name = spec.program.to_string_lossy().into_owned();
     let prep = prepare(spec, &program_name)?;
 
-    let (err_r, err_w) = misc::pipe_cloexec()?;
-    // Keep the error pipe clear of 0..=2, which the child overwrites with dup2.
-    let err_w = if err_w.as_raw_fd() < 3 {
-        rustix::io::fcntl_dupfd_cloexec(&err_w, 3).map_err(|e| SysError::errno("fcntl(F_DUPFD_CLOEXEC)", None, e))?
-    } else {
-        err_w
+    // A uid/gid switch in a child sharing our memory would change our memory's dumpability
+    // too (commit_creds sets mm->dumpable to fs.suid_dumpable, making us non-dumpable by
+    // default), and with suid_dumpable=1 would let the target user ptrace that child, hence
+    // our memory, until its exec. So such a child gets its own copy of our memory, as after
+    // fork, at fork's cost; the rest is the same.
+    let shared_vm = prep.uid.is_none() && prep.gid.is_none();
+    let mem = ChildMem::new(shared_vm)?;
+    let args = ChildArgs {
+        prep: &prep,
+        report: mem.report(),
+    };
+    let pid = {
+        // No handler of ours may run in the child while it shares our memory: it starts with
+        // everything blocked and unblocks only after resetting all dispositions.
+        let _blocked = AllSignalsBlocked::new()?;
+        // SAFETY: the child runs `child_main` on its own, 16-byte aligned stack in `mem`,
+        // which stays mapped until clone returns; with CLONE_VFORK clone returns only once the
+        // child has exec'd or exited, so `args`, `prep` and `mem` outlive its use of them. The
+        // child touches no heap, lock or runtime state (see `child_exec`) and never returns
+        // into our code (it ends in execve or _exit).
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                mem.stack_top(),
+                if shared_vm { libc::CLONE_VM } else { 0 } | libc::CLONE_VFORK | libc::SIGCHLD,
+                std::ptr::addr_of!(args).cast_mut().cast::<c_void>(),
+            )
+        };
+        if pid < 0 {
+            return Err(SysError::last_os("clone", None));
+        }
+        pid
     };
 
-    // SAFETY: fork has no memory-safety preconditions; in the child we only call
-    // async-signal-safe functions on data prepared above, then execve or _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(SysError::last_os("fork", None));
-    }
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; `prep` was fully built before the fork.
-        unsafe { child_exec(&prep, err_w.as_raw_fd()) }
-    }
-    drop(err_w);
-
-    let report = read_report(&err_r);
-    drop(err_r);
-    if let Some((step, errno)) = report {
+    // The child's stores happened before its exit, which clone waited for (and an exec'd
+    // child stored nothing).
+    let step = args.report.step.load(Ordering::Acquire);
+    let errno = args.report.errno.load(Ordering::Relaxed);
+    drop(mem);
+    if step != 0 {
         wait_for(pid);
         return Err(exec_error(&program_name, spec, step, errno));
     }
@@ -237,27 +411,6 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
         }
     };
     Ok(Spawned { pid, start_time, pidfd })
-}
-
-/// Reads the child's (step, errno) report; None on EOF, i.e. a successful exec.
-fn read_report(err_r: &OwnedFd) -> Option<(u32, i32)> {
-    let mut buf = [0u8; 8];
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::read(err_r, &mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break,
-        }
-    }
-    if got < buf.len() {
-        // EOF before a full report: the exec succeeded (the pipe closed on exec).
-        return None;
-    }
-    let step = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
-    let errno = i32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
-    Some((step, errno))
 }
 
 /// Blocks until the failed child (which is about to _exit) is reaped.
@@ -298,27 +451,47 @@ fn exec_error(program: &str, spec: &SpawnSpec, step: u32, errno: i32) -> SysErro
 /// The child side: set up and execve, or report (step, errno) and _exit(127).
 ///
 /// # Safety
-/// Must only be called in the child right after fork; only async-signal-safe calls are made.
-unsafe fn child_exec(p: &Prepared, err_fd: RawFd) -> ! {
-    // SAFETY (whole function): every call below is a plain syscall wrapper on valid pointers
-    // to data prepared before fork; nothing allocates or takes locks.
+/// Must only be called in the child of `clone(CLONE_VFORK [| CLONE_VM])`, on its own stack,
+/// with every signal blocked. The child may share the parent's memory (and thread pointer)
+/// until execve, so it must not allocate, take locks or touch any Rust runtime or libc state:
+/// only raw syscalls, and glibc wrappers that are nothing more, on data prepared before the
+/// clone. In particular not glibc's setuid/setgid/setgroups, which in a multi-threaded process
+/// take a lock and signal every thread of the parent (SIGSETXID); we use the per-task
+/// syscalls. The only shared memory written is `report` and the calling thread's errno.
+unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
+    // SAFETY (whole function): every call below is a plain syscall (wrapper) on valid pointers
+    // to data prepared before the clone or to locals on this stack; nothing allocates, takes
+    // locks or can panic.
     unsafe {
         let fail = |step: Step| -> ! {
-            let errno = *libc::__errno_location();
-            let mut buf = [0u8; 8];
-            buf[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-            buf[4..].copy_from_slice(&errno.to_ne_bytes());
-            libc::write(err_fd, buf.as_ptr().cast(), buf.len());
+            // Plain (lock-free) atomic stores into the `Report` shared with the parent.
+            report.errno.store(*libc::__errno_location(), Ordering::Relaxed);
+            report.step.store(step as u32, Ordering::Release);
             libc::_exit(127)
         };
 
-        // Default dispositions first (so no handler of ours can run), then unblock everything.
+        // Every disposition that is not SIG_DFL goes back to SIG_DFL: ignored ones because
+        // they would survive the exec, handlers because they are our code (on our memory)
+        // until then. Queried here rather than in the parent because our table is a private
+        // snapshot taken by clone, which another thread of the parent cannot change under us.
         // The raw syscall, because glibc's sigaction refuses its internal signals 32 and 33,
         // which may well have been inherited as ignored. An all-zero kernel sigaction is
-        // SIG_DFL with no flags and an empty mask on every architecture.
-        let default_action = [0u64; 8];
+        // SIG_DFL with no flags and an empty mask on every architecture (and anything else,
+        // e.g. SIG_DFL with SA_RESTORER set by glibc, is merely reset once more).
+        let default_action: KernelSigaction = [0; 8];
         for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut cur: KernelSigaction = [0; 8];
+            let r = libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<u64>(),
+                cur.as_mut_ptr(),
+                KERNEL_SIGSET_SIZE,
+            );
+            if r == 0 && cur != default_action {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
                     sig,
@@ -328,21 +501,33 @@ unsafe fn child_exec(p: &Prepared, err_fd: RawFd) -> ! {
                 );
             }
         }
-        libc::sigprocmask(libc::SIG_SETMASK, &p.empty_mask, std::ptr::null_mut());
+        // Only now, with no handler left, unblock everything.
+        let empty_mask: KernelSigset = [0; KERNEL_SIGSET_SIZE / 8];
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            empty_mask.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            KERNEL_SIGSET_SIZE,
+        );
 
         if p.new_session && libc::setsid() < 0 {
             fail(Step::Setsid);
         }
+        let [sys_setgroups, sys_setgid, sys_setuid] = SYS_SETGROUPS_SETGID_SETUID;
         if let Some(gid) = p.gid {
-            if libc::setgroups(1, &gid) < 0 {
+            let groups = [gid];
+            let ngroups: libc::c_long = 1;
+            if libc::syscall(sys_setgroups, ngroups, groups.as_ptr()) < 0 {
                 fail(Step::Setgroups);
             }
-            if libc::setgid(gid) < 0 {
+            // The kernel takes the low 32 bits of the register as the id.
+            if libc::syscall(sys_setgid, gid as libc::c_long) < 0 {
                 fail(Step::Setgid);
             }
         }
         if let Some(uid) = p.uid {
-            if libc::setuid(uid) < 0 {
+            if libc::syscall(sys_setuid, uid as libc::c_long) < 0 {
                 fail(Step::Setuid);
             }
         }
@@ -352,7 +537,9 @@ unsafe fn child_exec(p: &Prepared, err_fd: RawFd) -> ! {
             }
         }
 
-        let mut null = libc::open(DEV_NULL.as_ptr(), libc::O_RDWR);
+        // Raw openat and close: glibc's open and close are cancellation points, which
+        // in a multi-threaded process flip cancellation bits in the (shared) thread descriptor.
+        let mut null = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, DEV_NULL.as_ptr(), libc::O_RDWR) as c_int;
         if null < 0 {
             fail(Step::OpenDevNull);
         }
@@ -378,7 +565,7 @@ unsafe fn child_exec(p: &Prepared, err_fd: RawFd) -> ! {
         if libc::dup2(null, 0) < 0 {
             fail(Step::Dup2);
         }
-        libc::close(null);
+        libc::syscall(libc::SYS_close, null);
 
         if let Some(lim) = &p.nofile {
             libc::setrlimit(libc::RLIMIT_NOFILE, lim);
@@ -532,6 +719,37 @@ mod tests {
         drop(w);
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));
         assert_eq!(read_to_end(r), "65534\n65533\n65533\n");
+    }
+
+    #[test]
+    fn uid_switch_leaves_us_alone_and_reports_failures() {
+        if crate::getuid() != 0 {
+            return;
+        }
+        let _g = child_lock();
+        // SAFETY: prctl with integer arguments only.
+        let dumpable = || unsafe { libc::prctl(libc::PR_GET_DUMPABLE) };
+        let before = dumpable();
+        let argv = [OsString::from("true")];
+        let mut spec = SpawnSpec {
+            program: Path::new("/bin/true"),
+            argv: &argv,
+            env: &[],
+            cwd: None,
+            uid: Some(65534),
+            gid: Some(65534),
+            output: None,
+            new_session: false,
+        };
+        let s = spawn(&spec).unwrap();
+        assert_eq!(wait_child(&s), WaitStatus::Exited(0));
+        // Had the child shared our memory, its setuid would have made us non-dumpable.
+        assert_eq!(dumpable(), before);
+        // The report of a child with its own memory still reaches us, and it is reaped.
+        spec.cwd = Some(Path::new("/nonexistent/dir"));
+        let msg = spawn(&spec).unwrap_err().to_string();
+        assert!(msg.contains("chdir to \"/nonexistent/dir\""), "{msg}");
+        assert!(crate::reap_any().unwrap().is_none());
     }
 
     #[test]
