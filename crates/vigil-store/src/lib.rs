@@ -17,7 +17,7 @@ pub use records::*;
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
 pub const SCHEMA_VERSION: u64 = 2;
 
-/// How many events are kept; older ones are trimmed.
+/// How many events are kept by default; older ones are trimmed.
 pub const EVENTS_KEPT: u64 = 100_000;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -78,6 +78,7 @@ impl Batch {
 pub struct Store {
     db: Database,
     fresh: bool,
+    events_kept: std::cell::Cell<u64>,
 }
 
 impl Store {
@@ -113,7 +114,16 @@ impl Store {
             tx.open_table(MEMBERS)?;
         }
         tx.commit()?;
-        Ok(Store { db, fresh })
+        Ok(Store {
+            db,
+            fresh,
+            events_kept: std::cell::Cell::new(EVENTS_KEPT),
+        })
+    }
+
+    /// How many of the newest events to keep (at least 1); older ones are trimmed as new ones come.
+    pub fn set_events_kept(&self, n: u64) {
+        self.events_kept.set(n.max(1));
     }
 
     /// Whether this open created the state file (the first start on a state dir).
@@ -223,8 +233,9 @@ impl Store {
                 }
                 tx.open_table(META)?.insert("last_seq", last.seq)?;
                 // Trim in steps so that the cost is spread out.
-                if events.len()? > EVENTS_KEPT + 1000 {
-                    let cut = last.seq.saturating_sub(EVENTS_KEPT);
+                let kept = self.events_kept.get();
+                if events.len()? > kept + kept.min(1000) {
+                    let cut = last.seq.saturating_sub(kept);
                     events.retain_in(..cut, |_, _| false)?;
                 }
             }

@@ -44,6 +44,8 @@ struct DaemonSection {
     log_keep: Option<u32>,
     /// Events that may wait for one subscriber before it loses them.
     subscriber_queue: Option<usize>,
+    /// Events kept in the state file for replay.
+    events_kept: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +85,7 @@ pub struct Settings {
     pub log_keep: u32,
     pub psm: vigil_core::psm::PsmLimits,
     pub subscriber_queue: usize,
+    pub events_kept: u64,
 }
 
 impl Default for Settings {
@@ -93,6 +96,7 @@ impl Default for Settings {
             log_keep: 3,
             psm: Default::default(),
             subscriber_queue: crate::events::SUBSCRIBER_QUEUE,
+            events_kept: vigil_store::EVENTS_KEPT,
         }
     }
 }
@@ -139,6 +143,13 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             "daemon.subscriber_queue = {q} is outside 1..=1000000"
         );
         settings.subscriber_queue = q;
+    }
+    if let Some(k) = file.daemon.events_kept {
+        anyhow::ensure!(
+            (10..=100_000_000).contains(&k),
+            "daemon.events_kept = {k} is outside 10..=100000000"
+        );
+        settings.events_kept = k;
     }
     let p = &file.psm;
     settings.psm = crate::psm::limits_from(

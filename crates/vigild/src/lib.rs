@@ -105,6 +105,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     let settings = config.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
     let settings_psm = settings.psm;
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
+    store.set_events_kept(settings.events_kept);
 
     if let Err(e) = vigil_sys::set_child_subreaper() {
         warn!("cannot become a child subreaper: {e}");

@@ -137,6 +137,7 @@ impl Daemon {
             .set_limits(self.settings.log_max_bytes, self.settings.log_keep);
         self.psm_limits = config.settings.psm;
         self.users.clear();
+        self.store.set_events_kept(config.settings.events_kept);
         self.ensure_categories(&config.categories);
         Ok(vigil_proto::Response::Reload(self.apply_config(config.tags)))
     }

@@ -339,3 +339,21 @@ fn a_process_registers_itself() {
     c.psm_remove(&local(), Some("selves"), me).unwrap();
     assert!(c.psm_get(&local(), Some("selves"), None).unwrap().is_empty());
 }
+
+#[test]
+fn replay_from_trimmed_history_says_exactly_what_is_gone() {
+    let v = Vigild::start_with(Some("[daemon]\nevents_kept = 10\n"));
+    let mut c = v.client();
+    for i in 0..30 {
+        c.psm_category_add(&local(), &format!("c{i}")).unwrap();
+    }
+    let first = c.daemon_status().unwrap().first_seq;
+    assert!(first > 1, "old events were trimmed");
+    let mut r = v.client();
+    r.subscribe(Some(0)).unwrap();
+    assert_eq!(r.next_item().unwrap(), StreamItem::Lost { from: 1, to: first - 1 });
+    match r.next_item().unwrap() {
+        StreamItem::Event(e) => assert_eq!(e.seq, first),
+        other => panic!("expected the oldest kept event, got {other:?}"),
+    }
+}
