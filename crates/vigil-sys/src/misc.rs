@@ -153,8 +153,7 @@ pub fn yield_cpu() {
 mod tests {
     use super::*;
     use crate::testutil::*;
-    use crate::{spawn, SpawnSpec, WaitStatus};
-    use std::ffi::OsString;
+    use crate::WaitStatus;
     use std::path::Path;
 
     #[test]
@@ -206,26 +205,8 @@ mod tests {
         assert_eq!((r, v), (0, 1));
 
         let _g = child_lock();
-        let (r, w) = pipe_cloexec().unwrap();
         // The background sleep outlives sh, so it is orphaned and must be reparented to us.
-        let argv: Vec<OsString> = ["sh", "-c", "sleep 10 & echo $!"].iter().map(OsString::from).collect();
-        let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
-        let spec = SpawnSpec {
-            program: Path::new("/bin/sh"),
-            argv: &argv,
-            env: &env,
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: Some(w.as_fd()),
-            new_session: false,
-        };
-        let s = spawn(&spec).unwrap();
-        drop(w);
-        // Read only the first line: the orphan keeps the pipe open.
-        let mut f = std::fs::File::from(r);
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut f), &mut line).unwrap();
+        let (s, _out, line) = start_sh("sleep 10 & echo $!");
         let orphan: Pid = line.trim().parse().unwrap();
         let orphan_fd = crate::PidFd::open(orphan).unwrap();
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));

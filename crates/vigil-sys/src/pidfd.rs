@@ -206,7 +206,6 @@ mod tests {
     use crate::testutil::*;
     use crate::{spawn, SpawnSpec};
     use std::ffi::OsString;
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     use std::path::Path;
 
@@ -222,33 +221,6 @@ mod tests {
         assert!(matches!(PidFd::open(0), Err(SysError::NoSuchProcess(0))));
         // pid_max is at most 2^22, so this pid cannot exist.
         assert!(matches!(PidFd::open(1 << 23), Err(SysError::NoSuchProcess(_))));
-    }
-
-    /// Starts `sh -c script` with stdout on a pipe and returns it with the first line it prints.
-    fn start_sh(script: &str) -> (crate::Spawned, std::fs::File, String) {
-        let (r, w) = crate::pipe_cloexec().unwrap();
-        let argv: Vec<OsString> = ["sh", "-c", script].iter().map(OsString::from).collect();
-        let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
-        let spec = SpawnSpec {
-            program: Path::new("/bin/sh"),
-            argv: &argv,
-            env: &env,
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: Some(w.as_fd()),
-            new_session: false,
-        };
-        let s = spawn(&spec).unwrap();
-        drop(w);
-        // The line arrives promptly; a blocking read is bounded by the script's own lifetime.
-        let mut f = std::fs::File::from(r);
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while f.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
-            line.push(b[0]);
-        }
-        (s, f, String::from_utf8(line).unwrap())
     }
 
     #[test]

@@ -88,3 +88,30 @@ pub fn run_capture(
     let out = read_to_end(r);
     (out, wait_child(&s))
 }
+
+/// Starts `sh -c script` with stdout on a pipe and returns it with the first line it prints.
+pub fn start_sh(script: &str) -> (crate::Spawned, std::fs::File, String) {
+    let (r, w) = crate::pipe_cloexec().unwrap();
+    let argv: Vec<OsString> = ["sh", "-c", script].iter().map(OsString::from).collect();
+    let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+    let spec = SpawnSpec {
+        program: Path::new("/bin/sh"),
+        argv: &argv,
+        env: &env,
+        cwd: None,
+        uid: None,
+        gid: None,
+        output: Some(w.as_fd()),
+        new_session: false,
+    };
+    let s = spawn(&spec).unwrap();
+    drop(w);
+    // The line arrives promptly; a blocking read is bounded by the script's own lifetime.
+    let mut f = std::fs::File::from(r);
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while f.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    (s, f, String::from_utf8(line).unwrap())
+}

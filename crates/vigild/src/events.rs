@@ -141,9 +141,8 @@ impl Daemon {
         crate::convert::event_to_wire(e, &self.node)
     }
 
-    /// `Events`: stored events that match, oldest first.
-    pub fn events(&self, after: u64, limit: u32, filter: &EventFilter) -> Result<Response, WireError> {
-        let limit = limit.clamp(1, 10_000) as usize;
+    /// Stored events above `after` that match, oldest first, at most `limit`.
+    fn stored(&self, after: u64, limit: usize, filter: &EventFilter) -> Result<Vec<vigil_proto::Event>, WireError> {
         let mut out = Vec::new();
         let mut cursor = after;
         while out.len() < limit {
@@ -153,15 +152,25 @@ impl Daemon {
                 .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
             let Some(last) = chunk.last() else { break };
             cursor = last.seq;
+            let room = limit - out.len();
             out.extend(
                 chunk
                     .iter()
                     .map(|e| self.event_to_wire(e))
                     .filter(|e| filter.matches(e))
-                    .take(limit - out.len()),
+                    .take(room),
             );
         }
-        Ok(Response::Events(out))
+        Ok(out)
+    }
+
+    /// `Events`: stored events that match, oldest first.
+    pub fn events(&self, after: u64, limit: u32, filter: &EventFilter) -> Result<Response, WireError> {
+        Ok(Response::Events(self.stored(
+            after,
+            limit.clamp(1, 10_000) as usize,
+            filter,
+        )?))
     }
 
     /// `Subscribe`: the stored backlog that matches (after a loss marker for history already trimmed),
@@ -207,22 +216,8 @@ impl Daemon {
                     }),
                 ));
             }
-            let mut cursor = after;
-            loop {
-                let chunk = self
-                    .store
-                    .events_after(cursor, 1000)
-                    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-                let Some(last) = chunk.last() else { break };
-                cursor = last.seq;
-                let matching: Vec<_> = chunk
-                    .iter()
-                    .map(|e| self.event_to_wire(e))
-                    .filter(|e| filter.matches(e))
-                    .collect();
-                for e in matching {
-                    self.outbox.push((out.clone(), Outgoing::msg(ServerMsg::Event(e))));
-                }
+            for e in self.stored(after, usize::MAX, &filter)? {
+                self.outbox.push((out.clone(), Outgoing::msg(ServerMsg::Event(e))));
             }
         }
         self.subscriptions.push(Subscription {
