@@ -30,7 +30,7 @@ pub fn bin(name: &str) -> PathBuf {
     let p = vigild.with_file_name(name);
     assert!(
         p.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
+        "{} is missing: build it first (`cargo build --workspace --bins`, as scripts/test does)",
         p.display()
     );
     p
