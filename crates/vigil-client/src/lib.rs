@@ -15,8 +15,9 @@ use std::time::Duration;
 
 pub use vigil_proto as proto;
 use vigil_proto::{
-    ClientMsg, DaemonInfo, ErrorCode, Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport,
-    Request, Response, RunSpec, ServerMsg, TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
+    ClientMsg, CmapEntry, CmapMap, CmapNotification, CmapValue, DaemonInfo, ErrorCode, Event, EventFilter, FrameError,
+    PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RunSpec, ServerMsg, TagStatus, TagSummary,
+    WireError, PROTOCOL_VERSION,
 };
 
 /// What can go wrong talking to vigild.
@@ -82,6 +83,7 @@ pub struct Client {
     daemon_pid: u32,
     daemon_version: String,
     events: VecDeque<StreamItem>,
+    notifications: VecDeque<CmapNotification>,
 }
 
 /// What a subscription delivers.
@@ -108,6 +110,7 @@ impl Client {
             daemon_pid: 0,
             daemon_version: String::new(),
             events: VecDeque::new(),
+            notifications: VecDeque::new(),
         };
         let hello = ClientMsg::Hello {
             version: PROTOCOL_VERSION,
@@ -163,6 +166,7 @@ impl Client {
                 ServerMsg::Response { id: rid, result } if rid == id => return Ok(result?),
                 ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
                 ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
+                ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
                 ServerMsg::Goodbye { reason } => {
                     return Err(ClientError::Unexpected(format!(
                         "vigild closed the connection: {reason}"
@@ -178,14 +182,153 @@ impl Client {
         if let Some(e) = self.events.pop_front() {
             return Ok(e);
         }
-        match vigil_proto::read_msg(&mut self.stream)? {
-            ServerMsg::Event(e) => Ok(StreamItem::Event(e)),
-            ServerMsg::Lost { from, to } => Ok(StreamItem::Lost { from, to }),
-            ServerMsg::Goodbye { reason } => Err(ClientError::Unexpected(format!(
-                "vigild closed the connection: {reason}"
-            ))),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        loop {
+            match vigil_proto::read_msg(&mut self.stream)? {
+                ServerMsg::Event(e) => return Ok(StreamItem::Event(e)),
+                ServerMsg::Lost { from, to } => return Ok(StreamItem::Lost { from, to }),
+                ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
+                ServerMsg::Goodbye { reason } => {
+                    return Err(ClientError::Unexpected(format!(
+                        "vigild closed the connection: {reason}"
+                    )))
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
         }
+    }
+
+    /// The next CMAP track notification, blocking until one comes (after [`Client::cmap_track_add`]).
+    pub fn next_notification(&mut self) -> Result<CmapNotification> {
+        if let Some(n) = self.notifications.pop_front() {
+            return Ok(n);
+        }
+        loop {
+            match vigil_proto::read_msg(&mut self.stream)? {
+                ServerMsg::CmapNotify(n) => return Ok(n),
+                ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
+                ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
+                ServerMsg::Goodbye { reason } => {
+                    return Err(ClientError::Unexpected(format!(
+                        "vigild closed the connection: {reason}"
+                    )))
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+    }
+
+    /// Notifications already received, without blocking.
+    pub fn pending_notifications(&mut self) -> Vec<CmapNotification> {
+        self.notifications.drain(..).collect()
+    }
+
+    /// The raw socket, e.g. to poll it for readability (the C library's `cmap_fd_get`).
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.stream.as_raw_fd()
+    }
+
+    fn value(&mut self, body: Request) -> Result<CmapValue> {
+        match self.request(body)? {
+            Response::CmapValue(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// CMAP: the value of a key in the main map.
+    pub fn cmap_get(&mut self, key: &str) -> Result<CmapValue> {
+        self.value(Request::CmapGet {
+            map: CmapMap::Main,
+            key: key.into(),
+            ty: None,
+        })
+    }
+
+    /// CMAP: a value from either map; with `ty` (a cmap_value_types_t code) a key of another type is an
+    /// invalid-parameter error, never converted.
+    pub fn cmap_get_in(&mut self, map: CmapMap, key: &str, ty: Option<u32>) -> Result<CmapValue> {
+        self.value(Request::CmapGet {
+            map,
+            key: key.into(),
+            ty,
+        })
+    }
+
+    /// CMAP: sets a key; `persist` keeps it across restarts of vigild.
+    pub fn cmap_set(&mut self, key: &str, value: CmapValue, persist: bool) -> Result<()> {
+        self.ok(Request::CmapSet {
+            key: key.into(),
+            value,
+            persist,
+        })
+    }
+
+    /// CMAP: sets a key from text and a type name, parsed (and refused) by vigild.
+    pub fn cmap_set_text(&mut self, key: &str, ty: &str, text: &str, persist: bool) -> Result<()> {
+        self.ok(Request::CmapSetText {
+            key: key.into(),
+            ty: ty.into(),
+            text: text.into(),
+            persist,
+        })
+    }
+
+    pub fn cmap_delete(&mut self, key: &str) -> Result<()> {
+        self.ok(Request::CmapDelete { key: key.into() })
+    }
+
+    /// CMAP: adds one to an integer key (wrapping) and answers the new value.
+    pub fn cmap_inc(&mut self, key: &str) -> Result<CmapValue> {
+        self.value(Request::CmapInc { key: key.into() })
+    }
+
+    /// CMAP: subtracts one from an integer key (wrapping) and answers the new value.
+    pub fn cmap_dec(&mut self, key: &str) -> Result<CmapValue> {
+        self.value(Request::CmapDec { key: key.into() })
+    }
+
+    /// CMAP: sets `key` only if it holds `expected` (None: only if it does not exist); `Conflict` otherwise.
+    pub fn cmap_compare_and_set(
+        &mut self,
+        key: &str,
+        expected: Option<CmapValue>,
+        value: CmapValue,
+        persist: bool,
+    ) -> Result<()> {
+        self.ok(Request::CmapCompareAndSet {
+            key: key.into(),
+            expected,
+            value,
+            persist,
+        })
+    }
+
+    /// CMAP: every key under `prefix` ("" for all), in key order.
+    pub fn cmap_iter(&mut self, map: CmapMap, prefix: &str) -> Result<Vec<CmapEntry>> {
+        match self.request(Request::CmapIter {
+            map,
+            prefix: prefix.into(),
+        })? {
+            Response::CmapEntries(e) => Ok(e),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// CMAP: tracks a key (or a prefix, with `CMAP_TRACK_PREFIX` in `flags`); answers the track handle.
+    pub fn cmap_track_add(&mut self, map: CmapMap, key: &str, flags: u32, context: u64) -> Result<u64> {
+        match self.request(Request::CmapTrackAdd {
+            map,
+            key: key.into(),
+            flags,
+            context,
+        })? {
+            Response::CmapTrack(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn cmap_track_delete(&mut self, track: u64) -> Result<()> {
+        self.ok(Request::CmapTrackDelete { track })
     }
 
     /// The next pushed event; a loss is an error ([`ClientError::Lost`]), never skipped in silence.

@@ -7,6 +7,7 @@
 //! are plain `ProcId`s, and effects are returned for the caller to carry out.
 
 pub mod budget;
+pub mod cmap;
 pub mod event;
 pub mod names;
 pub mod psm;

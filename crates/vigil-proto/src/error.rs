@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Internal,
     /// The peer broke the protocol.
     Protocol,
+    /// A compare-and-set found another value.
+    Conflict,
     /// A code from a newer daemon that this client does not know.
     Unknown(u16),
 }
@@ -49,6 +51,7 @@ impl From<u16> for ErrorCode {
             10 => ErrorCode::LimitExceeded,
             11 => ErrorCode::Internal,
             12 => ErrorCode::Protocol,
+            13 => ErrorCode::Conflict,
             n => ErrorCode::Unknown(n),
         }
     }
@@ -69,6 +72,7 @@ impl From<ErrorCode> for u16 {
             ErrorCode::LimitExceeded => 10,
             ErrorCode::Internal => 11,
             ErrorCode::Protocol => 12,
+            ErrorCode::Conflict => 13,
             ErrorCode::Unknown(n) => n,
         }
     }

@@ -9,6 +9,7 @@
 //! Invariant: this crate knows nothing of vigil's rules or state; it is the shape of the bytes only.
 //! New request variants are only ever appended, so older clients keep decoding.
 
+mod cmap;
 mod error;
 mod event;
 mod frame;
@@ -16,6 +17,7 @@ mod msg;
 mod psm;
 mod signal;
 
+pub use cmap::{CmapEntry, CmapMap, CmapNotification, CmapValue};
 pub use error::{ErrorCode, WireError};
 pub use event::name_matches;
 pub use frame::{

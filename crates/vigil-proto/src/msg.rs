@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cmap::{CmapEntry, CmapMap, CmapNotification, CmapValue};
 use crate::error::WireError;
 pub use crate::event::{Event, EventFilter, Value};
 pub use crate::psm::{PsmCategory, PsmMember, PsmNode};
@@ -43,6 +44,8 @@ pub enum ServerMsg {
     /// Events `from..=to` will never reach this subscriber (it fell behind, or they are older than the
     /// kept history): resume from `to + 1` with `Events` or a new subscription.
     Lost { from: u64, to: u64 },
+    /// A tracked CMAP key changed (after `CmapTrackAdd`).
+    CmapNotify(CmapNotification),
 }
 
 /// The PMF program type of `scds_pmf_start`.
@@ -217,6 +220,60 @@ pub enum Request {
         pid: i32,
         state: String,
     },
+    /// CMAP: a value; with `ty` (a cmap_value_types_t code), refused when the key holds another type.
+    CmapGet {
+        map: CmapMap,
+        key: String,
+        ty: Option<u32>,
+    },
+    /// CMAP: set a key (its type comes with the value); `persist` keeps it across restarts of vigild.
+    CmapSet {
+        key: String,
+        value: CmapValue,
+        persist: bool,
+    },
+    CmapDelete {
+        key: String,
+    },
+    /// CMAP: add one to an integer key, wrapping; answers the new value.
+    CmapInc {
+        key: String,
+    },
+    /// CMAP: subtract one from an integer key, wrapping; answers the new value.
+    CmapDec {
+        key: String,
+    },
+    /// CMAP: set only if the key holds `expected` (None: only if it does not exist).
+    CmapCompareAndSet {
+        key: String,
+        expected: Option<CmapValue>,
+        value: CmapValue,
+        persist: bool,
+    },
+    /// CMAP: every key under a prefix, in key order.
+    CmapIter {
+        map: CmapMap,
+        prefix: String,
+    },
+    /// CMAP: track a key, or a prefix with `CMAP_TRACK_PREFIX`, for the events in `flags`; answers the track
+    /// handle. Notifications are pushed to this connection until `CmapTrackDelete` or the connection ends.
+    CmapTrackAdd {
+        map: CmapMap,
+        key: String,
+        flags: u32,
+        context: u64,
+    },
+    CmapTrackDelete {
+        track: u64,
+    },
+    /// CMAP: set a key from text, as a person types it (`u8` `300` is refused), parsed by vigild so every
+    /// client gets the same errors. `ty` is a type name: i8 u8 i16 u16 i32 u32 i64 u64 flt dbl str bin.
+    CmapSetText {
+        key: String,
+        ty: String,
+        text: String,
+        persist: bool,
+    },
 }
 
 /// Successful answers.
@@ -232,6 +289,9 @@ pub enum Response {
     Daemon(DaemonInfo),
     PsmMembers(Vec<PsmMember>),
     PsmCategories(Vec<PsmCategory>),
+    CmapValue(CmapValue),
+    CmapEntries(Vec<CmapEntry>),
+    CmapTrack(u64),
 }
 
 /// How a process ended.

@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 pub use records::*;
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// How many events are kept by default; older ones are trimmed.
 pub const EVENTS_KEPT: u64 = 100_000;
@@ -25,6 +25,7 @@ const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const CATEGORIES: TableDefinition<&str, u64> = TableDefinition::new("psm_categories");
 const MEMBERS: TableDefinition<i32, &[u8]> = TableDefinition::new("psm_members");
+const CMAP: TableDefinition<&str, &[u8]> = TableDefinition::new("cmap");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,6 +62,9 @@ pub struct Batch {
     pub delete_categories: Vec<String>,
     pub put_members: Vec<MemberRecord>,
     pub delete_members: Vec<i32>,
+    /// Persistent CMAP keys.
+    pub put_cmap: Vec<(String, CmapRecord)>,
+    pub delete_cmap: Vec<String>,
 }
 
 impl Batch {
@@ -72,6 +76,8 @@ impl Batch {
             && self.delete_categories.is_empty()
             && self.put_members.is_empty()
             && self.delete_members.is_empty()
+            && self.put_cmap.is_empty()
+            && self.delete_cmap.is_empty()
     }
 }
 
@@ -104,6 +110,7 @@ impl Store {
                     });
                 }
                 // One step per version.
+                // Schema 3 only adds the cmap table, created below.
                 Some(1) => migrate_1_to_2(&tx)?,
                 Some(_) => {}
             }
@@ -112,6 +119,7 @@ impl Store {
             tx.open_table(EVENTS)?;
             tx.open_table(CATEGORIES)?;
             tx.open_table(MEMBERS)?;
+            tx.open_table(CMAP)?;
         }
         tx.commit()?;
         Ok(Store {
@@ -153,6 +161,24 @@ impl Store {
                 what: format!("member {}", k.value()),
                 source,
             })?);
+        }
+        Ok(out)
+    }
+
+    /// The persistent CMAP keys.
+    pub fn cmap(&self) -> Result<Vec<(String, CmapRecord)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(CMAP)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push((
+                k.value().to_string(),
+                postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+                    what: format!("cmap key {}", k.value()),
+                    source,
+                })?,
+            ));
         }
         Ok(out)
     }
@@ -221,6 +247,17 @@ impl Store {
                     source,
                 })?;
                 members.insert(m.pid, bytes.as_slice())?;
+            }
+            let mut cmap = tx.open_table(CMAP)?;
+            for k in &batch.delete_cmap {
+                cmap.remove(k.as_str())?;
+            }
+            for (k, v) in &batch.put_cmap {
+                let bytes = postcard::to_allocvec(v).map_err(|source| StoreError::Record {
+                    what: format!("cmap key {k}"),
+                    source,
+                })?;
+                cmap.insert(k.as_str(), bytes.as_slice())?;
             }
             if let Some(last) = batch.events.last() {
                 let mut events = tx.open_table(EVENTS)?;

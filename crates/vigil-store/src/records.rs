@@ -133,6 +133,23 @@ impl From<EventRecordV1> for EventRecord {
     }
 }
 
+/// A persisted CMAP value (schema 3), with its type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CmapRecord {
+    I8(i8),
+    U8(u8),
+    I16(i16),
+    U16(u16),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    U64(u64),
+    Float(f32),
+    Double(f64),
+    Str(String),
+    Binary(Vec<u8>),
+}
+
 /// A PSM member (schema 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {

@@ -127,7 +127,7 @@ fn migrates_schema_1_fixture() {
     );
     assert!(s.members().unwrap().is_empty() && s.categories().unwrap().is_empty());
     drop(s);
-    // It opens again as schema 2, with no second migration.
+    // It opens again at the current schema, with no second migration.
     assert_eq!(Store::open(&copy).unwrap().events_after(0, 10).unwrap().len(), 1);
 }
 

@@ -110,6 +110,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// The configuration map: typed keys with change tracking (as corosync-cmapctl)
+    Cmap {
+        /// Use the read-only stats map instead of the main one
+        #[arg(long, global = true)]
+        stats: bool,
+        #[command(subcommand)]
+        cmd: CmapCmd,
+    },
     /// The process set manager: categories of vital processes and their members
     Psm {
         /// The node: this one (its name, `local` or nothing); others need cluster mode
@@ -125,6 +133,44 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DaemonCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum CmapCmd {
+    /// Print a key as `key (type) = value`
+    Get { key: String },
+    /// Set a key: TYPE is i8 u8 i16 u16 i32 u32 i64 u64 flt dbl str bin (bin: hex)
+    Set {
+        key: String,
+        #[arg(value_name = "TYPE")]
+        ty: String,
+        value: String,
+        /// Keep it across restarts of vigild
+        #[arg(long)]
+        persist: bool,
+    },
+    /// Delete a key
+    Del { key: String },
+    /// Add one to an integer key (wrapping)
+    Inc { key: String },
+    /// Subtract one from an integer key (wrapping)
+    Dec { key: String },
+    /// List keys under a prefix (all without one)
+    Ls { prefix: Option<String> },
+    /// Print changes of a key, or of a prefix with -p, until interrupted
+    Track {
+        key: String,
+        /// Track every key under KEY as a prefix
+        #[arg(short = 'p', long)]
+        prefix: bool,
+        /// Which changes: any of add, delete, modify [default: all]
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+    },
+    /// Set keys from a file of `KEY TYPE VALUE` lines (`-KEY` deletes; `#` comments)
+    Load { file: PathBuf },
+    /// Print every key
+    Dump,
 }
 
 #[derive(Subcommand)]
@@ -335,6 +381,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 output::event(&e, json);
             }
         }
+        Cmd::Cmap { stats, cmd } => cmap(connect()?, stats, cmd, json)?,
         Cmd::Psm { node, cmd } => {
             let node = proto::PsmNode(node);
             let mut c = connect()?;
@@ -445,4 +492,80 @@ fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
             .transpose()?
             .map(|d| d.as_millis() as u64),
     })
+}
+
+fn cmap(mut c: Client, stats: bool, cmd: CmapCmd, json: bool) -> Result<(), Failure> {
+    use proto::CmapMap;
+    let map = if stats { CmapMap::Stats } else { CmapMap::Main };
+    match cmd {
+        CmapCmd::Get { key } => {
+            let v = c.cmap_get_in(map, &key, None)?;
+            output::cmap_entries(&[proto::CmapEntry { key, value: v }], json);
+        }
+        CmapCmd::Set {
+            key,
+            ty,
+            value,
+            persist,
+        } => c.cmap_set_text(&key, &ty, &value, persist)?,
+        CmapCmd::Del { key } => c.cmap_delete(&key)?,
+        CmapCmd::Inc { key } => {
+            let v = c.cmap_inc(&key)?;
+            output::cmap_entries(&[proto::CmapEntry { key, value: v }], json);
+        }
+        CmapCmd::Dec { key } => {
+            let v = c.cmap_dec(&key)?;
+            output::cmap_entries(&[proto::CmapEntry { key, value: v }], json);
+        }
+        CmapCmd::Ls { prefix } => output::cmap_entries(&c.cmap_iter(map, prefix.as_deref().unwrap_or(""))?, json),
+        CmapCmd::Dump => output::cmap_entries(&c.cmap_iter(map, "")?, json),
+        CmapCmd::Track { key, prefix, events } => {
+            let mut flags = 0;
+            for e in if events.is_empty() {
+                vec!["add".into(), "delete".into(), "modify".into()]
+            } else {
+                events
+            } {
+                flags |= match e.as_str() {
+                    "add" => output::TRACK_ADD,
+                    "delete" | "del" => output::TRACK_DELETE,
+                    "modify" | "mod" => output::TRACK_MODIFY,
+                    other => return Err(usage(format!("--events {other:?}: use add, delete and/or modify"))),
+                };
+            }
+            if prefix {
+                flags |= output::TRACK_PREFIX;
+            }
+            c.cmap_track_add(map, &key, flags, 0)?;
+            loop {
+                output::cmap_notification(&c.next_notification()?, json);
+            }
+        }
+        CmapCmd::Load { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| Failure(1, format!("{}: {e}", file.display())))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let at = |e: ClientError| Failure(1, format!("{}:{}: {e}", file.display(), n + 1));
+                if let Some(key) = line.strip_prefix('-') {
+                    c.cmap_delete(key.trim()).map_err(at)?;
+                    continue;
+                }
+                let mut parts = line.splitn(3, char::is_whitespace);
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(k), Some(t), Some(v)) => c.cmap_set_text(k, t, v.trim_start(), false).map_err(at)?,
+                    (Some(k), Some("str"), None) => c.cmap_set_text(k, "str", "", false).map_err(at)?,
+                    _ => {
+                        return Err(Failure(
+                            1,
+                            format!("{}:{}: expected KEY TYPE VALUE", file.display(), n + 1),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }

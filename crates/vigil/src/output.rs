@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
-use vigil_client::proto::{DaemonInfo, Event, ExitStatus, PsmCategory, PsmMember, ReloadReport, TagStatus, TagSummary};
+use vigil_client::proto::{
+    CmapEntry, CmapNotification, CmapValue, DaemonInfo, Event, ExitStatus, PsmCategory, PsmMember, ReloadReport,
+    TagStatus, TagSummary,
+};
 
 fn print_json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("plain data serializes"));
@@ -263,4 +266,87 @@ pub fn logs(path: &str, lines: usize, follow: bool) -> std::io::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// cmap.h's track flags.
+pub const TRACK_DELETE: u32 = 1;
+pub const TRACK_MODIFY: u32 = 2;
+pub const TRACK_ADD: u32 = 4;
+pub const TRACK_PREFIX: u32 = 8;
+
+/// corosync-cmapctl's type names and value text.
+fn cmap_text(v: &CmapValue) -> (&'static str, String) {
+    match v {
+        CmapValue::I8(x) => ("i8", x.to_string()),
+        CmapValue::U8(x) => ("u8", x.to_string()),
+        CmapValue::I16(x) => ("i16", x.to_string()),
+        CmapValue::U16(x) => ("u16", x.to_string()),
+        CmapValue::I32(x) => ("i32", x.to_string()),
+        CmapValue::U32(x) => ("u32", x.to_string()),
+        CmapValue::I64(x) => ("i64", x.to_string()),
+        CmapValue::U64(x) => ("u64", x.to_string()),
+        CmapValue::Float(x) => ("flt", x.to_string()),
+        CmapValue::Double(x) => ("dbl", x.to_string()),
+        CmapValue::Str(x) => ("str", x.clone()),
+        CmapValue::Binary(x) => ("bin", x.iter().map(|b| format!("{b:02x}")).collect()),
+    }
+}
+
+fn cmap_json(v: &CmapValue) -> serde_json::Value {
+    let (ty, text) = cmap_text(v);
+    let value = match v {
+        CmapValue::Str(_) | CmapValue::Binary(_) => serde_json::Value::String(text),
+        CmapValue::Float(x) if x.is_finite() => serde_json::json!(x),
+        CmapValue::Double(x) if x.is_finite() => serde_json::json!(x),
+        CmapValue::Float(_) | CmapValue::Double(_) => serde_json::Value::String(text),
+        _ => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    };
+    serde_json::json!({ "type": ty, "value": value })
+}
+
+/// `key (type) = value` lines, as corosync-cmapctl prints them.
+pub fn cmap_entries(entries: &[CmapEntry], json: bool) {
+    if json {
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let mut j = cmap_json(&e.value);
+                j["key"] = serde_json::Value::String(e.key.clone());
+                j
+            })
+            .collect();
+        return print_json(&list);
+    }
+    for e in entries {
+        let (ty, text) = cmap_text(&e.value);
+        println!("{} ({ty}) = {text}", e.key);
+    }
+}
+
+pub fn cmap_notification(n: &CmapNotification, json: bool) {
+    let event = match n.event {
+        TRACK_ADD => "add",
+        TRACK_DELETE => "delete",
+        TRACK_MODIFY => "modify",
+        _ => "?",
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": event, "key": n.key, "track": n.track,
+                "new": n.new.as_ref().map(cmap_json), "old": n.old.as_ref().map(cmap_json),
+            })
+        );
+        return;
+    }
+    let show = |v: &Option<CmapValue>| match v {
+        Some(v) => {
+            let (ty, text) = cmap_text(v);
+            format!("({ty}) {text}")
+        }
+        None => "-".to_string(),
+    };
+    println!("{event} {}: {} -> {}", n.key, show(&n.old), show(&n.new));
+    let _ = std::io::stdout().flush();
 }

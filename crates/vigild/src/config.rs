@@ -17,6 +17,26 @@ struct File {
     tag: BTreeMap<String, TagSection>,
     #[serde(default)]
     psm: PsmSection,
+    #[serde(default)]
+    cmap: CmapSection,
+}
+
+/// CMAP's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CmapSection {
+    /// Keys under these prefixes survive restarts of vigild (as do keys set with the persist flag).
+    #[serde(default)]
+    persist_prefixes: Vec<String>,
+    /// A group whose members may write (root and vigild's user always may).
+    write_gid: Option<u32>,
+    /// A group outside which nobody but root and vigild's user may read (default: everyone reads).
+    read_gid: Option<u32>,
+    /// The largest value accepted, in bytes.
+    max_value_bytes: Option<usize>,
+    /// Keys set at start, as `"key" = "TYPE:VALUE"` (`"app.port" = "u16:8080"`).
+    #[serde(default)]
+    keys: BTreeMap<String, String>,
 }
 
 /// The process set manager's settings, named as Tru64's sys_attrs_psm.
@@ -86,6 +106,10 @@ pub struct Settings {
     pub psm: vigil_core::psm::PsmLimits,
     pub subscriber_queue: usize,
     pub events_kept: u64,
+    pub cmap_persist_prefixes: Vec<String>,
+    pub cmap_write_gid: Option<u32>,
+    pub cmap_read_gid: Option<u32>,
+    pub cmap_max_value_bytes: usize,
 }
 
 impl Default for Settings {
@@ -97,6 +121,10 @@ impl Default for Settings {
             psm: Default::default(),
             subscriber_queue: crate::events::SUBSCRIBER_QUEUE,
             events_kept: vigil_store::EVENTS_KEPT,
+            cmap_persist_prefixes: Vec::new(),
+            cmap_write_gid: None,
+            cmap_read_gid: None,
+            cmap_max_value_bytes: vigil_core::cmap::Limits::default().max_value_bytes,
         }
     }
 }
@@ -107,6 +135,8 @@ pub struct Config {
     pub settings: Settings,
     pub tags: Vec<(TagName, TagSpec)>,
     pub categories: Vec<vigil_core::psm::CategoryName>,
+    /// CMAP keys to preload.
+    pub cmap_keys: Vec<(String, vigil_core::cmap::CmapValue)>,
 }
 
 fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
@@ -150,6 +180,30 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             "daemon.events_kept = {k} is outside 10..=100000000"
         );
         settings.events_kept = k;
+    }
+    let c = &file.cmap;
+    settings.cmap_persist_prefixes = c.persist_prefixes.clone();
+    settings.cmap_write_gid = c.write_gid;
+    settings.cmap_read_gid = c.read_gid;
+    if let Some(m) = c.max_value_bytes {
+        anyhow::ensure!(
+            (1..=(4 << 20) - 4096).contains(&m),
+            "cmap.max_value_bytes = {m} is outside 1..={}",
+            (4 << 20) - 4096
+        );
+        settings.cmap_max_value_bytes = m;
+    }
+    let mut cmap_keys = Vec::new();
+    for (k, tv) in &c.keys {
+        vigil_core::cmap::validate_key(k).map_err(|e| anyhow::anyhow!("cmap.keys: {e}"))?;
+        let (t, v) = tv
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("cmap.keys.{k:?} = {tv:?}: expected \"TYPE:VALUE\""))?;
+        let ty = vigil_core::cmap::CmapType::parse_name(t).ok_or_else(|| {
+            anyhow::anyhow!("cmap.keys.{k:?}: {t:?} is not a type (i8 u8 i16 u16 i32 u32 i64 u64 flt dbl str bin)")
+        })?;
+        let value = vigil_core::cmap::CmapValue::parse(ty, v).map_err(|e| anyhow::anyhow!("cmap.keys.{k:?}: {e}"))?;
+        cmap_keys.push((k.clone(), value));
     }
     let p = &file.psm;
     settings.psm = crate::psm::limits_from(
@@ -219,6 +273,7 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         settings,
         tags,
         categories,
+        cmap_keys,
     })
 }
 

@@ -31,6 +31,7 @@ impl Daemon {
     /// Handles one request. `None` means the answer comes later (a waiter was registered).
     pub fn handle(&mut self, caller: Caller, id: u64, req: Request, out: &ConnTx) -> Option<Answer> {
         let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
+        self.cmap_count_request(caller);
         Some(match req {
             Request::Run(spec) => self.run(caller, spec),
             Request::Start { tag } => self.start(caller, &tag),
@@ -112,6 +113,26 @@ impl Daemon {
                 pid,
                 state,
             } => self.psm_set_state(caller, &node, &category, pid, &state),
+            Request::CmapGet { map, key, ty } => self.cmap_get(caller, map, &key, ty),
+            Request::CmapSet { key, value, persist } => self.cmap_set(caller, &key, value, persist),
+            Request::CmapDelete { key } => self.cmap_delete(caller, &key),
+            Request::CmapInc { key } => self.cmap_adjust(caller, &key, true),
+            Request::CmapDec { key } => self.cmap_adjust(caller, &key, false),
+            Request::CmapCompareAndSet {
+                key,
+                expected,
+                value,
+                persist,
+            } => self.cmap_cas(caller, &key, expected, value, persist),
+            Request::CmapIter { map, prefix } => self.cmap_iter(caller, map, &prefix),
+            Request::CmapTrackAdd {
+                map,
+                key,
+                flags,
+                context,
+            } => self.cmap_track_add(caller, map, &key, flags, context, out),
+            Request::CmapTrackDelete { track } => self.cmap_track_delete(caller, track),
+            Request::CmapSetText { key, ty, text, persist } => self.cmap_set_text(caller, &key, &ty, &text, persist),
             Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
                 pid: std::process::id(),

@@ -3,6 +3,7 @@
 //! `run` is the whole daemon; `main.rs` only parses options. One loop owns the state
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
+pub mod cmap;
 pub mod config;
 pub mod convert;
 pub mod events;
@@ -58,7 +59,12 @@ pub enum Exit {
 
 /// Runs the daemon until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or a re-exec request.
 pub fn run(opts: Options) -> anyhow::Result<Exit> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // The loop owns all state and runs on this thread; connections and pidfd watchers run on one worker,
+    // so that a storm of process events cannot keep requests from being read.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(serve(opts))
 }
 
@@ -104,6 +110,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     };
     let settings = config.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
     let settings_psm = settings.psm;
+    let settings_cmap = cmap::Cmap::from_settings(&settings);
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
     store.set_events_kept(settings.events_kept);
 
@@ -159,6 +166,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         node: node.clone(),
         node_id: 1,
         psm: Default::default(),
+        cmap: settings_cmap,
         exit_retries: Vec::new(),
         users: HashMap::new(),
         psm_limits: settings_psm,
@@ -178,6 +186,11 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     if d.store.is_fresh() {
         // The first start on this state dir creates the node's process set.
         d.emit("psm", "sys.unix.psm.set.create", vec![]);
+    }
+    d.cmap_restore()?;
+    d.cmap_runtime_keys();
+    if let Some(c) = &config {
+        d.cmap_preload(&c.cmap_keys);
     }
     d.psm_restore()?;
     d.restore()?;
@@ -222,8 +235,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             let wait = t.since(now());
             tokio::time::Instant::now() + wait
         });
+        // Not biased: under a storm of process events, requests must still get their turn.
         tokio::select! {
-            biased;
             _ = sigchld.recv() => d.reap(),
             ready = async { match &connector_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
                 if let Ok(mut guard) = ready {
@@ -231,14 +244,28 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                     guard.clear_ready();
                 }
             }
-            Some(msg) = rx.recv() => match msg {
-                Msg::Request { caller, id, req, out } => {
-                    if let Some(answer) = d.handle(caller, id, req, &out) {
-                        d.reply(&out, id, answer);
+            Some(msg) = rx.recv() => {
+                // Take what is queued now, in order, up to a bound: a request never waits behind more
+                // than one turn's worth of process notifications.
+                let mut batch = vec![msg];
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
                     }
                 }
-                Msg::Exited { pid, start_time } => d.on_exited(pid, start_time),
-            },
+                for msg in batch {
+                    match msg {
+                        Msg::Request { caller, id, req, out } => {
+                            if let Some(answer) = d.handle(caller, id, req, &out) {
+                                d.reply(&out, id, answer);
+                            }
+                        }
+                        Msg::Exited { pid, start_time } => d.on_exited(pid, start_time),
+                        Msg::Closed { conn } => d.on_closed(conn),
+                    }
+                }
+            }
             ready = async { match &inotify_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
                 if let Ok(mut guard) = ready {
                     d.logs.on_inotify();
@@ -254,6 +281,9 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             },
         }
         d.finish_step();
+        // The loop is the runtime's main future: when process events never stop coming, it must still
+        // let the connection tasks (accepting, reading requests, writing answers) run.
+        tokio::task::yield_now().await;
         if d.shutdown_done() {
             break Exit::Shutdown;
         }

@@ -267,21 +267,13 @@ impl Daemon {
     /// Reaps every exited child of vigild.
     pub fn reap(&mut self) {
         self.drain_connector();
+        // Reap everything first, then act: acting restarts tags, and a command that exits at once would
+        // otherwise keep this loop busy forever, starving every request (a livelock seen with
+        // `sh -c 'exit 0'` under retries -1). New zombies are reaped on the next turn of the loop.
+        let mut reaped = Vec::new();
         loop {
             match vigil_sys::reap_any() {
-                Ok(Some((pid, status))) => {
-                    let exit = crate::convert::exit_from_wait(status);
-                    if let Some(name) = self.actions.remove(&pid) {
-                        let fx = self
-                            .tags
-                            .get_mut(&name)
-                            .map(|e| e.tag.action_exited(exit))
-                            .unwrap_or_default();
-                        self.apply(&name, fx);
-                    } else if self.procs.contains_key(&pid) {
-                        self.proc_gone(pid, exit);
-                    }
-                }
+                Ok(Some(r)) => reaped.push(r),
                 Ok(None) => break,
                 Err(e) => {
                     warn!("reap: {e}");
@@ -289,10 +281,28 @@ impl Daemon {
                 }
             }
         }
+        for (pid, status) in reaped {
+            let exit = crate::convert::exit_from_wait(status);
+            if let Some(name) = self.actions.remove(&pid) {
+                let fx = self
+                    .tags
+                    .get_mut(&name)
+                    .map(|e| e.tag.action_exited(exit))
+                    .unwrap_or_default();
+                self.apply(&name, fx);
+            } else if self.procs.contains_key(&pid) {
+                self.proc_gone(pid, exit);
+            }
+        }
     }
 
     /// A pidfd became readable.
     pub fn on_exited(&mut self, pid: i32, start_time: u64) {
+        // Most of these arrive after the connector or the reaper already handled the exit: cheap to drop,
+        // so that a storm of them cannot delay the requests queued behind them.
+        if self.procs.get(&pid).is_none_or(|w| w.id.start_time != start_time) {
+            return;
+        }
         self.reap();
         let Some(w) = self.procs.get(&pid).filter(|w| w.id.start_time == start_time) else {
             return;

@@ -104,6 +104,7 @@ impl Daemon {
                 ),
                 PsmEvent::InstanceRemove { category, pid } => {
                     self.batch.delete_members.push(*pid);
+                    self.cmap_internal_drop(&format!("vigil.psm.{category}.{pid}."));
                     (
                         category.to_string(),
                         vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],
@@ -129,6 +130,8 @@ impl Daemon {
         if let Some(m) = self.psm.members.get(&pid) {
             self.batch.delete_members.retain(|p| *p != pid);
             self.batch.put_members.push(member_to_record(m));
+            let cat = m.category.to_string();
+            self.cmap_member_keys(&cat, pid);
         }
     }
 

@@ -136,6 +136,8 @@ impl Daemon {
         self.logs
             .set_limits(self.settings.log_max_bytes, self.settings.log_keep);
         self.psm_limits = config.settings.psm;
+        self.cmap.apply_settings(&config.settings);
+        self.cmap_preload(&config.cmap_keys);
         self.users.clear();
         self.store.set_events_kept(config.settings.events_kept);
         self.ensure_categories(&config.categories);

@@ -17,6 +17,8 @@ use vigil_proto::{ClientMsg, FrameError, Request, ServerMsg, HEADER_LEN, PROTOCO
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The peer's pid, when the kernel gave one (for its supplementary groups).
+    pub pid: Option<i32>,
     pub conn: u64,
 }
 
@@ -52,6 +54,8 @@ pub enum Msg {
     },
     /// A watched process's pidfd became readable.
     Exited { pid: i32, start_time: u64 },
+    /// A connection ended: what it held (CMAP tracks) goes with it.
+    Closed { conn: u64 },
 }
 
 pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
@@ -101,6 +105,7 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
     let caller = Caller {
         uid: cred.uid(),
         gid: cred.gid(),
+        pid: cred.pid(),
         conn,
     };
     debug!(uid = caller.uid, "connected");
@@ -217,6 +222,7 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
         }
     }
     .await;
+    let _ = tx.send(Msg::Closed { conn });
     drop(out_tx);
     if result.is_ok() {
         // The client is gone: nothing left to flush. Ending the writer drops its subscription channel,

@@ -109,6 +109,7 @@ pub struct Daemon {
     pub node: String,
     pub node_id: u32,
     pub psm: vigil_core::psm::Registry,
+    pub cmap: crate::cmap::Cmap,
     /// Exited members whose status is not available yet, with the attempt number and the next try.
     pub exit_retries: Vec<(ProcId, usize, Timestamp)>,
     /// Users by uid (name, gid, home), read once: cleared on reload.
@@ -197,6 +198,7 @@ impl Daemon {
             }
         }
         self.timers.retain(|(_, n)| n != name);
+        self.cmap_internal_drop(&format!("vigil.pmf.{name}."));
         self.dirty.remove(name);
         self.batch.delete_tags.push(name.to_string());
     }
@@ -222,6 +224,7 @@ impl Daemon {
         }
 
         for n in std::mem::take(&mut self.dirty) {
+            self.cmap_tag_keys(&n);
             if let Some(e) = self.tags.get(&n) {
                 self.batch
                     .put_tags
@@ -245,6 +248,7 @@ impl Daemon {
             }
         }
 
+        self.cmap_daemon_stats();
         self.check_waiters();
         for (out, o) in self.outbox.drain(..) {
             let _ = out.send(o);

@@ -282,16 +282,24 @@ fn a_slow_subscriber_is_told_what_it_lost() {
     let mut slow = v.client();
     slow.subscribe(None).unwrap();
     // A tag that restarts as fast as it can floods the stream while `slow` reads nothing.
-    let mut flood = sh("flood", "exit 0");
-    flood.retries = -1;
-    v.run(flood);
+    for name in ["flood", "flood2", "flood3"] {
+        let mut flood = sh(name, "exit 0");
+        flood.retries = -1;
+        v.run(flood);
+    }
+    let t0 = std::time::Instant::now();
     wait_for("thousands of events", || {
         (v.client().daemon_status().unwrap().last_seq > start + 6000).then_some(())
     });
-    v.client()
-        .stop("flood", None, Some(std::time::Duration::from_secs(5)))
-        .unwrap();
+    eprintln!("T flooded {:?}", t0.elapsed());
+    for name in ["flood", "flood2", "flood3"] {
+        v.client()
+            .stop(name, None, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        eprintln!("T stop {name} {:?}", t0.elapsed());
+    }
     let end = v.client().daemon_status().unwrap().last_seq;
+    eprintln!("T stopped {:?} end {end}", t0.elapsed());
     let mut last = start;
     let mut lost = None;
     // Everything up to `end` arrives, as events or inside loss markers: nothing goes missing unannounced.
