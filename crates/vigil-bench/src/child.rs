@@ -1,7 +1,7 @@
 //! The tiny programs the metrics start: this executable, re-invoked through hidden subcommands.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,4 +37,36 @@ pub fn run(stamp: &Path, started_ns: u64) -> ExitCode {
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS
+}
+
+/// The exit status of `child-psm`: vigild reports it as the wait(2) status `EXIT_CODE << 8`.
+pub const PSM_EXIT_CODE: u8 = 7;
+
+/// `child-psm STAMP`: blocks reading stdin; at end of file appends `exit <ns>` to STAMP and exits
+/// [`PSM_EXIT_CODE`]. The parent decides the moment of the exit by closing the pipe.
+pub fn run_psm(stamp: &Path) -> ExitCode {
+    let mut file = match OpenOptions::new().append(true).create(true).open(stamp) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vigil-bench child-psm: cannot open {}: {e}", stamp.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut buf = [0u8; 64];
+    loop {
+        match std::io::stdin().lock().read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("vigil-bench child-psm: cannot read stdin: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Err(e) = file.write_all(format!("exit {}\n", now_ns()).as_bytes()) {
+        eprintln!("vigil-bench child-psm: cannot write {}: {e}", stamp.display());
+        return ExitCode::from(2);
+    }
+    ExitCode::from(PSM_EXIT_CODE)
 }

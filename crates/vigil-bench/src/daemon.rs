@@ -111,6 +111,14 @@ impl Vigild {
         self.dir.path()
     }
 
+    /// Another connection to the running vigild (for subscribers, producers...), with the same read
+    /// timeout as the first.
+    pub fn connect_another(&self) -> anyhow::Result<Client> {
+        let c = Client::connect(&self.socket).context("cannot open another connection to vigild")?;
+        c.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        Ok(c)
+    }
+
     fn connect(&mut self) -> anyhow::Result<Client> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {

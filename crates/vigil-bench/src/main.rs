@@ -2,8 +2,8 @@
 //! allows for the same work, measured in the same run.
 //!
 //! Each metric is a module under [`metrics`] listed in [`metrics::ALL`]; `all` runs every one of them.
-//! The hidden `child` and `child-noop` subcommands are the tiny programs the metrics start: this binary
-//! re-invoked, so that the floor and the supervised program are the same executable.
+//! The hidden `child`, `child-noop` and `child-psm` subcommands are the tiny programs the metrics start:
+//! this binary re-invoked, so that the floor and the supervised program are the same executable.
 
 mod child;
 mod daemon;
@@ -30,6 +30,11 @@ struct Cli {
 enum Cmd {
     /// Restart latency: from the exit of a supervised process to the start of its replacement.
     Restart(Opts),
+    /// PSM exit latency: from the exit of a registered process vigild did not start to its
+    /// `sys.unix.psm.instance.exited` event at a subscriber.
+    PsmExit(Opts),
+    /// Event throughput: one producer, 10 subscribers; events/s delivered to all of them.
+    EventsThroughput(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -38,6 +43,9 @@ enum Cmd {
     /// Exits at once: the program of the fork+exec+wait floor.
     #[command(hide = true)]
     ChildNoop,
+    /// The PSM member of `psm-exit`: reads stdin to its end, stamps its exit, exits 7.
+    #[command(hide = true)]
+    ChildPsm { stamp: PathBuf },
 }
 
 /// Options shared by every benchmark run.
@@ -62,7 +70,10 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Child { stamp } => return child::run(&stamp, started_ns),
         Cmd::ChildNoop => return ExitCode::SUCCESS,
+        Cmd::ChildPsm { stamp } => return child::run_psm(&stamp),
         Cmd::Restart(opts) => bench(&opts, &[metrics::restart::METRIC]),
+        Cmd::PsmExit(opts) => bench(&opts, &[metrics::psm_exit::METRIC]),
+        Cmd::EventsThroughput(opts) => bench(&opts, &[metrics::events_throughput::METRIC]),
         Cmd::All(opts) => bench(&opts, metrics::ALL),
     };
     match result {
@@ -92,6 +103,7 @@ fn bench(opts: &Opts, which: &[metrics::Metric]) -> anyhow::Result<()> {
     let floors = floor::measure(&self_exe, count, opts.smoke)?;
     let ctx = metrics::Ctx {
         count,
+        smoke: opts.smoke,
         self_exe,
         vigild,
         floors,

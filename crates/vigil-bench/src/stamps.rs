@@ -41,6 +41,20 @@ pub fn parse(text: &str) -> anyhow::Result<Stamps> {
     Ok(s)
 }
 
+/// The `exit NS` lines of a stamp file written by `child-psm` only, in order. An unfinished last line is
+/// ignored; any other line is an error.
+pub fn parse_exits(text: &str) -> anyhow::Result<Vec<u64>> {
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .map(|line| {
+            line.strip_prefix("exit ")
+                .and_then(|n| n.parse::<u64>().ok())
+                .with_context(|| format!("bad stamp line {line:?}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +73,13 @@ mod tests {
         assert_eq!(parse("").unwrap(), Stamps::default());
         assert!(parse("begin 5\n").is_err());
         assert!(parse("start x\n").is_err());
+    }
+
+    #[test]
+    fn exits_only() {
+        assert_eq!(parse_exits("exit 5\nexit 7\nexit 9").unwrap(), vec![5, 7]);
+        assert_eq!(parse_exits("").unwrap(), Vec::<u64>::new());
+        assert!(parse_exits("start 5\n").is_err());
+        assert!(parse_exits("exit x\n").is_err());
     }
 }

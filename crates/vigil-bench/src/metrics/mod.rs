@@ -4,6 +4,8 @@
 //! To add one: a module here, its `METRIC` in [`ALL`], and (if it should run alone) a subcommand in
 //! `main.rs`.
 
+pub mod events_throughput;
+pub mod psm_exit;
 pub mod restart;
 
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ use crate::stats::Summary;
 pub struct Ctx {
     /// Samples to collect.
     pub count: usize,
+    /// A smoke run: metrics that do not count samples (batch sizes...) keep their work small too.
+    pub smoke: bool,
     /// This executable, for the hidden child programs.
     pub self_exe: PathBuf,
     /// The vigild to measure.
@@ -29,7 +33,7 @@ pub struct Metric {
 }
 
 /// Every metric, in the order `all` runs them.
-pub const ALL: &[Metric] = &[restart::METRIC];
+pub const ALL: &[Metric] = &[restart::METRIC, psm_exit::METRIC, events_throughput::METRIC];
 
 /// Which floor a row compares with.
 #[derive(Debug, Clone, Copy)]
