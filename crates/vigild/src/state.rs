@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use vigil_core::{Effect, ProcId, Tag, TagEvent, TagName, Timestamp};
 use vigil_proto::{ServerMsg, WireError};
 use vigil_store::{Batch, Store};
-use vigil_sys::{PidFd, ProcConnector, WaitStatus};
+use vigil_sys::{PidFd, ProcConnector};
 
 use crate::config::Settings;
 use crate::logs::Logs;
@@ -368,11 +368,6 @@ impl Daemon {
 
     pub fn emit_tag_event(&mut self, name: &TagName, ev: TagEvent) {
         self.apply(name, vec![Effect::Emit(ev)]);
-    }
-
-    /// Exit statuses of children that vigild itself reaped.
-    pub fn wait_status(s: WaitStatus) -> vigil_core::Exit {
-        crate::convert::exit_from_wait(s)
     }
 
     pub fn tracking_mode(&self) -> &'static str {
