@@ -35,6 +35,9 @@ enum Cmd {
     PsmExit(Opts),
     /// Event throughput: one producer, 10 subscribers; events/s delivered to all of them.
     EventsThroughput(Opts),
+    /// CMAP: set/get ops/s and latency (1 and 4 clients), iteration over many keys, track notification
+    /// latency and rate.
+    Cmap(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Cmd::Restart(opts) => bench(&opts, &[metrics::restart::METRIC]),
         Cmd::PsmExit(opts) => bench(&opts, &[metrics::psm_exit::METRIC]),
         Cmd::EventsThroughput(opts) => bench(&opts, &[metrics::events_throughput::METRIC]),
+        Cmd::Cmap(opts) => bench(&opts, &[metrics::cmap::METRIC]),
         Cmd::All(opts) => bench(&opts, metrics::ALL),
     };
     match result {

@@ -4,6 +4,7 @@
 //! To add one: a module here, its `METRIC` in [`ALL`], and (if it should run alone) a subcommand in
 //! `main.rs`.
 
+pub mod cmap;
 pub mod events_throughput;
 pub mod psm_exit;
 pub mod restart;
@@ -33,7 +34,12 @@ pub struct Metric {
 }
 
 /// Every metric, in the order `all` runs them.
-pub const ALL: &[Metric] = &[restart::METRIC, psm_exit::METRIC, events_throughput::METRIC];
+pub const ALL: &[Metric] = &[
+    restart::METRIC,
+    psm_exit::METRIC,
+    events_throughput::METRIC,
+    cmap::METRIC,
+];
 
 /// Which floor a row compares with.
 #[derive(Debug, Clone, Copy)]
