@@ -13,6 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod sam;
+
 pub use vigil_proto as proto;
 use vigil_proto::{
     ClientMsg, CmapEntry, CmapMap, CmapNotification, CmapValue, DaemonInfo, ErrorCode, Event, EventFilter, FrameError,
@@ -84,6 +86,13 @@ pub struct Client {
     daemon_version: String,
     events: VecDeque<StreamItem>,
     notifications: VecDeque<CmapNotification>,
+    quorum: VecDeque<bool>,
+}
+
+impl std::os::fd::AsFd for Client {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
 }
 
 /// What a subscription delivers.
@@ -111,6 +120,7 @@ impl Client {
             daemon_version: String::new(),
             events: VecDeque::new(),
             notifications: VecDeque::new(),
+            quorum: VecDeque::new(),
         };
         let hello = ClientMsg::Hello {
             version: PROTOCOL_VERSION,
@@ -167,6 +177,7 @@ impl Client {
                 ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
                 ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
                 ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
+                ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
                 ServerMsg::Goodbye { reason } => {
                     return Err(ClientError::Unexpected(format!(
                         "vigild closed the connection: {reason}"
@@ -187,6 +198,7 @@ impl Client {
                 ServerMsg::Event(e) => return Ok(StreamItem::Event(e)),
                 ServerMsg::Lost { from, to } => return Ok(StreamItem::Lost { from, to }),
                 ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
+                ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
                 ServerMsg::Goodbye { reason } => {
                     return Err(ClientError::Unexpected(format!(
                         "vigild closed the connection: {reason}"
@@ -207,6 +219,7 @@ impl Client {
                 ServerMsg::CmapNotify(n) => return Ok(n),
                 ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
                 ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
+                ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
                 ServerMsg::Goodbye { reason } => {
                     return Err(ClientError::Unexpected(format!(
                         "vigild closed the connection: {reason}"
@@ -220,6 +233,45 @@ impl Client {
     /// Notifications already received, without blocking.
     pub fn pending_notifications(&mut self) -> Vec<CmapNotification> {
         self.notifications.drain(..).collect()
+    }
+
+    /// Reads one pushed message (the socket polled readable) and keeps it for `next_event`,
+    /// `next_notification` or `quorum_changes`.
+    pub fn read_push(&mut self) -> Result<()> {
+        match vigil_proto::read_msg(&mut self.stream)? {
+            ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
+            ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
+            ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
+            ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
+            ServerMsg::Goodbye { reason } => {
+                return Err(ClientError::Unexpected(format!(
+                    "vigild closed the connection: {reason}"
+                )))
+            }
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Whether the node is quorate now; changes are pushed from then on (see [`Client::quorum_changes`]).
+    pub fn quorum_track(&mut self) -> Result<bool> {
+        match self.request(Request::QuorumTrack)? {
+            Response::Quorate(q) => Ok(q),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Quorum changes received so far, oldest first, without blocking.
+    pub fn quorum_changes(&mut self) -> Vec<bool> {
+        self.quorum.drain(..).collect()
+    }
+
+    /// Every SAM application on the node.
+    pub fn sam_list(&mut self) -> Result<Vec<vigil_proto::SamProcess>> {
+        match self.request(Request::SamList)? {
+            Response::SamProcesses(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The raw socket, e.g. to poll it for readability (the C library's `cmap_fd_get`).

@@ -1,7 +1,8 @@
 //! vigil's pure rules.
 //!
 //! Every rule of the supervisor lives here as `(state, event, now) -> effects`: the restart budget, the
-//! backoff, the tree of watched processes with its levels, and the state machine of a PMF tag.
+//! backoff, the tree of watched processes with its levels, the state machine of a PMF tag, the PSM
+//! registry, the CMAP map with its tracking, and SAM's policies and deadlines.
 //!
 //! Invariant: no I/O, no async, no libc, no serde, no clock. Time is an argument (`Timestamp`), processes
 //! are plain `ProcId`s, and effects are returned for the caller to carry out.
@@ -11,6 +12,7 @@ pub mod cmap;
 pub mod event;
 pub mod names;
 pub mod psm;
+pub mod sam;
 pub mod spec;
 pub mod tag;
 pub mod time;

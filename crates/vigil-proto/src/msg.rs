@@ -6,6 +6,7 @@ pub use crate::cmap::{CmapEntry, CmapMap, CmapNotification, CmapValue};
 use crate::error::WireError;
 pub use crate::event::{Event, EventFilter, Value};
 pub use crate::psm::{PsmCategory, PsmMember, PsmNode};
+pub use crate::sam::{SamChange, SamInfo, SamProcess, SamState};
 
 /// What a client sends.
 // Messages live for one decode/handle cycle; boxing the big variant would buy nothing.
@@ -46,6 +47,8 @@ pub enum ServerMsg {
     Lost { from: u64, to: u64 },
     /// A tracked CMAP key changed (after `CmapTrackAdd`).
     CmapNotify(CmapNotification),
+    /// The node's quorum changed (after `QuorumTrack`).
+    Quorum { quorate: bool },
 }
 
 /// The PMF program type of `scds_pmf_start`.
@@ -274,6 +277,16 @@ pub enum Request {
         text: String,
         persist: bool,
     },
+    /// SAM: a supervisor reports a change of its application (the caller's pid is the supervisor).
+    SamReport {
+        change: SamChange,
+        info: SamInfo,
+    },
+    /// SAM: every supervised application on this node.
+    SamList,
+    /// Whether the node is quorate now; later changes are pushed as `ServerMsg::Quorum` until the
+    /// connection ends.
+    QuorumTrack,
 }
 
 /// Successful answers.
@@ -292,6 +305,8 @@ pub enum Response {
     CmapValue(CmapValue),
     CmapEntries(Vec<CmapEntry>),
     CmapTrack(u64),
+    SamProcesses(Vec<SamProcess>),
+    Quorate(bool),
 }
 
 /// How a process ended.

@@ -26,6 +26,13 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const CATEGORIES: TableDefinition<&str, u64> = TableDefinition::new("psm_categories");
 const MEMBERS: TableDefinition<i32, &[u8]> = TableDefinition::new("psm_members");
 const CMAP: TableDefinition<&str, &[u8]> = TableDefinition::new("cmap");
+/// SAM applications by supervisor pid, and their data blobs (apart: a blob can be large, the record changes
+/// often). New tables are additive: no schema version of their own.
+/// A SAM record and its data blob, if any.
+pub type SamWithData = (SamRecord, Option<Vec<u8>>);
+
+const SAM: TableDefinition<i32, &[u8]> = TableDefinition::new("sam");
+const SAM_DATA: TableDefinition<i32, &[u8]> = TableDefinition::new("sam_data");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,6 +72,11 @@ pub struct Batch {
     /// Persistent CMAP keys.
     pub put_cmap: Vec<(String, CmapRecord)>,
     pub delete_cmap: Vec<String>,
+    /// SAM records; deleting one deletes its data too.
+    pub put_sam: Vec<SamRecord>,
+    pub delete_sam: Vec<i32>,
+    /// SAM data blobs (None: delete).
+    pub put_sam_data: Vec<(i32, Option<Vec<u8>>)>,
 }
 
 impl Batch {
@@ -78,6 +90,9 @@ impl Batch {
             && self.delete_members.is_empty()
             && self.put_cmap.is_empty()
             && self.delete_cmap.is_empty()
+            && self.put_sam.is_empty()
+            && self.delete_sam.is_empty()
+            && self.put_sam_data.is_empty()
     }
 }
 
@@ -120,6 +135,8 @@ impl Store {
             tx.open_table(CATEGORIES)?;
             tx.open_table(MEMBERS)?;
             tx.open_table(CMAP)?;
+            tx.open_table(SAM)?;
+            tx.open_table(SAM_DATA)?;
         }
         tx.commit()?;
         Ok(Store {
@@ -161,6 +178,24 @@ impl Store {
                 what: format!("member {}", k.value()),
                 source,
             })?);
+        }
+        Ok(out)
+    }
+
+    /// The SAM records, each with its data blob.
+    pub fn sam(&self) -> Result<Vec<SamWithData>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SAM)?;
+        let data = tx.open_table(SAM_DATA)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let r: SamRecord = postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+                what: format!("sam process {}", k.value()),
+                source,
+            })?;
+            let blob = data.get(k.value())?.map(|b| b.value().to_vec());
+            out.push((r, blob));
         }
         Ok(out)
     }
@@ -258,6 +293,29 @@ impl Store {
                     source,
                 })?;
                 cmap.insert(k.as_str(), bytes.as_slice())?;
+            }
+            let mut sam = tx.open_table(SAM)?;
+            let mut sam_data = tx.open_table(SAM_DATA)?;
+            for p in &batch.delete_sam {
+                sam.remove(*p)?;
+                sam_data.remove(*p)?;
+            }
+            for r in &batch.put_sam {
+                let bytes = postcard::to_allocvec(r).map_err(|source| StoreError::Record {
+                    what: format!("sam process {}", r.pid),
+                    source,
+                })?;
+                sam.insert(r.pid, bytes.as_slice())?;
+            }
+            for (p, d) in &batch.put_sam_data {
+                match d {
+                    Some(d) => {
+                        sam_data.insert(*p, d.as_slice())?;
+                    }
+                    None => {
+                        sam_data.remove(*p)?;
+                    }
+                }
             }
             if let Some(last) = batch.events.last() {
                 let mut events = tx.open_table(EVENTS)?;

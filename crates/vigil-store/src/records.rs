@@ -164,3 +164,21 @@ pub struct MemberRecord {
     pub uid: u32,
     pub added_ms: u64,
 }
+
+/// A SAM application, by its supervisor's pid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SamRecord {
+    pub pid: i32,
+    pub start_time: u64,
+    pub uid: u32,
+    pub name: String,
+    pub instance: u32,
+    pub child: i32,
+    pub interval_ms: u64,
+    pub policy: u32,
+    pub warn_signal: i32,
+    /// 0 stopped, 1 running, 2 waiting for quorum, 3 failed.
+    pub state: u8,
+    pub last_updated_ms: u64,
+    pub registered_ms: u64,
+}

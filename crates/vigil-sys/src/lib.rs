@@ -20,8 +20,8 @@ mod testutil;
 pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
 pub use misc::{
-    getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit, send_signal, set_child_subreaper,
-    set_nonblocking, user_by_uid, yield_cpu,
+    fork, getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit, reap_child, send_signal,
+    set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
 };
 pub use pidfd::{reap_any, PidFd};
 pub use procfs::{

@@ -247,3 +247,43 @@ mod tests {
         assert_eq!(out.trim(), orig.to_string());
     }
 }
+
+/// Which side of a [`fork`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// The new process.
+    Child,
+    /// The calling process, with the child's pid.
+    Parent(Pid),
+}
+
+/// fork(2): SAM's model, where `register` returns in a new process while the caller stays behind.
+///
+/// Only the calling thread exists in the child: it must not rely on locks other threads held (the
+/// caller of SAM's `register` accepts the same rule as with corosync's library).
+pub fn fork() -> Result<Forked, SysError> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the child runs only the calling
+    // thread, which is the documented contract of this function.
+    let r = unsafe { libc::fork() };
+    match r {
+        -1 => Err(SysError::last_os("fork", None)),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Waits for our child `pid` to end and reaps it (retrying on EINTR).
+pub fn reap_child(pid: Pid) -> Result<crate::WaitStatus, SysError> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid pointer to a local int.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(crate::WaitStatus::from_raw(status));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(SysError::io("waitpid", Some(pid), e));
+        }
+    }
+}

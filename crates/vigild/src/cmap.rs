@@ -90,7 +90,7 @@ pub fn to_wire(v: &V) -> CmapValue {
     }
 }
 
-fn to_record(v: &V) -> CmapRecord {
+pub fn to_record(v: &V) -> CmapRecord {
     match v {
         V::I8(x) => CmapRecord::I8(*x),
         V::U8(x) => CmapRecord::U8(*x),
@@ -246,7 +246,11 @@ impl Daemon {
     /// Loads the persisted keys.
     pub fn cmap_restore(&mut self) -> anyhow::Result<()> {
         for (k, r) in self.store.cmap()? {
-            if vigil_core::cmap::validate_key(&k).is_ok() && !self.cmap.main.is_readonly(&k) {
+            if k == crate::sam::EXPECTED_VOTES_KEY {
+                if let v @ V::U32(1..) = from_record(&r) {
+                    self.cmap.main.set_internal(&k, v);
+                }
+            } else if vigil_core::cmap::validate_key(&k).is_ok() && !self.cmap.main.is_readonly(&k) {
                 self.cmap.main.set_internal(&k, from_record(&r));
                 self.cmap.persisted.insert(k);
             }
@@ -311,6 +315,9 @@ impl Daemon {
 
     pub fn cmap_set(&mut self, caller: Caller, key: &str, value: CmapValue, persist: bool) -> Answer {
         self.cmap_may_write(caller)?;
+        if key == crate::sam::EXPECTED_VOTES_KEY {
+            return self.set_expected_votes(&to_core(value));
+        }
         let limits = self.cmap.limits;
         let notes = self.cmap.main.set(key, to_core(value), &limits).map_err(cmap_error)?;
         self.cmap_persist(key, persist);
@@ -424,9 +431,11 @@ impl Daemon {
         self.cmap_internal("runtime.version", V::Str(env!("CARGO_PKG_VERSION").into()));
         self.cmap_internal("runtime.node_name", V::Str(self.node.clone()));
         self.cmap_internal("runtime.node_id", V::U32(self.node_id));
-        self.cmap_internal("runtime.votequorum.quorate", V::U8(1));
-        self.cmap_internal("quorum.provider", V::Str("vigil_single_node".into()));
-        self.cmap_internal("quorum.expected_votes", V::U32(1));
+        self.cmap_internal("quorum.provider", V::Str("corosync_votequorum".into()));
+        if self.cmap.main.get(crate::sam::EXPECTED_VOTES_KEY).is_err() {
+            self.cmap_internal(crate::sam::EXPECTED_VOTES_KEY, V::U32(1));
+        }
+        self.quorum_update(true);
     }
 
     /// Keys the config file sets at start (and on reload); user keys, so persistence rules apply.

@@ -133,6 +133,9 @@ impl Daemon {
             } => self.cmap_track_add(caller, map, &key, flags, context, out),
             Request::CmapTrackDelete { track } => self.cmap_track_delete(caller, track),
             Request::CmapSetText { key, ty, text, persist } => self.cmap_set_text(caller, &key, &ty, &text, persist),
+            Request::SamReport { change, info } => self.sam_report(caller, change, info),
+            Request::SamList => self.sam_list(),
+            Request::QuorumTrack => self.quorum_track(caller, out),
             Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
                 pid: std::process::id(),

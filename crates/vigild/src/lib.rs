@@ -12,6 +12,7 @@ pub mod logs;
 pub mod procs;
 pub mod psm;
 pub mod restore;
+pub mod sam;
 pub mod server;
 pub mod spec;
 pub mod state;
@@ -167,6 +168,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         node_id: 1,
         psm: Default::default(),
         cmap: settings_cmap,
+        sam: Default::default(),
         exit_retries: Vec::new(),
         users: HashMap::new(),
         psm_limits: settings_psm,
@@ -193,6 +195,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         d.cmap_preload(&c.cmap_keys);
     }
     d.psm_restore()?;
+    d.sam_restore()?;
     d.restore()?;
     if let Some(c) = config {
         d.ensure_categories(&c.categories);
@@ -262,7 +265,10 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                             }
                         }
                         Msg::Exited { pid, start_time } => d.on_exited(pid, start_time),
-                        Msg::Closed { conn } => d.on_closed(conn),
+                        Msg::Closed { conn } => {
+                            d.on_closed(conn);
+                            d.sam_on_closed(conn);
+                        }
                     }
                 }
             }

@@ -110,6 +110,7 @@ pub struct Daemon {
     pub node_id: u32,
     pub psm: vigil_core::psm::Registry,
     pub cmap: crate::cmap::Cmap,
+    pub sam: crate::sam::Sam,
     /// Exited members whose status is not available yet, with the attempt number and the next try.
     pub exit_retries: Vec<(ProcId, usize, Timestamp)>,
     /// Users by uid (name, gid, home), read once: cleared on reload.

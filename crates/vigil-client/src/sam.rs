@@ -1,0 +1,888 @@
+//! SAM, the service availability manager: corosync's `sam.h` in Rust, one process-wide instance as in C.
+//!
+//! ```text
+//! initialize(interval, policy) ── register() ──fork──► child: returns Ok(instance), runs the application
+//!                                     │                   start / hc_send ... / stop / data_store ...
+//!                                     └─ parent: stays in register() as the supervisor, forever:
+//!                                        timer, policy, data; a failed child is replaced by a new one,
+//!                                        which returns from register() again with instance + 1
+//! ```
+//!
+//! The supervisor and its child talk over a socketpair (commands one way, replies the other; a dead peer
+//! is an error, never a SIGPIPE). The supervisor reports every change to vigild when it can reach it
+//! (events `sys.vigil.sam.*`, the record `vigil sam ls` shows, the data blob kept across a restart of vigild,
+//! and with the CMAP flag corosync's keys `resources.process.<supervisor pid>.*`); with the QUORUM flag it
+//! follows vigild's quorum. Without those flags SAM works without vigild too, as corosync's library does.
+//!
+//! Error values are corosync's (`cs_error_t`, see [`SamError::cs_error`]), and each call is accepted in
+//! exactly the states `sam.h` gives.
+
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use vigil_core::sam::{Ending, Next, Policy, Step, Watch};
+use vigil_proto::{ErrorCode, Request, SamChange, SamInfo, SamState};
+
+use crate::{Client, ClientError};
+
+pub use vigil_core::sam::{POLICY_CMAP, POLICY_QUIT, POLICY_QUORUM, POLICY_RESTART};
+
+/// What a SAM call can return besides success, with corosync's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SamError {
+    /// `CS_ERR_LIBRARY`: an internal call failed (pipe, fork, the link to the supervisor).
+    #[error("SAM library error (the link between the application and its supervisor failed)")]
+    Library,
+    /// `CS_ERR_TRY_AGAIN`.
+    #[error("try again")]
+    TryAgain,
+    /// `CS_ERR_INVALID_PARAM`: a bad argument, or a call the policy does not allow.
+    #[error("invalid parameter")]
+    InvalidParam,
+    /// `CS_ERR_NO_MEMORY`: the data is too large.
+    #[error("no memory (data too large)")]
+    NoMemory,
+    /// `CS_ERR_BAD_HANDLE`: the call is not allowed in the current state (not initialized, not
+    /// registered, not started, finalized, or a second initialize/register).
+    #[error("bad handle (call not allowed in this state)")]
+    BadHandle,
+}
+
+impl SamError {
+    /// The `cs_error_t` value.
+    pub fn cs_error(self) -> i32 {
+        match self {
+            SamError::Library => 2,
+            SamError::TryAgain => 6,
+            SamError::InvalidParam => 7,
+            SamError::NoMemory => 8,
+            SamError::BadHandle => 9,
+        }
+    }
+
+    fn from_cs(code: i32) -> SamError {
+        match code {
+            6 => SamError::TryAgain,
+            7 => SamError::InvalidParam,
+            8 => SamError::NoMemory,
+            9 => SamError::BadHandle,
+            _ => SamError::Library,
+        }
+    }
+}
+
+/// `sam_hc_callback_t`: 0 means healthy.
+pub type HcCallback = Arc<dyn Fn() -> i32 + Send + Sync>;
+
+type Result<T> = std::result::Result<T, SamError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    NotInitialized,
+    Initialized,
+    Registered,
+    Started,
+    Finalized,
+    /// This process is the supervisor: no SAM call is for it.
+    Supervising,
+}
+
+// Commands from the application to its supervisor, and the replies.
+const CMD_START: u8 = 0;
+const CMD_STOP: u8 = 1;
+const CMD_HB: u8 = 2;
+const CMD_DATA: u8 = 3;
+const CMD_WARN_SIGNAL: u8 = 4;
+const CMD_MARK_FAILED: u8 = 5;
+const REPLY_OK: u8 = 0;
+const REPLY_ERROR: u8 = 1;
+
+/// The callback thread's orders.
+enum CbOrder {
+    Start,
+    Stop,
+}
+
+struct Inner {
+    status: Status,
+    interval_ms: u64,
+    policy: u32,
+    warn_signal: i32,
+    instance: u32,
+    data: Option<Vec<u8>>,
+    /// The application's end of the link to its supervisor.
+    link: Option<OwnedFd>,
+    vigild: Option<Client>,
+    socket: Option<PathBuf>,
+    quorate: bool,
+    callback: Option<HcCallback>,
+    cb_shared: Option<Arc<Mutex<Option<HcCallback>>>>,
+    cb_tx: Option<mpsc::Sender<CbOrder>>,
+}
+
+static STATE: Mutex<Inner> = Mutex::new(Inner {
+    status: Status::NotInitialized,
+    interval_ms: 0,
+    policy: 0,
+    warn_signal: libc_sigterm(),
+    instance: 0,
+    data: None,
+    link: None,
+    vigild: None,
+    socket: None,
+    quorate: false,
+    callback: None,
+    cb_shared: None,
+    cb_tx: None,
+});
+
+const fn libc_sigterm() -> i32 {
+    15
+}
+
+const SIGKILL: i32 = 9;
+
+fn lock() -> MutexGuard<'static, Inner> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn valid_signal(sig: i32) -> bool {
+    (1..=64).contains(&sig)
+}
+
+/// `sam_initialize`: the health-check interval in milliseconds (0: no time limit, only the application's
+/// death is watched) and the recovery policy (`POLICY_QUIT` or `POLICY_RESTART`, with `POLICY_QUORUM` and
+/// `POLICY_CMAP`). A second call is `BadHandle`; a bad policy or a negative interval `InvalidParam`; with
+/// QUORUM or CMAP, vigild must be reachable (`$VIGIL_SOCKET` or the default socket), else `Library`.
+pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
+    let mut g = lock();
+    if g.status != Status::NotInitialized {
+        return Err(SamError::BadHandle);
+    }
+    let p = Policy::new(policy).map_err(|_| SamError::InvalidParam)?;
+    if interval_ms < 0 {
+        return Err(SamError::InvalidParam);
+    }
+    let socket = crate::default_socket_path();
+    let mut vigild = Client::connect(&socket).ok();
+    if (p.quorum() || p.cmap()) && vigild.is_none() {
+        return Err(SamError::Library);
+    }
+    let mut quorate = true;
+    if p.quorum() {
+        quorate = vigild
+            .as_mut()
+            .expect("checked")
+            .quorum_track()
+            .map_err(|_| SamError::Library)?;
+    }
+    g.status = Status::Initialized;
+    g.interval_ms = interval_ms as u64;
+    g.policy = policy;
+    g.warn_signal = libc_sigterm();
+    g.data = None;
+    g.vigild = vigild;
+    g.socket = Some(socket);
+    g.quorate = quorate;
+    Ok(())
+}
+
+/// `sam_register`: forks. The child returns `Ok(instance)` (1 for the first instance, one more after each
+/// recovery); the caller's process stays here as the supervisor and never returns, except with an error
+/// when it cannot go on (then `Library`). A second call, or one before `initialize`, is `BadHandle`.
+pub fn register() -> Result<u32> {
+    let mut g = lock();
+    if g.status != Status::Initialized {
+        return Err(SamError::BadHandle);
+    }
+    let policy = Policy::new(g.policy).map_err(|_| SamError::InvalidParam)?;
+    let mut sup = Supervisor {
+        policy,
+        interval_ms: g.interval_ms,
+        warn_signal: g.warn_signal,
+        instance: g.instance,
+        child: 0,
+        state: SamState::Stopped,
+        data: g.data.clone(),
+        vigild: g.vigild.take(),
+        socket: g.socket.clone(),
+        quorate: g.quorate,
+        epoch: Instant::now(),
+    };
+    loop {
+        let (ours, theirs) =
+            rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+                .map_err(|_| SamError::Library)?;
+        sup.instance = sup.instance.wrapping_add(1);
+        match vigil_sys::fork().map_err(|_| SamError::Library)? {
+            vigil_sys::Forked::Child => {
+                drop(ours);
+                g.status = Status::Registered;
+                g.instance = sup.instance;
+                g.data = sup.data.take();
+                g.warn_signal = sup.warn_signal;
+                g.link = Some(theirs);
+                // The supervisor's connection to vigild is its own: this copy closes.
+                g.vigild = None;
+                drop(sup);
+                return Ok(g.instance);
+            }
+            vigil_sys::Forked::Parent(pid) => {
+                drop(theirs);
+                g.status = Status::Supervising;
+                drop(g);
+                let (ending, status) = sup.supervise(pid, ours)?;
+                match vigil_core::sam::next(sup.policy, ending) {
+                    Next::Restart => {
+                        g = lock();
+                        continue;
+                    }
+                    Next::Quit { failed } => {
+                        let code = exit_code(status);
+                        let _ = sup.report(SamChange::Quit { code, failed });
+                        std::process::exit(code);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The supervisor exits with its application's exit code, or 128 + the signal that killed it (so that
+/// whatever watches the supervisor sees a failure: corosync's library exits 0 then).
+fn exit_code(status: vigil_sys::WaitStatus) -> i32 {
+    match status {
+        vigil_sys::WaitStatus::Exited(c) => c,
+        vigil_sys::WaitStatus::Signaled { signal, .. } => 128 + signal,
+    }
+}
+
+fn send_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        match rustix::net::send(fd, buf, SendFlags::NOSIGNAL) {
+            Ok(0) => return Err(SamError::Library),
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return Err(SamError::Library),
+        }
+    }
+    Ok(())
+}
+
+fn recv_exact(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::net::recv(fd, &mut buf[got..], RecvFlags::empty()) {
+            Ok((0, _)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok((n, _)) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn read_reply(fd: &OwnedFd) -> Result<()> {
+    let mut b = [0u8; 1];
+    recv_exact(fd, &mut b).map_err(|_| SamError::Library)?;
+    match b[0] {
+        REPLY_OK => Ok(()),
+        REPLY_ERROR => {
+            let mut c = [0u8; 4];
+            recv_exact(fd, &mut c).map_err(|_| SamError::Library)?;
+            Err(SamError::from_cs(i32::from_le_bytes(c)))
+        }
+        _ => Err(SamError::Library),
+    }
+}
+
+fn command(g: &Inner, cmd: u8, payload: &[u8], reply: bool) -> Result<()> {
+    let fd = g.link.as_ref().ok_or(SamError::BadHandle)?;
+    let mut msg = Vec::with_capacity(1 + payload.len());
+    msg.push(cmd);
+    msg.extend_from_slice(payload);
+    send_all(fd, &msg)?;
+    if reply {
+        read_reply(fd)?;
+    }
+    Ok(())
+}
+
+/// `sam_start`: health checking begins; from now on `hc_send` is due every interval (or the callback
+/// answers). With QUORUM it waits while the node is not quorate. Only after `register` and not started:
+/// else `BadHandle`.
+pub fn start() -> Result<()> {
+    let mut g = lock();
+    if g.status != Status::Registered {
+        return Err(SamError::BadHandle);
+    }
+    command(&g, CMD_START, &[], true)?;
+    if let Some(tx) = g.cb_tx.as_ref().filter(|_| g.callback.is_some()) {
+        let _ = tx.send(CbOrder::Start);
+    }
+    g.status = Status::Started;
+    Ok(())
+}
+
+/// `sam_stop`: health checking pauses. Only when started: else `BadHandle`.
+pub fn stop() -> Result<()> {
+    let mut g = lock();
+    if g.status != Status::Started {
+        return Err(SamError::BadHandle);
+    }
+    command(&g, CMD_STOP, &[], true)?;
+    if let Some(tx) = g.cb_tx.as_ref() {
+        let _ = tx.send(CbOrder::Stop);
+    }
+    g.status = Status::Registered;
+    Ok(())
+}
+
+/// `sam_hc_send`: one heartbeat. Only when started: else `BadHandle`.
+pub fn hc_send() -> Result<()> {
+    let g = lock();
+    if g.status != Status::Started {
+        return Err(SamError::BadHandle);
+    }
+    command(&g, CMD_HB, &[], false)
+}
+
+/// `sam_finalize`: stops health checking if started; no later start is possible. `BadHandle` before
+/// `initialize` or after a first finalize.
+pub fn finalize() -> Result<()> {
+    if lock().status == Status::Started {
+        stop()?;
+    }
+    let mut g = lock();
+    if !matches!(g.status, Status::Initialized | Status::Registered) {
+        return Err(SamError::BadHandle);
+    }
+    g.status = Status::Finalized;
+    g.data = None;
+    Ok(())
+}
+
+fn usable(g: &Inner) -> Result<()> {
+    match g.status {
+        Status::Initialized | Status::Registered | Status::Started => Ok(()),
+        _ => Err(SamError::BadHandle),
+    }
+}
+
+/// `sam_warn_signal_set`: the signal sent one interval before SIGKILL (default SIGTERM; SIGKILL means no
+/// warning). `BadHandle` before `initialize` or after `finalize`; `InvalidParam` for a non-signal.
+pub fn warn_signal_set(signal: i32) -> Result<()> {
+    let mut g = lock();
+    usable(&g)?;
+    if !valid_signal(signal) {
+        return Err(SamError::InvalidParam);
+    }
+    if g.link.is_some() {
+        command(&g, CMD_WARN_SIGNAL, &signal.to_le_bytes(), true)?;
+    }
+    g.warn_signal = signal;
+    Ok(())
+}
+
+/// `sam_data_store`: keeps `data` (None or empty: deletes it) with the supervisor, so that it survives
+/// recoveries. `BadHandle` before `initialize` or after `finalize`; `NoMemory` when it is too large for
+/// vigild to keep; `Library` when the supervisor cannot be reached.
+pub fn data_store(data: Option<&[u8]>) -> Result<()> {
+    let mut g = lock();
+    usable(&g)?;
+    let data = data.filter(|d| !d.is_empty());
+    if g.link.is_some() {
+        let d = data.unwrap_or(&[]);
+        let mut payload = Vec::with_capacity(9 + d.len());
+        payload.push(data.is_some() as u8);
+        payload.extend_from_slice(&(d.len() as u64).to_le_bytes());
+        payload.extend_from_slice(d);
+        command(&g, CMD_DATA, &payload, true)?;
+    }
+    g.data = data.map(<[u8]>::to_vec);
+    Ok(())
+}
+
+/// `sam_data_getsize`: the size of the stored data (0: none). `BadHandle` before `initialize` or after
+/// `finalize`.
+pub fn data_getsize() -> Result<usize> {
+    let g = lock();
+    usable(&g)?;
+    Ok(g.data.as_ref().map_or(0, Vec::len))
+}
+
+/// `sam_data_restore`: copies the stored data into `buf` and answers its size (0: nothing stored, `buf`
+/// untouched). `InvalidParam` when `buf` is smaller than the data; `BadHandle` before `initialize` or
+/// after `finalize`.
+pub fn data_restore(buf: &mut [u8]) -> Result<usize> {
+    let g = lock();
+    usable(&g)?;
+    let Some(d) = g.data.as_ref() else { return Ok(0) };
+    if buf.len() < d.len() {
+        return Err(SamError::InvalidParam);
+    }
+    buf[..d.len()].copy_from_slice(d);
+    Ok(d.len())
+}
+
+/// The stored data, whole (empty: none).
+pub fn data_restore_vec() -> Result<Vec<u8>> {
+    let g = lock();
+    usable(&g)?;
+    Ok(g.data.clone().unwrap_or_default())
+}
+
+/// `sam_mark_failed`: the supervisor kills this instance without warning, sets the CMAP state "failed"
+/// and quits (whatever the policy). Only with the CMAP flag (`InvalidParam` otherwise), after `register`
+/// (`BadHandle` otherwise).
+pub fn mark_failed() -> Result<()> {
+    let g = lock();
+    if !matches!(g.status, Status::Registered | Status::Started) {
+        return Err(SamError::BadHandle);
+    }
+    if g.policy & POLICY_CMAP == 0 {
+        return Err(SamError::InvalidParam);
+    }
+    command(&g, CMD_MARK_FAILED, &[], false)
+}
+
+/// `sam_hc_callback_register`: event-driven checking. With a callback, a thread of the application sends
+/// the heartbeats itself (four per interval) while the callback returns 0 (asked once per interval); a
+/// non-zero answer stops them, so the supervisor warns and then kills. None switches back to
+/// `hc_send`. Only after `register` and before `start` (`BadHandle`); `InvalidParam` with interval 0, or
+/// None as the first registration.
+pub fn hc_callback_register(cb: Option<HcCallback>) -> Result<()> {
+    let mut g = lock();
+    if g.status != Status::Registered {
+        return Err(SamError::BadHandle);
+    }
+    if g.interval_ms == 0 {
+        return Err(SamError::InvalidParam);
+    }
+    if let Some(shared) = &g.cb_shared {
+        *shared.lock().unwrap_or_else(|e| e.into_inner()) = cb.clone();
+        g.callback = cb;
+        return Ok(());
+    }
+    let Some(cb) = cb else {
+        return Err(SamError::InvalidParam);
+    };
+    let shared = Arc::new(Mutex::new(Some(cb.clone())));
+    let (tx, rx) = mpsc::channel();
+    let tick = Duration::from_millis((g.interval_ms / 4).max(1));
+    let thread_cb = shared.clone();
+    std::thread::Builder::new()
+        .name("sam-hc".into())
+        .spawn(move || callback_thread(rx, thread_cb, tick))
+        .map_err(|_| SamError::Library)?;
+    g.cb_shared = Some(shared);
+    g.cb_tx = Some(tx);
+    g.callback = Some(cb);
+    Ok(())
+}
+
+/// Sends a heartbeat every tick while started, and asks the callback every fourth tick; once the callback
+/// reports a failure, no more heartbeats go out.
+fn callback_thread(rx: mpsc::Receiver<CbOrder>, cb: Arc<Mutex<Option<HcCallback>>>, tick: Duration) {
+    let mut started = false;
+    let mut failed = false;
+    let mut count = 0u32;
+    loop {
+        let order = if started && !failed {
+            match rx.recv_timeout(tick) {
+                Ok(o) => Some(o),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(o) => Some(o),
+                Err(_) => return,
+            }
+        };
+        match order {
+            Some(CbOrder::Start) => started = true,
+            Some(CbOrder::Stop) => started = false,
+            None => {
+                let f = cb.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let Some(f) = f else { continue };
+                if hc_send().is_ok() {
+                    count += 1;
+                }
+                if count >= 4 {
+                    count = 0;
+                    if f() != 0 {
+                        failed = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The parent side: one instance at a time.
+struct Supervisor {
+    policy: Policy,
+    interval_ms: u64,
+    warn_signal: i32,
+    instance: u32,
+    child: i32,
+    state: SamState,
+    data: Option<Vec<u8>>,
+    vigild: Option<Client>,
+    socket: Option<PathBuf>,
+    quorate: bool,
+    epoch: Instant,
+}
+
+/// What came in on the link.
+enum Incoming {
+    Command(u8),
+    /// The application closed its end (it exited or exec'd).
+    Closed,
+}
+
+impl Supervisor {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn info(&self) -> SamInfo {
+        SamInfo {
+            instance: self.instance,
+            child: self.child,
+            interval_ms: self.interval_ms,
+            policy: self.policy.bits(),
+            warn_signal: self.warn_signal,
+            state: self.state,
+        }
+    }
+
+    /// Tells vigild; reconnects once if the connection was lost (vigild restarted). Without vigild,
+    /// nothing to tell: Ok.
+    fn report(&mut self, change: SamChange) -> std::result::Result<(), ErrorCode> {
+        let info = self.info();
+        let req = Request::SamReport {
+            change: change.clone(),
+            info: info.clone(),
+        };
+        let Some(c) = self.vigild.as_mut() else {
+            return self.reconnect_and(change);
+        };
+        match c.request(req) {
+            Ok(_) => {
+                self.take_quorum();
+                Ok(())
+            }
+            Err(ClientError::Server(e)) => Err(e.code),
+            Err(_) => {
+                self.vigild = None;
+                self.reconnect_and(change)
+            }
+        }
+    }
+
+    fn reconnect_and(&mut self, change: SamChange) -> std::result::Result<(), ErrorCode> {
+        let Some(path) = self.socket.clone() else { return Ok(()) };
+        let Ok(mut c) = Client::connect(&path) else {
+            return Ok(());
+        };
+        let info = self.info();
+        let again = |c: &mut Client, change: SamChange| {
+            c.request(Request::SamReport {
+                change,
+                info: info.clone(),
+            })
+        };
+        if again(&mut c, SamChange::Reattach).is_err() {
+            return Ok(());
+        }
+        if let Some(d) = self.data.clone() {
+            let _ = again(&mut c, SamChange::Data(Some(d)));
+        }
+        if self.policy.quorum() {
+            if let Ok(q) = c.quorum_track() {
+                self.quorate = q;
+            }
+        }
+        let r = match again(&mut c, change) {
+            Err(ClientError::Server(e)) => Err(e.code),
+            _ => Ok(()),
+        };
+        self.vigild = Some(c);
+        r
+    }
+
+    fn take_quorum(&mut self) -> Option<bool> {
+        let changes = self.vigild.as_mut().map(Client::quorum_changes).unwrap_or_default();
+        let last = changes.last().copied();
+        if let Some(q) = last {
+            self.quorate = q;
+        }
+        last
+    }
+
+    fn act(&mut self, step: Step, reason: &str) {
+        match step {
+            Step::Warn => {
+                let _ = vigil_sys::send_signal(self.child, self.warn_signal);
+                self.report(SamChange::Warn {
+                    signal: self.warn_signal,
+                    reason: reason.into(),
+                })
+                .ok();
+            }
+            Step::Kill => {
+                let _ = vigil_sys::send_signal(self.child, SIGKILL);
+                self.report(SamChange::Kill { reason: reason.into() }).ok();
+            }
+        }
+    }
+
+    fn reply(link: &OwnedFd, r: std::result::Result<(), SamError>) {
+        let msg = match r {
+            Ok(()) => vec![REPLY_OK],
+            Err(e) => {
+                let mut m = vec![REPLY_ERROR];
+                m.extend_from_slice(&e.cs_error().to_le_bytes());
+                m
+            }
+        };
+        let _ = send_all(link, &msg);
+    }
+
+    /// Watches one instance until it is gone; answers how it ended and its wait status.
+    fn supervise(&mut self, pid: i32, link: OwnedFd) -> Result<(Ending, vigil_sys::WaitStatus)> {
+        self.child = pid;
+        self.state = SamState::Stopped;
+        let pidfd = vigil_sys::PidFd::open(pid).map_err(|_| SamError::Library)?;
+        let mut watch = Watch::new(self.interval_ms);
+        self.report(SamChange::Instance).ok();
+        if self.instance == 1 {
+            if let Some(d) = self.data.clone() {
+                self.report(SamChange::Data(Some(d))).ok();
+            }
+        }
+        let mut link_open = true;
+        loop {
+            let now = self.now();
+            if let Some(step) = watch.expire(now) {
+                self.act(step, "heartbeat missed");
+            }
+            if !self.poll_once(&pidfd, &link, &mut link_open, &mut watch)? {
+                break;
+            }
+        }
+        let status = vigil_sys::reap_child(pid).map_err(|_| SamError::Library)?;
+        self.report(SamChange::Exit {
+            status: status.to_raw(),
+        })
+        .ok();
+        self.child = 0;
+        Ok((watch.ended(), status))
+    }
+
+    /// One wait for something to happen; false once the instance is gone.
+    fn poll_once(
+        &mut self,
+        pidfd: &vigil_sys::PidFd,
+        link: &OwnedFd,
+        link_open: &mut bool,
+        watch: &mut Watch,
+    ) -> Result<bool> {
+        let timeout = watch.deadline().map(|d| {
+            let ms = d.saturating_sub(self.now());
+            rustix::time::Timespec {
+                tv_sec: (ms / 1000) as i64,
+                tv_nsec: ((ms % 1000) * 1_000_000) as _,
+            }
+        });
+        let quorum_pushes = self.policy.quorum();
+        let vigild = self.vigild.as_ref().filter(|_| quorum_pushes);
+        let watch_vigild = vigild.is_some();
+        let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
+        if *link_open {
+            fds.push(PollFd::new(link, PollFlags::IN));
+        }
+        if let Some(c) = vigild {
+            fds.push(PollFd::new(c, PollFlags::IN));
+        }
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return Err(SamError::Library),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut i = 1;
+        if *link_open {
+            if ready[i] {
+                match self.incoming(link) {
+                    Incoming::Closed => *link_open = false,
+                    Incoming::Command(c) => self.command(c, link, watch, pidfd)?,
+                }
+            }
+            i += 1;
+        }
+        if watch_vigild && ready.get(i).copied().unwrap_or(false) {
+            let lost = !matches!(self.vigild.as_mut().map(Client::read_push), Some(Ok(())));
+            if lost {
+                self.vigild = None;
+            }
+            self.on_quorum(watch);
+        }
+        Ok(!(ready[0] || pidfd.has_exited()))
+    }
+
+    fn on_quorum(&mut self, watch: &mut Watch) {
+        self.take_quorum();
+        if !self.quorate && watch.started() {
+            let step = watch.fail(self.now());
+            self.act(step, "quorum lost");
+        }
+    }
+
+    fn incoming(&mut self, link: &OwnedFd) -> Incoming {
+        let mut b = [0u8; 1];
+        match recv_exact(link, &mut b) {
+            Ok(()) => Incoming::Command(b[0]),
+            Err(_) => Incoming::Closed,
+        }
+    }
+
+    fn command(&mut self, cmd: u8, link: &OwnedFd, watch: &mut Watch, pidfd: &vigil_sys::PidFd) -> Result<()> {
+        let now = self.now();
+        watch.heartbeat(now);
+        match cmd {
+            CMD_HB if self.policy.cmap() => {
+                self.report(SamChange::Heartbeat).ok();
+            }
+            CMD_HB => {}
+            CMD_START => {
+                if !watch.started() {
+                    if self.policy.quorum() && !self.wait_for_quorum(pidfd)? {
+                        // The application died while waiting: its end is handled by the caller.
+                        return Ok(());
+                    }
+                    self.state = SamState::Running;
+                    watch.start(self.now());
+                    self.report(SamChange::Start).ok();
+                }
+                Self::reply(link, Ok(()));
+            }
+            CMD_STOP => {
+                if watch.started() {
+                    watch.stop();
+                    self.state = SamState::Stopped;
+                    self.report(SamChange::Stop).ok();
+                }
+                Self::reply(link, Ok(()));
+            }
+            CMD_DATA => {
+                let mut head = [0u8; 9];
+                if recv_exact(link, &mut head).is_err() {
+                    return Ok(());
+                }
+                let len = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")) as usize;
+                let mut d = Vec::new();
+                if d.try_reserve_exact(len).is_err() {
+                    // Drain what the application sends, then say why.
+                    let _ = io::copy(&mut LinkReader(link).take(len as u64), &mut io::sink());
+                    Self::reply(link, Err(SamError::NoMemory));
+                    return Ok(());
+                }
+                d.resize(len, 0);
+                if recv_exact(link, &mut d).is_err() {
+                    return Ok(());
+                }
+                let data = (head[0] != 0).then_some(d);
+                let r = match self.report(SamChange::Data(data.clone())) {
+                    Err(ErrorCode::LimitExceeded) => Err(SamError::NoMemory),
+                    Err(_) => Err(SamError::Library),
+                    Ok(()) => {
+                        self.data = data;
+                        Ok(())
+                    }
+                };
+                Self::reply(link, r);
+            }
+            CMD_WARN_SIGNAL => {
+                let mut s = [0u8; 4];
+                if recv_exact(link, &mut s).is_err() {
+                    return Ok(());
+                }
+                let sig = i32::from_le_bytes(s);
+                let r = if valid_signal(sig) {
+                    self.warn_signal = sig;
+                    self.report(SamChange::WarnSignal).ok();
+                    Ok(())
+                } else {
+                    Err(SamError::InvalidParam)
+                };
+                Self::reply(link, r);
+            }
+            CMD_MARK_FAILED => {
+                self.policy = self.policy.into_quit();
+                self.state = SamState::Failed;
+                self.report(SamChange::MarkFailed).ok();
+                let step = watch.mark_failed();
+                self.act(step, "marked failed");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `start` with QUORUM: the state is "waiting for quorum" until the node is quorate; false if the
+    /// application died meanwhile.
+    fn wait_for_quorum(&mut self, pidfd: &vigil_sys::PidFd) -> Result<bool> {
+        self.take_quorum();
+        if self.quorate {
+            return Ok(true);
+        }
+        self.state = SamState::WaitingForQuorum;
+        self.report(SamChange::WaitQuorum).ok();
+        while !self.quorate {
+            let Some(c) = self.vigild.as_ref() else {
+                // vigild is gone: wait for it to come back, a second at a time.
+                if pidfd.wait_exited(Some(Duration::from_secs(1))) {
+                    return Ok(false);
+                }
+                self.report(SamChange::WaitQuorum).ok();
+                continue;
+            };
+            let mut fds = [PollFd::new(pidfd, PollFlags::IN), PollFd::new(c, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return Err(SamError::Library),
+            }
+            let (dead, push) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+            if dead {
+                return Ok(false);
+            }
+            if push {
+                if self.vigild.as_mut().map(Client::read_push).is_some_and(|r| r.is_err()) {
+                    self.vigild = None;
+                }
+                self.take_quorum();
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Reads from the link socket.
+struct LinkReader<'a>(&'a OwnedFd);
+
+impl Read for LinkReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        rustix::net::recv(self.0, buf, RecvFlags::empty())
+            .map(|(n, _)| n)
+            .map_err(io::Error::from)
+    }
+}

@@ -1,0 +1,338 @@
+//! SAM's rules: recovery policies, and the deadlines of one supervised instance.
+//!
+//! A SAM supervisor watches one instance of its application at a time. While health checking is started,
+//! each heartbeat (any command from the instance) opens a new interval; an interval without one sends the
+//! warn signal, and one more interval after the warning sends SIGKILL. The instance's end is then a
+//! recovery (a failure) or a quit (an orderly end), and the recovery policy turns a recovery into a new
+//! instance (RESTART) or the supervisor's exit (QUIT).
+//!
+//! One departure from corosync's library, on purpose: a heartbeat that arrives after the warning forgives
+//! it (the application answered), so the next missed interval warns again instead of killing at once.
+
+use std::fmt;
+
+/// `SAM_RECOVERY_POLICY_QUIT`.
+pub const POLICY_QUIT: u32 = 1;
+/// `SAM_RECOVERY_POLICY_RESTART`.
+pub const POLICY_RESTART: u32 = 2;
+/// `SAM_RECOVERY_POLICY_QUORUM`.
+pub const POLICY_QUORUM: u32 = 0x08;
+/// `SAM_RECOVERY_POLICY_CMAP` (also `SAM_RECOVERY_POLICY_CONFDB`).
+pub const POLICY_CMAP: u32 = 0x10;
+
+/// How long SIGKILL waits after a warning when the interval is 0 (no time limit): a warning caused by
+/// something else than a missed heartbeat (quorum lost) must still end.
+pub const WARN_GRACE_NO_INTERVAL_MS: u64 = 1000;
+
+/// A checked recovery policy: QUIT or RESTART, with the QUORUM and CMAP flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy(u32);
+
+/// Why a policy value is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPolicy(pub u32);
+
+impl fmt::Display for BadPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "recovery policy {:#x} is not QUIT (1) or RESTART (2), optionally with QUORUM (0x8) and CMAP (0x10)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BadPolicy {}
+
+impl Policy {
+    pub fn new(bits: u32) -> Result<Policy, BadPolicy> {
+        let base = bits & !(POLICY_QUORUM | POLICY_CMAP);
+        if base != POLICY_QUIT && base != POLICY_RESTART {
+            return Err(BadPolicy(bits));
+        }
+        Ok(Policy(bits))
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub fn restarts(self) -> bool {
+        self.0 & !(POLICY_QUORUM | POLICY_CMAP) == POLICY_RESTART
+    }
+
+    pub fn quorum(self) -> bool {
+        self.0 & POLICY_QUORUM != 0
+    }
+
+    pub fn cmap(self) -> bool {
+        self.0 & POLICY_CMAP != 0
+    }
+
+    /// `sam_mark_failed`: the policy becomes QUIT, keeping its flags.
+    pub fn into_quit(self) -> Policy {
+        Policy(POLICY_QUIT | (self.0 & (POLICY_QUORUM | POLICY_CMAP)))
+    }
+
+    /// The value of `resources.process.<pid>.recovery`.
+    pub fn recovery_name(self) -> &'static str {
+        if self.restarts() {
+            "restart"
+        } else {
+            "quit"
+        }
+    }
+}
+
+/// What the supervisor must do to the instance now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send the warn signal (SIGKILL, if that is the warn signal, is no warning).
+    Warn,
+    /// Send SIGKILL: the instance has failed.
+    Kill,
+}
+
+/// How an instance ended, as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It failed: recovery per the policy.
+    Failed,
+    /// It ended while health checking was stopped: an orderly end, the supervisor quits.
+    Orderly,
+}
+
+/// What the supervisor does after an instance ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Start a new instance.
+    Restart,
+    /// Exit; `failed` when the application failed (CMAP state "failed", keys kept).
+    Quit { failed: bool },
+}
+
+/// The deadlines of one instance. Times are milliseconds on a monotonic clock the caller reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    interval_ms: u64,
+    started: bool,
+    warned: bool,
+    /// Set once the instance was killed (or must be): its end is a failure whatever the state.
+    killed: bool,
+    deadline: Option<u64>,
+}
+
+impl Watch {
+    pub fn new(interval_ms: u64) -> Watch {
+        Watch {
+            interval_ms,
+            started: false,
+            warned: false,
+            killed: false,
+            deadline: None,
+        }
+    }
+
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    pub fn warned(&self) -> bool {
+        self.warned
+    }
+
+    /// When [`Watch::expire`] must be called next, if ever.
+    pub fn deadline(&self) -> Option<u64> {
+        self.deadline
+    }
+
+    fn grace(&self) -> u64 {
+        if self.interval_ms > 0 {
+            self.interval_ms
+        } else {
+            WARN_GRACE_NO_INTERVAL_MS
+        }
+    }
+
+    /// Health checking starts: the first interval opens now.
+    pub fn start(&mut self, now: u64) {
+        self.started = true;
+        if !self.warned {
+            self.deadline = (self.interval_ms > 0).then(|| now + self.interval_ms);
+        }
+    }
+
+    /// Health checking stops: no deadline until the next start (a pending warning still ends in a kill).
+    pub fn stop(&mut self) {
+        self.started = false;
+        if !self.warned {
+            self.deadline = None;
+        }
+    }
+
+    /// A command arrived from the instance: a new interval opens, and a warning is forgiven.
+    pub fn heartbeat(&mut self, now: u64) {
+        if self.killed {
+            return;
+        }
+        self.warned = false;
+        self.deadline = (self.started && self.interval_ms > 0).then(|| now + self.interval_ms);
+    }
+
+    /// The deadline passed: warn first, kill one interval later.
+    pub fn expire(&mut self, now: u64) -> Option<Step> {
+        match self.deadline {
+            Some(d) if d <= now => Some(self.fail(now)),
+            _ => None,
+        }
+    }
+
+    /// Something other than time says the instance is unhealthy (quorum lost): the same warn → kill path.
+    pub fn fail(&mut self, now: u64) -> Step {
+        if self.warned || self.killed {
+            self.killed = true;
+            self.deadline = None;
+            Step::Kill
+        } else {
+            self.warned = true;
+            self.deadline = Some(now + self.grace());
+            Step::Warn
+        }
+    }
+
+    /// `sam_mark_failed`: kill without warning.
+    pub fn mark_failed(&mut self) -> Step {
+        self.started = true;
+        self.killed = true;
+        self.deadline = None;
+        Step::Kill
+    }
+
+    /// The instance is gone: a failure if checking was started or it was warned or killed, else an
+    /// orderly end.
+    pub fn ended(&self) -> Ending {
+        if self.started || self.warned || self.killed {
+            Ending::Failed
+        } else {
+            Ending::Orderly
+        }
+    }
+}
+
+/// What follows an instance's end under `policy`.
+pub fn next(policy: Policy, ending: Ending) -> Next {
+    match ending {
+        Ending::Orderly => Next::Quit { failed: false },
+        Ending::Failed if policy.restarts() => Next::Restart,
+        Ending::Failed => Next::Quit { failed: true },
+    }
+}
+
+/// Votequorum's rule: quorate while the votes are at least `expected / 2 + 1`.
+pub fn quorate(votes: u32, expected_votes: u32) -> bool {
+    // votes >= expected / 2 + 1, as votequorum states it.
+    votes > expected_votes / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies() {
+        for ok in [1, 2, 1 | 8, 2 | 8, 1 | 0x10, 2 | 0x10, 2 | 8 | 0x10] {
+            assert!(Policy::new(ok).is_ok(), "{ok:#x}");
+        }
+        for bad in [0, 3, 4, 8, 0x10, 0x18, 0x20 | 1, u32::MAX] {
+            let e = Policy::new(bad).unwrap_err();
+            assert!(e.to_string().contains("not QUIT"), "{e}");
+        }
+        let p = Policy::new(2 | 8 | 0x10).unwrap();
+        assert!(p.restarts() && p.quorum() && p.cmap());
+        assert_eq!(p.recovery_name(), "restart");
+        let q = p.into_quit();
+        assert_eq!(q.bits(), 1 | 8 | 0x10);
+        assert_eq!(q.recovery_name(), "quit");
+    }
+
+    #[test]
+    fn warn_then_kill() {
+        let mut w = Watch::new(100);
+        assert_eq!(w.deadline(), None, "no deadline before start");
+        w.start(1000);
+        assert_eq!(w.deadline(), Some(1100));
+        assert_eq!(w.expire(1099), None);
+        w.heartbeat(1050);
+        assert_eq!(w.expire(1100), None, "a heartbeat opens a new interval");
+        assert_eq!(w.expire(1150), Some(Step::Warn));
+        assert_eq!(w.deadline(), Some(1250));
+        assert_eq!(w.expire(1250), Some(Step::Kill));
+        assert_eq!(w.deadline(), None);
+        assert_eq!(w.ended(), Ending::Failed);
+    }
+
+    #[test]
+    fn heartbeat_after_warning_forgives() {
+        let mut w = Watch::new(100);
+        w.start(0);
+        assert_eq!(w.expire(100), Some(Step::Warn));
+        w.heartbeat(150);
+        assert!(!w.warned());
+        assert_eq!(w.expire(250), Some(Step::Warn), "warned again, not killed");
+    }
+
+    #[test]
+    fn no_interval_means_no_deadline() {
+        let mut w = Watch::new(0);
+        w.start(0);
+        w.heartbeat(10);
+        assert_eq!(w.deadline(), None);
+        // Quorum loss still ends in a kill after the grace.
+        assert_eq!(w.fail(20), Step::Warn);
+        assert_eq!(w.deadline(), Some(20 + WARN_GRACE_NO_INTERVAL_MS));
+        assert_eq!(w.expire(20 + WARN_GRACE_NO_INTERVAL_MS), Some(Step::Kill));
+    }
+
+    #[test]
+    fn stop_clears_the_deadline_and_end_is_orderly() {
+        let mut w = Watch::new(100);
+        w.start(0);
+        w.stop();
+        assert_eq!(w.deadline(), None);
+        assert_eq!(w.ended(), Ending::Orderly);
+        assert_eq!(next(Policy::new(2).unwrap(), w.ended()), Next::Quit { failed: false });
+    }
+
+    #[test]
+    fn mark_failed_kills_at_once_and_quits_failed() {
+        let mut w = Watch::new(100);
+        assert_eq!(w.mark_failed(), Step::Kill);
+        w.heartbeat(5);
+        assert_eq!(w.ended(), Ending::Failed);
+        let p = Policy::new(2 | 0x10).unwrap().into_quit();
+        assert_eq!(next(p, w.ended()), Next::Quit { failed: true });
+    }
+
+    #[test]
+    fn policy_decides_after_failure() {
+        assert_eq!(next(Policy::new(2).unwrap(), Ending::Failed), Next::Restart);
+        assert_eq!(
+            next(Policy::new(1).unwrap(), Ending::Failed),
+            Next::Quit { failed: true }
+        );
+        assert_eq!(
+            next(Policy::new(1).unwrap(), Ending::Orderly),
+            Next::Quit { failed: false }
+        );
+    }
+
+    #[test]
+    fn votequorum() {
+        assert!(quorate(1, 1));
+        assert!(quorate(1, 0));
+        assert!(!quorate(1, 2));
+        assert!(!quorate(1, 3));
+        assert!(quorate(2, 3));
+        assert!(!quorate(2, 4));
+    }
+}

@@ -1,0 +1,370 @@
+//! SAM in vigild: the record of every supervised application (reported by its supervisor), its CMAP keys
+//! `resources.process.<pid>.*` with corosync's names and types, the `sys.vigil.sam.*` events, and the
+//! node's quorum (votequorum's rule over `quorum.expected_votes`) pushed to the supervisors that track it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use vigil_core::cmap::CmapValue as V;
+use vigil_core::sam::Policy;
+use vigil_proto::{ErrorCode, Response, SamChange, SamInfo, SamProcess, SamState, ServerMsg, WireError, MAX_FRAME_LEN};
+use vigil_store::SamRecord;
+
+use crate::events::{attr_b, attr_i, attr_s};
+use crate::server::{Caller, ConnTx, Outgoing};
+use crate::state::{now, Daemon};
+
+type Answer = Result<Response, WireError>;
+
+/// The largest data blob a SAM application may store: what fits in one frame with room to spare.
+pub const SAM_DATA_MAX: usize = MAX_FRAME_LEN - 64 * 1024;
+
+/// The key that sets the node's expected votes; the one key under `quorum.` users may write.
+pub const EXPECTED_VOTES_KEY: &str = "quorum.expected_votes";
+
+/// This node's votes (single-node mode).
+const NODE_VOTES: u32 = 1;
+
+/// One supervised application.
+pub struct SamEntry {
+    pub record: SamRecord,
+    pub data: Option<Vec<u8>>,
+    /// The supervisor's connection, while it has one.
+    pub conn: Option<u64>,
+}
+
+/// SAM's state in vigild.
+#[derive(Default)]
+pub struct Sam {
+    pub procs: BTreeMap<i32, SamEntry>,
+    /// Connections that asked for quorum changes.
+    pub quorum_conns: HashMap<u64, ConnTx>,
+    pub quorate: bool,
+}
+
+fn state_code(s: SamState) -> u8 {
+    match s {
+        SamState::Stopped => 0,
+        SamState::Running => 1,
+        SamState::WaitingForQuorum => 2,
+        SamState::Failed => 3,
+    }
+}
+
+fn state_of(code: u8) -> SamState {
+    match code {
+        1 => SamState::Running,
+        2 => SamState::WaitingForQuorum,
+        3 => SamState::Failed,
+        _ => SamState::Stopped,
+    }
+}
+
+fn bad(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::InvalidArgument, msg)
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn alive(r: &SamRecord) -> bool {
+    vigil_sys::start_time(r.pid).ok() == Some(r.start_time)
+}
+
+impl Daemon {
+    pub fn sam_report(&mut self, caller: Caller, change: SamChange, info: SamInfo) -> Answer {
+        let pid = caller
+            .pid
+            .ok_or_else(|| bad("vigild cannot tell the pid of this connection, so it cannot know the supervisor"))?;
+        let policy = Policy::new(info.policy).map_err(|e| bad(e.to_string()))?;
+        if !(1..=64).contains(&info.warn_signal) {
+            return Err(bad(format!("warn signal {} is not a signal number", info.warn_signal)));
+        }
+        if let SamChange::Data(Some(d)) = &change {
+            if d.len() > SAM_DATA_MAX {
+                return Err(WireError::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "SAM data of {} bytes is over the limit of {SAM_DATA_MAX} bytes",
+                        d.len()
+                    ),
+                ));
+            }
+        }
+        let t = now().as_millis();
+        let entry = self.sam.procs.entry(pid).or_insert_with(|| SamEntry {
+            record: SamRecord {
+                pid,
+                start_time: vigil_sys::start_time(pid).unwrap_or(0),
+                uid: caller.uid,
+                name: vigil_sys::proc_stat(pid).map(|s| s.comm).unwrap_or_default(),
+                instance: 0,
+                child: 0,
+                interval_ms: 0,
+                policy: 0,
+                warn_signal: 15,
+                state: 0,
+                last_updated_ms: 0,
+                registered_ms: t,
+            },
+            data: None,
+            conn: None,
+        });
+        let first = entry.conn.is_none() && entry.record.instance == 0;
+        entry.conn = Some(caller.conn);
+        let r = &mut entry.record;
+        r.instance = info.instance;
+        r.child = info.child;
+        r.interval_ms = info.interval_ms;
+        r.policy = info.policy;
+        r.warn_signal = info.warn_signal;
+        r.state = state_code(info.state);
+        let from_child = matches!(
+            change,
+            SamChange::Start
+                | SamChange::Stop
+                | SamChange::Heartbeat
+                | SamChange::WarnSignal
+                | SamChange::Data(_)
+                | SamChange::MarkFailed
+        );
+        if from_child {
+            r.last_updated_ms = t;
+        }
+        if let SamChange::Data(d) = &change {
+            entry.data = d.clone();
+            self.batch.put_sam_data.push((pid, d.clone()));
+        }
+        let record = entry.record.clone();
+        let subject = format!("sam/{pid}");
+        let base = vec![
+            attr_i("pid", pid as i64),
+            attr_i("child", info.child as i64),
+            attr_i("instance", info.instance as i64),
+            attr_s("state", info.state.cmap_str()),
+        ];
+        let event = match &change {
+            SamChange::Instance if info.instance <= 1 || first => Some(("register", vec![])),
+            SamChange::Instance => Some(("restart", vec![])),
+            SamChange::Start => Some(("start", vec![])),
+            SamChange::Stop => Some(("stop", vec![])),
+            SamChange::WaitQuorum => Some(("wait_quorum", vec![])),
+            SamChange::Heartbeat => None,
+            SamChange::Warn { signal, reason } => Some((
+                "warn",
+                vec![attr_i("signal", *signal as i64), attr_s("reason", reason.clone())],
+            )),
+            SamChange::Kill { reason } => Some(("kill", vec![attr_s("reason", reason.clone())])),
+            SamChange::Exit { status } => Some(("exit", exit_attrs(*status))),
+            SamChange::MarkFailed => Some(("failed", vec![])),
+            SamChange::WarnSignal => Some(("warn_signal", vec![attr_i("signal", info.warn_signal as i64)])),
+            SamChange::Data(d) => Some(("data", vec![attr_i("size", d.as_ref().map_or(0, |d| d.len()) as i64)])),
+            SamChange::Quit { code, failed } => {
+                Some(("quit", vec![attr_i("code", *code as i64), attr_b("failed", *failed)]))
+            }
+            SamChange::Reattach => Some(("reattach", vec![])),
+        };
+        if let Some((name, extra)) = event {
+            let mut attrs = base;
+            attrs.extend(extra);
+            self.emit(&subject, &format!("sys.vigil.sam.{name}"), attrs);
+        }
+        match change {
+            SamChange::Quit { failed, .. } => {
+                self.sam.procs.remove(&pid);
+                self.batch.delete_sam.push(pid);
+                if policy.cmap() {
+                    if failed {
+                        self.sam_cmap_keys(&record, policy, false);
+                        self.cmap_internal(&format!("{}state", cmap_prefix(pid)), V::Str("failed".into()));
+                    } else {
+                        self.cmap_internal_drop(&cmap_prefix(pid));
+                    }
+                }
+            }
+            SamChange::Heartbeat => {
+                if policy.cmap() {
+                    self.cmap_internal(&format!("{}last_updated", cmap_prefix(pid)), V::U64(now_ns()));
+                }
+            }
+            _ => {
+                self.batch.put_sam.push(record.clone());
+                if policy.cmap() {
+                    self.sam_cmap_keys(&record, policy, from_child);
+                }
+            }
+        }
+        Ok(Response::Ok)
+    }
+
+    /// corosync's keys for one application: recovery, poll_period, state, and last_updated when a
+    /// command from the application arrived.
+    fn sam_cmap_keys(&mut self, r: &SamRecord, policy: Policy, touched: bool) {
+        let p = cmap_prefix(r.pid);
+        self.cmap_internal(&format!("{p}recovery"), V::Str(policy.recovery_name().into()));
+        self.cmap_internal(&format!("{p}poll_period"), V::U64(r.interval_ms));
+        self.cmap_internal(&format!("{p}state"), V::Str(state_of(r.state).cmap_str().into()));
+        if touched {
+            self.cmap_internal(&format!("{p}last_updated"), V::U64(now_ns()));
+        }
+    }
+
+    pub fn sam_list(&mut self) -> Answer {
+        self.sam_prune();
+        Ok(Response::SamProcesses(
+            self.sam
+                .procs
+                .values()
+                .map(|e| SamProcess {
+                    pid: e.record.pid,
+                    uid: e.record.uid,
+                    name: e.record.name.clone(),
+                    info: SamInfo {
+                        instance: e.record.instance,
+                        child: e.record.child,
+                        interval_ms: e.record.interval_ms,
+                        policy: e.record.policy,
+                        warn_signal: e.record.warn_signal,
+                        state: state_of(e.record.state),
+                    },
+                    data_size: e.data.as_ref().map_or(0, |d| d.len() as u64),
+                    last_updated_ms: e.record.last_updated_ms,
+                    registered_ms: e.record.registered_ms,
+                    connected: e.conn.is_some(),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Forgets the applications whose supervisor died without saying so (killed, or gone while vigild was
+    /// away): event `sys.vigil.sam.lost`, and CMAP state "failed" as a supervisor that quits after a
+    /// failure leaves it.
+    pub fn sam_prune(&mut self) {
+        let gone: Vec<i32> = self
+            .sam
+            .procs
+            .values()
+            .filter(|e| e.conn.is_none() && !alive(&e.record))
+            .map(|e| e.record.pid)
+            .collect();
+        for pid in gone {
+            let Some(e) = self.sam.procs.remove(&pid) else { continue };
+            self.batch.delete_sam.push(pid);
+            self.emit(
+                &format!("sam/{pid}"),
+                "sys.vigil.sam.lost",
+                vec![attr_i("pid", pid as i64), attr_i("instance", e.record.instance as i64)],
+            );
+            if Policy::new(e.record.policy).is_ok_and(|p| p.cmap()) {
+                self.cmap_internal(&format!("{}state", cmap_prefix(pid)), V::Str("failed".into()));
+            }
+        }
+    }
+
+    /// Loads the records; those whose supervisor died meanwhile are reported lost.
+    pub fn sam_restore(&mut self) -> anyhow::Result<()> {
+        for (r, data) in self.store.sam()? {
+            let policy = Policy::new(r.policy).ok();
+            self.sam.procs.insert(
+                r.pid,
+                SamEntry {
+                    record: r.clone(),
+                    data,
+                    conn: None,
+                },
+            );
+            if let Some(p) = policy.filter(|p| p.cmap()) {
+                self.sam_cmap_keys(&r, p, false);
+            }
+        }
+        self.sam_prune();
+        Ok(())
+    }
+
+    pub fn sam_on_closed(&mut self, conn: u64) {
+        self.sam.quorum_conns.remove(&conn);
+        let mut any = false;
+        for e in self.sam.procs.values_mut().filter(|e| e.conn == Some(conn)) {
+            e.conn = None;
+            any = true;
+        }
+        if any {
+            self.sam_prune();
+        }
+    }
+
+    pub fn quorum_track(&mut self, caller: Caller, out: &ConnTx) -> Answer {
+        self.sam.quorum_conns.insert(caller.conn, out.clone());
+        Ok(Response::Quorate(self.sam.quorate))
+    }
+
+    fn expected_votes(&self) -> u32 {
+        match self.cmap.main.get(EXPECTED_VOTES_KEY) {
+            Ok(V::U32(n)) => *n,
+            _ => 1,
+        }
+    }
+
+    /// Recomputes quorum; a change updates `runtime.votequorum.quorate`, is an event, and is pushed to
+    /// every connection that tracks quorum.
+    pub fn quorum_update(&mut self, initial: bool) {
+        let quorate = vigil_core::sam::quorate(NODE_VOTES, self.expected_votes());
+        self.cmap_internal("runtime.votequorum.quorate", V::U8(quorate as u8));
+        self.cmap_internal("runtime.votequorum.this_node_votes", V::U32(NODE_VOTES));
+        if quorate == self.sam.quorate && !initial {
+            return;
+        }
+        self.sam.quorate = quorate;
+        if initial {
+            return;
+        }
+        let name = if quorate {
+            "sys.vigil.quorum.regained"
+        } else {
+            "sys.vigil.quorum.lost"
+        };
+        self.emit(
+            "quorum",
+            name,
+            vec![
+                attr_i("expected_votes", self.expected_votes() as i64),
+                attr_i("votes", NODE_VOTES as i64),
+            ],
+        );
+        for out in self.sam.quorum_conns.values() {
+            self.outbox
+                .push((out.clone(), Outgoing::msg(ServerMsg::Quorum { quorate })));
+        }
+    }
+
+    /// `quorum.expected_votes` is vigild's key but users set it (as corosync's votequorum lets them): a u32
+    /// of at least 1, persisted, and quorum follows at once.
+    pub fn set_expected_votes(&mut self, value: &V) -> Answer {
+        let n = match value {
+            V::U32(n) if *n >= 1 => *n,
+            V::U32(_) => return Err(bad(format!("{EXPECTED_VOTES_KEY} must be at least 1"))),
+            other => return Err(bad(format!("{EXPECTED_VOTES_KEY} is a u32, not {}", other.ty()))),
+        };
+        self.cmap_internal(EXPECTED_VOTES_KEY, V::U32(n));
+        self.batch.delete_cmap.retain(|k| k != EXPECTED_VOTES_KEY);
+        self.batch
+            .put_cmap
+            .push((EXPECTED_VOTES_KEY.into(), crate::cmap::to_record(&V::U32(n))));
+        self.quorum_update(false);
+        Ok(Response::Ok)
+    }
+}
+
+fn cmap_prefix(pid: i32) -> String {
+    format!("resources.process.{pid}.")
+}
+
+fn exit_attrs(status: i32) -> Vec<(String, crate::events::Attr)> {
+    if status & 0x7f == 0 {
+        vec![attr_i("code", ((status >> 8) & 0xff) as i64)]
+    } else {
+        vec![attr_i("signal", (status & 0x7f) as i64)]
+    }
+}
