@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use vigil_core::sam::{Ending, Next, Policy, Step, Watch};
-use vigil_proto::{ErrorCode, Request, SamChange, SamInfo, SamState};
+use vigil_proto::{ErrorCode, Request, SamChange, SamInfo, SamState, SAM_DATA_MAX};
 
 use crate::{Client, ClientError};
 
@@ -391,12 +391,15 @@ pub fn warn_signal_set(signal: i32) -> Result<()> {
 }
 
 /// `sam_data_store`: keeps `data` (None or empty: deletes it) with the supervisor, so that it survives
-/// recoveries. `BadHandle` before `initialize` or after `finalize`; `NoMemory` when it is too large for
-/// vigild to keep; `Library` when the supervisor cannot be reached.
+/// recoveries. `BadHandle` before `initialize` or after `finalize`; `NoMemory` when it is larger than
+/// [`SAM_DATA_MAX`] (what vigild keeps); `Library` when the supervisor cannot be reached.
 pub fn data_store(data: Option<&[u8]>) -> Result<()> {
     let mut g = lock();
     usable(&g)?;
     let data = data.filter(|d| !d.is_empty());
+    if data.is_some_and(|d| d.len() > SAM_DATA_MAX) {
+        return Err(SamError::NoMemory);
+    }
     if g.link.is_some() {
         let d = data.unwrap_or(&[]);
         let mut payload = Vec::with_capacity(9 + d.len());
@@ -790,7 +793,7 @@ impl Supervisor {
                 }
                 let len = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")) as usize;
                 let mut d = Vec::new();
-                if d.try_reserve_exact(len).is_err() {
+                if len > SAM_DATA_MAX || d.try_reserve_exact(len).is_err() {
                     // Drain what the application sends, then say why.
                     let _ = io::copy(&mut LinkReader(link).take(len as u64), &mut io::sink());
                     Self::reply(link, Err(SamError::NoMemory));

@@ -26,7 +26,7 @@ pub use frame::{
 };
 pub use msg::*;
 pub use psm::{PSM_FL_ARGTRUNC, PSM_FL_EXIT};
-pub use sam::{SAM_POLICY_CMAP, SAM_POLICY_QUIT, SAM_POLICY_QUORUM, SAM_POLICY_RESTART};
+pub use sam::{SAM_DATA_MAX, SAM_POLICY_CMAP, SAM_POLICY_QUIT, SAM_POLICY_QUORUM, SAM_POLICY_RESTART};
 pub use signal::{signal_from_str, signal_name};
 
 /// The protocol version this crate speaks. A peer with another version is refused at the handshake.

@@ -17,6 +17,9 @@ pub const SAM_POLICY_QUORUM: u32 = 0x08;
 /// `SAM_RECOVERY_POLICY_CMAP`: the state is kept in CMAP under `resources.process.<pid>.`.
 pub const SAM_POLICY_CMAP: u32 = 0x10;
 
+/// The largest SAM data blob: what fits in one frame with room to spare.
+pub const SAM_DATA_MAX: usize = crate::MAX_FRAME_LEN - 64 * 1024;
+
 /// The state of a SAM application, with corosync's CMAP strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SamState {

@@ -126,6 +126,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PsmCmd,
     },
+    /// SAM: applications that heartbeat to a supervisor (see vigil-client's sam module, libsam)
+    Sam {
+        #[command(subcommand)]
+        cmd: SamCmd,
+    },
+    /// Whether this node is quorate, and its votes (set the expected votes with
+    /// `vigil cmap set quorum.expected_votes u32 N`)
+    Quorum,
     /// Re-read vigild's config file and apply the difference
     Reload,
     /// Talk to vigild itself
@@ -171,6 +179,12 @@ enum CmapCmd {
     Load { file: PathBuf },
     /// Print every key
     Dump,
+}
+
+#[derive(Subcommand)]
+enum SamCmd {
+    /// Every SAM application on this node: supervisor, instance, state, policy
+    Ls,
 }
 
 #[derive(Subcommand)]
@@ -398,6 +412,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 PsmCmd::Get { category, pid } => output::members(&c.psm_get(&node, category.as_deref(), pid)?, json),
                 PsmCmd::State { category, pid, state } => c.psm_set_state(&node, Some(&category), pid, &state)?,
             }
+        }
+        Cmd::Sam { cmd: SamCmd::Ls } => output::sam(&connect()?.sam_list()?, json),
+        Cmd::Quorum => {
+            let mut c = connect()?;
+            let quorate = c.quorum_track()?;
+            let expected = c.cmap_get("quorum.expected_votes")?;
+            let votes = c.cmap_get("runtime.votequorum.this_node_votes")?;
+            output::quorum(quorate, &expected, &votes, json);
         }
         Cmd::Reload => output::reload(&connect()?.reload()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Status } => output::daemon(&connect()?.daemon_status()?, json),

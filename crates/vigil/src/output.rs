@@ -350,3 +350,74 @@ pub fn cmap_notification(n: &CmapNotification, json: bool) {
     println!("{event} {}: {} -> {}", n.key, show(&n.old), show(&n.new));
     let _ = std::io::stdout().flush();
 }
+
+pub fn sam(ps: &[vigil_client::proto::SamProcess], json: bool) {
+    if json {
+        return print_json(&ps);
+    }
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header([
+        "SUPERVISOR",
+        "NAME",
+        "INSTANCE",
+        "CHILD",
+        "STATE",
+        "POLICY",
+        "INTERVAL",
+        "DATA",
+        "LAST HEARTBEAT",
+    ]);
+    for p in ps {
+        let i = &p.info;
+        let mut policy = vec![if i.policy & vigil_client::proto::SAM_POLICY_RESTART != 0 {
+            "restart"
+        } else {
+            "quit"
+        }];
+        if i.policy & vigil_client::proto::SAM_POLICY_QUORUM != 0 {
+            policy.push("quorum");
+        }
+        if i.policy & vigil_client::proto::SAM_POLICY_CMAP != 0 {
+            policy.push("cmap");
+        }
+        let last = if p.last_updated_ms == 0 {
+            "-".to_string()
+        } else {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            format!("{:.1}s ago", now.saturating_sub(p.last_updated_ms) as f64 / 1000.0)
+        };
+        let mut pid = p.pid.to_string();
+        if !p.connected {
+            pid.push_str(" (disconnected)");
+        }
+        t.add_row([
+            pid,
+            p.name.clone(),
+            i.instance.to_string(),
+            i.child.to_string(),
+            i.state.cmap_str().to_string(),
+            policy.join("+"),
+            format!("{}ms", i.interval_ms),
+            p.data_size.to_string(),
+            last,
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn quorum(quorate: bool, expected: &CmapValue, votes: &CmapValue, json: bool) {
+    let (expected, votes) = (cmap_text(expected).1, cmap_text(votes).1);
+    if json {
+        return print_json(&serde_json::json!({
+            "quorate": quorate,
+            "expected_votes": expected.parse::<u64>().ok(),
+            "votes": votes.parse::<u64>().ok(),
+        }));
+    }
+    println!(
+        "{} (votes {votes}, expected votes {expected})",
+        if quorate { "quorate" } else { "not quorate" }
+    );
+}

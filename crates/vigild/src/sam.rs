@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use vigil_core::cmap::CmapValue as V;
 use vigil_core::sam::Policy;
-use vigil_proto::{ErrorCode, Response, SamChange, SamInfo, SamProcess, SamState, ServerMsg, WireError, MAX_FRAME_LEN};
+use vigil_proto::{ErrorCode, Response, SamChange, SamInfo, SamProcess, SamState, ServerMsg, WireError, SAM_DATA_MAX};
 use vigil_store::SamRecord;
 
 use crate::events::{attr_b, attr_i, attr_s};
@@ -14,9 +14,6 @@ use crate::server::{Caller, ConnTx, Outgoing};
 use crate::state::{now, Daemon};
 
 type Answer = Result<Response, WireError>;
-
-/// The largest data blob a SAM application may store: what fits in one frame with room to spare.
-pub const SAM_DATA_MAX: usize = MAX_FRAME_LEN - 64 * 1024;
 
 /// The key that sets the node's expected votes; the one key under `quorum.` users may write.
 pub const EXPECTED_VOTES_KEY: &str = "quorum.expected_votes";
@@ -69,8 +66,9 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The supervisor still runs (a zombie does not: it only waits for its parent).
 fn alive(r: &SamRecord) -> bool {
-    vigil_sys::start_time(r.pid).ok() == Some(r.start_time)
+    vigil_sys::proc_stat(r.pid).is_ok_and(|s| s.state != 'Z' && s.start_time == r.start_time)
 }
 
 impl Daemon {

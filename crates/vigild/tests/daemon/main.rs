@@ -6,3 +6,4 @@ mod harness;
 mod lifecycle;
 mod pmf;
 mod psm;
+mod sam;
