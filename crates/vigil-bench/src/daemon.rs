@@ -106,6 +106,11 @@ impl Vigild {
         Ok((d, client))
     }
 
+    /// Where it listens.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// The temporary directory (removed on drop).
     pub fn dir(&self) -> &Path {
         self.dir.path()

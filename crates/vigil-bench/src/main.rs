@@ -38,6 +38,8 @@ enum Cmd {
     /// CMAP: set/get ops/s and latency (1 and 4 clients), iteration over many keys, track notification
     /// latency and rate.
     Cmap(Opts),
+    /// SAM: hc_send calls/s, and the time from an instance's abort to `register` returning in the next.
+    Sam(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Cmd::PsmExit(opts) => bench(&opts, &[metrics::psm_exit::METRIC]),
         Cmd::EventsThroughput(opts) => bench(&opts, &[metrics::events_throughput::METRIC]),
         Cmd::Cmap(opts) => bench(&opts, &[metrics::cmap::METRIC]),
+        Cmd::Sam(opts) => bench(&opts, &[metrics::sam::METRIC]),
         Cmd::All(opts) => bench(&opts, metrics::ALL),
     };
     match result {

@@ -49,6 +49,9 @@ struct Cli {
     /// The script of every other instance.
     #[arg(long, default_value = "finalize;exit:0")]
     otherwise: String,
+    /// Each instance first writes `N registered NS`: the monotonic clock when `register` returned.
+    #[arg(long)]
+    stamp: bool,
 }
 
 fn policy_bits(s: &str) -> u32 {
@@ -132,16 +135,32 @@ impl App {
                 "hc" => self.result(step, sam::hc_send()),
                 "beat" => self.beat_for(arg.parse().expect("beat:MS")),
                 "beats" => {
-                    let n: u64 = arg.parse().expect("beats:N");
+                    // Calls per second, then the distribution of single calls (ns): min p50 p99 max mean n.
+                    let n: usize = arg.parse().expect("beats:N");
+                    let mut each = Vec::with_capacity(n);
                     let t = Instant::now();
                     for _ in 0..n {
+                        let c = Instant::now();
                         if let Err(e) = sam::hc_send() {
                             self.line("beats", format!("{e:?}"));
                             return;
                         }
+                        each.push(c.elapsed().as_nanos() as u64);
                     }
                     let rate = n as f64 / t.elapsed().as_secs_f64();
-                    self.line("beats", format!("{rate:.0}"));
+                    each.sort_unstable();
+                    let pct = |p: usize| each[(each.len() * p / 100).min(each.len() - 1)];
+                    let mean = each.iter().sum::<u64>() / each.len().max(1) as u64;
+                    self.line(
+                        "beats",
+                        format!(
+                            "{rate:.0} {} {} {} {} {mean} {n}",
+                            each[0],
+                            pct(50),
+                            pct(99),
+                            each[each.len() - 1]
+                        ),
+                    );
                 }
                 "finalize" => self.result(step, sam::finalize()),
                 "mark-failed" => self.result(step, sam::mark_failed()),
@@ -248,6 +267,12 @@ fn main() {
     }
     app.run(&cli.pre);
     let instance = match sam::register() {
+        Ok(n) if cli.stamp => {
+            let t = vigil_sys::monotonic_now_ns();
+            app.instance = n;
+            app.line("registered", t);
+            n
+        }
         Ok(n) => n,
         Err(e) => {
             app.line("register", format!("{e:?}"));

@@ -8,6 +8,7 @@ pub mod cmap;
 pub mod events_throughput;
 pub mod psm_exit;
 pub mod restart;
+pub mod sam;
 
 use std::path::PathBuf;
 
@@ -39,6 +40,7 @@ pub const ALL: &[Metric] = &[
     psm_exit::METRIC,
     events_throughput::METRIC,
     cmap::METRIC,
+    sam::METRIC,
 ];
 
 /// Which floor a row compares with.
