@@ -78,6 +78,25 @@ pub fn default_socket_path() -> PathBuf {
     user
 }
 
+/// Writes with MSG_NOSIGNAL: a vigild that went away is an error to the caller, never a SIGPIPE that would
+/// end a C program using the client (its default action) — a SAM supervisor above all.
+struct NoSigpipe<'a>(&'a UnixStream);
+
+impl io::Write for NoSigpipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match rustix::net::send(self.0, buf, rustix::net::SendFlags::NOSIGNAL) {
+                Err(rustix::io::Errno::INTR) => continue,
+                r => return r.map_err(io::Error::from),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A connection to vigild.
 pub struct Client {
     stream: UnixStream,
@@ -126,7 +145,7 @@ impl Client {
             version: PROTOCOL_VERSION,
             client: client_name(),
         };
-        vigil_proto::write_msg(&mut c.stream, &hello)?;
+        vigil_proto::write_msg(&mut NoSigpipe(&c.stream), &hello)?;
         match vigil_proto::read_msg(&mut c.stream)? {
             ServerMsg::Welcome {
                 version,
@@ -170,7 +189,7 @@ impl Client {
     pub fn request(&mut self, body: Request) -> Result<Response> {
         let id = self.next_id;
         self.next_id += 1;
-        vigil_proto::write_msg(&mut self.stream, &ClientMsg::Request { id, body })?;
+        vigil_proto::write_msg(&mut NoSigpipe(&self.stream), &ClientMsg::Request { id, body })?;
         loop {
             match vigil_proto::read_msg(&mut self.stream)? {
                 ServerMsg::Response { id: rid, result } if rid == id => return Ok(result?),

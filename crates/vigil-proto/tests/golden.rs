@@ -54,6 +54,28 @@ fn golden_frames() {
             })
             .unwrap(),
         ),
+        (
+            "sam_report",
+            encode(&ClientMsg::Request {
+                id: 9,
+                body: Request::SamReport {
+                    change: SamChange::Warn {
+                        signal: 15,
+                        reason: "heartbeat missed".into(),
+                    },
+                    info: SamInfo {
+                        instance: 2,
+                        child: 4242,
+                        interval_ms: 1000,
+                        policy: SAM_POLICY_RESTART | SAM_POLICY_CMAP,
+                        warn_signal: 15,
+                        state: SamState::Running,
+                    },
+                },
+            })
+            .unwrap(),
+        ),
+        ("quorum", encode(&ServerMsg::Quorum { quorate: false }).unwrap()),
     ];
     let got: Vec<String> = cases.iter().map(|(n, b)| format!("{n} {}", hex(b))).collect();
     let want = include_str!("golden.txt").lines().collect::<Vec<_>>();

@@ -172,3 +172,46 @@ fn psm_tables() {
     .unwrap();
     assert!(s.members().unwrap().is_empty());
 }
+
+#[test]
+fn sam_records_and_their_data_round_trip_and_go_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let rec = |pid| SamRecord {
+        pid,
+        start_time: 9,
+        uid: 1000,
+        name: "app".into(),
+        instance: 3,
+        child: pid + 1,
+        interval_ms: 500,
+        policy: 0x12,
+        warn_signal: 15,
+        state: 1,
+        last_updated_ms: 7,
+        registered_ms: 5,
+    };
+    {
+        let s = Store::open(&path).unwrap();
+        let mut b = Batch::default();
+        b.put_sam.push(rec(10));
+        b.put_sam.push(rec(20));
+        b.put_sam_data.push((10, Some(vec![1; 1 << 20])));
+        b.put_sam_data.push((20, Some(vec![2])));
+        s.commit(&b).unwrap();
+        let mut b = Batch::default();
+        b.put_sam_data.push((20, None));
+        s.commit(&b).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let got = s.sam().unwrap();
+    assert_eq!(got, vec![(rec(10), Some(vec![1; 1 << 20])), (rec(20), None)]);
+    let mut b = Batch::default();
+    b.delete_sam.push(10);
+    s.commit(&b).unwrap();
+    assert_eq!(
+        s.sam().unwrap(),
+        vec![(rec(20), None)],
+        "the record's data goes with it"
+    );
+}
