@@ -739,7 +739,7 @@ impl Supervisor {
             }
             self.on_quorum(watch);
         }
-        Ok(!(ready[0] || pidfd.has_exited()))
+        Ok(!ready[0])
     }
 
     fn on_quorum(&mut self, watch: &mut Watch) {

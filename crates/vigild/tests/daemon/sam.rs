@@ -359,7 +359,8 @@ fn a_failing_callback_stops_the_heartbeats_and_a_healthy_one_keeps_them() {
             "--on",
             "1:callback:3;start;hang",
             "--on",
-            "2:callback:1000000;start;sleep:1500;stop;finalize;exit:0",
+            // finalize while started stops first: an orderly end.
+            "2:callback:1000000;start;sleep:1500;finalize;exit:0",
         ],
     );
     assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
@@ -380,6 +381,7 @@ fn a_failing_callback_stops_the_heartbeats_and_a_healthy_one_keeps_them() {
         "a healthy callback keeps the instance alone: {evs:#?}"
     );
     assert_eq!(app.result(2, "sleep:1500").as_deref(), Some("ok"));
+    assert_eq!(app.result(2, "finalize").as_deref(), Some("ok"));
 }
 
 #[test]
