@@ -193,71 +193,15 @@ impl Client {
         loop {
             match vigil_proto::read_msg(&mut self.stream)? {
                 ServerMsg::Response { id: rid, result } if rid == id => return Ok(result?),
-                ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
-                ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
-                ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
-                ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
-                ServerMsg::Goodbye { reason } => {
-                    return Err(ClientError::Unexpected(format!(
-                        "vigild closed the connection: {reason}"
-                    )))
-                }
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                other => self.keep(other)?,
             }
         }
     }
 
-    /// The next pushed item (after [`Client::subscribe`]): an event or a loss marker.
-    pub fn next_item(&mut self) -> Result<StreamItem> {
-        if let Some(e) = self.events.pop_front() {
-            return Ok(e);
-        }
-        loop {
-            match vigil_proto::read_msg(&mut self.stream)? {
-                ServerMsg::Event(e) => return Ok(StreamItem::Event(e)),
-                ServerMsg::Lost { from, to } => return Ok(StreamItem::Lost { from, to }),
-                ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
-                ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
-                ServerMsg::Goodbye { reason } => {
-                    return Err(ClientError::Unexpected(format!(
-                        "vigild closed the connection: {reason}"
-                    )))
-                }
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
-            }
-        }
-    }
-
-    /// The next CMAP track notification, blocking until one comes (after [`Client::cmap_track_add`]).
-    pub fn next_notification(&mut self) -> Result<CmapNotification> {
-        if let Some(n) = self.notifications.pop_front() {
-            return Ok(n);
-        }
-        loop {
-            match vigil_proto::read_msg(&mut self.stream)? {
-                ServerMsg::CmapNotify(n) => return Ok(n),
-                ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
-                ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
-                ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
-                ServerMsg::Goodbye { reason } => {
-                    return Err(ClientError::Unexpected(format!(
-                        "vigild closed the connection: {reason}"
-                    )))
-                }
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
-            }
-        }
-    }
-
-    /// Notifications already received, without blocking.
-    pub fn pending_notifications(&mut self) -> Vec<CmapNotification> {
-        self.notifications.drain(..).collect()
-    }
-
-    /// Reads one pushed message (the socket polled readable) and keeps it for `next_event`,
-    /// `next_notification` or `quorum_changes`.
-    pub fn read_push(&mut self) -> Result<()> {
-        match vigil_proto::read_msg(&mut self.stream)? {
+    /// Queues a pushed message for whoever reads that kind; the end of the connection or a message that has
+    /// no place here is an error.
+    fn keep(&mut self, msg: ServerMsg) -> Result<()> {
+        match msg {
             ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
             ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
             ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
@@ -270,6 +214,38 @@ impl Client {
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         }
         Ok(())
+    }
+
+    /// The next pushed item (after [`Client::subscribe`]): an event or a loss marker.
+    pub fn next_item(&mut self) -> Result<StreamItem> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return Ok(e);
+            }
+            self.read_push()?;
+        }
+    }
+
+    /// The next CMAP track notification, blocking until one comes (after [`Client::cmap_track_add`]).
+    pub fn next_notification(&mut self) -> Result<CmapNotification> {
+        loop {
+            if let Some(n) = self.notifications.pop_front() {
+                return Ok(n);
+            }
+            self.read_push()?;
+        }
+    }
+
+    /// Notifications already received, without blocking.
+    pub fn pending_notifications(&mut self) -> Vec<CmapNotification> {
+        self.notifications.drain(..).collect()
+    }
+
+    /// Reads one pushed message (e.g. once the socket polled readable) and keeps it for `next_item`,
+    /// `next_notification` or `quorum_changes`.
+    pub fn read_push(&mut self) -> Result<()> {
+        let msg = vigil_proto::read_msg(&mut self.stream)?;
+        self.keep(msg)
     }
 
     /// Whether the node is quorate now; changes are pushed from then on (see [`Client::quorum_changes`]).
