@@ -101,6 +101,7 @@ impl Daemon {
             gid: switch.then_some(spec.gid),
             output: log.as_ref().map(|f| f.as_fd()),
             new_session: true,
+            pid_env: None,
         };
         vigil_sys::spawn(&sspec).map_err(|e| e.to_string())
     }
