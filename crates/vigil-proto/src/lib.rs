@@ -28,4 +28,5 @@ pub use psm::{PSM_FL_ARGTRUNC, PSM_FL_EXIT};
 pub use signal::{signal_from_str, signal_name};
 
 /// The protocol version this crate speaks. A peer with another version is refused at the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: tags have a watchdog and probes (`RunSpec` and `TagStatus` grew fields).
+pub const PROTOCOL_VERSION: u32 = 2;
