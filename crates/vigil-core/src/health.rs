@@ -177,7 +177,11 @@ pub enum ProbeCheck {
 impl fmt::Display for ProbeCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProbeCheck::Exec { command } => write!(f, "exec:{}", command.join(" ")),
+            // `exec:CMD` on the command line runs `sh -c CMD`: show it as it was written.
+            ProbeCheck::Exec { command } => match command.as_slice() {
+                [sh, c, line] if sh == "sh" && c == "-c" => write!(f, "exec:{line}"),
+                _ => write!(f, "exec:{}", command.join(" ")),
+            },
             ProbeCheck::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
             ProbeCheck::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             ProbeCheck::Http(u) => u.fmt(f),

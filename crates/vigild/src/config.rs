@@ -439,10 +439,7 @@ tcp = "[::1]:8000"
         let h = &c.tags[0].1.health;
         assert_eq!(h.watchdog, Some(Duration::from_millis(2500)));
         let shown: Vec<String> = h.probes.iter().map(|p| p.check.to_string()).collect();
-        assert_eq!(
-            shown,
-            ["http://127.0.0.1:8000/", "exec:sh -c test -e /", "tcp:[::1]:8000"]
-        );
+        assert_eq!(shown, ["http://127.0.0.1:8000/", "exec:test -e /", "tcp:[::1]:8000"]);
         assert_eq!(
             (h.probes[0].interval, h.probes[0].timeout, h.probes[0].threshold),
             (Duration::from_secs(1), Duration::from_secs(1), 3),

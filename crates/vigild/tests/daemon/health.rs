@@ -23,7 +23,11 @@ if addr.startswith("@"):
     addr = "\0" + addr[1:]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 def send(m):
-    s.sendto(m.encode(), addr)
+    # As sd_notify: a supervisor that is away (restarting) is no reason to die.
+    try:
+        s.sendto(m.encode(), addr)
+    except OSError:
+        pass
 send("READY=1\nSTATUS=pinging")
 if start > 1 and after == "trigger":
     send("WATCHDOG=trigger")
@@ -148,7 +152,7 @@ fn a_program_that_stops_pinging_is_restarted_under_its_budget() {
 #[test]
 fn a_program_that_keeps_pinging_is_left_alone_and_shows_ready_and_status() {
     let v = Vigild::start();
-    let pid = v.run(pinger(&v, "steady", 1000, 0.1, -1, "silent")).main_pid.unwrap();
+    let pid = v.run(pinger(&v, "steady", 2000, 0.2, -1, "silent")).main_pid.unwrap();
     // Three intervals' worth of pings.
     wait_for("30 pings", || {
         (lines(&v.path("steady.pings")).len() >= 30).then_some(())
@@ -165,13 +169,13 @@ fn a_program_that_keeps_pinging_is_left_alone_and_shows_ready_and_status() {
     let st = &json[0];
     assert_eq!(st["ready"], true, "{st}");
     assert_eq!(st["status_text"], "pinging", "{st}");
-    assert_eq!(st["watchdog_ms"], 1000);
+    assert_eq!(st["watchdog_ms"], 2000);
     assert_eq!(
         (st["starts"].as_u64(), st["main_pid"].as_i64()),
         (Some(1), Some(i64::from(pid)))
     );
     let text = String::from_utf8(v.cli(&["status", "steady"]).stdout).unwrap();
-    for want in ["watchdog:  1 s", "ready:     yes", "status:    pinging"] {
+    for want in ["watchdog:  2 s", "ready:     yes", "status:    pinging"] {
         assert!(text.contains(want), "{want:?} in {text}");
     }
     assert_eq!(
@@ -179,6 +183,29 @@ fn a_program_that_keeps_pinging_is_left_alone_and_shows_ready_and_status() {
         ["sys.vigil.pmf.tag.start", "sys.vigil.pmf.tag.ready"]
     );
     assert!(alive(pid));
+}
+
+/// The pinging program outlives a `kill -9` and a re-exec of vigild: it is re-adopted, its pings reach
+/// the notify socket bound anew at the same path, and it is neither restarted nor forgotten as ready.
+#[test]
+fn the_watchdog_carries_on_across_kill_9_and_reexec_of_vigild() {
+    let mut v = Vigild::start();
+    let pid = v.run(pinger(&v, "kept", 2000, 0.2, -1, "silent")).main_pid.unwrap();
+    let pingfile = v.path("kept.pings");
+    let pings = || lines(&pingfile).len();
+    wait_for("ready", || v.status("kept").ready.then_some(()));
+    v.kill9();
+    v.spawn();
+    let after = pings();
+    // Three intervals' worth of pings to the new vigild.
+    wait_for("30 pings after the restart", || (pings() >= after + 30).then_some(()));
+    assert!(v.client().reexec().is_ok());
+    let after = pings();
+    wait_for("10 pings after the re-exec", || (pings() >= after + 10).then_some(()));
+    let st = v.status("kept");
+    assert_eq!((st.starts, st.main_pid, st.ready), (1, Some(pid), true), "{st:?}");
+    assert_eq!(st.status_text.as_deref(), Some("pinging"));
+    assert!(!names(&v, "kept").iter().any(|n| n.ends_with("unhealthy")));
 }
 
 fn free_port() -> u16 {
