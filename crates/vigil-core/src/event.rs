@@ -1,5 +1,6 @@
 //! What happened to a tag, as the rules report it; the daemon numbers and stores these.
 
+use crate::health::HealthFailure;
 use crate::tree::{Exit, ProcId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,10 @@ pub enum TagEvent {
     Remove,
     /// A process that was being watched was found dead after a restart of vigild.
     Lost { proc: ProcId },
+    /// The program said `READY=1` (once per instance).
+    Ready { pid: i32 },
+    /// A health check failed: the instance is stopped, then treated as a crash.
+    Unhealthy(HealthFailure),
 }
 
 impl TagEvent {
@@ -37,6 +42,8 @@ impl TagEvent {
             TagEvent::Stop => "sys.vigil.pmf.tag.stop",
             TagEvent::Remove => "sys.vigil.pmf.tag.remove",
             TagEvent::Lost { .. } => "sys.vigil.pmf.tag.lost",
+            TagEvent::Ready { .. } => "sys.vigil.pmf.tag.ready",
+            TagEvent::Unhealthy(_) => "sys.vigil.pmf.tag.unhealthy",
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod budget;
 pub mod cmap;
 pub mod event;
+pub mod health;
 pub mod names;
 pub mod psm;
 pub mod sam;
@@ -20,6 +21,7 @@ pub mod tree;
 
 pub use budget::{Backoff, Period, RestartBudget, Retries};
 pub use event::TagEvent;
+pub use health::{Health, HealthFailure, HealthSpec, Notify, ProbeCheck, ProbeSpec};
 pub use names::{NameError, TagName};
 pub use spec::{Level, ProgramType, SpecError, TagSpec};
 pub use tag::{Effect, Refused, StopMode, Tag, TagState};

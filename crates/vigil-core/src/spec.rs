@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::budget::{Backoff, Period, Retries};
+use crate::health::{HealthError, HealthSpec};
 use crate::names::TagName;
 
 /// The PMF program type of `scds_pmf_start`: a service, a fault monitor, or something else.
@@ -73,6 +74,8 @@ pub enum SpecError {
     SelfDependency,
     #[error("stop timeout must be between 1 ms and 1 day, not {0:?}")]
     StopTimeout(Duration),
+    #[error(transparent)]
+    Health(#[from] HealthError),
 }
 
 /// Everything needed to (re)start a tag, exactly as the user gave it.
@@ -94,6 +97,8 @@ pub struct TagSpec {
     pub stop_timeout: Duration,
     pub uid: u32,
     pub gid: u32,
+    /// The watchdog and the probes.
+    pub health: HealthSpec,
 }
 
 impl TagSpec {
@@ -135,6 +140,7 @@ impl TagSpec {
         if self.stop_timeout.is_zero() || self.stop_timeout > Duration::from_secs(86_400) {
             return Err(SpecError::StopTimeout(self.stop_timeout));
         }
+        self.health.validate()?;
         Ok(())
     }
 }

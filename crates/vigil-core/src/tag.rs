@@ -13,11 +13,17 @@
 //! | Running.. | stop                          | Stopping + Signal(all) + Timer(deadline)                   |
 //! | Stopping  | timer past deadline           | Signal(SIGKILL, all)                                       |
 //! | Stopping  | last process of the tree exits| Stopped / Spawn (restart) / Remove, as requested           |
+//! | Running   | timer: watchdog deadline past | Emit unhealthy; Stopping(recover) + Signal(all) + Timer    |
+//! | Running   | timer: a probe is due         | RunProbe + Timer(next check)                               |
+//! | Running   | probe failed `threshold` times| as a missed watchdog                                       |
+//! | Running   | notify from a process of ours | ready / status / ping; WATCHDOG=trigger as a missed one    |
+//! | Stopping  | tree empty, recover           | Emit exit; as "last watched process exits" (budget counts) |
 
 use std::time::Duration;
 
 use crate::budget::{Period, RestartBudget, Retries};
 use crate::event::TagEvent;
+use crate::health::{Health, HealthFailure, Notify};
 use crate::names::TagName;
 use crate::spec::TagSpec;
 use crate::time::Timestamp;
@@ -72,6 +78,8 @@ pub enum StopMode {
     Remove,
     /// vigild is shutting down: stop, but start again when vigild next starts.
     Shutdown,
+    /// A health check failed: once the tree is empty, carry on as after a crash (the budget counts).
+    Recover,
 }
 
 /// Why a request was refused; the tag is unchanged.
@@ -83,6 +91,8 @@ pub enum Refused {
     NoProcesses(TagName),
     #[error("tag {0} is being stopped")]
     Stopping(TagName),
+    #[error("pid {1} is not a process of tag {0}")]
+    Stranger(TagName, i32),
 }
 
 /// What the caller must carry out for the rules, in order.
@@ -101,6 +111,12 @@ pub enum Effect {
     Emit(TagEvent),
     /// The tag is gone: forget it.
     Remove,
+    /// Run probe `index` of the spec for the instance numbered `instance` (`Tag::starts`); report back
+    /// with `probe_done`.
+    RunProbe {
+        index: usize,
+        instance: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +147,8 @@ pub struct Tag {
     /// Watched processes of the current instance that have exited (to tell this instance's exits from
     /// the previous one's).
     pub instance_exits: Vec<i32>,
+    /// The health checks of the current instance.
+    pub health: Health,
 }
 
 impl Tag {
@@ -149,6 +167,7 @@ impl Tag {
             quick_failures: 0,
             pending: None,
             instance_exits: Vec::new(),
+            health: Health::default(),
         }
     }
 
@@ -220,11 +239,14 @@ impl Tag {
         self.started_at = Some(now);
         self.starts += 1;
         self.state = TagState::Running;
+        self.health = Health::start(&self.spec.health, now);
         let ev = match kind {
             StartKind::First => TagEvent::Start { pid: id.pid },
             StartKind::Restart { counted } => TagEvent::Restart { pid: id.pid, counted },
         };
-        vec![Effect::Emit(ev)]
+        let mut fx = vec![Effect::Emit(ev)];
+        fx.extend(self.health.next_due().map(Effect::Timer));
+        fx
     }
 
     /// The command could not be started: the tag fails at once rather than looping on an error that a
@@ -266,7 +288,7 @@ impl Tag {
                 fx.extend(self.after_last_exit(now));
                 fx
             }
-            TagState::Stopping { then, .. } if self.tree.is_empty() => self.finish_stop(then),
+            TagState::Stopping { then, .. } if self.tree.is_empty() => self.finish_stop(then, now),
             _ => vec![],
         }
     }
@@ -333,9 +355,21 @@ impl Tag {
         fx
     }
 
-    /// Time has passed: a backoff may be over, a stop may need SIGKILL.
+    /// Time has passed: a backoff may be over, a stop may need SIGKILL, a health check may be due.
     pub fn timer(&mut self, now: Timestamp) -> Vec<Effect> {
         match self.state {
+            TagState::Running => match self.health.due(now) {
+                Err(failure) => self.unhealthy(failure, now),
+                Ok(due) => {
+                    let instance = self.starts;
+                    let mut fx: Vec<Effect> = due
+                        .into_iter()
+                        .map(|index| Effect::RunProbe { index, instance })
+                        .collect();
+                    fx.extend(self.health.next_due().map(Effect::Timer));
+                    fx
+                }
+            },
             TagState::Backoff { until } if until <= now => self.spawn(StartKind::Restart { counted: true }),
             TagState::Stopping {
                 deadline,
@@ -372,7 +406,7 @@ impl Tag {
         }
         self.pending = None;
         if self.tree.is_empty() {
-            return self.finish_stop(mode);
+            return self.finish_stop(mode, now);
         }
         let deadline = now.plus(timeout);
         self.state = TagState::Stopping {
@@ -389,8 +423,18 @@ impl Tag {
         ]
     }
 
-    fn finish_stop(&mut self, mode: StopMode) -> Vec<Effect> {
+    fn finish_stop(&mut self, mode: StopMode, now: Timestamp) -> Vec<Effect> {
         match mode {
+            StopMode::Recover => {
+                // The same path as a crash: the exit is posted, and the budget decides.
+                self.state = TagState::Stopped;
+                let mut fx = Vec::new();
+                if let Some((pid, exit)) = self.last_exit.filter(|(p, _)| self.instance_pids_contain(*p)) {
+                    fx.push(Effect::Emit(TagEvent::Exit { pid, exit }));
+                }
+                fx.extend(self.after_last_exit(now));
+                fx
+            }
             StopMode::Stay | StopMode::Shutdown => {
                 let was_stopped = self.state == TagState::Stopped;
                 self.state = TagState::Stopped;
@@ -430,6 +474,75 @@ impl Tag {
         self.stop(self.spec.stop_signal, self.spec.stop_timeout, StopMode::Restart, now)
     }
 
+    /// A health check failed: post it, and stop the instance with the tag's stop signal (SIGKILL after
+    /// its stop timeout); once every process is gone the tag restarts under its budget, as after a crash.
+    pub fn unhealthy(&mut self, failure: HealthFailure, now: Timestamp) -> Vec<Effect> {
+        let mut fx = vec![Effect::Emit(TagEvent::Unhealthy(failure))];
+        fx.extend(self.stop(self.spec.stop_signal, self.spec.stop_timeout, StopMode::Recover, now));
+        fx
+    }
+
+    /// An sd_notify datagram from `pid`. Only the processes of the tag (or the one it named with
+    /// `MAINPID=`) may speak for it; anything is ignored unless the tag is running.
+    pub fn notified(&mut self, pid: i32, msgs: &[Notify], now: Timestamp) -> Result<Vec<Effect>, Refused> {
+        if !self.tree.contains(pid) && self.health.main_pid != Some(pid) {
+            return Err(Refused::Stranger(self.name.clone(), pid));
+        }
+        let mut fx = Vec::new();
+        if self.state != TagState::Running {
+            return Ok(fx);
+        }
+        for m in msgs {
+            match m {
+                Notify::Ready if !self.health.ready => {
+                    self.health.ready = true;
+                    let pid = self.health.main_pid.or(self.main.map(|m| m.pid)).unwrap_or(pid);
+                    fx.push(Effect::Emit(TagEvent::Ready { pid }));
+                }
+                Notify::Ready => {}
+                Notify::Status(s) => self.health.status = Some(s.clone()),
+                Notify::Watchdog => self.health.ping(now),
+                Notify::WatchdogUsec(usec) => {
+                    self.health.set_watchdog(*usec, now);
+                    fx.extend(self.health.next_due().map(Effect::Timer));
+                }
+                Notify::MainPid(p) if self.tree.contains(*p) => self.health.main_pid = Some(*p),
+                Notify::MainPid(_) => {}
+                Notify::WatchdogTrigger => {
+                    fx.extend(self.unhealthy(HealthFailure::WatchdogTrigger, now));
+                    return Ok(fx);
+                }
+            }
+        }
+        Ok(fx)
+    }
+
+    /// A probe run of instance `instance` ended; results of an earlier instance are stale and dropped.
+    pub fn probe_done(
+        &mut self,
+        instance: u64,
+        index: usize,
+        result: Result<(), String>,
+        now: Timestamp,
+    ) -> Vec<Effect> {
+        if self.state != TagState::Running || instance != self.starts {
+            return vec![];
+        }
+        match self.health.probe_done(&self.spec.health, index, result, now) {
+            Err(failure) => self.unhealthy(failure, now),
+            Ok(()) => self.health.next_due().map(Effect::Timer).into_iter().collect(),
+        }
+    }
+
+    /// vigild found this tag running when it started: its health clocks start over from `now`.
+    pub fn resume_health(&mut self, now: Timestamp) -> Vec<Effect> {
+        if self.state != TagState::Running {
+            return vec![];
+        }
+        self.health.resume(&self.spec.health, now);
+        self.health.next_due().map(Effect::Timer).into_iter().collect()
+    }
+
     pub fn modify(&mut self, retries: Option<Retries>, period: Option<Period>) {
         if let Some(r) = retries {
             self.spec.retries = r;
@@ -443,6 +556,7 @@ impl Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::{HealthSpec, ProbeCheck, ProbeSpec};
     use crate::spec::{Level, ProgramType};
 
     const TERM: i32 = 15;
@@ -464,6 +578,7 @@ mod tests {
             stop_timeout: Duration::from_secs(5),
             uid: 0,
             gid: 0,
+            health: HealthSpec::default(),
         }
     }
 
@@ -642,5 +757,150 @@ mod tests {
         let mut stopped = Tag::new(TagName::new("s").unwrap(), spec(1, 1));
         assert_eq!(stopped.kill(TERM), Err(Refused::NoProcesses(stopped.name.clone())));
         assert_eq!(stopped.stop(TERM, Duration::from_secs(1), StopMode::Stay, t(0)), vec![]);
+    }
+
+    fn watched(retries: i64, watchdog_secs: u64) -> Tag {
+        let mut s = spec(retries, -1);
+        s.health.watchdog = Some(Duration::from_secs(watchdog_secs));
+        let mut tag = Tag::new(TagName::new("w").unwrap(), s);
+        tag.start().unwrap();
+        let fx = tag.spawned(p(100), t(0));
+        assert_eq!(
+            fx[1],
+            Effect::Timer(t(watchdog_secs)),
+            "the watchdog is armed at the start"
+        );
+        tag
+    }
+
+    #[test]
+    fn missed_watchdog_stops_then_restarts_under_the_budget() {
+        let mut tag = watched(1, 2);
+        assert_eq!(tag.notified(100, &[Notify::Watchdog], t(1)), Ok(vec![]));
+        assert_eq!(
+            tag.timer(t(2)),
+            vec![Effect::Timer(t(3))],
+            "the ping moved the deadline"
+        );
+        let fx = tag.timer(t(3));
+        assert_eq!(
+            fx,
+            vec![
+                Effect::Emit(TagEvent::Unhealthy(HealthFailure::WatchdogMissed {
+                    interval: Duration::from_secs(2)
+                })),
+                Effect::Signal {
+                    signal: TERM,
+                    procs: vec![p(100)]
+                },
+                Effect::Timer(t(8)),
+            ]
+        );
+        assert_eq!(tag.state.name(), "stopping");
+        assert_eq!(
+            tag.timer(t(8)),
+            vec![Effect::Signal {
+                signal: SIGKILL,
+                procs: vec![p(100)]
+            }],
+            "warn, then kill"
+        );
+        assert_eq!(
+            tag.exited(100, Exit::Signal(SIGKILL), t(8)),
+            vec![
+                Effect::Emit(TagEvent::Exit {
+                    pid: 100,
+                    exit: Exit::Signal(SIGKILL)
+                }),
+                Effect::Spawn
+            ]
+        );
+        assert_eq!(tag.restarts_used(t(8)), 1, "counted like a crash");
+        assert_eq!(
+            tag.spawned(p(101), t(8)),
+            vec![
+                Effect::Emit(TagEvent::Restart {
+                    pid: 101,
+                    counted: true
+                }),
+                Effect::Timer(t(10))
+            ]
+        );
+        // The second miss finds the budget spent.
+        tag.timer(t(10));
+        let fx = tag.exited(101, Exit::Signal(TERM), t(10));
+        assert!(matches!(fx[1], Effect::Emit(TagEvent::Failed { .. })), "{fx:?}");
+        assert_eq!(tag.state.name(), "failed");
+    }
+
+    #[test]
+    fn notify_ready_status_and_trigger() {
+        let mut tag = watched(-1, 5);
+        tag.forked(100, p(200));
+        assert_eq!(
+            tag.notified(300, &[Notify::Ready], t(0)),
+            Err(Refused::Stranger(tag.name.clone(), 300)),
+            "only the tag's processes speak for it"
+        );
+        assert_eq!(
+            tag.notified(200, &[Notify::Ready, Notify::Status("up".into()), Notify::Ready], t(1)),
+            Ok(vec![Effect::Emit(TagEvent::Ready { pid: 100 })]),
+            "ready once per instance, from a child too"
+        );
+        assert_eq!((tag.health.ready, tag.health.status.as_deref()), (true, Some("up")));
+        let fx = tag.notified(100, &[Notify::WatchdogTrigger], t(2)).unwrap();
+        assert_eq!(fx[0], Effect::Emit(TagEvent::Unhealthy(HealthFailure::WatchdogTrigger)));
+        assert_eq!(tag.state.name(), "stopping");
+        assert_eq!(
+            tag.notified(100, &[Notify::Watchdog], t(2)),
+            Ok(vec![]),
+            "ignored while stopping"
+        );
+        tag.exited(200, Exit::Signal(TERM), t(3));
+        tag.exited(100, Exit::Signal(TERM), t(3));
+        tag.spawned(p(101), t(3));
+        assert_eq!(
+            (tag.health.ready, tag.health.status.clone()),
+            (false, None),
+            "reset on restart"
+        );
+    }
+
+    #[test]
+    fn probes_run_on_time_and_stale_results_are_dropped() {
+        let mut s = spec(-1, -1);
+        s.health.probes = vec![ProbeSpec {
+            check: ProbeCheck::Tcp {
+                host: "localhost".into(),
+                port: 1,
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            threshold: 2,
+        }];
+        let mut tag = running(s);
+        assert_eq!(tag.timer(t(1)), vec![Effect::RunProbe { index: 0, instance: 1 }]);
+        assert_eq!(
+            tag.probe_done(1, 0, Err("refused".into()), t(1)),
+            vec![Effect::Timer(t(2))]
+        );
+        assert_eq!(
+            tag.probe_done(0, 0, Err("refused".into()), t(1)),
+            vec![],
+            "stale instance"
+        );
+        tag.timer(t(2));
+        let fx = tag.probe_done(1, 0, Err("refused".into()), t(2));
+        assert!(matches!(
+            &fx[0],
+            Effect::Emit(TagEvent::Unhealthy(HealthFailure::Probe { failures: 2, .. }))
+        ));
+        assert_eq!(tag.state.name(), "stopping");
+        // A user's stop during the recovery wins: the tag stays stopped.
+        tag.stop(TERM, Duration::from_secs(5), StopMode::Stay, t(2));
+        assert_eq!(
+            tag.exited(100, Exit::Signal(TERM), t(3)),
+            vec![Effect::Emit(TagEvent::Stop)]
+        );
     }
 }

@@ -30,4 +30,5 @@ pub use sam::{SAM_DATA_MAX, SAM_POLICY_CMAP, SAM_POLICY_QUIT, SAM_POLICY_QUORUM,
 pub use signal::{signal_from_str, signal_name};
 
 /// The protocol version this crate speaks. A peer with another version is refused at the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: tags have a watchdog and probes (`RunSpec` and `TagStatus` grew fields).
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -67,6 +67,43 @@ pub struct Backoff {
     pub max_ms: u64,
 }
 
+/// What a probe checks; vigild parses and checks the address or URL, so every client gets the same errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeCheck {
+    /// Run a command as the tag's user, in its environment: exit 0 is healthy.
+    Exec { command: Vec<String> },
+    /// Connect to `HOST:PORT` (`[V6]:PORT`).
+    Tcp { address: String },
+    /// GET an `http://` URL: a 2xx status is healthy.
+    Http { url: String },
+}
+
+/// A probe of a tag. `None` takes vigild's default (10 s interval, 5 s timeout, threshold 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSpec {
+    pub check: ProbeCheck,
+    /// From the end of one run to the start of the next, and from the start of the tag to the first.
+    pub interval_ms: Option<u64>,
+    /// A run that takes longer has failed; at most the interval.
+    pub timeout_ms: Option<u64>,
+    /// Consecutive failures before the tag is restarted, 1 or more.
+    pub threshold: Option<u32>,
+}
+
+/// A probe and how it fares in the current instance, for `vigil status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// `exec:COMMAND`, `tcp:HOST:PORT` or the URL.
+    pub check: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub threshold: u32,
+    /// Consecutive failures so far.
+    pub failures: u32,
+    /// What the last failed run said.
+    pub last_error: Option<String>,
+}
+
 /// `vigil run` / `pmfadm -c`: create a tag and start its command.
 ///
 /// Numbers keep the pmfadm conventions (-1 = no limit) and are checked by the daemon, so every client gets
@@ -94,6 +131,10 @@ pub struct RunSpec {
     pub after: Vec<String>,
     pub stop_signal: Option<i32>,
     pub stop_timeout_ms: Option<u64>,
+    /// The program must send `WATCHDOG=1` to `NOTIFY_SOCKET` at least this often (protocol 2).
+    pub watchdog_ms: Option<u64>,
+    /// Health probes (protocol 2).
+    pub probes: Vec<ProbeSpec>,
 }
 
 impl RunSpec {
@@ -115,6 +156,8 @@ impl RunSpec {
             after: vec![],
             stop_signal: None,
             stop_timeout_ms: None,
+            watchdog_ms: None,
+            probes: vec![],
         }
     }
 }
@@ -290,6 +333,8 @@ pub enum Request {
 }
 
 /// Successful answers.
+// As for the messages: an answer lives for one encode; boxing `TagStatus` would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Ok,
@@ -358,6 +403,13 @@ pub struct TagStatus {
     pub log_path: String,
     /// True for tags declared in the config file.
     pub from_config: bool,
+    /// The watchdog interval of the current instance (protocol 2).
+    pub watchdog_ms: Option<u64>,
+    pub probes: Vec<ProbeStatus>,
+    /// The current instance sent `READY=1`.
+    pub ready: bool,
+    /// The current instance's last `STATUS=` text.
+    pub status_text: Option<String>,
 }
 
 /// One line of `vigil list`.

@@ -76,6 +76,25 @@ fn golden_frames() {
             .unwrap(),
         ),
         ("quorum", encode(&ServerMsg::Quorum { quorate: false }).unwrap()),
+        (
+            "run_probe",
+            encode(&ClientMsg::Request {
+                id: 9,
+                body: Request::Run(RunSpec {
+                    watchdog_ms: Some(2000),
+                    probes: vec![ProbeSpec {
+                        check: ProbeCheck::Tcp {
+                            address: "127.0.0.1:80".into(),
+                        },
+                        interval_ms: Some(1000),
+                        timeout_ms: None,
+                        threshold: Some(3),
+                    }],
+                    ..RunSpec::new("web", vec!["true".into()])
+                }),
+            })
+            .unwrap(),
+        ),
     ];
     let got: Vec<String> = cases.iter().map(|(n, b)| format!("{n} {}", hex(b))).collect();
     let want = include_str!("golden.txt").lines().collect::<Vec<_>>();

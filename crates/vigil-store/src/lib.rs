@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 pub use records::*;
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// How many events are kept by default; older ones are trimmed.
 pub const EVENTS_KEPT: u64 = 100_000;
@@ -124,10 +124,16 @@ impl Store {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                // One step per version.
-                // Schema 3 only adds the cmap table, created below.
-                Some(1) => migrate_1_to_2(&tx)?,
-                Some(_) => {}
+                // One step per version, oldest first.
+                Some(v) => {
+                    if v < 2 {
+                        migrate_1_to_2(&tx)?;
+                    }
+                    // Schema 3 only adds the cmap table, created below.
+                    if v < 4 {
+                        migrate_3_to_4(&tx)?;
+                    }
+                }
             }
             meta.insert("schema", SCHEMA_VERSION)?;
             tx.open_table(TAGS)?;
@@ -373,6 +379,28 @@ fn migrate_1_to_2(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
             source,
         })?;
         events.insert(e.seq, bytes.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Schema 4 gives tags their health checks (none for the migrated ones) and a new stop mode.
+fn migrate_3_to_4(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut tags = tx.open_table(TAGS)?;
+    let mut rewritten = Vec::new();
+    for row in tags.iter()? {
+        let (k, v) = row?;
+        let old: TagRecordV3 = postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+            what: format!("tag {} (schema 3)", k.value()),
+            source,
+        })?;
+        rewritten.push(TagRecord::from(old));
+    }
+    for t in rewritten {
+        let bytes = postcard::to_allocvec(&t).map_err(|source| StoreError::Record {
+            what: format!("tag {}", t.name),
+            source,
+        })?;
+        tags.insert(t.name.as_str(), bytes.as_slice())?;
     }
     Ok(())
 }

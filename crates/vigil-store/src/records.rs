@@ -22,6 +22,8 @@ pub enum StopModeRecord {
     Restart,
     Remove,
     Shutdown,
+    /// A health check failed: restart under the budget once the tree is empty (schema 4).
+    Recover,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +76,101 @@ pub struct TagRecord {
     pub quick_failures: u32,
     /// A start that was decided but not yet carried out: 0 first, 1 counted restart, 2 uncounted.
     pub pending: Option<u8>,
+    /// The watchdog interval (schema 4).
+    pub watchdog_ms: Option<u64>,
+    /// The probes (schema 4).
+    pub probes: Vec<ProbeRecord>,
+    /// The current instance sent READY=1 (schema 4).
+    pub ready: bool,
+    /// The current instance's last STATUS= text (schema 4).
+    pub status_text: Option<String>,
+}
+
+/// What a probe checks (schema 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeCheckRecord {
+    Exec { command: Vec<String> },
+    Tcp { host: String, port: u16 },
+    Http { host: String, port: u16, path: String },
+}
+
+/// A probe of a tag (schema 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    pub check: ProbeCheckRecord,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub threshold: u32,
+}
+
+/// A tag as schemas 1 to 3 stored it: without health checks. Read only, by the migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagRecordV3 {
+    pub name: String,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub instance: u32,
+    pub program_type: u8,
+    pub level: i64,
+    pub retries: i64,
+    pub period: i64,
+    pub action: Option<String>,
+    pub backoff_ms: Option<(u64, u64)>,
+    pub after: Vec<String>,
+    pub stop_signal: i32,
+    pub stop_timeout_ms: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub from_config: bool,
+    pub state: StateRecord,
+    pub enabled: bool,
+    pub procs: Vec<ProcRecord>,
+    pub main: Option<ProcRecord>,
+    pub budget_ms: Vec<u64>,
+    pub started_ms: Option<u64>,
+    pub last_exit: Option<(i32, ExitRecord)>,
+    pub starts: u64,
+    pub quick_failures: u32,
+    pub pending: Option<u8>,
+}
+
+impl From<TagRecordV3> for TagRecord {
+    fn from(v: TagRecordV3) -> TagRecord {
+        TagRecord {
+            name: v.name,
+            command: v.command,
+            env: v.env,
+            cwd: v.cwd,
+            instance: v.instance,
+            program_type: v.program_type,
+            level: v.level,
+            retries: v.retries,
+            period: v.period,
+            action: v.action,
+            backoff_ms: v.backoff_ms,
+            after: v.after,
+            stop_signal: v.stop_signal,
+            stop_timeout_ms: v.stop_timeout_ms,
+            uid: v.uid,
+            gid: v.gid,
+            from_config: v.from_config,
+            state: v.state,
+            enabled: v.enabled,
+            procs: v.procs,
+            main: v.main,
+            budget_ms: v.budget_ms,
+            started_ms: v.started_ms,
+            last_exit: v.last_exit,
+            starts: v.starts,
+            quick_failures: v.quick_failures,
+            pending: v.pending,
+            watchdog_ms: None,
+            probes: Vec::new(),
+            ready: false,
+            status_text: None,
+        }
+    }
 }
 
 /// An event as schema 1 stored it (attributes as text, no node). Read only, by the migration.

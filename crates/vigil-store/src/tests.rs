@@ -37,6 +37,10 @@ fn tag(name: &str) -> TagRecord {
         starts: 3,
         quick_failures: 0,
         pending: None,
+        watchdog_ms: None,
+        probes: vec![],
+        ready: false,
+        status_text: None,
     }
 }
 
@@ -129,6 +133,56 @@ fn migrates_schema_1_fixture() {
     drop(s);
     // It opens again at the current schema, with no second migration.
     assert_eq!(Store::open(&copy).unwrap().events_after(0, 10).unwrap().len(), 1);
+}
+
+/// A state file of schema 3 (before health checks): its tags load without checks, and a tag with checks
+/// round-trips after the migration.
+#[test]
+fn migrates_schema_3_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema3.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let s = Store::open(&copy).unwrap();
+    let mut want = tag("fixture");
+    want.state = StateRecord::Stopping {
+        deadline_ms: 9,
+        then: StopModeRecord::Restart,
+        killed: false,
+    };
+    assert_eq!(s.tags().unwrap(), vec![want]);
+    assert_eq!(s.cmap().unwrap(), vec![("app.port".to_string(), CmapRecord::U16(8080))]);
+    assert_eq!(s.last_seq().unwrap(), 1);
+    let mut checked = tag("checked");
+    checked.watchdog_ms = Some(2000);
+    checked.probes = vec![ProbeRecord {
+        check: ProbeCheckRecord::Http {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            path: "/health".into(),
+        },
+        interval_ms: 1000,
+        timeout_ms: 500,
+        threshold: 3,
+    }];
+    checked.ready = true;
+    checked.status_text = Some("serving".into());
+    checked.state = StateRecord::Stopping {
+        deadline_ms: 1,
+        then: StopModeRecord::Recover,
+        killed: true,
+    };
+    s.commit(&Batch {
+        put_tags: vec![checked.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    drop(s);
+    let s = Store::open(&copy).unwrap();
+    assert_eq!(
+        s.tags().unwrap().into_iter().find(|t| t.name == "checked"),
+        Some(checked)
+    );
 }
 
 #[test]

@@ -343,6 +343,7 @@ mod tests {
             gid: None,
             output: None,
             new_session: false,
+            pid_env: None,
         };
         let s = spawn(&spec).unwrap();
         let sh = s.pid;

@@ -10,6 +10,7 @@
 mod connector;
 mod inotify;
 mod misc;
+mod notify;
 mod pidfd;
 mod procfs;
 mod resolve;
@@ -23,6 +24,7 @@ pub use misc::{
     fork, getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit, reap_child, send_signal,
     set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
 };
+pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
 pub use pidfd::{reap_any, PidFd};
 pub use procfs::{
     boot_time_ticks_per_sec, boottime_now_ns, children, cmdline, monotonic_now_ns, proc_stat, start_time,

@@ -291,6 +291,7 @@ mod tests {
             gid: None,
             output: None,
             new_session: false,
+            pid_env: None,
         };
         let s = spawn(&spec).unwrap();
         assert!(s.pidfd.wait_exited(Some(Duration::from_secs(10))));

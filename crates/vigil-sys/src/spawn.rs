@@ -37,6 +37,9 @@ pub struct SpawnSpec<'a> {
     pub output: Option<BorrowedFd<'a>>,
     /// Call setsid() in the child so it leads a new session and process group.
     pub new_session: bool,
+    /// An environment variable to set to the new process's own pid, which only the child knows
+    /// (systemd's `WATCHDOG_PID`); added after `env`, which should not hold it.
+    pub pid_env: Option<&'a str>,
 }
 
 /// A started process.
@@ -109,8 +112,68 @@ struct Prepared {
     output: Option<RawFd>,
     new_session: bool,
     nofile: Option<libc::rlimit>,
+    /// `NAME=` followed by room for the pid's digits and the NUL, which the child fills in.
+    pid_slot: Option<PidSlot>,
     /// Keeps the strings `argv_ptrs`/`envp_ptrs` point into alive.
     _strings: (Vec<CString>, Vec<CString>),
+}
+
+/// A heap buffer `NAME=\0\0...` that `envp_ptrs` points to, written by the child before its exec.
+/// Owned through a raw pointer (from `Box::into_raw`) because the child writes into it while only a
+/// shared reference to `Prepared` is around.
+struct PidSlot {
+    buf: *mut u8,
+    len: usize,
+    /// Where the digits go.
+    at: usize,
+}
+
+/// Digits of the largest pid (pid_max is at most 2^22) and then some, plus the NUL.
+const PID_DIGITS: usize = 11;
+
+impl PidSlot {
+    fn new(name: &str) -> PidSlot {
+        let mut v = Vec::with_capacity(name.len() + 1 + PID_DIGITS + 1);
+        v.extend_from_slice(name.as_bytes());
+        v.push(b'=');
+        let at = v.len();
+        v.resize(at + PID_DIGITS + 1, 0);
+        let len = v.len();
+        let buf = Box::into_raw(v.into_boxed_slice()).cast::<u8>();
+        PidSlot { buf, len, at }
+    }
+
+    /// Writes `pid` in decimal and a NUL after `NAME=`; async-signal-safe (no allocation, no call).
+    ///
+    /// # Safety
+    /// Only in the child of `spawn`, while the parent's thread is suspended (CLONE_VFORK).
+    unsafe fn fill(&self, pid: u32) {
+        let mut digits = [0u8; PID_DIGITS];
+        let mut n = pid;
+        let mut i = PID_DIGITS;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 || i == 0 {
+                break;
+            }
+        }
+        let count = PID_DIGITS - i;
+        // SAFETY: `at + count + 1 <= len` (count <= PID_DIGITS), inside the buffer we own; nothing
+        // else reads or writes it while the parent is suspended.
+        unsafe {
+            std::ptr::copy_nonoverlapping(digits.as_ptr().add(i), self.buf.add(self.at), count);
+            *self.buf.add(self.at + count) = 0;
+        }
+    }
+}
+
+impl Drop for PidSlot {
+    fn drop(&mut self) {
+        // SAFETY: `buf` and `len` come from `Box::into_raw` of a boxed slice of `len` bytes, freed once.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.buf, self.len)) });
+    }
 }
 
 const DEV_NULL: &CStr = c"/dev/null";
@@ -318,9 +381,22 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
+    if let Some(name) = spec.pid_env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(SysError::Exec {
+                program: program_name.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid environment variable name {name:?}"),
+                ),
+            });
+        }
+    }
+    let pid_slot = spec.pid_env.map(PidSlot::new);
     let envp_ptrs = env
         .iter()
         .map(|s| s.as_ptr())
+        .chain(pid_slot.as_ref().map(|p| p.buf.cast_const().cast::<libc::c_char>()))
         .chain(std::iter::once(std::ptr::null()))
         .collect();
 
@@ -334,6 +410,7 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         output: spec.output.map(|fd| fd.as_raw_fd()),
         new_session: spec.new_session,
         nofile: misc::original_nofile_limit(),
+        pid_slot,
         _strings: (argv, env),
     })
 }
@@ -514,6 +591,10 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
         if p.new_session && libc::setsid() < 0 {
             fail(Step::Setsid);
         }
+        if let Some(slot) = &p.pid_slot {
+            // The raw syscall: glibc's getpid may answer from a cache of the parent's pid.
+            slot.fill(libc::syscall(libc::SYS_getpid) as u32);
+        }
         let [sys_setgroups, sys_setgid, sys_setuid] = SYS_SETGROUPS_SETGID_SETUID;
         if let Some(gid) = p.gid {
             let groups = [gid];
@@ -654,6 +735,7 @@ mod tests {
             gid: None,
             output: None,
             new_session: false,
+            pid_env: None,
         };
         let s = spawn(&spec).unwrap();
         assert_eq!(wait_child(&s), WaitStatus::Exited(3));
@@ -672,6 +754,7 @@ mod tests {
             gid: None,
             output: None,
             new_session: false,
+            pid_env: None,
         };
         match spawn(&spec) {
             Err(SysError::Exec { program, source }) => {
@@ -714,11 +797,45 @@ mod tests {
             gid: Some(65533),
             output: Some(std::os::fd::AsFd::as_fd(&w)),
             new_session: false,
+            pid_env: None,
         };
         let s = spawn(&spec).unwrap();
         drop(w);
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));
         assert_eq!(read_to_end(r), "65534\n65533\n65533\n");
+    }
+
+    /// The child's own pid reaches its environment, with and without a memory of its own.
+    #[test]
+    fn pid_env_is_the_childs_own_pid() {
+        let _g = child_lock();
+        let root = crate::getuid() == 0;
+        for switch in [false, true] {
+            if switch && !root {
+                continue;
+            }
+            let (r, w) = crate::pipe_cloexec().unwrap();
+            let argv: Vec<OsString> = ["sh", "-c", "echo $$ $WATCHDOG_PID $A"]
+                .iter()
+                .map(OsString::from)
+                .collect();
+            let env = [(OsString::from("A"), OsString::from("a"))];
+            let spec = SpawnSpec {
+                program: Path::new("/bin/sh"),
+                argv: &argv,
+                env: &env,
+                cwd: Some(Path::new("/")),
+                uid: switch.then_some(65534),
+                gid: switch.then_some(65534),
+                output: Some(std::os::fd::AsFd::as_fd(&w)),
+                new_session: true,
+                pid_env: Some("WATCHDOG_PID"),
+            };
+            let s = spawn(&spec).unwrap();
+            drop(w);
+            assert_eq!(wait_child(&s), WaitStatus::Exited(0));
+            assert_eq!(read_to_end(r), format!("{0} {0} a\n", s.pid), "uid switch: {switch}");
+        }
     }
 
     #[test]
@@ -740,6 +857,7 @@ mod tests {
             gid: Some(65534),
             output: None,
             new_session: false,
+            pid_env: None,
         };
         let s = spawn(&spec).unwrap();
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));
@@ -765,6 +883,7 @@ mod tests {
             gid: None,
             output: None,
             new_session: true,
+            pid_env: None,
         };
         let s = spawn(&spec).unwrap();
         assert_eq!(s.pidfd.pid(), s.pid);

@@ -82,6 +82,7 @@ pub fn run_capture(
         gid: None,
         output: Some(w.as_fd()),
         new_session: false,
+        pid_env: None,
     };
     let s = spawn(&spec).unwrap();
     drop(w);
@@ -103,6 +104,7 @@ pub fn start_sh(script: &str) -> (crate::Spawned, std::fs::File, String) {
         gid: None,
         output: Some(w.as_fd()),
         new_session: false,
+        pid_env: None,
     };
     let s = spawn(&spec).unwrap();
     drop(w);

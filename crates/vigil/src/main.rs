@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use vigil_client::proto::{self, Backoff, ProgramType, RunSpec};
+use vigil_client::proto::{self, Backoff, ProbeCheck, ProbeSpec, ProgramType, RunSpec};
 use vigil_client::{Client, ClientError};
 
 #[derive(Parser)]
@@ -26,6 +26,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a tag and start COMMAND under it (pmfadm -c)
@@ -266,6 +268,21 @@ struct RunArgs {
     /// Seconds between the stop signal and SIGKILL
     #[arg(long)]
     stop_timeout: Option<f64>,
+    /// Restart the tag unless it sends WATCHDOG=1 to $NOTIFY_SOCKET at least every SECS (sd_notify)
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    watchdog: Option<f64>,
+    /// A health check (repeatable): exec:COMMAND (run by sh -c), tcp:HOST:PORT or http://HOST[:PORT]/PATH
+    #[arg(long = "probe", value_name = "PROBE")]
+    probes: Vec<String>,
+    /// Seconds from the start to the first probe, and between probes [default: 10]
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    probe_interval: Option<f64>,
+    /// Seconds a probe may take [default: 5, at most the interval]
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    probe_timeout: Option<f64>,
+    /// Consecutive failed probes that restart the tag [default: 3]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    probe_threshold: Option<i64>,
     /// The command and its arguments
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -435,7 +452,65 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// The kind of a `--probe` by its prefix; the address or URL itself is vigild's to judge.
+fn probe_check(p: &str) -> Result<ProbeCheck, Failure> {
+    if let Some(cmd) = p.strip_prefix("exec:") {
+        if cmd.trim().is_empty() {
+            return Err(usage(
+                "--probe exec: needs a command, as in exec:'test -e /run/app.pid'",
+            ));
+        }
+        Ok(ProbeCheck::Exec {
+            command: vec!["sh".into(), "-c".into(), cmd.into()],
+        })
+    } else if let Some(address) = p.strip_prefix("tcp:") {
+        Ok(ProbeCheck::Tcp {
+            address: address.into(),
+        })
+    } else if p.starts_with("http://") || p.starts_with("https://") {
+        Ok(ProbeCheck::Http { url: p.into() })
+    } else {
+        Err(usage(format!(
+            "--probe {p:?}: unknown probe kind; use exec:COMMAND, tcp:HOST:PORT or http://HOST[:PORT]/PATH"
+        )))
+    }
+}
+
+fn probes(a: &RunArgs) -> Result<Vec<ProbeSpec>, Failure> {
+    if a.probes.is_empty() && (a.probe_interval.is_some() || a.probe_timeout.is_some() || a.probe_threshold.is_some()) {
+        return Err(usage(
+            "--probe-interval, --probe-timeout and --probe-threshold need a --probe",
+        ));
+    }
+    let ms = |v: Option<f64>, what: &str| -> Result<Option<u64>, Failure> {
+        Ok(v.map(|v| secs(v, what)).transpose()?.map(|d| d.as_millis() as u64))
+    };
+    let interval_ms = ms(a.probe_interval, "--probe-interval")?;
+    let timeout_ms = ms(a.probe_timeout, "--probe-timeout")?;
+    let threshold = a
+        .probe_threshold
+        .map(|n| u32::try_from(n).map_err(|_| usage(format!("--probe-threshold {n} is not a count"))))
+        .transpose()?;
+    a.probes
+        .iter()
+        .map(|p| {
+            Ok(ProbeSpec {
+                check: probe_check(p)?,
+                interval_ms,
+                timeout_ms,
+                threshold,
+            })
+        })
+        .collect()
+}
+
 fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
+    let probes = probes(&a)?;
+    let watchdog_ms = a
+        .watchdog
+        .map(|w| secs(w, "--watchdog"))
+        .transpose()?
+        .map(|d| d.as_millis() as u64);
     let mut env = Vec::new();
     if a.inherit_env {
         env.extend(std::env::vars());
@@ -513,6 +588,8 @@ fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
             .map(|t| secs(t, "--stop-timeout"))
             .transpose()?
             .map(|d| d.as_millis() as u64),
+        watchdog_ms,
+        probes,
     })
 }
 

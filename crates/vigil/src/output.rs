@@ -38,6 +38,12 @@ fn exit_text(e: &ExitStatus) -> String {
     }
 }
 
+/// Milliseconds as seconds, without a needless fraction.
+fn seconds(ms: u64) -> String {
+    // f64's Display prints 1.0 as "1" and 0.15 as "0.15".
+    format!("{}", ms as f64 / 1000.0)
+}
+
 fn limit(n: i64) -> String {
     if n < 0 {
         "unlimited".into()
@@ -110,6 +116,29 @@ pub fn status(tags: &[TagStatus], json: bool) {
         );
         if !st.after.is_empty() {
             println!("  after:     {}", st.after.join(" "));
+        }
+        if let Some(w) = st.watchdog_ms {
+            println!("  watchdog:  {} s", seconds(w));
+        }
+        if st.watchdog_ms.is_some() || st.ready || st.status_text.is_some() {
+            println!("  ready:     {}", if st.ready { "yes" } else { "no" });
+        }
+        if let Some(s) = &st.status_text {
+            println!("  status:    {s}");
+        }
+        for p in &st.probes {
+            let fails = match (&p.last_error, p.failures) {
+                (_, 0) => String::new(),
+                (Some(e), n) => format!("; failed {n} time(s) in a row: {e}"),
+                (None, n) => format!("; failed {n} time(s) in a row"),
+            };
+            println!(
+                "  probe:     {} every {} s, timeout {} s, threshold {}{fails}",
+                p.check,
+                seconds(p.interval_ms),
+                seconds(p.timeout_ms),
+                p.threshold
+            );
         }
         println!("  starts:    {}", st.starts);
         for p in &st.procs {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vigil_core::{TagName, TagSpec};
-use vigil_proto::{Backoff, ProgramType, RunSpec};
+use vigil_proto::{Backoff, ProbeCheck, ProbeSpec, ProgramType, RunSpec};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +91,55 @@ struct TagSection {
     after: Vec<String>,
     stop_signal: Option<String>,
     stop_timeout: Option<f64>,
+    /// Seconds within which the program must send WATCHDOG=1.
+    watchdog: Option<f64>,
+    /// `[[tag.NAME.probe]]` tables.
+    #[serde(default)]
+    probe: Vec<ProbeSection>,
+}
+
+/// One probe: exactly one of `exec`, `tcp`, `http`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeSection {
+    exec: Option<ExecProbe>,
+    tcp: Option<String>,
+    http: Option<String>,
+    interval: Option<f64>,
+    timeout: Option<f64>,
+    threshold: Option<u32>,
+}
+
+/// A command line run by `sh -c`, or an argv.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ExecProbe {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+impl ProbeSection {
+    fn to_wire(&self, i: usize) -> anyhow::Result<ProbeSpec> {
+        let what = |k: &str| format!("probe[{i}].{k}");
+        let ms = |k: &str, v: Option<f64>| -> anyhow::Result<Option<u64>> {
+            v.map(|v| secs(&what(k), v).map(|d| d.as_millis() as u64)).transpose()
+        };
+        let check = match (&self.exec, &self.tcp, &self.http) {
+            (Some(ExecProbe::Line(l)), None, None) => ProbeCheck::Exec {
+                command: vec!["sh".into(), "-c".into(), l.clone()],
+            },
+            (Some(ExecProbe::Argv(a)), None, None) => ProbeCheck::Exec { command: a.clone() },
+            (None, Some(t), None) => ProbeCheck::Tcp { address: t.clone() },
+            (None, None, Some(h)) => ProbeCheck::Http { url: h.clone() },
+            _ => anyhow::bail!("probe[{i}]: give exactly one of exec, tcp, http"),
+        };
+        Ok(ProbeSpec {
+            check,
+            interval_ms: ms("interval", self.interval)?,
+            timeout_ms: ms("timeout", self.timeout)?,
+            threshold: self.threshold,
+        })
+    }
 }
 
 fn minus_one() -> i64 {
@@ -248,6 +297,16 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             None => None,
             Some(v) => Some(secs("stop_timeout", v).map_err(|e| ctx(e.to_string()))?.as_millis() as u64),
         };
+        let watchdog_ms = match t.watchdog {
+            None => None,
+            Some(v) => Some(secs("watchdog", v).map_err(|e| ctx(e.to_string()))?.as_millis() as u64),
+        };
+        let probes = t
+            .probe
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_wire(i).map_err(|e| ctx(e.to_string())))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let run = RunSpec {
             tag: name.clone(),
             command: t.command,
@@ -264,6 +323,8 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             after: t.after,
             stop_signal,
             stop_timeout_ms,
+            watchdog_ms,
+            probes,
         };
         let (tag, spec) = crate::spec::build(&run, uid, gid, settings.stop_timeout).map_err(|e| ctx(e.message))?;
         tags.push((tag, spec));
@@ -352,5 +413,58 @@ env = { PORT = "8000" }
         );
         assert!(e("[tag.a]\ncommand = [\"x\"]\nbogus = 1").contains("bogus"));
         assert!(e("[tag.\"a b\"]\ncommand = [\"x\"]").contains("whitespace"));
+    }
+
+    #[test]
+    fn health_checks() {
+        let c = parse(
+            r#"
+[tag.web]
+command = ["python3", "-m", "http.server", "8000"]
+watchdog = 2.5
+[[tag.web.probe]]
+http = "http://127.0.0.1:8000/"
+interval = 1
+[[tag.web.probe]]
+exec = "test -e /"
+timeout = 0.5
+threshold = 2
+[[tag.web.probe]]
+tcp = "[::1]:8000"
+"#,
+            0,
+            0,
+        )
+        .unwrap();
+        let h = &c.tags[0].1.health;
+        assert_eq!(h.watchdog, Some(Duration::from_millis(2500)));
+        let shown: Vec<String> = h.probes.iter().map(|p| p.check.to_string()).collect();
+        assert_eq!(shown, ["http://127.0.0.1:8000/", "exec:test -e /", "tcp:[::1]:8000"]);
+        assert_eq!(
+            (h.probes[0].interval, h.probes[0].timeout, h.probes[0].threshold),
+            (Duration::from_secs(1), Duration::from_secs(1), 3),
+            "defaults, the timeout within the interval"
+        );
+        assert_eq!(
+            (h.probes[1].timeout, h.probes[1].threshold),
+            (Duration::from_millis(500), 2)
+        );
+
+        let e = |t: &str| {
+            parse(&format!("[tag.a]\ncommand = [\"x\"]\n{t}"), 0, 0)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            e("watchdog = 0").contains("tag.a: watchdog = 0 is outside"),
+            "{}",
+            e("watchdog = 0")
+        );
+        assert!(e("watchdog = -1").contains("watchdog = -1 is outside"));
+        assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\nhttp = \"http://h/\"").contains("exactly one of"));
+        assert!(e("[[tag.a.probe]]\nudp = \"h:1\"").contains("unknown field `udp`"));
+        assert!(e("[[tag.a.probe]]\ntcp = \"h:99999\"").contains("port \"99999\" is not a number from 1 to 65535"));
+        assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\nthreshold = 0").contains("threshold 0 is out of range"));
+        assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\ninterval = 0").contains("probe[0].interval = 0 is outside"));
     }
 }

@@ -70,6 +70,7 @@ fn stop_mode_to_store(m: core::StopMode) -> store::StopModeRecord {
         core::StopMode::Restart => store::StopModeRecord::Restart,
         core::StopMode::Remove => store::StopModeRecord::Remove,
         core::StopMode::Shutdown => store::StopModeRecord::Shutdown,
+        core::StopMode::Recover => store::StopModeRecord::Recover,
     }
 }
 
@@ -79,6 +80,7 @@ fn stop_mode_from_store(m: store::StopModeRecord) -> core::StopMode {
         store::StopModeRecord::Restart => core::StopMode::Restart,
         store::StopModeRecord::Remove => core::StopMode::Remove,
         store::StopModeRecord::Shutdown => core::StopMode::Shutdown,
+        store::StopModeRecord::Recover => core::StopMode::Recover,
     }
 }
 
@@ -95,6 +97,50 @@ pub fn backoff_to_wire(b: Option<core::Backoff>) -> Option<proto::Backoff> {
         min_ms: b.min.as_millis() as u64,
         max_ms: b.max.as_millis() as u64,
     })
+}
+
+fn probe_to_record(p: &core::ProbeSpec) -> store::ProbeRecord {
+    store::ProbeRecord {
+        check: match &p.check {
+            core::ProbeCheck::Exec { command } => store::ProbeCheckRecord::Exec {
+                command: command.clone(),
+            },
+            core::ProbeCheck::Tcp { host, port } => store::ProbeCheckRecord::Tcp {
+                host: host.clone(),
+                port: *port,
+            },
+            core::ProbeCheck::Http(u) => store::ProbeCheckRecord::Http {
+                host: u.host.clone(),
+                port: u.port,
+                path: u.path.clone(),
+            },
+        },
+        interval_ms: p.interval.as_millis() as u64,
+        timeout_ms: p.timeout.as_millis() as u64,
+        threshold: p.threshold,
+    }
+}
+
+fn probe_from_record(r: &store::ProbeRecord) -> core::ProbeSpec {
+    core::ProbeSpec {
+        check: match &r.check {
+            store::ProbeCheckRecord::Exec { command } => core::ProbeCheck::Exec {
+                command: command.clone(),
+            },
+            store::ProbeCheckRecord::Tcp { host, port } => core::ProbeCheck::Tcp {
+                host: host.clone(),
+                port: *port,
+            },
+            store::ProbeCheckRecord::Http { host, port, path } => core::ProbeCheck::Http(core::health::HttpUrl {
+                host: host.clone(),
+                port: *port,
+                path: path.clone(),
+            }),
+        },
+        interval: Duration::from_millis(r.interval_ms),
+        timeout: Duration::from_millis(r.timeout_ms),
+        threshold: r.threshold,
+    }
 }
 
 pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
@@ -145,6 +191,10 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
             core::tag::StartKind::Restart { counted: true } => 1,
             core::tag::StartKind::Restart { counted: false } => 2,
         }),
+        watchdog_ms: s.health.watchdog.map(|w| w.as_millis() as u64),
+        probes: s.health.probes.iter().map(probe_to_record).collect(),
+        ready: tag.health.ready,
+        status_text: tag.health.status.clone(),
     }
 }
 
@@ -174,8 +224,14 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
         stop_timeout: Duration::from_millis(r.stop_timeout_ms),
         uid: r.uid,
         gid: r.gid,
+        health: core::HealthSpec {
+            watchdog: r.watchdog_ms.map(Duration::from_millis),
+            probes: r.probes.iter().map(probe_from_record).collect(),
+        },
     };
     let mut tag = Tag::new(name, spec);
+    tag.health.ready = r.ready;
+    tag.health.status = r.status_text.clone();
     tag.state = match &r.state {
         store::StateRecord::Waiting => TagState::Waiting,
         store::StateRecord::Running => TagState::Running,
@@ -264,6 +320,27 @@ pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp
         last_exit: tag.last_exit.map(|(p, e)| (p, exit_to_wire(e))),
         log_path,
         from_config,
+        watchdog_ms: tag.health.watchdog.or(s.health.watchdog).map(|w| w.as_millis() as u64),
+        probes: s
+            .health
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let run = tag.health.probes.get(i);
+                proto::ProbeStatus {
+                    check: p.check.to_string(),
+                    interval_ms: p.interval.as_millis() as u64,
+                    timeout_ms: p.timeout.as_millis() as u64,
+                    threshold: p.threshold,
+                    failures: run.map_or(0, |r| r.failures),
+                    last_error: run.and_then(|r| r.last_error.clone()),
+                }
+            })
+            .collect(),
+        // Of the current instance: a tag without processes has none to be ready.
+        ready: tag.health.ready && !tag.tree.is_empty(),
+        status_text: tag.health.status.clone(),
     }
 }
 
@@ -291,6 +368,29 @@ pub fn event_data(ev: &TagEvent) -> Vec<(String, Attr)> {
         TagEvent::ActionExit { exit } => exit_attrs(exit),
         TagEvent::Stop | TagEvent::Remove => vec![],
         TagEvent::Lost { proc } => vec![attr_i("pid", i64::from(proc.pid))],
+        TagEvent::Ready { pid } => vec![attr_i("pid", i64::from(*pid))],
+        TagEvent::Unhealthy(f) => {
+            let mut d = vec![attr_s("check", f.check())];
+            match f {
+                core::HealthFailure::WatchdogMissed { interval } => {
+                    d.push(attr_i("interval_ms", interval.as_millis() as i64));
+                }
+                core::HealthFailure::WatchdogTrigger => d.push(attr_b("trigger", true)),
+                core::HealthFailure::Probe {
+                    index,
+                    probe,
+                    failures,
+                    error,
+                } => {
+                    d.push(attr_i("index", *index as i64));
+                    d.push(attr_s("probe", probe.clone()));
+                    d.push(attr_i("failures", i64::from(*failures)));
+                    d.push(attr_s("error", error.clone()));
+                }
+            }
+            d.push(attr_s("reason", f.reason()));
+            d
+        }
     }
 }
 

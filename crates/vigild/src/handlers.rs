@@ -19,6 +19,8 @@ fn refused(r: Refused) -> WireError {
         Refused::AlreadyRunning(_) => ErrorCode::AlreadyExists,
         Refused::NoProcesses(_) => ErrorCode::NoProcess,
         Refused::Stopping(_) => ErrorCode::Busy,
+        // Never a request's answer (notify datagrams are not answered), but mapped all the same.
+        Refused::Stranger(..) => ErrorCode::PermissionDenied,
     };
     err(code, r.to_string())
 }

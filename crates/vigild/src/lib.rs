@@ -8,6 +8,7 @@ pub mod config;
 pub mod convert;
 pub mod events;
 pub mod handlers;
+pub mod health;
 pub mod logs;
 pub mod procs;
 pub mod psm;
@@ -114,6 +115,15 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     let settings_cmap = cmap::Cmap::from_settings(&settings);
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
     store.set_events_kept(settings.events_kept);
+    // Bound once the store is ours (redb locks it), so no other vigild is using this state dir; before any
+    // tag starts, since their environment names it.
+    let notify = match vigil_sys::NotifySocket::bind(&opts.state_dir.join(health::NOTIFY_SOCKET_NAME)) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            warn!("no notify socket ({e}): tags get no NOTIFY_SOCKET, and a watchdog cannot be fed");
+            None
+        }
+    };
 
     if let Err(e) = vigil_sys::set_child_subreaper() {
         warn!("cannot become a child subreaper: {e}");
@@ -160,6 +170,9 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         tags: BTreeMap::new(),
         procs: HashMap::new(),
         actions: HashMap::new(),
+        probe_children: HashMap::new(),
+        notify,
+        notify_rescan: None,
         connector,
         timers: BTreeSet::new(),
         waiters: Vec::new(),
@@ -228,6 +241,10 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         Some(c) => Some(SharedFd::register(c.clone())?),
         None => None,
     };
+    let notify_fd = match &d.notify {
+        Some(n) => Some(SharedFd::register(n.clone())?),
+        None => None,
+    };
     let inotify_fd = match &d.logs.inotify {
         Some(i) => Some(SharedFd::register(i.clone())?),
         None => None,
@@ -269,6 +286,17 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                             d.on_closed(conn);
                             d.sam_on_closed(conn);
                         }
+                        Msg::ProbeDone { tag, instance, index, pid, result } => {
+                            d.on_probe_done(&tag, instance, index, pid, result)
+                        }
+                    }
+                }
+            }
+            ready = async { match &notify_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
+                if let Ok(mut guard) = ready {
+                    // Readiness is an edge: clear it only once the socket is empty.
+                    if d.drain_notify() {
+                        guard.clear_ready();
                     }
                 }
             }
@@ -304,6 +332,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     };
     if let Exit::Shutdown = exit {
         let _ = std::fs::remove_file(&opts.socket);
+        let _ = std::fs::remove_file(opts.state_dir.join(health::NOTIFY_SOCKET_NAME));
         info!("every tag is stopped; exiting");
     } else {
         info!("re-executing in place");

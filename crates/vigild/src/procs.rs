@@ -28,9 +28,18 @@ const EXIT_RETRY: [std::time::Duration; 6] = [
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// What a process started for a tag is: its command, its action program, or one of its exec probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Command,
+    Action,
+    Probe,
+}
+
 impl Daemon {
-    /// The environment of a tag's processes: what the user gave, over sane defaults.
-    fn environment(&mut self, name: &TagName) -> Vec<(OsString, OsString)> {
+    /// The environment of a tag's processes: what the user gave, over sane defaults. The command also
+    /// gets systemd's notify variables (`NOTIFY_SOCKET`, and `WATCHDOG_USEC` with a watchdog).
+    fn environment(&mut self, name: &TagName, role: Role) -> Vec<(OsString, OsString)> {
         // Reading /etc/passwd on every restart costs more than the rest of the restart path: cache it.
         let uid = self.tags[name].tag.spec.uid;
         let user = self
@@ -49,6 +58,14 @@ impl Daemon {
             defaults.push(("HOME", home.display().to_string()));
             defaults.push(("USER", user.clone()));
             defaults.push(("LOGNAME", user));
+        }
+        if role == Role::Command {
+            if let Some(n) = &self.notify {
+                defaults.push(("NOTIFY_SOCKET", n.address().to_string()));
+            }
+            if let Some(w) = spec.health.watchdog {
+                defaults.push(("WATCHDOG_USEC", w.as_micros().to_string()));
+            }
         }
         for (k, v) in defaults {
             if !spec.env.iter().any(|(ek, _)| ek == k) {
@@ -75,10 +92,15 @@ impl Daemon {
             .and_then(|f| f.as_fd().try_clone_to_owned().ok())
     }
 
-    /// Starts `argv` for a tag: its user, environment, working directory and log.
-    fn start_process(&mut self, name: &TagName, argv: &[String]) -> Result<vigil_sys::Spawned, String> {
-        let env = self.environment(name);
-        let log = self.ensure_log(name);
+    /// Starts `argv` for a tag: its user, environment, working directory and log (a probe's output goes
+    /// to /dev/null: a check every few seconds would drown the tag's own output).
+    pub fn start_process(&mut self, name: &TagName, argv: &[String], role: Role) -> Result<vigil_sys::Spawned, String> {
+        let env = self.environment(name, role);
+        let log = if role == Role::Probe {
+            None
+        } else {
+            self.ensure_log(name)
+        };
         let spec = &self.tags[name].tag.spec;
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
         let program = vigil_sys::resolve_program(&argv[0], path).map_err(|e| e.to_string())?;
@@ -100,7 +122,14 @@ impl Daemon {
             uid: switch.then_some(spec.uid),
             gid: switch.then_some(spec.gid),
             output: log.as_ref().map(|f| f.as_fd()),
+            // Each in a session of its own: a stop signals the tag's processes, and a probe that runs
+            // out of time is killed with its whole process group.
             new_session: true,
+            // As systemd: the pid the watchdog belongs to, which a library compares with its own.
+            pid_env: (role == Role::Command
+                && spec.health.watchdog.is_some()
+                && !env.iter().any(|(k, _)| k == "WATCHDOG_PID"))
+            .then_some("WATCHDOG_PID"),
         };
         vigil_sys::spawn(&sspec).map_err(|e| e.to_string())
     }
@@ -108,7 +137,7 @@ impl Daemon {
     /// Carries out `Effect::Spawn`.
     pub fn spawn_tag(&mut self, name: &TagName) -> Vec<Effect> {
         let argv = self.tags[name].tag.spec.command.clone();
-        match self.start_process(name, &argv) {
+        match self.start_process(name, &argv, Role::Command) {
             Ok(sp) => {
                 // The new process is runnable on this CPU: let it go first, the bookkeeping can wait.
                 vigil_sys::yield_cpu();
@@ -134,7 +163,7 @@ impl Daemon {
             return vec![];
         };
         let argv = vec![program, "failed".to_string(), name.to_string()];
-        match self.start_process(name, &argv) {
+        match self.start_process(name, &argv, Role::Action) {
             Ok(sp) => {
                 // The reaper reports its status; the pidfd is not needed.
                 self.actions.insert(sp.pid, name.clone());
@@ -290,6 +319,9 @@ impl Daemon {
                     .map(|e| e.tag.action_exited(exit))
                     .unwrap_or_default();
                 self.apply(&name, fx);
+            } else if let Some(reply) = self.probe_children.remove(&pid) {
+                // The probe's task may have given up on it already.
+                let _ = reply.send(exit);
             } else if self.procs.contains_key(&pid) {
                 self.proc_gone(pid, exit);
             }
@@ -385,7 +417,9 @@ impl Daemon {
                 .children(std::process::id() as i32)
                 .iter()
                 .copied()
-                .filter(|p| !self.procs.contains_key(p) && !self.actions.contains_key(p))
+                .filter(|p| {
+                    !self.procs.contains_key(p) && !self.actions.contains_key(p) && !self.probe_children.contains_key(p)
+                })
                 .filter(|p| table.stat(*p).is_some_and(|s| s.session == sid))
                 .collect();
             for pid in orphans {

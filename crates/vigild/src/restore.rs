@@ -59,6 +59,7 @@ impl Daemon {
                     TagState::Action => vec![Effect::RunAction],
                     TagState::Stopped if tag.enabled => tag.start().unwrap_or_default(),
                     TagState::Running if tag.tree.watched(tag.spec.level).next().is_none() => tag.restart_vanished(),
+                    TagState::Running => tag.resume_health(now),
                     _ => vec![],
                 }
             };

@@ -56,6 +56,14 @@ pub enum Msg {
     Exited { pid: i32, start_time: u64 },
     /// A connection ended: what it held (CMAP tracks) goes with it.
     Closed { conn: u64 },
+    /// A probe run of a tag's instance ended; `pid` is an exec probe's process.
+    ProbeDone {
+        tag: vigil_core::TagName,
+        instance: u64,
+        index: usize,
+        pid: Option<i32>,
+        result: Result<(), String>,
+    },
 }
 
 pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {

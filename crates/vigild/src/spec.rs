@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use vigil_core::health::{self, HealthSpec, HttpUrl, ProbeCheck, ProbeSpec};
 use vigil_core::{Backoff, Level, Period, Retries, TagName, TagSpec};
-use vigil_proto::{ErrorCode, RunSpec, WireError};
+use vigil_proto::{self as proto, ErrorCode, RunSpec, WireError};
 
 use crate::convert::program_type_from_wire;
 
@@ -54,6 +55,12 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
         Some(s) => return Err(invalid(format!("stop signal {s} is not a signal number (1-64)"))),
     };
     let stop_timeout = run.stop_timeout_ms.map_or(default_stop, Duration::from_millis);
+    let probes = run
+        .probes
+        .iter()
+        .map(probe)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("tag {name}: {e}")))?;
     let spec = TagSpec {
         command: run.command.clone(),
         env: run.env.clone(),
@@ -70,6 +77,10 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
         stop_timeout,
         uid,
         gid,
+        health: HealthSpec {
+            watchdog: run.watchdog_ms.map(Duration::from_millis),
+            probes,
+        },
     };
     spec.validate(&name).map_err(|e| invalid(format!("tag {name}: {e}")))?;
     if let Some(cwd) = &spec.cwd {
@@ -78,4 +89,28 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
         }
     }
     Ok((name, spec))
+}
+
+/// A probe from the wire, with vigild's defaults; the ranges are checked with the rest of the spec.
+fn probe(p: &proto::ProbeSpec) -> Result<ProbeSpec, health::HealthError> {
+    let check = match &p.check {
+        proto::ProbeCheck::Exec { command } => ProbeCheck::Exec {
+            command: command.clone(),
+        },
+        proto::ProbeCheck::Tcp { address } => {
+            let (host, port) = health::parse_host_port(address)?;
+            ProbeCheck::Tcp { host, port }
+        }
+        proto::ProbeCheck::Http { url } => ProbeCheck::Http(HttpUrl::parse(url)?),
+    };
+    let interval = p.interval_ms.map_or(health::DEFAULT_INTERVAL, Duration::from_millis);
+    Ok(ProbeSpec {
+        check,
+        interval,
+        // A short interval alone must not be refused for the default timeout being longer.
+        timeout: p
+            .timeout_ms
+            .map_or(health::DEFAULT_TIMEOUT.min(interval), Duration::from_millis),
+        threshold: p.threshold.unwrap_or(health::DEFAULT_THRESHOLD),
+    })
 }

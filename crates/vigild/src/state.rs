@@ -101,6 +101,12 @@ pub struct Daemon {
     pub procs: HashMap<i32, Watched>,
     /// Running action programs.
     pub actions: HashMap<i32, TagName>,
+    /// Running exec probes: the reaper hands each one's exit to the task that waits for it.
+    pub probe_children: HashMap<i32, tokio::sync::oneshot::Sender<vigil_core::Exit>>,
+    /// The socket of systemd's notify protocol, shared by every tag.
+    pub notify: Option<Arc<vigil_sys::NotifySocket>>,
+    /// When a notify datagram from an unknown pid last caused a /proc scan (without the connector).
+    pub notify_rescan: Option<std::time::Instant>,
     pub connector: Option<Arc<ProcConnector>>,
     pub timers: BTreeSet<(Timestamp, TagName)>,
     pub waiters: Vec<Waiter>,
@@ -179,6 +185,12 @@ impl Daemon {
                     self.emit(name.as_str(), ev.name(), data);
                 }
                 Effect::Remove => self.forget_tag(name),
+                // A probe that would start now could only hold up the shutdown.
+                Effect::RunProbe { .. } if self.shutting_down => {}
+                Effect::RunProbe { index, instance } => {
+                    let more = self.run_probe(name, index, instance);
+                    queue.extend(more);
+                }
             }
         }
     }
@@ -348,6 +360,7 @@ impl Daemon {
         }
         info!("shutting down: stopping every tag");
         self.shutting_down = true;
+        self.kill_probes();
         let now = now();
         let names: Vec<TagName> = self.tags.keys().cloned().collect();
         for n in names {

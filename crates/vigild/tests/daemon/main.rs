@@ -3,6 +3,7 @@
 mod bad_input;
 mod cmap;
 mod harness;
+mod health;
 mod lifecycle;
 mod pmf;
 mod psm;
