@@ -615,3 +615,50 @@ fn without_vigild_plain_policies_work_and_flags_need_it() {
     assert_eq!(app.exit_code(), 70);
     assert_eq!(app.result(0, "initialize").as_deref(), Some("Library"));
 }
+
+#[test]
+fn each_policy_combination_recovers_as_it_says() {
+    let v = Vigild::start();
+    for base in ["quit", "restart"] {
+        for quorum in [false, true] {
+            for cmap_flag in [false, true] {
+                let mut policy = base.to_string();
+                if quorum {
+                    policy.push_str("+quorum");
+                }
+                if cmap_flag {
+                    policy.push_str("+cmap");
+                }
+                let mut app = SamApp::start(
+                    Some(&v),
+                    v.dir.path(),
+                    &[
+                        "--interval",
+                        "60000",
+                        "--policy",
+                        &policy,
+                        "--on",
+                        "1:start;hc;abort",
+                        "--otherwise",
+                        "start;stop;finalize;exit:0",
+                    ],
+                );
+                let code = app.exit_code();
+                let state = cmap(&v, &format!("resources.process.{}.state", app.pid()));
+                if base == "restart" {
+                    assert_eq!(code, 0, "{policy}: {:#?}", app.lines());
+                    assert_eq!(app.result(2, "start").as_deref(), Some("ok"), "{policy}");
+                    assert_eq!(state, None, "{policy}: keys go after an orderly end");
+                } else {
+                    assert_eq!(code, 134, "{policy}: {:#?}", app.lines());
+                    assert_eq!(app.result(2, "register"), None, "{policy}");
+                    let want = cmap_flag.then(|| CmapValue::Str("failed".into()));
+                    assert_eq!(state, want, "{policy}: a failure that ends the supervisor");
+                }
+                let n = names(&sam_events(&v, app.pid()));
+                assert_eq!(n.first().map(String::as_str), Some("register"), "{policy}: {n:?}");
+                assert_eq!(n.last().map(String::as_str), Some("quit"), "{policy}: {n:?}");
+            }
+        }
+    }
+}
