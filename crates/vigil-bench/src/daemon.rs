@@ -37,7 +37,8 @@ pub fn locate(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// `cargo build -p vigild` into `bin_dir` (TARGET/PROFILE), when this crate's workspace is still there.
+/// `cargo build -p vigild` (and vigil-sam-app) into `bin_dir` (TARGET/PROFILE), when this crate's workspace
+/// is still there.
 fn build_vigild(cargo: &OsStr, bin_dir: &Path) -> anyhow::Result<()> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
     let (Some(profile), Some(target_dir)) = (bin_dir.file_name().and_then(|p| p.to_str()), bin_dir.parent()) else {
@@ -56,6 +57,10 @@ fn build_vigild(cargo: &OsStr, bin_dir: &Path) -> anyhow::Result<()> {
             "--quiet",
             "-p",
             "vigild",
+            // And the SAM metric's application, a second binary of this package.
+            "-p",
+            "vigil-bench",
+            "--bins",
             "--profile",
             profile,
             "--manifest-path",
@@ -64,8 +69,11 @@ fn build_vigild(cargo: &OsStr, bin_dir: &Path) -> anyhow::Result<()> {
         .arg("--target-dir")
         .arg(target_dir)
         .status()
-        .context("cannot run cargo to build vigild")?;
-    anyhow::ensure!(status.success(), "cargo build -p vigild: {status}");
+        .context("cannot run cargo to build vigild and vigil-sam-app")?;
+    anyhow::ensure!(
+        status.success(),
+        "cargo build -p vigild -p vigil-bench --bins: {status}"
+    );
     Ok(())
 }
 
