@@ -60,10 +60,9 @@ fn bad(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidArgument, msg)
 }
 
+/// corosync's `cs_timestamp_get()`: CLOCK_MONOTONIC in ns, the clock of `last_updated`.
 fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    vigil_sys::monotonic_now_ns()
 }
 
 /// The supervisor still runs (a zombie does not: it only waits for its parent).

@@ -413,10 +413,8 @@ fn cmap_keys_follow_a_whole_cycle_and_go_when_the_application_ends() {
     wait_for("state running after start", || {
         (key("state") == state("running")).then_some(())
     });
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    // corosync's cs_timestamp_get(): CLOCK_MONOTONIC.
+    let now_ns = vigil_sys::monotonic_now_ns();
     match key("last_updated") {
         Some(CmapValue::U64(t)) => assert!(t <= now_ns && now_ns - t < 60_000_000_000, "{t} vs {now_ns}"),
         other => panic!("last_updated is {other:?}"),
