@@ -253,3 +253,56 @@ pub fn write_script(path: &Path, body: &str) {
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The repository's root (for `include/` and the C sources of the tests).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// vigil's C libraries under their sonames and link names (`libsam.so.4`, `libsam.so`, ...), in one
+/// directory for `gcc -L` and `LD_LIBRARY_PATH`. Cargo builds them as `libNAME.so` beside the binaries.
+pub fn c_lib_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = bin("vigild").parent().expect("target dir").to_path_buf();
+        let dir = target.join("c-libs");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, soname) in [("libsam.so", "libsam.so.4"), ("libcmap.so", "libcmap.so.4")] {
+            let built = target.join(name);
+            assert!(
+                built.exists(),
+                "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test does)",
+                built.display()
+            );
+            for link in [name, soname] {
+                let l = dir.join(link);
+                let _ = std::fs::remove_file(&l);
+                std::os::unix::fs::symlink(&built, &l).unwrap();
+            }
+        }
+        dir
+    })
+    .clone()
+}
+
+/// Where the C programs of the tests live.
+pub fn c_src(name: &str) -> PathBuf {
+    repo_root().join("tests/c").join(name)
+}
+
+/// Compiles C sources with gcc (warnings are errors) into `out`; `headers` chooses vigil's own headers
+/// (`include/`) or, with None, the system's (Debian's corosync headers).
+pub fn compile_c(sources: &[PathBuf], out: &Path, vigil_headers: bool, libs: &[&str]) {
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-Wall", "-Wextra", "-Werror", "-O1", "-g", "-o"]).arg(out);
+    if vigil_headers {
+        cmd.arg("-I").arg(repo_root().join("include"));
+    }
+    cmd.args(sources);
+    cmd.arg("-L").arg(c_lib_dir());
+    for l in libs {
+        cmd.arg(format!("-l{l}"));
+    }
+    let o = cmd.output().expect("run gcc");
+    assert!(o.status.success(), "gcc failed: {}", String::from_utf8_lossy(&o.stderr));
+}
