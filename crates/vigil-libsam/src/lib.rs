@@ -66,7 +66,10 @@ pub extern "C" fn sam_warn_signal_set(warn_signal: c_int) -> c_int {
 }
 
 /// `cs_error_t sam_register(unsigned int *instance_id)`: instance_id may be NULL.
-extern "C" fn register(instance_id: *mut c_uint) -> c_int {
+///
+/// # Safety
+/// `instance_id` is NULL or points to a writable `unsigned int`.
+unsafe extern "C" fn register(instance_id: *mut c_uint) -> c_int {
     match sam::register() {
         Ok(n) => {
             if !instance_id.is_null() {
@@ -90,8 +93,11 @@ extern "C" fn hc_callback_register(cb: Option<extern "C" fn() -> c_int>) -> c_in
 }
 
 /// `cs_error_t sam_data_getsize(size_t *size)`: a NULL size is checked first, as corosync does.
+///
+/// # Safety
+/// `size` is NULL or points to a writable `size_t`.
 #[unsafe(no_mangle)]
-pub extern "C" fn sam_data_getsize(size: *mut usize) -> c_int {
+pub unsafe extern "C" fn sam_data_getsize(size: *mut usize) -> c_int {
     if size.is_null() {
         return CS_ERR_INVALID_PARAM;
     }
@@ -106,8 +112,11 @@ pub extern "C" fn sam_data_getsize(size: *mut usize) -> c_int {
 }
 
 /// `cs_error_t sam_data_restore(void *data, size_t size)`: a NULL buffer is checked first.
+///
+/// # Safety
+/// `data` is NULL or points to `size` writable bytes.
 #[unsafe(no_mangle)]
-pub extern "C" fn sam_data_restore(data: *mut c_void, size: usize) -> c_int {
+pub unsafe extern "C" fn sam_data_restore(data: *mut c_void, size: usize) -> c_int {
     if data.is_null() {
         return CS_ERR_INVALID_PARAM;
     }
@@ -120,8 +129,11 @@ pub extern "C" fn sam_data_restore(data: *mut c_void, size: usize) -> c_int {
 }
 
 /// `cs_error_t sam_data_store(const void *data, size_t size)`: NULL (or size 0) deletes the data.
+///
+/// # Safety
+/// `data` is NULL or points to `size` readable bytes.
 #[unsafe(no_mangle)]
-pub extern "C" fn sam_data_store(data: *const c_void, size: usize) -> c_int {
+pub unsafe extern "C" fn sam_data_store(data: *const c_void, size: usize) -> c_int {
     let d = if data.is_null() {
         None
     } else {

@@ -269,11 +269,14 @@ pub fn c_lib_dir() -> PathBuf {
         std::fs::create_dir_all(&dir).unwrap();
         for (name, soname) in [("libsam.so", "libsam.so.4"), ("libcmap.so", "libcmap.so.4")] {
             let built = target.join(name);
-            assert!(
-                built.exists(),
-                "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test does)",
-                built.display()
-            );
+            if !built.exists() {
+                // gcc says "cannot find -lNAME" if a test needs it.
+                eprintln!(
+                    "{} is missing: build the workspace first (`cargo build --workspace`, as scripts/test does)",
+                    built.display()
+                );
+                continue;
+            }
             for link in [name, soname] {
                 let l = dir.join(link);
                 let _ = std::fs::remove_file(&l);
