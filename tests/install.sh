@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make install` into a temporary prefix, then use the result as a C user would: pkg-config, gcc with the
+# installed headers and libraries, a vigild from the installed bin/, and the C SAM program against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=$(mktemp -d)
+state=$(mktemp -d)
+vigild_pid=
+cleanup() {
+    [ -n "$vigild_pid" ] && kill "$vigild_pid" 2>/dev/null && wait "$vigild_pid" 2>/dev/null
+    rm -rf "$prefix" "$state"
+}
+trap cleanup EXIT
+fail() { echo "install: $*" >&2; exit 1; }
+
+make --no-print-directory install PREFIX="$prefix" >/dev/null
+
+for f in bin/vigild bin/vigil include/corosync/sam.h include/corosync/cmap.h include/corosync/corotypes.h \
+         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc; do
+    [ -e "$prefix/$f" ] || fail "missing $f"
+done
+for n in sam cmap; do
+    [ "$(readlink "$prefix/lib/lib$n.so")" = "lib$n.so.4" ] || fail "lib$n.so does not point to lib$n.so.4"
+    real=$(readlink "$prefix/lib/lib$n.so.4")
+    [ -f "$prefix/lib/$real" ] || fail "lib$n.so.4 points to a missing $real"
+    soname=$(objdump -p "$prefix/lib/$real" | awk '/SONAME/ { print $2 }')
+    [ "$soname" = "lib$n.so.4" ] || fail "lib$n's soname is $soname"
+done
+
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+flags=$(pkg-config --cflags --libs libsam)
+[ "$flags" = "-I$prefix/include -L$prefix/lib -lsam" ] || fail "pkg-config libsam: $flags"
+# shellcheck disable=SC2086 # the flags are words
+gcc -Wall -Werror -o "$state/sam_test" tests/c/sam_test.c $flags -Wl,-rpath,"$prefix/lib"
+
+"$prefix/bin/vigild" --state-dir "$state/s" --socket "$state/sock" --log-level warn 2>"$state/log" &
+vigild_pid=$!
+for _ in $(seq 100); do [ -S "$state/sock" ] && break; sleep 0.1; done
+[ -S "$state/sock" ] || fail "the installed vigild did not start: $(cat "$state/log")"
+VIGIL_SOCKET="$state/sock" "$state/sam_test" "$state/out" restart || [ $? = 7 ] || fail "sam_test failed"
+grep -qx "4 data_gen 3" "$state/out" || fail "the installed libsam lost the data: $(cat "$state/out")"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" events sys.vigil.sam.quit | grep -q "code=7" \
+    || fail "the installed vigil does not show the SAM application's end"
+echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, a C program)"
