@@ -8,6 +8,7 @@
  *   sam_test OUT warn      a missed heartbeat: the warn signal (caught) comes one interval before SIGKILL
  *   sam_test OUT callback  event-driven checking: a callback that fails after three answers
  *   sam_test OUT failed    RESTART|CMAP: sam_mark_failed ends everything with state "failed"
+ *   sam_test OUT quorum    QUORUM_RESTART|CMAP: sam_start returns once the node is quorate
  */
 #include <corosync/sam.h>
 #include <signal.h>
@@ -173,10 +174,26 @@ static void failed(void)
 		pause();
 }
 
+static void quorum(void)
+{
+	int i;
+
+	line("initialize", sam_initialize(1000, SAM_RECOVERY_POLICY_QUORUM_RESTART | SAM_RECOVERY_POLICY_CMAP));
+	line("register", sam_register(&instance));
+	line("start", sam_start());
+	for (i = 0; i < 5; i++) {
+		line("hc_send", sam_hc_send());
+		usleep(20000);
+	}
+	line("stop", sam_stop());
+	line("finalize", sam_finalize());
+	exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: sam_test OUT api|restart|warn|callback|failed\n");
+		fprintf(stderr, "usage: sam_test OUT api|restart|warn|callback|failed|quorum\n");
 		return 2;
 	}
 	out_path = argv[1];
@@ -190,5 +207,7 @@ int main(int argc, char **argv)
 		run_callback();
 	else if (strcmp(argv[2], "failed") == 0)
 		failed();
+	else if (strcmp(argv[2], "quorum") == 0)
+		quorum();
 	return 2;
 }

@@ -38,24 +38,30 @@ fn run(v: &Vigild, exe: &Path, scenario: &str, lib_dir: &Path) -> (i32, Vec<Stri
         .stdout(Stdio::null())
         .spawn()
         .expect("start the C program");
-    let end = Instant::now() + DEADLINE;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > end {
-            let _ = vigil_sys::kill_process_group(child.id() as i32, 9);
-            let _ = child.kill();
-            panic!("{scenario}: the supervisor did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = exit_code(&mut child);
     let lines = std::fs::read_to_string(&out)
         .unwrap_or_default()
         .lines()
         .map(str::to_string)
         .collect();
     (code, lines)
+}
+
+/// Waits (with the deadline) for a supervisor to exit; its exit code. At the deadline its whole process
+/// group is killed and the test fails.
+fn exit_code(child: &mut std::process::Child) -> i32 {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if Instant::now() > end {
+            let _ = vigil_sys::kill_process_group(child.id() as i32, 9);
+            let _ = child.kill();
+            panic!("the SAM supervisor {} did not exit", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 const API: &str = "0 start 9
@@ -138,18 +144,18 @@ fn a_binary_linked_against_debians_libsam_runs_on_vigils() {
         .unwrap();
     let ldd = String::from_utf8_lossy(&ldd.stdout).into_owned();
     assert!(ldd.contains(&c_lib_dir().display().to_string()), "{ldd}");
+    let err_file = v.dir.path().join("stderr");
     let mut child = Command::new(&exe)
         .arg(&out)
         .arg("api")
         .env("VIGIL_SOCKET", v.socket())
         .env("LD_LIBRARY_PATH", c_lib_dir())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&err_file).unwrap())
         .spawn()
         .unwrap();
-    let st = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(st.success(), "{err}");
+    let code = exit_code(&mut child);
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    assert_eq!(code, 0, "{err}");
     // No "no version information available" or any other word from the dynamic linker.
     assert_eq!(err, "", "stderr of a binary linked against Debian's libsam");
     assert_eq!(std::fs::read_to_string(&out).unwrap().trim_end(), API);
@@ -195,8 +201,7 @@ fn c_mark_failed_leaves_the_cmap_state_failed() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let st = child.wait().unwrap();
-    assert_eq!(st.code(), Some(137));
+    assert_eq!(exit_code(&mut child), 137);
     let lines = std::fs::read_to_string(&out).unwrap();
     assert!(lines.contains("1 mark_failed 1"), "{lines}");
     let key = format!("resources.process.{pid}.state");
@@ -207,4 +212,32 @@ fn c_mark_failed_leaves_the_cmap_state_failed() {
         .find(|e| e.name == "sys.vigil.sam.quit" && e.subject == format!("sam/{pid}"))
         .expect("quit event");
     assert!(quit.attrs.contains(&("failed".into(), Value::Bool(true))));
+}
+
+#[test]
+fn c_start_waits_for_quorum() {
+    let v = Vigild::start();
+    v.client()
+        .cmap_set("quorum.expected_votes", CmapValue::U32(2), false)
+        .unwrap();
+    let out = v.dir.path().join("quorum.out");
+    let mut child = Command::new(program(true))
+        .arg(&out)
+        .arg("quorum")
+        .env("VIGIL_SOCKET", v.socket())
+        .env("LD_LIBRARY_PATH", c_lib_dir())
+        .spawn()
+        .unwrap();
+    let key = format!("resources.process.{}.state", child.id());
+    wait_for("waiting for quorum", || {
+        (v.client().cmap_get(&key).ok() == Some(CmapValue::Str("waiting for quorum".into()))).then_some(())
+    });
+    let lines = std::fs::read_to_string(&out).unwrap();
+    assert!(!lines.contains("1 start"), "sam_start returned without quorum: {lines}");
+    v.client()
+        .cmap_set("quorum.expected_votes", CmapValue::U32(1), false)
+        .unwrap();
+    assert_eq!(exit_code(&mut child), 0);
+    let lines = std::fs::read_to_string(&out).unwrap();
+    assert!(lines.contains("1 start 1") && lines.contains("1 finalize 1"), "{lines}");
 }
