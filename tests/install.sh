@@ -16,15 +16,16 @@ fail() { echo "install: $*" >&2; exit 1; }
 make --no-print-directory install PREFIX="$prefix" >/dev/null
 
 for f in bin/vigild bin/vigil include/corosync/sam.h include/corosync/cmap.h include/corosync/corotypes.h \
-         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc; do
+         include/cfg.h include/psm.h lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libcfg.pc; do
     [ -e "$prefix/$f" ] || fail "missing $f"
 done
-for n in sam cmap; do
-    [ "$(readlink "$prefix/lib/lib$n.so")" = "lib$n.so.4" ] || fail "lib$n.so does not point to lib$n.so.4"
-    real=$(readlink "$prefix/lib/lib$n.so.4")
-    [ -f "$prefix/lib/$real" ] || fail "lib$n.so.4 points to a missing $real"
+for l in sam:4 cmap:4 cfg:1; do
+    n=${l%%:*} major=${l#*:}
+    [ "$(readlink "$prefix/lib/lib$n.so")" = "lib$n.so.$major" ] || fail "lib$n.so does not point to lib$n.so.$major"
+    real=$(readlink "$prefix/lib/lib$n.so.$major")
+    [ -f "$prefix/lib/$real" ] || fail "lib$n.so.$major points to a missing $real"
     soname=$(objdump -p "$prefix/lib/$real" | awk '/SONAME/ { print $2 }')
-    [ "$soname" = "lib$n.so.4" ] || fail "lib$n's soname is $soname"
+    [ "$soname" = "lib$n.so.$major" ] || fail "lib$n's soname is $soname"
 done
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
@@ -41,4 +42,9 @@ VIGIL_SOCKET="$state/sock" "$state/sam_test" "$state/out" restart || [ $? = 7 ] 
 grep -qx "4 data_gen 3" "$state/out" || fail "the installed libsam lost the data: $(cat "$state/out")"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" events sys.vigil.sam.quit | grep -q "code=7" \
     || fail "the installed vigil does not show the SAM application's end"
+# shellcheck disable=SC2046 # the flags are words
+gcc -Wall -Werror -o "$state/psm_count" tests/c/psm_example_count.c $(pkg-config --cflags --libs libcfg) \
+    -Wl,-rpath,"$prefix/lib"
+VIGIL_SOCKET="$state/sock" "$state/psm_count" | grep -qx "error: framework 0, subsystem errno 2" \
+    || fail "the installed libcfg does not answer"
 echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, a C program)"
