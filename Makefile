@@ -1,6 +1,6 @@
 # Builds vigil in release mode and installs it:
 #   make install [PREFIX=/usr/local] [DESTDIR=]
-# DIR/bin: vigild, vigil; DIR/lib: libsam.so.4, libcmap.so.4 with their links; DIR/include/corosync:
+# DIR/bin: vigild, vigil, pmfadm; DIR/lib: libsam.so.4, libcmap.so.4 with their links; DIR/include/corosync:
 # vigil's headers; DIR/lib/pkgconfig: a .pc file per library.
 
 PREFIX ?= /usr/local
@@ -15,7 +15,7 @@ VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 # name:soname major.minor.patch (the ABI level of corosync 3's libraries).
 LIBS = sam:4.4.0 cmap:4.1.0
-BINS = vigild vigil
+BINS = vigild vigil pmfadm
 
 .PHONY: all build install uninstall
 all: build

@@ -15,7 +15,7 @@ fail() { echo "install: $*" >&2; exit 1; }
 
 make --no-print-directory install PREFIX="$prefix" >/dev/null
 
-for f in bin/vigild bin/vigil include/corosync/sam.h include/corosync/cmap.h include/corosync/corotypes.h \
+for f in bin/vigild bin/vigil bin/pmfadm include/corosync/sam.h include/corosync/cmap.h include/corosync/corotypes.h \
          lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc; do
     [ -e "$prefix/$f" ] || fail "missing $f"
 done
@@ -41,4 +41,7 @@ VIGIL_SOCKET="$state/sock" "$state/sam_test" "$state/out" restart || [ $? = 7 ] 
 grep -qx "4 data_gen 3" "$state/out" || fail "the installed libsam lost the data: $(cat "$state/out")"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" events sys.vigil.sam.quit | grep -q "code=7" \
     || fail "the installed vigil does not show the SAM application's end"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -c installed sleep 1000 || fail "the installed pmfadm -c failed"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -q installed || fail "the installed pmfadm -q does not see its tag"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 || fail "the installed pmfadm -s failed"
 echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, a C program)"

@@ -144,18 +144,20 @@ fn run(inv: Invocation) -> Result<Code, Failure> {
         Mode::List => {
             let me = vigil_client::current_uid();
             let all = c.status_all()?;
-            let tags: Vec<&str> = all
+            let mut tags: Vec<&str> = all
                 .iter()
                 .filter(|st| active(st) && (me == 0 || st.uid == me))
                 .map(|st| st.name.as_str())
                 .collect();
+            tags.sort_unstable();
             print!("{}", output::list(&tags));
         }
         Mode::Query { tag } => {
             return match c.status(&tag) {
                 Ok(st) if active(&st) => Ok(Code::Ok),
                 Ok(_) => Ok(Code::NoTag),
-                Err(e) if e.code() == Some(ErrorCode::NotFound) => Ok(Code::NoTag),
+                // A name vigild could never hold is not registered either.
+                Err(e) if matches!(e.code(), Some(ErrorCode::NotFound | ErrorCode::InvalidArgument)) => Ok(Code::NoTag),
                 Err(e) => Err(e.into()),
             };
         }

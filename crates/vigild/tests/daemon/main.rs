@@ -7,5 +7,6 @@ mod harness;
 mod health;
 mod lifecycle;
 mod pmf;
+mod pmfadm;
 mod psm;
 mod sam;
