@@ -44,7 +44,15 @@ impl From<ClientError> for Failure {
             (_, Some(ErrorCode::Timeout)) => Code::TimedOut,
             _ => Code::Failed,
         };
-        Failure(code, e.to_string())
+        let msg = match &e {
+            // pmfadm has no --socket: point at the one way to name the socket.
+            ClientError::Connect { path, source } => format!(
+                "cannot connect to vigild at {}: {source} (is vigild running? set VIGIL_SOCKET)",
+                path.display()
+            ),
+            e => e.to_string(),
+        };
+        Failure(code, msg)
     }
 }
 

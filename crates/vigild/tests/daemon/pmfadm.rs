@@ -386,4 +386,9 @@ fn unreachable_vigild_exits_5() {
         .unwrap();
     assert_eq!(code(&out), Some(5));
     assert!(stderr(&out).contains("cannot connect to vigild"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with("set VIGIL_SOCKET)\n"),
+        "pmfadm has no --socket: {}",
+        stderr(&out)
+    );
 }
