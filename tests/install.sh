@@ -15,8 +15,9 @@ fail() { echo "install: $*" >&2; exit 1; }
 
 make --no-print-directory install PREFIX="$prefix" >/dev/null
 
-for f in bin/vigild bin/vigil include/corosync/sam.h include/corosync/cmap.h include/corosync/corotypes.h \
-         include/cfg.h include/psm.h lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libcfg.pc; do
+for f in bin/vigild bin/vigil bin/pmfadm include/corosync/sam.h include/corosync/cmap.h \
+         include/corosync/corotypes.h include/cfg.h include/psm.h \
+         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libcfg.pc; do
     [ -e "$prefix/$f" ] || fail "missing $f"
 done
 for l in sam:4 cmap:4 cfg:1; do
@@ -47,4 +48,7 @@ gcc -Wall -Werror -o "$state/psm_count" tests/c/psm_example_count.c $(pkg-config
     -Wl,-rpath,"$prefix/lib"
 VIGIL_SOCKET="$state/sock" "$state/psm_count" | grep -qx "error: framework 0, subsystem errno 2" \
     || fail "the installed libcfg does not answer"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -c installed sleep 1000 || fail "the installed pmfadm -c failed"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -q installed || fail "the installed pmfadm -q does not see its tag"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 || fail "the installed pmfadm -s failed"
 echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, a C program)"

@@ -313,3 +313,24 @@ pub fn compile_c(sources: &[PathBuf], out: &Path, vigil_headers: bool, libs: &[&
     let o = cmd.output().expect("run gcc");
     assert!(o.status.success(), "gcc failed: {}", String::from_utf8_lossy(&o.stderr));
 }
+
+impl Vigild {
+    /// Runs `pmfadm` against this vigild (found through `VIGIL_SOCKET`, as pmfadm has no socket flag),
+    /// from `dir` with `env` added to the test's environment.
+    pub fn pmfadm_in(&self, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("pmfadm"));
+        cmd.env("VIGIL_SOCKET", self.socket()).current_dir(dir).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run pmfadm")
+    }
+
+    pub fn pmfadm(&self, args: &[&str]) -> Output {
+        self.pmfadm_in(self.dir.path(), &[], args)
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

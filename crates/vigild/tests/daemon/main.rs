@@ -8,5 +8,6 @@ mod harness;
 mod health;
 mod lifecycle;
 mod pmf;
+mod pmfadm;
 mod psm;
 mod sam;
