@@ -299,7 +299,10 @@ fn tags_whose_names_keys_cannot_hold_get_escaped_keys() {
     let v = Vigild::start();
     let mut c = v.client();
     // Solaris Cluster's tag names have commas; `@` and `+` are tag characters too, none of them key ones.
-    for (tag, key) in [("rg,rs,0.svc", "vigil.pmf.rg/2crs/2c0.svc."), ("a@b+c", "vigil.pmf.a/40b/2bc.")] {
+    for (tag, key) in [
+        ("rg,rs,0.svc", "vigil.pmf.rg/2crs/2c0.svc."),
+        ("a@b+c", "vigil.pmf.a/40b/2bc."),
+    ] {
         let pid = v.run(sh(tag, "exec sleep 1000")).main_pid.unwrap();
         wait_for(&format!("{tag}'s keys"), || {
             (c.cmap_get(&format!("{key}pid")).ok()? == V::I32(pid)).then_some(())

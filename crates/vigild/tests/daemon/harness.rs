@@ -267,7 +267,11 @@ pub fn c_lib_dir() -> PathBuf {
         let target = bin("vigild").parent().expect("target dir").to_path_buf();
         let dir = target.join("c-libs");
         std::fs::create_dir_all(&dir).unwrap();
-        for (name, soname) in [("libsam.so", "libsam.so.4"), ("libcmap.so", "libcmap.so.4")] {
+        for (name, soname) in [
+            ("libsam.so", "libsam.so.4"),
+            ("libcmap.so", "libcmap.so.4"),
+            ("libdsdev.so", "libdsdev.so.1"),
+        ] {
             let built = target.join(name);
             if !built.exists() {
                 // gcc says "cannot find -lNAME" if a test needs it.
