@@ -1,7 +1,7 @@
 # Builds vigil in release mode and installs it:
 #   make install [PREFIX=/usr/local] [DESTDIR=]
-# DIR/bin: vigild, vigil; DIR/lib: libsam.so.4, libcmap.so.4 with their links; DIR/include/corosync:
-# vigil's headers; DIR/lib/pkgconfig: a .pc file per library.
+# DIR/bin: vigild, vigil; DIR/lib: libsam.so.4, libcmap.so.4, libdsdev.so.1 with their links;
+# DIR/include: vigil's headers (corosync/, rgm/); DIR/lib/pkgconfig: a .pc file per library.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -10,11 +10,12 @@ BINDIR = $(PREFIX)/bin
 LIBDIR = $(PREFIX)/lib
 INCLUDEDIR = $(PREFIX)/include
 PCDIR = $(LIBDIR)/pkgconfig
-RELEASE = target/release
+RELEASE = $(or $(CARGO_TARGET_DIR),target)/release
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-# name:soname major.minor.patch (the ABI level of corosync 3's libraries).
-LIBS = sam:4.4.0 cmap:4.1.0
+# name:soname major.minor.patch (the ABI level of corosync 3's libraries; libdsdev's own).
+LIBS = sam:4.4.0 cmap:4.1.0 dsdev:1.0.0
+HEADERDIRS = corosync rgm
 BINS = vigild vigil
 
 .PHONY: all build install uninstall
@@ -24,7 +25,7 @@ build:
 	$(CARGO) build --release --workspace
 
 install: build
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/corosync $(DESTDIR)$(PCDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
 	for b in $(BINS); do install -m 755 $(RELEASE)/$$b $(DESTDIR)$(BINDIR)/$$b; done
 	for l in $(LIBS); do \
 		n=$${l%%:*}; v=$${l#*:}; major=$${v%%.*}; \
@@ -34,9 +35,11 @@ install: build
 		sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 			pkgconfig/lib$$n.pc.in > $(DESTDIR)$(PCDIR)/lib$$n.pc || exit 1; \
 	done
-	install -m 644 include/corosync/*.h $(DESTDIR)$(INCLUDEDIR)/corosync/
+	for d in $(HEADERDIRS); do \
+		install -d $(DESTDIR)$(INCLUDEDIR)/$$d && install -m 644 include/$$d/*.h $(DESTDIR)$(INCLUDEDIR)/$$d/ || exit 1; \
+	done
 
 uninstall:
 	for b in $(BINS); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
 	for l in $(LIBS); do n=$${l%%:*}; rm -f $(DESTDIR)$(LIBDIR)/lib$$n.so* $(DESTDIR)$(PCDIR)/lib$$n.pc; done
-	for h in include/corosync/*.h; do rm -f $(DESTDIR)$(INCLUDEDIR)/corosync/$$(basename $$h); done
+	for d in $(HEADERDIRS); do for h in include/$$d/*.h; do rm -f $(DESTDIR)$(INCLUDEDIR)/$$d/$$(basename $$h); done; done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make install` into a temporary prefix, then use the result as a C user would: pkg-config, gcc with the
-# installed headers and libraries, a vigild from the installed bin/, and the C SAM program against it.
+# installed headers and libraries, a vigild from the installed bin/, and the C SAM and DSDL programs against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=$(mktemp -d)
@@ -16,22 +16,31 @@ fail() { echo "install: $*" >&2; exit 1; }
 make --no-print-directory install PREFIX="$prefix" >/dev/null
 
 for f in bin/vigild bin/vigil include/corosync/sam.h include/corosync/cmap.h include/corosync/corotypes.h \
-         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc; do
+         include/rgm/libdsdev.h lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libdsdev.pc; do
     [ -e "$prefix/$f" ] || fail "missing $f"
 done
-for n in sam cmap; do
-    [ "$(readlink "$prefix/lib/lib$n.so")" = "lib$n.so.4" ] || fail "lib$n.so does not point to lib$n.so.4"
-    real=$(readlink "$prefix/lib/lib$n.so.4")
-    [ -f "$prefix/lib/$real" ] || fail "lib$n.so.4 points to a missing $real"
+for lib in sam:4 cmap:4 dsdev:1; do
+    n=${lib%:*} major=${lib#*:}
+    [ "$(readlink "$prefix/lib/lib$n.so")" = "lib$n.so.$major" ] || fail "lib$n.so does not point to lib$n.so.$major"
+    real=$(readlink "$prefix/lib/lib$n.so.$major")
+    [ -f "$prefix/lib/$real" ] || fail "lib$n.so.$major points to a missing $real"
     soname=$(objdump -p "$prefix/lib/$real" | awk '/SONAME/ { print $2 }')
-    [ "$soname" = "lib$n.so.4" ] || fail "lib$n's soname is $soname"
+    [ "$soname" = "lib$n.so.$major" ] || fail "lib$n's soname is $soname"
 done
+exported=$(nm -D --defined-only "$prefix/lib/libdsdev.so.1" | awk '{ print $3 }' | sort | tr '\n' ' ')
+[ "$exported" = "scds_close scds_initialize scds_pmf_get_status scds_pmf_restart_fm scds_pmf_signal scds_pmf_start scds_pmf_start_env scds_pmf_stop " ] \
+    || fail "libdsdev.so.1 exports more or less than its API: $exported"
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-flags=$(pkg-config --cflags --libs libsam)
+# pkgconf ends its line with a blank; xargs trims it.
+flags=$(pkg-config --cflags --libs libsam | xargs)
 [ "$flags" = "-I$prefix/include -L$prefix/lib -lsam" ] || fail "pkg-config libsam: $flags"
 # shellcheck disable=SC2086 # the flags are words
 gcc -Wall -Werror -o "$state/sam_test" tests/c/sam_test.c $flags -Wl,-rpath,"$prefix/lib"
+flags=$(pkg-config --cflags --libs libdsdev | xargs)
+[ "$flags" = "-I$prefix/include -L$prefix/lib -ldsdev" ] || fail "pkg-config libdsdev: $flags"
+# shellcheck disable=SC2086 # the flags are words
+gcc -Wall -Werror -o "$state/dsdev_test" tests/c/dsdev_test.c $flags -Wl,-rpath,"$prefix/lib"
 
 "$prefix/bin/vigild" --state-dir "$state/s" --socket "$state/sock" --log-level warn 2>"$state/log" &
 vigild_pid=$!
@@ -41,4 +50,9 @@ VIGIL_SOCKET="$state/sock" "$state/sam_test" "$state/out" restart || [ $? = 7 ] 
 grep -qx "4 data_gen 3" "$state/out" || fail "the installed libsam lost the data: $(cat "$state/out")"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" events sys.vigil.sam.quit | grep -q "code=7" \
     || fail "the installed vigil does not show the SAM application's end"
-echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, a C program)"
+out=$(VIGIL_SOCKET="$state/sock" "$state/dsdev_test" -R rs -T t -G rg -- start svc 0 0 "sleep 1000" status svc 0 \
+    stop svc 0 15 5) || fail "dsdev_test failed: $out"
+[ "$out" = "$(printf 'initialize 0\nstart 0\nstatus 0 monitored\nstop 0')" ] || fail "the installed libdsdev: $out"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" status rg,rs,0.svc | grep -q stopped \
+    || fail "the installed vigil does not show the DSDL program's tag"
+echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, C programs)"
