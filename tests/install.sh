@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make install` into a temporary prefix, then use the result as a C user would: pkg-config, gcc with the
-# installed headers and libraries, a vigild from the installed bin/, and the C SAM program against it.
+# installed headers and libraries, a vigild from the installed bin/, and the C SAM and DSDL programs against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=$(mktemp -d)
@@ -16,11 +16,11 @@ fail() { echo "install: $*" >&2; exit 1; }
 make --no-print-directory install PREFIX="$prefix" >/dev/null
 
 for f in bin/vigild bin/vigil bin/pmfadm include/corosync/sam.h include/corosync/cmap.h \
-         include/corosync/corotypes.h include/cfg.h include/psm.h \
-         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libcfg.pc; do
+         include/corosync/corotypes.h include/cfg.h include/psm.h include/rgm/libdsdev.h \
+         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libcfg.pc lib/pkgconfig/libdsdev.pc; do
     [ -e "$prefix/$f" ] || fail "missing $f"
 done
-for l in sam:4 cmap:4 cfg:1; do
+for l in sam:4 cmap:4 cfg:1 dsdev:1; do
     n=${l%%:*} major=${l#*:}
     [ "$(readlink "$prefix/lib/lib$n.so")" = "lib$n.so.$major" ] || fail "lib$n.so does not point to lib$n.so.$major"
     real=$(readlink "$prefix/lib/lib$n.so.$major")
@@ -28,12 +28,20 @@ for l in sam:4 cmap:4 cfg:1; do
     soname=$(objdump -p "$prefix/lib/$real" | awk '/SONAME/ { print $2 }')
     [ "$soname" = "lib$n.so.$major" ] || fail "lib$n's soname is $soname"
 done
+exported=$(nm -D --defined-only "$prefix/lib/libdsdev.so.1" | awk '{ print $3 }' | sort | tr '\n' ' ')
+[ "$exported" = "scds_close scds_initialize scds_pmf_get_status scds_pmf_restart_fm scds_pmf_signal scds_pmf_start scds_pmf_start_env scds_pmf_stop " ] \
+    || fail "libdsdev.so.1 exports more or less than its API: $exported"
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-flags=$(pkg-config --cflags --libs libsam)
+# pkgconf ends its line with a blank; xargs trims it.
+flags=$(pkg-config --cflags --libs libsam | xargs)
 [ "$flags" = "-I$prefix/include -L$prefix/lib -lsam" ] || fail "pkg-config libsam: $flags"
 # shellcheck disable=SC2086 # the flags are words
 gcc -Wall -Werror -o "$state/sam_test" tests/c/sam_test.c $flags -Wl,-rpath,"$prefix/lib"
+flags=$(pkg-config --cflags --libs libdsdev | xargs)
+[ "$flags" = "-I$prefix/include -L$prefix/lib -ldsdev" ] || fail "pkg-config libdsdev: $flags"
+# shellcheck disable=SC2086 # the flags are words
+gcc -Wall -Werror -o "$state/dsdev_test" tests/c/dsdev_test.c $flags -Wl,-rpath,"$prefix/lib"
 
 "$prefix/bin/vigild" --state-dir "$state/s" --socket "$state/sock" --log-level warn 2>"$state/log" &
 vigild_pid=$!
@@ -51,4 +59,9 @@ VIGIL_SOCKET="$state/sock" "$state/psm_count" | grep -qx "error: framework 0, su
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -c installed sleep 1000 || fail "the installed pmfadm -c failed"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -q installed || fail "the installed pmfadm -q does not see its tag"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 || fail "the installed pmfadm -s failed"
-echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, a C program)"
+out=$(VIGIL_SOCKET="$state/sock" "$state/dsdev_test" -R rs -T t -G rg -- start svc 0 0 "sleep 1000" status svc 0 \
+    stop svc 0 15 5) || fail "dsdev_test failed: $out"
+[ "$out" = "$(printf 'initialize 0\nstart 0\nstatus 0 monitored\nstop 0')" ] || fail "the installed libdsdev: $out"
+VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" status rg,rs,0.svc | grep -q stopped \
+    || fail "the installed vigil does not show the DSDL program's tag"
+echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, C programs)"

@@ -436,6 +436,23 @@ pub fn validate_key(key: &str) -> Result<(), CmapError> {
     check_key_text(key, KEYNAME_MINLEN)
 }
 
+/// A name (a tag, a PSM category) as one segment of a key: characters a key may not hold, and `/`, become
+/// `/XX` for each of their UTF-8 bytes, so that distinct names give distinct keys (`a,b` → `a/2cb`).
+pub fn key_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c != '/' && valid_key_char(c) {
+            out.push(c);
+        } else {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("/{b:02x}"));
+            }
+        }
+    }
+    out
+}
+
 /// A track, as its owner's handle to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TrackId(pub u64);

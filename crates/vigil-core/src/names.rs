@@ -9,13 +9,14 @@ pub enum NameError {
     Empty,
     #[error("tag name is {len} bytes long; the limit is {max}")]
     TooLong { len: usize, max: usize },
-    #[error("tag name {name:?} contains {what}; use letters, digits and . _ - : @ +")]
+    #[error("tag name {name:?} contains {what}; use letters, digits and . _ - : @ + ,")]
     BadChar { name: String, what: &'static str },
 }
 
-/// The name of a PMF tag: 1 to 255 bytes, no whitespace, no `/`, no control characters.
+/// The name of a PMF tag: 1 to 255 bytes of letters, digits and `. _ - : @ + ,`.
 ///
-/// The name becomes part of file names (logs) and CMAP keys, hence the narrow alphabet.
+/// The name becomes part of file names (logs) and CMAP keys, hence the narrow alphabet. The comma is
+/// there for Solaris Cluster's tags, `<group>,<resource>,<instance>.svc` (libdsdev, pmfadm scripts).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TagName(String);
 
@@ -39,7 +40,7 @@ impl TagName {
                 "whitespace"
             } else if c == '/' {
                 "a '/'"
-            } else if !(c.is_alphanumeric() || "._-:@+".contains(c)) {
+            } else if !(c.is_alphanumeric() || "._-:@+,".contains(c)) {
                 "a character outside the allowed set"
             } else {
                 continue;
@@ -78,6 +79,7 @@ mod tests {
         let cases: &[(&str, bool)] = &[
             ("web", true),
             ("db-1.main_x:2@a+b", true),
+            ("web-rg,web-rs,0.svc", true),
             ("", false),
             ("has space", false),
             ("a/b", false),

@@ -453,8 +453,8 @@ impl Daemon {
 
     /// `vigil.pmf.<tag>.*`: kept in step with the tag.
     pub fn cmap_tag_keys(&mut self, name: &vigil_core::TagName) {
-        let prefix = format!("vigil.pmf.{name}.");
-        let Some(e) = self.tags.get(name) else {
+        let prefix = tag_key_prefix(name.as_str());
+        let Some(e) = self.tags.get(name).filter(|_| fits(&prefix)) else {
             self.cmap_internal_drop(&prefix);
             return;
         };
@@ -468,8 +468,11 @@ impl Daemon {
 
     /// `vigil.psm.<category>.<pid>.*`: kept in step with the member.
     pub fn cmap_member_keys(&mut self, category: &str, pid: i32) {
-        let prefix = format!("vigil.psm.{category}.{pid}.");
-        let Some(m) = self.psm.members.get(&pid).filter(|m| m.category.as_str() == category) else {
+        let prefix = member_key_prefix(category, pid);
+        let Some(m) = (self.psm.members.get(&pid))
+            .filter(|m| m.category.as_str() == category)
+            .filter(|_| fits(&prefix))
+        else {
             self.cmap_internal_drop(&prefix);
             return;
         };
@@ -523,4 +526,20 @@ impl Daemon {
         let v = V::parse(t, text).map_err(cmap_error)?;
         self.cmap_set(caller, key, to_wire(&v), persist)
     }
+}
+
+/// The prefix of a tag's keys. Tag names may hold characters keys may not (`,` `@` `+`, letters beyond
+/// ASCII): those are escaped (`vigil_core::cmap::key_segment`).
+pub fn tag_key_prefix(tag: &str) -> String {
+    format!("vigil.pmf.{}.", vigil_core::cmap::key_segment(tag))
+}
+
+/// The prefix of a PSM member's keys, escaped as a tag's.
+pub fn member_key_prefix(category: &str, pid: i32) -> String {
+    format!("vigil.psm.{}.{pid}.", vigil_core::cmap::key_segment(category))
+}
+
+/// Whether every key under `prefix` stays within CMAP's 255 bytes; a longer name has no keys.
+fn fits(prefix: &str) -> bool {
+    vigil_core::cmap::validate_key(&format!("{prefix}restarts")).is_ok()
 }

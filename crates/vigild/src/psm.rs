@@ -104,7 +104,7 @@ impl Daemon {
                 ),
                 PsmEvent::InstanceRemove { category, pid } => {
                     self.batch.delete_members.push(*pid);
-                    self.cmap_internal_drop(&format!("vigil.psm.{category}.{pid}."));
+                    self.cmap_internal_drop(&crate::cmap::member_key_prefix(category.as_str(), *pid));
                     (
                         category.to_string(),
                         vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],

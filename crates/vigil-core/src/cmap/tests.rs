@@ -700,3 +700,22 @@ fn error_messages_name_the_key() {
         assert_eq!(e.to_string(), want);
     }
 }
+
+#[test]
+fn names_become_key_segments_that_keys_accept() {
+    let table = [
+        ("web", "web"),
+        ("db-1.main_x:2", "db-1.main_x:2"),
+        ("web-rg,web-rs,0.svc", "web-rg/2cweb-rs/2c0.svc"),
+        ("a@b+c", "a/40b/2bc"),
+        ("a/2cb", "a/2f2cb"),
+        ("é", "/c3/a9"),
+    ];
+    for (name, want) in table {
+        let seg = key_segment(name);
+        assert_eq!(seg, want, "{name}");
+        assert!(validate_key(&format!("vigil.pmf.{seg}.state")).is_ok(), "{seg}");
+    }
+    // Distinct names, distinct segments: `/` is always escaped, so `/2c` can only come from a comma.
+    assert_ne!(key_segment("a,b"), key_segment("a/2cb"));
+}

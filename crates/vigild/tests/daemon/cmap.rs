@@ -293,3 +293,28 @@ fn vigild_keeps_its_own_keys() {
     assert_eq!(c.cmap_get("l.b").unwrap(), V::Str("two words".into()));
     assert!(c.cmap_get("l.a").is_err());
 }
+
+#[test]
+fn tags_whose_names_keys_cannot_hold_get_escaped_keys() {
+    let v = Vigild::start();
+    let mut c = v.client();
+    // Solaris Cluster's tag names have commas; `@` and `+` are tag characters too, none of them key ones.
+    for (tag, key) in [
+        ("rg,rs,0.svc", "vigil.pmf.rg/2crs/2c0.svc."),
+        ("a@b+c", "vigil.pmf.a/40b/2bc."),
+    ] {
+        let pid = v.run(sh(tag, "exec sleep 1000")).main_pid.unwrap();
+        wait_for(&format!("{tag}'s keys"), || {
+            (c.cmap_get(&format!("{key}pid")).ok()? == V::I32(pid)).then_some(())
+        });
+        c.remove(tag, Some(std::time::Duration::from_secs(5))).unwrap();
+        wait_for(&format!("{tag}'s keys to go"), || {
+            c.cmap_get(&format!("{key}state")).is_err().then_some(())
+        });
+    }
+    // A name too long for a key keeps its tag, without keys.
+    let long = "x,".repeat(100);
+    v.run(sh(&long, "exec sleep 1000"));
+    assert_eq!(v.status(&long).state, "running");
+    assert!(c.cmap_iter(CmapMap::Main, "vigil.pmf.x").unwrap().is_empty());
+}

@@ -271,6 +271,7 @@ pub fn c_lib_dir() -> PathBuf {
             ("libsam.so", "libsam.so.4"),
             ("libcmap.so", "libcmap.so.4"),
             ("libcfg.so", "libcfg.so.1"),
+            ("libdsdev.so", "libdsdev.so.1"),
         ] {
             let built = target.join(name);
             if !built.exists() {

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod c_cfg;
+mod c_dsdev;
 mod c_sam;
 mod cmap;
 mod harness;

@@ -345,7 +345,7 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
         ),
         (&["-q", "keep", "-z"], 3, "unknown option -z"),
         (&["-m", "keep"], 3, "needs -n retries and/or -t period"),
-        (&["-c", "bad,name", "sleep", "1"], 4, "bad,name"),
+        (&["-c", "bad/name", "sleep", "1"], 4, "bad/name"),
         (&["-c", "new", "/no/such/program"], 4, "/no/such/program"),
     ] {
         let out = v.pmfadm(args);
