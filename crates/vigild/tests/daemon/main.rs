@@ -1,6 +1,7 @@
 //! vigild's integration tests: real daemons in temp dirs, real processes, the real socket.
 
 mod bad_input;
+mod c_cmap;
 mod c_sam;
 mod cmap;
 mod harness;
