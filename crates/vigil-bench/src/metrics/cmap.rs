@@ -11,6 +11,8 @@
 //!   notification, one set at a time; then a burst of sets of new keys, as fast as the writer's answers
 //!   come, gives notifications/s.
 //!
+//! - C: the same set, get and track from a C program through vigil's libcmap.so.4 (`cmap_c.rs`).
+//!
 //! None of the sets is persistent: vigild writes a key to disk only if asked to, so every set here
 //! changes memory only. Every time comes from one `Instant` shared by the threads.
 
@@ -89,6 +91,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 
     rows.push(iteration(ctx, &mut client)?);
     rows.push(track(ctx, &vigild, &mut client)?);
+    rows.extend(super::cmap_c::rows(ctx, &vigild)?);
     drop(client);
     vigild.stop()?;
     Ok(rows)

@@ -5,6 +5,7 @@
 //! `main.rs`.
 
 pub mod cmap;
+mod cmap_c;
 pub mod events_throughput;
 pub mod psm_exit;
 pub mod restart;

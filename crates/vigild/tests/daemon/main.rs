@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod c_cfg;
+mod c_cmap;
 mod c_dsdev;
 mod c_sam;
 mod cmap;
