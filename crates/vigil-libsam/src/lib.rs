@@ -41,6 +41,14 @@ versioned!("sam_hc_send", hc_send);
 versioned!("sam_hc_callback_register", hc_callback_register);
 versioned!("sam_finalize", finalize);
 
+// The version node's own symbol, absolute and zero, as GNU ld exports it in Debian's library: with it
+// `objdump -T` lists exactly Debian's symbols (the linker rustc uses does not add it).
+std::arch::global_asm!(
+    ".globl \"COROSYNC_SAM_1.0\"",
+    ".type \"COROSYNC_SAM_1.0\", @object",
+    ".set \"COROSYNC_SAM_1.0\", 0",
+);
+
 /// `cs_error_t sam_initialize(int time_interval, sam_recovery_policy_t recovery_policy)`
 #[unsafe(no_mangle)]
 pub extern "C" fn sam_initialize(time_interval: c_int, recovery_policy: c_uint) -> c_int {

@@ -318,28 +318,6 @@ fn initialize_without_vigild_is_cs_err_library() {
     assert_eq!(lines, ["initialize 2"]);
 }
 
-/// `(version, name)` of every symbol a library defines, from `objdump -T`.
-fn exports(lib: &Path) -> Vec<(String, String)> {
-    let o = Command::new("objdump")
-        .arg("-T")
-        .arg(lib)
-        .output()
-        .expect("run objdump");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut syms: Vec<(String, String)> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .skip_while(|l| !l.starts_with("DYNAMIC SYMBOL TABLE"))
-        .skip(1)
-        .filter(|l| !l.trim().is_empty() && !l.contains("*UND*"))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[f.len() - 2].to_string(), f[f.len() - 1].to_string())
-        })
-        .collect();
-    syms.sort();
-    syms
-}
-
 #[test]
 fn the_library_exports_exactly_debians_symbols_and_versions() {
     let debian = exports(Path::new("/usr/lib/x86_64-linux-gnu/libcmap.so.4"));

@@ -241,3 +241,12 @@ fn c_start_waits_for_quorum() {
     let lines = std::fs::read_to_string(&out).unwrap();
     assert!(lines.contains("1 start 1") && lines.contains("1 finalize 1"), "{lines}");
 }
+
+#[test]
+fn libsam_exports_exactly_debians_symbols_and_versions() {
+    let debian = exports(Path::new("/usr/lib/x86_64-linux-gnu/libsam.so.4"));
+    let ours = exports(&c_lib_dir().join("libsam.so.4"));
+    assert_eq!(debian.len(), 13, "{debian:#?}");
+    assert!(debian.contains(&("COROSYNC_SAM_1.0".into(), "sam_register".into())));
+    assert_eq!(ours, debian);
+}
