@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use vigil_client::proto::{CmapMap, CmapValue};
 
@@ -14,19 +13,7 @@ use crate::harness::*;
 
 /// The test program, built once per header set.
 fn program(vigil_headers: bool) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<(bool, PathBuf)>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap();
-    if let Some((_, p)) = built.iter().find(|(h, _)| *h == vigil_headers) {
-        return p.clone();
-    }
-    let out = c_lib_dir().join(if vigil_headers {
-        "cmap_test_vigil_h"
-    } else {
-        "cmap_test_debian_h"
-    });
-    compile_c(&[c_src("cmap_test.c")], &out, vigil_headers, &["cmap", "pthread"]);
-    built.push((vigil_headers, out.clone()));
-    out
+    c_program("cmap_test.c", vigil_headers, &["cmap", "pthread"])
 }
 
 /// Runs a scenario of the program to its end against `socket`: its stderr and its lines.
@@ -42,17 +29,7 @@ fn run_at(exe: &Path, socket: &Path, out_dir: &Path, scenario: &str) -> (String,
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the C program");
-    let end = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("{scenario}: the C program did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_deadline(&mut child, &format!("the C program ({scenario})"));
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     let lines: Vec<String> = std::fs::read_to_string(&out)

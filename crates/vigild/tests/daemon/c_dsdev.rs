@@ -17,14 +17,7 @@ const INTERNAL: &str = "18";
 const TIMEOUT: &str = "20";
 
 fn program() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = c_lib_dir().join("dsdev_test");
-            compile_c(&[c_src("dsdev_test.c")], &out, true, &["dsdev"]);
-            out
-        })
-        .clone()
+    c_program("dsdev_test.c", true, &["dsdev"])
 }
 
 /// Runs the C program with `method` arguments and `ops`; its lines. At the deadline it is killed and the
@@ -41,17 +34,7 @@ fn run_with(socket: &Path, method: &[&str], ops: &[&[&str]], env: &[(&str, &str)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the C program");
-    let end = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("dsdev_test {ops:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_deadline(&mut child, &format!("dsdev_test {ops:?}"));
     let mut out = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(status.success(), "dsdev_test {ops:?}: {status}; {out}");

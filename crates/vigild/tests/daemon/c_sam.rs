@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use vigil_client::proto::{CmapValue, Value};
 
@@ -11,19 +10,7 @@ use crate::harness::*;
 
 /// The test program, built once per header set.
 fn program(vigil_headers: bool) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<(bool, PathBuf)>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap();
-    if let Some((_, p)) = built.iter().find(|(h, _)| *h == vigil_headers) {
-        return p.clone();
-    }
-    let out = c_lib_dir().join(if vigil_headers {
-        "sam_test_vigil_h"
-    } else {
-        "sam_test_debian_h"
-    });
-    compile_c(&[c_src("sam_test.c")], &out, vigil_headers, &["sam"]);
-    built.push((vigil_headers, out.clone()));
-    out
+    c_program("sam_test.c", vigil_headers, &["sam"])
 }
 
 /// Runs the program to its end (its supervisor's exit); its exit code and its lines.
@@ -47,21 +34,9 @@ fn run(v: &Vigild, exe: &Path, scenario: &str, lib_dir: &Path) -> (i32, Vec<Stri
     (code, lines)
 }
 
-/// Waits (with the deadline) for a supervisor to exit; its exit code. At the deadline its whole process
-/// group is killed and the test fails.
+/// Waits (with the deadline) for a supervisor to exit; its exit code.
 fn exit_code(child: &mut std::process::Child) -> i32 {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        if Instant::now() > end {
-            let _ = vigil_sys::kill_process_group(child.id() as i32, 9);
-            let _ = child.kill();
-            panic!("the SAM supervisor {} did not exit", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_deadline(child, "the SAM supervisor").code().unwrap_or(-1)
 }
 
 const API: &str = "0 start 9

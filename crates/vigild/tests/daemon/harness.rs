@@ -357,3 +357,37 @@ pub fn exports(lib: &Path) -> Vec<(String, String)> {
     syms.sort();
     syms
 }
+
+/// A C test program from `tests/c/<src>`, compiled once per header set (vigil's `include/` or the
+/// system's) and linked with `libs`.
+pub fn c_program(src: &str, vigil_headers: bool, libs: &[&str]) -> PathBuf {
+    type Built = Vec<(String, bool, PathBuf)>;
+    static BUILT: std::sync::Mutex<Built> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if let Some((_, _, p)) = built.iter().find(|(s, h, _)| s == src && *h == vigil_headers) {
+        return p.clone();
+    }
+    let stem = src.trim_end_matches(".c");
+    let out = c_lib_dir().join(format!("{stem}_{}", if vigil_headers { "vigil_h" } else { "system_h" }));
+    compile_c(&[c_src(src)], &out, vigil_headers, libs);
+    built.push((src.to_string(), vigil_headers, out.clone()));
+    out
+}
+
+/// Waits for a child with the deadline; at the deadline its process group and itself are killed and the
+/// test fails with `what`.
+pub fn wait_deadline(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > end {
+            let _ = vigil_sys::kill_process_group(child.id() as i32, 9);
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
