@@ -269,6 +269,15 @@ impl Client {
         }
     }
 
+    /// Every node of the cluster, up or down, with its id, address and since when (this node alone
+    /// when vigild is not in cluster mode).
+    pub fn nodes(&mut self) -> Result<Vec<vigil_proto::NodeInfo>> {
+        match self.request(Request::Nodes)? {
+            Response::Nodes(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The raw socket, e.g. to poll it for readability (the C library's `cmap_fd_get`).
     pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;

@@ -330,6 +330,8 @@ pub enum Request {
     /// Whether the node is quorate now; later changes are pushed as `ServerMsg::Quorum` until the
     /// connection ends.
     QuorumTrack,
+    /// Every node of the cluster, up or down (without cluster mode, this node alone).
+    Nodes,
 }
 
 /// Successful answers.
@@ -352,6 +354,26 @@ pub enum Response {
     CmapTrack(u64),
     SamProcesses(Vec<SamProcess>),
     Quorate(bool),
+    Nodes(Vec<NodeInfo>),
+}
+
+/// One node of the cluster as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Assigned once, at the node's first join; PSM unique names are `<id>-<pid>`.
+    pub id: u32,
+    pub up: bool,
+    /// Since when the node has been up (or down), ms since the epoch.
+    pub since_ms: u64,
+    /// The node's vigild socket.
+    pub address: String,
+    /// The node's vigild pid, as it last registered.
+    pub pid: u32,
+    /// The node's vigild version, as it last registered.
+    pub version: String,
+    /// This is the node that answered.
+    pub this_node: bool,
 }
 
 /// How a process ended.

@@ -95,6 +95,31 @@ fn golden_frames() {
             })
             .unwrap(),
         ),
+        (
+            "nodes",
+            encode(&ClientMsg::Request {
+                id: 10,
+                body: Request::Nodes,
+            })
+            .unwrap(),
+        ),
+        (
+            "nodes_answer",
+            encode(&ServerMsg::Response {
+                id: 10,
+                result: Ok(Response::Nodes(vec![NodeInfo {
+                    name: "zeus".into(),
+                    id: 2,
+                    up: false,
+                    since_ms: 1_700_000_000_000,
+                    address: "/run/vigil/vigild.sock".into(),
+                    pid: 4242,
+                    version: "0.1.0".into(),
+                    this_node: false,
+                }])),
+            })
+            .unwrap(),
+        ),
     ];
     let got: Vec<String> = cases.iter().map(|(n, b)| format!("{n} {}", hex(b))).collect();
     let want = include_str!("golden.txt").lines().collect::<Vec<_>>();

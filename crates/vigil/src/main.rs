@@ -136,6 +136,8 @@ enum Cmd {
     /// Whether this node is quorate, and its votes (set the expected votes with
     /// `vigil cmap set quorum.expected_votes u32 N`)
     Quorum,
+    /// Every node of the cluster: up or down, since when, its node id and address
+    Nodes,
     /// Re-read vigild's config file and apply the difference
     Reload,
     /// Talk to vigild itself
@@ -438,6 +440,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let votes = c.cmap_get("runtime.votequorum.this_node_votes")?;
             output::quorum(quorate, &expected, &votes, json);
         }
+        Cmd::Nodes => output::nodes(&connect()?.nodes()?, json),
         Cmd::Reload => output::reload(&connect()?.reload()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Status } => output::daemon(&connect()?.daemon_status()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Reexec } => {

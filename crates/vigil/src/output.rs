@@ -450,3 +450,31 @@ pub fn quorum(quorate: bool, expected: &CmapValue, votes: &CmapValue, json: bool
         if quorate { "quorate" } else { "not quorate" }
     );
 }
+
+pub fn nodes(ns: &[vigil_client::proto::NodeInfo], json: bool) {
+    if json {
+        return print_json(&ns);
+    }
+    let mut t = Table::new();
+    t.load_style(NOTHING)
+        .set_header(["NODE", "ID", "STATE", "SINCE", "ADDRESS", "PID", "VERSION"]);
+    for n in ns {
+        let mut name = n.name.clone();
+        if n.this_node {
+            name.push_str(" (this node)");
+        }
+        t.add_row([
+            name,
+            n.id.to_string(),
+            if n.up { "up" } else { "down" }.to_string(),
+            format!(
+                "{} ago",
+                human_duration(Duration::from_millis(now_ms().saturating_sub(n.since_ms)))
+            ),
+            n.address.clone(),
+            n.pid.to_string(),
+            n.version.clone(),
+        ]);
+    }
+    println!("{t}");
+}

@@ -138,6 +138,7 @@ impl Daemon {
             Request::SamReport { change, info } => self.sam_report(caller, change, info),
             Request::SamList => self.sam_list(),
             Request::QuorumTrack => self.quorum_track(caller, out),
+            Request::Nodes => self.nodes(),
             Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
                 pid: std::process::id(),

@@ -3,6 +3,7 @@
 //! `run` is the whole daemon; `main.rs` only parses options. One loop owns the state
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
+pub mod cluster;
 pub mod cmap;
 pub mod config;
 pub mod convert;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod handlers;
 pub mod health;
 pub mod logs;
+pub mod nodes;
 pub mod procs;
 pub mod psm;
 pub mod restore;
@@ -40,6 +42,8 @@ pub struct Options {
     pub tracking: Tracking,
     /// This node's name [default: the host name].
     pub node: Option<String>,
+    /// Cluster mode: how to reach etcd (docs/cluster.md); None for a single node.
+    pub cluster: Option<cluster::ClusterOptions>,
 }
 
 /// How vigild finds the descendants of the processes it starts.
@@ -157,6 +161,12 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into())
     });
+    // In cluster mode the node id comes from etcd (or its cache) before anything can use it: PSM unique
+    // names carry it.
+    let node_id = match &opts.cluster {
+        Some(c) => cluster::node_id(c, &node, &opts.state_dir).await?,
+        None => 1,
+    };
     let logs = logs::Logs::new(opts.state_dir.join("logs"), settings.log_max_bytes, settings.log_keep);
     let seq = store.last_seq()?;
     let mut d = Daemon {
@@ -178,7 +188,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         waiters: Vec::new(),
         subscriptions: Vec::new(),
         node: node.clone(),
-        node_id: 1,
+        node_id,
+        cluster: opts.cluster.as_ref().map(|_| Default::default()),
         psm: Default::default(),
         cmap: settings_cmap,
         sam: Default::default(),
@@ -236,6 +247,23 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         d.tags.len()
     );
 
+    let leave = opts.cluster.clone().map(|c| {
+        let me = cluster::NodeRecord {
+            name: node.clone(),
+            id: node_id,
+            address: std::path::absolute(&opts.socket)
+                .unwrap_or_else(|_| opts.socket.clone())
+                .display()
+                .to_string(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            since_ms: 0,
+            down_since_ms: None,
+        };
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        tokio::spawn(cluster::run(c, me, tx.clone(), cmd_rx));
+        cmd_tx
+    });
     tokio::spawn(server::accept_loop(listener, tx));
     let connector_fd = match &d.connector {
         Some(c) => Some(SharedFd::register(c.clone())?),
@@ -289,6 +317,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                         Msg::ProbeDone { tag, instance, index, pid, result } => {
                             d.on_probe_done(&tag, instance, index, pid, result)
                         }
+                        Msg::Cluster(m) => d.on_cluster(m),
                     }
                 }
             }
@@ -330,6 +359,14 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             break Exit::Reexec;
         }
     };
+    if let (Exit::Shutdown, Some(leave)) = (&exit, leave) {
+        // A clean stop is a down node at once for the others, not after the lease's TTL. The loop is
+        // over, so waiting here holds up nothing; the cluster task bounds every call with a timeout.
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if leave.send(cluster::Cmd::Leave(done)).is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), wait).await;
+        }
+    }
     if let Exit::Shutdown = exit {
         let _ = std::fs::remove_file(&opts.socket);
         let _ = std::fs::remove_file(opts.state_dir.join(health::NOTIFY_SOCKET_NAME));

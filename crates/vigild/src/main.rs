@@ -26,6 +26,30 @@ struct Args {
     /// This node's name, in events and PSM answers [default: the host name]
     #[arg(long)]
     node: Option<String>,
+    /// Cluster mode: etcd's client URLs, comma-separated (http://HOST:2379, or https:// with --etcd-ca)
+    #[arg(long, value_delimiter = ',', requires = "node")]
+    cluster: Vec<String>,
+    /// The cluster's name in etcd: keys live under /vigil/NAME/
+    #[arg(long, default_value = "vigil", requires = "cluster")]
+    cluster_name: String,
+    /// Seconds a node stays up in etcd after its last keepalive (etcd's minimum is 2)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=3600), requires = "cluster")]
+    lease_ttl: u64,
+    /// PEM file of the CA that signed etcd's certificates
+    #[arg(long, requires = "cluster")]
+    etcd_ca: Option<PathBuf>,
+    /// PEM client certificate for etcd (with --etcd-key)
+    #[arg(long, requires_all = ["cluster", "etcd_key"])]
+    etcd_cert: Option<PathBuf>,
+    /// PEM private key of --etcd-cert
+    #[arg(long, requires_all = ["cluster", "etcd_cert"])]
+    etcd_key: Option<PathBuf>,
+    /// etcd user (with --etcd-password)
+    #[arg(long, requires_all = ["cluster", "etcd_password"])]
+    etcd_user: Option<String>,
+    /// etcd password of --etcd-user
+    #[arg(long, env = "VIGIL_ETCD_PASSWORD", hide_env_values = true, requires = "etcd_user")]
+    etcd_password: Option<String>,
     /// error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -72,6 +96,16 @@ fn main() -> std::process::ExitCode {
         config: args.config.map(|c| std::path::absolute(&c).unwrap_or(c)),
         tracking: args.tracking,
         node: args.node,
+        cluster: (!args.cluster.is_empty()).then_some(vigild::cluster::ClusterOptions {
+            endpoints: args.cluster,
+            cluster: args.cluster_name,
+            lease_ttl: args.lease_ttl,
+            ca: args.etcd_ca,
+            cert: args.etcd_cert,
+            key: args.etcd_key,
+            user: args.etcd_user,
+            password: args.etcd_password,
+        }),
     };
     match vigild::run(opts) {
         Ok(vigild::Exit::Shutdown) => std::process::ExitCode::SUCCESS,

@@ -18,7 +18,7 @@ type Answer = Result<Response, WireError>;
 /// The key that sets the node's expected votes; the one key under `quorum.` users may write.
 pub const EXPECTED_VOTES_KEY: &str = "quorum.expected_votes";
 
-/// This node's votes (single-node mode).
+/// This node's votes.
 const NODE_VOTES: u32 = 1;
 
 /// One supervised application.
@@ -304,10 +304,22 @@ impl Daemon {
         }
     }
 
+    /// The votes this node counts: its own alone; in cluster mode, the nodes that are up while this
+    /// node's lease is alive, and none without it (docs/cluster.md, "Quorum").
+    fn votes(&self) -> u32 {
+        match &self.cluster {
+            None => NODE_VOTES,
+            Some(view) => view.votes(),
+        }
+    }
+
     /// Recomputes quorum; a change updates `runtime.votequorum.quorate`, is an event, and is pushed to
     /// every connection that tracks quorum.
     pub fn quorum_update(&mut self, initial: bool) {
-        let quorate = vigil_core::sam::quorate(NODE_VOTES, self.expected_votes());
+        let votes = self.votes();
+        // votequorum's rule over the votes; with no votes (cluster mode without a live lease) never quorate,
+        // whatever `quorum.expected_votes` says.
+        let quorate = votes > 0 && vigil_core::sam::quorate(votes, self.expected_votes());
         self.cmap_internal("runtime.votequorum.quorate", V::U8(quorate as u8));
         self.cmap_internal("runtime.votequorum.this_node_votes", V::U32(NODE_VOTES));
         if quorate == self.sam.quorate && !initial {
@@ -327,7 +339,7 @@ impl Daemon {
             name,
             vec![
                 attr_i("expected_votes", self.expected_votes() as i64),
-                attr_i("votes", NODE_VOTES as i64),
+                attr_i("votes", votes as i64),
             ],
         );
         for out in self.sam.quorum_conns.values() {

@@ -64,6 +64,8 @@ pub enum Msg {
         pid: Option<i32>,
         result: Result<(), String>,
     },
+    /// What the cluster task learned from etcd.
+    Cluster(crate::cluster::ClusterMsg),
 }
 
 pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {

@@ -114,6 +114,8 @@ pub struct Daemon {
     /// This node's name and id (PSM unique names are `<id>-<pid>`).
     pub node: String,
     pub node_id: u32,
+    /// Cluster mode's view of the nodes and of this node's lease; None for a single node.
+    pub cluster: Option<crate::nodes::ClusterView>,
     pub psm: vigil_core::psm::Registry,
     pub cmap: crate::cmap::Cmap,
     pub sam: crate::sam::Sam,

@@ -42,6 +42,8 @@ pub struct Vigild {
     pub uid: Option<u32>,
     /// Track descendants with /proc scans instead of the process connector.
     pub scan: bool,
+    /// More arguments for vigild (cluster mode's, for one).
+    pub args: Vec<String>,
 }
 
 impl Vigild {
@@ -62,6 +64,7 @@ impl Vigild {
             child: None,
             uid: None,
             scan: true,
+            args: Vec::new(),
         };
         v.spawn();
         v
@@ -85,6 +88,22 @@ impl Vigild {
             child: None,
             uid,
             scan: uid.is_some(),
+            args: Vec::new(),
+        };
+        v.spawn();
+        v
+    }
+
+    /// Starts vigild (as root) with more arguments, e.g. `--cluster URL --node NAME`.
+    pub fn start_args(args: &[String]) -> Vigild {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut v = Vigild {
+            dir,
+            child: None,
+            uid: None,
+            scan: false,
+            args: args.to_vec(),
         };
         v.spawn();
         v
@@ -118,6 +137,7 @@ impl Vigild {
         if self.scan {
             cmd.arg("--tracking").arg("scan");
         }
+        cmd.args(&self.args);
         if let Some(uid) = self.uid {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(uid).current_dir("/").env("HOME", "/nonexistent");

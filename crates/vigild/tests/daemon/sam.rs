@@ -12,13 +12,13 @@ use vigil_client::proto::{CmapValue, Event, Value};
 use crate::harness::*;
 
 /// A running vigil-sam-app: its supervisor is the process we started.
-struct SamApp {
-    child: Child,
+pub(crate) struct SamApp {
+    pub(crate) child: Child,
     out: PathBuf,
 }
 
 impl SamApp {
-    fn start(v: Option<&Vigild>, dir: &Path, args: &[&str]) -> SamApp {
+    pub(crate) fn start(v: Option<&Vigild>, dir: &Path, args: &[&str]) -> SamApp {
         let out = dir.join(format!("sam-{}.out", unique()));
         let mut cmd = Command::new(bin("vigil-sam-app"));
         cmd.arg("--out").arg(&out).args(args).process_group(0);
@@ -30,11 +30,11 @@ impl SamApp {
         SamApp { child, out }
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
@@ -42,14 +42,14 @@ impl SamApp {
             .collect()
     }
 
-    fn wait_line(&self, line: &str) {
+    pub(crate) fn wait_line(&self, line: &str) {
         wait_for(&format!("{line:?} in {}", self.out.display()), || {
             self.lines().iter().any(|l| l == line).then_some(())
         });
     }
 
     /// What step `step` of `instance` returned (the first such line).
-    fn result(&self, instance: u32, step: &str) -> Option<String> {
+    pub(crate) fn result(&self, instance: u32, step: &str) -> Option<String> {
         let prefix = format!("{instance} {step} ");
         self.lines()
             .iter()
@@ -57,7 +57,7 @@ impl SamApp {
     }
 
     /// Waits for the supervisor to exit; its exit code.
-    fn exit_code(&mut self) -> i32 {
+    pub(crate) fn exit_code(&mut self) -> i32 {
         let end = Instant::now() + DEADLINE;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -82,18 +82,18 @@ impl Drop for SamApp {
     }
 }
 
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::SeqCst)
 }
 
-fn sam_events(v: &Vigild, pid: i32) -> Vec<Event> {
+pub(crate) fn sam_events(v: &Vigild, pid: i32) -> Vec<Event> {
     let subject = format!("sam/{pid}");
     v.events().into_iter().filter(|e| e.subject == subject).collect()
 }
 
-fn names(evs: &[Event]) -> Vec<String> {
+pub(crate) fn names(evs: &[Event]) -> Vec<String> {
     evs.iter()
         .map(|e| e.name.trim_start_matches("sys.vigil.sam.").to_string())
         .collect()
@@ -106,7 +106,7 @@ fn attr(e: &Event, k: &str) -> Option<i64> {
     })
 }
 
-fn cmap(v: &Vigild, key: &str) -> Option<CmapValue> {
+pub(crate) fn cmap(v: &Vigild, key: &str) -> Option<CmapValue> {
     v.client().cmap_get(key).ok()
 }
 

@@ -1,0 +1,568 @@
+//! Cluster mode: vigild as a client of etcd, for membership and quorum (docs/cluster.md).
+//!
+//! All etcd I/O happens in one tokio task, [`run`], which never touches the daemon's state: it tells the
+//! loop what it learned through `Msg::Cluster` (the lease alive or not, the list of nodes), and the loop
+//! never waits for etcd. Every etcd call carries a timeout, since with etcd's quorum lost a write blocks
+//! until the client's deadline. The keys (under `/vigil/<cluster>/`):
+//!
+//! - `nodes/<name>`: bound to the node's lease, JSON [`NodeRecord`]; present while the node is up;
+//! - `known/<name>`: no lease, JSON [`NodeRecord`]; every node that ever joined, with since when it is up
+//!   or down, so that a down node stays listed;
+//! - `ids/<name>` and `next_id`: node ids, assigned once by a transaction at the first join.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant};
+use tracing::{info, warn};
+
+use crate::server::Msg;
+use crate::state::now;
+
+/// How long one etcd call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long to wait before trying etcd again after a failure.
+const RETRY: Duration = Duration::from_millis(300);
+/// How long vigild waits for its node id from etcd at start before falling back to the cached one.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The file in the state directory that caches the node id, for a start while etcd is away.
+pub const ID_FILE: &str = "cluster-node-id";
+
+/// How to reach etcd, from vigild's options.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub endpoints: Vec<String>,
+    pub cluster: String,
+    /// Seconds; at least 2 (etcd's minimum).
+    pub lease_ttl: u64,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// What a node publishes about itself (JSON in etcd, readable with `etcdctl get`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub id: u32,
+    /// The node's vigild socket.
+    pub address: String,
+    pub pid: u32,
+    pub version: String,
+    /// When the node joined with its current lease (ms since the epoch).
+    pub since_ms: u64,
+    /// Set in `known/<name>` when the node went down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_since_ms: Option<u64>,
+}
+
+/// One node as the cluster task last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    pub record: NodeRecord,
+    pub up: bool,
+    /// Up since, or down since.
+    pub since_ms: u64,
+}
+
+/// What the cluster task tells the loop.
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// The node's lease is alive (a keepalive succeeded within its TTL) or not.
+    Lease(bool),
+    /// Every known node, after the list changed.
+    Nodes(Vec<NodeState>),
+}
+
+/// What the loop asks of the cluster task.
+pub enum Cmd {
+    /// A clean stop: mark this node down and revoke its lease; the sender is told when done.
+    Leave(oneshot::Sender<()>),
+}
+
+struct Keys {
+    root: String,
+}
+
+impl Keys {
+    fn new(cluster: &str) -> Keys {
+        Keys {
+            root: format!("/vigil/{cluster}/"),
+        }
+    }
+    fn nodes(&self) -> String {
+        format!("{}nodes/", self.root)
+    }
+    fn node(&self, name: &str) -> String {
+        format!("{}nodes/{name}", self.root)
+    }
+    fn known(&self) -> String {
+        format!("{}known/", self.root)
+    }
+    fn known_one(&self, name: &str) -> String {
+        format!("{}known/{name}", self.root)
+    }
+    fn id(&self, name: &str) -> String {
+        format!("{}ids/{name}", self.root)
+    }
+    fn next_id(&self) -> String {
+        format!("{}next_id", self.root)
+    }
+}
+
+async fn call<T, F>(what: &str, f: F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    match timeout(CALL_TIMEOUT, f).await {
+        Ok(r) => r.with_context(|| format!("etcd: {what}")),
+        Err(_) => anyhow::bail!("etcd: {what}: no answer within {CALL_TIMEOUT:?}"),
+    }
+}
+
+async fn connect(opts: &ClusterOptions) -> anyhow::Result<Client> {
+    // Fail fast rather than wait for a leader: a request to a member without one is refused at once.
+    let mut co = ConnectOptions::new()
+        .with_connect_timeout(CALL_TIMEOUT)
+        .with_timeout(CALL_TIMEOUT)
+        .with_require_leader(true);
+    if let (Some(u), Some(p)) = (&opts.user, &opts.password) {
+        co = co.with_user(u.clone(), p.clone());
+    }
+    if opts.ca.is_some() || opts.cert.is_some() {
+        let mut tls = etcd_client::TlsOptions::new();
+        if let Some(ca) = &opts.ca {
+            let pem = std::fs::read(ca).with_context(|| format!("--etcd-ca {}", ca.display()))?;
+            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(pem));
+        }
+        if let (Some(c), Some(k)) = (&opts.cert, &opts.key) {
+            let cert = std::fs::read(c).with_context(|| format!("--etcd-cert {}", c.display()))?;
+            let key = std::fs::read(k).with_context(|| format!("--etcd-key {}", k.display()))?;
+            tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        co = co.with_tls(tls);
+    }
+    call("connect", Client::connect(opts.endpoints.clone(), Some(co))).await
+}
+
+/// The node's id: `ids/<name>` if it exists, else the next number of the counter, both in one
+/// transaction so that two nodes joining at once never get the same id.
+async fn assign_id(client: &mut Client, keys: &Keys, name: &str) -> anyhow::Result<u32> {
+    loop {
+        let got = call("get id", client.get(keys.id(name), None)).await?;
+        if let Some(kv) = got.kvs().first() {
+            return parse_id(kv.value());
+        }
+        let counter = call("get next_id", client.get(keys.next_id(), None)).await?;
+        let (next, rev) = match counter.kvs().first() {
+            Some(kv) => (parse_id(kv.value())?, kv.mod_revision()),
+            None => (1, 0),
+        };
+        let txn = Txn::new()
+            .when([
+                Compare::version(keys.id(name), CompareOp::Equal, 0),
+                Compare::mod_revision(keys.next_id(), CompareOp::Equal, rev),
+            ])
+            .and_then([
+                TxnOp::put(keys.id(name), next.to_string(), None),
+                TxnOp::put(keys.next_id(), (next + 1).to_string(), None),
+            ]);
+        if call("assign id", client.txn(txn)).await?.succeeded() {
+            return Ok(next);
+        }
+        // Another node took this number (or this name) meanwhile: read again.
+    }
+}
+
+fn parse_id(v: &[u8]) -> anyhow::Result<u32> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n| *n >= 1)
+        .with_context(|| format!("etcd: a node id is not a number: {:?}", String::from_utf8_lossy(v)))
+}
+
+/// The node id at start: from etcd (and cached in the state dir), or from the cache when etcd cannot be
+/// reached in time. A first start without etcd fails: the id is not known yet.
+pub async fn node_id(opts: &ClusterOptions, name: &str, state_dir: &Path) -> anyhow::Result<u32> {
+    let cache = state_dir.join(ID_FILE);
+    let tag = format!("{}\t{}\t", opts.cluster, name);
+    let cached = std::fs::read_to_string(&cache)
+        .ok()
+        .and_then(|s| s.strip_prefix(&tag).and_then(|n| n.trim().parse::<u32>().ok()));
+    let keys = Keys::new(&opts.cluster);
+    let from_etcd = timeout(JOIN_TIMEOUT, async {
+        let mut client = connect(opts).await?;
+        assign_id(&mut client, &keys, name).await
+    })
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {JOIN_TIMEOUT:?}")));
+    match (from_etcd, cached) {
+        (Ok(id), cached) => {
+            if cached.is_some_and(|c| c != id) {
+                warn!("node id {id} from etcd replaces the cached id {cached:?}");
+            }
+            if cached != Some(id) {
+                let tmp = cache.with_extension("new");
+                std::fs::write(&tmp, format!("{tag}{id}\n")).context("cannot cache the node id")?;
+                std::fs::rename(&tmp, &cache).context("cannot cache the node id")?;
+            }
+            Ok(id)
+        }
+        (Err(e), Some(id)) => {
+            warn!("{e:#}; using the cached node id {id}");
+            Ok(id)
+        }
+        (Err(e), None) => Err(e.context(format!(
+            "cannot get a node id for {name} from etcd at {} (none cached in {})",
+            opts.endpoints.join(","),
+            cache.display()
+        ))),
+    }
+}
+
+/// The task's view of its own lease, and what the loop was last told.
+struct Life {
+    tx: mpsc::UnboundedSender<Msg>,
+    lease: Option<i64>,
+    /// When the lease expires as far as this node knows: the last keepalive's answer plus its TTL.
+    expires: Option<Instant>,
+    told: Option<bool>,
+    since_ms: u64,
+    /// The last session failed: later failures are logged at debug level until one succeeds.
+    failing: bool,
+}
+
+impl Life {
+    fn tell(&mut self, alive: bool) {
+        if self.told != Some(alive) {
+            self.told = Some(alive);
+            let _ = self.tx.send(Msg::Cluster(ClusterMsg::Lease(alive)));
+        }
+    }
+
+    /// A lease whose keepalive has not succeeded within its TTL counts as lost.
+    fn check(&mut self) {
+        if self.expires.is_none_or(|t| Instant::now() >= t) {
+            self.tell(false);
+        }
+    }
+}
+
+/// The cluster task: registers the node, keeps its lease alive, watches the nodes, and starts over after
+/// any failure (re-using the lease while it lives), until a `Leave`.
+pub async fn run(
+    opts: ClusterOptions,
+    me: NodeRecord,
+    tx: mpsc::UnboundedSender<Msg>,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+) {
+    let keys = Keys::new(&opts.cluster);
+    let mut life = Life {
+        tx,
+        lease: None,
+        expires: None,
+        told: None,
+        since_ms: now().as_millis(),
+        failing: false,
+    };
+    life.tell(false);
+    loop {
+        match session(&opts, &keys, &me, &mut life, &mut cmds).await {
+            Ok(()) => return,
+            // One warning per outage, not one per retry.
+            Err(e) if life.failing => tracing::debug!("cluster: {e:#}"),
+            Err(e) => {
+                warn!("cluster: {e:#}; retrying every {RETRY:?}");
+                life.failing = true;
+            }
+        }
+        life.check();
+        // Wait a little before trying again, still honouring a leave and the lease's deadline.
+        let until = Instant::now() + RETRY;
+        loop {
+            let tick = life
+                .expires
+                .filter(|t| *t > Instant::now())
+                .map_or(until, |t| t.min(until));
+            tokio::select! {
+                _ = tokio::time::sleep_until(tick) => {
+                    life.check();
+                    if Instant::now() >= until {
+                        break;
+                    }
+                }
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Leave(done)) => {
+                        // etcd is unreachable: the lease expires on its own.
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+async fn session(
+    opts: &ClusterOptions,
+    keys: &Keys,
+    me: &NodeRecord,
+    life: &mut Life,
+    cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+) -> anyhow::Result<()> {
+    let ttl = opts.lease_ttl as i64;
+    let mut client = connect(opts).await?;
+    // The lease of the previous session, if etcd still has it: the node stays up without a blip.
+    if let Some(id) = life.lease {
+        let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(id)).await?;
+        call("keepalive", keeper.keep_alive()).await?;
+        match call("keepalive", answers.message()).await? {
+            Some(a) if a.ttl() > 0 => life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64)),
+            _ => {
+                info!("cluster: lease {id:x} expired; joining again");
+                life.lease = None;
+            }
+        }
+    }
+    if life.lease.is_none() {
+        let granted = call("lease grant", client.lease_grant(ttl, None)).await?;
+        life.lease = Some(granted.id());
+        life.expires = Some(Instant::now() + Duration::from_secs(granted.ttl().max(1) as u64));
+        life.since_ms = now().as_millis();
+    }
+    let lease = life.lease.expect("granted above");
+    let record = NodeRecord {
+        since_ms: life.since_ms,
+        down_since_ms: None,
+        ..me.clone()
+    };
+    let json = serde_json::to_string(&record)?;
+    call(
+        "register",
+        client.txn(Txn::new().and_then([
+            TxnOp::put(
+                keys.node(&me.name),
+                json.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::put(keys.known_one(&me.name), json, None),
+        ])),
+    )
+    .await?;
+    info!(
+        lease = format_args!("{lease:x}"),
+        "cluster: registered as {} (id {})", me.name, me.id
+    );
+    life.failing = false;
+    life.tell(true);
+
+    let (nodes, rev) = list(&mut client, keys).await?;
+    let _ = life.tx.send(Msg::Cluster(ClusterMsg::Nodes(nodes)));
+    let mut watch = call(
+        "watch",
+        client.watch(
+            keys.nodes(),
+            Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)),
+        ),
+    )
+    .await?;
+    let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(lease)).await?;
+    let mut tick = tokio::time::interval(Duration::from_millis(opts.lease_ttl * 1000 / 3));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                call("keepalive", keeper.keep_alive()).await?;
+                match call("keepalive", answers.message()).await? {
+                    Some(a) if a.ttl() > 0 => {
+                        life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64));
+                        life.tell(true);
+                    }
+                    _ => {
+                        life.lease = None;
+                        anyhow::bail!("lease {lease:x} expired");
+                    }
+                }
+            }
+            msg = watch.message() => {
+                let msg = msg.context("etcd: watch")?.context("etcd: the watch ended")?;
+                if msg.canceled() {
+                    anyhow::bail!("etcd: watch cancelled: {}", msg.cancel_reason());
+                }
+                let mut changed = false;
+                for ev in msg.events() {
+                    changed = true;
+                    let Some(kv) = ev.kv() else { continue };
+                    let name = kv.key_str().unwrap_or_default().trim_start_matches(&keys.nodes()).to_string();
+                    if ev.event_type() == EventType::Delete {
+                        if name == me.name {
+                            // Our own key went (the lease expired while etcd could not hear us).
+                            life.lease = None;
+                            anyhow::bail!("this node's key was deleted; joining again");
+                        }
+                        mark_down(&mut client, keys, &name, kv.mod_revision()).await?;
+                    }
+                }
+                if changed {
+                    let (nodes, _) = list(&mut client, keys).await?;
+                    let _ = life.tx.send(Msg::Cluster(ClusterMsg::Nodes(nodes)));
+                }
+            }
+            cmd = cmds.recv() => {
+                // Without a leave (the sender dropped: vigild re-executes), the lease is left to the next
+                // vigild, which keeps the node up by registering again within the TTL.
+                if let Some(Cmd::Leave(done)) = cmd {
+                    leave(&mut client, keys, &record, lease).await;
+                    let _ = done.send(());
+                }
+                return Ok(());
+            }
+        }
+        life.check();
+    }
+}
+
+/// Records when a node went down in its `known/` key, once: only if nobody recorded it since the
+/// deletion (`rev`) happened.
+async fn mark_down(client: &mut Client, keys: &Keys, name: &str, rev: i64) -> anyhow::Result<()> {
+    let key = keys.known_one(name);
+    let got = call("get known", client.get(key.clone(), None)).await?;
+    let Some(kv) = got.kvs().first() else { return Ok(()) };
+    let Ok(mut r) = serde_json::from_slice::<NodeRecord>(kv.value()) else {
+        return Ok(());
+    };
+    r.down_since_ms = Some(now().as_millis());
+    let txn = Txn::new()
+        .when([Compare::mod_revision(key.clone(), CompareOp::Less, rev)])
+        .and_then([TxnOp::put(key, serde_json::to_string(&r)?, None)]);
+    call("mark down", client.txn(txn)).await?;
+    Ok(())
+}
+
+/// A clean stop: this node is marked down and its key deleted in one transaction (so the others see
+/// the time it left), then its lease revoked. Best effort: when etcd does not answer, the lease expires.
+async fn leave(client: &mut Client, keys: &Keys, record: &NodeRecord, lease: i64) {
+    let down = NodeRecord {
+        down_since_ms: Some(now().as_millis()),
+        ..record.clone()
+    };
+    let Ok(json) = serde_json::to_string(&down) else { return };
+    let txn = Txn::new().and_then([
+        TxnOp::delete(keys.node(&record.name), None),
+        TxnOp::put(keys.known_one(&record.name), json, None),
+    ]);
+    if let Err(e) = call("leave", client.txn(txn)).await {
+        warn!("cluster: {e:#}");
+    }
+    if let Err(e) = call("lease revoke", client.lease_revoke(lease)).await {
+        warn!("cluster: {e:#}");
+    }
+    info!("cluster: left");
+}
+
+/// Every known node with its state, and the revision of that view (one transaction, so both lists agree).
+async fn list(client: &mut Client, keys: &Keys) -> anyhow::Result<(Vec<NodeState>, i64)> {
+    let resp = call(
+        "list nodes",
+        client.txn(Txn::new().and_then([
+            TxnOp::get(keys.known(), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(keys.nodes(), Some(GetOptions::new().with_prefix())),
+        ])),
+    )
+    .await?;
+    let rev = resp.header().map_or(0, |h| h.revision());
+    let mut known = BTreeMap::new();
+    let mut up = BTreeMap::new();
+    for (i, op) in resp.op_responses().into_iter().enumerate() {
+        let TxnOpResponse::Get(g) = op else { continue };
+        for kv in g.kvs() {
+            let Ok(r) = serde_json::from_slice::<NodeRecord>(kv.value()) else {
+                warn!("cluster: ignoring {:?}: not a node record", kv.key_str());
+                continue;
+            };
+            if i == 0 {
+                known.insert(r.name.clone(), r);
+            } else {
+                up.insert(r.name.clone(), r);
+            }
+        }
+    }
+    Ok((merge(known, up), rev))
+}
+
+/// The list of nodes from `known/` and `nodes/`: a node is up when its lease-bound key exists.
+fn merge(mut known: BTreeMap<String, NodeRecord>, up: BTreeMap<String, NodeRecord>) -> Vec<NodeState> {
+    for (name, r) in &up {
+        known.insert(name.clone(), r.clone());
+    }
+    known
+        .into_values()
+        .map(|r| {
+            let is_up = up.contains_key(&r.name);
+            let since_ms = if is_up {
+                r.since_ms
+            } else {
+                r.down_since_ms.unwrap_or(r.since_ms)
+            };
+            NodeState {
+                record: r,
+                up: is_up,
+                since_ms,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str, id: u32, since: u64, down: Option<u64>) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            id,
+            address: format!("/run/{name}.sock"),
+            pid: 1,
+            version: "0".into(),
+            since_ms: since,
+            down_since_ms: down,
+        }
+    }
+
+    #[test]
+    fn a_node_is_up_while_its_key_exists_and_down_since_it_left() {
+        let known = BTreeMap::from([
+            ("a".to_string(), rec("a", 1, 10, None)),
+            ("b".to_string(), rec("b", 2, 20, Some(30))),
+            ("c".to_string(), rec("c", 3, 40, None)),
+        ]);
+        let up = BTreeMap::from([("a".to_string(), rec("a", 1, 15, None))]);
+        let got: Vec<(String, bool, u64)> = merge(known, up)
+            .into_iter()
+            .map(|n| (n.record.name, n.up, n.since_ms))
+            .collect();
+        // c was killed and nobody recorded when: down since it last joined.
+        assert_eq!(
+            got,
+            vec![("a".into(), true, 15), ("b".into(), false, 30), ("c".into(), false, 40)]
+        );
+    }
+
+    #[test]
+    fn ids_are_positive_numbers() {
+        assert_eq!(parse_id(b"7").unwrap(), 7);
+        assert!(parse_id(b"0").is_err());
+        assert!(parse_id(b"x").is_err());
+    }
+}
