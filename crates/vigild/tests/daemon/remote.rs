@@ -15,11 +15,7 @@ fn node(etcd: &Etcd, name: &str) -> Vigild {
 
 fn wait_up(v: &Vigild, name: &str) {
     wait_for(&format!("{name} up"), || {
-        v.client()
-            .nodes()
-            .unwrap()
-            .into_iter()
-            .find(|n| n.name == name && n.up)
+        v.client().nodes().unwrap().into_iter().find(|n| n.name == name && n.up)
     });
 }
 
@@ -61,7 +57,10 @@ fn psm_and_pmf_operations_run_on_the_node_they_name() {
     let text = ok(&a.cli(&["psm", "--node", "b", "get", "web"]));
     assert!(text.contains(&pid), "{text}");
     ok(&a.cli(&["psm", "--node", "b", "state", "web", &pid, "ready"]));
-    assert_eq!(b.client().psm_get(&PsmNode::local(), Some("web"), None).unwrap()[0].state, "ready");
+    assert_eq!(
+        b.client().psm_get(&PsmNode::local(), Some("web"), None).unwrap()[0].state,
+        "ready"
+    );
 
     // PMF on b through a: vigil run --node, then pmfadm -h.
     ok(&a.cli(&["--node", "b", "run", "t", "--", "sleep", "1000"]));
@@ -69,9 +68,11 @@ fn psm_and_pmf_operations_run_on_the_node_they_name() {
     let text = ok(&a.cli(&["--node", "b", "status", "t"]));
     assert!(text.contains("t: running"), "{text}");
     assert!(a.client().status("t").is_err(), "the tag lives on b only");
-    ok(&a.pmfadm(&["-c", "p", "-h", "b", "sleep", "1000"]));
-    assert_eq!(b.status("p").state, "running");
-    assert_eq!(stdout(&a.pmfadm(&["-L", "-h", "b"])), "tags: p t\n");
+    // pmfadm takes -h with its queries (-l, -L, -q), as pmfadm(1M) has it.
+    assert_eq!(stdout(&a.pmfadm(&["-L", "-h", "b"])), "tags: t\n");
+    ok(&a.pmfadm(&["-q", "t", "-h", "b"]));
+    assert!(!a.pmfadm(&["-q", "t"]).status.success(), "t is not on a");
+    assert!(ok(&a.pmfadm(&["-l", "t", "-h", "b"])).contains("sleep 1000"));
     // A deferred answer (a stop that waits) comes back too.
     ok(&a.cli(&["--node", "b", "stop", "t", "--wait", "3"]));
     assert_eq!(b.status("t").state, "stopped");
@@ -79,7 +80,11 @@ fn psm_and_pmf_operations_run_on_the_node_they_name() {
     // Requests bound to the caller's connection stay local; unknown nodes are named.
     let out = a.cli(&["--node", "b", "events", "--follow"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("only makes sense on the caller's own node"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only makes sense on the caller's own node"),
+        "{}",
+        stderr(&out)
+    );
     let out = a.cli(&["--node", "zeus", "list"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("node zeus is unknown"), "{}", stderr(&out));
@@ -123,13 +128,19 @@ fn a_down_node_fails_fast_and_its_members_show_as_unreachable() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("node b"), "{}", stderr(&out));
     assert!(took < Duration::from_millis(6500), "took {took:?}");
-    eprintln!("request to a killed node failed after {took:?}: {}", stderr(&out).trim());
+    eprintln!(
+        "request to a killed node failed after {took:?}: {}",
+        stderr(&out).trim()
+    );
 
     wait_down(&a, "b");
     let t = Instant::now();
     let out = a.cli(&["--node", "b", "status"]);
     assert!(stderr(&out).contains("node b is down"), "{}", stderr(&out));
-    assert!(t.elapsed() < Duration::from_secs(1), "a known-down node is refused at once");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a known-down node is refused at once"
+    );
 
     // Several nodes: the query succeeds with what answered, b's error on stderr.
     let out = a.cli(&["--node", "all", "status"]);
