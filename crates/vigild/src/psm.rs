@@ -70,7 +70,7 @@ pub fn member_from_record(r: &MemberRecord) -> Option<Member> {
 }
 
 impl Daemon {
-    /// Only the local node is served until cluster mode exists.
+    /// Only the local node is served here: a single other node was routed to it before (remote.rs).
     fn local_node(&self, node: &PsmNode) -> Result<(), WireError> {
         let n = node.0.trim();
         if n.is_empty() || n == "local" || n == self.node {
