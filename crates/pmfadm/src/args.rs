@@ -12,7 +12,7 @@ use vigil_client::proto;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub mode: Mode,
-    /// `-h host`: the node to ask (only the local one is served until cluster mode exists).
+    /// `-h host`: the node to ask (another node through vigild in cluster mode).
     pub host: Option<String>,
 }
 

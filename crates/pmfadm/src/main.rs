@@ -173,7 +173,8 @@ fn run(inv: Invocation) -> Result<Code, Failure> {
     Ok(Code::Ok)
 }
 
-/// `-h host`: this node answers for itself by any of its names; another node needs cluster mode.
+/// `-h host`: this node answers for itself by any of its names; another node is asked through vigild
+/// (cluster mode), which refuses it without cluster mode.
 fn local_host(c: &mut Client, host: &str) -> Result<(), Failure> {
     let host = host.trim();
     if ["localhost", "local", "127.0.0.1", "::1"].contains(&host) {
@@ -184,10 +185,8 @@ fn local_host(c: &mut Client, host: &str) -> Result<(), Failure> {
     if host == node || host == hostname.trim() {
         return Ok(());
     }
-    Err(Failure(
-        Code::Failed,
-        format!("-h {host}: asking another host needs vigild in cluster mode, which does not exist yet; this vigild serves {node} alone"),
-    ))
+    c.set_node(Some(host));
+    Ok(())
 }
 
 /// pmfadm -c's environment: `-E` passes all of pmfadm's, else only `-e` and PATH; and the command runs

@@ -89,6 +89,11 @@ impl Vigild {
     /// Starts `bin` with its state, socket and log in a new temporary directory, and connects to it once
     /// its socket accepts connections.
     pub fn start(bin: &Path) -> anyhow::Result<(Vigild, Client)> {
+        Self::start_args(bin, &[])
+    }
+
+    /// As [`Vigild::start`], with more arguments (`--cluster ... --node ...`).
+    pub fn start_args(bin: &Path, extra: &[String]) -> anyhow::Result<(Vigild, Client)> {
         let dir = tempfile::Builder::new().prefix("vigil-bench-").tempdir()?;
         let socket = dir.path().join("s.sock");
         let log = dir.path().join("vigild.log");
@@ -99,6 +104,7 @@ impl Vigild {
             .arg("--socket")
             .arg(&socket)
             .args(["--log-level", "warn"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -184,6 +190,14 @@ impl Vigild {
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILL, no goodbye: what a crashed node looks like to the others.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

@@ -40,6 +40,9 @@ enum Cmd {
     Cmap(Opts),
     /// SAM: hc_send calls/s, and the time from an instance's abort to `register` returning in the next.
     Sam(Opts),
+    /// Cluster mode (a real etcd, two vigild nodes): the round trip of a request to the other node, and
+    /// the time until a killed node is seen down.
+    Cluster(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Cmd::EventsThroughput(opts) => bench(&opts, &[metrics::events_throughput::METRIC]),
         Cmd::Cmap(opts) => bench(&opts, &[metrics::cmap::METRIC]),
         Cmd::Sam(opts) => bench(&opts, &[metrics::sam::METRIC]),
+        Cmd::Cluster(opts) => bench(&opts, &[metrics::cluster::METRIC]),
         Cmd::All(opts) => bench(&opts, metrics::ALL),
     };
     match result {

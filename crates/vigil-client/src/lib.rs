@@ -106,6 +106,8 @@ pub struct Client {
     events: VecDeque<StreamItem>,
     notifications: VecDeque<CmapNotification>,
     quorum: VecDeque<bool>,
+    /// Cluster mode: the node requests are for (None: the node of this vigild).
+    node: Option<String>,
 }
 
 impl std::os::fd::AsFd for Client {
@@ -140,6 +142,7 @@ impl Client {
             events: VecDeque::new(),
             notifications: VecDeque::new(),
             quorum: VecDeque::new(),
+            node: None,
         };
         let hello = ClientMsg::Hello {
             version: PROTOCOL_VERSION,
@@ -185,8 +188,26 @@ impl Client {
         self.stream.set_read_timeout(t)
     }
 
+    /// Cluster mode: sends the requests that follow to the node `node` through this vigild (wrapped in
+    /// `Request::OnNode`), or to this vigild's own node with None.
+    pub fn set_node(&mut self, node: Option<&str>) {
+        self.node = node.map(str::to_string);
+    }
+
+    /// The node set by [`Client::set_node`].
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
     /// Sends one request and waits for its response; events pushed meanwhile are kept.
     pub fn request(&mut self, body: Request) -> Result<Response> {
+        let body = match &self.node {
+            Some(node) if !matches!(body, Request::OnNode { .. }) => Request::OnNode {
+                node: node.clone(),
+                body: Box::new(body),
+            },
+            _ => body,
+        };
         let id = self.next_id;
         self.next_id += 1;
         vigil_proto::write_msg(&mut NoSigpipe(&self.stream), &ClientMsg::Request { id, body })?;

@@ -95,6 +95,8 @@ fn status_of(e: &ClientError) -> c_int {
             ErrorCode::NotFound => subsys(libc::ENOENT),
             ErrorCode::LimitExceeded => subsys(libc::ENOSPC),
             ErrorCode::Unsupported => subsys(libc::ENOTSUP),
+            // Cluster mode: the node is down, unknown, or did not answer in time (docs/cfg.md).
+            ErrorCode::NodeDown => subsys(libc::EHOSTDOWN),
             ErrorCode::InvalidArgument => subsys(libc::EINVAL),
             ErrorCode::PermissionDenied => CFG_FRAME_EPRIVS,
             _ => CFG_FRAME_ESUBSYS,
@@ -150,22 +152,16 @@ fn wire_node(node: Option<String>) -> PsmNode {
 }
 
 /// Runs a query on the nodes `node` names and merges what answered: a query succeeds when any node
-/// answered (the first error is returned when none did). `_PSM_ALLNODE` without cluster mode is this node.
+/// answered (the first error is returned when none did). `_PSM_ALLNODE` is every node `vigil nodes` lists:
+/// without cluster mode, this node.
 fn query_nodes<T>(
     node: Option<String>,
     q: impl Fn(&mut Client, &PsmNode) -> Result<Vec<T>, ClientError>,
 ) -> Result<Vec<T>, c_int> {
     let names: Vec<Option<String>> = match node.as_deref() {
         None => vec![None],
-        Some(ALL_NODES) => {
-            return with_client(|c| q(c, &PsmNode("all".into()))).or_else(|e| {
-                if e == subsys(libc::ENOTSUP) {
-                    with_client(|c| q(c, &PsmNode(String::new())))
-                } else {
-                    Err(e)
-                }
-            });
-        }
+        // Every node vigild knows, up or down (this one alone without cluster mode), asked one by one.
+        Some(ALL_NODES) => with_client(|c| c.nodes())?.into_iter().map(|n| Some(n.name)).collect(),
         Some(list) => list.split(',').map(|s| Some(s.trim().to_string())).collect(),
     };
     let mut out = Vec::new();

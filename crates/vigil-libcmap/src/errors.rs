@@ -31,7 +31,8 @@ pub fn from_code(code: ErrorCode) -> c_int {
         ErrorCode::NotFound | ErrorCode::NoProcess => CS_ERR_NOT_EXIST,
         ErrorCode::PermissionDenied => CS_ERR_ACCESS,
         ErrorCode::AlreadyExists => CS_ERR_EXIST,
-        ErrorCode::Busy => CS_ERR_TRY_AGAIN,
+        // CMAP requests are never sent to another node; were one, its node may come back.
+        ErrorCode::Busy | ErrorCode::NodeDown => CS_ERR_TRY_AGAIN,
         ErrorCode::Timeout => CS_ERR_TIMEOUT,
         ErrorCode::Unsupported => CS_ERR_NOT_SUPPORTED,
         ErrorCode::ExecFailed | ErrorCode::Conflict => CS_ERR_FAILED_OPERATION,

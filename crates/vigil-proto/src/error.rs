@@ -32,6 +32,8 @@ pub enum ErrorCode {
     Protocol,
     /// A compare-and-set found another value.
     Conflict,
+    /// Cluster mode: the node a request is for is down, unknown, or did not answer in time.
+    NodeDown,
     /// A code from a newer daemon that this client does not know.
     Unknown(u16),
 }
@@ -52,6 +54,7 @@ impl From<u16> for ErrorCode {
             11 => ErrorCode::Internal,
             12 => ErrorCode::Protocol,
             13 => ErrorCode::Conflict,
+            14 => ErrorCode::NodeDown,
             n => ErrorCode::Unknown(n),
         }
     }
@@ -73,6 +76,7 @@ impl From<ErrorCode> for u16 {
             ErrorCode::Internal => 11,
             ErrorCode::Protocol => 12,
             ErrorCode::Conflict => 13,
+            ErrorCode::NodeDown => 14,
             ErrorCode::Unknown(n) => n,
         }
     }

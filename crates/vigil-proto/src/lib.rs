@@ -25,7 +25,7 @@ pub use frame::{
     decode, encode, payload_len as frame_payload_len, read_msg, write_msg, FrameError, HEADER_LEN, MAX_FRAME_LEN,
 };
 pub use msg::*;
-pub use psm::{PSM_FL_ARGTRUNC, PSM_FL_EXIT};
+pub use psm::{PSM_FL_ARGTRUNC, PSM_FL_EXIT, PSM_FL_UNREACHABLE};
 pub use sam::{SAM_DATA_MAX, SAM_POLICY_CMAP, SAM_POLICY_QUIT, SAM_POLICY_QUORUM, SAM_POLICY_RESTART};
 pub use signal::{signal_from_str, signal_name};
 

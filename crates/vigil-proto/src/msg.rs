@@ -332,6 +332,15 @@ pub enum Request {
     QuorumTrack,
     /// Every node of the cluster, up or down (without cluster mode, this node alone).
     Nodes,
+    /// Cluster mode: `body` carried out by the node `node` (this one when it names this node), with that
+    /// node's permission checks applied to the caller's uid and gid, and its answer returned. A node that
+    /// is down or unknown is `ErrorCode::NodeDown`; without cluster mode, another node is `Unsupported`.
+    /// Requests bound to this connection (subscriptions, CMAP and quorum tracks, SAM reports, re-exec)
+    /// are refused for another node.
+    OnNode {
+        node: String,
+        body: Box<Request>,
+    },
 }
 
 /// Successful answers.

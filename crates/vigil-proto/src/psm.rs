@@ -9,6 +9,8 @@ use crate::msg::ExitStatus;
 pub const PSM_FL_EXIT: u32 = 0x1;
 /// Set in `flags` when the saved argv was cut to the limit (`PSM_FL_ARGTRUNC`).
 pub const PSM_FL_ARGTRUNC: u32 = 0x2;
+/// Cluster mode (vigil's own flag): the member's node is down; the record is its last known state.
+pub const PSM_FL_UNREACHABLE: u32 = 0x4;
 
 /// Which node a PSM request is for: the local one (by name, by `local`, or empty), another, all, or a
 /// list. Only the local node is served without cluster mode.

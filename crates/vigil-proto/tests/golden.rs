@@ -120,6 +120,27 @@ fn golden_frames() {
             })
             .unwrap(),
         ),
+        (
+            "on_node",
+            encode(&ClientMsg::Request {
+                id: 11,
+                body: Request::OnNode {
+                    node: "zeus".into(),
+                    body: Box::new(Request::Status {
+                        tag: Some("web".into()),
+                    }),
+                },
+            })
+            .unwrap(),
+        ),
+        (
+            "node_down",
+            encode(&ServerMsg::Response {
+                id: 11,
+                result: Err(WireError::new(ErrorCode::NodeDown, "node zeus is down")),
+            })
+            .unwrap(),
+        ),
     ];
     let got: Vec<String> = cases.iter().map(|(n, b)| format!("{n} {}", hex(b))).collect();
     let want = include_str!("golden.txt").lines().collect::<Vec<_>>();

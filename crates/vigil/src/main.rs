@@ -22,6 +22,10 @@ struct Cli {
     /// Print JSON instead of text
     #[arg(long, global = true)]
     json: bool,
+    /// Cluster mode: the node to ask (this one by default); `status`, `list` and `psm get` also take a
+    /// comma list or `all`, and succeed when any node answered (the others' errors go to stderr)
+    #[arg(long, global = true)]
+    node: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -122,9 +126,6 @@ enum Cmd {
     },
     /// The process set manager: categories of vital processes and their members
     Psm {
-        /// The node: this one (its name, `local` or nothing); others need cluster mode
-        #[arg(long, global = true, default_value = "")]
-        node: String,
         #[command(subcommand)]
         cmd: PsmCmd,
     },
@@ -331,10 +332,83 @@ fn main() -> ExitCode {
     }
 }
 
+/// The nodes `--node` names when it names several (`all` or a comma list); None for one node.
+fn several(c: &mut Client, node: &Option<String>) -> Result<Option<Vec<String>>, Failure> {
+    match node.as_deref().map(str::trim) {
+        Some("all") => Ok(Some(c.nodes()?.into_iter().map(|n| n.name).collect())),
+        Some(list) if list.contains(',') => Ok(Some(
+            list.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Asks each node in turn and keeps what answered, with the node it came from; each node's error goes
+/// to stderr. Fails only when no node answered.
+fn each_node<T>(
+    c: &mut Client,
+    nodes: &[String],
+    mut q: impl FnMut(&mut Client) -> Result<Vec<T>, ClientError>,
+) -> Result<Vec<(String, T)>, Failure> {
+    let mut out = Vec::new();
+    let mut any = false;
+    let mut last = None;
+    for n in nodes {
+        c.set_node(Some(n));
+        match q(c) {
+            Ok(v) => {
+                any = true;
+                out.extend(v.into_iter().map(|x| (n.clone(), x)));
+            }
+            Err(e) => {
+                eprintln!("vigil: node {n}: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    c.set_node(None);
+    match (any, last) {
+        (true, _) | (false, None) => Ok(out),
+        (false, Some(e)) => Err(Failure(1, "no node answered".into()).or(e)),
+    }
+}
+
+impl Failure {
+    fn or(self, e: ClientError) -> Failure {
+        let f = Failure::from(e);
+        Failure(f.0, format!("{}: {}", self.1, f.1))
+    }
+}
+
 fn run(cli: Cli) -> Result<u8, Failure> {
     let path = cli.socket.clone().unwrap_or_else(vigil_client::default_socket_path);
-    let connect = || Client::connect(&path).map_err(Failure::from);
+    let node = cli.node.clone();
+    let single = node.clone().filter(|n| n.trim() != "all" && !n.contains(','));
+    let connect = || {
+        let mut c = Client::connect(&path).map_err(Failure::from)?;
+        c.set_node(single.as_deref());
+        Ok::<Client, Failure>(c)
+    };
     let json = cli.json;
+    if let Some(n) = node.as_deref().filter(|_| single.is_none()) {
+        let several_ok = matches!(
+            cli.cmd,
+            Cmd::List
+                | Cmd::Status { tag: _ }
+                | Cmd::Psm {
+                    cmd: PsmCmd::Get { .. }
+                }
+                | Cmd::Nodes
+        );
+        if !several_ok {
+            return Err(usage(format!(
+                "--node {n}: only status, list and psm get take several nodes"
+            )));
+        }
+    }
     match cli.cmd {
         Cmd::Run(a) => {
             let spec = run_spec(a)?;
@@ -370,6 +444,46 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .map_err(|e| Failure(3, e.to_string()))?
                 .query(&tag)?;
             return Ok(if exists { 0 } else { 1 });
+        }
+        Cmd::List
+        | Cmd::Status { .. }
+        | Cmd::Psm {
+            cmd: PsmCmd::Get { .. },
+        } if single.is_none() && node.is_some() => {
+            let mut c = connect()?;
+            let nodes = several(&mut c, &node)?.unwrap_or_default();
+            match cli.cmd {
+                Cmd::List => {
+                    let got = each_node(&mut c, &nodes, |c| c.list())?;
+                    output::list_nodes(&got, json)
+                }
+                Cmd::Status { tag: Some(tag) } => {
+                    let got = each_node(&mut c, &nodes, |c| c.status(&tag).map(|s| vec![s]))?;
+                    output::status_nodes(&got, json)
+                }
+                Cmd::Status { tag: None } => {
+                    let got = each_node(&mut c, &nodes, |c| c.status_all())?;
+                    output::status_nodes(&got, json)
+                }
+                Cmd::Psm {
+                    cmd: PsmCmd::Get { category, pid },
+                } => {
+                    let local = proto::PsmNode::local();
+                    let got = each_node(&mut c, &nodes, |c| c.psm_get(&local, category.as_deref(), pid))?;
+                    let mut down: Vec<&str> = got
+                        .iter()
+                        .filter(|(_, m)| m.flags & proto::PSM_FL_UNREACHABLE != 0)
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    down.dedup();
+                    for n in down {
+                        eprintln!("vigil: node {n}: down; its members are shown as last known (unreachable)");
+                    }
+                    let ms: Vec<_> = got.into_iter().map(|(_, m)| m).collect();
+                    output::members(&ms, json)
+                }
+                _ => unreachable!("matched above"),
+            }
         }
         Cmd::List => output::list(&connect()?.list()?, json),
         Cmd::Status { tag: Some(tag) } => output::status(&[connect()?.status(&tag)?], json),
@@ -415,9 +529,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Cmd::Cmap { stats, cmd } => cmap(connect()?, stats, cmd, json)?,
-        Cmd::Psm { node, cmd } => {
-            let node = proto::PsmNode(node);
-            let mut c = connect()?;
+        Cmd::Psm { cmd } => {
+            // The node goes in the request itself, as libcfg sends it.
+            let node = proto::PsmNode(single.clone().unwrap_or_default());
+            let mut c = Client::connect(&path).map_err(Failure::from)?;
             match cmd {
                 PsmCmd::Category {
                     cmd: CategoryCmd::Add { name },
@@ -440,7 +555,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let votes = c.cmap_get("runtime.votequorum.this_node_votes")?;
             output::quorum(quorate, &expected, &votes, json);
         }
-        Cmd::Nodes => output::nodes(&connect()?.nodes()?, json),
+        Cmd::Nodes => output::nodes(&Client::connect(&path).map_err(Failure::from)?.nodes()?, json),
         Cmd::Reload => output::reload(&connect()?.reload()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Status } => output::daemon(&connect()?.daemon_status()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Reexec } => {

@@ -75,6 +75,45 @@ pub fn list(tags: &[TagSummary], json: bool) {
     println!("{t}");
 }
 
+/// `list` over several nodes: a NODE column (JSON: each tag with a `node` field).
+pub fn list_nodes(tags: &[(String, TagSummary)], json: bool) {
+    if json {
+        let v: Vec<serde_json::Value> = tags.iter().map(|(n, t)| with_node(n, t)).collect();
+        return print_json(&v);
+    }
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header(["NODE", "TAG", "STATE", "PIDS"]);
+    for (n, s) in tags {
+        let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
+        t.add_row([n.clone(), s.name.clone(), s.state.clone(), pids.join(" ")]);
+    }
+    println!("{t}");
+}
+
+/// `status` over several nodes: each tag's name as `node:tag` (JSON: a `node` field).
+pub fn status_nodes(tags: &[(String, TagStatus)], json: bool) {
+    if json {
+        let v: Vec<serde_json::Value> = tags.iter().map(|(n, t)| with_node(n, t)).collect();
+        return print_json(&v);
+    }
+    let named: Vec<TagStatus> = tags
+        .iter()
+        .map(|(n, t)| TagStatus {
+            name: format!("{n}:{}", t.name),
+            ..t.clone()
+        })
+        .collect();
+    status(&named, false)
+}
+
+fn with_node<T: serde::Serialize>(node: &str, t: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(t).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("node".into(), node.into());
+    }
+    v
+}
+
 pub fn status(tags: &[TagStatus], json: bool) {
     if json {
         return print_json(&tags);
@@ -215,7 +254,11 @@ pub fn members(ms: &[PsmMember], json: bool) {
             m.category.clone(),
             m.name.clone(),
             m.pid.to_string(),
-            m.state.clone(),
+            if m.flags & vigil_client::proto::PSM_FL_UNREACHABLE != 0 {
+                format!("unreachable ({})", m.state)
+            } else {
+                m.state.clone()
+            },
             exit,
             argv,
         ]);

@@ -8,7 +8,11 @@
 //! - `nodes/<name>`: bound to the node's lease, JSON [`NodeRecord`]; present while the node is up;
 //! - `known/<name>`: no lease, JSON [`NodeRecord`]; every node that ever joined, with since when it is up
 //!   or down, so that a down node stays listed;
-//! - `ids/<name>` and `next_id`: node ids, assigned once by a transaction at the first join.
+//! - `ids/<name>` and `next_id`: node ids, assigned once by a transaction at the first join;
+//! - `psm/<name>`: no lease, the node's PSM members (postcard), rewritten on every change, so that a down
+//!   node's members can be shown as unreachable with their last known state;
+//! - `inbox/<name>/<from>-<n>` and `reply/<from>/<n>`: remote operations (module `remote`), bound to the
+//!   writer's lease so that abandoned ones vanish.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 use tracing::{info, warn};
 
-use crate::server::Msg;
+use vigil_proto::{ErrorCode, PsmMember, Request, Response, ServerMsg, WireError};
+
+use crate::server::{ConnTx, Msg, Outgoing};
 use crate::state::now;
 
 /// How long one etcd call may take before it counts as failed.
@@ -76,18 +82,72 @@ pub struct NodeState {
 }
 
 /// What the cluster task tells the loop.
+// One per etcd event, handled at once: boxing the request would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ClusterMsg {
     /// The node's lease is alive (a keepalive succeeded within its TTL) or not.
     Lease(bool),
     /// Every known node, after the list changed.
     Nodes(Vec<NodeState>),
+    /// A request another node sent to this one, to be carried out as `uid`/`gid` and answered with
+    /// `Cmd::Reply { key, .. }`.
+    Inbox {
+        key: String,
+        from: String,
+        uid: u32,
+        gid: u32,
+        req: Request,
+    },
 }
+
+/// A request in another node's inbox (postcard in etcd).
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    uid: u32,
+    gid: u32,
+    /// Where the answer goes: a `Result<Response, WireError>` (postcard).
+    reply: String,
+    req: Request,
+}
+
+/// How long a remote operation may take, all of it (the inbox write, the other node's work, the answer).
+pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the loop asks of the cluster task.
 pub enum Cmd {
     /// A clean stop: mark this node down and revoke its lease; the sender is told when done.
     Leave(oneshot::Sender<()>),
+    /// Carry `req` out on the node `node` as `uid`/`gid`; the answer goes to `out` as response `id`.
+    Remote {
+        node: String,
+        uid: u32,
+        gid: u32,
+        req: Request,
+        id: u64,
+        out: ConnTx,
+    },
+    /// The answer to an inbox request, for the key its sender watches.
+    Reply {
+        key: String,
+        result: Result<Response, WireError>,
+    },
+    /// This node's PSM members changed: mirror them in `psm/<name>`.
+    Mirror(Vec<PsmMember>),
+    /// A down node's members as last mirrored, marked unreachable, answered to `out` as response `id`.
+    ReadMirror {
+        node: String,
+        category: Option<String>,
+        pid: Option<i32>,
+        id: u64,
+        out: ConnTx,
+    },
+}
+
+/// An error answer to a connection.
+fn answer(out: &ConnTx, id: u64, result: Result<Response, WireError>) {
+    let _ = out.send(Outgoing::msg(ServerMsg::Response { id, result }));
 }
 
 struct Keys {
@@ -117,6 +177,15 @@ impl Keys {
     }
     fn next_id(&self) -> String {
         format!("{}next_id", self.root)
+    }
+    fn inbox(&self, name: &str) -> String {
+        format!("{}inbox/{name}/", self.root)
+    }
+    fn reply(&self, from: &str, n: u64) -> String {
+        format!("{}reply/{from}/{n}", self.root)
+    }
+    fn psm(&self, name: &str) -> String {
+        format!("{}psm/{name}", self.root)
     }
 }
 
@@ -241,6 +310,10 @@ struct Life {
     since_ms: u64,
     /// The last session failed: later failures are logged at debug level until one succeeds.
     failing: bool,
+    /// This node's PSM members as last told by the loop, written again at each session's start.
+    mirror: Option<Vec<u8>>,
+    /// Numbers this node's remote operations.
+    next_remote: u64,
 }
 
 impl Life {
@@ -275,6 +348,8 @@ pub async fn run(
         told: None,
         since_ms: now().as_millis(),
         failing: false,
+        mirror: None,
+        next_remote: 1,
     };
     life.tell(false);
     loop {
@@ -308,6 +383,17 @@ pub async fn run(
                         let _ = done.send(());
                         return;
                     }
+                    Some(Cmd::Remote { node, id, out, .. } | Cmd::ReadMirror { node, id, out, .. }) => answer(
+                        &out,
+                        id,
+                        Err(WireError::new(
+                            ErrorCode::NodeDown,
+                            format!("node {node}: etcd cannot be reached from this node"),
+                        )),
+                    ),
+                    Some(Cmd::Mirror(m)) => life.mirror = postcard::to_allocvec(&m).ok(),
+                    // The asker gives up after its timeout.
+                    Some(Cmd::Reply { .. }) => {}
                     None => return,
                 },
             }
@@ -378,6 +464,17 @@ async fn session(
         ),
     )
     .await?;
+    let mut inbox = call(
+        "watch inbox",
+        client.watch(
+            keys.inbox(&me.name),
+            Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)),
+        ),
+    )
+    .await?;
+    if let Some(m) = &life.mirror {
+        call("mirror psm", client.put(keys.psm(&me.name), m.clone(), None)).await?;
+    }
     let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(lease)).await?;
     let mut tick = tokio::time::interval(Duration::from_millis(opts.lease_ttl * 1000 / 3));
     loop {
@@ -419,18 +516,146 @@ async fn session(
                     let _ = life.tx.send(Msg::Cluster(ClusterMsg::Nodes(nodes)));
                 }
             }
-            cmd = cmds.recv() => {
-                // Without a leave (the sender dropped: vigild re-executes), the lease is left to the next
-                // vigild, which keeps the node up by registering again within the TTL.
-                if let Some(Cmd::Leave(done)) = cmd {
+            msg = inbox.message() => {
+                let msg = msg.context("etcd: inbox watch")?.context("etcd: the inbox watch ended")?;
+                if msg.canceled() {
+                    anyhow::bail!("etcd: inbox watch cancelled: {}", msg.cancel_reason());
+                }
+                for ev in msg.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    if ev.event_type() != EventType::Put {
+                        continue;
+                    }
+                    match postcard::from_bytes::<Envelope>(kv.value()) {
+                        Ok(e) => {
+                            let _ = life.tx.send(Msg::Cluster(ClusterMsg::Inbox {
+                                key: e.reply,
+                                from: e.from,
+                                uid: e.uid,
+                                gid: e.gid,
+                                req: e.req,
+                            }));
+                        }
+                        Err(e) => warn!("cluster: ignoring {:?}: not a request ({e})", kv.key_str()),
+                    }
+                }
+            }
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Leave(done)) => {
                     leave(&mut client, keys, &record, lease).await;
                     let _ = done.send(());
+                    return Ok(());
                 }
-                return Ok(());
-            }
+                // Without a leave (the sender dropped: vigild re-executes), the lease is left to the next
+                // vigild, which keeps the node up by registering again within the TTL.
+                None => return Ok(()),
+                Some(Cmd::Remote { node, uid, gid, req, id, out }) => {
+                    let n = life.next_remote;
+                    life.next_remote += 1;
+                    let env = Envelope { from: me.name.clone(), uid, gid, reply: keys.reply(&me.name, n), req };
+                    let inbox_key = format!("{}{}-{n}", keys.inbox(&node), me.name);
+                    tokio::spawn(remote(client.clone(), node, inbox_key, env, lease, id, out));
+                }
+                Some(Cmd::Reply { key, result }) => {
+                    let mut c = client.clone();
+                    tokio::spawn(async move {
+                        let Ok(bytes) = postcard::to_allocvec(&result) else { return };
+                        let put = c.put(key, bytes, Some(PutOptions::new().with_lease(lease)));
+                        if let Err(e) = call("reply", put).await {
+                            warn!("cluster: {e:#}");
+                        }
+                    });
+                }
+                Some(Cmd::Mirror(m)) => {
+                    let bytes = postcard::to_allocvec(&m)?;
+                    life.mirror = Some(bytes.clone());
+                    call("mirror psm", client.put(keys.psm(&me.name), bytes, None)).await?;
+                }
+                Some(Cmd::ReadMirror { node, category, pid, id, out }) => {
+                    let mut c = client.clone();
+                    let key = keys.psm(&node);
+                    tokio::spawn(async move {
+                        let got = call("read mirror", c.get(key, None)).await;
+                        answer(&out, id, unreachable_members(&node, got, category.as_deref(), pid));
+                    });
+                }
+            },
         }
         life.check();
     }
+}
+
+/// A remote operation: the request goes into the node's inbox (bound to this node's lease, so it vanishes
+/// if this node dies), its answer comes into a reply key watched before the request is written; all of it
+/// within [`REMOTE_TIMEOUT`]. Both keys are deleted after.
+async fn remote(mut client: Client, node: String, inbox_key: String, env: Envelope, lease: i64, id: u64, out: ConnTx) {
+    let reply_key = env.reply.clone();
+    let work = async {
+        let mut stream = client.watch(reply_key.clone(), None).await?;
+        let bytes = postcard::to_allocvec(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
+        client
+            .put(inbox_key.clone(), bytes, Some(PutOptions::new().with_lease(lease)))
+            .await?;
+        loop {
+            let msg = stream.message().await?.context("the watch ended")?;
+            for ev in msg.events() {
+                if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {
+                    return postcard::from_bytes::<Result<Response, WireError>>(kv.value())
+                        .map_err(|e| anyhow::anyhow!("a malformed answer: {e}"));
+                }
+            }
+        }
+    };
+    let result = match timeout(REMOTE_TIMEOUT, work).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(WireError::new(ErrorCode::NodeDown, format!("node {node}: etcd: {e:#}"))),
+        Err(_) => Err(WireError::new(
+            ErrorCode::NodeDown,
+            format!("node {node} did not answer within {}s", REMOTE_TIMEOUT.as_secs()),
+        )),
+    };
+    answer(&out, id, result);
+    let _ = call("delete request", client.delete(inbox_key, None)).await;
+    let _ = call("delete reply", client.delete(reply_key, None)).await;
+}
+
+/// A down node's members from its mirror, filtered as PSM get filters, each with its last known state and
+/// the `PSM_FL_UNREACHABLE` flag.
+fn unreachable_members(
+    node: &str,
+    got: anyhow::Result<etcd_client::GetResponse>,
+    category: Option<&str>,
+    pid: Option<i32>,
+) -> Result<Response, WireError> {
+    let down = |why: String| Err(WireError::new(ErrorCode::NodeDown, format!("node {node} is down{why}")));
+    let got = match got {
+        Ok(g) => g,
+        Err(e) => return down(format!(" and its members cannot be read: {e:#}")),
+    };
+    let Some(kv) = got.kvs().first() else {
+        return down(" (no members recorded)".into());
+    };
+    let Ok(all) = postcard::from_bytes::<Vec<PsmMember>>(kv.value()) else {
+        return down(" (its member record is malformed)".into());
+    };
+    let mut found: Vec<PsmMember> = all
+        .into_iter()
+        .filter(|m| category.is_none_or(|c| m.category == c) && pid.is_none_or(|p| m.pid == p))
+        .collect();
+    if found.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::NotFound,
+            format!("node {node} is down and had no such member"),
+        ));
+    }
+    let total = found.len() as u32;
+    for (i, m) in found.iter_mut().enumerate() {
+        m.listidx = i as u32 + 1;
+        m.listcnt = total;
+        m.total = total;
+        m.flags |= vigil_proto::PSM_FL_UNREACHABLE;
+    }
+    Ok(Response::PsmMembers(found))
 }
 
 /// Records when a node went down in its `known/` key, once: only if nobody recorded it since the

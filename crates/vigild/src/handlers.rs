@@ -34,6 +34,11 @@ impl Daemon {
     pub fn handle(&mut self, caller: Caller, id: u64, req: Request, out: &ConnTx) -> Option<Answer> {
         let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
         self.cmap_count_request(caller);
+        let req = match self.route(req) {
+            Ok(crate::remote::Route::Here(req)) => req,
+            Ok(crate::remote::Route::There { node, req }) => return self.forward(caller, id, node, req, out),
+            Err(e) => return Some(Err(e)),
+        };
         Some(match req {
             Request::Run(spec) => self.run(caller, spec),
             Request::Start { tag } => self.start(caller, &tag),
@@ -139,6 +144,7 @@ impl Daemon {
             Request::SamList => self.sam_list(),
             Request::QuorumTrack => self.quorum_track(caller, out),
             Request::Nodes => self.nodes(),
+            Request::OnNode { .. } => unreachable!("route() unwraps OnNode"),
             Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
                 pid: std::process::id(),

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod nodes;
 pub mod procs;
 pub mod psm;
+pub mod remote;
 pub mod restore;
 pub mod sam;
 pub mod server;
@@ -190,6 +191,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         node: node.clone(),
         node_id,
         cluster: opts.cluster.as_ref().map(|_| Default::default()),
+        cluster_cmds: None,
+        psm_changed: true,
         psm: Default::default(),
         cmap: settings_cmap,
         sam: Default::default(),
@@ -264,6 +267,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         tokio::spawn(cluster::run(c, me, tx.clone(), cmd_rx));
         cmd_tx
     });
+    d.cluster_cmds = leave.clone();
     tokio::spawn(server::accept_loop(listener, tx));
     let connector_fd = match &d.connector {
         Some(c) => Some(SharedFd::register(c.clone())?),
@@ -320,6 +324,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                         Msg::Cluster(m) => d.on_cluster(m),
                     }
                 }
+                d.psm_mirror();
             }
             ready = async { match &notify_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
                 if let Ok(mut guard) = ready {

@@ -54,6 +54,16 @@ impl Daemon {
                     self.emit(&name, event, vec![attr_i("node_id", i64::from(id))]);
                 }
             }
+            ClusterMsg::Inbox {
+                key,
+                from,
+                uid,
+                gid,
+                req,
+            } => {
+                self.on_inbox(key, from, uid, gid, req);
+                return;
+            }
         }
         self.quorum_update(false);
     }

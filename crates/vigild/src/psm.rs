@@ -70,11 +70,18 @@ pub fn member_from_record(r: &MemberRecord) -> Option<Member> {
 }
 
 impl Daemon {
-    /// Only the local node is served until cluster mode exists.
+    /// Only the local node is served here: a single other node was routed to it before (remote.rs).
     fn local_node(&self, node: &PsmNode) -> Result<(), WireError> {
         let n = node.0.trim();
         if n.is_empty() || n == "local" || n == self.node {
             return Ok(());
+        }
+        if self.cluster.is_some() {
+            // Other single nodes were routed there before this (remote.rs): only lists are left.
+            return Err(WireError::new(
+                ErrorCode::Unsupported,
+                format!("node {n:?}: vigild asks one node at a time; vigil --node and libcfg ask each node of a list"),
+            ));
         }
         Err(WireError::new(
             ErrorCode::Unsupported,
@@ -86,6 +93,7 @@ impl Daemon {
     }
 
     fn psm_apply(&mut self, events: Vec<PsmEvent>) {
+        self.psm_changed = true;
         for ev in events {
             let name = ev.name();
             let (subject, attrs) = match &ev {
@@ -341,6 +349,7 @@ impl Daemon {
         self.psm_owner(caller, c.as_ref(), pid, "change")?;
         let limits = self.psm_limits;
         self.psm.set_state(c.as_ref(), pid, state, &limits).map_err(psm_error)?;
+        self.psm_changed = true;
         self.persist_member(pid);
         Ok(Response::Ok)
     }

@@ -116,6 +116,10 @@ pub struct Daemon {
     pub node_id: u32,
     /// Cluster mode's view of the nodes and of this node's lease; None for a single node.
     pub cluster: Option<crate::nodes::ClusterView>,
+    /// Cluster mode: orders for the cluster task (remote operations, the PSM mirror).
+    pub cluster_cmds: Option<tokio::sync::mpsc::UnboundedSender<crate::cluster::Cmd>>,
+    /// PSM members changed since the mirror was last sent.
+    pub psm_changed: bool,
     pub psm: vigil_core::psm::Registry,
     pub cmap: crate::cmap::Cmap,
     pub sam: crate::sam::Sam,

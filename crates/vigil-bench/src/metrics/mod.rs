@@ -4,6 +4,7 @@
 //! To add one: a module here, its `METRIC` in [`ALL`], and (if it should run alone) a subcommand in
 //! `main.rs`.
 
+pub mod cluster;
 pub mod cmap;
 mod cmap_c;
 pub mod events_throughput;
@@ -42,6 +43,7 @@ pub const ALL: &[Metric] = &[
     events_throughput::METRIC,
     cmap::METRIC,
     sam::METRIC,
+    cluster::METRIC,
 ];
 
 /// Which floor a row compares with.

@@ -14,4 +14,5 @@ mod lifecycle;
 mod pmf;
 mod pmfadm;
 mod psm;
+mod remote;
 mod sam;

@@ -309,7 +309,7 @@ fn host_is_this_node_or_needs_cluster_mode() {
     ] {
         let out = v.pmfadm(args);
         assert_eq!(code(&out), Some(4), "{args:?}");
-        assert!(stderr(&out).contains("-h zeus"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("zeus"), "{}", stderr(&out));
         assert!(stderr(&out).contains("cluster mode"), "{}", stderr(&out));
         assert!(out.stdout.is_empty());
     }
