@@ -17,9 +17,9 @@ pub mod sam;
 
 pub use vigil_proto as proto;
 use vigil_proto::{
-    ClientMsg, CmapEntry, CmapMap, CmapNotification, CmapValue, DaemonInfo, ErrorCode, Event, EventFilter, FrameError,
-    PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RunSpec, ServerMsg, TagStatus, TagSummary,
-    WireError, PROTOCOL_VERSION,
+    ClientMsg, ClusterEvent, ClusterEvents, CmapEntry, CmapMap, CmapNotification, CmapValue, DaemonInfo, ErrorCode,
+    Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RunSpec,
+    ServerMsg, TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
 };
 
 /// What can go wrong talking to vigild.
@@ -104,6 +104,10 @@ pub struct Client {
     daemon_pid: u32,
     daemon_version: String,
     events: VecDeque<StreamItem>,
+    /// The cluster stream's items, after [`Client::cluster_subscribe`].
+    cluster: VecDeque<ClusterItem>,
+    /// The connection's push stream is the cluster stream (its loss markers are revisions).
+    cluster_stream: bool,
     notifications: VecDeque<CmapNotification>,
     quorum: VecDeque<bool>,
     /// Cluster mode: the node requests are for (None: the node of this vigild).
@@ -127,6 +131,17 @@ pub enum StreamItem {
     },
 }
 
+/// What a subscription to the cluster stream delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterItem {
+    Event(ClusterEvent),
+    /// Revisions `from..=to` will never arrive: resume from `to + 1`.
+    Lost {
+        from: u64,
+        to: u64,
+    },
+}
+
 impl Client {
     /// Connects and performs the version handshake.
     pub fn connect(path: &Path) -> Result<Client> {
@@ -140,6 +155,8 @@ impl Client {
             daemon_pid: 0,
             daemon_version: String::new(),
             events: VecDeque::new(),
+            cluster: VecDeque::new(),
+            cluster_stream: false,
             notifications: VecDeque::new(),
             quorum: VecDeque::new(),
             node: None,
@@ -224,7 +241,11 @@ impl Client {
     fn keep(&mut self, msg: ServerMsg) -> Result<()> {
         match msg {
             ServerMsg::Event(e) => self.events.push_back(StreamItem::Event(e)),
+            ServerMsg::Lost { from, to } if self.cluster_stream => {
+                self.cluster.push_back(ClusterItem::Lost { from, to })
+            }
             ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
+            ServerMsg::ClusterEvent(e) => self.cluster.push_back(ClusterItem::Event(e)),
             ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
             ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
             ServerMsg::Goodbye { reason } => {
@@ -241,6 +262,17 @@ impl Client {
     pub fn next_item(&mut self) -> Result<StreamItem> {
         loop {
             if let Some(e) = self.events.pop_front() {
+                return Ok(e);
+            }
+            self.read_push()?;
+        }
+    }
+
+    /// The next item of the cluster stream (after [`Client::cluster_subscribe`]): an event with its
+    /// revision, or a loss marker of revisions.
+    pub fn next_cluster_item(&mut self) -> Result<ClusterItem> {
+        loop {
+            if let Some(e) = self.cluster.pop_front() {
                 return Ok(e);
             }
             self.read_push()?;
@@ -534,7 +566,37 @@ impl Client {
 
     /// [`Client::subscribe`] to the events that match `filter` only.
     pub fn subscribe_filtered(&mut self, after: Option<u64>, filter: EventFilter) -> Result<()> {
+        self.cluster_stream = false;
         self.ok(Request::Subscribe { after, filter })
+    }
+
+    /// Cluster mode: every node's events (or those of `nodes`) with an etcd revision above `after` that
+    /// match `filter`, in revision order, about `limit` at most (whole revisions); ask again from the
+    /// answer's `upto` for more.
+    pub fn cluster_events(
+        &mut self,
+        after: u64,
+        limit: u32,
+        filter: EventFilter,
+        nodes: Vec<String>,
+    ) -> Result<ClusterEvents> {
+        let req = Request::ClusterEvents {
+            after,
+            limit,
+            filter,
+            nodes,
+        };
+        match self.request(req)? {
+            Response::ClusterEvents(e) => Ok(e),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cluster mode: starts the push of the cluster stream: the events with a revision above `after`
+    /// (none for `None`: only new ones), then live ones, read with [`Client::next_cluster_item`].
+    pub fn cluster_subscribe(&mut self, after: Option<u64>, filter: EventFilter, nodes: Vec<String>) -> Result<()> {
+        self.cluster_stream = true;
+        self.ok(Request::ClusterSubscribe { after, filter, nodes })
     }
 
     /// PSM: creates a category.

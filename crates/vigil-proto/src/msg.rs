@@ -49,6 +49,9 @@ pub enum ServerMsg {
     CmapNotify(CmapNotification),
     /// The node's quorum changed (after `QuorumTrack`).
     Quorum { quorate: bool },
+    /// A pushed event of the cluster stream, after `Request::ClusterSubscribe`. Loss markers of that
+    /// stream are `Lost` with etcd revisions.
+    ClusterEvent(ClusterEvent),
 }
 
 /// The PMF program type of `scds_pmf_start`.
@@ -341,6 +344,23 @@ pub enum Request {
         node: String,
         body: Box<Request>,
     },
+    /// Cluster mode: the events of every node (or of `nodes`) with an etcd revision above `after`
+    /// that match the filter, oldest first, at most `limit` (0 for `after`: from the oldest etcd
+    /// keeps). Answered with `Response::ClusterEvents`.
+    ClusterEvents {
+        after: u64,
+        limit: u32,
+        filter: EventFilter,
+        nodes: Vec<String>,
+    },
+    /// Cluster mode: push the cluster stream's events with a revision above `after` (none for `None`:
+    /// only new ones), then live ones, as `ServerMsg::ClusterEvent`; loss is a `Lost` marker of
+    /// revisions. `nodes` empty means every node.
+    ClusterSubscribe {
+        after: Option<u64>,
+        filter: EventFilter,
+        nodes: Vec<String>,
+    },
 }
 
 /// Successful answers.
@@ -364,6 +384,25 @@ pub enum Response {
     SamProcesses(Vec<SamProcess>),
     Quorate(bool),
     Nodes(Vec<NodeInfo>),
+    ClusterEvents(ClusterEvents),
+}
+
+/// One event of the cluster stream: a node's event and the etcd revision that orders it among every
+/// node's. Events published together share a revision and keep their node's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEvent {
+    pub rev: u64,
+    pub event: Event,
+}
+
+/// An answer to `Request::ClusterEvents`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEvents {
+    pub events: Vec<ClusterEvent>,
+    /// Revisions whose events etcd no longer keeps (compacted): `from..=to`.
+    pub lost: Option<(u64, u64)>,
+    /// The stream's revision this answer reaches: ask again with `after: Some(upto)` for more.
+    pub upto: u64,
 }
 
 /// One node of the cluster as this node sees it.

@@ -23,7 +23,8 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Cluster mode: the node to ask (this one by default); `status`, `list` and `psm get` also take a
-    /// comma list or `all`, and succeed when any node answered (the others' errors go to stderr)
+    /// comma list or `all`, and succeed when any node answered (the others' errors go to stderr);
+    /// `events` with any `--node` reads the cluster stream of those nodes, in etcd revision order
     #[arg(long, global = true)]
     node: Option<String>,
     #[command(subcommand)]
@@ -97,11 +98,11 @@ enum Cmd {
         #[arg(long, short = 'n', default_value_t = 50)]
         lines: usize,
     },
-    /// Show stored events, or follow new ones
+    /// Show stored events, or follow new ones (with --node: the cluster stream, by etcd revision)
     Events {
         /// Only events whose name matches: a glob (`sys.*.exited`) or a dotted prefix (`sys.unix.psm`)
         filter: Vec<String>,
-        /// Only events with a sequence number above SEQ
+        /// Only events with a sequence number above SEQ (with --node: an etcd revision above SEQ)
         #[arg(long, alias = "after", default_value_t = 0)]
         since: u64,
         /// Only events about this PSM category
@@ -402,10 +403,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     cmd: PsmCmd::Get { .. }
                 }
                 | Cmd::Nodes
+                | Cmd::Events { .. }
         );
         if !several_ok {
             return Err(usage(format!(
-                "--node {n}: only status, list and psm get take several nodes"
+                "--node {n}: only status, list, psm get and events take several nodes"
             )));
         }
     }
@@ -514,6 +516,32 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 category,
                 tag,
             };
+            if let Some(n) = &node {
+                // The cluster stream, of the named nodes.
+                let nodes: Vec<String> = n
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let mut c = Client::connect(&path).map_err(Failure::from)?;
+                if follow {
+                    c.cluster_subscribe(Some(since), filter, nodes)?;
+                    loop {
+                        match c.next_cluster_item()? {
+                            vigil_client::ClusterItem::Event(e) => output::cluster_event(&e, json),
+                            vigil_client::ClusterItem::Lost { from, to } => output::lost_revisions(from, to, json),
+                        }
+                    }
+                }
+                let got = c.cluster_events(since, limit, filter, nodes)?;
+                if let Some((from, to)) = got.lost {
+                    output::lost_revisions(from, to, json);
+                }
+                for e in &got.events {
+                    output::cluster_event(e, json);
+                }
+                return Ok(0);
+            }
             let mut c = connect()?;
             if follow {
                 c.subscribe_filtered(Some(since), filter)?;

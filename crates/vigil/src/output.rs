@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
 use vigil_client::proto::{
-    CmapEntry, CmapNotification, CmapValue, DaemonInfo, Event, ExitStatus, PsmCategory, PsmMember, ReloadReport,
-    TagStatus, TagSummary,
+    ClusterEvent, CmapEntry, CmapNotification, CmapValue, DaemonInfo, Event, ExitStatus, PsmCategory, PsmMember,
+    ReloadReport, TagStatus, TagSummary,
 };
 
 fn print_json<T: Serialize>(v: &T) {
@@ -214,6 +214,35 @@ pub fn event(e: &Event, json: bool) {
         e.subject,
         attrs.join(" ")
     );
+}
+
+/// An event of the cluster stream: its etcd revision first, then the node's own sequence number.
+pub fn cluster_event(e: &ClusterEvent, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(e).expect("plain data serializes"));
+        return;
+    }
+    let ev = &e.event;
+    let attrs: Vec<String> = ev.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "{:>6} {} {}#{} {} {} {}",
+        e.rev,
+        ev.time_ms,
+        ev.node,
+        ev.seq,
+        ev.name,
+        ev.subject,
+        attrs.join(" ")
+    );
+}
+
+/// A loss marker of the cluster stream, in etcd revisions.
+pub fn lost_revisions(from: u64, to: u64, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "lost": { "from_rev": from, "to_rev": to } }));
+    } else {
+        println!("lost revisions {from}..{to}; resume from {}", to + 1);
+    }
 }
 
 /// A loss marker: never silent.

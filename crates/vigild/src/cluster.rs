@@ -12,7 +12,8 @@
 //! - `psm/<name>`: no lease, the node's PSM members (postcard), rewritten on every change, so that a down
 //!   node's members can be shown as unreachable with their last known state;
 //! - `inbox/<name>/<from>-<n>` and `reply/<from>/<n>`: remote operations (module `remote`), bound to the
-//!   writer's lease so that abandoned ones vanish.
+//!   writer's lease so that abandoned ones vanish;
+//! - `events/n/<name>` and `events/m`: the cluster event stream (module `cluster_events`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 use tracing::{info, warn};
 
-use vigil_proto::{ErrorCode, PsmMember, Request, Response, ServerMsg, WireError};
+use vigil_proto::{ErrorCode, Event, PsmMember, Request, Response, ServerMsg, WireError};
+
+use crate::cluster_events::{self as events, Publisher, Selection};
 
 use crate::server::{ConnTx, Msg, Outgoing};
 use crate::state::now;
@@ -36,7 +39,7 @@ use crate::state::now;
 /// How long one etcd call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to wait before trying etcd again after a failure.
-const RETRY: Duration = Duration::from_millis(300);
+pub(crate) const RETRY: Duration = Duration::from_millis(300);
 /// How long vigild waits for its node id from etcd at start before falling back to the cached one.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The file in the state directory that caches the node id, for a start while etcd is away.
@@ -99,6 +102,9 @@ pub enum ClusterMsg {
         gid: u32,
         req: Request,
     },
+    /// A session started and found this node's last published event at `after` (None: it never
+    /// published): the loop answers with `Cmd::Resynced { epoch, .. }`.
+    Resync { epoch: u64, after: Option<u64> },
 }
 
 /// A request in another node's inbox (postcard in etcd).
@@ -143,6 +149,24 @@ pub enum Cmd {
         id: u64,
         out: ConnTx,
     },
+    /// Events the loop just stored, for the cluster stream (only cluster-wide ones).
+    Publish(Vec<Event>),
+    /// The loop's answer to `ClusterMsg::Resync`: every cluster-wide stored event after the asked one.
+    Resynced { epoch: u64, events: Vec<Event> },
+    /// `ClusterEvents`: the stream's history, answered to `out` as response `id`.
+    History {
+        after: u64,
+        limit: usize,
+        sel: Selection,
+        id: u64,
+        out: ConnTx,
+    },
+    /// `ClusterSubscribe`: the stream, pushed into `tx` until its receiver goes.
+    Follow {
+        after: Option<u64>,
+        sel: Selection,
+        tx: mpsc::Sender<ServerMsg>,
+    },
 }
 
 /// An error answer to a connection.
@@ -150,12 +174,13 @@ fn answer(out: &ConnTx, id: u64, result: Result<Response, WireError>) {
     let _ = out.send(Outgoing::msg(ServerMsg::Response { id, result }));
 }
 
-struct Keys {
+#[derive(Clone)]
+pub(crate) struct Keys {
     root: String,
 }
 
 impl Keys {
-    fn new(cluster: &str) -> Keys {
+    pub(crate) fn new(cluster: &str) -> Keys {
         Keys {
             root: format!("/vigil/{cluster}/"),
         }
@@ -187,9 +212,18 @@ impl Keys {
     fn psm(&self, name: &str) -> String {
         format!("{}psm/{name}", self.root)
     }
+    pub(crate) fn events(&self) -> String {
+        format!("{}events/", self.root)
+    }
+    pub(crate) fn events_of(&self, name: &str) -> String {
+        format!("{}events/n/{name}", self.root)
+    }
+    fn membership(&self) -> String {
+        format!("{}events/m", self.root)
+    }
 }
 
-async fn call<T, F>(what: &str, f: F) -> anyhow::Result<T>
+pub(crate) async fn call<T, F>(what: &str, f: F) -> anyhow::Result<T>
 where
     F: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
@@ -199,12 +233,16 @@ where
     }
 }
 
-async fn connect(opts: &ClusterOptions) -> anyhow::Result<Client> {
-    // Fail fast rather than wait for a leader: a request to a member without one is refused at once.
+/// A client of etcd. With `require_leader`, a request to a member without a leader is refused at once
+/// rather than left to wait for one (writes, and reads that must be current); without it, a member that
+/// lost its quorum still answers serializable reads and watches from what it has.
+pub(crate) async fn connect(opts: &ClusterOptions, require_leader: bool) -> anyhow::Result<Client> {
     let mut co = ConnectOptions::new()
         .with_connect_timeout(CALL_TIMEOUT)
-        .with_timeout(CALL_TIMEOUT)
-        .with_require_leader(true);
+        .with_require_leader(require_leader);
+    if require_leader {
+        co = co.with_timeout(CALL_TIMEOUT);
+    }
     if let (Some(u), Some(p)) = (&opts.user, &opts.password) {
         co = co.with_user(u.clone(), p.clone());
     }
@@ -271,7 +309,7 @@ pub async fn node_id(opts: &ClusterOptions, name: &str, state_dir: &Path) -> any
         .and_then(|s| s.strip_prefix(&tag).and_then(|n| n.trim().parse::<u32>().ok()));
     let keys = Keys::new(&opts.cluster);
     let from_etcd = timeout(JOIN_TIMEOUT, async {
-        let mut client = connect(opts).await?;
+        let mut client = connect(opts, true).await?;
         assign_id(&mut client, &keys, name).await
     })
     .await
@@ -314,9 +352,36 @@ struct Life {
     mirror: Option<Vec<u8>>,
     /// Numbers this node's remote operations.
     next_remote: u64,
+    /// This node's part of the cluster event stream.
+    publisher: Publisher,
+    opts: ClusterOptions,
+    keys: Keys,
 }
 
 impl Life {
+    /// A reader of the cluster event stream: a task of its own, with its own client of etcd.
+    fn read(&self, cmd: Cmd) {
+        let (opts, keys) = (self.opts.clone(), self.keys.clone());
+        match cmd {
+            Cmd::History {
+                after,
+                limit,
+                sel,
+                id,
+                out,
+            } => {
+                tokio::spawn(async move {
+                    let r = events::history(opts, keys, after, limit, sel).await;
+                    answer(&out, id, r.map(Response::ClusterEvents));
+                });
+            }
+            Cmd::Follow { after, sel, tx } => {
+                tokio::spawn(events::follow(opts, keys, after, sel, tx));
+            }
+            _ => {}
+        }
+    }
+
     fn tell(&mut self, alive: bool) {
         if self.told != Some(alive) {
             self.told = Some(alive);
@@ -350,6 +415,9 @@ pub async fn run(
         failing: false,
         mirror: None,
         next_remote: 1,
+        publisher: Publisher::default(),
+        opts: opts.clone(),
+        keys: keys.clone(),
     };
     life.tell(false);
     loop {
@@ -394,6 +462,9 @@ pub async fn run(
                     Some(Cmd::Mirror(m)) => life.mirror = postcard::to_allocvec(&m).ok(),
                     // The asker gives up after its timeout.
                     Some(Cmd::Reply { .. }) => {}
+                    // The next session asks the loop for them again.
+                    Some(Cmd::Publish(_) | Cmd::Resynced { .. }) => life.publisher.pause(),
+                    Some(cmd @ (Cmd::History { .. } | Cmd::Follow { .. })) => life.read(cmd),
                     None => return,
                 },
             }
@@ -409,7 +480,7 @@ async fn session(
     cmds: &mut mpsc::UnboundedReceiver<Cmd>,
 ) -> anyhow::Result<()> {
     let ttl = opts.lease_ttl as i64;
-    let mut client = connect(opts).await?;
+    let mut client = connect(opts, true).await?;
     // The lease of the previous session, if etcd still has it: the node stays up without a blip.
     if let Some(id) = life.lease {
         let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(id)).await?;
@@ -435,16 +506,29 @@ async fn session(
         ..me.clone()
     };
     let json = serde_json::to_string(&record)?;
+    let register = [
+        TxnOp::put(
+            keys.node(&me.name),
+            json.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        ),
+        TxnOp::put(keys.known_one(&me.name), json, None),
+    ];
+    // The node's up event, once per join: not when a new session finds the node still up.
+    let mut joined = register.to_vec();
+    joined.push(TxnOp::put(
+        keys.membership(),
+        events::membership(&record, true, "joined"),
+        None,
+    ));
     call(
         "register",
-        client.txn(Txn::new().and_then([
-            TxnOp::put(
-                keys.node(&me.name),
-                json.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            ),
-            TxnOp::put(keys.known_one(&me.name), json, None),
-        ])),
+        client.txn(
+            Txn::new()
+                .when([Compare::version(keys.node(&me.name), CompareOp::Equal, 0)])
+                .and_then(joined)
+                .or_else(register),
+        ),
     )
     .await?;
     info!(
@@ -456,6 +540,9 @@ async fn session(
 
     let (nodes, rev) = list(&mut client, keys).await?;
     let _ = life.tx.send(Msg::Cluster(ClusterMsg::Nodes(nodes)));
+    let last = events::last_published(&mut client, keys, &me.name).await?;
+    let (epoch, after) = life.publisher.restart(last);
+    let _ = life.tx.send(Msg::Cluster(ClusterMsg::Resync { epoch, after }));
     let mut watch = call(
         "watch",
         client.watch(
@@ -479,6 +566,14 @@ async fn session(
     let mut tick = tokio::time::interval(Duration::from_millis(opts.lease_ttl * 1000 / 3));
     loop {
         tokio::select! {
+            // Publishing comes first: events reach the stream as soon as etcd takes them.
+            biased;
+            () = std::future::ready(()), if life.publisher.has_pending() => {
+                if let Some((batch, last)) = life.publisher.batch() {
+                    call("publish events", client.put(keys.events_of(&me.name), batch, None)).await?;
+                    life.publisher.written(last);
+                }
+            }
             _ = tick.tick() => {
                 call("keepalive", keeper.keep_alive()).await?;
                 match call("keepalive", answers.message()).await? {
@@ -571,6 +666,9 @@ async fn session(
                     life.mirror = Some(bytes.clone());
                     call("mirror psm", client.put(keys.psm(&me.name), bytes, None)).await?;
                 }
+                Some(Cmd::Publish(evs)) => life.publisher.offer(evs, true),
+                Some(Cmd::Resynced { epoch, events }) => life.publisher.resynced(epoch, events),
+                Some(cmd @ (Cmd::History { .. } | Cmd::Follow { .. })) => life.read(cmd),
                 Some(Cmd::ReadMirror { node, category, pid, id, out }) => {
                     let mut c = client.clone();
                     let key = keys.psm(&node);
@@ -670,7 +768,10 @@ async fn mark_down(client: &mut Client, keys: &Keys, name: &str, rev: i64) -> an
     r.down_since_ms = Some(now().as_millis());
     let txn = Txn::new()
         .when([Compare::mod_revision(key.clone(), CompareOp::Less, rev)])
-        .and_then([TxnOp::put(key, serde_json::to_string(&r)?, None)]);
+        .and_then([
+            TxnOp::put(key, serde_json::to_string(&r)?, None),
+            TxnOp::put(keys.membership(), events::membership(&r, false, "lease expired"), None),
+        ]);
     call("mark down", client.txn(txn)).await?;
     Ok(())
 }
@@ -686,6 +787,7 @@ async fn leave(client: &mut Client, keys: &Keys, record: &NodeRecord, lease: i64
     let txn = Txn::new().and_then([
         TxnOp::delete(keys.node(&record.name), None),
         TxnOp::put(keys.known_one(&record.name), json, None),
+        TxnOp::put(keys.membership(), events::membership(&down, false, "left"), None),
     ]);
     if let Err(e) = call("leave", client.txn(txn)).await {
         warn!("cluster: {e:#}");

@@ -46,7 +46,7 @@ pub enum Delivery {
 
 impl Subscription {
     /// Queues one event without ever waiting: a full queue turns into a loss to report.
-    fn offer(&mut self, seq: u64, msg: ServerMsg) -> Delivery {
+    pub fn offer(&mut self, seq: u64, msg: ServerMsg) -> Delivery {
         if !self.flush_lost() {
             if self.tx.is_closed() {
                 return Delivery::Gone;

@@ -87,6 +87,15 @@ impl Daemon {
             Request::Subscribe { after, filter } => {
                 return self.subscribe(caller.conn, after, filter, id, out).err().map(Err);
             }
+            Request::ClusterEvents {
+                after,
+                limit,
+                filter,
+                nodes,
+            } => return self.cluster_events(after, limit, filter, nodes, id, out),
+            Request::ClusterSubscribe { after, filter, nodes } => {
+                return self.cluster_subscribe(after, filter, nodes, id, out).err().map(Err);
+            }
             Request::Reload => self.admin(caller, "reload").and_then(|_| self.reload()),
             Request::Reexec => {
                 if let Err(e) = self.admin(caller, "re-exec vigild").and_then(|_| self.check_config()) {

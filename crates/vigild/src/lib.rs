@@ -4,6 +4,7 @@
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
 pub mod cluster;
+pub mod cluster_events;
 pub mod cmap;
 pub mod config;
 pub mod convert;
@@ -212,6 +213,10 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         reexec: None,
         reexec_now: false,
     };
+    if let Some(view) = &mut d.cluster {
+        // A node that never published starts the cluster stream with this run's events.
+        view.first_seq = d.seq;
+    }
     if d.store.is_fresh() {
         // The first start on this state dir creates the node's process set.
         d.emit("psm", "sys.unix.psm.set.create", vec![]);

@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use vigil_proto::{NodeInfo, Response, WireError};
+use tokio::sync::mpsc;
+use vigil_proto::{ErrorCode, EventFilter, NodeInfo, Response, ServerMsg, WireError};
+use vigil_store::EventRecord;
 
-use crate::cluster::{ClusterMsg, NodeState};
+use crate::cluster::{ClusterMsg, Cmd, NodeState};
+use crate::cluster_events::{cluster_wide, Selection};
 use crate::events::attr_i;
+use crate::server::{ConnTx, Outgoing};
 use crate::state::Daemon;
 
 /// What the loop knows of the cluster: only what the cluster task told it.
@@ -16,6 +20,9 @@ pub struct ClusterView {
     pub lease_alive: bool,
     /// Every known node, by name, as last reported; empty until the first report.
     pub nodes: BTreeMap<String, NodeState>,
+    /// The last sequence number before this run of vigild: where a node that never published to the
+    /// cluster event stream starts.
+    pub first_seq: u64,
 }
 
 impl ClusterView {
@@ -62,6 +69,11 @@ impl Daemon {
                 req,
             } => {
                 self.on_inbox(key, from, uid, gid, req);
+                return;
+            }
+            ClusterMsg::Resync { epoch, after } => {
+                let after = after.unwrap_or(view.first_seq);
+                self.resync_cluster_events(epoch, after);
                 return;
             }
         }
@@ -113,5 +125,134 @@ impl Daemon {
             );
         }
         Ok(Response::Nodes(list))
+    }
+}
+
+/// The most events one `ClusterEvents` answer holds (whole revisions: a little more at times).
+const CLUSTER_EVENTS_MAX: u32 = 10_000;
+
+impl Daemon {
+    /// Hands newly stored events to the cluster task for the cluster stream.
+    pub fn publish(&self, events: &[EventRecord]) {
+        let Some(cmds) = &self.cluster_cmds else { return };
+        let wide: Vec<_> = events
+            .iter()
+            .filter(|e| cluster_wide(&e.name))
+            .map(|e| self.event_to_wire(e))
+            .collect();
+        if !wide.is_empty() {
+            let _ = cmds.send(Cmd::Publish(wide));
+        }
+    }
+
+    /// A session of the cluster task starts: every stored cluster-wide event after `after`, which the
+    /// cluster stream has not got yet (a node that was away from etcd, or was restarted).
+    fn resync_cluster_events(&self, epoch: u64, after: u64) {
+        let Some(cmds) = &self.cluster_cmds else { return };
+        let events = match self.store.events_after(after, usize::MAX) {
+            Ok(all) => all
+                .iter()
+                .filter(|e| cluster_wide(&e.name))
+                .map(|e| self.event_to_wire(e))
+                .collect(),
+            Err(e) => {
+                tracing::error!("cluster events: cannot read stored events: {e}");
+                Vec::new()
+            }
+        };
+        let _ = cmds.send(Cmd::Resynced { epoch, events });
+    }
+
+    /// What a cluster stream reader asks for: the nodes must be known to the cluster (none: every node).
+    fn selection(&self, filter: EventFilter, nodes: Vec<String>) -> Result<Selection, WireError> {
+        let Some(view) = &self.cluster else {
+            return Err(WireError::new(
+                ErrorCode::Unsupported,
+                format!(
+                    "the cluster event stream needs cluster mode (vigild --cluster); this vigild serves {} alone",
+                    self.node
+                ),
+            ));
+        };
+        let mut names = Vec::new();
+        for n in nodes.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            if n == "all" {
+                return Ok(Selection {
+                    filter,
+                    nodes: Vec::new(),
+                });
+            }
+            let n = if self.is_this_node(n) { self.node.as_str() } else { n };
+            if n != self.node && !view.nodes.contains_key(n) {
+                return Err(WireError::new(
+                    ErrorCode::NodeDown,
+                    format!("node {n} is unknown to the cluster"),
+                ));
+            }
+            names.push(n.to_string());
+        }
+        Ok(Selection { filter, nodes: names })
+    }
+
+    /// `ClusterEvents`: answered by a task of the cluster task's, from etcd.
+    pub fn cluster_events(
+        &self,
+        after: u64,
+        limit: u32,
+        filter: EventFilter,
+        nodes: Vec<String>,
+        id: u64,
+        out: &ConnTx,
+    ) -> Option<Result<Response, WireError>> {
+        let sel = match self.selection(filter, nodes) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let limit = limit.clamp(1, CLUSTER_EVENTS_MAX) as usize;
+        let cmds = self.cluster_cmds.as_ref()?;
+        let cmd = Cmd::History {
+            after,
+            limit,
+            sel,
+            id,
+            out: out.clone(),
+        };
+        if cmds.send(cmd).is_err() {
+            return Some(Err(WireError::new(ErrorCode::Internal, "the cluster task is gone")));
+        }
+        None
+    }
+
+    /// `ClusterSubscribe`: the answer, then the stream through a bounded queue fed by a task of the
+    /// cluster task's.
+    pub fn cluster_subscribe(
+        &mut self,
+        after: Option<u64>,
+        filter: EventFilter,
+        nodes: Vec<String>,
+        id: u64,
+        out: &ConnTx,
+    ) -> Result<(), WireError> {
+        let sel = self.selection(filter, nodes)?;
+        let Some(cmds) = &self.cluster_cmds else {
+            return Err(WireError::new(ErrorCode::Internal, "the cluster task is not running"));
+        };
+        let (tx, rx) = mpsc::channel(self.settings.subscriber_queue);
+        if cmds.send(Cmd::Follow { after, sel, tx }).is_err() {
+            return Err(WireError::new(ErrorCode::Internal, "the cluster task is gone"));
+        }
+        let ok = ServerMsg::Response {
+            id,
+            result: Ok(Response::Ok),
+        };
+        self.outbox.push((
+            out.clone(),
+            Outgoing {
+                msg: ok,
+                written: None,
+                events: Some(rx),
+            },
+        ));
+        Ok(())
     }
 }

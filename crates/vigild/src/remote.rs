@@ -38,7 +38,7 @@ fn psm_node(req: &Request) -> Option<&PsmNode> {
 /// Requests bound to the caller's connection or machine, which no other node can carry out.
 fn local_only(req: &Request) -> Option<&'static str> {
     Some(match req {
-        Request::Subscribe { .. } => "an event subscription",
+        Request::Subscribe { .. } | Request::ClusterSubscribe { .. } => "an event subscription",
         Request::Reexec => "a re-exec of vigild",
         Request::SamReport { .. } => "a SAM report",
         Request::CmapTrackAdd { .. } | Request::CmapTrackDelete { .. } => "a CMAP track",

@@ -272,6 +272,7 @@ impl Daemon {
         for (out, o) in self.outbox.drain(..) {
             let _ = out.send(o);
         }
+        self.publish(&batch.events);
         self.broadcast(&batch.events);
         self.flush_lost();
     }

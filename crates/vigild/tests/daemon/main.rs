@@ -6,6 +6,7 @@ mod c_cmap;
 mod c_dsdev;
 mod c_sam;
 mod cluster;
+mod cluster_events;
 mod cmap;
 mod etcd;
 mod harness;
