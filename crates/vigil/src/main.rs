@@ -583,7 +583,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let votes = c.cmap_get("runtime.votequorum.this_node_votes")?;
             output::quorum(quorate, &expected, &votes, json);
         }
-        Cmd::Nodes => output::nodes(&Client::connect(&path).map_err(Failure::from)?.nodes()?, json),
+        Cmd::Nodes => {
+            let mut c = Client::connect(&path).map_err(Failure::from)?;
+            let nodes = c.nodes()?;
+            output::nodes(&nodes, json);
+            // Without its lease, the node cannot learn of changes: say that the list may be stale.
+            if nodes.len() > 1 && matches!(c.cmap_get("runtime.votequorum.quorate"), Ok(proto::CmapValue::U8(0))) {
+                eprintln!(
+                    "vigil: this node has no quorum (etcd cannot be reached, or has lost its own): the list is as last seen"
+                );
+            }
+        }
         Cmd::Reload => output::reload(&connect()?.reload()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Status } => output::daemon(&connect()?.daemon_status()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Reexec } => {

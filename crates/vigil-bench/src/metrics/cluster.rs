@@ -3,7 +3,10 @@
 //!
 //! Remote round trip: `status` of every tag asked of A for node B (`Request::OnNode`): A's loop, A's
 //! cluster task writing B's inbox, B's watch, B's loop, B's reply key, A's watch, the answer; next to the
-//! same request answered by A itself. Failure detection: from a kill -9 of B until A lists B as down
+//! same request answered by A itself. Event propagation: from a PSM add (or remove) asked of A until
+//! the event reaches a subscriber to the cluster stream on B (A's store, A's publication to etcd, B's
+//! watch, B's connection); next to the same event reaching a subscriber to A's local stream. Failure
+//! detection: from a kill -9 of B until A lists B as down
 //! (lease TTL 2 s, etcd's minimum), a few samples.
 
 use std::net::TcpListener;
@@ -126,6 +129,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     }
     ca.set_node(None);
     drop(cb);
+    let (propagation, local_event) = propagation(ctx, &a, &b, &mut ca)?;
 
     // Failure detection: a few kill -9 of a node, each a new vigild "c".
     let rounds = if ctx.smoke { 1 } else { 3 };
@@ -150,7 +154,19 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         local.p50 as f64 / 1e3,
         local.p99 as f64 / 1e3
     )];
+    let local_event = Summary::of(&local_event).context("no local event samples")?;
     Ok(vec![
+        Row {
+            metric: "cluster: event on node A to a subscriber of the cluster stream on B".into(),
+            summary: Summary::of(&propagation).context("no propagation samples")?,
+            floor: Floor::SocketRoundTrip,
+            target: None,
+            notes: vec![format!(
+                "same event to a subscriber of A's local stream: p50 {:.0} µs, p99 {:.0} µs",
+                local_event.p50 as f64 / 1e3,
+                local_event.p99 as f64 / 1e3
+            )],
+        },
         Row {
             metric: "cluster: status on node B asked of A (through etcd)".into(),
             summary: Summary::of(&remote).context("no samples")?,
@@ -166,4 +182,53 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             notes: vec![],
         },
     ])
+}
+
+/// Event propagation samples (A to B's cluster stream) and, for the same events, A's local stream.
+fn propagation(
+    ctx: &Ctx,
+    a: &Vigild,
+    b: &Vigild,
+    ca: &mut vigil_client::Client,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
+    use vigil_client::proto::{EventFilter, PsmNode};
+    use vigil_client::{ClusterItem, StreamItem};
+    let filter = EventFilter {
+        names: vec!["sys.unix.psm.instance".into()],
+        ..Default::default()
+    };
+    let mut sub_b = vigil_client::Client::connect(b.socket())?;
+    sub_b.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let end = sub_b.cluster_events(0, 1, filter.clone(), vec![])?.upto;
+    sub_b.cluster_subscribe(Some(end), filter.clone(), vec![])?;
+    let mut sub_a = vigil_client::Client::connect(a.socket())?;
+    sub_a.set_read_timeout(Some(Duration::from_secs(10)))?;
+    sub_a.subscribe_filtered(None, filter)?;
+    let node = PsmNode::local();
+    ca.psm_category_add(&node, "bench")?;
+    let mut child = Command::new("sleep").arg("1000").spawn()?;
+    let pid = child.id() as i32;
+    let (mut remote, mut local) = (Vec::new(), Vec::new());
+    for i in 0..ctx.count {
+        let t = Instant::now();
+        if i % 2 == 0 {
+            ca.psm_add(&node, "bench", pid)?;
+        } else {
+            ca.psm_remove(&node, Some("bench"), pid)?;
+        }
+        match sub_a.next_item()? {
+            StreamItem::Event(_) => local.push(t.elapsed().as_nanos() as u64),
+            StreamItem::Lost { from, to } => bail!("A's subscriber lost events {from}..={to}"),
+        }
+        match sub_b.next_cluster_item()? {
+            ClusterItem::Event(e) => {
+                remote.push(t.elapsed().as_nanos() as u64);
+                anyhow::ensure!(e.event.node == "a", "an event of node {}", e.event.node);
+            }
+            ClusterItem::Lost { from, to } => bail!("B's subscriber lost revisions {from}..={to}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok((remote, local))
 }

@@ -199,6 +199,11 @@ fn losing_etcd_quorum_loses_the_nodes_quorum_and_sam_recovers_when_it_returns() 
     etcd.stop(2);
     wait_quorate(&a, false);
     wait_quorate(&b, false);
+    // The read-only view: the nodes as last seen, and a word that it may be stale.
+    let out = a.cli(&["nodes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("b "), "{}", stdout(&out));
+    assert!(stderr(&out).contains("the list is as last seen"), "{}", stderr(&out));
     // The application under QUORUM is warned, then recovered: its next instance waits for quorum.
     app.wait_line("2 register 2");
     let evs = sam_events(&a, app.pid());
