@@ -194,11 +194,30 @@ fn losing_etcd_quorum_loses_the_nodes_quorum_and_sam_recovers_when_it_returns() 
         ],
     );
     app.wait_line("1 start ok");
+    // On b, an application under QUORUM_QUIT: losing quorum ends it.
+    let mut quitter = SamApp::start(
+        Some(&b),
+        b.dir.path(),
+        &[
+            "--interval",
+            "300",
+            "--policy",
+            "quit+quorum",
+            "--on",
+            "1:start;beat:600000",
+        ],
+    );
+    quitter.wait_line("1 start ok");
     // 2 of 3 members gone: etcd has no quorum, so neither has any node.
     etcd.stop(1);
     etcd.stop(2);
     wait_quorate(&a, false);
     wait_quorate(&b, false);
+    // QUORUM_QUIT: the supervisor quits, with no second instance.
+    quitter.exit_code();
+    assert_eq!(quitter.result(2, "register"), None, "{:#?}", quitter.lines());
+    let evs = sam_events(&b, quitter.pid());
+    assert!(evs.iter().any(|e| e.name.ends_with(".quit")), "{evs:#?}");
     // The read-only view: the nodes as last seen, and a word that it may be stale.
     let out = a.cli(&["nodes"]);
     assert!(out.status.success(), "{}", stderr(&out));
