@@ -359,7 +359,8 @@ struct Life {
 }
 
 impl Life {
-    /// A reader of the cluster event stream: a task of its own, with its own client of etcd.
+    /// A reader of what etcd holds (the cluster event stream, a down node's members): a task of its own,
+    /// with its own client of etcd that does not need a leader.
     fn read(&self, cmd: Cmd) {
         let (opts, keys) = (self.opts.clone(), self.keys.clone());
         match cmd {
@@ -377,6 +378,25 @@ impl Life {
             }
             Cmd::Follow { after, sel, tx } => {
                 tokio::spawn(events::follow(opts, keys, after, sel, tx));
+            }
+            // A serializable read that needs no leader: a down node's members stay readable while
+            // etcd has lost its quorum or this node its lease.
+            Cmd::ReadMirror {
+                node,
+                category,
+                pid,
+                id,
+                out,
+            } => {
+                tokio::spawn(async move {
+                    let got = async {
+                        let mut c = connect(&opts, false).await?;
+                        let serializable = GetOptions::new().with_serializable();
+                        call("read mirror", c.get(keys.psm(&node), Some(serializable))).await
+                    };
+                    let got = got.await;
+                    answer(&out, id, unreachable_members(&node, got, category.as_deref(), pid));
+                });
             }
             _ => {}
         }
@@ -451,7 +471,8 @@ pub async fn run(
                         let _ = done.send(());
                         return;
                     }
-                    Some(Cmd::Remote { node, id, out, .. } | Cmd::ReadMirror { node, id, out, .. }) => answer(
+                    Some(cmd @ Cmd::ReadMirror { .. }) => life.read(cmd),
+                    Some(Cmd::Remote { node, id, out, .. }) => answer(
                         &out,
                         id,
                         Err(WireError::new(
@@ -669,14 +690,7 @@ async fn session(
                 Some(Cmd::Publish(evs)) => life.publisher.offer(evs, true),
                 Some(Cmd::Resynced { epoch, events }) => life.publisher.resynced(epoch, events),
                 Some(cmd @ (Cmd::History { .. } | Cmd::Follow { .. })) => life.read(cmd),
-                Some(Cmd::ReadMirror { node, category, pid, id, out }) => {
-                    let mut c = client.clone();
-                    let key = keys.psm(&node);
-                    tokio::spawn(async move {
-                        let got = call("read mirror", c.get(key, None)).await;
-                        answer(&out, id, unreachable_members(&node, got, category.as_deref(), pid));
-                    });
-                }
+                Some(cmd @ Cmd::ReadMirror { .. }) => life.read(cmd),
             },
         }
         life.check();

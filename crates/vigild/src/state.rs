@@ -383,8 +383,10 @@ impl Daemon {
         }
     }
 
+    /// Every tag's process has ended. PSM members that belong to no tag are not vigild's to stop: they
+    /// outlive it, and the next vigild watches them again.
     pub fn shutdown_done(&self) -> bool {
-        self.shutting_down && self.procs.is_empty()
+        self.shutting_down && self.procs.values().all(|w| w.tag.is_none())
     }
 
     pub fn emit_tag_event(&mut self, name: &TagName, ev: TagEvent) {

@@ -179,6 +179,15 @@ fn losing_etcd_quorum_loses_the_nodes_quorum_and_sam_recovers_when_it_returns() 
     wait_node(&a, "b", true);
     wait_quorate(&a, true);
     wait_quorate(&b, true);
+    // Node c registers a member, then goes down before etcd loses its quorum.
+    let mut c = node(&etcd, "c");
+    wait_node(&a, "c", true);
+    let mut member = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+    let pid = member.id().to_string();
+    let out = c.cli(&["psm", "add", "web", &pid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(c.terminate().success());
+    wait_node(&a, "c", false);
     let app = SamApp::start(
         Some(&a),
         a.dir.path(),
@@ -218,7 +227,17 @@ fn losing_etcd_quorum_loses_the_nodes_quorum_and_sam_recovers_when_it_returns() 
     assert_eq!(quitter.result(2, "register"), None, "{:#?}", quitter.lines());
     let evs = sam_events(&b, quitter.pid());
     assert!(evs.iter().any(|e| e.name.ends_with(".quit")), "{evs:#?}");
-    // The read-only view: the nodes as last seen, and a word that it may be stale.
+    // The read-only view: a down node's members, read without a leader, as last known.
+    let out = a.cli(&["psm", "--node", "c", "get"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&pid) && stdout(&out).contains("unreachable"),
+        "{}",
+        stdout(&out)
+    );
+    member.kill().unwrap();
+    member.wait().unwrap();
+    // The nodes as last seen, and a word that it may be stale.
     let out = a.cli(&["nodes"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("b "), "{}", stdout(&out));

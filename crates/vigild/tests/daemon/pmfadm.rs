@@ -183,11 +183,19 @@ fn modify_counts_the_period_in_minutes() {
 #[test]
 fn stop_signals_by_name_and_number_and_forgets_the_tag() {
     let v = Vigild::start();
-    let trap = |sig: &str, file: &str| format!("trap 'echo got > {file}; exit 0' {sig}; while :; do sleep 0.05; done");
+    // The script says when its trap is set: a signal before that would end it without the trap.
+    let trap = |sig: &str, file: &str| {
+        format!("trap 'echo got > {file}; exit 0' {sig}; : > {file}.ready; while :; do sleep 0.05; done")
+    };
+    let ready = |file: &str| {
+        wait_for(&format!("{file}'s trap"), || {
+            v.path(&format!("{file}.ready")).exists().then_some(())
+        })
+    };
     ok(&v.pmfadm(&["-c", "byname", "-n", "-1", "sh", "-c", &trap("USR1", "usr1")]));
     ok(&v.pmfadm(&["-c", "bynumber", "-n", "-1", "sh", "-c", &trap("USR2", "usr2")]));
-    v.wait_state("byname", "running");
-    v.wait_state("bynumber", "running");
+    ready("usr1");
+    ready("usr2");
     ok(&v.pmfadm(&["-s", "byname", "-w", "10", "sigusr1"]));
     assert_eq!(std::fs::read_to_string(v.path("usr1")).unwrap(), "got\n");
     assert!(
@@ -202,6 +210,7 @@ fn stop_signals_by_name_and_number_and_forgets_the_tag() {
     // Without a signal: the tag's stop signal, TERM; without -w pmfadm returns at once.
     ok(&v.pmfadm(&["-c", "plain", "-n", "-1", "sh", "-c", &trap("TERM", "term")]));
     let pid = v.wait_state("plain", "running").main_pid.unwrap();
+    ready("term");
     ok(&v.pmfadm(&["-s", "plain"]));
     wait_for("plain to be forgotten", || {
         (!v.client().query("plain").unwrap()).then_some(())

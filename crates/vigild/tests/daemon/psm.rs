@@ -365,3 +365,21 @@ fn replay_from_trimmed_history_says_exactly_what_is_gone() {
         other => panic!("expected the oldest kept event, got {other:?}"),
     }
 }
+
+#[test]
+fn a_member_vigild_did_not_start_does_not_hold_up_sigterm_and_is_watched_again() {
+    let mut v = Vigild::start();
+    let mut child = outsider("read x; exit 3");
+    let pid = child.id() as i32;
+    add(&mut v.client(), "outside", pid).unwrap();
+    // A clean stop ends vigild's tags, not processes it was only told about.
+    assert!(v.terminate().success());
+    assert!(alive(pid), "the member outlives vigild");
+    v.spawn();
+    let m = v.client().psm_get(&local(), Some("outside"), Some(pid)).unwrap();
+    assert_eq!(m.len(), 1, "{m:?}");
+    // Still watched: its exit is seen by the new vigild.
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    assert_eq!(member_exit(&v, pid).1, Some(ExitStatus::Code(3)));
+}

@@ -78,7 +78,7 @@ fn psm_and_pmf_operations_run_on_the_node_they_name() {
     assert_eq!(b.status("t").state, "stopped");
 
     // Requests bound to the caller's connection stay local; unknown nodes are named.
-    let out = a.cli(&["--node", "b", "events", "--follow"]);
+    let out = a.cli(&["--node", "b", "quorum"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("only makes sense on the caller's own node"),
