@@ -115,7 +115,7 @@ fn op_row(metric: &str, samples: &[u64], ops: usize, total_ns: u64) -> anyhow::R
         summary: Summary::of(samples).context("no samples")?,
         floor: Floor::SocketRoundTrip.into(),
         target: None,
-        rate: None,
+        rate: Some(super::per_second(ops, total_ns, "ops")),
         unit: Unit::Micros,
         notes: vec![format!(
             "{ops} requests in {:.1} ms: {:.0} ops/s (not persistent: in memory only)",

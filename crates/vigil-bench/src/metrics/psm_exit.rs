@@ -130,7 +130,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         ));
     }
     Ok(vec![Row {
-        metric: "psm exit → event".into(),
+        metric: "exit detection, registered non-child (psm exit → event)".into(),
         summary,
         floor: Floor::SocketRoundTrip.into(),
         target: None,

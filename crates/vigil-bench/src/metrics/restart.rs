@@ -58,7 +58,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         ));
     }
     Ok(vec![Row {
-        metric: "restart latency".into(),
+        metric: "restart latency, PMF tag".into(),
         summary,
         floor: Floor::ForkExecWait.into(),
         target: Some(Target::ratio(2.0, 5.0)),

@@ -105,7 +105,7 @@ fn heartbeats(app: &Path, vigild: &Vigild, policy: &str, n: usize) -> anyhow::Re
         summary,
         floor: Floor::PipeRoundTrip.into(),
         target: None,
-        rate: None,
+        rate: Some(format!("{} calls/s", super::thousands(f[0].round() as u64))),
         unit: Unit::Micros,
         notes: vec![format!(
             "{policy}: {n} hc_send calls at {:.0} calls/s{}",
@@ -149,7 +149,7 @@ fn recovery(app: &Path, vigild: &Vigild, count: usize) -> anyhow::Result<Row> {
         samples.push(back.saturating_sub(died));
     }
     Ok(Row {
-        metric: "sam recovery (abort → register returns)".into(),
+        metric: "restart latency, SAM child (abort → register returns)".into(),
         summary: Summary::of(&samples).context("no samples")?,
         floor: Floor::ForkExecWait.into(),
         target: None,
