@@ -57,6 +57,9 @@ fn build_vigild(cargo: &OsStr, bin_dir: &Path) -> anyhow::Result<()> {
             "--quiet",
             "-p",
             "vigild",
+            // The command line, timed by the scale metric.
+            "-p",
+            "vigil",
             // And the SAM metric's application, a second binary of this package.
             "-p",
             "vigil-bench",
@@ -161,8 +164,18 @@ impl Vigild {
         }
     }
 
+    /// vigild's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// SIGTERM (vigild stops every tag and exits), then waits for it.
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.stop_within(STOP_DEADLINE)
+    }
+
+    /// As [`Vigild::stop`], with a longer deadline: stopping thousands of tags takes longer.
+    pub fn stop_within(mut self, deadline: Duration) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -175,7 +188,8 @@ impl Vigild {
             let _ = child.wait();
             bail!("kill -TERM {}: {status}", child.id());
         }
-        let deadline = Instant::now() + STOP_DEADLINE;
+        let limit = deadline;
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait()? {
                 anyhow::ensure!(status.success(), "vigild exited with {status}{}", self.log_tail());
@@ -184,10 +198,7 @@ impl Vigild {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!(
-                    "vigild still running {STOP_DEADLINE:?} after SIGTERM{}",
-                    self.log_tail()
-                );
+                bail!("vigild still running {limit:?} after SIGTERM{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(5));
         }

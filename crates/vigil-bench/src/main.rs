@@ -8,6 +8,7 @@
 mod child;
 mod daemon;
 mod floor;
+mod machine;
 mod metrics;
 mod report;
 mod stamps;
@@ -30,6 +31,8 @@ struct Cli {
 enum Cmd {
     /// Restart latency: from the exit of a supervised process to the start of its replacement.
     Restart(Opts),
+    /// Tag start: `run` requests of a long-lived command, one after another; latency and tags/s.
+    Start(Opts),
     /// PSM exit latency: from the exit of a registered process vigild did not start to its
     /// `sys.unix.psm.instance.exited` event at a subscriber.
     PsmExit(Opts),
@@ -43,6 +46,10 @@ enum Cmd {
     /// Cluster mode (a real etcd, two vigild nodes): the round trip of a request to the other node, and
     /// the time until a killed node is seen down.
     Cluster(Opts),
+    /// Scale: N tags declared in the config file (default 10,000), each a long-lived process: time until
+    /// all run, vigild's RSS and idle CPU, status of all, K killed at once until all run again, and
+    /// single-key CMAP and single-member PSM operations with many keys and members against few.
+    Scale(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -69,6 +76,47 @@ pub struct Opts {
     /// A quick run that only checks the benchmark works (20 samples); what CI runs.
     #[arg(long, conflicts_with = "count")]
     smoke: bool,
+    /// Scale: tags declared in the config file [default: 10000; 200 with --smoke].
+    #[arg(long)]
+    tags: Option<usize>,
+    /// Scale: tags whose processes are killed at once [default: 1000; 20 with --smoke].
+    #[arg(long)]
+    kill: Option<usize>,
+    /// Scale: CMAP keys loaded [default: 100000; 2000 with --smoke].
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Scale: PSM members registered [default: 10000; 200 with --smoke; at most --tags].
+    #[arg(long)]
+    members: Option<usize>,
+    /// Scale: seconds vigild is left idle to measure its CPU [default: 10; 1 with --smoke].
+    #[arg(long)]
+    idle_secs: Option<f64>,
+    /// Scale: the tags run `sleep infinity` (dynamically linked) instead of a tiny static program.
+    #[arg(long)]
+    with_sleep: bool,
+}
+
+impl Opts {
+    fn scale(&self) -> anyhow::Result<metrics::ScaleSize> {
+        let pick = |v: Option<usize>, full: usize, smoke: usize| v.unwrap_or(if self.smoke { smoke } else { full });
+        let tags = pick(self.tags, 10_000, 200);
+        let size = metrics::ScaleSize {
+            tags,
+            kill: pick(self.kill, 1_000, 20),
+            keys: pick(self.keys, 100_000, 2_000),
+            members: pick(self.members, 10_000, 200),
+            idle: std::time::Duration::from_secs_f64(self.idle_secs.unwrap_or(if self.smoke { 1.0 } else { 10.0 })),
+            with_sleep: self.with_sleep,
+        };
+        anyhow::ensure!(tags > 0, "--tags must be at least 1");
+        anyhow::ensure!(size.kill <= tags, "--kill {} is more than --tags {tags}", size.kill);
+        anyhow::ensure!(
+            size.members <= tags,
+            "--members {} is more than --tags {tags}",
+            size.members
+        );
+        Ok(size)
+    }
 }
 
 fn main() -> ExitCode {
@@ -80,6 +128,8 @@ fn main() -> ExitCode {
         Cmd::ChildNoop => return ExitCode::SUCCESS,
         Cmd::ChildPsm { stamp } => return child::run_psm(&stamp),
         Cmd::Restart(opts) => bench(&opts, &[metrics::restart::METRIC]),
+        Cmd::Start(opts) => bench(&opts, &[metrics::start::METRIC]),
+        Cmd::Scale(opts) => bench(&opts, &[metrics::scale::METRIC]),
         Cmd::PsmExit(opts) => bench(&opts, &[metrics::psm_exit::METRIC]),
         Cmd::EventsThroughput(opts) => bench(&opts, &[metrics::events_throughput::METRIC]),
         Cmd::Cmap(opts) => bench(&opts, &[metrics::cmap::METRIC]),
@@ -100,6 +150,7 @@ fn main() -> ExitCode {
 fn bench(opts: &Opts, which: &[metrics::Metric]) -> anyhow::Result<()> {
     let count = if opts.smoke { 20 } else { opts.count };
     anyhow::ensure!(count > 0, "--count must be at least 1");
+    let scale = opts.scale()?;
     let self_exe = std::env::current_exe()?;
     let vigild = daemon::locate(opts.vigild.as_deref())?;
     println!(
@@ -118,6 +169,7 @@ fn bench(opts: &Opts, which: &[metrics::Metric]) -> anyhow::Result<()> {
         self_exe,
         vigild,
         floors,
+        scale,
     };
     let mut rows = Vec::new();
     for m in which {
@@ -125,5 +177,6 @@ fn bench(opts: &Opts, which: &[metrics::Metric]) -> anyhow::Result<()> {
         rows.extend(got);
     }
     report::print(&ctx.floors, &rows);
+    machine::print();
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! The report: the floors, then one line per metric with its ratios to its floor and the targets.
+//! The report: the floors, then one table with every metric: p50, p99, what it is compared with (a floor
+//! measured in the same run, or a baseline), the ratios, the rate and the target.
 
 use crate::floor::Floors;
-use crate::metrics::{Floor, Row};
-use crate::stats::us;
+use crate::metrics::{Floor, Row, Stat, Target};
+use crate::stats::{us, Summary};
 
 pub fn print(floors: &Floors, rows: &[Row]) {
     println!();
@@ -27,19 +28,47 @@ pub fn print(floors: &Floors, rows: &[Row]) {
     );
 
     println!();
-    println!("metrics, µs (ratios against the floor's p50 and p99):");
+    println!("metrics (ratios: p50 to the floor's p50, p99 to the floor's p99):");
     print_table(
-        &["metric", "p50", "p99", "floor p50", "ratio p50", "ratio p99"],
+        &[
+            "metric",
+            "unit",
+            "p50",
+            "p99",
+            "floor",
+            "floor p50",
+            "ratio p50",
+            "ratio p99",
+            "rate",
+            "target",
+        ],
         rows.iter()
             .map(|r| {
-                let (f, s) = (r.floor.summary(floors), &r.summary);
+                let s = &r.summary;
+                let against = r.floor.resolve(floors);
+                let (fname, fp50, r50, r99) = match against {
+                    Some((name, f)) => (
+                        name.to_string(),
+                        r.unit.fmt(f.p50),
+                        format!("{:.2}x", ratio(s.p50, f.p50)),
+                        format!("{:.2}x", ratio(s.p99, f.p99)),
+                    ),
+                    None => ("—".into(), "—".into(), "—".into(), "—".into()),
+                };
+                let one = s.n == 1;
                 vec![
                     r.metric.clone(),
-                    fmt_us(s.p50),
-                    fmt_us(s.p99),
-                    fmt_us(f.p50),
-                    format!("{:.2}x", ratio(s.p50, f.p50)),
-                    format!("{:.2}x", ratio(s.p99, f.p99)),
+                    r.unit.name().to_string(),
+                    r.unit.fmt(s.p50),
+                    if one { "—".into() } else { r.unit.fmt(s.p99) },
+                    fname,
+                    fp50,
+                    r50,
+                    if one { "—".into() } else { r99 },
+                    r.rate.clone().unwrap_or_default(),
+                    r.target
+                        .map(|t| target_text(r, t, against.map(|(_, f)| f)))
+                        .unwrap_or_default(),
                 ]
             })
             .collect(),
@@ -47,33 +76,52 @@ pub fn print(floors: &Floors, rows: &[Row]) {
 
     println!();
     for r in rows {
-        let (f, s) = (r.floor.summary(floors), &r.summary);
+        let s = &r.summary;
+        let u = r.unit;
         println!(
-            "{}: n {}, min {} µs, mean {:.1} µs, max {} µs; floor: {}",
+            "{}: n {}, min {} {}, mean {:.1}, max {}; against: {}",
             r.metric,
             s.n,
-            fmt_us(s.min),
-            s.mean / 1000.0,
-            fmt_us(s.max),
-            r.floor.name()
+            u.fmt(s.min),
+            u.name(),
+            u.scale(s.mean as u64),
+            u.fmt(s.max),
+            r.floor.resolve(floors).map_or("nothing", |(n, _)| n)
         );
-        if let Some(t) = r.target {
-            let (r50, r99) = (ratio(s.p50, f.p50), ratio(s.p99, f.p99));
-            println!(
-                "  target p50 <= {}x floor p50: {:.2}x, {}",
-                t.p50,
-                r50,
-                verdict(r50 <= t.p50)
-            );
-            println!(
-                "  target p99 <= {}x floor p99: {:.2}x, {}",
-                t.p99,
-                r99,
-                verdict(r99 <= t.p99)
-            );
-        }
         for n in &r.notes {
             println!("  {n}");
+        }
+    }
+}
+
+/// "p50 ≤ 2x, p99 ≤ 5x: met" or "max ≤ 2000.0 ms: MISSED".
+fn target_text(r: &Row, t: Target, against: Option<&Summary>) -> String {
+    let s = &r.summary;
+    match t {
+        Target::Ratio { p50, p99 } => {
+            let Some(f) = against else {
+                return "(no floor)".into();
+            };
+            let mut met = ratio(s.p50, f.p50) <= p50;
+            let mut text = format!("p50 ≤ {p50}x");
+            if let Some(p99) = p99 {
+                met &= ratio(s.p99, f.p99) <= p99;
+                text.push_str(&format!(", p99 ≤ {p99}x"));
+            }
+            format!("{text}: {}", verdict(met))
+        }
+        Target::AtMost { stat, value } => {
+            let (name, got) = match stat {
+                Stat::P50 => ("p50", s.p50),
+                Stat::Max => ("max", s.max),
+            };
+            let name = if s.n == 1 { "value" } else { name };
+            format!(
+                "{name} ≤ {} {}: {}",
+                r.unit.fmt(value),
+                r.unit.name(),
+                verdict(got <= value)
+            )
         }
     }
 }

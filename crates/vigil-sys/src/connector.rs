@@ -341,7 +341,7 @@ mod tests {
             cwd: None,
             uid: None,
             gid: None,
-            output: None,
+            output: crate::Output::Null,
             new_session: false,
             pid_env: None,
         };

@@ -31,7 +31,7 @@ pub use procfs::{
     start_time_to_boot_ns, uptime_ticks, ProcStat, ProcTable,
 };
 pub use resolve::resolve_program;
-pub use spawn::{spawn, SpawnSpec, Spawned};
+pub use spawn::{spawn, Output, SpawnSpec, Spawned};
 
 /// A process id (or process group id), as the kernel's `pid_t`.
 pub type Pid = i32;

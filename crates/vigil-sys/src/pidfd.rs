@@ -289,7 +289,7 @@ mod tests {
             cwd: None,
             uid: None,
             gid: None,
-            output: None,
+            output: crate::Output::Null,
             new_session: false,
             pid_env: None,
         };

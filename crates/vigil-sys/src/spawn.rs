@@ -33,13 +33,27 @@ pub struct SpawnSpec<'a> {
     pub uid: Option<u32>,
     /// Group to switch to (see `uid`).
     pub gid: Option<u32>,
-    /// stdout and stderr both go here; None means /dev/null. stdin is always /dev/null.
-    pub output: Option<BorrowedFd<'a>>,
+    /// Where stdout and stderr both go. stdin is always /dev/null.
+    pub output: Output<'a>,
     /// Call setsid() in the child so it leads a new session and process group.
     pub new_session: bool,
     /// An environment variable to set to the new process's own pid, which only the child knows
     /// (systemd's `WATCHDOG_PID`); added after `env`, which should not hold it.
     pub pid_env: Option<&'a str>,
+}
+
+/// Where a spawned process's stdout and stderr go.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// /dev/null.
+    Null,
+    /// A file the child opens for appending (created with mode 0640 if missing), before any uid switch.
+    Append(&'a Path),
+    /// An open descriptor (a pipe...). The child then starts with a copy of this process's whole
+    /// descriptor table, which takes time in proportion to its size; the other two variants share the
+    /// table and keep a private copy of fds 0–2 only, so that a daemon holding thousands of descriptors
+    /// (a pidfd per watched process) spawns as fast as one holding ten.
+    Fd(BorrowedFd<'a>),
 }
 
 /// A started process.
@@ -65,6 +79,8 @@ enum Step {
     OpenDevNull,
     Dup2,
     Execve,
+    OpenOutput,
+    Unshare,
 }
 
 impl Step {
@@ -77,6 +93,8 @@ impl Step {
             5 => Step::Chdir,
             6 => Step::OpenDevNull,
             7 => Step::Dup2,
+            9 => Step::OpenOutput,
+            10 => Step::Unshare,
             _ => Step::Execve,
         }
     }
@@ -109,13 +127,27 @@ struct Prepared {
     cwd: Option<CString>,
     uid: Option<libc::uid_t>,
     gid: Option<libc::gid_t>,
-    output: Option<RawFd>,
+    output: PreparedOutput,
     new_session: bool,
     nofile: Option<libc::rlimit>,
     /// `NAME=` followed by room for the pid's digits and the NUL, which the child fills in.
     pid_slot: Option<PidSlot>,
     /// Keeps the strings `argv_ptrs`/`envp_ptrs` point into alive.
     _strings: (Vec<CString>, Vec<CString>),
+}
+
+/// `Output`, ready for the child.
+enum PreparedOutput {
+    Null,
+    Append(CString),
+    Fd(RawFd),
+}
+
+impl PreparedOutput {
+    /// Whether the child may share our descriptor table until it unshares fds 0–2 (it needs no other).
+    fn shares_files(&self) -> bool {
+        !matches!(self, PreparedOutput::Fd(_))
+    }
 }
 
 /// A heap buffer `NAME=\0\0...` that `envp_ptrs` points to, written by the child before its exec.
@@ -372,6 +404,13 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         kv.extend_from_slice(v.as_bytes());
         env.push(CString::new(kv).map_err(|_| invalid(program_name, "an environment variable"))?);
     }
+    let output = match spec.output {
+        Output::Null => PreparedOutput::Null,
+        Output::Append(path) => PreparedOutput::Append(
+            CString::new(path.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "output path"))?,
+        ),
+        Output::Fd(fd) => PreparedOutput::Fd(fd.as_raw_fd()),
+    };
     let cwd = match spec.cwd {
         Some(c) => Some(CString::new(c.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "cwd"))?),
         None => None,
@@ -407,7 +446,7 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         cwd,
         uid: spec.uid,
         gid: spec.gid,
-        output: spec.output.map(|fd| fd.as_raw_fd()),
+        output,
         new_session: spec.new_session,
         nofile: misc::original_nofile_limit(),
         pid_slot,
@@ -452,7 +491,14 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
             libc::clone(
                 child_main,
                 mem.stack_top(),
-                if shared_vm { libc::CLONE_VM } else { 0 } | libc::CLONE_VFORK | libc::SIGCHLD,
+                if shared_vm { libc::CLONE_VM } else { 0 }
+                    | if prep.output.shares_files() {
+                        libc::CLONE_FILES
+                    } else {
+                        0
+                    }
+                    | libc::CLONE_VFORK
+                    | libc::SIGCHLD,
                 std::ptr::addr_of!(args).cast_mut().cast::<c_void>(),
             )
         };
@@ -518,6 +564,11 @@ fn exec_error(program: &str, spec: &SpawnSpec, step: u32, errno: i32) -> SysErro
         Step::Chdir => format!("chdir to {:?}", spec.cwd.unwrap_or(Path::new(""))),
         Step::OpenDevNull => "open /dev/null".to_owned(),
         Step::Dup2 => "dup2 of the output fd".to_owned(),
+        Step::OpenOutput => match spec.output {
+            Output::Append(p) => format!("open {p:?} for output"),
+            _ => "open the output".to_owned(),
+        },
+        Step::Unshare => "unshare the descriptor table".to_owned(),
     };
     SysError::Exec {
         program: program.to_owned(),
@@ -546,6 +597,40 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
             report.step.store(step as u32, Ordering::Release);
             libc::_exit(127)
         };
+
+        // Cloned with CLONE_FILES, we share the parent's descriptor table, which its other threads
+        // keep using: before touching any descriptor, take a private copy of fds 0-2 only (every
+        // other one would be closed before exec anyway). Copying the whole table, as a plain clone
+        // does, costs time in proportion to its size, and so would its closing at exec.
+        if p.output.shares_files()
+            && libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_UNSHARE) < 0
+            // Kernels before 5.9: a private copy of the whole table, as without CLONE_FILES.
+            && libc::syscall(libc::SYS_unshare, libc::CLONE_FILES) < 0
+        {
+            fail(Step::Unshare);
+        }
+        // The output file is opened before the uid switch (the new user may not reach the
+        // directory) and before chdir (the path may be relative), above the std fds so that the
+        // dup2s below cannot clobber it.
+        let mut log = -1;
+        if let PreparedOutput::Append(path) = &p.output {
+            log = libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+                0o640 as libc::c_uint,
+            ) as c_int;
+            if log < 0 {
+                fail(Step::OpenOutput);
+            }
+            if log < 3 {
+                log = libc::fcntl(log, libc::F_DUPFD_CLOEXEC, 3);
+                if log < 0 {
+                    fail(Step::OpenOutput);
+                }
+            }
+        }
 
         // Every disposition that is not SIG_DFL goes back to SIG_DFL: ignored ones because
         // they would survive the exec, handlers because they are our code (on our memory)
@@ -632,7 +717,11 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
                 fail(Step::OpenDevNull);
             }
         }
-        let out = p.output.unwrap_or(null);
+        let out = match p.output {
+            PreparedOutput::Null => null,
+            PreparedOutput::Append(_) => log,
+            PreparedOutput::Fd(fd) => fd,
+        };
         for target in [1, 2] {
             if out == target {
                 // dup2 onto itself would keep FD_CLOEXEC; clear it explicitly.
@@ -647,6 +736,9 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
             fail(Step::Dup2);
         }
         libc::syscall(libc::SYS_close, null);
+        if log >= 0 {
+            libc::syscall(libc::SYS_close, log);
+        }
 
         if let Some(lim) = &p.nofile {
             libc::setrlimit(libc::RLIMIT_NOFILE, lim);
@@ -665,6 +757,56 @@ mod tests {
     use crate::testutil::*;
     use crate::WaitStatus;
     use std::time::Duration;
+
+    #[test]
+    fn appends_to_a_file_and_inherits_no_other_descriptor() {
+        let _g = child_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        std::fs::write(&log, "before\n").unwrap();
+        // Descriptors of ours that a plain clone would copy into the child (and exec would close).
+        let held: Vec<std::fs::File> = (0..64).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+        let argv: Vec<OsString> = ["sh", "-c", "echo out; echo err >&2; ls /proc/self/fd | tr '\\n' ' '"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+        let spec = SpawnSpec {
+            program: Path::new("/bin/sh"),
+            argv: &argv,
+            env: &env,
+            cwd: None,
+            uid: None,
+            gid: None,
+            output: Output::Append(&log),
+            new_session: false,
+            pid_env: None,
+        };
+        let s = spawn(&spec).unwrap();
+        assert_eq!(wait_child(&s), WaitStatus::Exited(0));
+        drop(held);
+        // ls sees 0-2 and its own directory descriptor, nothing of ours.
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "before\nout\nerr\n0 1 2 3 ");
+    }
+
+    #[test]
+    fn an_output_file_that_cannot_be_opened_is_a_spawn_error() {
+        let _g = child_lock();
+        let argv: Vec<OsString> = vec!["true".into()];
+        let spec = SpawnSpec {
+            program: Path::new("/bin/true"),
+            argv: &argv,
+            env: &[],
+            cwd: None,
+            uid: None,
+            gid: None,
+            output: Output::Append(Path::new("/nonexistent-dir/out.log")),
+            new_session: false,
+            pid_env: None,
+        };
+        let e = spawn(&spec).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent-dir/out.log"), "{e}");
+    }
 
     #[test]
     fn runs_with_exact_env_and_captures_output() {
@@ -733,7 +875,7 @@ mod tests {
             cwd: None,
             uid: None,
             gid: None,
-            output: None,
+            output: Output::Null,
             new_session: false,
             pid_env: None,
         };
@@ -752,7 +894,7 @@ mod tests {
             cwd: None,
             uid: None,
             gid: None,
-            output: None,
+            output: Output::Null,
             new_session: false,
             pid_env: None,
         };
@@ -795,7 +937,7 @@ mod tests {
             cwd: Some(Path::new("/")),
             uid: Some(65534),
             gid: Some(65533),
-            output: Some(std::os::fd::AsFd::as_fd(&w)),
+            output: Output::Fd(std::os::fd::AsFd::as_fd(&w)),
             new_session: false,
             pid_env: None,
         };
@@ -827,7 +969,7 @@ mod tests {
                 cwd: Some(Path::new("/")),
                 uid: switch.then_some(65534),
                 gid: switch.then_some(65534),
-                output: Some(std::os::fd::AsFd::as_fd(&w)),
+                output: Output::Fd(std::os::fd::AsFd::as_fd(&w)),
                 new_session: true,
                 pid_env: Some("WATCHDOG_PID"),
             };
@@ -855,7 +997,7 @@ mod tests {
             cwd: None,
             uid: Some(65534),
             gid: Some(65534),
-            output: None,
+            output: Output::Null,
             new_session: false,
             pid_env: None,
         };
@@ -881,7 +1023,7 @@ mod tests {
             cwd: None,
             uid: None,
             gid: None,
-            output: None,
+            output: Output::Null,
             new_session: true,
             pid_env: None,
         };

@@ -80,7 +80,7 @@ pub fn run_capture(
         cwd,
         uid: None,
         gid: None,
-        output: Some(w.as_fd()),
+        output: crate::Output::Fd(w.as_fd()),
         new_session: false,
         pid_env: None,
     };
@@ -102,7 +102,7 @@ pub fn start_sh(script: &str) -> (crate::Spawned, std::fs::File, String) {
         cwd: None,
         uid: None,
         gid: None,
-        output: Some(w.as_fd()),
+        output: crate::Output::Fd(w.as_fd()),
         new_session: false,
         pid_env: None,
     };

@@ -262,8 +262,8 @@ impl Daemon {
             vigil_sys::resolve_program(action, Some(&path))
                 .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
         }
-        let replaced = self.tags.remove(&name);
-        self.insert_and_start(name.clone(), spec, false, replaced.and_then(|e| e.log));
+        self.tags.remove(&name);
+        self.insert_and_start(name.clone(), spec, false);
         let e = &self.tags[&name];
         if e.tag.starts == 0 {
             if let TagState::Failed { reason } = &e.tag.state {
@@ -278,13 +278,7 @@ impl Daemon {
     }
 
     /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
-    pub fn insert_and_start(
-        &mut self,
-        name: TagName,
-        spec: vigil_core::TagSpec,
-        from_config: bool,
-        log: Option<std::fs::File>,
-    ) {
+    pub fn insert_and_start(&mut self, name: TagName, spec: vigil_core::TagSpec, from_config: bool) {
         let deps_ready = spec
             .after
             .iter()
@@ -302,7 +296,6 @@ impl Daemon {
                 tag,
                 from_config,
                 session: None,
-                log,
             },
         );
         self.dirty.insert(name.clone());

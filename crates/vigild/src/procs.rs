@@ -6,7 +6,6 @@
 //! forked just before its parent died is never missed.
 
 use std::ffi::OsString;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
@@ -75,21 +74,19 @@ impl Daemon {
         env
     }
 
-    fn ensure_log(&mut self, name: &TagName) -> Option<std::os::fd::OwnedFd> {
-        let (uid, gid) = {
-            let s = &self.tags[name].tag.spec;
-            (s.uid, s.gid)
-        };
-        if self.tags[name].log.is_none() {
-            match self.logs.open(name, uid, gid) {
-                Ok(f) => self.tags.get_mut(name).expect("present").log = Some(f),
-                Err(e) => warn!(tag = %name, "cannot open log: {e}"),
+    /// The tag's log, created (owned by the tag's user) and watched for rotation; the child opens it
+    /// itself. vigild keeps no descriptor on it: one per tag beside each process's pidfd would run into
+    /// RLIMIT_NOFILE with thousands of tags.
+    fn prepare_log(&mut self, name: &TagName) -> Option<std::path::PathBuf> {
+        let s = &self.tags[name].tag.spec;
+        let (uid, gid) = (s.uid, s.gid);
+        match self.logs.open(name, uid, gid) {
+            Ok(_file) => Some(self.logs.path(name)),
+            Err(e) => {
+                warn!(tag = %name, "cannot open log: {e}");
+                None
             }
         }
-        self.tags[name]
-            .log
-            .as_ref()
-            .and_then(|f| f.as_fd().try_clone_to_owned().ok())
     }
 
     /// Starts `argv` for a tag: its user, environment, working directory and log (a probe's output goes
@@ -99,7 +96,7 @@ impl Daemon {
         let log = if role == Role::Probe {
             None
         } else {
-            self.ensure_log(name)
+            self.prepare_log(name)
         };
         let spec = &self.tags[name].tag.spec;
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
@@ -121,7 +118,10 @@ impl Daemon {
             cwd: Some(&cwd),
             uid: switch.then_some(spec.uid),
             gid: switch.then_some(spec.gid),
-            output: log.as_ref().map(|f| f.as_fd()),
+            output: match &log {
+                Some(path) => vigil_sys::Output::Append(path),
+                None => vigil_sys::Output::Null,
+            },
             // Each in a session of its own: a stop signals the tag's processes, and a probe that runs
             // out of time is killed with its whole process group.
             new_session: true,

@@ -21,7 +21,6 @@ impl Daemon {
                             tag,
                             from_config: r.from_config,
                             session: None,
-                            log: None,
                         },
                     );
                     restored.push((name, procs));
@@ -92,7 +91,7 @@ impl Daemon {
         for (name, spec) in tags {
             match self.tags.get_mut(&name) {
                 None => {
-                    self.insert_and_start(name.clone(), spec, true, None);
+                    self.insert_and_start(name.clone(), spec, true);
                     report.started.push(name.to_string());
                 }
                 Some(e) if e.tag.spec == spec && e.from_config => report.unchanged.push(name.to_string()),

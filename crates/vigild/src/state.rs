@@ -2,7 +2,6 @@
 //! signals send it messages; it applies the rules of vigil-core and carries out their effects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,7 +33,6 @@ pub struct Entry {
     pub from_config: bool,
     /// The session of the latest instance, to attribute orphans when the process connector is absent.
     pub session: Option<i32>,
-    pub log: Option<File>,
 }
 
 /// A process being watched through its pidfd.

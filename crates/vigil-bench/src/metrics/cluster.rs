@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{Ctx, Floor, Metric, Row};
+use super::{Ctx, Floor, Metric, Row, Unit};
 use crate::daemon::Vigild;
 use crate::stats::Summary;
 
@@ -170,15 +170,19 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         Row {
             metric: "cluster: status on node B asked of A (through etcd)".into(),
             summary: Summary::of(&remote).context("no samples")?,
-            floor: Floor::SocketRoundTrip,
+            floor: Floor::SocketRoundTrip.into(),
             target: None,
+            rate: None,
+            unit: Unit::Micros,
             notes: remote_notes,
         },
         Row {
             metric: format!("cluster: kill -9 of a node until another lists it down (lease TTL {TTL} s)"),
             summary: detect,
-            floor: Floor::SocketRoundTrip,
+            floor: Floor::SocketRoundTrip.into(),
             target: None,
+            rate: None,
+            unit: Unit::Micros,
             notes: vec![],
         },
     ])

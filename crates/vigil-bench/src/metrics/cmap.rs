@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use vigil_client::proto::{CmapMap, CmapValue};
 use vigil_client::Client;
 
-use super::{Ctx, Floor, Metric, Row};
+use super::{Ctx, Floor, Metric, Row, Unit};
 use crate::daemon::Vigild;
 use crate::stats::Summary;
 
@@ -113,8 +113,10 @@ fn op_row(metric: &str, samples: &[u64], ops: usize, total_ns: u64) -> anyhow::R
     Ok(Row {
         metric: metric.into(),
         summary: Summary::of(samples).context("no samples")?,
-        floor: Floor::SocketRoundTrip,
+        floor: Floor::SocketRoundTrip.into(),
         target: None,
+        rate: Some(super::per_second(ops, total_ns, "ops")),
+        unit: Unit::Micros,
         notes: vec![format!(
             "{ops} requests in {:.1} ms: {:.0} ops/s (not persistent: in memory only)",
             total_ns as f64 / 1e6,
@@ -141,8 +143,10 @@ fn iteration(ctx: &Ctx, client: &mut Client) -> anyhow::Result<Row> {
     let summary = Summary::of(&samples).context("no samples")?;
     Ok(Row {
         metric: format!("cmap iter, {got} keys"),
-        floor: Floor::SocketRoundTrip,
+        floor: Floor::SocketRoundTrip.into(),
         target: None,
+        rate: None,
+        unit: Unit::Micros,
         notes: vec![
             format!(
                 "p50 {:.1} ms: {:.0} keys/s ({} runs)",
@@ -208,8 +212,10 @@ fn track(ctx: &Ctx, vigild: &Vigild, writer: &mut Client) -> anyhow::Result<Row>
     Ok(Row {
         metric: "cmap set → track notification".into(),
         summary: Summary::of(&samples).context("no samples")?,
-        floor: Floor::SocketRoundTrip,
+        floor: Floor::SocketRoundTrip.into(),
         target: None,
+        rate: None,
+        unit: Unit::Micros,
         notes: vec![format!(
             "burst of {burst} sets of new keys: the tracker had all {burst} notifications {:.1} ms after the \
              first set: {:.0} notifications/s",

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use super::{Ctx, Floor, Row};
+use super::{Ctx, Floor, Row, Unit};
 use crate::daemon::Vigild;
 use crate::stats::Summary;
 
@@ -100,8 +100,10 @@ pub fn rows(ctx: &Ctx, vigild: &Vigild) -> anyhow::Result<Vec<Row>> {
         Ok(Row {
             metric: metric.into(),
             summary: Summary::of(&samples(kind)?).with_context(|| format!("no {kind} samples"))?,
-            floor: Floor::SocketRoundTrip,
+            floor: Floor::SocketRoundTrip.into(),
             target: None,
+            rate: None,
+            unit: Unit::Micros,
             notes: vec![note],
         })
     };

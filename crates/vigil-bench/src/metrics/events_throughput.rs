@@ -31,7 +31,7 @@ use anyhow::{bail, Context};
 use vigil_client::proto::{EventFilter, PsmNode};
 use vigil_client::{Client, StreamItem};
 
-use super::{Ctx, Floor, Metric, Row};
+use super::{Ctx, Floor, Metric, Row, Unit};
 use crate::daemon::Vigild;
 use crate::stats::{us, Summary};
 
@@ -253,15 +253,19 @@ fn one_batch(ctx: &Ctx, batch: usize, producers: usize) -> anyhow::Result<Vec<Ro
         Row {
             metric: format!("event to {SUBSCRIBERS} subscribers, per event{suffix}"),
             summary: Summary::of(&per_event).context("no subscriber finished")?,
-            floor: Floor::SocketRoundTrip,
+            floor: Floor::SocketRoundTrip.into(),
             target: None,
+            rate: None,
+            unit: Unit::Micros,
             notes,
         },
         Row {
             metric: format!("event latency under load{suffix}"),
             summary: Summary::of(&latencies).context("every event was lost")?,
-            floor: Floor::SocketRoundTrip,
+            floor: Floor::SocketRoundTrip.into(),
             target: None,
+            rate: None,
+            unit: Unit::Micros,
             notes: latency_notes,
         },
     ])

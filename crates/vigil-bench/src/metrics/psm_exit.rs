@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use vigil_client::proto::{ErrorCode, EventFilter, PsmNode, Value};
 use vigil_client::{Client, StreamItem};
 
-use super::{Ctx, Floor, Metric, Row};
+use super::{Ctx, Floor, Metric, Row, Unit};
 use crate::child::{now_ns, PSM_EXIT_CODE};
 use crate::daemon::Vigild;
 use crate::stamps;
@@ -130,10 +130,12 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         ));
     }
     Ok(vec![Row {
-        metric: "psm exit → event".into(),
+        metric: "exit detection, registered non-child (psm exit → event)".into(),
         summary,
-        floor: Floor::SocketRoundTrip,
+        floor: Floor::SocketRoundTrip.into(),
         target: None,
+        rate: None,
+        unit: Unit::Micros,
         notes,
     }])
 }

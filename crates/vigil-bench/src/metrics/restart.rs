@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use vigil_client::proto::RunSpec;
 use vigil_client::Client;
 
-use super::{Ctx, Floor, Metric, Row, Target};
+use super::{Ctx, Floor, Metric, Row, Target, Unit};
 use crate::daemon::Vigild;
 use crate::stamps::{self, Stamps};
 use crate::stats::Summary;
@@ -58,10 +58,12 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         ));
     }
     Ok(vec![Row {
-        metric: "restart latency".into(),
+        metric: "restart latency, PMF tag".into(),
         summary,
-        floor: Floor::ForkExecWait,
-        target: Some(Target { p50: 2.0, p99: 5.0 }),
+        floor: Floor::ForkExecWait.into(),
+        target: Some(Target::ratio(2.0, 5.0)),
+        rate: None,
+        unit: Unit::Micros,
         notes,
     }])
 }

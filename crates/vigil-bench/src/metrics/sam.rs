@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{Ctx, Floor, Metric, Row};
+use super::{Ctx, Floor, Metric, Row, Unit};
 use crate::daemon::Vigild;
 use crate::stats::Summary;
 
@@ -103,8 +103,10 @@ fn heartbeats(app: &Path, vigild: &Vigild, policy: &str, n: usize) -> anyhow::Re
     Ok(Row {
         metric: format!("sam hc_send ({policy})"),
         summary,
-        floor: Floor::PipeRoundTrip,
+        floor: Floor::PipeRoundTrip.into(),
         target: None,
+        rate: Some(format!("{} calls/s", super::thousands(f[0].round() as u64))),
+        unit: Unit::Micros,
         notes: vec![format!(
             "{policy}: {n} hc_send calls at {:.0} calls/s{}",
             f[0],
@@ -147,10 +149,12 @@ fn recovery(app: &Path, vigild: &Vigild, count: usize) -> anyhow::Result<Row> {
         samples.push(back.saturating_sub(died));
     }
     Ok(Row {
-        metric: "sam recovery (abort → register returns)".into(),
+        metric: "restart latency, SAM child (abort → register returns)".into(),
         summary: Summary::of(&samples).context("no samples")?,
-        floor: Floor::ForkExecWait,
+        floor: Floor::ForkExecWait.into(),
         target: None,
+        rate: None,
+        unit: Unit::Micros,
         notes: vec![format!(
             "{count} instances aborted one after another under RESTART; each sample ends when register returns \
              in the next one"
