@@ -159,8 +159,10 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         Row {
             metric: "cluster: event on node A to a subscriber of the cluster stream on B".into(),
             summary: Summary::of(&propagation).context("no propagation samples")?,
-            floor: Floor::SocketRoundTrip,
+            floor: Floor::SocketRoundTrip.into(),
             target: None,
+            rate: None,
+            unit: Unit::Micros,
             notes: vec![format!(
                 "same event to a subscriber of A's local stream: p50 {:.0} µs, p99 {:.0} µs",
                 local_event.p50 as f64 / 1e3,
