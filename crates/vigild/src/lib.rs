@@ -210,6 +210,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         uid,
         gid,
         shutting_down: false,
+        rescan_waiting: true,
         reexec: None,
         reexec_now: false,
     };

@@ -136,6 +136,9 @@ pub struct Daemon {
     pub uid: u32,
     pub gid: u32,
     pub shutting_down: bool,
+    /// Look for waiting tags whose dependencies run at the next step even if no tag changed (the first
+    /// step after a start).
+    pub rescan_waiting: bool,
     /// Set when a re-exec was asked for; carried out once the reply is on its way.
     pub reexec: Option<tokio::sync::oneshot::Receiver<()>>,
     pub reexec_now: bool,
@@ -222,9 +225,14 @@ impl Daemon {
 
     /// What every step ends with: start tags whose dependencies run, persist, then answer.
     pub fn finish_step(&mut self) {
+        // A waiting tag can only become ready when some tag changed this step (its dependency started,
+        // or it was created), and every change marks its tag dirty: a step that changed no tag (a PSM or
+        // CMAP request, a query) skips the scan of every tag.
+        let scan = !self.dirty.is_empty() || std::mem::take(&mut self.rescan_waiting);
         let ready: Vec<TagName> = self
             .tags
             .iter()
+            .take(if scan { usize::MAX } else { 0 })
             .filter(|(_, e)| e.tag.state == vigil_core::TagState::Waiting && !self.shutting_down)
             .filter(|(_, e)| {
                 e.tag.spec.after.iter().all(|d| {
