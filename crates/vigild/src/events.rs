@@ -173,6 +173,25 @@ impl Daemon {
         )?))
     }
 
+    /// Answers `id` with `Ok` and makes a bounded queue the connection's push stream (it replaces any
+    /// earlier one); the sender feeds it.
+    pub fn open_stream(&mut self, id: u64, out: &ConnTx) -> mpsc::Sender<ServerMsg> {
+        let (tx, rx) = mpsc::channel(self.settings.subscriber_queue);
+        let ok = ServerMsg::Response {
+            id,
+            result: Ok(Response::Ok),
+        };
+        self.outbox.push((
+            out.clone(),
+            Outgoing {
+                msg: ok,
+                written: None,
+                events: Some(rx),
+            },
+        ));
+        tx
+    }
+
     /// `Subscribe`: the stored backlog that matches (after a loss marker for history already trimmed),
     /// then live events through a bounded queue.
     pub fn subscribe(
@@ -189,19 +208,7 @@ impl Daemon {
                 "this connection is already subscribed; open another one",
             ));
         }
-        let (tx, rx) = mpsc::channel(self.settings.subscriber_queue);
-        let ok = ServerMsg::Response {
-            id,
-            result: Ok(Response::Ok),
-        };
-        self.outbox.push((
-            out.clone(),
-            Outgoing {
-                msg: ok,
-                written: None,
-                events: Some(rx),
-            },
-        ));
+        let tx = self.open_stream(id, out);
         if let Some(after) = after {
             let first = self
                 .store

@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use tokio::sync::mpsc;
-use vigil_proto::{ErrorCode, EventFilter, NodeInfo, Response, ServerMsg, WireError};
+use vigil_proto::{ErrorCode, EventFilter, NodeInfo, Response, WireError};
 use vigil_store::EventRecord;
 
 use crate::cluster::{ClusterMsg, Cmd, NodeState};
 use crate::cluster_events::{cluster_wide, Selection};
 use crate::events::attr_i;
-use crate::server::{ConnTx, Outgoing};
+use crate::server::ConnTx;
 use crate::state::Daemon;
 
 /// What the loop knows of the cluster: only what the cluster task told it.
@@ -234,25 +233,12 @@ impl Daemon {
         out: &ConnTx,
     ) -> Result<(), WireError> {
         let sel = self.selection(filter, nodes)?;
-        let Some(cmds) = &self.cluster_cmds else {
+        let Some(cmds) = self.cluster_cmds.clone().filter(|c| !c.is_closed()) else {
             return Err(WireError::new(ErrorCode::Internal, "the cluster task is not running"));
         };
-        let (tx, rx) = mpsc::channel(self.settings.subscriber_queue);
-        if cmds.send(Cmd::Follow { after, sel, tx }).is_err() {
-            return Err(WireError::new(ErrorCode::Internal, "the cluster task is gone"));
-        }
-        let ok = ServerMsg::Response {
-            id,
-            result: Ok(Response::Ok),
-        };
-        self.outbox.push((
-            out.clone(),
-            Outgoing {
-                msg: ok,
-                written: None,
-                events: Some(rx),
-            },
-        ));
+        let tx = self.open_stream(id, out);
+        // Should the task end now, the stream's sender is dropped and the stream ends.
+        let _ = cmds.send(Cmd::Follow { after, sel, tx });
         Ok(())
     }
 }
