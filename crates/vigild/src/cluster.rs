@@ -262,6 +262,28 @@ pub(crate) async fn connect(opts: &ClusterOptions, require_leader: bool) -> anyh
     call("connect", Client::connect(opts.endpoints.clone(), Some(co))).await
 }
 
+/// A client of one etcd member that answers, for reads that need no leader (serializable reads,
+/// watches): the members are tried in turn, since a client balanced over all of them may pick one that is
+/// down, and a member that lost its quorum still answers from what it has.
+pub(crate) async fn reader(opts: &ClusterOptions, keys: &Keys) -> anyhow::Result<Client> {
+    let mut last = None;
+    for endpoint in &opts.endpoints {
+        let one = ClusterOptions {
+            endpoints: vec![endpoint.clone()],
+            ..opts.clone()
+        };
+        let probe = GetOptions::new().with_count_only().with_serializable();
+        match connect(&one, false).await {
+            Ok(mut c) => match call("probe", c.get(keys.root.clone(), Some(probe))).await {
+                Ok(_) => return Ok(c),
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd endpoint")))
+}
+
 /// The node's id: `ids/<name>` if it exists, else the next number of the counter, both in one
 /// transaction so that two nodes joining at once never get the same id.
 async fn assign_id(client: &mut Client, keys: &Keys, name: &str) -> anyhow::Result<u32> {
@@ -390,7 +412,7 @@ impl Life {
             } => {
                 tokio::spawn(async move {
                     let got = async {
-                        let mut c = connect(&opts, false).await?;
+                        let mut c = reader(&opts, &keys).await?;
                         let serializable = GetOptions::new().with_serializable();
                         call("read mirror", c.get(keys.psm(&node), Some(serializable))).await
                     };

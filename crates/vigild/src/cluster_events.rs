@@ -20,7 +20,7 @@ use tokio::time::timeout;
 use tracing::debug;
 use vigil_proto::{ClusterEvent, ClusterEvents, ErrorCode, Event, EventFilter, ServerMsg, Value, WireError};
 
-use crate::cluster::{call, connect, ClusterOptions, Keys, NodeRecord, RETRY};
+use crate::cluster::{call, reader, ClusterOptions, Keys, NodeRecord, RETRY};
 use crate::events::Subscription;
 use crate::state::now;
 
@@ -167,12 +167,6 @@ impl Selection {
     }
 }
 
-/// A client for reading the stream: it does not ask for etcd's leader, so that a member that lost its
-/// quorum still answers from what it has (the read-only view).
-async fn reader(opts: &ClusterOptions) -> anyhow::Result<Client> {
-    connect(opts, false).await
-}
-
 fn unavailable(e: impl std::fmt::Display) -> WireError {
     WireError::new(
         ErrorCode::Timeout,
@@ -218,7 +212,7 @@ async fn read_history(
     limit: usize,
     sel: &Selection,
 ) -> anyhow::Result<ClusterEvents> {
-    let mut client = reader(opts).await?;
+    let mut client = reader(opts, keys).await?;
     let end = newest(&mut client, keys).await?;
     let mut out = ClusterEvents {
         events: Vec::new(),
@@ -308,7 +302,7 @@ async fn watch_events(
     sub: &mut Subscription,
 ) -> anyhow::Result<()> {
     sub.flush_lost();
-    let mut client = reader(opts).await?;
+    let mut client = reader(opts, keys).await?;
     let start = match *next {
         Some(n) => n,
         // Only new events: from the revision after the current one.
