@@ -709,7 +709,7 @@ async fn session(
                     life.mirror = Some(bytes.clone());
                     call("mirror psm", client.put(keys.psm(&me.name), bytes, None)).await?;
                 }
-                Some(Cmd::Publish(evs)) => life.publisher.offer(evs, true),
+                Some(Cmd::Publish(evs)) => life.publisher.offer(evs),
                 Some(Cmd::Resynced { epoch, events }) => life.publisher.resynced(epoch, events),
                 Some(cmd @ (Cmd::History { .. } | Cmd::Follow { .. })) => life.read(cmd),
                 Some(cmd @ Cmd::ReadMirror { .. }) => life.read(cmd),

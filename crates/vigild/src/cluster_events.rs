@@ -38,7 +38,7 @@ pub fn cluster_wide(name: &str) -> bool {
         || name.starts_with("sys.vigil.node."))
 }
 
-/// A membership event, as `events/m` holds it: about `node`, posted by `by`.
+/// A membership event, as `events/m` holds it: `node` went up or down, and `how`.
 pub fn membership(node: &NodeRecord, up: bool, how: &str) -> Vec<u8> {
     let name = if up { "sys.vigil.node.up" } else { "sys.vigil.node.down" };
     let e = Event {
@@ -86,10 +86,10 @@ impl Publisher {
         }
     }
 
-    /// Events the loop just stored. Between sessions, and while a resync is asked, they are dropped: the
-    /// next resync brings them from the store.
-    pub fn offer(&mut self, events: Vec<Event>, in_session: bool) {
-        if in_session && self.awaiting.is_none() {
+    /// Events the loop just stored, during a session. While a resync is asked they are dropped: its
+    /// answer brings them from the store (as the next session's does for those between sessions).
+    pub fn offer(&mut self, events: Vec<Event>) {
+        if self.awaiting.is_none() {
             self.pending.extend(events);
         }
     }

@@ -229,10 +229,8 @@ impl Daemon {
         // or it was created), and every change marks its tag dirty: a step that changed no tag (a PSM or
         // CMAP request, a query) skips the scan of every tag.
         let scan = !self.dirty.is_empty() || std::mem::take(&mut self.rescan_waiting);
-        let ready: Vec<TagName> = self
-            .tags
-            .iter()
-            .take(if scan { usize::MAX } else { 0 })
+        let candidates = if scan { self.tags.iter() } else { Default::default() };
+        let ready: Vec<TagName> = candidates
             .filter(|(_, e)| e.tag.state == vigil_core::TagState::Waiting && !self.shutting_down)
             .filter(|(_, e)| {
                 e.tag.spec.after.iter().all(|d| {
