@@ -183,10 +183,7 @@ impl Daemon {
             }
             let n = if self.is_this_node(n) { self.node.as_str() } else { n };
             if n != self.node && !view.nodes.contains_key(n) {
-                return Err(WireError::new(
-                    ErrorCode::NodeDown,
-                    format!("node {n} is unknown to the cluster"),
-                ));
+                return Err(crate::remote::unknown_node(n));
             }
             names.push(n.to_string());
         }

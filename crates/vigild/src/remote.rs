@@ -15,6 +15,11 @@ type Answer = Result<Response, WireError>;
 /// The connection number of requests from other nodes (no local connection has it).
 const REMOTE_CONN: u64 = u64::MAX;
 
+/// A node that never joined the cluster, as far as this node knows.
+pub fn unknown_node(node: &str) -> WireError {
+    WireError::new(ErrorCode::NodeDown, format!("node {node} is unknown to the cluster"))
+}
+
 /// What to do with a request: carry it out here, or send it to a node.
 pub enum Route {
     Here(Request),
@@ -108,10 +113,7 @@ impl Daemon {
             )));
         }
         let Some(state) = view.nodes.get(&node) else {
-            return Some(Err(WireError::new(
-                ErrorCode::NodeDown,
-                format!("node {node} is unknown to the cluster"),
-            )));
+            return Some(Err(unknown_node(&node)));
         };
         let cmd = if state.up {
             Cmd::Remote {
