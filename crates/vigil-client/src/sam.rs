@@ -578,11 +578,10 @@ impl Supervisor {
         let Some(c) = self.vigild.as_mut() else {
             return self.reconnect_and(change);
         };
+        // A quorum change pushed while the request waited stays queued in the client: the supervise loop
+        // acts on it before it polls again (the socket will not poll readable for it).
         match c.request(req) {
-            Ok(_) => {
-                self.take_quorum();
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(ClientError::Server(e)) => Err(e.code),
             Err(_) => {
                 self.vigild = None;
@@ -678,6 +677,7 @@ impl Supervisor {
             if let Some(step) = watch.expire(now) {
                 self.act(step, "heartbeat missed");
             }
+            self.on_quorum(&mut watch);
             if !self.poll_once(&pidfd, &link, &mut link_open, &mut watch)? {
                 break;
             }
@@ -737,14 +737,14 @@ impl Supervisor {
             if lost {
                 self.vigild = None;
             }
-            self.on_quorum(watch);
         }
         Ok(!ready[0])
     }
 
+    /// Acts on the quorum changes received so far, however they were read: a loss while started is a
+    /// failure of the instance.
     fn on_quorum(&mut self, watch: &mut Watch) {
-        self.take_quorum();
-        if !self.quorate && watch.started() {
+        if self.take_quorum() == Some(false) && watch.started() {
             let step = watch.fail(self.now());
             self.act(step, "quorum lost");
         }
