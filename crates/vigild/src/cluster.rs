@@ -15,7 +15,7 @@
 //!   writer's lease so that abandoned ones vanish;
 //! - `events/n/<name>` and `events/m`: the cluster event stream (module `cluster_events`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -206,8 +206,11 @@ impl Keys {
     fn inbox(&self, name: &str) -> String {
         format!("{}inbox/{name}/", self.root)
     }
+    fn replies(&self, from: &str) -> String {
+        format!("{}reply/{from}/", self.root)
+    }
     fn reply(&self, from: &str, n: u64) -> String {
-        format!("{}reply/{from}/{n}", self.root)
+        format!("{}{n}", self.replies(from))
     }
     fn psm(&self, name: &str) -> String {
         format!("{}psm/{name}", self.root)
@@ -372,7 +375,8 @@ struct Life {
     failing: bool,
     /// This node's PSM members as last told by the loop, written again at each session's start.
     mirror: Option<Vec<u8>>,
-    /// Numbers this node's remote operations.
+    /// Numbers this node's remote operations: from the clock in microseconds, so that an answer meant for
+    /// an earlier vigild of the same node cannot be taken for one of this vigild's.
     next_remote: u64,
     /// This node's part of the cluster event stream.
     publisher: Publisher,
@@ -456,7 +460,9 @@ pub async fn run(
         since_ms: now().as_millis(),
         failing: false,
         mirror: None,
-        next_remote: 1,
+        next_remote: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64),
         publisher: Publisher::default(),
         opts: opts.clone(),
         keys: keys.clone(),
@@ -602,6 +608,19 @@ async fn session(
         ),
     )
     .await?;
+    // One watch for the answers to every remote operation of the session. (A watch made per operation
+    // would race with other writes: etcd then counts it as behind, and delivers to it only on its
+    // 100 ms catch-up tick.)
+    let mut replies = call(
+        "watch replies",
+        client.watch(
+            keys.replies(&me.name),
+            Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)),
+        ),
+    )
+    .await?;
+    // The operations waiting for an answer, by reply key; dropped with the session, which fails them.
+    let mut waiting: HashMap<String, oneshot::Sender<Vec<u8>>> = HashMap::new();
     if let Some(m) = &life.mirror {
         call("mirror psm", client.put(keys.psm(&me.name), m.clone(), None)).await?;
     }
@@ -678,6 +697,19 @@ async fn session(
                     }
                 }
             }
+            msg = replies.message() => {
+                let msg = msg.context("etcd: replies watch")?.context("etcd: the replies watch ended")?;
+                if msg.canceled() {
+                    anyhow::bail!("etcd: replies watch cancelled: {}", msg.cancel_reason());
+                }
+                for ev in msg.events() {
+                    if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {
+                        if let Some(to) = waiting.remove(kv.key_str().unwrap_or_default()) {
+                            let _ = to.send(kv.value().to_vec());
+                        }
+                    }
+                }
+            }
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Leave(done)) => {
                     leave(&mut client, keys, &record, lease).await;
@@ -692,7 +724,11 @@ async fn session(
                     life.next_remote += 1;
                     let env = Envelope { from: me.name.clone(), uid, gid, reply: keys.reply(&me.name, n), req };
                     let inbox_key = format!("{}{}-{n}", keys.inbox(&node), me.name);
-                    tokio::spawn(remote(client.clone(), node, inbox_key, env, lease, id, out));
+                    // Those that gave up (timed out) are forgotten here.
+                    waiting.retain(|_, to| !to.is_closed());
+                    let (to, answered) = oneshot::channel();
+                    waiting.insert(env.reply.clone(), to);
+                    tokio::spawn(remote(client.clone(), node, inbox_key, env, lease, answered, (id, out)));
                 }
                 Some(Cmd::Reply { key, result }) => {
                     let mut c = client.clone();
@@ -720,25 +756,28 @@ async fn session(
 }
 
 /// A remote operation: the request goes into the node's inbox (bound to this node's lease, so it vanishes
-/// if this node dies), its answer comes into a reply key watched before the request is written; all of it
-/// within [`REMOTE_TIMEOUT`]. Both keys are deleted after.
-async fn remote(mut client: Client, node: String, inbox_key: String, env: Envelope, lease: i64, id: u64, out: ConnTx) {
+/// if this node dies), and its answer comes into a reply key, which the session's replies watch hands over
+/// through `answered`; all of it within [`REMOTE_TIMEOUT`]. Both keys are deleted after.
+async fn remote(
+    mut client: Client,
+    node: String,
+    inbox_key: String,
+    env: Envelope,
+    lease: i64,
+    answered: oneshot::Receiver<Vec<u8>>,
+    (id, out): (u64, ConnTx),
+) {
     let reply_key = env.reply.clone();
     let work = async {
-        let mut stream = client.watch(reply_key.clone(), None).await?;
         let bytes = postcard::to_allocvec(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
         client
             .put(inbox_key.clone(), bytes, Some(PutOptions::new().with_lease(lease)))
             .await?;
-        loop {
-            let msg = stream.message().await?.context("the watch ended")?;
-            for ev in msg.events() {
-                if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {
-                    return postcard::from_bytes::<Result<Response, WireError>>(kv.value())
-                        .map_err(|e| anyhow::anyhow!("a malformed answer: {e}"));
-                }
-            }
-        }
+        let answer = answered
+            .await
+            .map_err(|_| anyhow::anyhow!("the session with etcd ended before the answer came"))?;
+        postcard::from_bytes::<Result<Response, WireError>>(&answer)
+            .map_err(|e| anyhow::anyhow!("a malformed answer: {e}"))
     };
     let result = match timeout(REMOTE_TIMEOUT, work).await {
         Ok(Ok(r)) => r,
