@@ -303,38 +303,26 @@ async fn watch_events(
 ) -> anyhow::Result<()> {
     sub.flush_lost();
     let mut client = reader(opts, keys).await?;
-    let start = match *next {
-        Some(n) => n,
-        // Only new events: from the revision after the current one.
-        None => {
-            let got = call(
-                "revision",
-                client.get(
-                    keys.events(),
-                    Some(GetOptions::new().with_count_only().with_serializable()),
-                ),
-            )
-            .await?;
-            let rev = got.header().map_or(0, |h| h.revision()) + 1;
-            *next = Some(rev);
-            rev
-        }
+    // Only new events: etcd starts the watch after its current revision, which the answer to its creation
+    // tells. (A watch from a given revision is behind as soon as any write came first, and etcd feeds
+    // those only on its catch-up tick, every 100 ms: right for a replay, a needless wait for new events.)
+    let options = WatchOptions::new().with_prefix();
+    let options = match *next {
+        Some(n) => options.with_start_revision(n),
+        None => options,
     };
-    let mut stream = call(
-        "watch events",
-        client.watch(
-            keys.events(),
-            Some(WatchOptions::new().with_prefix().with_start_revision(start)),
-        ),
-    )
-    .await?;
+    let mut stream = call("watch events", client.watch(keys.events(), Some(options))).await?;
     loop {
         let msg = stream.message().await?.context("etcd: the watch ended")?;
+        if msg.created() && next.is_none() {
+            *next = msg.header().map(|h| h.revision() + 1);
+        }
         if msg.compact_revision() > 0 {
             let to = msg.compact_revision() as u64 - 1;
+            let start = next.unwrap_or(1) as u64;
             sub.lost = Some(match sub.lost {
                 Some((from, _)) => (from, to),
-                None => (start as u64, to),
+                None => (start, to),
             });
             *next = Some(msg.compact_revision());
             anyhow::bail!("etcd compacted revisions up to {to}");
