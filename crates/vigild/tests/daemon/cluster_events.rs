@@ -198,6 +198,53 @@ fn every_nodes_events_in_one_stream_in_revision_order_with_filters_and_replay() 
 }
 
 #[test]
+fn a_subscription_to_new_events_gets_no_old_one_and_then_every_new_one_in_order() {
+    let etcd = Etcd::start1();
+    let a = node(&etcd, "a");
+    let b = node(&etcd, "b");
+    wait_up(&b, "a");
+    started(&a, "old");
+    let old = wait_published(&b, "old");
+    let mut sub = b.client();
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sub.cluster_subscribe(None, names(&["sys.vigil.pmf.tag.start"]), vec![])
+        .unwrap();
+    // When the watch behind the subscription is in place is etcd's business: tags start on a, one every
+    // 50 ms, until the subscriber has seen some.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let made = std::thread::scope(|s| {
+        let producer = s.spawn(|| {
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                started(&a, &format!("new{n}"));
+                n += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            n
+        });
+        let first = next(&mut sub);
+        let k: usize = first
+            .event
+            .subject
+            .strip_prefix("new")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or_else(|| panic!("the first event is not a new one: {first:?}"));
+        assert!(first.rev > old.rev, "{first:?} after {old:?}");
+        // From the first one on, each new one, in order.
+        let mut last = first;
+        for want in k + 1..k + 4 {
+            let e = next(&mut sub);
+            assert_eq!(e.event.subject, format!("new{want}"), "{e:?} after {last:?}");
+            assert!(e.rev > last.rev, "{e:?} after {last:?}");
+            last = e;
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        producer.join().unwrap()
+    });
+    assert!(made >= 4, "{made} tags started");
+}
+
+#[test]
 fn events_made_while_etcd_was_away_or_before_a_kill_9_reach_the_stream_later() {
     let mut etcd = Etcd::start1();
     let mut a = node(&etcd, "a");
