@@ -9,7 +9,7 @@
 //! - a member added to a missing category creates it, unless autocat is off (ENOENT);
 //! - limits on categories, members, and the lengths of the saved argv and of the state string (ENOSPC).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::time::Timestamp;
 use crate::tree::{Exit, ProcId};
@@ -219,8 +219,11 @@ pub fn truncate_argv(argv: &[String], max: u32) -> (Vec<String>, bool) {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
     pub categories: BTreeMap<CategoryName, Timestamp>,
-    /// Keyed by pid: at most one member per pid (a reused pid replaces an exited member).
+    /// Keyed by pid: at most one member per pid (a reused pid replaces an exited member). Read freely;
+    /// changed only through the methods, which keep `exited` in step.
     pub members: BTreeMap<i32, Member>,
+    /// The pids of the exited members: the only ones an add may replace, found without a scan of all.
+    exited: BTreeSet<i32>,
 }
 
 impl Registry {
@@ -294,9 +297,9 @@ impl Registry {
         // exited member with this pid (a reused pid) is replaced too.
         let program = argv.first().cloned();
         let replaced: Vec<i32> = self
-            .members
-            .values()
-            .filter(|m| m.exited())
+            .exited
+            .iter()
+            .filter_map(|p| self.members.get(p))
             .filter(|m| m.id.pid == pid || (m.category == cat && m.argv.first() == program.as_ref()))
             .map(|m| m.id.pid)
             .collect();
@@ -309,12 +312,14 @@ impl Registry {
             events.push(PsmEvent::CategoryCreate(cat.clone()));
         }
         for p in replaced {
+            self.exited.remove(&p);
             let m = self.members.remove(&p).expect("listed");
             events.push(PsmEvent::InstanceRemove {
                 category: m.category,
                 pid: p,
             });
         }
+        self.exited.remove(&pid);
         self.members.insert(
             pid,
             Member {
@@ -349,6 +354,7 @@ impl Registry {
     pub fn remove(&mut self, cat: Option<&CategoryName>, pid: i32) -> Result<Vec<PsmEvent>, PsmError> {
         let category = self.find(cat, pid)?.category.clone();
         self.members.remove(&pid);
+        self.exited.remove(&pid);
         Ok(vec![PsmEvent::InstanceRemove { category, pid }])
     }
 
@@ -378,6 +384,7 @@ impl Registry {
     pub fn exited(&mut self, id: ProcId, exit: Exit) -> Vec<PsmEvent> {
         match self.members.get_mut(&id.pid) {
             Some(m) if m.id == id && !m.exited() => {
+                self.exited.insert(id.pid);
                 m.exit = Some(exit);
                 m.state = STATE_EXITED.to_string();
                 vec![PsmEvent::InstanceExited {
@@ -388,6 +395,17 @@ impl Registry {
             }
             _ => vec![],
         }
+    }
+
+    /// A member as it was stored (exited or not), when the registry is loaded.
+    pub fn restore(&mut self, m: Member) {
+        let pid = m.id.pid;
+        if m.exited() {
+            self.exited.insert(pid);
+        } else {
+            self.exited.remove(&pid);
+        }
+        self.members.insert(pid, m);
     }
 
     /// Members matching a category (or all) and a pid (or all), in category then pid order.

@@ -163,7 +163,7 @@ impl Daemon {
         for r in &records {
             let Some(m) = member_from_record(r) else { continue };
             let (id, exited) = (m.id, m.exited());
-            self.psm.members.insert(id.pid, m);
+            self.psm.restore(m);
             if exited {
                 continue;
             }

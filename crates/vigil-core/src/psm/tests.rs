@@ -107,6 +107,64 @@ fn exit_keeps_status_until_a_restart_replaces_it() {
 }
 
 #[test]
+fn restored_exited_members_are_replaced_as_live_exits_are() {
+    let l = PsmLimits::default();
+    let mut before = Registry::default();
+    before.add(cat("c"), facts(10, &["/sbin/d"]), 1, &l, T).unwrap();
+    before.add(cat("c"), facts(11, &["/sbin/e"]), 1, &l, T).unwrap();
+    before.add(cat("c"), facts(12, &["/sbin/f"]), 1, &l, T).unwrap();
+    for pid in [10, 11] {
+        let id = ProcId {
+            pid,
+            start_time: pid as u64,
+        };
+        before.exited(id, Exit::Code(1));
+    }
+    // A registry loaded from what was stored behaves as the one that saw the exits.
+    let mut r = Registry {
+        categories: before.categories.clone(),
+        ..Registry::default()
+    };
+    for m in before.members.values() {
+        r.restore(m.clone());
+    }
+    assert_eq!(r, before);
+    // A new /sbin/d replaces the exited one; pid 11, reused by another program, replaces the exited
+    // /sbin/e; the live /sbin/f stays.
+    let ev = r.add(cat("c"), facts(20, &["/sbin/d"]), 1, &l, T).unwrap();
+    assert_eq!(
+        ev[0],
+        PsmEvent::InstanceRemove {
+            category: cat("c"),
+            pid: 10
+        }
+    );
+    let reused = ProcFacts {
+        id: ProcId {
+            pid: 11,
+            start_time: 99,
+        },
+        ..facts(11, &["/bin/other"])
+    };
+    let ev = r.add(cat("c"), reused, 1, &l, T).unwrap();
+    assert_eq!(
+        ev[0],
+        PsmEvent::InstanceRemove {
+            category: cat("c"),
+            pid: 11
+        }
+    );
+    assert_eq!(r.members[&11].argv, ["/bin/other"]);
+    assert!(!r.members[&11].exited() && !r.members.contains_key(&10) && r.members.contains_key(&12));
+    // Nothing exited is left to replace: a third /sbin/d replaces nothing.
+    let ev = r.add(cat("c"), facts(21, &["/sbin/d"]), 1, &l, T).unwrap();
+    assert!(
+        !ev.iter().any(|e| matches!(e, PsmEvent::InstanceRemove { .. })),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn argv_truncation() {
     let argv: Vec<String> = vec!["prog".into(), "a".repeat(20)];
     assert_eq!(truncate_argv(&argv, 64), (argv.clone(), false));
