@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    WatchOptions, WatchStream,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -592,33 +592,13 @@ async fn session(
     let last = events::last_published(&mut client, keys, &me.name).await?;
     let (epoch, after) = life.publisher.restart(last);
     let _ = life.tx.send(Msg::Cluster(ClusterMsg::Resync { epoch, after }));
-    let mut watch = call(
-        "watch",
-        client.watch(
-            keys.nodes(),
-            Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)),
-        ),
-    )
-    .await?;
-    let mut inbox = call(
-        "watch inbox",
-        client.watch(
-            keys.inbox(&me.name),
-            Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)),
-        ),
-    )
-    .await?;
+    // Every watch of the session starts right after the listing, so that nothing falls between.
+    let mut watch = watch_after(&mut client, "watch", keys.nodes(), rev).await?;
+    let mut inbox = watch_after(&mut client, "watch inbox", keys.inbox(&me.name), rev).await?;
     // One watch for the answers to every remote operation of the session. (A watch made per operation
     // would race with other writes: etcd then counts it as behind, and delivers to it only on its
     // 100 ms catch-up tick.)
-    let mut replies = call(
-        "watch replies",
-        client.watch(
-            keys.replies(&me.name),
-            Some(WatchOptions::new().with_prefix().with_start_revision(rev + 1)),
-        ),
-    )
-    .await?;
+    let mut replies = watch_after(&mut client, "watch replies", keys.replies(&me.name), rev).await?;
     // The operations waiting for an answer, by reply key; dropped with the session, which fails them.
     let mut waiting: HashMap<String, oneshot::Sender<Vec<u8>>> = HashMap::new();
     if let Some(m) = &life.mirror {
@@ -753,6 +733,12 @@ async fn session(
         }
         life.check();
     }
+}
+
+/// A watch of every key under `prefix`, from the revision after `rev`.
+async fn watch_after(client: &mut Client, what: &str, prefix: String, rev: i64) -> anyhow::Result<WatchStream> {
+    let options = WatchOptions::new().with_prefix().with_start_revision(rev + 1);
+    call(what, client.watch(prefix, Some(options))).await
 }
 
 /// A remote operation: the request goes into the node's inbox (bound to this node's lease, so it vanishes
