@@ -184,7 +184,7 @@ fn losing_etcd_quorum_loses_the_nodes_quorum_and_sam_recovers_when_it_returns() 
     wait_node(&a, "c", true);
     let mut member = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
     let pid = member.id().to_string();
-    let out = c.cli(&["psm", "add", "web", &pid]);
+    let out = cli_psm_add(&c, &["psm", "add", "web", &pid]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(c.terminate().success());
     wait_node(&a, "c", false);

@@ -159,7 +159,7 @@ fn every_nodes_events_in_one_stream_in_revision_order_with_filters_and_replay() 
     let mut c = a.client();
     c.psm_category_add(&PsmNode::local(), "web").unwrap();
     let mut child = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
-    c.psm_add(&PsmNode::local(), "web", child.id() as i32).unwrap();
+    psm_add(&mut c, "web", child.id() as i32).unwrap();
     let created = wait_for("the instance's create in the cluster stream", || {
         history(&b, names(&["sys.unix.psm"]), &[]).into_iter().next()
     });

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use vigil_client::proto::{Event, RunSpec, TagStatus};
+use vigil_client::proto::{ErrorCode, Event, PsmNode, RunSpec, TagStatus};
 use vigil_client::Client;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -20,6 +20,25 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Registers a process as a PSM member of this node, retrying while it is still inside exec (Busy is
+/// retryable, as the page says): a process just spawned may not have its new argv in place yet.
+pub fn psm_add(c: &mut Client, cat: &str, pid: i32) -> Result<(), vigil_client::ClientError> {
+    wait_for("the process to finish its exec", || {
+        match c.psm_add(&PsmNode::local(), cat, pid) {
+            Err(e) if e.code() == Some(ErrorCode::Busy) => None,
+            other => Some(other),
+        }
+    })
+}
+
+/// Runs `vigil ARGS` for a PSM add, again while the process is still inside exec.
+pub fn cli_psm_add(v: &Vigild, args: &[&str]) -> Output {
+    wait_for("the process to finish its exec", || {
+        let out = v.cli(args);
+        (!String::from_utf8_lossy(&out.stderr).contains("inside exec")).then_some(out)
+    })
 }
 
 pub fn bin(name: &str) -> PathBuf {

@@ -22,15 +22,8 @@ fn outsider(script: &str) -> Child {
         .unwrap()
 }
 
-/// Registers a process, retrying while it is still inside exec (EAGAIN is retryable, as the page says):
-/// a process just spawned may not have its new argv in place yet.
 fn add(c: &mut vigil_client::Client, cat: &str, pid: i32) -> Result<(), vigil_client::ClientError> {
-    wait_for("the process to finish its exec", || {
-        match c.psm_add(&local(), cat, pid) {
-            Err(e) if e.code() == Some(ErrorCode::Busy) => None,
-            other => Some(other),
-        }
-    })
+    psm_add(c, cat, pid)
 }
 
 fn member_exit(v: &Vigild, pid: i32) -> (Option<u32>, Option<ExitStatus>) {

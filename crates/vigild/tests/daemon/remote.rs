@@ -49,7 +49,7 @@ fn psm_and_pmf_operations_run_on_the_node_they_name() {
 
     // PSM on b, asked of a: b registers the member, a has none.
     ok(&a.cli(&["psm", "--node", "b", "category", "add", "web"]));
-    ok(&a.cli(&["psm", "--node", "b", "add", "web", &pid]));
+    ok(&cli_psm_add(&a, &["psm", "--node", "b", "add", "web", &pid]));
     let on_b = b.client().psm_get(&PsmNode::local(), Some("web"), None).unwrap();
     assert_eq!(on_b.len(), 1);
     assert_eq!((on_b[0].pid.to_string(), on_b[0].node.as_str()), (pid.clone(), "b"));
@@ -117,7 +117,7 @@ fn a_down_node_fails_fast_and_its_members_show_as_unreachable() {
     let mut child = sleeper();
     let pid = child.id().to_string();
     ok(&a.cli(&["psm", "--node", "b", "category", "add", "db"]));
-    ok(&a.cli(&["psm", "--node", "b", "add", "db", &pid]));
+    ok(&cli_psm_add(&a, &["psm", "--node", "b", "add", "db", &pid]));
     ok(&a.cli(&["run", "here", "--", "sleep", "1000"]));
 
     // Killed but not yet seen down: the request times out with the node named.
