@@ -22,6 +22,13 @@ pub fn set_nonblocking<F: AsFd>(fd: F) -> Result<(), SysError> {
         .map_err(|e| SysError::errno("fcntl(F_SETFL)", None, e))
 }
 
+/// Gives SIGPIPE back its default action (end the process), as a command-line filter expects: the Rust
+/// runtime ignores it, so a write to a closed pipe (`vigil status | head -1`) would fail and panic instead.
+pub fn default_sigpipe() {
+    // SAFETY: signal() with a valid signal number and SIG_DFL; no handler runs Rust code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 /// Makes this process adopt orphaned descendants (PR_SET_CHILD_SUBREAPER), so daemonizing
 /// services stay our children and their exits reach `reap_any`.
 pub fn set_child_subreaper() -> Result<(), SysError> {

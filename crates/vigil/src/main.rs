@@ -321,6 +321,7 @@ fn signal(s: &str) -> Result<i32, Failure> {
 }
 
 fn main() -> ExitCode {
+    vigil_sys::default_sigpipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),

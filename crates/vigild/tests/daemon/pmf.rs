@@ -348,3 +348,41 @@ fn subscription_replays_then_follows_in_order() {
     seqs.push(live.seq);
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "no gap, no repeat: {seqs:?}");
 }
+
+#[test]
+fn a_reader_that_closes_early_ends_the_cli_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let v = Vigild::start();
+    v.run(sh("quiet", "exec sleep 1000"));
+    let cases: [(&str, Vec<String>); 2] = [
+        (
+            "vigil",
+            vec![
+                "--socket".into(),
+                v.socket().display().to_string(),
+                "status".into(),
+                "quiet".into(),
+            ],
+        ),
+        ("pmfadm", vec!["-l".into(), "quiet".into()]),
+    ];
+    for (prog, args) in cases {
+        // The reader is gone before the first write, as with `| head -0` or a `grep -q` that has matched.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(bin(prog))
+            .args(&args)
+            .env("VIGIL_SOCKET", v.socket())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(13), "{prog} ended with {:?}", out.status);
+        assert!(
+            out.stderr.is_empty(),
+            "{prog} wrote: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
