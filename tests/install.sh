@@ -49,19 +49,21 @@ for _ in $(seq 100); do [ -S "$state/sock" ] && break; sleep 0.1; done
 [ -S "$state/sock" ] || fail "the installed vigild did not start: $(cat "$state/log")"
 VIGIL_SOCKET="$state/sock" "$state/sam_test" "$state/out" restart || [ $? = 7 ] || fail "sam_test failed"
 grep -qx "4 data_gen 3" "$state/out" || fail "the installed libsam lost the data: $(cat "$state/out")"
-VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" events sys.vigil.sam.quit | grep -q "code=7" \
-    || fail "the installed vigil does not show the SAM application's end"
+# Each output is taken whole before grep -q reads it: under pipefail, a writer that outlives grep's early
+# exit ends on SIGPIPE and fails the pipeline.
+out=$(VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" events sys.vigil.sam.quit) || fail "vigil events failed"
+grep -q "code=7" <<<"$out" || fail "the installed vigil does not show the SAM application's end: $out"
 # shellcheck disable=SC2046 # the flags are words
 gcc -Wall -Werror -o "$state/psm_count" tests/c/psm_example_count.c $(pkg-config --cflags --libs libcfg) \
     -Wl,-rpath,"$prefix/lib"
-VIGIL_SOCKET="$state/sock" "$state/psm_count" | grep -qx "error: framework 0, subsystem errno 2" \
-    || fail "the installed libcfg does not answer"
+out=$(VIGIL_SOCKET="$state/sock" "$state/psm_count") || fail "psm_count failed: $out"
+grep -qx "error: framework 0, subsystem errno 2" <<<"$out" || fail "the installed libcfg does not answer: $out"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -c installed sleep 1000 || fail "the installed pmfadm -c failed"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -q installed || fail "the installed pmfadm -q does not see its tag"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 || fail "the installed pmfadm -s failed"
 out=$(VIGIL_SOCKET="$state/sock" "$state/dsdev_test" -R rs -T t -G rg -- start svc 0 0 "sleep 1000" status svc 0 \
     stop svc 0 15 5) || fail "dsdev_test failed: $out"
 [ "$out" = "$(printf 'initialize 0\nstart 0\nstatus 0 monitored\nstop 0')" ] || fail "the installed libdsdev: $out"
-VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" status rg,rs,0.svc | grep -q stopped \
-    || fail "the installed vigil does not show the DSDL program's tag"
+out=$(VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" status rg,rs,0.svc) || fail "vigil status failed: $out"
+grep -q stopped <<<"$out" || fail "the installed vigil does not show the DSDL program's tag: $out"
 echo "install: make install PREFIX=DIR works (bin, lib with sonames, include, pkg-config, C programs)"
