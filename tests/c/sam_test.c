@@ -70,7 +70,7 @@ static void api(void)
 	line("hc_callback_register", sam_hc_callback_register(healthy));
 	line("initialize_bad_policy", sam_initialize(100, 0));
 	line("initialize_quorum_only", sam_initialize(100, SAM_RECOVERY_POLICY_QUORUM));
-	line("initialize", sam_initialize(100, SAM_RECOVERY_POLICY_RESTART));
+	line("initialize", sam_initialize(60000, SAM_RECOVERY_POLICY_RESTART));
 	line("initialize_again", sam_initialize(100, SAM_RECOVERY_POLICY_RESTART));
 	line("start", sam_start());
 	line("hc_send", sam_hc_send());
@@ -134,7 +134,7 @@ static void restart(void)
 
 static void warn(void)
 {
-	line("initialize", sam_initialize(300, SAM_RECOVERY_POLICY_RESTART));
+	line("initialize", sam_initialize(1000, SAM_RECOVERY_POLICY_RESTART));
 	line("register", sam_register(&instance));
 	if (instance == 1) {
 		signal(SIGTERM, on_signal);
