@@ -81,6 +81,7 @@ fn every_cfg_psm_call_and_error_path() {
     let exe = build("cfg_test");
     let mut sleeper = Command::new("sleep").arg("1000").stdout(Stdio::null()).spawn().unwrap();
     let pid = sleeper.id() as i32;
+    wait_argv(pid);
     // Errnos: EEXIST 17, EINVAL 22, ENOTSUP 95 (other nodes need cluster mode; categories cannot be
     // removed), EALREADY 114 (one category per running process), ESRCH 3, ENOENT 2.
     assert_eq!(run(&v, &exe, &["members", &pid.to_string()], None), MEMBERS);

@@ -33,6 +33,15 @@ pub fn psm_add(c: &mut Client, cat: &str, pid: i32) -> Result<(), vigil_client::
     })
 }
 
+/// Waits until a just-spawned process shows its argv: a C program registering it (whose library answers
+/// EAGAIN while it is inside exec) then gets the answer the test expects.
+pub fn wait_argv(pid: i32) {
+    wait_for("the process to finish its exec", || {
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (!argv.is_empty()).then_some(())
+    })
+}
+
 /// Runs `vigil ARGS` for a PSM add, again while the process is still inside exec.
 pub fn cli_psm_add(v: &Vigild, args: &[&str]) -> Output {
     wait_for("the process to finish its exec", || {

@@ -9,6 +9,9 @@ use vigil_client::proto::{PsmNode, PSM_FL_UNREACHABLE};
 use crate::etcd::Etcd;
 use crate::harness::*;
 
+/// How long vigild waits for another node to answer.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn node(etcd: &Etcd, name: &str) -> Vigild {
     Vigild::start_args(&etcd.vigild_args(name, 2))
 }
@@ -127,7 +130,7 @@ fn a_down_node_fails_fast_and_its_members_show_as_unreachable() {
     let took = t.elapsed();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("node b"), "{}", stderr(&out));
-    assert!(took < Duration::from_millis(6500), "took {took:?}");
+    assert!(took < REMOTE_TIMEOUT + Duration::from_secs(3), "took {took:?}");
     eprintln!(
         "request to a killed node failed after {took:?}: {}",
         stderr(&out).trim()
@@ -138,8 +141,8 @@ fn a_down_node_fails_fast_and_its_members_show_as_unreachable() {
     let out = a.cli(&["--node", "b", "status"]);
     assert!(stderr(&out).contains("node b is down"), "{}", stderr(&out));
     assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "a known-down node is refused at once"
+        t.elapsed() < Duration::from_secs(3),
+        "a known-down node is refused at once, not after the {REMOTE_TIMEOUT:?} timeout"
     );
 
     // Several nodes: the query succeeds with what answered, b's error on stderr.
