@@ -334,17 +334,7 @@ mod tests {
         let _g = child_lock();
         let argv: Vec<OsString> = ["sh", "-c", "sleep 0.1 & wait"].iter().map(OsString::from).collect();
         let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
-        let spec = SpawnSpec {
-            program: Path::new("/bin/sh"),
-            argv: &argv,
-            env: &env,
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: crate::Output::Null,
-            new_session: false,
-            pid_env: None,
-        };
+        let spec = SpawnSpec::new(Path::new("/bin/sh"), &argv, &env, crate::Output::Null);
         let s = spawn(&spec).unwrap();
         let sh = s.pid;
         let me = std::process::id() as Pid;

@@ -282,17 +282,7 @@ mod tests {
     fn reap_any_collects_our_child() {
         let _g = child_lock();
         let argv = [OsString::from("sh"), OsString::from("-c"), OsString::from("exit 3")];
-        let spec = SpawnSpec {
-            program: Path::new("/bin/sh"),
-            argv: &argv,
-            env: &[],
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: crate::Output::Null,
-            new_session: false,
-            pid_env: None,
-        };
+        let spec = SpawnSpec::new(Path::new("/bin/sh"), &argv, &[], crate::Output::Null);
         let s = spawn(&spec).unwrap();
         assert!(s.pidfd.wait_exited(Some(Duration::from_secs(10))));
         // A zombie: exited, but the exit status is only published at reap time.

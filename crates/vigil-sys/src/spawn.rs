@@ -42,6 +42,23 @@ pub struct SpawnSpec<'a> {
     pub pid_env: Option<&'a str>,
 }
 
+impl<'a> SpawnSpec<'a> {
+    /// A spec with the usual rest: our working directory and user, no new session, no pid variable.
+    pub fn new(program: &'a Path, argv: &'a [OsString], env: &'a [(OsString, OsString)], output: Output<'a>) -> Self {
+        SpawnSpec {
+            program,
+            argv,
+            env,
+            cwd: None,
+            uid: None,
+            gid: None,
+            output,
+            new_session: false,
+            pid_env: None,
+        }
+    }
+}
+
 /// Where a spawned process's stdout and stderr go.
 #[derive(Debug, Clone, Copy)]
 pub enum Output<'a> {
@@ -771,17 +788,7 @@ mod tests {
             .map(OsString::from)
             .collect();
         let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
-        let spec = SpawnSpec {
-            program: Path::new("/bin/sh"),
-            argv: &argv,
-            env: &env,
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: Output::Append(&log),
-            new_session: false,
-            pid_env: None,
-        };
+        let spec = SpawnSpec::new(Path::new("/bin/sh"), &argv, &env, Output::Append(&log));
         let s = spawn(&spec).unwrap();
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));
         drop(held);
@@ -793,17 +800,12 @@ mod tests {
     fn an_output_file_that_cannot_be_opened_is_a_spawn_error() {
         let _g = child_lock();
         let argv: Vec<OsString> = vec!["true".into()];
-        let spec = SpawnSpec {
-            program: Path::new("/bin/true"),
-            argv: &argv,
-            env: &[],
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: Output::Append(Path::new("/nonexistent-dir/out.log")),
-            new_session: false,
-            pid_env: None,
-        };
+        let spec = SpawnSpec::new(
+            Path::new("/bin/true"),
+            &argv,
+            &[],
+            Output::Append(Path::new("/nonexistent-dir/out.log")),
+        );
         let e = spawn(&spec).unwrap_err().to_string();
         assert!(e.contains("/nonexistent-dir/out.log"), "{e}");
     }
@@ -868,17 +870,7 @@ mod tests {
             OsString::from("-c"),
             OsString::from("echo hi; exit 3"),
         ];
-        let spec = SpawnSpec {
-            program: Path::new("/bin/sh"),
-            argv: &argv,
-            env: &[],
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: Output::Null,
-            new_session: false,
-            pid_env: None,
-        };
+        let spec = SpawnSpec::new(Path::new("/bin/sh"), &argv, &[], Output::Null);
         let s = spawn(&spec).unwrap();
         assert_eq!(wait_child(&s), WaitStatus::Exited(3));
     }
@@ -887,17 +879,7 @@ mod tests {
     fn exec_failure_is_reported_and_reaped() {
         let _g = child_lock();
         let argv = [OsString::from("x")];
-        let mut spec = SpawnSpec {
-            program: Path::new("/nonexistent/program"),
-            argv: &argv,
-            env: &[],
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: Output::Null,
-            new_session: false,
-            pid_env: None,
-        };
+        let mut spec = SpawnSpec::new(Path::new("/nonexistent/program"), &argv, &[], Output::Null);
         match spawn(&spec) {
             Err(SysError::Exec { program, source }) => {
                 assert_eq!(program, "/nonexistent/program");
@@ -931,15 +913,15 @@ mod tests {
         let argv: Vec<OsString> = ["sh", "-c", "id -u; id -g; id -G"].iter().map(OsString::from).collect();
         let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
         let spec = SpawnSpec {
-            program: Path::new("/bin/sh"),
-            argv: &argv,
-            env: &env,
             cwd: Some(Path::new("/")),
             uid: Some(65534),
             gid: Some(65533),
-            output: Output::Fd(std::os::fd::AsFd::as_fd(&w)),
-            new_session: false,
-            pid_env: None,
+            ..SpawnSpec::new(
+                Path::new("/bin/sh"),
+                &argv,
+                &env,
+                Output::Fd(std::os::fd::AsFd::as_fd(&w)),
+            )
         };
         let s = spawn(&spec).unwrap();
         drop(w);
@@ -963,15 +945,17 @@ mod tests {
                 .collect();
             let env = [(OsString::from("A"), OsString::from("a"))];
             let spec = SpawnSpec {
-                program: Path::new("/bin/sh"),
-                argv: &argv,
-                env: &env,
                 cwd: Some(Path::new("/")),
                 uid: switch.then_some(65534),
                 gid: switch.then_some(65534),
-                output: Output::Fd(std::os::fd::AsFd::as_fd(&w)),
                 new_session: true,
                 pid_env: Some("WATCHDOG_PID"),
+                ..SpawnSpec::new(
+                    Path::new("/bin/sh"),
+                    &argv,
+                    &env,
+                    Output::Fd(std::os::fd::AsFd::as_fd(&w)),
+                )
             };
             let s = spawn(&spec).unwrap();
             drop(w);
@@ -991,15 +975,9 @@ mod tests {
         let before = dumpable();
         let argv = [OsString::from("true")];
         let mut spec = SpawnSpec {
-            program: Path::new("/bin/true"),
-            argv: &argv,
-            env: &[],
-            cwd: None,
             uid: Some(65534),
             gid: Some(65534),
-            output: Output::Null,
-            new_session: false,
-            pid_env: None,
+            ..SpawnSpec::new(Path::new("/bin/true"), &argv, &[], Output::Null)
         };
         let s = spawn(&spec).unwrap();
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));
@@ -1017,15 +995,8 @@ mod tests {
         let _g = child_lock();
         let argv = [OsString::from("sleep"), OsString::from("5")];
         let spec = SpawnSpec {
-            program: Path::new("/bin/sleep"),
-            argv: &argv,
-            env: &[],
-            cwd: None,
-            uid: None,
-            gid: None,
-            output: Output::Null,
             new_session: true,
-            pid_env: None,
+            ..SpawnSpec::new(Path::new("/bin/sleep"), &argv, &[], Output::Null)
         };
         let s = spawn(&spec).unwrap();
         assert_eq!(s.pidfd.pid(), s.pid);

@@ -74,15 +74,8 @@ pub fn run_capture(
     let (r, w) = crate::pipe_cloexec().unwrap();
     let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
     let spec = SpawnSpec {
-        program,
-        argv: &argv,
-        env,
         cwd,
-        uid: None,
-        gid: None,
-        output: crate::Output::Fd(w.as_fd()),
-        new_session: false,
-        pid_env: None,
+        ..SpawnSpec::new(program, &argv, env, crate::Output::Fd(w.as_fd()))
     };
     let s = spawn(&spec).unwrap();
     drop(w);
@@ -95,17 +88,7 @@ pub fn start_sh(script: &str) -> (crate::Spawned, std::fs::File, String) {
     let (r, w) = crate::pipe_cloexec().unwrap();
     let argv: Vec<OsString> = ["sh", "-c", script].iter().map(OsString::from).collect();
     let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
-    let spec = SpawnSpec {
-        program: Path::new("/bin/sh"),
-        argv: &argv,
-        env: &env,
-        cwd: None,
-        uid: None,
-        gid: None,
-        output: crate::Output::Fd(w.as_fd()),
-        new_session: false,
-        pid_env: None,
-    };
+    let spec = SpawnSpec::new(Path::new("/bin/sh"), &argv, &env, crate::Output::Fd(w.as_fd()));
     let s = spawn(&spec).unwrap();
     drop(w);
     // The line arrives promptly; a blocking read is bounded by the script's own lifetime.
