@@ -85,21 +85,20 @@ impl Vigild {
 
     /// Starts vigild (as root) with /proc scans instead of the process connector.
     pub fn start_scan() -> Vigild {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut v = Vigild {
-            dir,
-            child: None,
-            uid: None,
-            scan: true,
-            args: Vec::new(),
-        };
-        v.spawn();
-        v
+        Self::launch(None, None, true, &[])
     }
 
     /// Starts vigild as another user, with the /proc scan instead of the process connector.
     pub fn start_as(config: Option<&str>, uid: Option<u32>) -> Vigild {
+        Self::launch(config, uid, uid.is_some(), &[])
+    }
+
+    /// Starts vigild (as root) with more arguments, e.g. `--cluster URL --node NAME`.
+    pub fn start_args(args: &[String]) -> Vigild {
+        Self::launch(None, None, false, args)
+    }
+
+    fn launch(config: Option<&str>, uid: Option<u32>, scan: bool, args: &[String]) -> Vigild {
         let dir = tempfile::tempdir().expect("tempdir");
         // Other users connect in some tests: the socket's directory must be reachable.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -115,22 +114,7 @@ impl Vigild {
             dir,
             child: None,
             uid,
-            scan: uid.is_some(),
-            args: Vec::new(),
-        };
-        v.spawn();
-        v
-    }
-
-    /// Starts vigild (as root) with more arguments, e.g. `--cluster URL --node NAME`.
-    pub fn start_args(args: &[String]) -> Vigild {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut v = Vigild {
-            dir,
-            child: None,
-            uid: None,
-            scan: false,
+            scan,
             args: args.to_vec(),
         };
         v.spawn();
