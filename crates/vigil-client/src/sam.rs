@@ -15,7 +15,9 @@
 //! follows vigild's quorum. Without those flags SAM works without vigild too, as corosync's library does.
 //!
 //! Error values are corosync's (`cs_error_t`, see [`SamError::cs_error`]), and each call is accepted in
-//! exactly the states `sam.h` gives.
+//! exactly the states `sam.h` gives. The rules are those of corosync's lib/sam.c, followed exactly for C
+//! and Rust programs alike (see docs/sam.md): the arguments are checked in its order, the warning is
+//! never taken back within an instance, and the supervisor exits with `WEXITSTATUS` of its last instance.
 
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -111,7 +113,8 @@ enum CbOrder {
 
 struct Inner {
     status: Status,
-    interval_ms: u64,
+    /// As given to `initialize`: 0 or less is no time limit.
+    interval_ms: i32,
     policy: u32,
     warn_signal: i32,
     instance: u32,
@@ -152,26 +155,21 @@ fn lock() -> MutexGuard<'static, Inner> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn valid_signal(sig: i32) -> bool {
-    (1..=64).contains(&sig)
-}
-
-/// `sam_initialize`: the health-check interval in milliseconds (0: no time limit, only the application's
-/// death is watched) and the recovery policy (`POLICY_QUIT` or `POLICY_RESTART`, with `POLICY_QUORUM` and
-/// `POLICY_CMAP`). A second call is `BadHandle`; a bad policy or a negative interval `InvalidParam`; with
-/// QUORUM or CMAP, vigild must be reachable (`$VIGIL_SOCKET` or the default socket), else `Library`.
+/// `sam_initialize`: the health-check interval in milliseconds (0 or less: no time limit, only the
+/// application's death is watched) and the recovery policy (`POLICY_QUIT` or `POLICY_RESTART`, with
+/// `POLICY_QUORUM` and `POLICY_CMAP`). As in corosync's `sam_initialize`, the state is checked first (a
+/// second call is `BadHandle`, whatever its arguments), then the policy (`InvalidParam`); the interval
+/// is not checked. With QUORUM, vigild must be reachable now (`$VIGIL_SOCKET` or the default socket),
+/// else `Library`; with CMAP it is needed only by `register`, where corosync connects to its cmap.
 pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
     let mut g = lock();
     if g.status != Status::NotInitialized {
         return Err(SamError::BadHandle);
     }
     let p = Policy::new(policy).map_err(|_| SamError::InvalidParam)?;
-    if interval_ms < 0 {
-        return Err(SamError::InvalidParam);
-    }
     let socket = crate::default_socket_path();
     let mut vigild = Client::connect(&socket).ok();
-    if (p.quorum() || p.cmap()) && vigild.is_none() {
+    if p.quorum() && vigild.is_none() {
         return Err(SamError::Library);
     }
     let mut quorate = true;
@@ -183,7 +181,7 @@ pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
             .map_err(|_| SamError::Library)?;
     }
     g.status = Status::Initialized;
-    g.interval_ms = interval_ms as u64;
+    g.interval_ms = interval_ms;
     g.policy = policy;
     g.warn_signal = libc_sigterm();
     g.data = None;
@@ -196,14 +194,20 @@ pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
 /// `sam_register`: forks. The child returns `Ok(instance)` (1 for the first instance, one more after each
 /// recovery); the caller's process stays here as the supervisor and never returns, except with an error
 /// when it cannot go on (then `Library`). A second call, or one before `initialize`, is `BadHandle`.
+/// With the CMAP flag, vigild must be reachable (corosync's `sam_cmap_register`), else `Library`.
 pub fn register() -> Result<u32> {
     let mut g = lock();
     if g.status != Status::Initialized {
         return Err(SamError::BadHandle);
     }
     let policy = Policy::new(g.policy).map_err(|_| SamError::InvalidParam)?;
+    if policy.cmap() && g.vigild.is_none() {
+        let socket = g.socket.clone().unwrap_or_else(crate::default_socket_path);
+        g.vigild = Some(Client::connect(&socket).map_err(|_| SamError::Library)?);
+    }
     let mut sup = Supervisor {
         policy,
+        marked_failed: false,
         interval_ms: g.interval_ms,
         warn_signal: g.warn_signal,
         instance: g.instance,
@@ -223,6 +227,9 @@ pub fn register() -> Result<u32> {
         match vigil_sys::fork().map_err(|_| SamError::Library)? {
             vigil_sys::Forked::Child => {
                 drop(ours);
+                // corosync writes the CMAP keys (state "stopped") before it forks, so they are there when
+                // register returns: wait for the supervisor to have reported this instance.
+                read_reply(&theirs)?;
                 g.status = Status::Registered;
                 g.instance = sup.instance;
                 g.data = sup.data.take();
@@ -238,7 +245,12 @@ pub fn register() -> Result<u32> {
                 g.status = Status::Supervising;
                 drop(g);
                 let (ending, status) = sup.supervise(pid, ours)?;
-                match vigil_core::sam::next(sup.policy, ending) {
+                let policy = if sup.marked_failed {
+                    sup.policy.into_quit()
+                } else {
+                    sup.policy
+                };
+                match vigil_core::sam::next(policy, ending) {
                     Next::Restart => {
                         g = lock();
                         continue;
@@ -254,12 +266,13 @@ pub fn register() -> Result<u32> {
     }
 }
 
-/// The supervisor exits with its application's exit code, or 128 + the signal that killed it (so that
-/// whatever watches the supervisor sees a failure: corosync's library exits 0 then).
+/// The supervisor exits as corosync's `sam_register` does, with `exit(WEXITSTATUS(child_status))`: the
+/// application's exit code, or 0 when a signal ended it (WEXITSTATUS of a signal's status is 0). Callers
+/// written for corosync check exactly this.
 fn exit_code(status: vigil_sys::WaitStatus) -> i32 {
     match status {
         vigil_sys::WaitStatus::Exited(c) => c,
-        vigil_sys::WaitStatus::Signaled { signal, .. } => 128 + signal,
+        vigil_sys::WaitStatus::Signaled { .. } => 0,
     }
 }
 
@@ -376,13 +389,12 @@ fn usable(g: &Inner) -> Result<()> {
 }
 
 /// `sam_warn_signal_set`: the signal sent one interval before SIGKILL (default SIGTERM; SIGKILL means no
-/// warning). `BadHandle` before `initialize` or after `finalize`; `InvalidParam` for a non-signal.
+/// warning). `BadHandle` before `initialize` or after `finalize`. Any number is accepted, as corosync
+/// accepts it: one that is no signal (0, or out of range) makes the warning a no-op, and the next silent
+/// interval still kills.
 pub fn warn_signal_set(signal: i32) -> Result<()> {
     let mut g = lock();
     usable(&g)?;
-    if !valid_signal(signal) {
-        return Err(SamError::InvalidParam);
-    }
     if g.link.is_some() {
         command(&g, CMD_WARN_SIGNAL, &signal.to_le_bytes(), true)?;
     }
@@ -442,7 +454,7 @@ pub fn data_restore_vec() -> Result<Vec<u8>> {
 }
 
 /// `sam_mark_failed`: the supervisor kills this instance without warning, sets the CMAP state "failed"
-/// and quits (whatever the policy). Only with the CMAP flag (`InvalidParam` otherwise), after `register`
+/// and quits (whatever the policy; the CMAP key `recovery` keeps its value, as in corosync). Only with the CMAP flag (`InvalidParam` otherwise), after `register`
 /// (`BadHandle` otherwise).
 pub fn mark_failed() -> Result<()> {
     let g = lock();
@@ -465,6 +477,8 @@ pub fn hc_callback_register(cb: Option<HcCallback>) -> Result<()> {
     if g.status != Status::Registered {
         return Err(SamError::BadHandle);
     }
+    // corosync refuses only 0; a negative interval gives a thread that never ticks (poll(2) waits forever
+    // on the negative quarter).
     if g.interval_ms == 0 {
         return Err(SamError::InvalidParam);
     }
@@ -478,7 +492,7 @@ pub fn hc_callback_register(cb: Option<HcCallback>) -> Result<()> {
     };
     let shared = Arc::new(Mutex::new(Some(cb.clone())));
     let (tx, rx) = mpsc::channel();
-    let tick = Duration::from_millis((g.interval_ms / 4).max(1));
+    let tick = (g.interval_ms > 0).then(|| Duration::from_millis((g.interval_ms as u64 / 4).max(1)));
     let thread_cb = shared.clone();
     std::thread::Builder::new()
         .name("sam-hc".into())
@@ -492,12 +506,12 @@ pub fn hc_callback_register(cb: Option<HcCallback>) -> Result<()> {
 
 /// Sends a heartbeat every tick while started, and asks the callback every fourth tick; once the callback
 /// reports a failure, no more heartbeats go out.
-fn callback_thread(rx: mpsc::Receiver<CbOrder>, cb: Arc<Mutex<Option<HcCallback>>>, tick: Duration) {
+fn callback_thread(rx: mpsc::Receiver<CbOrder>, cb: Arc<Mutex<Option<HcCallback>>>, tick: Option<Duration>) {
     let mut started = false;
     let mut failed = false;
     let mut count = 0u32;
     loop {
-        let order = if started && !failed {
+        let order = if let Some(tick) = tick.filter(|_| started && !failed) {
             match rx.recv_timeout(tick) {
                 Ok(o) => Some(o),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -531,8 +545,11 @@ fn callback_thread(rx: mpsc::Receiver<CbOrder>, cb: Arc<Mutex<Option<HcCallback>
 
 /// The parent side: one instance at a time.
 struct Supervisor {
+    /// The policy the application gave; reported as is (the CMAP key `recovery` keeps it).
     policy: Policy,
-    interval_ms: u64,
+    /// `sam_mark_failed` was called: the supervisor quits after this instance whatever the policy.
+    marked_failed: bool,
+    interval_ms: i32,
     warn_signal: i32,
     instance: u32,
     child: i32,
@@ -560,7 +577,8 @@ impl Supervisor {
         SamInfo {
             instance: self.instance,
             child: self.child,
-            interval_ms: self.interval_ms,
+            // corosync stores the int in the uint64 key poll_period as C converts it (sign-extended).
+            interval_ms: self.interval_ms as i64 as u64,
             policy: self.policy.bits(),
             warn_signal: self.warn_signal,
             state: self.state,
@@ -664,13 +682,15 @@ impl Supervisor {
         self.child = pid;
         self.state = SamState::Stopped;
         let pidfd = vigil_sys::PidFd::open(pid).map_err(|_| SamError::Library)?;
-        let mut watch = Watch::new(self.interval_ms);
+        let mut watch = Watch::new(self.interval_ms.into());
         self.report(SamChange::Instance).ok();
         if self.instance == 1 {
             if let Some(d) = self.data.clone() {
                 self.report(SamChange::Data(Some(d))).ok();
             }
         }
+        // The instance may return from register now: its keys are written.
+        Self::reply(&link, Ok(()));
         let mut link_open = true;
         loop {
             let now = self.now();
@@ -741,12 +761,17 @@ impl Supervisor {
         Ok(!ready[0])
     }
 
-    /// Acts on the quorum changes received so far, however they were read: a loss while started is a
-    /// failure of the instance.
+    /// Acts on the quorum changes received so far, however they were read (corosync's
+    /// `sam_parent_handler`): each event opens a new interval, and one that finds the node not quorate
+    /// while started is a failure of the instance (the warning the first time, SIGKILL at the next).
     fn on_quorum(&mut self, watch: &mut Watch) {
-        if self.take_quorum() == Some(false) && watch.started() {
-            let step = watch.fail(self.now());
+        let Some(quorate) = self.take_quorum() else { return };
+        let now = self.now();
+        if !quorate && watch.started() {
+            let step = watch.fail(now);
             self.act(step, "quorum lost");
+        } else {
+            watch.heartbeat(now);
         }
     }
 
@@ -769,7 +794,10 @@ impl Supervisor {
             CMD_START => {
                 if !watch.started() {
                     if self.policy.quorum() && !self.wait_for_quorum(pidfd)? {
-                        // The application died while waiting: its end is handled by the caller.
+                        // The application died while waiting. corosync's sam_parent_handler takes the
+                        // start all the same (sam_parent_wait_for_quorum returns CS_OK when the child is
+                        // gone), so the end is a failure, recovered by the policy.
+                        watch.start(self.now());
                         return Ok(());
                     }
                     self.state = SamState::Running;
@@ -819,18 +847,12 @@ impl Supervisor {
                 if recv_exact(link, &mut s).is_err() {
                     return Ok(());
                 }
-                let sig = i32::from_le_bytes(s);
-                let r = if valid_signal(sig) {
-                    self.warn_signal = sig;
-                    self.report(SamChange::WarnSignal).ok();
-                    Ok(())
-                } else {
-                    Err(SamError::InvalidParam)
-                };
-                Self::reply(link, r);
+                self.warn_signal = i32::from_le_bytes(s);
+                self.report(SamChange::WarnSignal).ok();
+                Self::reply(link, Ok(()));
             }
             CMD_MARK_FAILED => {
-                self.policy = self.policy.into_quit();
+                self.marked_failed = true;
                 self.state = SamState::Failed;
                 self.report(SamChange::MarkFailed).ok();
                 let step = watch.mark_failed();

@@ -2,12 +2,16 @@
 //!
 //! A SAM supervisor watches one instance of its application at a time. While health checking is started,
 //! each heartbeat (any command from the instance) opens a new interval; an interval without one sends the
-//! warn signal, and one more interval after the warning sends SIGKILL. The instance's end is then a
+//! warn signal, and the next silent interval after the warning sends SIGKILL. The instance's end is then a
 //! recovery (a failure) or a quit (an orderly end), and the recovery policy turns a recovery into a new
 //! instance (RESTART) or the supervisor's exit (QUIT).
 //!
-//! One departure from corosync's library, on purpose: a heartbeat that arrives after the warning forgives
-//! it (the application answered), so the next missed interval warns again instead of killing at once.
+//! These are the rules of corosync's lib/sam.c (`sam_parent_handler`, `sam_parent_kill_child`), followed
+//! exactly because programs written for corosync depend on them: the warning is never taken back within
+//! an instance (corosync's `term_send` is cleared only when `sam_register` forks the next one), so a
+//! command that arrives after it (a `sam_data_store` from the warn signal's handler, a late `sam_hc_send`)
+//! only delays the SIGKILL by one interval; while stopped there is no deadline at all; and with interval 0
+//! a warning caused by a lost quorum is followed by SIGKILL at the next quorum event, not after a time.
 
 use std::fmt;
 
@@ -19,10 +23,6 @@ pub const POLICY_RESTART: u32 = 2;
 pub const POLICY_QUORUM: u32 = 0x08;
 /// `SAM_RECOVERY_POLICY_CMAP` (also `SAM_RECOVERY_POLICY_CONFDB`).
 pub const POLICY_CMAP: u32 = 0x10;
-
-/// How long SIGKILL waits after a warning when the interval is 0 (no time limit): a warning caused by
-/// something else than a missed heartbeat (quorum lost) must still end.
-pub const WARN_GRACE_NO_INTERVAL_MS: u64 = 1000;
 
 /// A checked recovery policy: QUIT or RESTART, with the QUORUM and CMAP flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,9 @@ impl Policy {
         self.0 & POLICY_CMAP != 0
     }
 
-    /// `sam_mark_failed`: the policy becomes QUIT, keeping its flags.
+    /// `sam_mark_failed` (corosync's `sam_parent_mark_child_failed`): the supervisor now quits after the
+    /// failure, keeping the flags. Only the decision changes: corosync does not rewrite the CMAP key
+    /// `recovery`, so callers keep reporting the policy the application gave.
     pub fn into_quit(self) -> Policy {
         Policy(POLICY_QUIT | (self.0 & (POLICY_QUORUM | POLICY_CMAP)))
     }
@@ -112,10 +114,14 @@ pub enum Next {
 }
 
 /// The deadlines of one instance. Times are milliseconds on a monotonic clock the caller reads.
+///
+/// The interval is `sam_initialize`'s `time_interval` as given: 0 or less means no time limit (corosync
+/// hands it to poll(2), where a negative timeout waits forever).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watch {
-    interval_ms: u64,
+    interval_ms: i64,
     started: bool,
+    /// corosync's `term_send`: the warn signal was sent to this instance.
     warned: bool,
     /// Set once the instance was killed (or must be): its end is a failure whatever the state.
     killed: bool,
@@ -123,7 +129,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(interval_ms: u64) -> Watch {
+    pub fn new(interval_ms: i64) -> Watch {
         Watch {
             interval_ms,
             started: false,
@@ -146,40 +152,31 @@ impl Watch {
         self.deadline
     }
 
-    fn grace(&self) -> u64 {
-        if self.interval_ms > 0 {
-            self.interval_ms
-        } else {
-            WARN_GRACE_NO_INTERVAL_MS
-        }
+    /// A new interval opens now, if checking is started and there is a time limit: corosync's parent
+    /// polls again with the whole interval after anything woke it.
+    fn rearm(&mut self, now: u64) {
+        self.deadline = (self.started && !self.killed && self.interval_ms > 0).then(|| now + self.interval_ms as u64);
     }
 
     /// Health checking starts: the first interval opens now.
     pub fn start(&mut self, now: u64) {
         self.started = true;
-        if !self.warned {
-            self.deadline = (self.interval_ms > 0).then(|| now + self.interval_ms);
-        }
+        self.rearm(now);
     }
 
-    /// Health checking stops: no deadline until the next start (a pending warning still ends in a kill).
+    /// Health checking stops: no deadline until the next start. A warning already sent stays sent.
     pub fn stop(&mut self) {
         self.started = false;
-        if !self.warned {
-            self.deadline = None;
-        }
+        self.deadline = None;
     }
 
-    /// A command arrived from the instance: a new interval opens, and a warning is forgiven.
+    /// A command arrived from the instance (or another event woke the supervisor): a new interval
+    /// opens. It does not take back a warning.
     pub fn heartbeat(&mut self, now: u64) {
-        if self.killed {
-            return;
-        }
-        self.warned = false;
-        self.deadline = (self.started && self.interval_ms > 0).then(|| now + self.interval_ms);
+        self.rearm(now);
     }
 
-    /// The deadline passed: warn first, kill one interval later.
+    /// The deadline passed: warn first, kill at the next expiry.
     pub fn expire(&mut self, now: u64) -> Option<Step> {
         match self.deadline {
             Some(d) if d <= now => Some(self.fail(now)),
@@ -187,7 +184,8 @@ impl Watch {
         }
     }
 
-    /// Something other than time says the instance is unhealthy (quorum lost): the same warn → kill path.
+    /// The instance is unhealthy (a silent interval, or quorum lost while started): corosync's
+    /// `sam_parent_kill_child`, the warn signal the first time, SIGKILL after.
     pub fn fail(&mut self, now: u64) -> Step {
         if self.warned || self.killed {
             self.killed = true;
@@ -195,12 +193,12 @@ impl Watch {
             Step::Kill
         } else {
             self.warned = true;
-            self.deadline = Some(now + self.grace());
+            self.rearm(now);
             Step::Warn
         }
     }
 
-    /// `sam_mark_failed`: kill without warning.
+    /// `sam_mark_failed`: corosync sets `term_send` first, so the kill comes without a warning.
     pub fn mark_failed(&mut self) -> Step {
         self.started = true;
         self.killed = true;
@@ -208,10 +206,10 @@ impl Watch {
         Step::Kill
     }
 
-    /// The instance is gone: a failure if checking was started or it was warned or killed, else an
-    /// orderly end.
+    /// The instance is gone: a failure if checking was started or it was killed, else an orderly end
+    /// (corosync decides by its `status` when the link closes, and a SIGKILL is always a recovery).
     pub fn ended(&self) -> Ending {
-        if self.started || self.warned || self.killed {
+        if self.started || self.killed {
             Ending::Failed
         } else {
             Ending::Orderly
@@ -252,7 +250,7 @@ mod tests {
         assert_eq!(p.recovery_name(), "restart");
         let q = p.into_quit();
         assert_eq!(q.bits(), 1 | 8 | 0x10);
-        assert_eq!(q.recovery_name(), "quit");
+        assert!(!q.restarts());
     }
 
     #[test]
@@ -271,26 +269,55 @@ mod tests {
         assert_eq!(w.ended(), Ending::Failed);
     }
 
+    // corosync lib/sam.c, sam_parent_kill_child: term_send stays set until sam_register forks the next
+    // instance, so a command after the warning only opens one more interval, which ends in SIGKILL.
     #[test]
-    fn heartbeat_after_warning_forgives() {
+    fn a_command_after_the_warning_does_not_take_it_back() {
         let mut w = Watch::new(100);
         w.start(0);
         assert_eq!(w.expire(100), Some(Step::Warn));
         w.heartbeat(150);
-        assert!(!w.warned());
-        assert_eq!(w.expire(250), Some(Step::Warn), "warned again, not killed");
+        assert!(w.warned());
+        assert_eq!(w.expire(249), None, "the command opened a new interval");
+        assert_eq!(w.expire(250), Some(Step::Kill), "killed, not warned again");
+    }
+
+    // corosync lib/sam.c, sam_parent_handler: stopped means poll(-1), no deadline; the warning survives
+    // stop and start, and the next silent interval kills.
+    #[test]
+    fn the_warning_survives_stop_and_start() {
+        let mut w = Watch::new(100);
+        w.start(0);
+        assert_eq!(w.expire(100), Some(Step::Warn));
+        w.stop();
+        assert_eq!(w.deadline(), None, "no deadline while stopped, warned or not");
+        w.start(1000);
+        assert_eq!(w.deadline(), Some(1100));
+        assert_eq!(w.expire(1100), Some(Step::Kill));
+    }
+
+    // corosync lib/sam.c, sam_parent_handler: an EOF while stopped is SAM_PARENT_ACTION_QUIT, warned or not.
+    #[test]
+    fn a_warned_instance_that_stopped_ends_in_order() {
+        let mut w = Watch::new(100);
+        w.start(0);
+        assert_eq!(w.expire(100), Some(Step::Warn));
+        w.stop();
+        assert_eq!(w.ended(), Ending::Orderly);
     }
 
     #[test]
-    fn no_interval_means_no_deadline() {
-        let mut w = Watch::new(0);
-        w.start(0);
-        w.heartbeat(10);
-        assert_eq!(w.deadline(), None);
-        // Quorum loss still ends in a kill after the grace.
-        assert_eq!(w.fail(20), Step::Warn);
-        assert_eq!(w.deadline(), Some(20 + WARN_GRACE_NO_INTERVAL_MS));
-        assert_eq!(w.expire(20 + WARN_GRACE_NO_INTERVAL_MS), Some(Step::Kill));
+    fn no_interval_means_no_deadline_even_after_a_warning() {
+        for interval in [0, -1, -5000] {
+            let mut w = Watch::new(interval);
+            w.start(0);
+            w.heartbeat(10);
+            assert_eq!(w.deadline(), None, "{interval}");
+            // Quorum lost: the warning, then nothing until the next quorum event says so again.
+            assert_eq!(w.fail(20), Step::Warn);
+            assert_eq!(w.deadline(), None, "{interval}");
+            assert_eq!(w.fail(5000), Step::Kill);
+        }
     }
 
     #[test]
@@ -308,6 +335,7 @@ mod tests {
         let mut w = Watch::new(100);
         assert_eq!(w.mark_failed(), Step::Kill);
         w.heartbeat(5);
+        assert_eq!(w.deadline(), None);
         assert_eq!(w.ended(), Ending::Failed);
         let p = Policy::new(2 | 0x10).unwrap().into_quit();
         assert_eq!(next(p, w.ended()), Next::Quit { failed: true });

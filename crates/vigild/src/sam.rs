@@ -76,9 +76,8 @@ impl Daemon {
             .pid
             .ok_or_else(|| bad("vigild cannot tell the pid of this connection, so it cannot know the supervisor"))?;
         let policy = Policy::new(info.policy).map_err(|e| bad(e.to_string()))?;
-        if !(1..=64).contains(&info.warn_signal) {
-            return Err(bad(format!("warn signal {} is not a signal number", info.warn_signal)));
-        }
+        // Any warn signal is recorded as given: corosync's sam_warn_signal_set accepts every int, and one
+        // that is no signal only makes the warning a no-op in the application's supervisor.
         if let SamChange::Data(Some(d)) = &change {
             if d.len() > SAM_DATA_MAX {
                 return Err(WireError::new(

@@ -176,11 +176,14 @@ fn c_mark_failed_leaves_the_cmap_state_failed() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    assert_eq!(exit_code(&mut child), 137);
+    // corosync's sam_register: exit(WEXITSTATUS(child_status)), 0 after the SIGKILL.
+    assert_eq!(exit_code(&mut child), 0);
     let lines = std::fs::read_to_string(&out).unwrap();
     assert!(lines.contains("1 mark_failed 1"), "{lines}");
     let key = format!("resources.process.{pid}.state");
     assert_eq!(v.client().cmap_get(&key).unwrap(), CmapValue::Str("failed".into()));
+    let key = format!("resources.process.{pid}.recovery");
+    assert_eq!(v.client().cmap_get(&key).unwrap(), CmapValue::Str("restart".into()));
     let quit = v
         .events()
         .into_iter()
