@@ -31,7 +31,8 @@ impl Inotify {
             &self.fd,
             path,
             inotify::WatchFlags::MODIFY | inotify::WatchFlags::DONT_FOLLOW,
-        ).map_err(|e| SysError::Io {
+        )
+        .map_err(|e| SysError::Io {
             op: "inotify_add_watch",
             pid: None,
             source: std::io::Error::new(

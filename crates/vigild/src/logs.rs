@@ -134,7 +134,14 @@ impl Logs {
                     let _ = ino.remove_watch(old);
                     self.wds.remove(&old);
                 }
-                self.wds.insert(wd, Watched { tag: tag.clone(), uid, gid });
+                self.wds.insert(
+                    wd,
+                    Watched {
+                        tag: tag.clone(),
+                        uid,
+                        gid,
+                    },
+                );
             }
             Err(e) => warn!("cannot watch {} for rotation: {e}", path.display()),
         }

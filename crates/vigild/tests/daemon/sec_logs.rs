@@ -87,11 +87,16 @@ fn a_new_owner_gets_a_new_log() {
     let v = Vigild::start();
     let log = logs_dir(&v).join("shared.log");
     run_as_nobody(&v, "shared", "echo from-nobody; exec sleep 1000");
-    wait_for("nobody's output", || read_lossy(&log).contains("from-nobody").then_some(()));
+    wait_for("nobody's output", || {
+        read_lossy(&log).contains("from-nobody").then_some(())
+    });
 
     // nobody keeps a descriptor on the log (read and write), then removes the tag.
     let mut keeper = Command::new("sh")
-        .args(["-c", "exec 3<>\"$1\"; echo ready; read _; cat <&3; echo nobody-injected >&3; echo done"])
+        .args([
+            "-c",
+            "exec 3<>\"$1\"; echo ready; read _; cat <&3; echo nobody-injected >&3; echo done",
+        ])
         .arg("sh")
         .arg(&log)
         .uid(NOBODY)
@@ -107,11 +112,15 @@ fn a_new_owner_gets_a_new_log() {
     assert_eq!(line, "ready\n", "the keeper opened the log");
     let out = v.cli_as(Some(NOBODY), &["rm", "shared", "--wait", "10"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for("the tag to be gone", || v.client().status("shared").is_err().then_some(()));
+    wait_for("the tag to be gone", || {
+        v.client().status("shared").is_err().then_some(())
+    });
 
     // root takes the name.
     v.run(sh("shared", "echo root-secret; exec sleep 1000"));
-    wait_for("root's output", || read_lossy(&log).contains("root-secret").then_some(()));
+    wait_for("root's output", || {
+        read_lossy(&log).contains("root-secret").then_some(())
+    });
 
     // The keeper reads and writes through its old descriptor.
     writeln!(keeper.stdin.take().unwrap()).unwrap();
@@ -124,11 +133,20 @@ fn a_new_owner_gets_a_new_log() {
         seen.push_str(&line);
     }
     keeper.wait().unwrap();
-    assert!(seen.contains("from-nobody"), "the keeper read its own old log: {seen:?}");
+    assert!(
+        seen.contains("from-nobody"),
+        "the keeper read its own old log: {seen:?}"
+    );
     assert!(!seen.contains("root-secret"), "nobody read root's log: {seen:?}");
     let text = read_lossy(&log);
-    assert!(!text.contains("nobody-injected"), "nobody wrote into root's log: {text:?}");
-    assert!(!text.contains("from-nobody"), "root's log holds nobody's old output: {text:?}");
+    assert!(
+        !text.contains("nobody-injected"),
+        "nobody wrote into root's log: {text:?}"
+    );
+    assert!(
+        !text.contains("from-nobody"),
+        "root's log holds nobody's old output: {text:?}"
+    );
     assert_private(&log, 0);
 
     // Nor can nobody open it anew, directly or through the CLI.
@@ -156,14 +174,20 @@ fn logs_are_private_to_their_owner() {
     let v = Vigild::start();
     let dir = logs_dir(&v);
     let m = std::fs::symlink_metadata(&dir).unwrap();
-    assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o711), "the logs directory is root's, 0711");
+    assert_eq!(
+        (m.uid(), m.mode() & 0o7777),
+        (0, 0o711),
+        "the logs directory is root's, 0711"
+    );
 
     run_as_nobody(&v, "mine", "echo nobody-says-hi; exec sleep 1000");
     v.run(sh("rootly", "echo root-says-hi; exec sleep 1000"));
     let mine = dir.join("mine.log");
     wait_for("output", || read_lossy(&mine).contains("nobody-says-hi").then_some(()));
     wait_for("output", || {
-        read_lossy(&dir.join("rootly.log")).contains("root-says-hi").then_some(())
+        read_lossy(&dir.join("rootly.log"))
+            .contains("root-says-hi")
+            .then_some(())
     });
     assert_private(&mine, NOBODY);
     assert_private(&dir.join("rootly.log"), 0);
@@ -195,7 +219,10 @@ fn logs_are_private_to_their_owner() {
         .gid(NOBODY)
         .output()
         .unwrap();
-    assert!(!out.status.success() && !planted.exists(), "nobody wrote into the logs directory");
+    assert!(
+        !out.status.success() && !planted.exists(),
+        "nobody wrote into the logs directory"
+    );
 }
 
 /// A symlink left in the logs directory (only root could put one there) is replaced, never followed:
@@ -209,10 +236,16 @@ fn a_symlink_in_place_of_a_log_is_not_followed() {
     let log = logs_dir(&v).join("linked.log");
     std::os::unix::fs::symlink(&target, &log).unwrap();
     run_as_nobody(&v, "linked", "echo through-the-link; exec sleep 1000");
-    wait_for("the output", || read_lossy(&log).contains("through-the-link").then_some(()));
+    wait_for("the output", || {
+        read_lossy(&log).contains("through-the-link").then_some(())
+    });
     assert_private(&log, NOBODY);
     let m = std::fs::metadata(&target).unwrap();
-    assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o644), "the link's target was changed");
+    assert_eq!(
+        (m.uid(), m.mode() & 0o7777),
+        (0, 0o644),
+        "the link's target was changed"
+    );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's file\n");
 }
 
@@ -234,7 +267,11 @@ fn long_tag_names_are_refused() {
 
     // The longest name has a log that rotates.
     let name = "n".repeat(240);
-    run_as_nobody(&v, &name, "cat /usr/bin/id; while :; do echo zz-marker-zz; sleep 0.1; done");
+    run_as_nobody(
+        &v,
+        &name,
+        "cat /usr/bin/id; while :; do echo zz-marker-zz; sleep 0.1; done",
+    );
     let log = logs_dir(&v).join(format!("{name}.log"));
     wait_for("the long name's log to be rotated", || {
         numbered(&log, 1).exists().then_some(())
