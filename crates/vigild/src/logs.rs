@@ -211,11 +211,12 @@ impl Logs {
         give(&copy, uid, gid, &new)?;
         std::io::copy(&mut &current, &mut &copy)?;
         drop(copy);
+        // A mode its owner set since the start goes, before the file is emptied: whoever sees new
+        // output in it knows that the mode was reset.
+        current.set_permissions(Permissions::from_mode(LOG_MODE))?;
         // Emptied before the copy takes its place, so that whoever sees `TAG.log.1` appear knows that
         // what is written from then on stays in `TAG.log`.
         current.set_len(0)?;
-        // A mode its owner set since the start goes too.
-        current.set_permissions(Permissions::from_mode(LOG_MODE))?;
         for n in (1..self.keep).rev() {
             let from = self.suffixed(tag, &format!(".log.{n}"));
             match std::fs::rename(from, self.suffixed(tag, &format!(".log.{}", n + 1))) {

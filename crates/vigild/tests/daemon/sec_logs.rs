@@ -45,31 +45,33 @@ fn run_as_nobody(v: &Vigild, tag: &str, script: &str) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-/// The attack of the advisory: the tag's user makes its own log setuid (through the descriptor its
-/// process writes to) and writes an executable past the rotation size, hoping for a root-owned setuid
-/// copy. Every file of the log must stay the user's, mode 0600.
+/// The attack as reported: the tag's user writes an executable into its log past the rotation size and
+/// makes the log setuid (through the descriptor its process writes to) right after each write, so that
+/// vigild, copying as root, would find it setuid (a write clears the bit, hence after). Every rotated file
+/// must be the user's, mode 0600; the current one too, once a rotation came after the last chmod.
 #[test]
 fn rotation_never_makes_a_root_or_setuid_file() {
     let v = Vigild::start_with(Some(SMALL_LOGS));
     let log = logs_dir(&v).join("evil.log");
-    // After the rotation the process keeps writing small lines: a write into the emptied file proves
-    // the rotation is over.
+    // A last write past the limit after the last chmod, then small lines: a line in the emptied file
+    // proves that the rotations are over.
     run_as_nobody(
         &v,
         "evil",
-        "chmod 4755 /proc/self/fd/1 && cat /usr/bin/id; while :; do echo zz-marker-zz; sleep 0.1; done",
+        "for i in 1 2 3; do cat /usr/bin/id; chmod 4755 /proc/self/fd/1; done; cat /usr/bin/id; \
+         while :; do echo zz-marker-zz; sleep 0.1; done",
     );
     wait_for("the log to be rotated and written again", || {
         let len = std::fs::metadata(&log).ok()?.len();
         (numbered(&log, 1).exists() && len <= 4096 && read_lossy(&log).contains("zz-marker-zz")).then_some(())
     });
-    assert_private(&log, NOBODY);
     for n in 1..=2 {
         let rotated = numbered(&log, n);
         if n == 1 || rotated.exists() {
             assert_private(&rotated, NOBODY);
         }
     }
+    assert_private(&log, NOBODY);
     assert!(
         !PathBuf::from(format!("{}.new", log.display())).exists(),
         "no temporary copy is left"
