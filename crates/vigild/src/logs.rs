@@ -24,11 +24,13 @@
 //! by vigild under a temporary name, owned by the tag's user with mode 0600 before the user's bytes are
 //! copied into it, and only then renamed to `TAG.log.1`; it never takes the source's mode, and root
 //! never owns a file with a user's content. What the processes write between the end of the copy and
-//! the truncation is lost, as with `copytruncate`.
+//! the truncation is lost, as with `copytruncate`. At most twice `log_max_bytes` is copied, the end of
+//! the file: a file far larger was not written line by line (a sparse file made with ftruncate) and
+//! copying it whole would hold vigild and fill the disk.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, Permissions};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -198,7 +200,8 @@ impl Logs {
             // Only `prepare` replaces a file; until then the tag has no log of its own to rotate.
             return Err(std::io::Error::other("not a file of the tag's user; left alone"));
         }
-        if current.metadata()?.len() <= self.max_bytes {
+        let len = current.metadata()?.len();
+        if len <= self.max_bytes {
             return Ok(());
         }
         let new = self.suffixed(tag, NEW_SUFFIX);
@@ -209,7 +212,19 @@ impl Logs {
         let copy = create_new(&new)?;
         // The user's before it holds anything of theirs.
         give(&copy, uid, gid, &new)?;
-        std::io::copy(&mut &current, &mut &copy)?;
+        // A log far past the limit was not written line by line between two looks: a sparse file made
+        // with ftruncate, say. Copied whole, it would hold vigild's loop and fill the disk; only its end
+        // is kept, with a line that says so.
+        let cap = self.max_bytes.saturating_mul(2);
+        if len > cap {
+            (&current).seek(SeekFrom::Start(len - cap))?;
+            writeln!(
+                &copy,
+                "[vigild: {} bytes dropped from the start of this log at rotation]",
+                len - cap
+            )?;
+        }
+        std::io::copy(&mut (&current).take(cap), &mut &copy)?;
         drop(copy);
         // A mode its owner set since the start goes, before the file is emptied: whoever sees new
         // output in it knows that the mode was reset.

@@ -83,6 +83,33 @@ fn rotation_never_makes_a_root_or_setuid_file() {
     });
 }
 
+/// A user's log made huge and sparse with ftruncate: rotation must not copy it whole (which holds vigild
+/// and fills the state disk), only its end.
+#[test]
+fn a_sparse_log_is_not_copied_whole() {
+    let v = Vigild::start_with(Some(SMALL_LOGS));
+    let log = logs_dir(&v).join("sparse.log");
+    run_as_nobody(
+        &v,
+        "sparse",
+        "truncate -s 50M /proc/self/fd/1 && echo after-the-hole; while :; do echo zz-marker-zz; sleep 0.1; done",
+    );
+    wait_for("the log to be rotated and written again", || {
+        let len = std::fs::metadata(&log).ok()?.len();
+        (numbered(&log, 1).exists() && len <= 4096 && read_lossy(&log).contains("zz-marker-zz")).then_some(())
+    });
+    let rotated = numbered(&log, 1);
+    assert_private(&rotated, NOBODY);
+    let len = std::fs::metadata(&rotated).unwrap().len();
+    assert!(len <= 2 * 4096 + 100, "the rotated copy is {len} bytes");
+    let text = read_lossy(&rotated);
+    assert!(
+        text.contains("bytes dropped from the start of this log at rotation"),
+        "{text:?}"
+    );
+    assert!(v.cli(&["list"]).status.success());
+}
+
 /// A log name's previous owner must not get at the next owner's log through a descriptor it kept.
 #[test]
 fn a_new_owner_gets_a_new_log() {
