@@ -95,6 +95,23 @@ impl Daemon {
         }
     }
 
+    /// The log of a tag whose processes outlived the previous vigild: watched again for rotation, and its
+    /// owner and mode checked, as at a start.
+    pub fn readopt_log(&mut self, name: &TagName) {
+        let Some(s) = self
+            .tags
+            .get(name)
+            .filter(|e| !e.tag.tree.is_empty())
+            .map(|e| &e.tag.spec)
+        else {
+            return;
+        };
+        let (uid, gid) = (s.uid, s.gid);
+        if let Err(e) = self.logs.prepare(name, uid, gid) {
+            warn!(tag = %name, "cannot watch the log: {e}");
+        }
+    }
+
     /// Starts `argv` for a tag: its user, environment, working directory and log (a probe's output goes
     /// to /dev/null: a check every few seconds would drown the tag's own output).
     pub fn start_process(&mut self, name: &TagName, argv: &[String], role: Role) -> Result<vigil_sys::Spawned, String> {

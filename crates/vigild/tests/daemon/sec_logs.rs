@@ -110,6 +110,30 @@ fn a_sparse_log_is_not_copied_whole() {
     assert!(v.cli(&["list"]).status.success());
 }
 
+/// The processes that outlive a vigild keep their log rotated (and so bounded) by the next one.
+#[test]
+fn rotation_goes_on_after_vigild_restarts() {
+    let mut v = Vigild::start_with(Some(SMALL_LOGS));
+    let go = v.path("go");
+    let log = logs_dir(&v).join("steady.log");
+    run_as_nobody(
+        &v,
+        "steady",
+        &format!(
+            "echo waiting; while [ ! -e {} ]; do sleep 0.05; done; cat /usr/bin/id; exec sleep 1000",
+            go.display()
+        ),
+    );
+    let pid = v.running_pid("steady", None);
+    wait_for("the first line", || read_lossy(&log).contains("waiting").then_some(()));
+    v.kill9();
+    v.spawn();
+    assert_eq!(v.running_pid("steady", None), pid, "re-adopted");
+    std::fs::write(&go, "").unwrap();
+    wait_for("the log to be rotated", || numbered(&log, 1).exists().then_some(()));
+    assert_private(&numbered(&log, 1), NOBODY);
+}
+
 /// A log name's previous owner must not get at the next owner's log through a descriptor it kept.
 #[test]
 fn a_new_owner_gets_a_new_log() {
