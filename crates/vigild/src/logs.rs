@@ -149,14 +149,21 @@ impl Logs {
         }
     }
 
-    /// Removes a tag's log and its rotated files (all that `log_keep` may have made), and its watch.
-    fn discard(&mut self, tag: &TagName) -> std::io::Result<()> {
+    /// Stops watching the log of a tag that is gone: every watch counts against root's inotify limit,
+    /// and one left behind per removed tag would exhaust it, ending rotation for every tag. The files
+    /// stay until the name is used again.
+    pub fn forget(&mut self, tag: &TagName) {
         if let Some(wd) = self.by_tag.remove(tag) {
             self.wds.remove(&wd);
             if let Some(ino) = &self.inotify {
                 let _ = ino.remove_watch(wd);
             }
         }
+    }
+
+    /// Removes a tag's log and its rotated files (all that `log_keep` may have made), and its watch.
+    fn discard(&mut self, tag: &TagName) -> std::io::Result<()> {
+        self.forget(tag);
         let mut paths = vec![self.path(tag), self.suffixed(tag, NEW_SUFFIX)];
         paths.extend((1..=MAX_KEEP).map(|n| self.suffixed(tag, &format!(".log.{n}"))));
         for p in paths {

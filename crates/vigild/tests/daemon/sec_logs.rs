@@ -134,6 +134,39 @@ fn rotation_goes_on_after_vigild_restarts() {
     assert_private(&numbered(&log, 1), NOBODY);
 }
 
+/// The inotify watches of vigild (all its inotify instances), from /proc.
+fn inotify_watches(pid: u32) -> usize {
+    let mut n = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let is_inotify = std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:inotify");
+        if is_inotify {
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()))
+                .unwrap_or_default();
+            n += info.lines().filter(|l| l.starts_with("inotify wd:")).count();
+        }
+    }
+    n
+}
+
+/// Every watch counts against root's inotify limit: a user creating and removing tags must not leave
+/// one behind per name, or rotation would end for every tag once the limit is reached.
+#[test]
+fn removed_tags_leave_no_watch() {
+    let v = Vigild::start();
+    let base = inotify_watches(v.pid());
+    for i in 0..5 {
+        run_as_nobody(&v, &format!("w{i}"), "exec sleep 1000");
+    }
+    wait_for("a watch per log", || {
+        (inotify_watches(v.pid()) == base + 5).then_some(())
+    });
+    for i in 0..5 {
+        let out = v.cli_as(Some(NOBODY), &["rm", &format!("w{i}"), "--wait", "10"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    wait_for("the watches to go", || (inotify_watches(v.pid()) == base).then_some(()));
+}
+
 /// A log name's previous owner must not get at the next owner's log through a descriptor it kept.
 #[test]
 fn a_new_owner_gets_a_new_log() {
