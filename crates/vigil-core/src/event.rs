@@ -27,6 +27,8 @@ pub enum TagEvent {
     Ready { pid: i32 },
     /// A health check failed: the instance is stopped, then treated as a crash.
     Unhealthy(HealthFailure),
+    /// The tag's log could not be opened for a process being started; its output is discarded.
+    LogFailed { reason: String },
 }
 
 impl TagEvent {
@@ -44,6 +46,7 @@ impl TagEvent {
             TagEvent::Lost { .. } => "sys.vigil.pmf.tag.lost",
             TagEvent::Ready { .. } => "sys.vigil.pmf.tag.ready",
             TagEvent::Unhealthy(_) => "sys.vigil.pmf.tag.unhealthy",
+            TagEvent::LogFailed { .. } => "sys.vigil.pmf.tag.log_failed",
         }
     }
 }

@@ -13,7 +13,7 @@ pub enum NameError {
     BadChar { name: String, what: &'static str },
 }
 
-/// The name of a PMF tag: 1 to 255 bytes of letters, digits and `. _ - : @ + ,`.
+/// The name of a PMF tag: 1 to 240 bytes of letters, digits and `. _ - : @ + ,`.
 ///
 /// The name becomes part of file names (logs) and CMAP keys, hence the narrow alphabet. The comma is
 /// there for Solaris Cluster's tags, `<group>,<resource>,<instance>.svc` (libdsdev, pmfadm scripts).
@@ -21,17 +21,32 @@ pub enum NameError {
 pub struct TagName(String);
 
 impl TagName {
-    pub const MAX_LEN: usize = 255;
+    /// The longest name a new tag may have. Every file named after a tag must fit in NAME_MAX (255
+    /// bytes): the longest is its oldest rotated log, `NAME.log.100` (`log_keep` is at most 100), 8
+    /// bytes more than the name; the rest is a margin for names derived later.
+    pub const MAX_LEN: usize = 240;
+    /// The longest name an existing tag may have: older versions allowed up to 255 bytes, and a tag
+    /// stored then must stay reachable (to be stopped and removed) rather than be dropped with its
+    /// processes left unsupervised.
+    pub const MAX_STORED_LEN: usize = 255;
 
+    /// Checks the name of a new tag.
     pub fn new(name: &str) -> Result<TagName, NameError> {
+        Self::check(name, Self::MAX_LEN)
+    }
+
+    /// Checks the name of a tag that may already exist (a lookup, a stored record, a dependency): the
+    /// same rules with the older length limit.
+    pub fn existing(name: &str) -> Result<TagName, NameError> {
+        Self::check(name, Self::MAX_STORED_LEN)
+    }
+
+    fn check(name: &str, max: usize) -> Result<TagName, NameError> {
         if name.is_empty() {
             return Err(NameError::Empty);
         }
-        if name.len() > Self::MAX_LEN {
-            return Err(NameError::TooLong {
-                len: name.len(),
-                max: Self::MAX_LEN,
-            });
+        if name.len() > max {
+            return Err(NameError::TooLong { len: name.len(), max });
         }
         for c in name.chars() {
             let what = if c.is_control() {
@@ -91,10 +106,18 @@ mod tests {
         for (name, ok) in cases {
             assert_eq!(TagName::new(name).is_ok(), *ok, "{name:?}");
         }
-        assert!(TagName::new(&"x".repeat(255)).is_ok());
+        assert!(TagName::new(&"x".repeat(240)).is_ok());
         assert_eq!(
-            TagName::new(&"x".repeat(256)),
-            Err(NameError::TooLong { len: 256, max: 255 })
+            TagName::new(&"x".repeat(241)),
+            Err(NameError::TooLong { len: 241, max: 240 })
         );
+        assert_eq!(
+            TagName::new(&"x".repeat(255)).unwrap_err().to_string(),
+            "tag name is 255 bytes long; the limit is 240"
+        );
+        // A tag stored by an older version keeps its name.
+        assert!(TagName::existing(&"x".repeat(255)).is_ok());
+        assert!(TagName::existing(&"x".repeat(256)).is_err());
+        assert!(TagName::existing("a/b").is_err());
     }
 }

@@ -22,12 +22,17 @@ impl Inotify {
         Ok(Inotify { fd })
     }
 
-    /// Watches `path` for IN_MODIFY and returns the watch descriptor.
+    /// Watches `path` for IN_MODIFY and returns the watch descriptor. A symlink is not followed.
     ///
     /// The watch follows the inode: after renaming the file away (rotation), remove the watch
     /// and add one on the new file. Adding the same inode twice returns the same wd.
     pub fn add_modify_watch(&self, path: &Path) -> Result<i32, SysError> {
-        inotify::add_watch(&self.fd, path, inotify::WatchFlags::MODIFY).map_err(|e| SysError::Io {
+        inotify::add_watch(
+            &self.fd,
+            path,
+            inotify::WatchFlags::MODIFY | inotify::WatchFlags::DONT_FOLLOW,
+        )
+        .map_err(|e| SysError::Io {
             op: "inotify_add_watch",
             pid: None,
             source: std::io::Error::new(

@@ -64,7 +64,9 @@ impl<'a> SpawnSpec<'a> {
 pub enum Output<'a> {
     /// /dev/null.
     Null,
-    /// A file the child opens for appending (created with mode 0640 if missing), before any uid switch.
+    /// An existing file the child opens for appending, before any uid switch. It is neither created
+    /// nor reached through a symlink: the caller prepares it (owner, mode) and the child, still root,
+    /// must not open whatever a user may have put in its place.
     Append(&'a Path),
     /// An open descriptor (a pipe...). The child then starts with a copy of this process's whole
     /// descriptor table, which takes time in proportion to its size; the other two variants share the
@@ -635,8 +637,8 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
                 libc::SYS_openat,
                 libc::AT_FDCWD,
                 path.as_ptr(),
-                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
-                0o640 as libc::c_uint,
+                libc::O_WRONLY | libc::O_APPEND | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC,
+                0 as libc::c_uint,
             ) as c_int;
             if log < 0 {
                 fail(Step::OpenOutput);

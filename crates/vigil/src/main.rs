@@ -502,6 +502,18 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Cmd::Logs { tag, follow, lines } => {
             let st = connect()?.status(&tag)?;
+            // The log is a file of the tag's user, mode 0600: the file system enforces who reads it; this
+            // only says so plainly instead of "Permission denied".
+            let me = vigil_sys::getuid();
+            if me != 0 && me != st.uid {
+                return Err(Failure(
+                    1,
+                    format!(
+                        "the log of {} is readable only by its owner (uid {}) and root, not by uid {me}",
+                        st.name, st.uid
+                    ),
+                ));
+            }
             output::logs(&st.log_path, lines, follow).map_err(|e| Failure(1, format!("{}: {e}", st.log_path)))?;
         }
         Cmd::Events {

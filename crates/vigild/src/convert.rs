@@ -200,7 +200,7 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
 
 /// Rebuilds a tag from its record; the processes are returned apart, to be checked before re-adoption.
 pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>), String> {
-    let name = TagName::new(&r.name).map_err(|e| e.to_string())?;
+    let name = TagName::existing(&r.name).map_err(|e| e.to_string())?;
     let spec = TagSpec {
         command: r.command.clone(),
         env: r.env.clone(),
@@ -219,7 +219,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             min: Duration::from_millis(a),
             max: Duration::from_millis(b),
         }),
-        after: r.after.iter().filter_map(|a| TagName::new(a).ok()).collect(),
+        after: r.after.iter().filter_map(|a| TagName::existing(a).ok()).collect(),
         stop_signal: r.stop_signal,
         stop_timeout: Duration::from_millis(r.stop_timeout_ms),
         uid: r.uid,
@@ -363,7 +363,7 @@ pub fn event_data(ev: &TagEvent) -> Vec<(String, Attr)> {
             d
         }
         TagEvent::Restart { pid, counted } => vec![attr_i("pid", i64::from(*pid)), attr_b("counted", *counted)],
-        TagEvent::Failed { reason } => vec![attr_s("reason", reason.clone())],
+        TagEvent::Failed { reason } | TagEvent::LogFailed { reason } => vec![attr_s("reason", reason.clone())],
         TagEvent::Action { program } => vec![attr_s("program", program.clone())],
         TagEvent::ActionExit { exit } => exit_attrs(exit),
         TagEvent::Stop | TagEvent::Remove => vec![],

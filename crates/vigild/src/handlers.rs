@@ -52,7 +52,7 @@ impl Daemon {
             Request::Kill { tag, signal, wait_ms } => return self.kill(caller, &tag, signal, wait_ms, id, out),
             Request::Restart { tag } => self.restart(caller, &tag),
             Request::Query { tag } => Ok(Response::Exists(
-                TagName::new(&tag).ok().is_some_and(|n| self.tags.contains_key(&n)),
+                TagName::existing(&tag).ok().is_some_and(|n| self.tags.contains_key(&n)),
             )),
             Request::List => Ok(Response::List(
                 self.tags
@@ -175,7 +175,7 @@ impl Daemon {
     }
 
     fn known(&self, tag: &str) -> Result<TagName, WireError> {
-        let name = crate::spec::tag_name(tag)?;
+        let name = TagName::existing(tag).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
         if !self.tags.contains_key(&name) {
             return Err(err(ErrorCode::NotFound, format!("no such tag: {name}")));
         }

@@ -169,7 +169,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         Some(c) => cluster::node_id(c, &node, &opts.state_dir).await?,
         None => 1,
     };
-    let logs = logs::Logs::new(opts.state_dir.join("logs"), settings.log_max_bytes, settings.log_keep);
+    let logs = logs::Logs::new(opts.state_dir.join("logs"), settings.log_max_bytes, settings.log_keep)?;
     let seq = store.last_seq()?;
     let mut d = Daemon {
         paths: Paths {

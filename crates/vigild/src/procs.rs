@@ -77,15 +77,38 @@ impl Daemon {
     /// The tag's log, created (owned by the tag's user) and watched for rotation; the child opens it
     /// itself. vigild keeps no descriptor on it: one per tag beside each process's pidfd would run into
     /// RLIMIT_NOFILE with thousands of tags.
+    ///
+    /// A log that cannot be made ready does not keep the tag from running (supervision comes first, and
+    /// the cause may pass, a full disk say): its output goes to /dev/null, and a `log_failed` event
+    /// says so, with the reason, to whoever watches the events.
     fn prepare_log(&mut self, name: &TagName) -> Option<std::path::PathBuf> {
         let s = &self.tags[name].tag.spec;
         let (uid, gid) = (s.uid, s.gid);
-        match self.logs.open(name, uid, gid) {
-            Ok(_file) => Some(self.logs.path(name)),
+        match self.logs.prepare(name, uid, gid) {
+            Ok(path) => Some(path),
             Err(e) => {
                 warn!(tag = %name, "cannot open log: {e}");
+                let reason = format!("cannot open the log ({e}); output goes to /dev/null");
+                self.emit_tag_event(name, TagEvent::LogFailed { reason });
                 None
             }
+        }
+    }
+
+    /// The log of a tag whose processes outlived the previous vigild: watched again for rotation, and its
+    /// owner and mode checked, as at a start.
+    pub fn readopt_log(&mut self, name: &TagName) {
+        let Some(s) = self
+            .tags
+            .get(name)
+            .filter(|e| !e.tag.tree.is_empty())
+            .map(|e| &e.tag.spec)
+        else {
+            return;
+        };
+        let (uid, gid) = (s.uid, s.gid);
+        if let Err(e) = self.logs.prepare(name, uid, gid) {
+            warn!(tag = %name, "cannot watch the log: {e}");
         }
     }
 

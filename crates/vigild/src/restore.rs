@@ -39,6 +39,7 @@ impl Daemon {
         let table = vigil_sys::ProcTable::snapshot();
         for name in names {
             self.rescan_with(&name, &table);
+            self.readopt_log(&name);
             let Some(e) = self.tags.get_mut(&name) else {
                 continue;
             };

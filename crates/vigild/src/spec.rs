@@ -48,7 +48,12 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
             max: Duration::from_millis(b.max_ms),
         }),
     };
-    let after = run.after.iter().map(|a| tag_name(a)).collect::<Result<Vec<_>, _>>()?;
+    // Names of other tags, which may be older than the current length limit.
+    let after = run
+        .after
+        .iter()
+        .map(|a| TagName::existing(a).map_err(|e| invalid(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     let stop_signal = match run.stop_signal {
         None => DEFAULT_STOP_SIGNAL,
         Some(s) if (1..=64).contains(&s) => s,

@@ -218,6 +218,7 @@ impl Daemon {
             }
         }
         self.timers.retain(|(_, n)| n != name);
+        self.logs.forget(name);
         self.cmap_internal_drop(&crate::cmap::tag_key_prefix(name.as_str()));
         self.dirty.remove(name);
         self.batch.delete_tags.push(name.to_string());

@@ -18,3 +18,4 @@ mod psm;
 mod remote;
 mod sam;
 mod sam_compat;
+mod sec_logs;
