@@ -825,3 +825,53 @@ fn unexpected(r: Response) -> ClientError {
 fn client_name() -> String {
     std::env::args().next().unwrap_or_else(|| "vigil-client".into())
 }
+
+/// Text for a person's terminal: what vigild reports comes in part from other users (tag names,
+/// `STATUS=` text, PSM states, argv, environment), and a control character in it would be obeyed by
+/// the terminal of whoever reads it (moving the cursor, rewriting earlier lines, changing the window
+/// title). Control characters (C0, DEL, C1) and the bidirectional overrides are shown as escapes in
+/// the style of Rust's `escape_debug` (`\e` for ESC, `\n`, `\t`, `\r`, else `\x1f` or `\u{202e}`);
+/// everything else, backslashes included, is shown as is. JSON output must not use this: it is exact.
+pub fn escape_terminal(s: &str) -> std::borrow::Cow<'_, str> {
+    fn special(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(special) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            c if special(c) && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if special(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_terminals() {
+        assert_eq!(escape_terminal("plain text, a\\b"), "plain text, a\\b");
+        assert_eq!(
+            escape_terminal("\u{1b}[2Jx\ny\t\r\u{7f}\u{9b}\u{202e}é"),
+            "\\e[2Jx\\ny\\t\\r\\x7f\\u{9b}\\u{202e}é"
+        );
+    }
+
+    #[test]
+    fn trusted_uids_are_named_in_the_error() {
+        assert_eq!(describe(&trusted_uids(0, None)), "root");
+        assert_eq!(describe(&trusted_uids(1000, None)), "root or uid 1000");
+        assert_eq!(describe(&trusted_uids(0, Some(65534))), "root or uid 65534");
+        assert_eq!(describe(&trusted_uids(5, Some(7))), "root, uid 5 or uid 7");
+    }
+}

@@ -245,3 +245,73 @@ fn the_real_vigild_is_trusted() {
     let out = v.cli_as(Some(NOBODY), &["list"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// What `nobody` puts into `STATUS=`, a PSM state and a member's argv: a terminal would clear the screen
+/// and retitle the window.
+const EVIL: &str = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[31mOK\nfake line";
+
+const NOTIFY_STATUS: &str = r#"
+import os, socket, sys, time
+addr = os.environ["NOTIFY_SOCKET"]
+if addr.startswith("@"):
+    addr = "\0" + addr[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(("READY=1\nSTATUS=" + bytes.fromhex(sys.argv[1]).decode()).encode(), addr)
+time.sleep(3600)
+"#;
+
+fn no_raw_control(what: &str, o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{what}: {}", stderr(o));
+    let text = stdout(o);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{what}: raw control characters on root's terminal: {text:?}"
+    );
+    text
+}
+
+#[test]
+fn human_output_escapes_what_other_users_wrote_and_json_stays_exact() {
+    let v = Vigild::start();
+    let script = v.path("notify.py");
+    std::fs::write(&script, NOTIFY_STATUS).unwrap();
+    let evil_hex = hex(EVIL.split('\n').next().unwrap());
+    let out = v.cli_as(
+        Some(NOBODY),
+        &["run", "esc", "--", "python3", script.to_str().unwrap(), &evil_hex],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the STATUS= text", || {
+        v.status("esc").status_text.filter(|s| !s.is_empty())
+    });
+
+    // A PSM member of nobody's with a hostile argv[0] and state.
+    let ok = v.cli(&["psm", "category", "add", "esccat"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let mut member = Command::new("/bin/sleep");
+    member.arg0(EVIL).arg("60").uid(NOBODY).gid(NOBODY).current_dir("/");
+    let mut member = member.spawn().unwrap();
+    let pid = member.id().to_string();
+    wait_argv(member.id() as i32);
+    let add = v.cli_as(Some(NOBODY), &["psm", "add", "esccat", &pid]);
+    assert!(add.status.success(), "{}", stderr(&add));
+    let set = v.cli_as(Some(NOBODY), &["psm", "state", "esccat", &pid, EVIL]);
+    assert!(set.status.success(), "{}", stderr(&set));
+
+    let status = no_raw_control("status", &v.cli(&["status", "esc"]));
+    assert!(
+        status.contains("status:    \\e]0;owned\\x07\\e[2J\\e[31mOK"),
+        "{status}"
+    );
+    let psm = no_raw_control("psm get", &v.cli(&["psm", "get", "esccat"]));
+    assert!(psm.contains("\\e[31mOK\\nfake line"), "{psm}");
+    no_raw_control("events", &v.cli(&["events"]));
+
+    // JSON is for programs: exact.
+    let json: serde_json::Value = serde_json::from_slice(&v.cli(&["--json", "status", "esc"]).stdout).unwrap();
+    assert_eq!(json[0]["status_text"], EVIL.split('\n').next().unwrap(), "{json}");
+    let json: serde_json::Value = serde_json::from_slice(&v.cli(&["--json", "psm", "get", "esccat"]).stdout).unwrap();
+    assert_eq!(json[0]["state"], EVIL, "{json}");
+    let _ = member.kill();
+    let _ = member.wait();
+}
