@@ -64,8 +64,12 @@ impl Daemon {
                     })
                     .collect(),
             )),
-            Request::Status { tag: None } => Ok(Response::Tags(self.tags.keys().map(|n| self.status_of(n)).collect())),
-            Request::Status { tag: Some(tag) } => self.known(&tag).map(|n| Response::Tags(vec![self.status_of(&n)])),
+            Request::Status { tag: None } => Ok(Response::Tags(
+                self.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
+            )),
+            Request::Status { tag: Some(tag) } => self
+                .known(&tag)
+                .map(|n| Response::Tags(vec![self.status_for(&n, caller.uid)])),
             Request::Wait { tag, timeout_ms } => {
                 let name = match self.known(&tag) {
                     Ok(n) => n,
@@ -76,6 +80,7 @@ impl Daemon {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: true,
+                        viewer: caller.uid,
                     },
                     deadline,
                     out: out.clone(),
@@ -373,6 +378,7 @@ impl Daemon {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: false,
+                        viewer: caller.uid,
                     },
                     deadline,
                     out: out.clone(),

@@ -315,3 +315,62 @@ fn human_output_escapes_what_other_users_wrote_and_json_stays_exact() {
     let _ = member.kill();
     let _ = member.wait();
 }
+
+#[test]
+fn environment_values_are_shown_to_the_owner_and_root_only() {
+    let v = Vigild::start();
+    let out = v.cli(&["run", "rootdb", "-e", "DB_PASSWORD=r00tsecret", "--", "sleep", "60"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = v.cli_as(
+        Some(NOBODY),
+        &["run", "nobodydb", "-e", "API_TOKEN=n0bodysecret", "--", "sleep", "60"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let env_of = |uid: Option<u32>, tag: &str| -> serde_json::Value {
+        let o = v.cli_as(uid, &["--json", "status", tag]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        j[0]["env"].clone()
+    };
+    let pair = |k: &str, val: &str| serde_json::json!([[k, val]]);
+    // Root and the owner see the values; others the names only.
+    assert_eq!(env_of(None, "rootdb"), pair("DB_PASSWORD", "r00tsecret"));
+    assert_eq!(env_of(Some(NOBODY), "rootdb"), pair("DB_PASSWORD", "<hidden>"));
+    assert_eq!(env_of(Some(NOBODY), "nobodydb"), pair("API_TOKEN", "n0bodysecret"));
+    assert_eq!(env_of(None, "nobodydb"), pair("API_TOKEN", "n0bodysecret"));
+    assert_eq!(env_of(Some(65533), "nobodydb"), pair("API_TOKEN", "<hidden>"));
+    // Every other way a status leaves vigild: all tags at once, human output, pmfadm -l, wait.
+    for o in [
+        v.cli_as(Some(NOBODY), &["status"]),
+        v.cli_as(Some(NOBODY), &["--json", "status"]),
+    ] {
+        let text = stdout(&o);
+        assert!(
+            o.status.success() && text.contains("DB_PASSWORD") && !text.contains("r00tsecret"),
+            "{text}"
+        );
+    }
+    let mut pmfadm = Command::new(bin("pmfadm"));
+    pmfadm
+        .env("VIGIL_SOCKET", v.socket())
+        .args(["-l", "rootdb"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir("/");
+    let o = pmfadm.output().unwrap();
+    let text = stdout(&o);
+    assert!(
+        text.contains("DB_PASSWORD=<hidden>") && !text.contains("r00tsecret"),
+        "{text}{}",
+        stderr(&o)
+    );
+    let stop = v.cli(&["stop", "rootdb"]);
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    let o = v.cli_as(Some(NOBODY), &["--json", "wait", "rootdb", "--timeout", "10"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("DB_PASSWORD") && !text.contains("r00tsecret"),
+        "{text}{}",
+        stderr(&o)
+    );
+}
