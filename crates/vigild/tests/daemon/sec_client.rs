@@ -374,3 +374,62 @@ fn environment_values_are_shown_to_the_owner_and_root_only() {
         stderr(&o)
     );
 }
+
+/// `nobody`'s refusals for `path` (a program, or with `cwd` a working directory), with the path and
+/// the tag's name taken out: what is left must not depend on whether the path exists.
+fn refusal_as_nobody(v: &Vigild, tag: &str, args: &[&str], path: &str) -> String {
+    let mut all = vec!["run", tag];
+    all.extend_from_slice(args);
+    let out = v.cli_as(Some(NOBODY), &all);
+    assert!(!out.status.success(), "{tag} started");
+    stderr(&out)
+        .replace(&format!("{path:?}"), "\"PATH\"")
+        .replace(&format!("tag {tag}"), "tag TAG")
+}
+
+#[test]
+fn nobody_cannot_learn_which_files_exist_where_only_root_may_look() {
+    let v = Vigild::start();
+    // A root-only directory with an executable and a directory in it.
+    let secret = v.path("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    write_script(&secret.join("prog"), "exit 0");
+    std::fs::create_dir(secret.join("dir")).unwrap();
+    let s = secret.display().to_string();
+    let (prog, missing) = (format!("{s}/prog"), format!("{s}/missing"));
+
+    // A program by path.
+    let exists = refusal_as_nobody(&v, "o1", &["--", &prog], &prog);
+    let absent = refusal_as_nobody(&v, "o2", &["--", &missing], &missing);
+    assert_eq!(exists, absent);
+    assert!(
+        exists.contains("\"PATH\" not found or not accessible as uid 65534"),
+        "{exists}"
+    );
+    // A program found through PATH.
+    let path_env = format!("PATH={s}");
+    let exists = refusal_as_nobody(&v, "o3", &["-e", &path_env, "--", "prog"], "prog");
+    let absent = refusal_as_nobody(&v, "o4", &["-e", &path_env, "--", "missing"], "missing");
+    assert_eq!(exists, absent);
+    assert!(exists.contains("not found or not accessible as uid 65534"), "{exists}");
+    // An action program.
+    let exists = refusal_as_nobody(&v, "o5", &["-a", &prog, "--", "true"], &prog);
+    let absent = refusal_as_nobody(&v, "o6", &["-a", &missing, "--", "true"], &missing);
+    assert_eq!(exists, absent);
+    // A working directory.
+    let (dir, nodir) = (format!("{s}/dir"), format!("{s}/nodir"));
+    let exists = refusal_as_nobody(&v, "o7", &["--cwd", &dir, "--", "true"], &dir);
+    let absent = refusal_as_nobody(&v, "o8", &["--cwd", &nodir, "--", "true"], &nodir);
+    assert_eq!(exists, absent);
+    assert!(exists.contains("working directory"), "{exists}");
+
+    // What nobody may reach is found as before, through PATH too, and root's tags are unchanged.
+    let ok = v.cli_as(Some(NOBODY), &["run", "fine", "--", "sleep", "60"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    v.wait_state("fine", "running");
+    let ok = v.cli(&["run", "rootprog", "--", &prog]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // vigild answered each refusal and stays up.
+    assert!(v.client().list().unwrap().iter().all(|t| !t.name.starts_with('o')));
+}
