@@ -238,12 +238,21 @@ fn libcmap_refuses_a_squatted_socket_with_cs_err_access() {
     assert_eq!(sq.connections(), Vec::<String>::new());
 }
 
-/// A real vigild still answers every client that finds it by convention: root's own socket directory.
+/// A real vigild still answers a client that finds it by convention: its directory is root's.
 #[test]
 fn the_real_vigild_is_trusted() {
+    const USER: u32 = 65530;
     let v = Vigild::start();
-    let out = v.cli_as(Some(NOBODY), &["list"]);
+    let runtime = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(runtime.path(), Some(USER), Some(USER)).unwrap();
+    std::os::unix::fs::symlink(v.dir.path(), runtime.path().join("vigil")).unwrap();
+    let mut cmd = Command::new(bin("vigil"));
+    as_victim(&mut cmd, USER)
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .args(["run", "mine", "--", "sleep", "60"]);
+    let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(v.status("mine").uid, USER);
 }
 
 /// What `nobody` puts into `STATUS=`, a PSM state and a member's argv: a terminal would clear the screen
