@@ -90,7 +90,8 @@ fn main() -> ExitCode {
     match run(inv) {
         Ok(code) => ExitCode::from(code as u8),
         Err(Failure(code, msg)) => {
-            eprintln!("pmfadm: {msg}");
+            // vigild's refusals quote what users sent (tag names, paths).
+            eprintln!("pmfadm: {}", vigil_client::escape_terminal(&msg));
             ExitCode::from(code as u8)
         }
     }

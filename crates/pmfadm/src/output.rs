@@ -3,8 +3,15 @@
 
 use vigil_client::proto::TagStatus;
 
-/// A word as a shell would need it: bare when safe, else in single quotes.
+/// User-controlled text for a terminal (see `vigil_client::escape_terminal`).
+fn esc(s: &str) -> String {
+    vigil_client::escape_terminal(s).into_owned()
+}
+
+/// A word as a shell would need it: bare when safe, else in single quotes (with control characters
+/// escaped: this is read on a terminal before anyone pastes it).
 fn shell_word(w: &str) -> String {
+    let w = &esc(w);
     let safe = !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
     if safe {
         w.to_string()
@@ -40,11 +47,11 @@ pub fn status(st: &TagStatus, owner: &str) -> String {
     if !st.env.is_empty() {
         out.push_str("\tenvironment:\n");
         for (k, v) in &st.env {
-            out.push_str(&format!("\t\t{k}={v}\n"));
+            out.push_str(&format!("\t\t{}={}\n", esc(k), esc(v)));
         }
     }
     out.push_str(&format!("\tretries: {}\n", st.restarts_used));
-    out.push_str(&format!("\towner: {owner}\n"));
+    out.push_str(&format!("\towner: {}\n", esc(owner)));
     let level = match st.level {
         -1 => "all".to_string(),
         n => n.to_string(),
@@ -62,6 +69,7 @@ pub fn status(st: &TagStatus, owner: &str) -> String {
 
 /// The `-L` line.
 pub fn list(tags: &[&str]) -> String {
+    let tags: Vec<String> = tags.iter().map(|t| esc(t)).collect();
     format!("tags: {}\n", tags.join(" "))
 }
 

@@ -39,6 +39,20 @@ pub enum ClientError {
     /// from `to + 1`.
     #[error("lost events {from}..{to}; resume from {}", to + 1)]
     Lost { from: u64, to: u64 },
+    /// The socket is not vigild's as far as this client can tell: its server runs as another user, or
+    /// (for the default socket) its directory could have been made by another user. Nothing was sent.
+    #[error(
+        "refusing to talk to {}: {found}; expected {expected} (another user may be posing as vigild: \
+         remove it, or name the real socket with VIGIL_SOCKET or --socket)",
+        path.display()
+    )]
+    Untrusted {
+        path: PathBuf,
+        /// What was found, e.g. "the server runs as uid 65534".
+        found: String,
+        /// What would have been trusted, e.g. "root or uid 1000".
+        expected: String,
+    },
 }
 
 impl ClientError {
@@ -58,12 +72,30 @@ pub fn current_uid() -> u32 {
     std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
 }
 
+/// The effective uid of this process: the one vigild sees through SO_PEERCRED.
+fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// Where vigild listens unless told otherwise: `$VIGIL_SOCKET`; for root `/run/vigil/vigild.sock`; for
 /// others `$XDG_RUNTIME_DIR/vigil/vigild.sock` if it exists, else the system socket if that exists.
 pub fn default_socket_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("VIGIL_SOCKET").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+    if let Some(p) = explicit_socket() {
+        return p;
     }
+    implicit_socket_path()
+}
+
+fn explicit_socket() -> Option<PathBuf> {
+    std::env::var_os("VIGIL_SOCKET")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The socket this client picks by convention when nobody named one. Another user can create
+/// `/tmp/vigil-UID` before its owner does, so a path found this way is only used in a directory
+/// nobody else could have written (see [`check_directory`]).
+fn implicit_socket_path() -> PathBuf {
     let system = PathBuf::from("/run/vigil/vigild.sock");
     if current_uid() == 0 {
         return system;
@@ -76,6 +108,20 @@ pub fn default_socket_path() -> PathBuf {
         return system;
     }
     user
+}
+
+/// Every path a client may pick by convention, however it was reached this time (a script may well set
+/// `VIGIL_SOCKET=/tmp/vigil-$UID/vigild.sock`): their directories get [`check_directory`]. Other
+/// paths were chosen by whoever set them up, and the peer check alone decides.
+fn conventional_socket_paths() -> Vec<PathBuf> {
+    let mut paths = vec![
+        PathBuf::from("/run/vigil/vigild.sock"),
+        PathBuf::from(format!("/tmp/vigil-{}/vigild.sock", current_uid())),
+    ];
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        paths.push(PathBuf::from(dir).join("vigil/vigild.sock"));
+    }
+    paths
 }
 
 /// Writes with MSG_NOSIGNAL: a vigild that went away is an error to the caller, never a SIGPIPE that would
@@ -143,12 +189,29 @@ pub enum ClusterItem {
 }
 
 impl Client {
-    /// Connects and performs the version handshake.
+    /// Connects and performs the version handshake, after checking that the server runs as root or as
+    /// this client's own user (see [`check_peer`]). A path that is the client's default by convention
+    /// (not named by the caller nor by `$VIGIL_SOCKET`) must also lie in a directory that no other
+    /// user could have made or written (see [`check_directory`]).
     pub fn connect(path: &Path) -> Result<Client> {
+        Client::connect_trusting(path, None)
+    }
+
+    /// [`Client::connect`] that also accepts a server running as `also`: for root talking on purpose
+    /// to the vigild of one user (e.g. to look at it), never for finding vigild by convention.
+    pub fn connect_trusting(path: &Path, also: Option<u32>) -> Result<Client> {
+        let me = effective_uid();
+        let trusted = trusted_uids(me, also);
+        if conventional_socket_paths().iter().any(|p| p == path) {
+            check_directory(path, &trusted)?;
+        }
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.into(),
             source,
         })?;
+        // Before the first byte: a server that is not root nor us (nor whom the caller trusts) must
+        // never see a request, its environment values or what the client would believe from it.
+        check_peer(&stream, path, &trusted)?;
         let mut c = Client {
             stream,
             next_id: 1,
@@ -684,10 +747,131 @@ impl Client {
     }
 }
 
+/// Root, this process's user, and whom the caller also trusts.
+fn trusted_uids(me: u32, also: Option<u32>) -> Vec<u32> {
+    let mut t = vec![0, me];
+    t.extend(also);
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+fn describe(trusted: &[u32]) -> String {
+    let mut names: Vec<String> = trusted
+        .iter()
+        .map(|&u| if u == 0 { "root".to_string() } else { format!("uid {u}") })
+        .collect();
+    match names.len() {
+        1 => names.remove(0),
+        _ => {
+            let last = names.pop().expect("two or more");
+            format!("{} or {last}", names.join(", "))
+        }
+    }
+}
+
+/// The server's credentials, which the kernel recorded when it listened: a process of another user
+/// cannot fake them, whatever it did to the socket's path.
+fn check_peer(stream: &UnixStream, path: &Path, trusted: &[u32]) -> Result<()> {
+    let cred = rustix::net::sockopt::socket_peercred(stream).map_err(|e| ClientError::Connect {
+        path: path.into(),
+        source: e.into(),
+    })?;
+    let uid = cred.uid.as_raw();
+    if trusted.contains(&uid) {
+        return Ok(());
+    }
+    Err(ClientError::Untrusted {
+        path: path.into(),
+        found: format!("the server (pid {}) runs as uid {uid}", cred.pid.as_raw_nonzero()),
+        expected: format!("a server running as {}", describe(trusted)),
+    })
+}
+
+/// The directory of a socket found by convention: owned by a trusted user and writable by nobody else,
+/// so that the name could not have been made, or replaced, by another user. Checked before connecting,
+/// so a squatter sees not even a connection.
+fn check_directory(path: &Path, trusted: &[u32]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let meta = std::fs::metadata(dir).map_err(|source| ClientError::Connect {
+        path: path.into(),
+        source,
+    })?;
+    let mode = meta.mode() & 0o7777;
+    if trusted.contains(&meta.uid()) && mode & 0o022 == 0 {
+        return Ok(());
+    }
+    Err(ClientError::Untrusted {
+        path: path.into(),
+        found: format!(
+            "its directory {} is owned by uid {} with mode {mode:04o}",
+            dir.display(),
+            meta.uid()
+        ),
+        expected: format!(
+            "a directory owned by {} and not writable by group or others",
+            describe(trusted)
+        ),
+    })
+}
+
 fn unexpected(r: Response) -> ClientError {
     ClientError::Unexpected(format!("{r:?}"))
 }
 
 fn client_name() -> String {
     std::env::args().next().unwrap_or_else(|| "vigil-client".into())
+}
+
+/// Text for a person's terminal: what vigild reports comes in part from other users (tag names,
+/// `STATUS=` text, PSM states, argv, environment), and a control character in it would be obeyed by
+/// the terminal of whoever reads it (moving the cursor, rewriting earlier lines, changing the window
+/// title). Control characters (C0, DEL, C1) and the bidirectional overrides are shown as escapes in
+/// the style of Rust's `escape_debug` (`\e` for ESC, `\n`, `\t`, `\r`, else `\x1f` or `\u{202e}`);
+/// everything else, backslashes included, is shown as is. JSON output must not use this: it is exact.
+pub fn escape_terminal(s: &str) -> std::borrow::Cow<'_, str> {
+    fn special(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(special) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            c if special(c) && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if special(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_terminals() {
+        assert_eq!(escape_terminal("plain text, a\\b"), "plain text, a\\b");
+        assert_eq!(
+            escape_terminal("\u{1b}[2Jx\ny\t\r\u{7f}\u{9b}\u{202e}é"),
+            "\\e[2Jx\\ny\\t\\r\\x7f\\u{9b}\\u{202e}é"
+        );
+    }
+
+    #[test]
+    fn trusted_uids_are_named_in_the_error() {
+        assert_eq!(describe(&trusted_uids(0, None)), "root");
+        assert_eq!(describe(&trusted_uids(1000, None)), "root or uid 1000");
+        assert_eq!(describe(&trusted_uids(0, Some(65534))), "root or uid 65534");
+        assert_eq!(describe(&trusted_uids(5, Some(7))), "root, uid 5 or uid 7");
+    }
 }

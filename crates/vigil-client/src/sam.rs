@@ -54,6 +54,10 @@ pub enum SamError {
     /// registered, not started, finalized, or a second initialize/register).
     #[error("bad handle (call not allowed in this state)")]
     BadHandle,
+    /// `CS_ERR_ACCESS`: the socket that should be vigild's is served by another user (see
+    /// [`crate::ClientError::Untrusted`]); nothing was sent to it.
+    #[error("access denied (the vigild socket is not served by root or this user)")]
+    Access,
 }
 
 impl SamError {
@@ -65,6 +69,7 @@ impl SamError {
             SamError::InvalidParam => 7,
             SamError::NoMemory => 8,
             SamError::BadHandle => 9,
+            SamError::Access => 11,
         }
     }
 
@@ -74,6 +79,7 @@ impl SamError {
             7 => SamError::InvalidParam,
             8 => SamError::NoMemory,
             9 => SamError::BadHandle,
+            11 => SamError::Access,
             _ => SamError::Library,
         }
     }
@@ -168,7 +174,13 @@ pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
     }
     let p = Policy::new(policy).map_err(|_| SamError::InvalidParam)?;
     let socket = crate::default_socket_path();
-    let mut vigild = Client::connect(&socket).ok();
+    // No vigild is fine (the application is then supervised alone); an impostor is not: the
+    // application must learn that its reports would go to another user.
+    let mut vigild = match Client::connect(&socket) {
+        Ok(c) => Some(c),
+        Err(ClientError::Untrusted { .. }) => return Err(SamError::Access),
+        Err(_) => None,
+    };
     if p.quorum() && vigild.is_none() {
         return Err(SamError::Library);
     }

@@ -102,6 +102,8 @@ fn status_of(e: &ClientError) -> c_int {
             _ => CFG_FRAME_ESUBSYS,
         },
         ClientError::Connect { .. } => CFG_FRAME_ECONNECT,
+        // The socket is served by another user: a privilege problem, not a missing daemon.
+        ClientError::Untrusted { .. } => CFG_FRAME_EPRIVS,
         _ => CFG_FRAME_ESUBSYS,
     }
 }

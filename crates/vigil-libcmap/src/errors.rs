@@ -47,6 +47,15 @@ pub fn from_client(e: &ClientError) -> c_int {
     e.code().map_or(CS_ERR_LIBRARY, from_code)
 }
 
+/// A failed connection: an impostor on vigild's socket is `CS_ERR_ACCESS`, what libqb answers when the
+/// server's credentials are not the ones expected; anything else (no vigild) `CS_ERR_LIBRARY`.
+pub fn from_connect(e: &ClientError) -> c_int {
+    match e {
+        ClientError::Untrusted { .. } => CS_ERR_ACCESS,
+        _ => CS_ERR_LIBRARY,
+    }
+}
+
 /// A refused set. icmap checks a new key's name last and answers `CS_ERR_NAME_TOO_LONG` for any bad
 /// one, where vigild answers an invalid argument: the key rule (vigil-core's, the one vigild applied)
 /// tells which of the two the refusal was.

@@ -88,9 +88,10 @@ fn handles() -> MutexGuard<'static, BTreeMap<u64, Arc<Inst>>> {
 }
 
 /// Connects to vigild and registers a handle. vigild unreachable is `CS_ERR_LIBRARY`, what corosync's
-/// library answers when corosync is not running.
+/// library answers when corosync is not running; a socket served by another user is `CS_ERR_ACCESS`
+/// (nothing was sent to it, and nothing it says is believed).
 pub fn open(map: CmapMap) -> Result<u64, c_int> {
-    let client = Client::connect_default().map_err(|_| CS_ERR_LIBRARY)?;
+    let client = Client::connect_default().map_err(|e| crate::errors::from_connect(&e))?;
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|_| CS_ERR_LIBRARY)?;
     let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(|_| CS_ERR_LIBRARY)?;
     for (fd, tag) in [(client.as_fd(), 0), (wake.as_fd(), 1)] {

@@ -47,6 +47,10 @@ const MONITOR_STOP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// vigild's error codes as `scha_err_t`: the one table.
 fn scha(e: &ClientError) -> c_int {
+    if let ClientError::Untrusted { .. } = e {
+        // Another user serves vigild's socket: nothing was sent to it.
+        return SCHA_ERR_ACCESS;
+    }
     match e.code() {
         Some(ErrorCode::InvalidArgument | ErrorCode::ExecFailed) => SCHA_ERR_INVAL,
         // scds_pmf_start(3HA): a program that runs already is SCHA_ERR_INTERNAL.

@@ -31,7 +31,7 @@ pub use procfs::{
     start_time_to_boot_ns, uptime_ticks, ProcStat, ProcTable,
 };
 pub use resolve::resolve_program;
-pub use spawn::{spawn, Output, SpawnSpec, Spawned};
+pub use spawn::{check_exec, spawn, Output, SpawnSpec, Spawned};
 
 /// A process id (or process group id), as the kernel's `pid_t`.
 pub type Pid = i32;
@@ -71,6 +71,18 @@ pub enum SysError {
     /// The process connector's socket buffer overflowed; events were lost, so rescan /proc.
     #[error("process connector overrun: events were lost")]
     Overrun,
+    /// A program or working directory that the user a process runs as cannot reach: missing, or
+    /// behind a directory that user may not search, which is one answer so that nobody learns through
+    /// a root process what exists where only others may look.
+    #[error("{what} {path:?} not found or not accessible as uid {uid}")]
+    NotAccessible {
+        /// "program" or "working directory".
+        what: &'static str,
+        /// The path as given (a program's name, for a PATH search).
+        path: String,
+        /// The user the process would have run as.
+        uid: u32,
+    },
 }
 
 impl SysError {

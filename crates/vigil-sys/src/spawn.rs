@@ -40,6 +40,13 @@ pub struct SpawnSpec<'a> {
     /// An environment variable to set to the new process's own pid, which only the child knows
     /// (systemd's `WATCHDOG_PID`); added after `env`, which should not hold it.
     pub pid_env: Option<&'a str>,
+    /// A PATH value: a `program` without '/' is then looked for in it by the child, after the uid
+    /// switch and chdir, as execvp(3) does. So the new user's own permissions decide what is found,
+    /// and the caller (root) never looks where that user may not.
+    pub search_path: Option<&'a std::ffi::OsStr>,
+    /// If `cwd` cannot be entered (by the new user), start in / instead: for a default such as the
+    /// user's home, which may be missing.
+    pub cwd_or_root: bool,
 }
 
 impl<'a> SpawnSpec<'a> {
@@ -55,6 +62,8 @@ impl<'a> SpawnSpec<'a> {
             output,
             new_session: false,
             pid_env: None,
+            search_path: None,
+            cwd_or_root: false,
         }
     }
 }
@@ -140,7 +149,13 @@ impl std::error::Error for StepError {
 
 /// Everything the child needs, built before the clone so the child never allocates.
 struct Prepared {
-    program: CString,
+    /// The paths to try in order (the program, or one per directory of `search_path`), pointing into
+    /// `_programs`.
+    program_ptrs: Vec<*const libc::c_char>,
+    _programs: Vec<CString>,
+    /// Check that a program could be executed, and exit: never exec.
+    check_only: bool,
+    cwd_or_root: bool,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     cwd: Option<CString>,
@@ -398,6 +413,26 @@ fn invalid(program: &str, what: &str) -> SysError {
 fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
     let program =
         CString::new(spec.program.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "program path"))?;
+    let programs = match spec.search_path {
+        Some(_) if program.as_bytes().is_empty() => {
+            return Err(SysError::ProgramNotFound {
+                program: program_name.to_owned(),
+            })
+        }
+        Some(search) if !program.as_bytes().contains(&b'/') => search
+            .as_bytes()
+            .split(|&b| b == b':')
+            .map(|dir| {
+                // An empty PATH entry means the current directory.
+                let mut p = if dir.is_empty() { b".".to_vec() } else { dir.to_vec() };
+                p.push(b'/');
+                p.extend_from_slice(program.as_bytes());
+                CString::new(p).map_err(|_| invalid(program_name, "PATH"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => vec![program.clone()],
+    };
+    let program_ptrs = programs.iter().map(|p| p.as_ptr()).collect();
     let argv: Vec<CString> = if spec.argv.is_empty() {
         vec![program.clone()]
     } else {
@@ -459,7 +494,10 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         .collect();
 
     Ok(Prepared {
-        program,
+        _programs: programs,
+        program_ptrs,
+        check_only: false,
+        cwd_or_root: spec.cwd_or_root,
         argv_ptrs,
         envp_ptrs,
         cwd,
@@ -483,8 +521,40 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
 /// The child gets an empty signal mask, default signal dispositions and, if
 /// `raise_nofile_limit` was called, the original soft RLIMIT_NOFILE.
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
+    let pid = start_child(spec, false)?;
+    let pidfd = match PidFd::open(pid) {
+        Ok(p) => p,
+        Err(e) => {
+            // Do not leave an unsupervised child behind; reap_any will collect it.
+            misc::send_signal(pid, libc::SIGKILL).ok();
+            return Err(e);
+        }
+    };
+    let start_time = match procfs::start_time(pid) {
+        Ok(t) => t,
+        Err(e) => {
+            pidfd.send_signal(libc::SIGKILL).ok();
+            return Err(e);
+        }
+    };
+    Ok(Spawned { pid, start_time, pidfd })
+}
+
+/// Everything `spawn` would do up to the exec (uid switch, chdir, the PATH search), ending with a check
+/// that the program could be executed, without executing it: so a request can be refused now, with the
+/// answer the new user would get, rather than fail at its first start. The child is reaped.
+pub fn check_exec(spec: &SpawnSpec) -> Result<(), SysError> {
+    let pid = start_child(spec, true)?;
+    wait_for(pid);
+    Ok(())
+}
+
+/// Clones the child of `spawn` (or of `check_exec`), and returns its pid once it has exec'd (or, checking
+/// only, exited); a failed child is reaped and its error returned.
+fn start_child(spec: &SpawnSpec, check_only: bool) -> Result<Pid, SysError> {
     let program_name = spec.program.to_string_lossy().into_owned();
-    let prep = prepare(spec, &program_name)?;
+    let mut prep = prepare(spec, &program_name)?;
+    prep.check_only = check_only;
 
     // A uid/gid switch in a child sharing our memory would change our memory's dumpability
     // too (commit_creds sets mm->dumpable to fs.suid_dumpable, making us non-dumpable by
@@ -536,23 +606,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
         wait_for(pid);
         return Err(exec_error(&program_name, spec, step, errno));
     }
-
-    let pidfd = match PidFd::open(pid) {
-        Ok(p) => p,
-        Err(e) => {
-            // Do not leave an unsupervised child behind; reap_any will collect it.
-            misc::send_signal(pid, libc::SIGKILL).ok();
-            return Err(e);
-        }
-    };
-    let start_time = match procfs::start_time(pid) {
-        Ok(t) => t,
-        Err(e) => {
-            pidfd.send_signal(libc::SIGKILL).ok();
-            return Err(e);
-        }
-    };
-    Ok(Spawned { pid, start_time, pidfd })
+    Ok(pid)
 }
 
 /// Blocks until the failed child (which is about to _exit) is reaped.
@@ -569,6 +623,31 @@ fn wait_for(pid: Pid) {
 
 fn exec_error(program: &str, spec: &SpawnSpec, step: u32, errno: i32) -> SysError {
     let os = io::Error::from_raw_os_error(errno);
+    // As another user, a path that is missing and one behind a directory that user may not search
+    // get one answer: telling them apart would tell that user what exists where only others may look.
+    if let Some(uid) = spec.uid {
+        let unreachable = matches!(
+            errno,
+            libc::ENOENT | libc::EACCES | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG | libc::EPERM
+        );
+        match Step::from_u32(step) {
+            Step::Execve if unreachable => {
+                return SysError::NotAccessible {
+                    what: "program",
+                    path: program.to_owned(),
+                    uid,
+                }
+            }
+            Step::Chdir if unreachable => {
+                return SysError::NotAccessible {
+                    what: "working directory",
+                    path: spec.cwd.unwrap_or(Path::new("")).to_string_lossy().into_owned(),
+                    uid,
+                }
+            }
+            _ => {}
+        }
+    }
     let what = match Step::from_u32(step) {
         Step::Execve => {
             return SysError::Exec {
@@ -717,7 +796,7 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
             }
         }
         if let Some(cwd) = &p.cwd {
-            if libc::chdir(cwd.as_ptr()) < 0 {
+            if libc::chdir(cwd.as_ptr()) < 0 && !(p.cwd_or_root && libc::chdir(c"/".as_ptr()) == 0) {
                 fail(Step::Chdir);
             }
         }
@@ -765,7 +844,29 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
         // Belt and braces: nothing above fd 2 is meant to be inherited.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
 
-        libc::execve(p.program.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+        // execvp's search: a missing candidate (ENOENT, ENOTDIR) passes to the next; one we may not
+        // execute (EACCES) too, but is the answer if none is found; any other error is the answer.
+        let mut denied = false;
+        for &program in &p.program_ptrs {
+            if p.check_only {
+                // After the switch the real ids are the new user's: access(2) answers for them.
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::access(program, libc::X_OK) == 0 && libc::stat(program, &mut st) == 0 {
+                    if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                        libc::_exit(0);
+                    }
+                    *libc::__errno_location() = libc::EACCES;
+                }
+            } else {
+                libc::execve(program, p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+            }
+            match *libc::__errno_location() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => denied = true,
+                _ => fail(Step::Execve),
+            }
+        }
+        *libc::__errno_location() = if denied { libc::EACCES } else { libc::ENOENT };
         fail(Step::Execve)
     }
 }
@@ -988,7 +1089,50 @@ mod tests {
         // The report of a child with its own memory still reaches us, and it is reaped.
         spec.cwd = Some(Path::new("/nonexistent/dir"));
         let msg = spawn(&spec).unwrap_err().to_string();
-        assert!(msg.contains("chdir to \"/nonexistent/dir\""), "{msg}");
+        // As another user, missing and unreachable are one answer.
+        assert_eq!(
+            msg,
+            "working directory \"/nonexistent/dir\" not found or not accessible as uid 65534"
+        );
+        assert!(crate::reap_any().unwrap().is_none());
+    }
+
+    /// The PATH search and the check happen as the new user: a root-only directory hides what is in it.
+    #[test]
+    fn search_and_check_as_the_new_user() {
+        if crate::getuid() != 0 {
+            return;
+        }
+        let _g = child_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("exe");
+        std::fs::write(&exe, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let search = format!("/nonexistent:{}:/usr/bin:/bin", dir.path().display());
+        let check = |program: &str, dir_mode: u32, uid: Option<u32>| {
+            std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(dir_mode)).unwrap();
+            check_exec(&SpawnSpec {
+                uid,
+                gid: uid,
+                cwd: Some(Path::new("/")),
+                search_path: Some(std::ffi::OsStr::new(&search)),
+                ..SpawnSpec::new(Path::new(program), &[], &[], Output::Null)
+            })
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(check("exe", 0o755, Some(65534)), Ok(()));
+        assert_eq!(check("sh", 0o755, Some(65534)), Ok(()));
+        let hidden = check("exe", 0o700, Some(65534));
+        assert_eq!(
+            hidden.clone().map_err(|e| e.replace("exe", "X")),
+            check("absent", 0o700, Some(65534)).map_err(|e| e.replace("absent", "X"))
+        );
+        assert_eq!(
+            hidden,
+            Err("program \"exe\" not found or not accessible as uid 65534".to_string())
+        );
+        // Root itself still finds it.
+        assert_eq!(check("exe", 0o700, None), Ok(()));
         assert!(crate::reap_any().unwrap().is_none());
     }
 

@@ -327,7 +327,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(Failure(code, msg)) => {
             if !msg.is_empty() {
-                eprintln!("vigil: {msg}");
+                // vigild's refusals quote what users sent (tag names, paths).
+                eprintln!("vigil: {}", vigil_client::escape_terminal(&msg));
             }
             ExitCode::from(code)
         }
@@ -366,7 +367,11 @@ fn each_node<T>(
                 out.extend(v.into_iter().map(|x| (n.clone(), x)));
             }
             Err(e) => {
-                eprintln!("vigil: node {n}: {e}");
+                eprintln!(
+                    "vigil: node {}: {}",
+                    vigil_client::escape_terminal(n),
+                    vigil_client::escape_terminal(&e.to_string())
+                );
                 last = Some(e);
             }
         }
@@ -480,7 +485,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                         .collect();
                     down.dedup();
                     for n in down {
-                        eprintln!("vigil: node {n}: down; its members are shown as last known (unreachable)");
+                        eprintln!(
+                            "vigil: node {}: down; its members are shown as last known (unreachable)",
+                            vigil_client::escape_terminal(n)
+                        );
                     }
                     let ms: Vec<_> = got.into_iter().map(|(_, m)| m).collect();
                     output::members(&ms, json)
@@ -495,9 +503,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let timeout = timeout.map(|t| secs(t, "--timeout")).transpose()?;
             match connect()?.wait(&tag, timeout)? {
                 Some(st) if json => output::status(&[st], true),
-                Some(st) => println!("{}: {}", st.name, st.state),
+                Some(st) => println!(
+                    "{}: {}",
+                    vigil_client::escape_terminal(&st.name),
+                    vigil_client::escape_terminal(&st.state)
+                ),
                 None if json => println!("[]"),
-                None => println!("{tag}: removed"),
+                None => println!("{}: removed", vigil_client::escape_terminal(&tag)),
             }
         }
         Cmd::Logs { tag, follow, lines } => {

@@ -10,6 +10,25 @@ use vigil_client::proto::{
     ReloadReport, TagStatus, TagSummary,
 };
 
+/// User-controlled text for human output (see `vigil_client::escape_terminal`); JSON stays exact.
+fn esc(s: &str) -> String {
+    vigil_client::escape_terminal(s).into_owned()
+}
+
+/// Words joined by spaces, each escaped.
+fn esc_join(words: &[String]) -> String {
+    words.iter().map(|w| esc(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// `k=v` pairs, escaped.
+fn esc_pairs<V: std::fmt::Display>(pairs: &[(String, V)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(&v.to_string())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn print_json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("plain data serializes"));
 }
@@ -57,8 +76,8 @@ pub fn tag_started(st: &TagStatus, json: bool) {
         return print_json(st);
     }
     match st.main_pid {
-        Some(pid) => println!("{}: {} (pid {pid})", st.name, st.state),
-        None => println!("{}: {}", st.name, st.state),
+        Some(pid) => println!("{}: {} (pid {pid})", esc(&st.name), esc(&st.state)),
+        None => println!("{}: {}", esc(&st.name), esc(&st.state)),
     }
 }
 
@@ -70,7 +89,7 @@ pub fn list(tags: &[TagSummary], json: bool) {
     t.load_style(NOTHING).set_header(["TAG", "STATE", "PIDS"]);
     for s in tags {
         let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
-        t.add_row([s.name.clone(), s.state.clone(), pids.join(" ")]);
+        t.add_row([esc(&s.name), esc(&s.state), pids.join(" ")]);
     }
     println!("{t}");
 }
@@ -85,7 +104,7 @@ pub fn list_nodes(tags: &[(String, TagSummary)], json: bool) {
     t.load_style(NOTHING).set_header(["NODE", "TAG", "STATE", "PIDS"]);
     for (n, s) in tags {
         let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
-        t.add_row([n.clone(), s.name.clone(), s.state.clone(), pids.join(" ")]);
+        t.add_row([esc(n), esc(&s.name), esc(&s.state), pids.join(" ")]);
     }
     println!("{t}");
 }
@@ -128,17 +147,16 @@ pub fn status(tags: &[TagStatus], json: bool) {
                 human_duration(Duration::from_millis(now_ms().saturating_sub(s)))
             )
         });
-        println!("{}: {}{}", st.name, st.state, up.unwrap_or_default());
+        println!("{}: {}{}", esc(&st.name), esc(&st.state), up.unwrap_or_default());
         if let Some(r) = &st.reason {
-            println!("  reason:    {r}");
+            println!("  reason:    {}", esc(r));
         }
-        println!("  command:   {}", st.command.join(" "));
+        println!("  command:   {}", esc_join(&st.command));
         if !st.env.is_empty() {
-            let env: Vec<String> = st.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("  env:       {}", env.join(" "));
+            println!("  env:       {}", esc_pairs(&st.env));
         }
         if let Some(c) = &st.cwd {
-            println!("  cwd:       {c}");
+            println!("  cwd:       {}", esc(c));
         }
         println!("  user:      uid {} gid {}", st.uid, st.gid);
         println!(
@@ -151,10 +169,13 @@ pub fn status(tags: &[TagStatus], json: bool) {
                 format!("{} s", st.period)
             },
             st.restarts_used,
-            st.action.as_ref().map(|a| format!(", action {a}")).unwrap_or_default()
+            st.action
+                .as_ref()
+                .map(|a| format!(", action {}", esc(a)))
+                .unwrap_or_default()
         );
         if !st.after.is_empty() {
-            println!("  after:     {}", st.after.join(" "));
+            println!("  after:     {}", esc_join(&st.after));
         }
         if let Some(w) = st.watchdog_ms {
             println!("  watchdog:  {} s", seconds(w));
@@ -163,17 +184,17 @@ pub fn status(tags: &[TagStatus], json: bool) {
             println!("  ready:     {}", if st.ready { "yes" } else { "no" });
         }
         if let Some(s) = &st.status_text {
-            println!("  status:    {s}");
+            println!("  status:    {}", esc(s));
         }
         for p in &st.probes {
             let fails = match (&p.last_error, p.failures) {
                 (_, 0) => String::new(),
-                (Some(e), n) => format!("; failed {n} time(s) in a row: {e}"),
+                (Some(e), n) => format!("; failed {n} time(s) in a row: {}", esc(e)),
                 (None, n) => format!("; failed {n} time(s) in a row"),
             };
             println!(
                 "  probe:     {} every {} s, timeout {} s, threshold {}{fails}",
-                p.check,
+                esc(&p.check.to_string()),
                 seconds(p.interval_ms),
                 seconds(p.timeout_ms),
                 p.threshold
@@ -195,7 +216,7 @@ pub fn status(tags: &[TagStatus], json: bool) {
         if let Some((pid, e)) = &st.last_exit {
             println!("  last exit: pid {pid}, {}", exit_text(e));
         }
-        println!("  log:       {}", st.log_path);
+        println!("  log:       {}", esc(&st.log_path));
     }
 }
 
@@ -204,15 +225,14 @@ pub fn event(e: &Event, json: bool) {
         println!("{}", serde_json::to_string(e).expect("plain data serializes"));
         return;
     }
-    let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
         "{:>6} {} {} {} {} {}",
         e.seq,
         e.time_ms,
-        e.node,
-        e.name,
-        e.subject,
-        attrs.join(" ")
+        esc(&e.node),
+        esc(&e.name),
+        esc(&e.subject),
+        esc_pairs(&e.attrs)
     );
 }
 
@@ -223,16 +243,15 @@ pub fn cluster_event(e: &ClusterEvent, json: bool) {
         return;
     }
     let ev = &e.event;
-    let attrs: Vec<String> = ev.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
         "{:>6} {} {}#{} {} {} {}",
         e.rev,
         ev.time_ms,
-        ev.node,
+        esc(&ev.node),
         ev.seq,
-        ev.name,
-        ev.subject,
-        attrs.join(" ")
+        esc(&ev.name),
+        esc(&ev.subject),
+        esc_pairs(&ev.attrs)
     );
 }
 
@@ -261,7 +280,7 @@ pub fn categories(cats: &[PsmCategory], json: bool) {
     let mut t = Table::new();
     t.load_style(NOTHING).set_header(["CATEGORY", "MEMBERS", "RUNNING"]);
     for c in cats {
-        t.add_row([c.name.clone(), c.members.to_string(), c.running.to_string()]);
+        t.add_row([esc(&c.name), c.members.to_string(), c.running.to_string()]);
     }
     println!("{t}");
 }
@@ -275,18 +294,18 @@ pub fn members(ms: &[PsmMember], json: bool) {
         .set_header(["CATEGORY", "NAME", "PID", "STATE", "EXIT", "ARGV"]);
     for m in ms {
         let exit = m.exit.as_ref().map(exit_text).unwrap_or_default();
-        let mut argv = m.argv.join(" ");
+        let mut argv = esc_join(&m.argv);
         if m.flags & vigil_client::proto::PSM_FL_ARGTRUNC != 0 {
             argv.push_str(" ...");
         }
         t.add_row([
-            m.category.clone(),
-            m.name.clone(),
+            esc(&m.category),
+            esc(&m.name),
             m.pid.to_string(),
             if m.flags & vigil_client::proto::PSM_FL_UNREACHABLE != 0 {
-                format!("unreachable ({})", m.state)
+                format!("unreachable ({})", esc(&m.state))
             } else {
-                m.state.clone()
+                esc(&m.state)
             },
             exit,
             argv,
@@ -306,7 +325,7 @@ pub fn reload(r: &ReloadReport, json: bool) {
         ("unchanged", &r.unchanged),
     ] {
         if !names.is_empty() {
-            println!("{what}: {}", names.join(" "));
+            println!("{what}: {}", esc_join(names));
         }
     }
     if r.started.is_empty() && r.restarted.is_empty() && r.stopped.is_empty() {
@@ -318,14 +337,14 @@ pub fn daemon(d: &DaemonInfo, json: bool) {
     if json {
         return print_json(d);
     }
-    println!("vigild {} (pid {}, uid {})", d.version, d.pid, d.uid);
+    println!("vigild {} (pid {}, uid {})", esc(&d.version), d.pid, d.uid);
     println!(
         "  up:        {}",
         human_duration(Duration::from_millis(now_ms().saturating_sub(d.started_ms)))
     );
-    println!("  state dir: {}", d.state_dir);
-    println!("  socket:    {}", d.socket);
-    println!("  config:    {}", d.config.as_deref().unwrap_or("(none)"));
+    println!("  state dir: {}", esc(&d.state_dir));
+    println!("  socket:    {}", esc(&d.socket));
+    println!("  config:    {}", esc(d.config.as_deref().unwrap_or("(none)")));
     println!("  tags:      {}", d.tags);
     println!("  tracking:  {}", d.tracking);
     println!("  events:    {}", d.last_seq);
@@ -420,7 +439,7 @@ pub fn cmap_entries(entries: &[CmapEntry], json: bool) {
     }
     for e in entries {
         let (ty, text) = cmap_text(&e.value);
-        println!("{} ({ty}) = {text}", e.key);
+        println!("{} ({ty}) = {}", esc(&e.key), esc(&text));
     }
 }
 
@@ -444,11 +463,11 @@ pub fn cmap_notification(n: &CmapNotification, json: bool) {
     let show = |v: &Option<CmapValue>| match v {
         Some(v) => {
             let (ty, text) = cmap_text(v);
-            format!("({ty}) {text}")
+            format!("({ty}) {}", esc(&text))
         }
         None => "-".to_string(),
     };
-    println!("{event} {}: {} -> {}", n.key, show(&n.old), show(&n.new));
+    println!("{event} {}: {} -> {}", esc(&n.key), show(&n.old), show(&n.new));
     let _ = std::io::stdout().flush();
 }
 
@@ -495,7 +514,7 @@ pub fn sam(ps: &[vigil_client::proto::SamProcess], json: bool) {
         }
         t.add_row([
             pid,
-            p.name.clone(),
+            esc(&p.name),
             i.instance.to_string(),
             i.child.to_string(),
             i.state.cmap_str().to_string(),
@@ -531,7 +550,7 @@ pub fn nodes(ns: &[vigil_client::proto::NodeInfo], json: bool) {
     t.load_style(NOTHING)
         .set_header(["NODE", "ID", "STATE", "SINCE", "ADDRESS", "PID", "VERSION"]);
     for n in ns {
-        let mut name = n.name.clone();
+        let mut name = esc(&n.name);
         if n.this_node {
             name.push_str(" (this node)");
         }
@@ -543,9 +562,9 @@ pub fn nodes(ns: &[vigil_client::proto::NodeInfo], json: bool) {
                 "{} ago",
                 human_duration(Duration::from_millis(now_ms().saturating_sub(n.since_ms)))
             ),
-            n.address.clone(),
+            esc(&n.address),
             n.pid.to_string(),
-            n.version.clone(),
+            esc(&n.version),
         ]);
     }
     println!("{t}");

@@ -64,8 +64,12 @@ impl Daemon {
                     })
                     .collect(),
             )),
-            Request::Status { tag: None } => Ok(Response::Tags(self.tags.keys().map(|n| self.status_of(n)).collect())),
-            Request::Status { tag: Some(tag) } => self.known(&tag).map(|n| Response::Tags(vec![self.status_of(&n)])),
+            Request::Status { tag: None } => Ok(Response::Tags(
+                self.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
+            )),
+            Request::Status { tag: Some(tag) } => self
+                .known(&tag)
+                .map(|n| Response::Tags(vec![self.status_for(&n, caller.uid)])),
             Request::Wait { tag, timeout_ms } => {
                 let name = match self.known(&tag) {
                     Ok(n) => n,
@@ -76,6 +80,7 @@ impl Daemon {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: true,
+                        viewer: caller.uid,
                     },
                     deadline,
                     out: out.clone(),
@@ -256,11 +261,25 @@ impl Daemon {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| std::ffi::OsString::from(v));
         let path = path.unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-        vigil_sys::resolve_program(&spec.command[0], Some(&path))
-            .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: {e}")))?;
+        // As another user, the programs and the working directory are checked by a child that has
+        // become that user: root looking would answer what exists where only root may look.
+        let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
+        let check = |program: &str| -> Result<(), vigil_sys::SysError> {
+            if !switch {
+                return vigil_sys::resolve_program(program, Some(&path)).map(drop);
+            }
+            let cwd = spec.cwd.as_deref().map(std::path::Path::new);
+            vigil_sys::check_exec(&vigil_sys::SpawnSpec {
+                cwd: cwd.or(Some(std::path::Path::new("/"))),
+                uid: Some(spec.uid),
+                gid: Some(spec.gid),
+                search_path: Some(&path),
+                ..vigil_sys::SpawnSpec::new(std::path::Path::new(program), &[], &[], vigil_sys::Output::Null)
+            })
+        };
+        check(&spec.command[0]).map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: {e}")))?;
         if let Some(action) = &spec.action {
-            vigil_sys::resolve_program(action, Some(&path))
-                .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
+            check(action).map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
         }
         self.tags.remove(&name);
         self.insert_and_start(name.clone(), spec, false);
@@ -373,6 +392,7 @@ impl Daemon {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: false,
+                        viewer: caller.uid,
                     },
                     deadline,
                     out: out.clone(),

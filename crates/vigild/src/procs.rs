@@ -123,16 +123,25 @@ impl Daemon {
         };
         let spec = &self.tags[name].tag.spec;
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
-        let program = vigil_sys::resolve_program(&argv[0], path).map_err(|e| e.to_string())?;
-        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
         let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
+        // Another user's program is looked for by the child, as that user: root looking for it would
+        // tell that user which files exist where only root may look.
+        let program = if switch {
+            std::path::PathBuf::from(&argv[0])
+        } else {
+            vigil_sys::resolve_program(&argv[0], path).map_err(|e| e.to_string())?
+        };
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
         let home = env
             .iter()
             .find(|(k, _)| k == "HOME")
             .map(|(_, v)| std::path::PathBuf::from(v));
-        let cwd = match &spec.cwd {
-            Some(c) => std::path::PathBuf::from(c),
-            None => home.filter(|h| h.is_dir()).unwrap_or_else(|| "/".into()),
+        // Without a working directory of its own, the tag starts in its home if it can enter it, else
+        // in / (decided by the child, as the tag's user, for the reason above).
+        let (cwd, cwd_or_root) = match &spec.cwd {
+            Some(c) => (std::path::PathBuf::from(c), false),
+            None if switch => (home.unwrap_or_else(|| "/".into()), true),
+            None => (home.filter(|h| h.is_dir()).unwrap_or_else(|| "/".into()), false),
         };
         let sspec = SpawnSpec {
             program: &program,
@@ -153,6 +162,8 @@ impl Daemon {
                 && spec.health.watchdog.is_some()
                 && !env.iter().any(|(k, _)| k == "WATCHDOG_PID"))
             .then_some("WATCHDOG_PID"),
+            search_path: if switch { path } else { None },
+            cwd_or_root,
         };
         vigil_sys::spawn(&sspec).map_err(|e| e.to_string())
     }

@@ -88,7 +88,10 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
         },
     };
     spec.validate(&name).map_err(|e| invalid(format!("tag {name}: {e}")))?;
-    if let Some(cwd) = &spec.cwd {
+    // Only for root's tags: another user's working directory is checked as that user, when the
+    // tag's programs are (see `Daemon::run`), so that root never answers what exists where only
+    // root may look.
+    if let Some(cwd) = spec.cwd.as_ref().filter(|_| uid == 0) {
         if !std::path::Path::new(cwd).is_dir() {
             return Err(invalid(format!("tag {name}: working directory {cwd} does not exist")));
         }

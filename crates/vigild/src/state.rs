@@ -75,10 +75,17 @@ pub struct Waiter {
     pub id: u64,
 }
 
+/// What a user who is neither a tag's owner nor root sees in place of each of its environment values.
+pub const HIDDEN: &str = "<hidden>";
+
 pub enum WaitFor {
     /// The tag has no process and will not get one (stopped, failed or gone); the answer is the tag's
-    /// status when `with_status`, else `Ok`.
-    TagIdle { tag: TagName, with_status: bool },
+    /// status when `with_status` (as `viewer` may see it, see [`Daemon::status_for`]), else `Ok`.
+    TagIdle {
+        tag: TagName,
+        with_status: bool,
+        viewer: u32,
+    },
     /// None of these processes is alive.
     ProcsGone(TagName, Vec<ProcId>),
 }
@@ -287,10 +294,14 @@ impl Daemon {
         let mut keep = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
             let done = match &w.until {
-                WaitFor::TagIdle { tag, with_status } => match self.tags.get(tag) {
+                WaitFor::TagIdle {
+                    tag,
+                    with_status,
+                    viewer,
+                } => match self.tags.get(tag) {
                     None => Some(Ok(vigil_proto::Response::Ok)),
                     Some(e) if !e.tag.is_active() && *with_status => {
-                        Some(Ok(vigil_proto::Response::Tag(self.status_of(tag))))
+                        Some(Ok(vigil_proto::Response::Tag(self.status_for(tag, *viewer))))
                     }
                     Some(e) if !e.tag.is_active() => Some(Ok(vigil_proto::Response::Ok)),
                     Some(_) => None,
@@ -337,6 +348,19 @@ impl Daemon {
     pub fn status_of(&self, name: &TagName) -> vigil_proto::TagStatus {
         let e = &self.tags[name];
         crate::convert::tag_status(&e.tag, e.from_config, self.logs.path(name).display().to_string(), now())
+    }
+
+    /// The status as `viewer` may see it: environment values are secrets of the tag's user (passwords,
+    /// tokens), so only that user and root see them; anyone else sees the names, each value replaced by
+    /// [`HIDDEN`] (a string still, so JSON readers keep one type).
+    pub fn status_for(&self, name: &TagName, viewer: u32) -> vigil_proto::TagStatus {
+        let mut st = self.status_of(name);
+        if viewer != 0 && viewer != st.uid {
+            for (_, v) in &mut st.env {
+                *v = HIDDEN.to_string();
+            }
+        }
+        st
     }
 
     /// The earliest time something must happen without a message: a tag timer or a waiter's deadline.

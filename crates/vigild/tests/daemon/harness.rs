@@ -155,7 +155,7 @@ impl Vigild {
             cmd.uid(uid).gid(uid).current_dir("/").env("HOME", "/nonexistent");
         }
         self.child = Some(cmd.spawn().expect("start vigild"));
-        wait_for("vigild to answer", || Client::connect(&self.socket()).ok());
+        wait_for("vigild to answer", || self.connect().ok());
     }
 
     pub fn pid(&self) -> u32 {
@@ -164,7 +164,12 @@ impl Vigild {
 
     /// A connection, retried until the deadline (vigild may be re-executing).
     pub fn client(&self) -> Client {
-        wait_for("a connection to vigild", || Client::connect(&self.socket()).ok())
+        wait_for("a connection to vigild", || self.connect().ok())
+    }
+
+    /// One connection attempt; the test (root) trusts the user a per-user vigild runs as.
+    pub fn connect(&self) -> Result<Client, vigil_client::ClientError> {
+        Client::connect_trusting(&self.socket(), self.uid)
     }
 
     /// Runs the CLI against this vigild, optionally as another user.

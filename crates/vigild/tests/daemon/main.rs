@@ -19,3 +19,4 @@ mod remote;
 mod sam;
 mod sam_compat;
 mod sec_logs;
+mod sec_client;

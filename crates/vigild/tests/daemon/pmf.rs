@@ -267,7 +267,7 @@ fn levels_without_the_process_connector() {
     for (tag, level) in [("l0", 0), ("lall", -1)] {
         let mut spec = sh(tag, script);
         spec.level = level;
-        let mut c = vigil_client::Client::connect(&v.socket()).unwrap();
+        let mut c = v.connect().unwrap();
         // Root may not ask a per-user vigild to run things as root: the refusal says why.
         let err = c.run(spec.clone()).unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
