@@ -66,6 +66,54 @@ struct DaemonSection {
     subscriber_queue: Option<usize>,
     /// Events kept in the state file for replay.
     events_kept: Option<u64>,
+    /// Connections one user other than root may hold.
+    max_connections_per_uid: Option<usize>,
+    /// Connections all users other than root may hold together.
+    max_connections: Option<usize>,
+    /// Seconds from accepting a connection to its Hello.
+    hello_timeout: Option<f64>,
+    /// Seconds from a frame's first byte to its last.
+    frame_timeout: Option<f64>,
+    /// Seconds answers may wait while the client reads nothing.
+    send_timeout: Option<f64>,
+    /// Requests of one connection that may wait for their answer.
+    max_in_flight: Option<usize>,
+    /// Bytes of answers and notifications that may wait for one connection to read them.
+    queue_bytes: Option<usize>,
+}
+
+impl DaemonSection {
+    /// The bounds of connections (docs/security/wire.md).
+    fn apply_wire(&self, s: &mut Settings) -> anyhow::Result<()> {
+        let range = |what: &str, v: usize, lo: usize, hi: usize| -> anyhow::Result<usize> {
+            anyhow::ensure!((lo..=hi).contains(&v), "daemon.{what} = {v} is outside {lo}..={hi}");
+            Ok(v)
+        };
+        if let Some(n) = self.max_connections_per_uid {
+            s.max_connections_per_uid = range("max_connections_per_uid", n, 1, 1_000_000)?;
+        }
+        if let Some(n) = self.max_connections {
+            s.max_connections = range("max_connections", n, 1, 1_000_000)?;
+        }
+        if let Some(t) = self.hello_timeout {
+            s.hello_timeout = secs("daemon.hello_timeout", t)?;
+        }
+        if let Some(t) = self.frame_timeout {
+            s.frame_timeout = secs("daemon.frame_timeout", t)?;
+        }
+        if let Some(t) = self.send_timeout {
+            s.send_timeout = secs("daemon.send_timeout", t)?;
+        }
+        if let Some(n) = self.max_in_flight {
+            s.max_in_flight = range("max_in_flight", n, 1, 65_536)?;
+        }
+        if let Some(n) = self.queue_bytes {
+            // Room for at least one frame of the largest size, or a large answer could never be sent.
+            let min = vigil_proto::MAX_FRAME_LEN + vigil_proto::HEADER_LEN;
+            s.queue_bytes = range("queue_bytes", n, min, 1 << 30)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +207,15 @@ pub struct Settings {
     pub cmap_write_gid: Option<u32>,
     pub cmap_read_gid: Option<u32>,
     pub cmap_max_value_bytes: usize,
+    /// Connection limits (docs/security/wire.md); vigild's `--max-connections-per-uid` overrides the
+    /// first.
+    pub max_connections_per_uid: usize,
+    pub max_connections: usize,
+    pub hello_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_in_flight: usize,
+    pub queue_bytes: usize,
 }
 
 impl Default for Settings {
@@ -174,6 +231,13 @@ impl Default for Settings {
             cmap_write_gid: None,
             cmap_read_gid: None,
             cmap_max_value_bytes: vigil_core::cmap::Limits::default().max_value_bytes,
+            max_connections_per_uid: 256,
+            max_connections: 4096,
+            hello_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            max_in_flight: 64,
+            queue_bytes: 16 << 20,
         }
     }
 }
@@ -230,6 +294,7 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         );
         settings.events_kept = k;
     }
+    file.daemon.apply_wire(&mut settings)?;
     let c = &file.cmap;
     settings.cmap_persist_prefixes = c.persist_prefixes.clone();
     settings.cmap_write_gid = c.write_gid;

@@ -281,6 +281,11 @@ impl Daemon {
         self.flush_lost();
     }
 
+    /// A connection ended: its waiting requests have nobody to answer.
+    pub fn drop_waiters(&mut self, conn: u64) {
+        self.waiters.retain(|w| w.out.conn() != conn);
+    }
+
     fn check_waiters(&mut self) {
         let now = now();
         let mut keep = Vec::new();
