@@ -128,6 +128,10 @@ impl Shared {
     }
 }
 
+/// A message was not queued: the connection is gone, or was closed for reading too slowly.
+#[derive(Debug)]
+pub struct NotSent;
+
 /// Where a connection's answers and pushes go. The queue is bounded in bytes: a message that would
 /// pass the bound closes the connection instead of being queued (its reader is too slow).
 #[derive(Clone)]
@@ -165,7 +169,7 @@ impl ConnTx {
 
     /// Queues a message; refused (and the connection closed) when the bytes waiting for this reader
     /// would pass the bound.
-    pub fn send(&self, o: Outgoing) -> Result<(), Outgoing> {
+    pub fn send(&self, o: Outgoing) -> Result<(), NotSent> {
         // An answer too large to send becomes a short error in the writer: count what will be sent.
         let size = postcard::experimental::serialized_size(&o.msg)
             .unwrap_or(MAX_FRAME_LEN)
@@ -179,13 +183,13 @@ impl ConnTx {
                      pass the limit of {max} ([daemon] queue_bytes)",
                     queued
                 ));
-                return Err(o);
+                return Err(NotSent);
             }
         }
         self.shared.queued.fetch_add(size, Ordering::Relaxed);
-        self.tx.send((o, size)).map_err(|e| {
+        self.tx.send((o, size)).map_err(|_| {
             self.shared.queued.fetch_sub(size, Ordering::Relaxed);
-            e.0 .0
+            NotSent
         })
     }
 
@@ -404,6 +408,22 @@ async fn read_payload<R: AsyncRead + Unpin>(
     })?
 }
 
+/// Resolves once the peer has closed the connection (both ways: one that only shut its writing end
+/// still reads its answers), without reading what it sent. Readiness stays set while unread requests
+/// wait, so it is looked at again every second rather than awaited.
+async fn hung_up(rd: &tokio::net::unix::OwnedReadHalf) {
+    loop {
+        match rd
+            .ready(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE)
+            .await
+        {
+            Ok(r) if r.is_write_closed() => return,
+            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(_) => return,
+        }
+    }
+}
+
 /// Writes one frame. A frame the peer takes none of for `send_timeout` closes the connection when it
 /// is an answer or answers wait behind it; a pushed event alone may wait (its subscriber loses events,
 /// and is told which, instead).
@@ -566,6 +586,9 @@ async fn connection(
             let permit = tokio::select! {
                 p = shared.in_flight.acquire() => p.map_err(|_| "closed".to_string())?,
                 _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+                // The peer may hang up meanwhile: its waiting requests must go with it, though the
+                // requests it left unread keep the socket readable.
+                _ = hung_up(&rd) => return Ok(()),
             };
             let frame = tokio::select! {
                 f = read_payload(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => f,
