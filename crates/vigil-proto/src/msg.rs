@@ -59,6 +59,9 @@ pub enum ServerMsg {
     /// A pushed event of the cluster stream, after `Request::ClusterSubscribe`. Loss markers of that
     /// stream are `Lost` with etcd revisions.
     ClusterEvent(ClusterEvent),
+    /// `count` CMAP notifications for this connection were dropped: it did not read them while they
+    /// filled its queue. Tracked keys may have changed meanwhile; read them again.
+    CmapLost { count: u64 },
 }
 
 /// The PMF program type of `scds_pmf_start`.

@@ -96,8 +96,13 @@ impl Limits {
 /// What a connection shares between its reader, its writer and the loop.
 struct Shared {
     conn: u64,
-    /// Bytes queued for the writer; None for a queue without a bound (answers to another node).
+    /// Bytes of answers queued for the writer; None for a queue without a bound (answers to another
+    /// node).
     queued: AtomicUsize,
+    /// Bytes of CMAP notifications queued, within the same bound; those that find no room are counted
+    /// in `notes_lost` and the writer tells the client how many with `ServerMsg::CmapLost`.
+    noted: AtomicUsize,
+    notes_lost: AtomicUsize,
     max_bytes: Option<usize>,
     /// Why the connection must end now (a reader too slow); the reader wakes on `kill`.
     killed: Mutex<Option<String>>,
@@ -136,29 +141,59 @@ pub struct NotSent;
 /// pass the bound closes the connection instead of being queued (its reader is too slow).
 #[derive(Clone)]
 pub struct ConnTx {
-    tx: mpsc::UnboundedSender<(Outgoing, usize)>,
+    tx: mpsc::UnboundedSender<(Outgoing, Queued)>,
     shared: Arc<Shared>,
+    /// Messages sent through this handle are CMAP notifications: lost (and counted) rather than
+    /// closing the connection when there is no room.
+    notes: bool,
+    /// Bytes already counted for the one message this handle will send (`reserve`).
+    reserved: Option<usize>,
+}
+
+/// What a queued message counts against.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    size: usize,
+    note: bool,
 }
 
 impl ConnTx {
-    fn new(conn: u64, limits: Option<&Limits>) -> (ConnTx, mpsc::UnboundedReceiver<(Outgoing, usize)>) {
+    fn new(conn: u64, limits: Option<&Limits>) -> (ConnTx, mpsc::UnboundedReceiver<(Outgoing, Queued)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let max_in_flight = limits.map_or(1, |l| l.in_flight.max(1));
         let shared = Arc::new(Shared {
             conn,
             queued: AtomicUsize::new(0),
+            noted: AtomicUsize::new(0),
+            notes_lost: AtomicUsize::new(0),
             max_bytes: limits.map(|l| l.queue_bytes),
             killed: Mutex::new(None),
             kill: Notify::new(),
             in_flight: Semaphore::new(max_in_flight),
             max_in_flight,
         });
-        (ConnTx { tx, shared }, rx)
+        (
+            ConnTx {
+                tx,
+                shared,
+                notes: false,
+                reserved: None,
+            },
+            rx,
+        )
+    }
+
+    /// The same connection, for CMAP notifications.
+    pub fn for_notes(&self) -> ConnTx {
+        ConnTx {
+            notes: true,
+            ..self.clone()
+        }
     }
 
     /// A queue that is not a socket's (the answers of requests from other nodes): no byte bound, since
     /// each holds one answer.
-    pub fn detached(conn: u64) -> (ConnTx, mpsc::UnboundedReceiver<(Outgoing, usize)>) {
+    pub fn detached(conn: u64) -> (ConnTx, mpsc::UnboundedReceiver<(Outgoing, Queued)>) {
         ConnTx::new(conn, None)
     }
 
@@ -167,16 +202,27 @@ impl ConnTx {
         self.shared.conn
     }
 
-    /// Queues a message; refused (and the connection closed) when the bytes waiting for this reader
-    /// would pass the bound.
-    pub fn send(&self, o: Outgoing) -> Result<(), NotSent> {
-        // An answer too large to send becomes a short error in the writer: count what will be sent.
-        let size = postcard::experimental::serialized_size(&o.msg)
-            .unwrap_or(MAX_FRAME_LEN)
-            .min(MAX_FRAME_LEN)
-            + HEADER_LEN;
-        if let Some(max) = self.shared.max_bytes {
-            let queued = self.shared.queued.load(Ordering::Relaxed);
+    /// Counts an answer against the bound now, before it waits for the end of the loop's step: a step
+    /// that answers many requests of one connection cannot hold more than the bound for it. The
+    /// handle returned sends that answer; None when it does not fit (the connection is closed).
+    pub fn reserve(&self, msg: &ServerMsg) -> Option<ConnTx> {
+        let size = frame_size(msg);
+        self.admit(size).ok()?;
+        Some(ConnTx {
+            reserved: Some(size),
+            ..self.clone()
+        })
+    }
+
+    /// Counts `size` bytes, or says why they do not fit (closing the connection for an answer).
+    fn admit(&self, size: usize) -> Result<(), NotSent> {
+        let sh = &self.shared;
+        if let Some(max) = sh.max_bytes {
+            let queued = sh.queued.load(Ordering::Relaxed) + sh.noted.load(Ordering::Relaxed);
+            if queued + size > max && self.notes {
+                sh.notes_lost.fetch_add(1, Ordering::Relaxed);
+                return Err(NotSent);
+            }
             if queued + size > max {
                 self.shared.close(format!(
                     "the client reads too slowly: {} bytes of answers are waiting for it and {size} more would \
@@ -186,9 +232,30 @@ impl ConnTx {
                 return Err(NotSent);
             }
         }
-        self.shared.queued.fetch_add(size, Ordering::Relaxed);
-        self.tx.send((o, size)).map_err(|_| {
-            self.shared.queued.fetch_sub(size, Ordering::Relaxed);
+        let count = if self.notes { &sh.noted } else { &sh.queued };
+        count.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues a message; refused (and the connection closed) when the bytes waiting for this reader
+    /// would pass the bound.
+    pub fn send(&self, o: Outgoing) -> Result<(), NotSent> {
+        let size = match self.reserved {
+            Some(size) => size,
+            None => {
+                let size = frame_size(&o.msg);
+                self.admit(size)?;
+                size
+            }
+        };
+        let count = if self.notes {
+            &self.shared.noted
+        } else {
+            &self.shared.queued
+        };
+        let q = Queued { size, note: self.notes };
+        self.tx.send((o, q)).map_err(|_| {
+            count.fetch_sub(size, Ordering::Relaxed);
             NotSent
         })
     }
@@ -196,6 +263,15 @@ impl ConnTx {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed() || self.shared.killed().is_some()
     }
+}
+
+/// The bytes a message takes on the socket. An answer too large to send becomes a short error in the
+/// writer: count what will be sent.
+fn frame_size(msg: &ServerMsg) -> usize {
+    postcard::experimental::serialized_size(msg)
+        .unwrap_or(MAX_FRAME_LEN)
+        .min(MAX_FRAME_LEN)
+        + HEADER_LEN
 }
 
 /// Open connections per uid, kept by the accept loop and released when a connection ends.
@@ -454,26 +530,26 @@ async fn write_frame(
 
 async fn write_loop(
     mut wr: OwnedWriteHalf,
-    mut out_rx: mpsc::UnboundedReceiver<(Outgoing, usize)>,
+    mut out_rx: mpsc::UnboundedReceiver<(Outgoing, Queued)>,
     shared: Arc<Shared>,
     send_timeout: Duration,
 ) {
     let mut events: Option<mpsc::Receiver<ServerMsg>> = None;
     loop {
         // Replies first: a subscription's answer is queued there before any of its events.
-        let (o, size) = tokio::select! {
+        let (o, q) = tokio::select! {
             biased;
             o = out_rx.recv() => match o {
-                Some((mut o, size)) => {
+                Some((mut o, q)) => {
                     if let Some(rx) = o.events.take() {
                         events = Some(rx);
                     }
-                    (o, size)
+                    (o, Some(q))
                 }
                 None => break,
             },
             m = async { match &mut events { Some(rx) => rx.recv().await, None => std::future::pending().await } } => match m {
-                Some(m) => (Outgoing::msg(m), 0),
+                Some(m) => (Outgoing::msg(m), None),
                 None => {
                     events = None;
                     continue;
@@ -501,11 +577,25 @@ async fn write_loop(
                 None
             }
         };
-        let written = match bytes {
-            Some(b) => write_frame(&mut wr, &b, &shared, size > 0, send_timeout).await,
+        // An answer must make progress; a notification or an event alone may wait for its reader.
+        let must = q.is_some_and(|q| !q.note);
+        let mut written = match bytes {
+            Some(b) => write_frame(&mut wr, &b, &shared, must, send_timeout).await,
             None => Ok(()),
         };
-        shared.queued.fetch_sub(size, Ordering::Relaxed);
+        match q {
+            Some(Queued { size, note: true }) => shared.noted.fetch_sub(size, Ordering::Relaxed),
+            Some(Queued { size, note: false }) => shared.queued.fetch_sub(size, Ordering::Relaxed),
+            None => 0,
+        };
+        // Notifications that found no room are told as a count, after those queued before them and
+        // before any queued after.
+        let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
+        if lost > 0 && written.is_ok() {
+            if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
+                written = write_frame(&mut wr, &b, &shared, false, send_timeout).await;
+            }
+        }
         if let Err(reason) = written {
             shared.close(reason);
             break;

@@ -146,8 +146,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn reply(&mut self, out: &ConnTx, id: u64, result: Result<vigil_proto::Response, WireError>) {
-        self.outbox
-            .push((out.clone(), Outgoing::msg(ServerMsg::Response { id, result })));
+        let msg = ServerMsg::Response { id, result };
+        // Counted against the connection's bound at once: answers to a batch of its requests cannot
+        // pile up in the outbox beyond it. One that does not fit closes the connection.
+        if let Some(out) = out.reserve(&msg) {
+            self.outbox.push((out, Outgoing::msg(msg)));
+        }
     }
 
     /// Carries out the effects the rules asked for, in order; effects that produce more effects (a spawn
