@@ -481,6 +481,55 @@ env = { PORT = "8000" }
     }
 
     #[test]
+    fn connection_limits() {
+        let d = Settings::default();
+        assert_eq!(
+            (
+                d.max_connections_per_uid,
+                d.max_connections,
+                d.max_in_flight,
+                d.queue_bytes
+            ),
+            (256, 4096, 64, 16 << 20)
+        );
+        assert_eq!(
+            (d.hello_timeout, d.frame_timeout, d.send_timeout),
+            (Duration::from_secs(5), Duration::from_secs(10), Duration::from_secs(30))
+        );
+        let c = parse(
+            "[daemon]\nmax_connections_per_uid = 3\nmax_connections = 9\nhello_timeout = 0.5\n\
+             frame_timeout = 2\nsend_timeout = 1\nmax_in_flight = 4\nqueue_bytes = 8388608\n",
+            0,
+            0,
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(
+            (
+                c.max_connections_per_uid,
+                c.max_connections,
+                c.max_in_flight,
+                c.queue_bytes
+            ),
+            (3, 9, 4, 8 << 20)
+        );
+        assert_eq!(
+            (c.hello_timeout, c.frame_timeout, c.send_timeout),
+            (
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(1)
+            )
+        );
+        let e = |t: &str| parse(&format!("[daemon]\n{t}"), 0, 0).unwrap_err().to_string();
+        assert!(e("max_connections_per_uid = 0").contains("daemon.max_connections_per_uid = 0 is outside 1..="));
+        assert!(e("max_in_flight = 0").contains("daemon.max_in_flight = 0 is outside"));
+        assert!(e("queue_bytes = 1000").contains("daemon.queue_bytes = 1000 is outside 4194308..="));
+        assert!(e("frame_timeout = 0").contains("daemon.frame_timeout = 0 is outside"));
+        assert!(e("hello_timeout = -1").contains("daemon.hello_timeout = -1 is outside"));
+    }
+
+    #[test]
     fn health_checks() {
         let c = parse(
             r#"
