@@ -326,7 +326,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                 for msg in batch {
                     match msg {
                         // A connection closed for reading too slowly gets no more work done for it.
-                        Msg::Request { out, .. } if out.is_closed() => {}
+                        Msg::Request { out, .. } if out.is_killed() => {}
                         Msg::Request { caller, id, req, out } => {
                             if let Some(answer) = d.handle(caller, id, req, &out) {
                                 d.reply(&out, id, answer);

@@ -261,7 +261,13 @@ impl ConnTx {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.shared.killed().is_some()
+        self.tx.is_closed() || self.is_killed()
+    }
+
+    /// Closed for reading too slowly: nothing more is done for it. (A client that merely hung up
+    /// still has its last requests carried out.)
+    pub fn is_killed(&self) -> bool {
+        self.shared.killed().is_some()
     }
 }
 
