@@ -155,6 +155,8 @@ pub struct Client {
     /// The connection's push stream is the cluster stream (its loss markers are revisions).
     cluster_stream: bool,
     notifications: VecDeque<CmapNotification>,
+    /// CMAP notifications vigild dropped because this client did not read them in time.
+    notifications_lost: u64,
     quorum: VecDeque<bool>,
     /// Cluster mode: the node requests are for (None: the node of this vigild).
     node: Option<String>,
@@ -221,6 +223,7 @@ impl Client {
             cluster: VecDeque::new(),
             cluster_stream: false,
             notifications: VecDeque::new(),
+            notifications_lost: 0,
             quorum: VecDeque::new(),
             node: None,
         };
@@ -310,6 +313,7 @@ impl Client {
             ServerMsg::Lost { from, to } => self.events.push_back(StreamItem::Lost { from, to }),
             ServerMsg::ClusterEvent(e) => self.cluster.push_back(ClusterItem::Event(e)),
             ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
+            ServerMsg::CmapLost { count } => self.notifications_lost += count,
             ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
             ServerMsg::Goodbye { reason } => {
                 return Err(ClientError::Unexpected(format!(
@@ -350,6 +354,12 @@ impl Client {
             }
             self.read_push()?;
         }
+    }
+
+    /// How many CMAP notifications vigild dropped since the last call, because this client did not
+    /// read them while they filled its queue (tracked keys may have changed unseen: read them again).
+    pub fn take_notifications_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.notifications_lost)
     }
 
     /// Notifications already received, without blocking.

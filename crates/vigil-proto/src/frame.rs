@@ -1,13 +1,47 @@
 //! Framing: check the length first, then parse; a bad frame is an error for that connection only.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
+
+use crate::msg::{HelloMsg, Request};
 
 /// Bytes before the payload: its length, little-endian.
 pub const HEADER_LEN: usize = 4;
 /// The largest payload accepted; a longer frame closes the connection.
 pub const MAX_FRAME_LEN: usize = 4 << 20;
+/// The largest first frame (the Hello) a server accepts: before the handshake a peer gets no more room
+/// than a Hello needs.
+pub const MAX_HELLO_LEN: usize = 4 << 10;
+
+thread_local! {
+    /// Set while the body of an `OnNode` is being decoded on this thread.
+    static IN_ON_NODE: Cell<bool> = const { Cell::new(false) };
+    /// Why the last decode on this thread was refused by a check of ours (postcard keeps only its own
+    /// generic message for errors raised inside `Deserialize`).
+    static REFUSED: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+const NESTED_ON_NODE: &str = "OnNode may not carry another OnNode";
+
+/// `deserialize_with` of `Request::OnNode`'s body: refuses an `OnNode` inside an `OnNode` before it is
+/// decoded, so the decoder's recursion is bounded by the types, not by the input.
+pub(crate) fn one_level<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Request>, D::Error> {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            IN_ON_NODE.with(|c| c.set(false));
+        }
+    }
+    if IN_ON_NODE.with(Cell::get) {
+        REFUSED.with(|r| r.set(Some(NESTED_ON_NODE)));
+        return Err(serde::de::Error::custom(NESTED_ON_NODE));
+    }
+    IN_ON_NODE.with(|c| c.set(true));
+    let _leave = Leave;
+    Request::deserialize(d).map(Box::new)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -41,23 +75,42 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 
 /// Reads the length from a header, refusing one over the limit before any payload is read.
 pub fn payload_len(header: [u8; HEADER_LEN]) -> Result<usize, FrameError> {
+    payload_len_max(header, MAX_FRAME_LEN)
+}
+
+/// Reads the length from a header, refusing one over `max` before any payload is read.
+pub fn payload_len_max(header: [u8; HEADER_LEN], max: usize) -> Result<usize, FrameError> {
     let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        });
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
     }
     Ok(len)
 }
 
 /// Decodes a payload (the bytes after the header). Trailing bytes are an error, not ignored.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (msg, rest) = postcard::take_from_bytes(payload).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    REFUSED.with(|r| r.set(None));
+    let (msg, rest) = postcard::take_from_bytes(payload).map_err(|e| {
+        FrameError::Malformed(match REFUSED.with(Cell::take) {
+            Some(why) => why.to_string(),
+            None => e.to_string(),
+        })
+    })?;
     if !rest.is_empty() {
         return Err(FrameError::Malformed(format!("{} trailing bytes", rest.len())));
     }
     Ok(msg)
+}
+
+/// Decodes the first payload of a connection as a Hello and nothing else: `Ok(None)` when it holds
+/// another message, which is then not decoded at all.
+pub fn decode_hello(payload: &[u8]) -> Result<Option<(u32, String)>, FrameError> {
+    // `ClientMsg::Hello` is variant 0, one byte on the wire; every other message starts otherwise.
+    if payload.first() != Some(&0) {
+        return Ok(None);
+    }
+    let HelloMsg::Hello { version, client } = decode(payload)?;
+    Ok(Some((version, client)))
 }
 
 /// Blocking read of one message.

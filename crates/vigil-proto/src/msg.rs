@@ -8,6 +8,13 @@ pub use crate::event::{Event, EventFilter, Value};
 pub use crate::psm::{PsmCategory, PsmMember, PsmNode};
 pub use crate::sam::{SamChange, SamInfo, SamProcess, SamState};
 
+/// The first message of a connection, as the server reads it: nothing but `ClientMsg::Hello` is decoded
+/// before the handshake (the same bytes as `ClientMsg::Hello`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloMsg {
+    Hello { version: u32, client: String },
+}
+
 /// What a client sends.
 // Messages live for one decode/handle cycle; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -52,6 +59,9 @@ pub enum ServerMsg {
     /// A pushed event of the cluster stream, after `Request::ClusterSubscribe`. Loss markers of that
     /// stream are `Lost` with etcd revisions.
     ClusterEvent(ClusterEvent),
+    /// `count` CMAP notifications for this connection were dropped: it did not read them while they
+    /// filled its queue. Tracked keys may have changed meanwhile; read them again.
+    CmapLost { count: u64 },
 }
 
 /// The PMF program type of `scds_pmf_start`.
@@ -340,8 +350,12 @@ pub enum Request {
     /// is down or unknown is `ErrorCode::NodeDown`; without cluster mode, another node is `Unsupported`.
     /// Requests bound to this connection (subscriptions, CMAP and quorum tracks, SAM reports, re-exec)
     /// are refused for another node.
+    ///
+    /// The body may not be another `OnNode`: decoding refuses the nesting before it descends, so no
+    /// input can make the decoder recurse deeper than one level (a deep nest would overflow the stack).
     OnNode {
         node: String,
+        #[serde(deserialize_with = "crate::frame::one_level")]
         body: Box<Request>,
     },
     /// Cluster mode: the events of every node (or of `nodes`) with an etcd revision above `after`

@@ -278,6 +278,7 @@ pub(crate) async fn follow(
         filter: sel.filter.clone(),
         tx,
         lost: None,
+        replay: None,
     };
     let mut next = after.map(|a| a as i64 + 1);
     loop {

@@ -217,7 +217,8 @@ impl Daemon {
                 old: n.old.as_ref().map(to_wire),
                 context: n.context,
             });
-            self.outbox.push((out.clone(), Outgoing::msg(msg)));
+            // Lost and counted, not queued without bound, when the tracker does not read them.
+            self.outbox.push((out.for_notes(), Outgoing::msg(msg)));
         }
     }
 

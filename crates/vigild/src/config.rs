@@ -66,6 +66,54 @@ struct DaemonSection {
     subscriber_queue: Option<usize>,
     /// Events kept in the state file for replay.
     events_kept: Option<u64>,
+    /// Connections one user other than root may hold.
+    max_connections_per_uid: Option<usize>,
+    /// Connections all users other than root may hold together.
+    max_connections: Option<usize>,
+    /// Seconds from accepting a connection to its Hello.
+    hello_timeout: Option<f64>,
+    /// Seconds from a frame's first byte to its last.
+    frame_timeout: Option<f64>,
+    /// Seconds answers may wait while the client reads nothing.
+    send_timeout: Option<f64>,
+    /// Requests of one connection that may wait for their answer.
+    max_in_flight: Option<usize>,
+    /// Bytes of answers and notifications that may wait for one connection to read them.
+    queue_bytes: Option<usize>,
+}
+
+impl DaemonSection {
+    /// The bounds of connections (docs/security/wire.md).
+    fn apply_wire(&self, s: &mut Settings) -> anyhow::Result<()> {
+        let range = |what: &str, v: usize, lo: usize, hi: usize| -> anyhow::Result<usize> {
+            anyhow::ensure!((lo..=hi).contains(&v), "daemon.{what} = {v} is outside {lo}..={hi}");
+            Ok(v)
+        };
+        if let Some(n) = self.max_connections_per_uid {
+            s.max_connections_per_uid = range("max_connections_per_uid", n, 1, 1_000_000)?;
+        }
+        if let Some(n) = self.max_connections {
+            s.max_connections = range("max_connections", n, 1, 1_000_000)?;
+        }
+        if let Some(t) = self.hello_timeout {
+            s.hello_timeout = secs("daemon.hello_timeout", t)?;
+        }
+        if let Some(t) = self.frame_timeout {
+            s.frame_timeout = secs("daemon.frame_timeout", t)?;
+        }
+        if let Some(t) = self.send_timeout {
+            s.send_timeout = secs("daemon.send_timeout", t)?;
+        }
+        if let Some(n) = self.max_in_flight {
+            s.max_in_flight = range("max_in_flight", n, 1, 65_536)?;
+        }
+        if let Some(n) = self.queue_bytes {
+            // Room for at least one frame of the largest size, or a large answer could never be sent.
+            let min = vigil_proto::MAX_FRAME_LEN + vigil_proto::HEADER_LEN;
+            s.queue_bytes = range("queue_bytes", n, min, 1 << 30)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +207,15 @@ pub struct Settings {
     pub cmap_write_gid: Option<u32>,
     pub cmap_read_gid: Option<u32>,
     pub cmap_max_value_bytes: usize,
+    /// Connection limits (docs/security/wire.md); vigild's `--max-connections-per-uid` overrides the
+    /// first.
+    pub max_connections_per_uid: usize,
+    pub max_connections: usize,
+    pub hello_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_in_flight: usize,
+    pub queue_bytes: usize,
 }
 
 impl Default for Settings {
@@ -174,6 +231,13 @@ impl Default for Settings {
             cmap_write_gid: None,
             cmap_read_gid: None,
             cmap_max_value_bytes: vigil_core::cmap::Limits::default().max_value_bytes,
+            max_connections_per_uid: 256,
+            max_connections: 4096,
+            hello_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            max_in_flight: 64,
+            queue_bytes: 16 << 20,
         }
     }
 }
@@ -230,6 +294,7 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         );
         settings.events_kept = k;
     }
+    file.daemon.apply_wire(&mut settings)?;
     let c = &file.cmap;
     settings.cmap_persist_prefixes = c.persist_prefixes.clone();
     settings.cmap_write_gid = c.write_gid;
@@ -413,6 +478,55 @@ env = { PORT = "8000" }
         );
         assert!(e("[tag.a]\ncommand = [\"x\"]\nbogus = 1").contains("bogus"));
         assert!(e("[tag.\"a b\"]\ncommand = [\"x\"]").contains("whitespace"));
+    }
+
+    #[test]
+    fn connection_limits() {
+        let d = Settings::default();
+        assert_eq!(
+            (
+                d.max_connections_per_uid,
+                d.max_connections,
+                d.max_in_flight,
+                d.queue_bytes
+            ),
+            (256, 4096, 64, 16 << 20)
+        );
+        assert_eq!(
+            (d.hello_timeout, d.frame_timeout, d.send_timeout),
+            (Duration::from_secs(5), Duration::from_secs(10), Duration::from_secs(30))
+        );
+        let c = parse(
+            "[daemon]\nmax_connections_per_uid = 3\nmax_connections = 9\nhello_timeout = 0.5\n\
+             frame_timeout = 2\nsend_timeout = 1\nmax_in_flight = 4\nqueue_bytes = 8388608\n",
+            0,
+            0,
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(
+            (
+                c.max_connections_per_uid,
+                c.max_connections,
+                c.max_in_flight,
+                c.queue_bytes
+            ),
+            (3, 9, 4, 8 << 20)
+        );
+        assert_eq!(
+            (c.hello_timeout, c.frame_timeout, c.send_timeout),
+            (
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(1)
+            )
+        );
+        let e = |t: &str| parse(&format!("[daemon]\n{t}"), 0, 0).unwrap_err().to_string();
+        assert!(e("max_connections_per_uid = 0").contains("daemon.max_connections_per_uid = 0 is outside 1..="));
+        assert!(e("max_in_flight = 0").contains("daemon.max_in_flight = 0 is outside"));
+        assert!(e("queue_bytes = 1000").contains("daemon.queue_bytes = 1000 is outside 4194308..="));
+        assert!(e("frame_timeout = 0").contains("daemon.frame_timeout = 0 is outside"));
+        assert!(e("hello_timeout = -1").contains("daemon.hello_timeout = -1 is outside"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! vigild. A subscriber that falls behind loses events, and is told exactly which: loss is never silent.
 
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 use vigil_proto::{ErrorCode, EventFilter, Response, ServerMsg, WireError};
 use vigil_store::{AttrRecord, EventRecord};
 
@@ -37,6 +37,10 @@ pub struct Subscription {
     pub filter: EventFilter,
     pub tx: mpsc::Sender<ServerMsg>,
     pub lost: Option<(u64, u64)>,
+    /// While the stored backlog is being replayed: the last stored event examined. The replay is paged
+    /// through the bounded queue (as much as it has room for, more as the reader drains it), and live
+    /// events wait in the store until the replay reaches them.
+    pub replay: Option<u64>,
 }
 
 pub enum Delivery {
@@ -114,6 +118,10 @@ impl Daemon {
         }
         let events: Vec<_> = events.iter().map(|e| self.event_to_wire(e)).collect();
         self.subscriptions.retain_mut(|s| {
+            if s.replay.is_some() {
+                // The replay reads these from the store, in order, once it gets there.
+                return !s.tx.is_closed();
+            }
             for e in &events {
                 if s.filter.matches(e) {
                     if let Delivery::Gone = s.offer(e.seq, ServerMsg::Event(e.clone())) {
@@ -125,16 +133,71 @@ impl Daemon {
         });
     }
 
-    /// Tells lagging subscribers what they lost, as soon as their queue has room.
+    /// Tells lagging subscribers what they lost, and feeds replays, as soon as their queue has room.
     pub fn flush_lost(&mut self) {
-        self.subscriptions.retain_mut(|s| {
-            s.flush_lost();
+        let mut subs = std::mem::take(&mut self.subscriptions);
+        subs.retain_mut(|s| {
+            if s.flush_lost() && s.replay.is_some() {
+                self.replay_page(s);
+            }
             !s.tx.is_closed()
         });
+        self.subscriptions = subs;
+    }
+
+    /// Queues the next stored events of a replay, as many as the queue has room for; a replay that
+    /// reaches the newest stored event turns live.
+    fn replay_page(&self, s: &mut Subscription) {
+        let Some(mut cursor) = s.replay else { return };
+        loop {
+            let room = s.tx.capacity();
+            if room == 0 {
+                break;
+            }
+            // History trimmed under a slow replay is a loss, told like any other.
+            match self.store.first_seq() {
+                Ok(first) if first > cursor + 1 => {
+                    s.lost = Some((cursor + 1, first - 1));
+                    cursor = first - 1;
+                    if !s.flush_lost() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!("replay: {e}");
+                    break;
+                }
+            }
+            let chunk = match self.store.events_after(cursor, room.min(1000)) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!("replay: {e}");
+                    break;
+                }
+            };
+            if chunk.is_empty() {
+                s.replay = None;
+                return;
+            }
+            for e in &chunk {
+                cursor = e.seq;
+                let w = self.event_to_wire(e);
+                if s.filter.matches(&w) && s.tx.try_send(ServerMsg::Event(w)).is_err() {
+                    // Cannot happen with the room counted above; should it, the event is not lost
+                    // in silence.
+                    s.lost = Some((e.seq, e.seq));
+                }
+            }
+        }
+        s.replay = Some(cursor);
     }
 
     pub fn any_loss_untold(&self) -> bool {
-        self.subscriptions.iter().any(|s| s.lost.is_some())
+        self.subscriptions
+            .iter()
+            .any(|s| s.lost.is_some() || s.replay.is_some())
     }
 
     pub fn event_to_wire(&self, e: &EventRecord) -> vigil_proto::Event {
@@ -209,29 +272,16 @@ impl Daemon {
             ));
         }
         let tx = self.open_stream(id, out);
-        if let Some(after) = after {
-            let first = self
-                .store
-                .first_seq()
-                .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-            if first > after + 1 {
-                self.outbox.push((
-                    out.clone(),
-                    Outgoing::msg(ServerMsg::Lost {
-                        from: after + 1,
-                        to: first - 1,
-                    }),
-                ));
-            }
-            for e in self.stored(after, usize::MAX, &filter)? {
-                self.outbox.push((out.clone(), Outgoing::msg(ServerMsg::Event(e))));
-            }
-        }
+        // The backlog is replayed page by page as the subscriber reads (`replay_page`), never queued
+        // whole: a history of 100,000 events would otherwise wait in memory for a reader that may
+        // never read.
+        let replay = after;
         self.subscriptions.push(Subscription {
             conn,
             filter,
             tx,
             lost: None,
+            replay,
         });
         Ok(())
     }

@@ -46,6 +46,8 @@ pub struct Options {
     pub node: Option<String>,
     /// Cluster mode: how to reach etcd (docs/cluster.md); None for a single node.
     pub cluster: Option<cluster::ClusterOptions>,
+    /// Overrides `[daemon] max_connections_per_uid`.
+    pub max_connections_per_uid: Option<usize>,
 }
 
 /// How vigild finds the descendants of the processes it starts.
@@ -116,7 +118,10 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         Some(p) => Some(config::load(p, uid, gid)?),
         None => None,
     };
-    let settings = config.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
+    let mut settings = config.as_ref().map(|c| c.settings.clone()).unwrap_or_default();
+    if let Some(n) = opts.max_connections_per_uid {
+        settings.max_connections_per_uid = n;
+    }
     let settings_psm = settings.psm;
     let settings_cmap = cmap::Cmap::from_settings(&settings);
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
@@ -134,9 +139,15 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     if let Err(e) = vigil_sys::set_child_subreaper() {
         warn!("cannot become a child subreaper: {e}");
     }
-    if let Err(e) = vigil_sys::raise_nofile_limit() {
-        warn!("cannot raise the open file limit: {e}");
-    }
+    // Connections, pidfds and logs all take descriptors: take every one the hard limit allows.
+    let nofile = match vigil_sys::raise_nofile_limit() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warn!("cannot raise the open file limit: {e}");
+            None
+        }
+    };
+    let limits = server::Limits::new(&settings, nofile, uid);
     // Opened before anything is re-adopted, so that no fork is missed in between.
     let connector = match opts.tracking {
         Tracking::Scan => None,
@@ -274,7 +285,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         cmd_tx
     });
     d.cluster_cmds = leave.clone();
-    tokio::spawn(server::accept_loop(listener, tx));
+    tokio::spawn(server::accept_loop(listener, tx, limits));
     let connector_fd = match &d.connector {
         Some(c) => Some(SharedFd::register(c.clone())?),
         None => None,
@@ -314,6 +325,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                 }
                 for msg in batch {
                     match msg {
+                        // A connection closed for reading too slowly gets no more work done for it.
+                        Msg::Request { out, .. } if out.is_killed() => {}
                         Msg::Request { caller, id, req, out } => {
                             if let Some(answer) = d.handle(caller, id, req, &out) {
                                 d.reply(&out, id, answer);
@@ -323,6 +336,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                         Msg::Closed { conn } => {
                             d.on_closed(conn);
                             d.sam_on_closed(conn);
+                            d.drop_waiters(conn);
                         }
                         Msg::ProbeDone { tag, instance, index, pid, result } => {
                             d.on_probe_done(&tag, instance, index, pid, result)

@@ -50,6 +50,9 @@ struct Args {
     /// etcd password of --etcd-user
     #[arg(long, env = "VIGIL_ETCD_PASSWORD", hide_env_values = true, requires = "etcd_user")]
     etcd_password: Option<String>,
+    /// Connections one user other than root may hold [default: `[daemon] max_connections_per_uid`, or 256]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_uid: Option<u64>,
     /// error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -106,6 +109,7 @@ fn main() -> std::process::ExitCode {
             user: args.etcd_user,
             password: args.etcd_password,
         }),
+        max_connections_per_uid: args.max_connections_per_uid.map(|n| n as usize),
     };
     match vigild::run(opts) {
         Ok(vigild::Exit::Shutdown) => std::process::ExitCode::SUCCESS,

@@ -3,11 +3,10 @@
 //! inbox, and mirroring this node's PSM members. The loop never waits for etcd: the cluster task answers
 //! the connection itself when the other node's answer comes.
 
-use tokio::sync::mpsc;
 use vigil_proto::{ErrorCode, PsmNode, Request, Response, ServerMsg, WireError};
 
 use crate::cluster::Cmd;
-use crate::server::{Caller, ConnTx, Outgoing};
+use crate::server::{Caller, ConnTx};
 use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
@@ -157,7 +156,7 @@ impl Daemon {
             pid: None,
             conn: REMOTE_CONN,
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+        let (tx, mut rx) = ConnTx::detached(REMOTE_CONN);
         match self.handle(caller, 0, req, &tx) {
             Some(result) => {
                 let _ = cmds.send(Cmd::Reply { key, result });
@@ -165,7 +164,7 @@ impl Daemon {
             None => {
                 // Answers queued in the outbox or by a waiter arrive on `tx`.
                 tokio::spawn(async move {
-                    while let Some(o) = rx.recv().await {
+                    while let Some((o, _)) = rx.recv().await {
                         if let ServerMsg::Response { result, .. } = o.msg {
                             let _ = cmds.send(Cmd::Reply { key, result });
                             break;

@@ -2,15 +2,25 @@
 //!
 //! A connection that breaks the protocol (bad frame, unknown version) is closed with a logged reason; it
 //! never reaches the loop, so it cannot touch state.
+//!
+//! Every connection is bounded (docs/security/wire.md): how many a uid may hold, how long the Hello and
+//! each frame may take, how many of its requests may wait for an answer (beyond that, vigild stops
+//! reading it), and how many bytes of answers may wait for it to read (beyond that, or when it reads
+//! nothing for `send_timeout` while answers wait, it is closed).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tracing::{debug, warn, Instrument};
-use vigil_proto::{ClientMsg, FrameError, Request, ServerMsg, HEADER_LEN, PROTOCOL_VERSION};
+use vigil_proto::{ClientMsg, FrameError, Request, ServerMsg, HEADER_LEN, MAX_FRAME_LEN, PROTOCOL_VERSION};
+
+use crate::config::Settings;
 
 /// Who is asking, from SO_PEERCRED.
 #[derive(Debug, Clone, Copy)]
@@ -40,47 +50,353 @@ impl Outgoing {
     }
 }
 
-pub type ConnTx = mpsc::UnboundedSender<Outgoing>;
-
-/// What the loop receives.
-// Short-lived, one per request: boxing the request would buy nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum Msg {
-    Request {
-        caller: Caller,
-        id: u64,
-        req: Request,
-        out: ConnTx,
-    },
-    /// A watched process's pidfd became readable.
-    Exited { pid: i32, start_time: u64 },
-    /// A connection ended: what it held (CMAP tracks) goes with it.
-    Closed { conn: u64 },
-    /// A probe run of a tag's instance ended; `pid` is an exec probe's process.
-    ProbeDone {
-        tag: vigil_core::TagName,
-        instance: u64,
-        index: usize,
-        pid: Option<i32>,
-        result: Result<(), String>,
-    },
-    /// What the cluster task learned from etcd.
-    Cluster(crate::cluster::ClusterMsg),
+/// The bounds of connections, from `[daemon]` (docs/security/wire.md).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections one uid other than root (and vigild's own) may hold.
+    pub per_uid: usize,
+    /// Connections of all such uids together; root keeps room beyond it.
+    pub total: usize,
+    /// From accept to a complete Hello.
+    pub hello_timeout: Duration,
+    /// From a frame's first byte to its last.
+    pub frame_timeout: Duration,
+    /// How long answers may wait while the peer reads nothing.
+    pub send_timeout: Duration,
+    /// Requests of one connection waiting for their answer to be written.
+    pub in_flight: usize,
+    /// Bytes of answers and pushes waiting for one connection to read them.
+    pub queue_bytes: usize,
+    /// vigild's own uid, which like root is not limited.
+    pub own_uid: u32,
 }
 
-pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>) {
+impl Limits {
+    /// The limits of the settings; the total is also kept within half the open file limit, so that
+    /// connections can never take the descriptors that processes, pidfds and root's connections need.
+    pub fn new(s: &Settings, nofile: Option<u64>, own_uid: u32) -> Limits {
+        let fds = nofile.map_or(usize::MAX, |n| usize::try_from(n / 2).unwrap_or(usize::MAX));
+        Limits {
+            per_uid: s.max_connections_per_uid,
+            total: s.max_connections.min(fds),
+            hello_timeout: s.hello_timeout,
+            frame_timeout: s.frame_timeout,
+            send_timeout: s.send_timeout,
+            in_flight: s.max_in_flight,
+            queue_bytes: s.queue_bytes,
+            own_uid,
+        }
+    }
+
+    fn exempt(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.own_uid
+    }
+}
+
+/// What a connection shares between its reader, its writer and the loop.
+struct Shared {
+    conn: u64,
+    /// Bytes of answers queued for the writer; None for a queue without a bound (answers to another
+    /// node).
+    queued: AtomicUsize,
+    /// Bytes of CMAP notifications queued, within the same bound; those that find no room are counted
+    /// in `notes_lost` and the writer tells the client how many with `ServerMsg::CmapLost`.
+    noted: AtomicUsize,
+    notes_lost: AtomicUsize,
+    max_bytes: Option<usize>,
+    /// Why the connection must end now (a reader too slow); the reader wakes on `kill`.
+    killed: Mutex<Option<String>>,
+    kill: Notify,
+    /// Permits for requests read and not yet answered.
+    in_flight: Semaphore,
+    max_in_flight: usize,
+}
+
+impl Shared {
+    fn close(&self, reason: String) {
+        let mut k = self.killed.lock().unwrap_or_else(|e| e.into_inner());
+        if k.is_none() {
+            *k = Some(reason);
+            self.kill.notify_one();
+        }
+    }
+
+    fn killed(&self) -> Option<String> {
+        self.killed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A request's answer is on the socket: the reader may take one more.
+    fn answered(&self) {
+        if self.in_flight.available_permits() < self.max_in_flight {
+            self.in_flight.add_permits(1);
+        }
+    }
+}
+
+/// A message was not queued: the connection is gone, or was closed for reading too slowly.
+#[derive(Debug)]
+pub struct NotSent;
+
+/// Where a connection's answers and pushes go. The queue is bounded in bytes: a message that would
+/// pass the bound closes the connection instead of being queued (its reader is too slow).
+#[derive(Clone)]
+pub struct ConnTx {
+    tx: mpsc::UnboundedSender<(Outgoing, Queued)>,
+    shared: Arc<Shared>,
+    /// Messages sent through this handle are CMAP notifications: lost (and counted) rather than
+    /// closing the connection when there is no room.
+    notes: bool,
+    /// Bytes already counted for the one message this handle will send (`reserve`).
+    reserved: Option<usize>,
+}
+
+/// What a queued message counts against.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    size: usize,
+    note: bool,
+}
+
+impl ConnTx {
+    fn new(conn: u64, limits: Option<&Limits>) -> (ConnTx, mpsc::UnboundedReceiver<(Outgoing, Queued)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let max_in_flight = limits.map_or(1, |l| l.in_flight.max(1));
+        let shared = Arc::new(Shared {
+            conn,
+            queued: AtomicUsize::new(0),
+            noted: AtomicUsize::new(0),
+            notes_lost: AtomicUsize::new(0),
+            max_bytes: limits.map(|l| l.queue_bytes),
+            killed: Mutex::new(None),
+            kill: Notify::new(),
+            in_flight: Semaphore::new(max_in_flight),
+            max_in_flight,
+        });
+        (
+            ConnTx {
+                tx,
+                shared,
+                notes: false,
+                reserved: None,
+            },
+            rx,
+        )
+    }
+
+    /// The same connection, for CMAP notifications.
+    pub fn for_notes(&self) -> ConnTx {
+        ConnTx {
+            notes: true,
+            ..self.clone()
+        }
+    }
+
+    /// A queue that is not a socket's (the answers of requests from other nodes): no byte bound, since
+    /// each holds one answer.
+    pub fn detached(conn: u64) -> (ConnTx, mpsc::UnboundedReceiver<(Outgoing, Queued)>) {
+        ConnTx::new(conn, None)
+    }
+
+    /// The connection's number.
+    pub fn conn(&self) -> u64 {
+        self.shared.conn
+    }
+
+    /// Counts an answer against the bound now, before it waits for the end of the loop's step: a step
+    /// that answers many requests of one connection cannot hold more than the bound for it. The
+    /// handle returned sends that answer; None when it does not fit (the connection is closed).
+    pub fn reserve(&self, msg: &ServerMsg) -> Option<ConnTx> {
+        let size = frame_size(msg);
+        self.admit(size).ok()?;
+        Some(ConnTx {
+            reserved: Some(size),
+            ..self.clone()
+        })
+    }
+
+    /// Counts `size` bytes, or says why they do not fit (closing the connection for an answer).
+    fn admit(&self, size: usize) -> Result<(), NotSent> {
+        let sh = &self.shared;
+        if let Some(max) = sh.max_bytes {
+            let queued = sh.queued.load(Ordering::Relaxed) + sh.noted.load(Ordering::Relaxed);
+            if queued + size > max && self.notes {
+                sh.notes_lost.fetch_add(1, Ordering::Relaxed);
+                return Err(NotSent);
+            }
+            if queued + size > max {
+                self.shared.close(format!(
+                    "the client reads too slowly: {} bytes of answers are waiting for it and {size} more would \
+                     pass the limit of {max} ([daemon] queue_bytes)",
+                    queued
+                ));
+                return Err(NotSent);
+            }
+        }
+        let count = if self.notes { &sh.noted } else { &sh.queued };
+        count.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Queues a message; refused (and the connection closed) when the bytes waiting for this reader
+    /// would pass the bound.
+    pub fn send(&self, o: Outgoing) -> Result<(), NotSent> {
+        let size = match self.reserved {
+            Some(size) => size,
+            None => {
+                let size = frame_size(&o.msg);
+                self.admit(size)?;
+                size
+            }
+        };
+        let count = if self.notes {
+            &self.shared.noted
+        } else {
+            &self.shared.queued
+        };
+        let q = Queued { size, note: self.notes };
+        self.tx.send((o, q)).map_err(|_| {
+            count.fetch_sub(size, Ordering::Relaxed);
+            NotSent
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.is_killed()
+    }
+
+    /// Closed for reading too slowly: nothing more is done for it. (A client that merely hung up
+    /// still has its last requests carried out.)
+    pub fn is_killed(&self) -> bool {
+        self.shared.killed().is_some()
+    }
+}
+
+/// The bytes a message takes on the socket. An answer too large to send becomes a short error in the
+/// writer: count what will be sent.
+fn frame_size(msg: &ServerMsg) -> usize {
+    postcard::experimental::serialized_size(msg)
+        .unwrap_or(MAX_FRAME_LEN)
+        .min(MAX_FRAME_LEN)
+        + HEADER_LEN
+}
+
+/// Open connections per uid, kept by the accept loop and released when a connection ends.
+#[derive(Default)]
+struct Counts {
+    per_uid: HashMap<u32, usize>,
+    /// Connections of uids that are limited.
+    limited: usize,
+}
+
+/// One counted connection; dropping it releases its place.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    uid: u32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.limited = c.limited.saturating_sub(1);
+        if let Some(n) = c.per_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Takes a place for a connection of `uid`, or says which limit it is over.
+fn admit(counts: &Arc<Mutex<Counts>>, limits: &Limits, uid: u32) -> Result<Option<Slot>, String> {
+    if limits.exempt(uid) {
+        return Ok(None);
+    }
+    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = c.per_uid.get(&uid).copied().unwrap_or(0);
+    if mine >= limits.per_uid {
+        return Err(format!(
+            "too many connections: uid {uid} already has {mine} open, the limit per uid \
+             ([daemon] max_connections_per_uid = {})",
+            limits.per_uid
+        ));
+    }
+    if c.limited >= limits.total {
+        return Err(format!(
+            "too many connections: users other than root hold {} open, the limit ([daemon] max_connections = {})",
+            c.limited, limits.total
+        ));
+    }
+    c.limited += 1;
+    *c.per_uid.entry(uid).or_insert(0) += 1;
+    Ok(Some(Slot {
+        counts: counts.clone(),
+        uid,
+    }))
+}
+
+/// Connections being turned away at once: each gets its Goodbye within a second, and no more than this
+/// many hold a descriptor for it (beyond that they are closed without one).
+const REFUSING: usize = 64;
+
+/// Tells a connection over a limit why, then closes it. Its Hello is read first (if it comes within a
+/// second), so that the client finds the Goodbye rather than a broken pipe.
+async fn refuse(stream: UnixStream, reason: String) {
+    let (mut rd, mut wr) = stream.into_split();
+    if let Ok(bytes) = vigil_proto::encode(&ServerMsg::Goodbye { reason }) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(&bytes)).await;
+    }
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut got = 0;
+        while got < vigil_proto::MAX_HELLO_LEN + HEADER_LEN {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+}
+
+pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, limits: Limits) {
+    let limits = Arc::new(limits);
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
     let mut next_conn = 1u64;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let conn = next_conn;
                 next_conn += 1;
+                let cred = match stream.peer_cred() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(conn, "no peer credentials: {e}");
+                        continue;
+                    }
+                };
+                let slot = match admit(&counts, &limits, cred.uid()) {
+                    Ok(slot) => slot,
+                    Err(reason) => {
+                        debug!(conn, uid = cred.uid(), "refused: {reason}");
+                        if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                            tokio::spawn(async move {
+                                refuse(stream, reason).await;
+                                drop(permit);
+                            });
+                        }
+                        continue;
+                    }
+                };
                 let tx = tx.clone();
+                let limits = limits.clone();
                 tokio::spawn(
                     async move {
-                        if let Err(reason) = connection(stream, conn, tx).await {
+                        if let Err(reason) = connection(stream, cred, conn, tx, &limits).await {
                             warn!("closed: {reason}");
                         }
+                        drop(slot);
                     }
                     .instrument(tracing::info_span!("conn", conn)),
                 );
@@ -94,24 +410,221 @@ pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>)
     }
 }
 
-async fn read_frame(r: &mut OwnedReadHalf) -> Result<ClientMsg, FrameError> {
-    let mut header = [0u8; HEADER_LEN];
-    match r.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
-    }
-    let len = vigil_proto::frame_payload_len(header)?;
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
-    vigil_proto::decode(&payload)
+/// What the loop receives.
+// Short-lived, one per request: boxing the request would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Msg {
+    Request {
+        caller: Caller,
+        id: u64,
+        req: Request,
+        out: ConnTx,
+    },
+    /// A watched process's pidfd became readable.
+    Exited { pid: i32, start_time: u64 },
+    /// A connection ended: what it held (CMAP tracks, waiting requests) goes with it.
+    Closed { conn: u64 },
+    /// A probe run of a tag's instance ended; `pid` is an exec probe's process.
+    ProbeDone {
+        tag: vigil_core::TagName,
+        instance: u64,
+        index: usize,
+        pid: Option<i32>,
+        result: Result<(), String>,
+    },
+    /// What the cluster task learned from etcd.
+    Cluster(crate::cluster::ClusterMsg),
 }
 
-async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg>) -> Result<(), String> {
-    let cred = stream.peer_cred().map_err(|e| format!("no peer credentials: {e}"))?;
+enum ReadError {
+    Closed,
+    Bad(String),
+}
+
+impl From<FrameError> for ReadError {
+    fn from(e: FrameError) -> ReadError {
+        ReadError::Bad(e.to_string())
+    }
+}
+
+fn mid_frame(e: std::io::Error) -> ReadError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated.into(),
+        _ => FrameError::Io(e).into(),
+    }
+}
+
+/// Reads one frame's payload, of at most `max` bytes. The first byte may take as long as the peer
+/// likes; from there the whole frame must come within `frame_timeout`, and the buffer grows with the
+/// bytes that actually arrive, so a header alone costs nothing.
+async fn read_payload<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    frame_timeout: Duration,
+) -> Result<Vec<u8>, ReadError> {
+    let mut header = [0u8; HEADER_LEN];
+    match r.read(&mut header[..1]).await {
+        Ok(0) => return Err(ReadError::Closed),
+        Ok(_) => {}
+        Err(e) => return Err(FrameError::Io(e).into()),
+    }
+    let rest = async {
+        r.read_exact(&mut header[1..]).await.map_err(mid_frame)?;
+        let len = vigil_proto::frame_payload_len_max(header, max)?;
+        let mut payload = Vec::with_capacity(len.min(64 << 10));
+        (&mut *r)
+            .take(len as u64)
+            .read_to_end(&mut payload)
+            .await
+            .map_err(mid_frame)?;
+        if payload.len() < len {
+            return Err(FrameError::Truncated.into());
+        }
+        Ok(payload)
+    };
+    tokio::time::timeout(frame_timeout, rest).await.map_err(|_| {
+        ReadError::Bad(format!(
+            "a frame was not complete {} s after its first byte ([daemon] frame_timeout)",
+            frame_timeout.as_secs_f64()
+        ))
+    })?
+}
+
+/// Resolves once the peer has closed the connection (both ways: one that only shut its writing end
+/// still reads its answers), without reading what it sent. Readiness stays set while unread requests
+/// wait, so it is looked at again every second rather than awaited.
+async fn hung_up(rd: &tokio::net::unix::OwnedReadHalf) {
+    loop {
+        match rd
+            .ready(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE)
+            .await
+        {
+            Ok(r) if r.is_write_closed() => return,
+            Ok(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Writes one frame. A frame the peer takes none of for `send_timeout` closes the connection when it
+/// is an answer or answers wait behind it; a pushed event alone may wait (its subscriber loses events,
+/// and is told which, instead).
+async fn write_frame(
+    wr: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    shared: &Shared,
+    answer: bool,
+    send_timeout: Duration,
+) -> Result<(), String> {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match tokio::time::timeout(send_timeout, wr.write(&bytes[pos..])).await {
+            Ok(Ok(0)) => return Err("the client is gone".into()),
+            Ok(Ok(n)) => pos += n,
+            Ok(Err(e)) => return Err(format!("cannot write: {e}")),
+            Err(_) if answer || shared.queued.load(Ordering::Relaxed) > 0 => {
+                return Err(format!(
+                    "the client read nothing for {} s while answers waited for it ([daemon] send_timeout)",
+                    send_timeout.as_secs_f64()
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut out_rx: mpsc::UnboundedReceiver<(Outgoing, Queued)>,
+    shared: Arc<Shared>,
+    send_timeout: Duration,
+) {
+    let mut events: Option<mpsc::Receiver<ServerMsg>> = None;
+    loop {
+        // Replies first: a subscription's answer is queued there before any of its events.
+        let (o, q) = tokio::select! {
+            biased;
+            o = out_rx.recv() => match o {
+                Some((mut o, q)) => {
+                    if let Some(rx) = o.events.take() {
+                        events = Some(rx);
+                    }
+                    (o, Some(q))
+                }
+                None => break,
+            },
+            m = async { match &mut events { Some(rx) => rx.recv().await, None => std::future::pending().await } } => match m {
+                Some(m) => (Outgoing::msg(m), None),
+                None => {
+                    events = None;
+                    continue;
+                }
+            },
+        };
+        let answer = matches!(o.msg, ServerMsg::Response { .. });
+        let bytes = match (vigil_proto::encode(&o.msg), &o.msg) {
+            (Ok(b), _) => Some(b),
+            (Err(e), ServerMsg::Response { id, .. }) => {
+                // Too large, most likely: the client must not wait forever for an answer.
+                warn!("cannot encode a reply: {e}");
+                let err = vigil_proto::WireError::new(
+                    vigil_proto::ErrorCode::LimitExceeded,
+                    format!("the answer cannot be sent: {e}; ask for less"),
+                );
+                vigil_proto::encode(&ServerMsg::Response {
+                    id: *id,
+                    result: Err(err),
+                })
+                .ok()
+            }
+            (Err(e), _) => {
+                warn!("cannot encode a message: {e}");
+                None
+            }
+        };
+        // An answer must make progress; a notification or an event alone may wait for its reader.
+        let must = q.is_some_and(|q| !q.note);
+        let mut written = match bytes {
+            Some(b) => write_frame(&mut wr, &b, &shared, must, send_timeout).await,
+            None => Ok(()),
+        };
+        match q {
+            Some(Queued { size, note: true }) => shared.noted.fetch_sub(size, Ordering::Relaxed),
+            Some(Queued { size, note: false }) => shared.queued.fetch_sub(size, Ordering::Relaxed),
+            None => 0,
+        };
+        // Notifications that found no room are told as a count, after those queued before them and
+        // before any queued after.
+        let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
+        if lost > 0 && written.is_ok() {
+            if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
+                written = write_frame(&mut wr, &b, &shared, false, send_timeout).await;
+            }
+        }
+        if let Err(reason) = written {
+            shared.close(reason);
+            break;
+        }
+        if answer {
+            shared.answered();
+        }
+        if let Some(w) = o.written {
+            let _ = w.send(());
+        }
+        if matches!(o.msg, ServerMsg::Goodbye { .. }) {
+            break;
+        }
+    }
+}
+
+async fn connection(
+    stream: UnixStream,
+    cred: tokio::net::unix::UCred,
+    conn: u64,
+    tx: mpsc::UnboundedSender<Msg>,
+    limits: &Limits,
+) -> Result<(), String> {
     let caller = Caller {
         uid: cred.uid(),
         gid: cred.gid(),
@@ -119,102 +632,73 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
         conn,
     };
     debug!(uid = caller.uid, "connected");
-    let (mut rd, mut wr) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    let writer = tokio::spawn(async move {
-        let mut events: Option<mpsc::Receiver<ServerMsg>> = None;
-        loop {
-            // Replies first: a subscription's replayed backlog is queued there before any live event.
-            let o = tokio::select! {
-                biased;
-                o = out_rx.recv() => match o {
-                    Some(mut o) => {
-                        if let Some(rx) = o.events.take() {
-                            events = Some(rx);
-                        }
-                        o
-                    }
-                    None => break,
-                },
-                m = async { match &mut events { Some(rx) => rx.recv().await, None => std::future::pending().await } } => match m {
-                    Some(m) => Outgoing::msg(m),
-                    None => {
-                        events = None;
-                        continue;
-                    }
-                },
-            };
-            let bytes = match (vigil_proto::encode(&o.msg), &o.msg) {
-                (Ok(b), _) => b,
-                (Err(e), ServerMsg::Response { id, .. }) => {
-                    // Too large, most likely: the client must not wait forever for an answer.
-                    warn!("cannot encode a reply: {e}");
-                    let err = vigil_proto::WireError::new(
-                        vigil_proto::ErrorCode::LimitExceeded,
-                        format!("the answer cannot be sent: {e}; ask for less"),
-                    );
-                    match vigil_proto::encode(&ServerMsg::Response {
-                        id: *id,
-                        result: Err(err),
-                    }) {
-                        Ok(b) => b,
-                        Err(_) => continue,
-                    }
-                }
-                (Err(e), _) => {
-                    warn!("cannot encode a message: {e}");
-                    continue;
-                }
-            };
-            if wr.write_all(&bytes).await.is_err() {
-                break;
-            }
-            if let Some(w) = o.written {
-                let _ = w.send(());
-            }
-            if matches!(o.msg, ServerMsg::Goodbye { .. }) {
-                break;
-            }
-        }
-    });
+    let (mut rd, wr) = stream.into_split();
+    let (out_tx, out_rx) = ConnTx::new(conn, Some(limits));
+    let shared = out_tx.shared.clone();
+    let mut writer = tokio::spawn(write_loop(wr, out_rx, shared.clone(), limits.send_timeout));
     let goodbye = |reason: String| {
-        let _ = out_tx.send(Outgoing {
-            events: None,
-            msg: ServerMsg::Goodbye { reason: reason.clone() },
-            written: None,
-        });
+        let _ = out_tx.send(Outgoing::msg(ServerMsg::Goodbye { reason: reason.clone() }));
         reason
     };
     let result = async {
-        let hello = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut rd))
-            .await
-            .map_err(|_| goodbye("no hello within 10 s".into()))?;
-        match hello {
-            Ok(ClientMsg::Hello { version, client }) if version == PROTOCOL_VERSION => {
+        // Before the Hello a peer gets a short time, a small frame, and nothing decoded but a Hello.
+        let hello = tokio::time::timeout(
+            limits.hello_timeout,
+            read_payload(&mut rd, vigil_proto::MAX_HELLO_LEN, limits.hello_timeout),
+        )
+        .await
+        .map_err(|_| {
+            goodbye(format!(
+                "no hello within {} s ([daemon] hello_timeout)",
+                limits.hello_timeout.as_secs_f64()
+            ))
+        })?;
+        let payload = match hello {
+            Ok(p) => p,
+            Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Bad(e)) => return Err(goodbye(e)),
+        };
+        match vigil_proto::decode_hello(&payload) {
+            Ok(Some((version, client))) if version == PROTOCOL_VERSION => {
                 debug!(client, "hello");
                 let welcome = ServerMsg::Welcome {
                     version: PROTOCOL_VERSION,
                     daemon_version: env!("CARGO_PKG_VERSION").into(),
                     pid: std::process::id(),
                 };
-                let _ = out_tx.send(Outgoing {
-                    events: None,
-                    msg: welcome,
-                    written: None,
-                });
+                let _ = out_tx.send(Outgoing::msg(welcome));
             }
-            Ok(ClientMsg::Hello { version, .. }) => {
+            Ok(Some((version, _))) => {
                 return Err(goodbye(format!(
                     "protocol version {version} is not supported; this vigild speaks {PROTOCOL_VERSION}"
                 )))
             }
-            Ok(_) => return Err(goodbye("the first message must be Hello".into())),
-            Err(FrameError::Closed) => return Ok(()),
+            Ok(None) => return Err(goodbye("the first message must be Hello".into())),
             Err(e) => return Err(goodbye(e.to_string())),
         }
         loop {
-            match read_frame(&mut rd).await {
+            // Backpressure: while `in_flight` requests wait for their answers to be written, the next
+            // request stays unread in the socket.
+            let permit = tokio::select! {
+                p = shared.in_flight.acquire() => p.map_err(|_| "closed".to_string())?,
+                _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+                // The peer may hang up meanwhile: its waiting requests must go with it, though the
+                // requests it left unread keep the socket readable.
+                _ = hung_up(&rd) => return Ok(()),
+            };
+            let frame = tokio::select! {
+                f = read_payload(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => f,
+                _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+            };
+            let payload = match frame {
+                Ok(p) => p,
+                Err(ReadError::Closed) => return Ok(()),
+                Err(ReadError::Bad(e)) => return Err(goodbye(e)),
+            };
+            match vigil_proto::decode::<ClientMsg>(&payload) {
                 Ok(ClientMsg::Request { id, body }) => {
+                    // Given back by the writer once this request's answer is on the socket.
+                    permit.forget();
                     let msg = Msg::Request {
                         caller,
                         id,
@@ -226,24 +710,95 @@ async fn connection(stream: UnixStream, conn: u64, tx: mpsc::UnboundedSender<Msg
                     }
                 }
                 Ok(ClientMsg::Hello { .. }) => return Err(goodbye("Hello sent twice".into())),
-                Err(FrameError::Closed) => return Ok(()),
                 Err(e) => return Err(goodbye(e.to_string())),
             }
         }
     }
     .await;
+    // The loop forgets what the connection held, its waiting requests included.
     let _ = tx.send(Msg::Closed { conn });
     drop(out_tx);
-    if result.is_ok() {
-        // The client is gone: nothing left to flush. Ending the writer drops its subscription channel,
-        // which is how the loop learns to forget the subscriber.
+    if result.is_ok() || shared.killed().is_some() {
+        // The client is gone, or it does not read: nothing to flush. Ending the writer drops its
+        // subscription channel, which is how the loop learns to forget the subscriber.
         writer.abort();
-    } else {
-        // The writer ends once the Goodbye is out.
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    } else if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
+        // The writer ends once the Goodbye is out; a peer that does not take it is not waited for.
+        writer.abort();
     }
     if result.is_ok() {
         debug!("disconnected");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_uid: usize, total: usize) -> Limits {
+        let s = Settings {
+            max_connections_per_uid: per_uid,
+            max_connections: total,
+            ..Settings::default()
+        };
+        Limits::new(&s, Some(1 << 20), 1000)
+    }
+
+    #[test]
+    fn connections_per_uid_and_in_total_root_keeps_room() {
+        let l = limits(2, 3);
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let a1 = admit(&counts, &l, 10).unwrap();
+        let _a2 = admit(&counts, &l, 10).unwrap();
+        let e = admit(&counts, &l, 10).err().unwrap();
+        assert!(
+            e.contains("uid 10 already has 2 open") && e.contains("max_connections_per_uid = 2"),
+            "{e}"
+        );
+        let _b1 = admit(&counts, &l, 11).unwrap();
+        let e = admit(&counts, &l, 12).err().unwrap();
+        assert!(e.contains("max_connections = 3"), "{e}");
+        // Root and vigild's own user are never counted nor refused.
+        for _ in 0..10 {
+            assert!(admit(&counts, &l, 0).unwrap().is_none());
+            assert!(admit(&counts, &l, 1000).unwrap().is_none());
+        }
+        // A connection that ends gives its place back.
+        drop(a1);
+        assert!(admit(&counts, &l, 12).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_total_stays_within_half_the_open_file_limit() {
+        let s = Settings::default();
+        assert_eq!(Limits::new(&s, Some(1024), 0).total, 512);
+        assert_eq!(Limits::new(&s, Some(1 << 20), 0).total, s.max_connections);
+        assert_eq!(Limits::new(&s, None, 0).total, s.max_connections);
+    }
+
+    #[test]
+    fn answers_past_the_bound_close_notifications_past_it_are_counted() {
+        let l = Limits {
+            queue_bytes: 100,
+            ..limits(1, 1)
+        };
+        let (tx, _rx) = ConnTx::new(7, Some(&l));
+        let small = || Outgoing::msg(ServerMsg::Quorum { quorate: true });
+        let big = || {
+            Outgoing::msg(ServerMsg::Goodbye {
+                reason: "x".repeat(200),
+            })
+        };
+        // A notification that does not fit is lost and counted; the connection stays.
+        assert!(tx.for_notes().send(big()).is_err());
+        assert_eq!(tx.shared.notes_lost.load(Ordering::Relaxed), 1);
+        assert!(!tx.is_closed());
+        assert!(tx.send(small()).is_ok());
+        // An answer that does not fit closes the connection and says why.
+        assert!(tx.reserve(&big().msg).is_none());
+        assert!(tx.is_closed());
+        let why = tx.shared.killed().unwrap();
+        assert!(why.contains("reads too slowly") && why.contains("queue_bytes"), "{why}");
+    }
 }

@@ -153,8 +153,12 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn reply(&mut self, out: &ConnTx, id: u64, result: Result<vigil_proto::Response, WireError>) {
-        self.outbox
-            .push((out.clone(), Outgoing::msg(ServerMsg::Response { id, result })));
+        let msg = ServerMsg::Response { id, result };
+        // Counted against the connection's bound at once: answers to a batch of its requests cannot
+        // pile up in the outbox beyond it. One that does not fit closes the connection.
+        if let Some(out) = out.reserve(&msg) {
+            self.outbox.push((out, Outgoing::msg(msg)));
+        }
     }
 
     /// Carries out the effects the rules asked for, in order; effects that produce more effects (a spawn
@@ -287,6 +291,11 @@ impl Daemon {
         self.publish(&batch.events);
         self.broadcast(&batch.events);
         self.flush_lost();
+    }
+
+    /// A connection ended: its waiting requests have nobody to answer.
+    pub fn drop_waiters(&mut self, conn: u64) {
+        self.waiters.retain(|w| w.out.conn() != conn);
     }
 
     fn check_waiters(&mut self) {

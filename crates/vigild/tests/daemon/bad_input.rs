@@ -111,7 +111,12 @@ fn bad_frames_close_only_that_connection() {
     assert!(r.contains("over the limit"), "{r}");
     let r = goodbye(&raw(&v, &[100, 0, 0, 0, 1, 2, 3])).expect("truncated frame answered");
     assert!(r.contains("middle of a frame"), "{r}");
+    // Before the Hello, nothing but a Hello is decoded: garbage is refused as not being one.
     let r = goodbye(&raw(&v, &[3, 0, 0, 0, 0xfe, 0xfe, 0xfe])).expect("garbage answered");
+    assert!(r.contains("the first message must be Hello"), "{r}");
+    let mut garbage = hello(proto::PROTOCOL_VERSION);
+    garbage.extend_from_slice(&[3, 0, 0, 0, 0xfe, 0xfe, 0xfe]);
+    let r = goodbye(&raw(&v, &garbage)).expect("garbage answered");
     assert!(r.contains("malformed"), "{r}");
     let r = goodbye(&raw(&v, &hello(99))).expect("unknown version answered");
     assert!(r.contains("version 99"), "{r}");

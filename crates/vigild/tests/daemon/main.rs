@@ -20,3 +20,4 @@ mod sam;
 mod sam_compat;
 mod sec_logs;
 mod sec_client;
+mod sec_wire;
