@@ -150,3 +150,44 @@ fn libcorosync_common_exports_exactly_debians_symbols() {
     assert_eq!(debian, ["cs_strerror", "hdb_error_to_cs", "qb_to_cs_error"]);
     assert_eq!(names(&c_lib_dir().join("libcorosync_common.so.4")), debian);
 }
+
+/// Builds a test program with vigil's headers as C++ (`g++ -x c++`), linked with `libs`.
+fn cxx_program(src: &str, libs: &[&str]) -> std::path::PathBuf {
+    let out = c_lib_dir().join(format!("{}_cxx", src.trim_end_matches(".c")));
+    let mut cmd = Command::new("g++");
+    cmd.args(["-x", "c++", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&out)
+        .arg("-I")
+        .arg(repo_root().join("include"))
+        .arg(c_src(src))
+        .args(["-x", "none", "-L"])
+        .arg(c_lib_dir());
+    for l in libs {
+        cmd.arg(format!("-l{l}"));
+    }
+    let o = cmd.output().expect("run g++");
+    assert!(o.status.success(), "g++ failed: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+#[test]
+fn cfg_h_builds_the_pages_examples_in_c_and_cxx_and_sets_the_state_string() {
+    // cfg_psm_memops(3): "_PSM_REGSELF(_PSM_CAT_MOUNTD);" at file scope, and cfg_psm_memfree(memrsp) with
+    // the array itself; cfg.h's C++ guards promise the same text builds as C++. psm.h: mrs_state is "a
+    // user-modifiable state string", which vigil's cfg_psm_memstate_set sets.
+    let v = Vigild::start();
+    for exe in [c_program("psm_compat.c", true, &["cfg"]), cxx_program("psm_compat.c", &["cfg"])] {
+        let o = Command::new(&exe)
+            .env("VIGIL_SOCKET", v.socket())
+            .env("LD_LIBRARY_PATH", c_lib_dir())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {o:?}", exe.display());
+        assert_eq!(
+            stdout(&o),
+            "running 1 instance(s) of mountd\nmemstate_set 0\nmemstate_set_null 22\nstate warming up\nfreed 1\ncatget 0\n",
+            "{}",
+            exe.display()
+        );
+    }
+}
