@@ -191,3 +191,80 @@ fn cfg_h_builds_the_pages_examples_in_c_and_cxx_and_sets_the_state_string() {
         );
     }
 }
+
+/// Runs dsdev_test for resource rs of group rg from `dir` (through `wrap`, a command line the program
+/// and its arguments are appended to, if any), with `env`; its stdout lines.
+fn dsdev(v: &Vigild, dir: &Path, wrap: &[&str], env: &[(&str, &str)], ops: &[&str]) -> Vec<String> {
+    let exe = c_program("dsdev_test.c", true, &["dsdev"]);
+    let mut argv: Vec<String> = wrap.iter().map(|s| s.to_string()).collect();
+    argv.push(exe.display().to_string());
+    argv.extend(["-R", "rs", "-T", "t", "-G", "rg", "--"].map(String::from));
+    argv.extend(ops.iter().map(|s| s.to_string()));
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(dir)
+        .env("VIGIL_SOCKET", v.socket())
+        .env("LD_LIBRARY_PATH", c_lib_dir())
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start dsdev_test");
+    let status = wait_deadline(&mut child, &format!("dsdev_test {ops:?}"));
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "dsdev_test {ops:?}: {status}; {out}");
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn scds_pmf_start_gives_the_program_the_callers_directory_and_path() {
+    // scds_pmf_start(3HA): "the same as the pmfadm(1M) command with the -c option", which re-instates
+    // the caller's current directory and PATH (and vigil's pmfadm -c does).
+    let v = Vigild::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = "/usr/bin:/bin:/opt/compat-probe/bin";
+    let lines = dsdev(
+        &v,
+        dir.path(),
+        &[],
+        &[("PATH", path)],
+        &["start", "svc", "0", "0", "sh -c 'pwd >cwd.out; printf %s \"$PATH\" >path.out; exec sleep 1000'"],
+    );
+    assert_eq!(lines, ["initialize 0", "start 0"]);
+    let read = |name: &str| wait_for(name, || std::fs::read_to_string(dir.path().join(name)).ok().filter(|s| !s.is_empty()));
+    let real = std::fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(read("cwd.out").trim_end(), real.display().to_string());
+    assert_eq!(read("path.out"), path);
+}
+
+#[test]
+fn scds_pmf_start_of_a_running_program_logs_to_syslog() {
+    // scds_pmf_start(3HA): if the program is already running, scds_pmf_start() outputs a syslog() error
+    // and returns SCHA_ERR_INTERNAL (18). syslog(3) writes to /dev/log: the program runs in a private
+    // mount namespace where /dev is a directory holding the test's own datagram socket (and /dev/null).
+    let v = Vigild::start();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dir.path().join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    let log = std::os::unix::net::UnixDatagram::bind(dev.join("log")).unwrap();
+    log.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    std::fs::write(dev.join("null"), "").unwrap();
+    let script = format!(
+        "mount --bind /dev/null {d}/null && mount --bind {d} /dev && exec \"$@\"",
+        d = dev.display()
+    );
+    let lines = dsdev(
+        &v,
+        dir.path(),
+        &["unshare", "-m", "sh", "-c", &script, "sh"],
+        &[],
+        &["start", "svc", "0", "0", "sleep 1000", "start", "svc", "0", "0", "sleep 1000"],
+    );
+    assert_eq!(lines, ["initialize 0", "start 0", "start 18"]);
+    let mut buf = [0u8; 2048];
+    let n = log.recv(&mut buf).expect("a syslog message within 30 s");
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    // LOG_ERR (3) of the default facility LOG_USER (8): priority 11.
+    assert!(msg.starts_with("<11>"), "{msg}");
+    assert!(msg.contains("rg,rs,0.svc") && msg.contains("already running"), "{msg}");
+}
