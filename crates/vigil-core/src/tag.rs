@@ -11,7 +11,8 @@
 //! | Backoff   | timer                         | Spawn                                                      |
 //! | Action    | action exits 0 / non-zero     | budget reset + Spawn / Remove                              |
 //! | Running.. | stop                          | Stopping + Signal(all) + Timer(deadline)                   |
-//! | Stopping  | timer past deadline           | Signal(SIGKILL, all)                                       |
+//! | Stopping  | timer past deadline           | Signal(SIGKILL, all) (not after a release)                 |
+//! | Running.. | release (pmfadm -s)           | Stopping(remove) + Signal(all) if a signal was given       |
 //! | Stopping  | last process of the tree exits| Stopped / Spawn (restart) / Remove, as requested           |
 //! | Running   | timer: watchdog deadline past | Emit unhealthy; Stopping(recover) + Signal(all) + Timer    |
 //! | Running   | timer: a probe is due         | RunProbe + Timer(next check)                               |
@@ -421,6 +422,45 @@ impl Tag {
             },
             Effect::Timer(deadline),
         ]
+    }
+
+    /// Solaris's `pmfadm -s`: stops monitoring for good, sends `signal` (if any) once to every process,
+    /// and never follows it with SIGKILL; the tag is removed once its processes are gone. Processes
+    /// that ignore the signal, or get none, keep running.
+    pub fn release(&mut self, signal: Option<i32>, now: Timestamp) -> Vec<Effect> {
+        self.enabled = false;
+        if let TagState::Stopping { deadline, killed, .. } = self.state {
+            // Already stopping: it now ends in a removal; a SIGKILL already planned stays planned.
+            self.state = TagState::Stopping {
+                deadline,
+                then: StopMode::Remove,
+                killed,
+            };
+            return signal
+                .map(|signal| Effect::Signal {
+                    signal,
+                    procs: self.tree.ids(),
+                })
+                .into_iter()
+                .collect();
+        }
+        self.pending = None;
+        if self.tree.is_empty() {
+            return self.finish_stop(StopMode::Remove, now);
+        }
+        // `killed: true`: the timer never sends SIGKILL for this stop.
+        self.state = TagState::Stopping {
+            deadline: now,
+            then: StopMode::Remove,
+            killed: true,
+        };
+        signal
+            .map(|signal| Effect::Signal {
+                signal,
+                procs: self.tree.ids(),
+            })
+            .into_iter()
+            .collect()
     }
 
     fn finish_stop(&mut self, mode: StopMode, now: Timestamp) -> Vec<Effect> {

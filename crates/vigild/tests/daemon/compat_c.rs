@@ -268,3 +268,53 @@ fn scds_pmf_start_of_a_running_program_logs_to_syslog() {
     assert!(msg.starts_with("<11>"), "{msg}");
     assert!(msg.contains("rg,rs,0.svc") && msg.contains("already running"), "{msg}");
 }
+
+/// A pmfadm tag whose shell writes `<marker>` on SIGWINCH and ignores SIGTERM when `ignore_term`; its pid
+/// once the trap is set. SIGWINCH (28) is a later signal than SIGTERM (15): the kernel delivers pending
+/// signals lowest first, so a marker written proves no SIGTERM (or SIGKILL) was pending before it.
+fn marked(v: &Vigild, tag: &str, ignore_term: bool) -> i32 {
+    let ignore = if ignore_term { "trap '' TERM; " } else { "" };
+    let script = format!("{ignore}trap ': > {tag}.winch' WINCH; : > {tag}.ready; while :; do sleep 0.05; done");
+    let o = v.pmfadm(&["-c", tag, "sh", "-c", &script]);
+    assert!(o.status.success(), "{o:?}");
+    let pid = v.wait_state(tag, "running").main_pid.unwrap();
+    wait_for("the trap", || v.path(&format!("{tag}.ready")).exists().then_some(()));
+    pid
+}
+
+/// Sends SIGWINCH to `pid` and waits for its marker: the process ran its trap after everything sent
+/// before.
+fn still_answers(v: &Vigild, tag: &str, pid: i32) {
+    assert!(alive(pid), "{tag}'s process is gone");
+    kill(pid, "WINCH");
+    wait_for("the marker", || v.path(&format!("{tag}.winch")).exists().then_some(()));
+    assert!(alive(pid));
+}
+
+#[test]
+fn pmfadm_s_without_a_signal_only_stops_monitoring() {
+    // pmfadm(1M) -s: "Stop restarting the command associated with nametag. The signal, if specified, is
+    // sent to all processes": with none, no signal is sent and the processes run on, unmonitored.
+    let v = Vigild::start();
+    let pid = marked(&v, "quiet", false);
+    let o = v.pmfadm(&["-s", "quiet"]);
+    assert!(o.status.success(), "{o:?}");
+    // A SIGTERM would have ended the shell (no trap) before it could run the WINCH trap.
+    still_answers(&v, "quiet", pid);
+    // Not restarted when it ends, and forgotten then.
+    kill(pid, "KILL");
+    wait_for("the tag to be forgotten", || (!v.client().query("quiet").unwrap()).then_some(()));
+}
+
+#[test]
+fn pmfadm_s_with_a_wait_leaves_processes_that_ignore_the_signal_running_and_exits_2() {
+    // pmfadm(1M): with -w, pmfadm exits 2 when the processes are still there at the end of the wait; no
+    // SIGKILL follows the signal they ignore. (vigil's own `vigil stop` does send SIGKILL: vigil.md.)
+    let v = Vigild::start();
+    let pid = marked(&v, "stubborn", true);
+    let o = v.pmfadm(&["-s", "stubborn", "-w", "1", "TERM"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    still_answers(&v, "stubborn", pid);
+    kill(pid, "KILL");
+    wait_for("the tag to be forgotten", || (!v.client().query("stubborn").unwrap()).then_some(()));
+}
