@@ -233,7 +233,7 @@ unsafe fn start(
         // SAFETY: the caller's contract.
         let line = unsafe { text(command) }?;
         let argv = parse::split_command(&line).map_err(|_| SCHA_ERR_INVAL)?;
-        let mut spec = RunSpec::new(tag, argv);
+        let mut spec = RunSpec::new(tag.clone(), argv);
         spec.instance = instance as u32;
         spec.program_type = ty;
         spec.level = i64::from(level);
