@@ -360,9 +360,11 @@ impl CmapValue {
             CmapValue::U32(x) => CmapValue::U32(step!(x)),
             CmapValue::I64(x) => CmapValue::I64(step!(x)),
             CmapValue::U64(x) => CmapValue::U64(step!(x)),
-            CmapValue::Float(_) | CmapValue::Double(_) | CmapValue::Str(_) | CmapValue::StrBytes(_) | CmapValue::Binary(_) => {
-                return None
-            }
+            CmapValue::Float(_)
+            | CmapValue::Double(_)
+            | CmapValue::Str(_)
+            | CmapValue::StrBytes(_)
+            | CmapValue::Binary(_) => return None,
         })
     }
 }

@@ -18,8 +18,7 @@ mod value;
 
 use errors::{
     CS_ERR_ACCESS, CS_ERR_BAD_HANDLE, CS_ERR_INVALID_PARAM, CS_ERR_NAME_TOO_LONG, CS_ERR_NOT_EXIST, CS_ERR_NO_MEMORY,
-    CS_ERR_NO_SECTIONS,
-    CS_OK,
+    CS_ERR_NO_SECTIONS, CS_OK,
 };
 use handle::{Inst, NotifyFn, Track};
 

@@ -1,7 +1,7 @@
 //! libcorosync_common.so.4: the three functions `corotypes.h` declares, which corosync's programs link
 //! from its common library (`-lcorosync_common`): `cs_strerror`, `qb_to_cs_error`, `hdb_error_to_cs`.
-//! Each answers what corosync's `common_lib/error_conversion.c` answers, text for text (its strings keep
-//! the trailing blank several of them have there, since programs print and compare them).
+//! Each answers what corosync's `common_lib/error_conversion.c` answers, text for text as Debian's
+//! corosync 3.1 library prints them (older corosync put a blank after some names; 3.1's has none).
 
 use std::ffi::{c_char, c_int, CStr};
 
@@ -47,7 +47,8 @@ pub extern "C" fn qb_to_cs_error(result: c_int) -> c_int {
     match result.wrapping_neg() {
         libc::EBADF => CS_ERR_BAD_HANDLE,
         libc::ENOMEM => CS_ERR_NO_MEMORY,
-        libc::ENOBUFS | libc::ETIMEDOUT | libc::EAGAIN => CS_ERR_TRY_AGAIN,
+        // ENOMSG: Debian's 3.1 library answers it so too (a test compares every errno).
+        libc::ENOBUFS | libc::ETIMEDOUT | libc::EAGAIN | libc::ENOMSG => CS_ERR_TRY_AGAIN,
         libc::EBADE => CS_ERR_FAILED_OPERATION,
         libc::ETIME => CS_ERR_TIMEOUT,
         libc::EINVAL => CS_ERR_INVALID_PARAM,
@@ -86,31 +87,31 @@ fn text(err: c_int) -> &'static CStr {
         CS_ERR_VERSION => c"CS_ERR_VERSION",
         CS_ERR_INIT => c"CS_ERR_INIT",
         CS_ERR_NO_MEMORY => c"CS_ERR_NO_MEMORY",
-        CS_ERR_NAME_TOO_LONG => c"CS_ERR_NAME_TOO_LONG ",
+        CS_ERR_NAME_TOO_LONG => c"CS_ERR_NAME_TOO_LONG",
         CS_ERR_TIMEOUT => c"CS_ERR_TIMEOUT",
         CS_ERR_TRY_AGAIN => c"CS_ERR_TRY_AGAIN",
         CS_ERR_INVALID_PARAM => c"CS_ERR_INVALID_PARAM",
         CS_ERR_BAD_HANDLE => c"CS_ERR_BAD_HANDLE",
-        CS_ERR_BUSY => c"CS_ERR_BUSY ",
-        CS_ERR_ACCESS => c"CS_ERR_ACCESS ",
-        CS_ERR_NOT_EXIST => c"CS_ERR_NOT_EXIST ",
-        CS_ERR_EXIST => c"CS_ERR_EXIST ",
-        CS_ERR_NO_SPACE => c"CS_ERR_NO_SPACE ",
-        CS_ERR_INTERRUPT => c"CS_ERR_INTERRUPT ",
-        CS_ERR_NAME_NOT_FOUND => c"CS_ERR_NAME_NOT_FOUND ",
-        CS_ERR_NO_RESOURCES => c"CS_ERR_NO_RESOURCES ",
-        CS_ERR_NOT_SUPPORTED => c"CS_ERR_NOT_SUPPORTED ",
-        CS_ERR_BAD_OPERATION => c"CS_ERR_BAD_OPERATION ",
-        CS_ERR_FAILED_OPERATION => c"CS_ERR_FAILED_OPERATION ",
-        CS_ERR_MESSAGE_ERROR => c"CS_ERR_MESSAGE_ERROR ",
-        CS_ERR_QUEUE_FULL => c"CS_ERR_QUEUE_FULL ",
-        CS_ERR_QUEUE_NOT_AVAILABLE => c"CS_ERR_QUEUE_NOT_AVAILABLE ",
-        CS_ERR_BAD_FLAGS => c"CS_ERR_BAD_FLAGS ",
-        CS_ERR_TOO_BIG => c"CS_ERR_TOO_BIG ",
-        CS_ERR_NO_SECTIONS => c"CS_ERR_NO_SECTIONS ",
-        CS_ERR_CONTEXT_NOT_FOUND => c"CS_ERR_CONTEXT_NOT_FOUND ",
-        CS_ERR_TOO_MANY_GROUPS => c"CS_ERR_TOO_MANY_GROUPS ",
-        CS_ERR_SECURITY => c"CS_ERR_SECURITY ",
+        CS_ERR_BUSY => c"CS_ERR_BUSY",
+        CS_ERR_ACCESS => c"CS_ERR_ACCESS",
+        CS_ERR_NOT_EXIST => c"CS_ERR_NOT_EXIST",
+        CS_ERR_EXIST => c"CS_ERR_EXIST",
+        CS_ERR_NO_SPACE => c"CS_ERR_NO_SPACE",
+        CS_ERR_INTERRUPT => c"CS_ERR_INTERRUPT",
+        CS_ERR_NAME_NOT_FOUND => c"CS_ERR_NAME_NOT_FOUND",
+        CS_ERR_NO_RESOURCES => c"CS_ERR_NO_RESOURCES",
+        CS_ERR_NOT_SUPPORTED => c"CS_ERR_NOT_SUPPORTED",
+        CS_ERR_BAD_OPERATION => c"CS_ERR_BAD_OPERATION",
+        CS_ERR_FAILED_OPERATION => c"CS_ERR_FAILED_OPERATION",
+        CS_ERR_MESSAGE_ERROR => c"CS_ERR_MESSAGE_ERROR",
+        CS_ERR_QUEUE_FULL => c"CS_ERR_QUEUE_FULL",
+        CS_ERR_QUEUE_NOT_AVAILABLE => c"CS_ERR_QUEUE_NOT_AVAILABLE",
+        CS_ERR_BAD_FLAGS => c"CS_ERR_BAD_FLAGS",
+        CS_ERR_TOO_BIG => c"CS_ERR_TOO_BIG",
+        CS_ERR_NO_SECTIONS => c"CS_ERR_NO_SECTIONS",
+        CS_ERR_CONTEXT_NOT_FOUND => c"CS_ERR_CONTEXT_NOT_FOUND",
+        CS_ERR_TOO_MANY_GROUPS => c"CS_ERR_TOO_MANY_GROUPS",
+        CS_ERR_SECURITY => c"CS_ERR_SECURITY",
         _ => c"unknown error",
     }
 }
@@ -136,7 +137,7 @@ mod tests {
         assert_eq!(hdb_error_to_cs(-libc::EMFILE), CS_ERR_NO_RESOURCES);
         assert_eq!(hdb_error_to_cs(7), CS_ERR_LIBRARY);
         assert_eq!(text(CS_OK), c"success");
-        assert_eq!(text(CS_ERR_EXIST), c"CS_ERR_EXIST ");
+        assert_eq!(text(CS_ERR_EXIST), c"CS_ERR_EXIST");
         assert_eq!(text(29), c"unknown error");
     }
 }

@@ -248,7 +248,9 @@ unsafe fn start(
         // given, which the program then gets as it is.
         spec.cwd = std::env::current_dir().ok().map(|d| d.display().to_string());
         if env.is_null() {
-            spec.env = std::env::var("PATH").map(|p| vec![("PATH".to_string(), p)]).unwrap_or_default();
+            spec.env = std::env::var("PATH")
+                .map(|p| vec![("PATH".to_string(), p)])
+                .unwrap_or_default();
         } else {
             // SAFETY: the caller's contract.
             spec.env = unsafe { environment(env) }?;
@@ -257,7 +259,9 @@ unsafe fn start(
         if let Err(SCHA_ERR_INTERNAL) = r {
             // scds_pmf_start(3HA): when the program runs already, it "outputs a syslog() error" and
             // returns SCHA_ERR_INTERNAL.
-            syslog_err(&format!("{tag}: scds_pmf_start: the program is already running under PMF"));
+            syslog_err(&format!(
+                "{tag}: scds_pmf_start: the program is already running under PMF"
+            ));
         }
         r.map(drop)
     })

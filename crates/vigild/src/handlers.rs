@@ -50,9 +50,7 @@ impl Daemon {
                 return self.stop(caller, &tag, None, wait_ms, StopMode::Remove, id, out)
             }
             Request::Kill { tag, signal, wait_ms } => return self.kill(caller, &tag, signal, wait_ms, id, out),
-            Request::Release { tag, signal, wait_ms } => {
-                return self.release(caller, &tag, signal, wait_ms, id, out)
-            }
+            Request::Release { tag, signal, wait_ms } => return self.release(caller, &tag, signal, wait_ms, id, out),
             Request::Restart { tag } => self.restart(caller, &tag),
             Request::Query { tag } => Ok(Response::Exists(
                 TagName::new(&tag).ok().is_some_and(|n| self.tags.contains_key(&n)),

@@ -72,7 +72,11 @@ fn cmap_initialize_map_of_an_unknown_map_is_not_exist() {
     // The map is refused by corosync's daemon (CS_ERR_NOT_EXIST, 12); CMAP_MAP_STATS exists.
     assert_eq!(
         cmap_compat("map"),
-        ["initialize_map_2 12", "initialize_map_minus1 12", "initialize_map_stats 1"]
+        [
+            "initialize_map_2 12",
+            "initialize_map_minus1 12",
+            "initialize_map_stats 1"
+        ]
     );
 }
 
@@ -117,8 +121,8 @@ fn cmap_strings_are_bytes() {
 
 #[test]
 fn corotypes_formats_and_libcorosync_commons_functions() {
-    // corosync common_lib/error_conversion.c: qb_to_cs_error, hdb_error_to_cs and cs_strerror (whose
-    // strings keep their trailing blank); corotypes.h's CS_PRI_* formats.
+    // corosync common_lib/error_conversion.c: qb_to_cs_error, hdb_error_to_cs and cs_strerror (3.1's
+    // strings, without the trailing blank older versions had); corotypes.h's CS_PRI_* formats.
     assert_eq!(
         cmap_compat("common"),
         [
@@ -127,7 +131,7 @@ fn corotypes_formats_and_libcorosync_commons_functions() {
             "ring a.ff",
             "seq ff",
             "strerror_ok [success]",
-            "strerror_exist [CS_ERR_EXIST ]",
+            "strerror_exist [CS_ERR_EXIST]",
             "strerror_library [CS_ERR_LIBRARY]",
             "strerror_29 [unknown error]",
             "qb_ok 1",
@@ -180,7 +184,10 @@ fn cfg_h_builds_the_pages_examples_in_c_and_cxx_and_sets_the_state_string() {
     // the array itself; cfg.h's C++ guards promise the same text builds as C++. psm.h: mrs_state is "a
     // user-modifiable state string", which vigil's cfg_psm_memstate_set sets.
     let v = Vigild::start();
-    for exe in [c_program("psm_compat.c", true, &["cfg"]), cxx_program("psm_compat.c", &["cfg"])] {
+    for exe in [
+        c_program("psm_compat.c", true, &["cfg"]),
+        cxx_program("psm_compat.c", &["cfg"]),
+    ] {
         let o = Command::new(&exe)
             .env("VIGIL_SOCKET", v.socket())
             .env("LD_LIBRARY_PATH", c_lib_dir())
@@ -232,10 +239,22 @@ fn scds_pmf_start_gives_the_program_the_callers_directory_and_path() {
         dir.path(),
         &[],
         &[("PATH", path)],
-        &["start", "svc", "0", "0", "sh -c 'pwd >cwd.out; printf %s \"$PATH\" >path.out; exec sleep 1000'"],
+        &[
+            "start",
+            "svc",
+            "0",
+            "0",
+            "sh -c 'pwd >cwd.out; printf %s \"$PATH\" >path.out; exec sleep 1000'",
+        ],
     );
     assert_eq!(lines, ["initialize 0", "start 0"]);
-    let read = |name: &str| wait_for(name, || std::fs::read_to_string(dir.path().join(name)).ok().filter(|s| !s.is_empty()));
+    let read = |name: &str| {
+        wait_for(name, || {
+            std::fs::read_to_string(dir.path().join(name))
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+    };
     let real = std::fs::canonicalize(dir.path()).unwrap();
     assert_eq!(read("cwd.out").trim_end(), real.display().to_string());
     assert_eq!(read("path.out"), path);
@@ -262,7 +281,18 @@ fn scds_pmf_start_of_a_running_program_logs_to_syslog() {
         dir.path(),
         &["unshare", "-m", "sh", "-c", &script, "sh"],
         &[],
-        &["start", "svc", "0", "0", "sleep 1000", "start", "svc", "0", "0", "sleep 1000"],
+        &[
+            "start",
+            "svc",
+            "0",
+            "0",
+            "sleep 1000",
+            "start",
+            "svc",
+            "0",
+            "0",
+            "sleep 1000",
+        ],
     );
     assert_eq!(lines, ["initialize 0", "start 0", "start 18"]);
     let mut buf = [0u8; 2048];
@@ -307,7 +337,9 @@ fn pmfadm_s_without_a_signal_only_stops_monitoring() {
     still_answers(&v, "quiet", pid);
     // Not restarted when it ends, and forgotten then.
     kill(pid, "KILL");
-    wait_for("the tag to be forgotten", || (!v.client().query("quiet").unwrap()).then_some(()));
+    wait_for("the tag to be forgotten", || {
+        (!v.client().query("quiet").unwrap()).then_some(())
+    });
 }
 
 #[test]
@@ -320,5 +352,32 @@ fn pmfadm_s_with_a_wait_leaves_processes_that_ignore_the_signal_running_and_exit
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     still_answers(&v, "stubborn", pid);
     kill(pid, "KILL");
-    wait_for("the tag to be forgotten", || (!v.client().query("stubborn").unwrap()).then_some(()));
+    wait_for("the tag to be forgotten", || {
+        (!v.client().query("stubborn").unwrap()).then_some(())
+    });
+}
+
+#[test]
+fn libcorosync_common_answers_every_code_as_debians() {
+    // The same program linked against Debian's libcorosync_common.so.4 (run without LD_LIBRARY_PATH) and
+    // against vigil's: cs_strerror of every cs_error_t and beyond, qb_to_cs_error and hdb_error_to_cs of
+    // every errno.
+    let exe = c_lib_dir().join("corosync_common_table");
+    let o = Command::new("gcc")
+        .args(["-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(c_src("corosync_common_table.c"))
+        .arg("-l:libcorosync_common.so.4")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let debian = Command::new(&exe).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let ours = Command::new(&exe).env("LD_LIBRARY_PATH", c_lib_dir()).output().unwrap();
+    assert!(debian.status.success() && ours.status.success());
+    assert!(
+        stdout(&debian).contains("12 [CS_ERR_NOT_EXIST]\n"),
+        "{}",
+        stdout(&debian)
+    );
+    assert_eq!(stdout(&ours), stdout(&debian));
 }

@@ -1,7 +1,5 @@
 //! `pmfadm`, Solaris Cluster's command line, run as a program against a real vigild.
 
-use std::time::Instant;
-
 use vigil_client::proto::ExitStatus;
 
 use crate::harness::*;
