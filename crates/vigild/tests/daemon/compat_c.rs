@@ -371,6 +371,17 @@ fn libcorosync_common_answers_every_code_as_debians() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ldd = Command::new("ldd")
+        .arg(&exe)
+        .env("LD_LIBRARY_PATH", c_lib_dir())
+        .output()
+        .unwrap();
+    let ours_path = c_lib_dir().join("libcorosync_common.so.4");
+    assert!(
+        stdout(&ldd).contains(&format!("libcorosync_common.so.4 => {}", ours_path.display())),
+        "vigil's library is the one run: {}",
+        stdout(&ldd)
+    );
     let debian = Command::new(&exe).env_remove("LD_LIBRARY_PATH").output().unwrap();
     let ours = Command::new(&exe).env("LD_LIBRARY_PATH", c_lib_dir()).output().unwrap();
     assert!(debian.status.success() && ours.status.success());
