@@ -721,6 +721,37 @@ mod tests {
     }
 
     #[test]
+    fn release_signals_only_when_asked_never_kills_and_ends_removed() {
+        // pmfadm(1M) -s: no signal unless one is named, no SIGKILL after it, no restart.
+        let mut tag = running(spec(-1, -1));
+        tag.forked(100, p(200));
+        assert_eq!(tag.release(None, t(0)), vec![]);
+        assert_eq!(tag.timer(t(3600)), vec![], "no SIGKILL, however long");
+        assert_eq!(
+            tag.release(Some(TERM), t(1)),
+            vec![Effect::Signal {
+                signal: TERM,
+                procs: vec![p(100), p(200)]
+            }],
+            "a second -s with a signal sends it"
+        );
+        assert_eq!(tag.exited(100, Exit::Code(0), t(2)), vec![], "no restart");
+        let fx = tag.exited(200, Exit::Code(0), t(2));
+        assert_eq!(fx.last(), Some(&Effect::Remove));
+        assert!(!tag.enabled);
+
+        let mut quiet = running(spec(-1, -1));
+        assert_eq!(
+            quiet.release(Some(TERM), t(0)),
+            vec![Effect::Signal {
+                signal: TERM,
+                procs: vec![p(100)]
+            }]
+        );
+        assert_eq!(quiet.timer(t(3600)), vec![]);
+    }
+
+    #[test]
     fn stop_escalates_and_ends_stopped() {
         let mut tag = running(spec(-1, -1));
         tag.forked(100, p(200));
