@@ -35,7 +35,9 @@ fn run_c(v: &Vigild, exe: &Path, scenario: &str, env: &[(&str, &str)]) -> Vec<St
     lines
 }
 
-/// The CMAP program with both header sets, for each scenario: the same lines from both.
+/// The CMAP program with both header sets, for each scenario: the same lines from both. Every expected
+/// list below is also what this program, built against Debian's headers, prints when run against Debian's
+/// corosync 3.1.7 daemon itself (`corosync -f`, with Debian's libcmap and libcorosync_common).
 fn cmap_compat(scenario: &str) -> Vec<String> {
     let v = Vigild::start();
     let mut seen = Vec::new();
@@ -69,7 +71,9 @@ fn libcmap_takes_values_up_to_icmaps_16_kib() {
 
 #[test]
 fn cmap_initialize_map_of_an_unknown_map_is_not_exist() {
-    // The map is refused by corosync's daemon (CS_ERR_NOT_EXIST, 12); CMAP_MAP_STATS exists.
+    // corosync lib/cmap.c cmap_initialize_map asks the daemon to switch maps (exec/cmap.c, the
+    // set-current-map handler), which refuses one it does not have: CS_ERR_NOT_EXIST (12), as Debian's
+    // corosync 3.1.7 answers; CMAP_MAP_STATS exists.
     assert_eq!(
         cmap_compat("map"),
         [
