@@ -71,9 +71,8 @@ fn libcmap_takes_values_up_to_icmaps_16_kib() {
 
 #[test]
 fn cmap_initialize_map_of_an_unknown_map_is_not_exist() {
-    // corosync lib/cmap.c cmap_initialize_map asks the daemon to switch maps (exec/cmap.c, the
-    // set-current-map handler), which refuses one it does not have: CS_ERR_NOT_EXIST (12), as Debian's
-    // corosync 3.1.7 answers; CMAP_MAP_STATS exists.
+    // Observed, not read: the corosync sources at hand predate cmap_initialize_map, and Debian's corosync
+    // 3.1.7 daemon answers a map it does not have with CS_ERR_NOT_EXIST (12); CMAP_MAP_STATS exists.
     assert_eq!(
         cmap_compat("map"),
         [
