@@ -66,8 +66,9 @@ const char *cfg_psm_catname(int idx);
 cfg_status_t cfg_psm_regself(int idx);
 
 /* vigil's, not Tru64's: sets the state string of member pid (mrs_state, "a user-modifiable state
-   string"; at most PSM_STATELEN - 1 bytes) in category catnam (NULL: whichever it is in), on node (as
-   for memadd). The caller must own the member, as for memrem. */
+   string"; at most PSM_STATELEN - 1 bytes unless vigild's psm_state_max says otherwise: ENOSPC past it)
+   in category catnam (NULL: whichever it is in), on node (as for memadd). The caller must own the
+   member, as for memrem. */
 cfg_status_t cfg_psm_memstate_set(const char *node, const char *catnam, pid_t pid, const char *state);
 
 #ifdef __cplusplus
