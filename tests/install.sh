@@ -72,7 +72,8 @@ out=$(VIGIL_SOCKET="$state/sock" "$state/psm_count") || fail "psm_count failed: 
 grep -qx "error: framework 0, subsystem errno 2" <<<"$out" || fail "the installed libcfg does not answer: $out"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -c installed sleep 1000 || fail "the installed pmfadm -c failed"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -q installed || fail "the installed pmfadm -q does not see its tag"
-VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 || fail "the installed pmfadm -s failed"
+# pmfadm -s sends no signal unless one is named (Solaris): name TERM so that the sleep ends.
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 TERM || fail "the installed pmfadm -s failed"
 out=$(VIGIL_SOCKET="$state/sock" "$state/dsdev_test" -R rs -T t -G rg -- start svc 0 0 "sleep 1000" status svc 0 \
     stop svc 0 15 5) || fail "dsdev_test failed: $out"
 [ "$out" = "$(printf 'initialize 0\nstart 0\nstatus 0 monitored\nstop 0')" ] || fail "the installed libdsdev: $out"
