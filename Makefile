@@ -1,8 +1,10 @@
 # Builds vigil in release mode and installs it:
 #   make install [PREFIX=/usr/local] [DESTDIR=]
-# DIR/bin: vigild, vigil, pmfadm; DIR/lib: libsam.so.4, libcmap.so.4, libcfg.so.1, libdsdev.so.1 with their
-# links; DIR/include: vigil's headers (corosync/sam.h, corosync/cmap.h, cfg.h, psm.h, rgm/libdsdev.h);
-# DIR/lib/pkgconfig: a .pc per library.
+# DIR/bin: vigild, vigil, pmfadm; DIR/lib: libsam.so.4, libcmap.so.4, libcorosync_common.so.4, libcfg.so.1,
+# libdsdev.so.1 with their links; DIR/include: vigil's headers (corosync/sam.h, corosync/cmap.h, cfg.h, psm.h, rgm/libdsdev.h);
+# DIR/lib/pkgconfig: a .pc per library, whose Libs carry -Wl,-rpath,DIR/lib: a program built with them
+# loads vigil's libraries from DIR/lib even where corosync's own libsam.so.4 and libcmap.so.4 are
+# installed in the system's library directories (which the loader would otherwise find first).
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -15,8 +17,9 @@ PCDIR = $(LIBDIR)/pkgconfig
 RELEASE ?= $(or $(CARGO_TARGET_DIR),target)/release
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-# name:major.minor.patch (sam and cmap: the ABI level of corosync 3's libraries; cfg, dsdev: their own).
-LIBS = sam:4.4.0 cmap:4.1.0 cfg:1.0.0 dsdev:1.0.0
+# name:major.minor.patch (sam, cmap, corosync_common: the ABI level of corosync 3's libraries; cfg, dsdev:
+# their own).
+LIBS = sam:4.4.0 cmap:4.1.0 corosync_common:4.0.0 cfg:1.0.0 dsdev:1.0.0
 BINS = vigild vigil pmfadm
 
 .PHONY: all build install uninstall

@@ -47,30 +47,62 @@ cfg_status_t cfg_psm_memget(const char *node, const char *catnam, pid_t pid, psm
 /* Frees an array from cfg_psm_memget and sets *memrsp to NULL. The array itself may be passed too (as
    the page's example does): the library knows the arrays it handed out. */
 void cfg_psm_memfree(psm_memrsp_t **memrsp);
+#ifndef __cplusplus
 #define cfg_psm_memfree(p) cfg_psm_memfree(_Generic((p), psm_memrsp_t *: (psm_memrsp_t **)(void *)(p), default: (p)))
+#endif
 
 /* Categories (cfg_psm_catops(3)). Removing a category is not supported (ENOTSUP), as psm.h says. */
 cfg_status_t cfg_psm_catadd(const char *node, const char *catnam);
 cfg_status_t cfg_psm_catrem(const char *node, const char *catnam);
 cfg_status_t cfg_psm_catget(const char *node, const char *catnam, psm_catrsp_t **catrsp);
 void cfg_psm_catfree(psm_catrsp_t **catrsp);
+#ifndef __cplusplus
 #define cfg_psm_catfree(p) cfg_psm_catfree(_Generic((p), psm_catrsp_t *: (psm_catrsp_t **)(void *)(p), default: (p)))
+#endif
 
 /* The category name of a _PSM_CAT_* index (NULL when out of range). */
 const char *cfg_psm_catname(int idx);
 /* Registers the calling process in the category of a _PSM_CAT_* index (its argv is saved now). */
 cfg_status_t cfg_psm_regself(int idx);
 
-/*
- * Self-registration: a statement, placed where the process should register (in the child after a
- * daemonizing fork, and before the process rewrites its argv):
- *
- *	_PSM_REGSELF(_PSM_CAT_MOUNTD);
- */
-#define _PSM_REGSELF(idx) ((void)cfg_psm_regself(idx))
+/* vigil's, not Tru64's: sets the state string of member pid (mrs_state, "a user-modifiable state
+   string"; at most PSM_STATELEN - 1 bytes unless vigild's psm_state_max says otherwise: ENOSPC past it)
+   in category catnam (NULL: whichever it is in), on node (as for memadd). The caller must own the
+   member, as for memrem. */
+cfg_status_t cfg_psm_memstate_set(const char *node, const char *catnam, pid_t pid, const char *state);
 
 #ifdef __cplusplus
 }
+
+/* C++ has no _Generic: overloads take the array itself, as the page's example passes it. */
+inline void cfg_psm_memfree(psm_memrsp_t *memrsp)
+{
+	cfg_psm_memfree((psm_memrsp_t **)(void *)memrsp);
+}
+inline void cfg_psm_catfree(psm_catrsp_t *catrsp)
+{
+	cfg_psm_catfree((psm_catrsp_t **)(void *)catrsp);
+}
+#endif
+
+#define _PSM_CAT2(a, b) a##b
+#define _PSM_CAT(a, b) _PSM_CAT2(a, b)
+
+/*
+ * Self-registration, written as the page writes it:
+ *
+ *	_PSM_REGSELF(_PSM_CAT_MOUNTD);
+ *
+ * In C++ it is a declaration, at file scope (the process registers before main) or in a function (it
+ * registers when control first reaches it: in the child after a daemonizing fork, before the process
+ * rewrites its argv). In C it is a statement, inside a function: C has no declaration that runs code
+ * both at file scope and in a function, and the statement form is the one the page's caveats need.
+ */
+#ifdef __cplusplus
+#define _PSM_REGSELF(idx) \
+	static const int _PSM_CAT(_psm_regself_, __LINE__) __attribute__((unused)) = cfg_psm_regself(idx)
+#else
+#define _PSM_REGSELF(idx) ((void)cfg_psm_regself(idx))
 #endif
 
 #endif /* _CFG_H_ */

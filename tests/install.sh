@@ -17,10 +17,11 @@ make --no-print-directory install PREFIX="$prefix" >/dev/null
 
 for f in bin/vigild bin/vigil bin/pmfadm include/corosync/sam.h include/corosync/cmap.h \
          include/corosync/corotypes.h include/cfg.h include/psm.h include/rgm/libdsdev.h \
-         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libcfg.pc lib/pkgconfig/libdsdev.pc; do
+         lib/pkgconfig/libsam.pc lib/pkgconfig/libcmap.pc lib/pkgconfig/libcfg.pc lib/pkgconfig/libdsdev.pc \
+         lib/pkgconfig/libcorosync_common.pc; do
     [ -e "$prefix/$f" ] || fail "missing $f"
 done
-for l in sam:4 cmap:4 cfg:1 dsdev:1; do
+for l in sam:4 cmap:4 corosync_common:4 cfg:1 dsdev:1; do
     n=${l%%:*} major=${l#*:}
     [ "$(readlink "$prefix/lib/lib$n.so")" = "lib$n.so.$major" ] || fail "lib$n.so does not point to lib$n.so.$major"
     real=$(readlink "$prefix/lib/lib$n.so.$major")
@@ -35,13 +36,25 @@ exported=$(nm -D --defined-only "$prefix/lib/libdsdev.so.1" | awk '{ print $3 }'
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 # pkgconf ends its line with a blank; xargs trims it.
 flags=$(pkg-config --cflags --libs libsam | xargs)
-[ "$flags" = "-I$prefix/include -L$prefix/lib -lsam" ] || fail "pkg-config libsam: $flags"
+# The .pc files carry the rpath: programs built with them need no LD_LIBRARY_PATH (see the ldd check).
+[ "$flags" = "-I$prefix/include -L$prefix/lib -Wl,-rpath,$prefix/lib -lsam" ] || fail "pkg-config libsam: $flags"
 # shellcheck disable=SC2086 # the flags are words
-gcc -Wall -Werror -o "$state/sam_test" tests/c/sam_test.c $flags -Wl,-rpath,"$prefix/lib"
+gcc -Wall -Werror -o "$state/sam_test" tests/c/sam_test.c $flags
 flags=$(pkg-config --cflags --libs libdsdev | xargs)
-[ "$flags" = "-I$prefix/include -L$prefix/lib -ldsdev" ] || fail "pkg-config libdsdev: $flags"
+[ "$flags" = "-I$prefix/include -L$prefix/lib -Wl,-rpath,$prefix/lib -ldsdev" ] || fail "pkg-config libdsdev: $flags"
 # shellcheck disable=SC2086 # the flags are words
-gcc -Wall -Werror -o "$state/dsdev_test" tests/c/dsdev_test.c $flags -Wl,-rpath,"$prefix/lib"
+gcc -Wall -Werror -o "$state/dsdev_test" tests/c/dsdev_test.c $flags
+# A program built with pkg-config and run without LD_LIBRARY_PATH loads the installed libraries, not the
+# libsam.so.4 / libcmap.so.4 / libcorosync_common.so.4 of a corosync in the system's library directories.
+# shellcheck disable=SC2046 # the flags are words
+gcc -Wall -Werror -o "$state/cmap_compat" tests/c/cmap_compat.c $(pkg-config --cflags --libs libcmap libcorosync_common)
+for exe in sam_test dsdev_test cmap_compat; do
+    libs=$(env -u LD_LIBRARY_PATH ldd "$state/$exe")
+    for l in libsam.so.4 libcmap.so.4 libcorosync_common.so.4 libdsdev.so.1; do
+        resolved=$(awk -v l="$l" '$1 == l { print $3 }' <<<"$libs")
+        [ -z "$resolved" ] || [ "$resolved" = "$prefix/lib/$l" ] || fail "$exe loads $l from $resolved"
+    done
+done
 
 "$prefix/bin/vigild" --state-dir "$state/s" --socket "$state/sock" --log-level warn 2>"$state/log" &
 vigild_pid=$!
@@ -54,13 +67,13 @@ grep -qx "4 data_gen 3" "$state/out" || fail "the installed libsam lost the data
 out=$(VIGIL_SOCKET="$state/sock" "$prefix/bin/vigil" events sys.vigil.sam.quit) || fail "vigil events failed"
 grep -q "code=7" <<<"$out" || fail "the installed vigil does not show the SAM application's end: $out"
 # shellcheck disable=SC2046 # the flags are words
-gcc -Wall -Werror -o "$state/psm_count" tests/c/psm_example_count.c $(pkg-config --cflags --libs libcfg) \
-    -Wl,-rpath,"$prefix/lib"
+gcc -Wall -Werror -o "$state/psm_count" tests/c/psm_example_count.c $(pkg-config --cflags --libs libcfg)
 out=$(VIGIL_SOCKET="$state/sock" "$state/psm_count") || fail "psm_count failed: $out"
 grep -qx "error: framework 0, subsystem errno 2" <<<"$out" || fail "the installed libcfg does not answer: $out"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -c installed sleep 1000 || fail "the installed pmfadm -c failed"
 VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -q installed || fail "the installed pmfadm -q does not see its tag"
-VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 || fail "the installed pmfadm -s failed"
+# pmfadm -s sends no signal unless one is named (Solaris): name TERM so that the sleep ends.
+VIGIL_SOCKET="$state/sock" "$prefix/bin/pmfadm" -s installed -w 10 TERM || fail "the installed pmfadm -s failed"
 out=$(VIGIL_SOCKET="$state/sock" "$state/dsdev_test" -R rs -T t -G rg -- start svc 0 0 "sleep 1000" status svc 0 \
     stop svc 0 15 5) || fail "dsdev_test failed: $out"
 [ "$out" = "$(printf 'initialize 0\nstart 0\nstatus 0 monitored\nstop 0')" ] || fail "the installed libdsdev: $out"

@@ -2,7 +2,9 @@
  * vigil's corotypes.h: the types and error codes of corosync's client libraries (corosync 3.x ABI), for
  * programs built against vigil's libsam and libcmap without corosync's headers.
  *
- * cs_strerror() belongs to corosync's libcorosync_common and is not declared here.
+ * qb_to_cs_error(), cs_strerror() and hdb_error_to_cs() are in libcorosync_common (-lcorosync_common),
+ * as in corosync. The CS_PRI_* formats use <inttypes.h>'s PRI* macros, which this header does not
+ * include (corosync's does not either): include <inttypes.h> before using them.
  */
 #ifndef COROTYPES_H_DEFINED
 #define COROTYPES_H_DEFINED
@@ -23,6 +25,11 @@ typedef int64_t cs_time_t;
 #define CS_MAX_NAME_LENGTH 256
 #define CS_TIME_END ((cs_time_t)0x7FFFFFFFFFFFFFFFULL)
 #define CS_MAX(x, y) (((x) > (y)) ? (x) : (y))
+
+#define CS_PRI_NODE_ID "%" PRIu32
+#define CS_PRI_NODE_ID_PADDED "%10" PRIu32
+#define CS_PRI_RING_ID_SEQ "%" PRIx64
+#define CS_PRI_RING_ID "%" PRIx32 ".%" PRIx64
 
 typedef struct {
 	uint16_t length;
@@ -95,6 +102,15 @@ static inline uint64_t cs_timestamp_get(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((uint64_t)ts.tv_sec * CS_TIME_NS_IN_SEC) + (uint64_t)ts.tv_nsec;
 }
+
+/* libcorosync_common: a libqb result (a negated errno) as a cs_error_t. */
+cs_error_t qb_to_cs_error(int result);
+
+/* libcorosync_common: the name of a cs_error_t ("success" for CS_OK), a static string. */
+const char *cs_strerror(cs_error_t err);
+
+/* libcorosync_common: a handle database result (a negated errno) as a cs_error_t. */
+cs_error_t hdb_error_to_cs(int res);
 
 #ifdef __cplusplus
 }

@@ -89,15 +89,23 @@ void scds_close(scds_handle_t *handle);
  * into words as sh(1) splits them (blanks, '...', "...", backslash) and nothing more, so the first
  * word is the program, at level 0, its children at level 1 and so on; run "/bin/sh -c '...'" for
  * pipes and redirections. child_monitor_level is pmfadm's -C: the deepest level watched, -1 for all.
- * The program gets vigild's minimal environment (PATH, HOME, USER, LOGNAME, VIGIL_TAG,
- * VIGIL_INSTANCE). A program that runs already is SCHA_ERR_INTERNAL; a stopped or failed one of the
- * same tag is replaced.
+ * As with `pmfadm -c`, the program runs in the caller's current directory with the caller's PATH and
+ * nothing else of its environment. A program that runs already is SCHA_ERR_INTERNAL, and a syslog(3)
+ * message at LOG_ERR says so; a stopped or failed one of the same tag is replaced.
+ *
+ * vigild adds to the program's environment, each only where it is not set already:
+ *   PATH            /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin (when the caller has none)
+ *   HOME, USER, LOGNAME   the calling user's, from the password database
+ *   VIGIL_TAG       the program's tag, "<group>,<resource>,<instance>.svc|.mon|.other"
+ *   VIGIL_INSTANCE  instance
+ *   NOTIFY_SOCKET   vigild's sd_notify(3) socket: a program may report READY=1 or WATCHDOG=1 there
+ * None of them is Solaris's; a program written for Solaris ignores them.
  */
 scha_err_t scds_pmf_start(scds_handle_t handle, scds_pmf_type_t program_type, int instance,
                           const char *command, int child_monitor_level);
 
 /* As scds_pmf_start(), with env ("NAME=value" strings, NULL-terminated, as for execve(2)) as the
- * program's environment; vigild adds the variables above that env lacks. */
+ * program's environment instead of the caller's PATH; vigild adds the variables above that env lacks. */
 scha_err_t scds_pmf_start_env(scds_handle_t handle, scds_pmf_type_t program_type, int instance,
                               const char *command, int child_monitor_level, char **env);
 

@@ -134,13 +134,12 @@ fn run(inv: Invocation) -> Result<Code, Failure> {
         }
         Mode::Stop { tag, wait, signal } => {
             registered(&mut c, &tag)?;
-            // A stop with -w answers only when the processes are gone.
+            // pmfadm(1M) -s stops monitoring and sends the signal if one is given, nothing else: no
+            // signal means the processes keep running, and no SIGKILL follows one they ignore (-w then
+            // exits 2 with them still running). vigild forgets the tag once they are gone. A release
+            // with -w answers only then.
             c.set_read_timeout(None).ok();
-            let stopped = c.stop(&tag, signal, wait_duration(wait));
-            // Forget the tag once its processes are gone, as pmfadm does, even when the wait ran out:
-            // a stop that is still under way then ends in a removal (vigild lets a remove override it).
-            c.remove(&tag, None)?;
-            stopped?;
+            c.release(&tag, signal, wait_duration(wait))?;
         }
         Mode::Kill { tag, wait, signal } => {
             registered(&mut c, &tag)?;

@@ -556,6 +556,15 @@ impl Client {
         })
     }
 
+    /// Solaris's `pmfadm -s`: stop monitoring, `signal` once if given, never SIGKILL (`Request::Release`).
+    pub fn release(&mut self, tag: &str, signal: Option<i32>, wait: Option<Duration>) -> Result<()> {
+        self.ok(Request::Release {
+            tag: tag.into(),
+            signal,
+            wait_ms: wait.map(|d| d.as_millis() as u64),
+        })
+    }
+
     pub fn kill(&mut self, tag: &str, signal: i32, wait: Option<Duration>) -> Result<()> {
         self.ok(Request::Kill {
             tag: tag.into(),

@@ -177,9 +177,20 @@ pub enum CmapValue {
     Double(f64),
     Str(String),
     Binary(Vec<u8>),
+    /// A string whose bytes are not UTF-8 (corosync's strings are bytes, without a NUL). Never valid
+    /// UTF-8: [`CmapValue::string`] builds `Str` for that, so one string has one form.
+    StrBytes(Vec<u8>),
 }
 
 impl CmapValue {
+    /// A string value from its bytes (without a NUL): `Str` when they are UTF-8, else `StrBytes`.
+    pub fn string(bytes: Vec<u8>) -> CmapValue {
+        match String::from_utf8(bytes) {
+            Ok(s) => CmapValue::Str(s),
+            Err(e) => CmapValue::StrBytes(e.into_bytes()),
+        }
+    }
+
     pub fn ty(&self) -> CmapType {
         match self {
             CmapValue::I8(_) => CmapType::I8,
@@ -192,7 +203,7 @@ impl CmapValue {
             CmapValue::U64(_) => CmapType::U64,
             CmapValue::Float(_) => CmapType::Float,
             CmapValue::Double(_) => CmapType::Double,
-            CmapValue::Str(_) => CmapType::Str,
+            CmapValue::Str(_) | CmapValue::StrBytes(_) => CmapType::Str,
             CmapValue::Binary(_) => CmapType::Binary,
         }
     }
@@ -213,6 +224,7 @@ impl CmapValue {
             (V::Double(a), V::Double(b)) => a.to_bits() == b.to_bits(),
             (V::Str(a), V::Str(b)) => a == b,
             (V::Binary(a), V::Binary(b)) => a == b,
+            (V::StrBytes(a), V::StrBytes(b)) => a == b,
             _ => false,
         }
     }
@@ -225,6 +237,7 @@ impl CmapValue {
             CmapValue::I32(_) | CmapValue::U32(_) | CmapValue::Float(_) => 4,
             CmapValue::I64(_) | CmapValue::U64(_) | CmapValue::Double(_) => 8,
             CmapValue::Str(s) => s.len() + 1,
+            CmapValue::StrBytes(s) => s.len() + 1,
             CmapValue::Binary(b) => b.len(),
         }
     }
@@ -322,6 +335,7 @@ impl CmapValue {
             CmapValue::Float(v) => v.to_string(),
             CmapValue::Double(v) => v.to_string(),
             CmapValue::Str(s) => s.clone(),
+            CmapValue::StrBytes(s) => String::from_utf8_lossy(s).into_owned(),
             CmapValue::Binary(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
         }
     }
@@ -346,7 +360,11 @@ impl CmapValue {
             CmapValue::U32(x) => CmapValue::U32(step!(x)),
             CmapValue::I64(x) => CmapValue::I64(step!(x)),
             CmapValue::U64(x) => CmapValue::U64(step!(x)),
-            CmapValue::Float(_) | CmapValue::Double(_) | CmapValue::Str(_) | CmapValue::Binary(_) => return None,
+            CmapValue::Float(_)
+            | CmapValue::Double(_)
+            | CmapValue::Str(_)
+            | CmapValue::StrBytes(_)
+            | CmapValue::Binary(_) => return None,
         })
     }
 }
@@ -655,8 +673,10 @@ impl CmapMap {
         self.readonly_prefix(key).is_some()
     }
 
-    /// Adds a track for `owner`: `flags` are at least one of [`TRACK_ADD`], [`TRACK_DELETE`],
-    /// [`TRACK_MODIFY`], maybe with [`TRACK_PREFIX`]. An exact key must be a valid key; a prefix may be
+    /// Adds a track for `owner`: `flags` are any of [`TRACK_ADD`], [`TRACK_DELETE`], [`TRACK_MODIFY`]
+    /// and [`TRACK_PREFIX`]. None of the three events (0, or `TRACK_PREFIX` alone) is a track that
+    /// delivers nothing, which corosync accepts too (exec/icmap.c, icmap_track_add refuses only unknown
+    /// bits). An exact key must be a valid key; a prefix may be
     /// any start of one (`""`: every key).
     pub fn track_add(&mut self, owner: u64, key: &str, flags: u32, context: u64) -> Result<TrackId, CmapError> {
         let unknown = flags & !(TRACK_EVENTS | TRACK_PREFIX);
@@ -664,12 +684,6 @@ impl CmapMap {
             return Err(CmapError::InvalidParam(format!(
                 "track_type {flags:#x} has unknown bits {unknown:#x}; the known ones are ADD {TRACK_ADD}, \
                  DELETE {TRACK_DELETE}, MODIFY {TRACK_MODIFY}, PREFIX {TRACK_PREFIX}"
-            )));
-        }
-        if flags & TRACK_EVENTS == 0 {
-            return Err(CmapError::InvalidParam(format!(
-                "track_type {flags:#x} asks for no event; it needs at least one of ADD {TRACK_ADD}, \
-                 DELETE {TRACK_DELETE}, MODIFY {TRACK_MODIFY}"
             )));
         }
         if flags & TRACK_PREFIX != 0 {

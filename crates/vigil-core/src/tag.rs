@@ -11,7 +11,8 @@
 //! | Backoff   | timer                         | Spawn                                                      |
 //! | Action    | action exits 0 / non-zero     | budget reset + Spawn / Remove                              |
 //! | Running.. | stop                          | Stopping + Signal(all) + Timer(deadline)                   |
-//! | Stopping  | timer past deadline           | Signal(SIGKILL, all)                                       |
+//! | Stopping  | timer past deadline           | Signal(SIGKILL, all) (not after a release)                 |
+//! | Running.. | release (pmfadm -s)           | Stopping(remove) + Signal(all) if a signal was given       |
 //! | Stopping  | last process of the tree exits| Stopped / Spawn (restart) / Remove, as requested           |
 //! | Running   | timer: watchdog deadline past | Emit unhealthy; Stopping(recover) + Signal(all) + Timer    |
 //! | Running   | timer: a probe is due         | RunProbe + Timer(next check)                               |
@@ -423,6 +424,45 @@ impl Tag {
         ]
     }
 
+    /// Solaris's `pmfadm -s`: stops monitoring for good, sends `signal` (if any) once to every process,
+    /// and never follows it with SIGKILL; the tag is removed once its processes are gone. Processes
+    /// that ignore the signal, or get none, keep running.
+    pub fn release(&mut self, signal: Option<i32>, now: Timestamp) -> Vec<Effect> {
+        self.enabled = false;
+        if let TagState::Stopping { deadline, killed, .. } = self.state {
+            // Already stopping: it now ends in a removal; a SIGKILL already planned stays planned.
+            self.state = TagState::Stopping {
+                deadline,
+                then: StopMode::Remove,
+                killed,
+            };
+            return signal
+                .map(|signal| Effect::Signal {
+                    signal,
+                    procs: self.tree.ids(),
+                })
+                .into_iter()
+                .collect();
+        }
+        self.pending = None;
+        if self.tree.is_empty() {
+            return self.finish_stop(StopMode::Remove, now);
+        }
+        // `killed: true`: the timer never sends SIGKILL for this stop.
+        self.state = TagState::Stopping {
+            deadline: now,
+            then: StopMode::Remove,
+            killed: true,
+        };
+        signal
+            .map(|signal| Effect::Signal {
+                signal,
+                procs: self.tree.ids(),
+            })
+            .into_iter()
+            .collect()
+    }
+
     fn finish_stop(&mut self, mode: StopMode, now: Timestamp) -> Vec<Effect> {
         match mode {
             StopMode::Recover => {
@@ -678,6 +718,37 @@ mod tests {
         tag.exited(100, Exit::Code(1), t(1));
         let fx = tag.action_exited(Exit::Code(2));
         assert_eq!(fx.last(), Some(&Effect::Remove));
+    }
+
+    #[test]
+    fn release_signals_only_when_asked_never_kills_and_ends_removed() {
+        // pmfadm(1M) -s: no signal unless one is named, no SIGKILL after it, no restart.
+        let mut tag = running(spec(-1, -1));
+        tag.forked(100, p(200));
+        assert_eq!(tag.release(None, t(0)), vec![]);
+        assert_eq!(tag.timer(t(3600)), vec![], "no SIGKILL, however long");
+        assert_eq!(
+            tag.release(Some(TERM), t(1)),
+            vec![Effect::Signal {
+                signal: TERM,
+                procs: vec![p(100), p(200)]
+            }],
+            "a second -s with a signal sends it"
+        );
+        assert_eq!(tag.exited(100, Exit::Code(0), t(2)), vec![], "no restart");
+        let fx = tag.exited(200, Exit::Code(0), t(2));
+        assert_eq!(fx.last(), Some(&Effect::Remove));
+        assert!(!tag.enabled);
+
+        let mut quiet = running(spec(-1, -1));
+        assert_eq!(
+            quiet.release(Some(TERM), t(0)),
+            vec![Effect::Signal {
+                signal: TERM,
+                procs: vec![p(100)]
+            }]
+        );
+        assert_eq!(quiet.timer(t(3600)), vec![]);
     }
 
     #[test]

@@ -294,6 +294,29 @@ pub unsafe extern "C" fn cfg_psm_memrem(node: *const c_char, catnam: *const c_ch
     with_client(|c| c.psm_remove(&node, cat.as_deref(), pid)).map_or_else(|e| e, |()| CFG_SUCCESS)
 }
 
+/// `cfg_status_t cfg_psm_memstate_set(const char *node, const char *catnam, pid_t pid, const char *state)`:
+/// vigil's own call (Tru64's libcfg has none) for the member's "user-modifiable state string" (psm.h).
+/// `catnam` NULL is any category; NULL `state` is EINVAL; vigild judges the rest (length, owner).
+///
+/// # Safety
+/// `node`, `catnam` and `state` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cfg_psm_memstate_set(
+    node: *const c_char,
+    catnam: *const c_char,
+    pid: libc::pid_t,
+    state: *const c_char,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    let (node, cat, state) = match unsafe { (text(node), text(catnam), text(state)) } {
+        (Ok(n), Ok(c), Ok(Some(s))) => (n, c, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        (_, _, Ok(None)) => return subsys(libc::EINVAL),
+    };
+    let node = wire_node(node);
+    with_client(|c| c.psm_set_state(&node, cat.as_deref(), pid, &state)).map_or_else(|e| e, |()| CFG_SUCCESS)
+}
+
 /// `cfg_status_t cfg_psm_memget(const char *node, const char *catnam, pid_t pid, psm_memrsp_t **memrsp)`
 ///
 /// # Safety

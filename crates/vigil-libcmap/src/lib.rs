@@ -17,8 +17,8 @@ mod handle;
 mod value;
 
 use errors::{
-    CS_ERR_ACCESS, CS_ERR_BAD_HANDLE, CS_ERR_INVALID_PARAM, CS_ERR_NAME_TOO_LONG, CS_ERR_NO_MEMORY, CS_ERR_NO_SECTIONS,
-    CS_OK,
+    CS_ERR_ACCESS, CS_ERR_BAD_HANDLE, CS_ERR_INVALID_PARAM, CS_ERR_NAME_TOO_LONG, CS_ERR_NOT_EXIST, CS_ERR_NO_MEMORY,
+    CS_ERR_NO_SECTIONS, CS_OK,
 };
 use handle::{Inst, NotifyFn, Track};
 
@@ -122,7 +122,9 @@ pub unsafe extern "C" fn cmap_initialize_map(handle: *mut u64, map: c_int) -> c_
     let map = match map {
         CMAP_MAP_DEFAULT => CmapMap::Main,
         CMAP_MAP_STATS => CmapMap::Stats,
-        _ => return CS_ERR_INVALID_PARAM,
+        // corosync's daemon answers a map it does not have with CS_ERR_NOT_EXIST (and the library then
+        // gives up the new handle).
+        _ => return CS_ERR_NOT_EXIST,
     };
     match handle::open(map) {
         // SAFETY: checked non-NULL above; the caller owns the cmap_handle_t.
@@ -429,9 +431,8 @@ pub unsafe extern "C" fn cmap_get_string(handle: u64, key_name: *const c_char, s
         if str.is_null() {
             return Err(CS_ERR_INVALID_PARAM);
         }
-        let CmapValue::Str(s) = inst.request(|c, _| c.cmap_get_in(inst.map, &key, Some(11)))? else {
-            return Err(CS_ERR_INVALID_PARAM);
-        };
+        let v = inst.request(|c, _| c.cmap_get_in(inst.map, &key, Some(11)))?;
+        let s = value::string_bytes(&v).ok_or(CS_ERR_INVALID_PARAM)?;
         // SAFETY: malloc of a positive size; checked for NULL below.
         let p = unsafe { libc::malloc(s.len() + 1) }.cast::<u8>();
         if p.is_null() {

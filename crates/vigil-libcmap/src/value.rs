@@ -20,7 +20,7 @@ pub fn type_code(v: &CmapValue) -> u32 {
         CmapValue::U64(_) => CmapType::U64,
         CmapValue::Float(_) => CmapType::Float,
         CmapValue::Double(_) => CmapType::Double,
-        CmapValue::Str(_) => CmapType::Str,
+        CmapValue::Str(_) | CmapValue::StrBytes(_) => CmapType::Str,
         CmapValue::Binary(_) => CmapType::Binary,
     };
     t.code()
@@ -40,22 +40,43 @@ pub fn to_bytes(v: &CmapValue) -> Vec<u8> {
         CmapValue::U64(x) => x.to_ne_bytes().to_vec(),
         CmapValue::Float(x) => x.to_ne_bytes().to_vec(),
         CmapValue::Double(x) => x.to_ne_bytes().to_vec(),
-        CmapValue::Str(s) => {
-            let mut b = Vec::with_capacity(s.len() + 1);
-            b.extend_from_slice(s.as_bytes());
-            b.push(0);
-            b
-        }
+        CmapValue::Str(s) => with_nul(s.as_bytes()),
+        CmapValue::StrBytes(s) => with_nul(s),
         CmapValue::Binary(b) => b.clone(),
     }
 }
 
+fn with_nul(s: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(s.len() + 1);
+    b.extend_from_slice(s);
+    b.push(0);
+    b
+}
+
+/// The string bytes of a string value, without the NUL; None for another type.
+pub fn string_bytes(v: &CmapValue) -> Option<&[u8]> {
+    match v {
+        CmapValue::Str(s) => Some(s.as_bytes()),
+        CmapValue::StrBytes(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// `ICMAP_MAX_VALUE_LEN` (corosync's exec/icmap.c): icmap_check_value_len refuses a `value_len` above it
+/// with `CS_ERR_INVALID_PARAM`, whatever the type. vigild's own limit (`cmap.max_value_bytes`) is for its
+/// own clients; through libcmap a value is never larger than corosync would take.
+pub const ICMAP_MAX_VALUE_LEN: usize = 16 * 1024;
+
 /// A value from `cmap_set`'s `(type, value, value_len)`, checked as icmap does: a number must be exactly
 /// its width; a string is its bytes up to the first NUL (`cmap_set_string` passes `strlen`, without the
-/// NUL, and corosync adds it back), and `value_len` may not run past that NUL. vigil's strings are UTF-8:
-/// other bytes are an invalid parameter too.
+/// NUL, and corosync adds it back), and `value_len` may not run past that NUL. A string's bytes need not
+/// be UTF-8: corosync stores bytes. `value_len` above [`ICMAP_MAX_VALUE_LEN`] is refused first, as icmap
+/// does.
 pub fn from_c(ty: u32, bytes: &[u8]) -> Result<CmapValue, c_int> {
     let bad = Err(CS_ERR_INVALID_PARAM);
+    if bytes.len() > ICMAP_MAX_VALUE_LEN {
+        return bad;
+    }
     let Some(t) = CmapType::from_code(ty) else {
         return bad;
     };
@@ -84,10 +105,10 @@ pub fn from_c(ty: u32, bytes: &[u8]) -> Result<CmapValue, c_int> {
                 Some(nul) => &bytes[..nul],
                 None => bytes,
             };
-            match std::str::from_utf8(text) {
-                Ok(s) => Ok(CmapValue::Str(s.to_string())),
-                Err(_) => bad,
-            }
+            Ok(match std::str::from_utf8(text) {
+                Ok(s) => CmapValue::Str(s.to_string()),
+                Err(_) => CmapValue::StrBytes(text.to_vec()),
+            })
         }
         CmapType::Binary => Ok(CmapValue::Binary(bytes.to_vec())),
     }
@@ -103,8 +124,18 @@ mod tests {
         assert_eq!(from_c(11, b"abc\0"), Ok(CmapValue::Str("abc".into())));
         assert_eq!(from_c(11, b"abc\0x"), Err(CS_ERR_INVALID_PARAM));
         assert_eq!(from_c(11, b""), Ok(CmapValue::Str(String::new())));
-        assert_eq!(from_c(11, b"\xff"), Err(CS_ERR_INVALID_PARAM));
+        assert_eq!(from_c(11, b"\xff"), Ok(CmapValue::StrBytes(vec![0xff])));
+        assert_eq!(to_bytes(&CmapValue::StrBytes(vec![0xff])), b"\xff\0");
         assert_eq!(to_bytes(&CmapValue::Str("abc".into())), b"abc\0");
+    }
+
+    #[test]
+    fn values_above_icmaps_limit_are_refused() {
+        let max = vec![b'a'; ICMAP_MAX_VALUE_LEN];
+        assert_eq!(from_c(12, &max), Ok(CmapValue::Binary(max.clone())));
+        let over = vec![b'a'; ICMAP_MAX_VALUE_LEN + 1];
+        assert_eq!(from_c(12, &over), Err(CS_ERR_INVALID_PARAM));
+        assert_eq!(from_c(11, &over), Err(CS_ERR_INVALID_PARAM));
     }
 
     #[test]

@@ -237,7 +237,7 @@ unsafe fn start(
         // SAFETY: the caller's contract.
         let line = unsafe { text(command) }?;
         let argv = parse::split_command(&line).map_err(|_| SCHA_ERR_INVAL)?;
-        let mut spec = RunSpec::new(tag, argv);
+        let mut spec = RunSpec::new(tag.clone(), argv);
         spec.instance = instance as u32;
         spec.program_type = ty;
         spec.level = i64::from(level);
@@ -247,10 +247,38 @@ unsafe fn start(
             // scds_pmf_restart_fm(3HA) kills the fault monitor with SIGKILL: a restart stops it so.
             spec.stop_signal = Some(SIGKILL);
         }
-        // SAFETY: the caller's contract.
-        spec.env = unsafe { environment(env) }?;
-        h.call(|c| c.run(spec)).map(drop)
+        // scds_pmf_start(3HA) is "the same as pmfadm -c": the program runs in the caller's working
+        // directory, with the caller's PATH (and nothing else of its environment) unless an environment is
+        // given, which the program then gets as it is.
+        spec.cwd = std::env::current_dir().ok().map(|d| d.display().to_string());
+        if env.is_null() {
+            spec.env = std::env::var("PATH")
+                .map(|p| vec![("PATH".to_string(), p)])
+                .unwrap_or_default();
+        } else {
+            // SAFETY: the caller's contract.
+            spec.env = unsafe { environment(env) }?;
+        }
+        let r = h.call(|c| c.run(spec));
+        if let Err(SCHA_ERR_INTERNAL) = r {
+            // scds_pmf_start(3HA): when the program runs already, it "outputs a syslog() error" and
+            // returns SCHA_ERR_INTERNAL.
+            syslog_err(&format!(
+                "{tag}: scds_pmf_start: the program is already running under PMF"
+            ));
+        }
+        r.map(drop)
     })
+}
+
+/// One message to syslog(3) at LOG_ERR, with the caller's own openlog settings (an RGM method's ident
+/// and facility, if it set them).
+fn syslog_err(msg: &str) {
+    let Ok(msg) = std::ffi::CString::new(msg) else {
+        return;
+    };
+    // SAFETY: a constant "%s" format and one NUL-terminated string for it.
+    unsafe { libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), msg.as_ptr()) };
 }
 
 /// `KEY=VALUE` strings, as execve(2) takes them; one without `=` is `SCHA_ERR_INVAL`.
@@ -303,7 +331,8 @@ pub unsafe extern "C" fn scds_pmf_start(
 }
 
 /// `scha_err_t scds_pmf_start_env(..., int child_monitor_level, char **env)`: `env` is the program's
-/// environment (vigild adds PATH, HOME, USER, LOGNAME where it lacks them).
+/// environment; vigild adds PATH, HOME, USER, LOGNAME where it lacks them, and always VIGIL_TAG,
+/// VIGIL_INSTANCE and NOTIFY_SOCKET (see rgm/libdsdev.h).
 ///
 /// # Safety
 /// `command` is NULL or a NUL-terminated string; `env` is NULL or a NULL-terminated array of them.

@@ -25,6 +25,10 @@ pub enum CmapValue {
     Double(f64),
     Str(String),
     Binary(Vec<u8>),
+    /// A string (`CMAP_VALUETYPE_STRING`) whose bytes are not UTF-8: corosync's strings are bytes, and a
+    /// C program gets back exactly what it stored. Valid UTF-8 always travels as `Str`, so older peers
+    /// see this variant only for a value they could never have held.
+    StrBytes(Vec<u8>),
 }
 
 /// One key and its value, for iteration.

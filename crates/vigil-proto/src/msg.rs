@@ -375,6 +375,14 @@ pub enum Request {
         filter: EventFilter,
         nodes: Vec<String>,
     },
+    /// Solaris's `pmfadm -s`: stop monitoring the tag for good and send `signal` (if any) once to every
+    /// process, never SIGKILL; the tag is forgotten once its processes are gone. With `wait_ms`, answer
+    /// when they are gone, or `Timeout` with them still running. (`Stop` is vigil's: TERM, then KILL.)
+    Release {
+        tag: String,
+        signal: Option<i32>,
+        wait_ms: Option<u64>,
+    },
 }
 
 /// Successful answers.

@@ -245,6 +245,8 @@ pub enum CmapRecord {
     Double(f64),
     Str(String),
     Binary(Vec<u8>),
+    /// A string whose bytes are not UTF-8 (appended: records written before it read unchanged).
+    StrBytes(Vec<u8>),
 }
 
 /// A PSM member (schema 2).

@@ -408,6 +408,8 @@ fn cmap_text(v: &CmapValue) -> (&'static str, String) {
         CmapValue::Float(x) => ("flt", x.to_string()),
         CmapValue::Double(x) => ("dbl", x.to_string()),
         CmapValue::Str(x) => ("str", x.clone()),
+        // A string that is not UTF-8 (set by a C program): shown with U+FFFD where a byte is not.
+        CmapValue::StrBytes(x) => ("str", String::from_utf8_lossy(x).into_owned()),
         CmapValue::Binary(x) => ("bin", x.iter().map(|b| format!("{b:02x}")).collect()),
     }
 }
@@ -415,7 +417,7 @@ fn cmap_text(v: &CmapValue) -> (&'static str, String) {
 fn cmap_json(v: &CmapValue) -> serde_json::Value {
     let (ty, text) = cmap_text(v);
     let value = match v {
-        CmapValue::Str(_) | CmapValue::Binary(_) => serde_json::Value::String(text),
+        CmapValue::Str(_) | CmapValue::StrBytes(_) | CmapValue::Binary(_) => serde_json::Value::String(text),
         CmapValue::Float(x) if x.is_finite() => serde_json::json!(x),
         CmapValue::Double(x) if x.is_finite() => serde_json::json!(x),
         CmapValue::Float(_) | CmapValue::Double(_) => serde_json::Value::String(text),

@@ -70,6 +70,8 @@ pub fn to_core(v: CmapValue) -> V {
         CmapValue::Double(x) => V::Double(x),
         CmapValue::Str(x) => V::Str(x),
         CmapValue::Binary(x) => V::Binary(x),
+        // Normalised: bytes that are UTF-8 after all become the one form of that string.
+        CmapValue::StrBytes(x) => V::string(x),
     }
 }
 
@@ -87,6 +89,7 @@ pub fn to_wire(v: &V) -> CmapValue {
         V::Double(x) => CmapValue::Double(*x),
         V::Str(x) => CmapValue::Str(x.clone()),
         V::Binary(x) => CmapValue::Binary(x.clone()),
+        V::StrBytes(x) => CmapValue::StrBytes(x.clone()),
     }
 }
 
@@ -104,6 +107,7 @@ pub fn to_record(v: &V) -> CmapRecord {
         V::Double(x) => CmapRecord::Double(*x),
         V::Str(x) => CmapRecord::Str(x.clone()),
         V::Binary(x) => CmapRecord::Binary(x.clone()),
+        V::StrBytes(x) => CmapRecord::StrBytes(x.clone()),
     }
 }
 
@@ -121,6 +125,7 @@ fn from_record(r: &CmapRecord) -> V {
         CmapRecord::Double(x) => V::Double(*x),
         CmapRecord::Str(x) => V::Str(x.clone()),
         CmapRecord::Binary(x) => V::Binary(x.clone()),
+        CmapRecord::StrBytes(x) => V::string(x.clone()),
     }
 }
 

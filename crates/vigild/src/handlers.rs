@@ -50,6 +50,7 @@ impl Daemon {
                 return self.stop(caller, &tag, None, wait_ms, StopMode::Remove, id, out)
             }
             Request::Kill { tag, signal, wait_ms } => return self.kill(caller, &tag, signal, wait_ms, id, out),
+            Request::Release { tag, signal, wait_ms } => return self.release(caller, &tag, signal, wait_ms, id, out),
             Request::Restart { tag } => self.restart(caller, &tag),
             Request::Query { tag } => Ok(Response::Exists(
                 TagName::existing(&tag).ok().is_some_and(|n| self.tags.contains_key(&n)),
@@ -395,6 +396,46 @@ impl Daemon {
                         viewer: caller.uid,
                     },
                     deadline,
+                    out: out.clone(),
+                    id,
+                });
+                None
+            }
+        }
+    }
+
+    /// `pmfadm -s`: see `Request::Release`.
+    fn release(
+        &mut self,
+        caller: Caller,
+        tag: &str,
+        signal: Option<i32>,
+        wait_ms: Option<u64>,
+        id: u64,
+        out: &ConnTx,
+    ) -> Option<Answer> {
+        let name = match self.owned(caller, tag, "stop") {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some(s) = signal.filter(|s| !(1..=64).contains(s)) {
+            return Some(Err(err(
+                ErrorCode::InvalidArgument,
+                format!("{s} is not a signal number (1-64)"),
+            )));
+        }
+        let fx = self.tags.get_mut(&name).expect("known").tag.release(signal, now());
+        self.apply(&name, fx);
+        match wait_ms {
+            None => Some(Ok(Response::Ok)),
+            Some(w) => {
+                // No SIGKILL follows: at the deadline whatever still runs is left running.
+                self.waiters.push(Waiter {
+                    until: WaitFor::TagIdle {
+                        tag: name,
+                        with_status: false,
+                    },
+                    deadline: Some(now().plus(ms(w))),
                     out: out.clone(),
                     id,
                 });

@@ -75,7 +75,7 @@ iter_next_null 7
 track_add_null_fn 7
 track_add_null_handle 7
 initialize_null 7
-initialize_map_bad 7
+initialize_map_bad 12
 initialize 1
 set_long_key 13
 get_long_key 13

@@ -309,6 +309,7 @@ pub fn c_lib_dir() -> PathBuf {
             ("libcmap.so", "libcmap.so.4"),
             ("libcfg.so", "libcfg.so.1"),
             ("libdsdev.so", "libdsdev.so.1"),
+            ("libcorosync_common.so", "libcorosync_common.so.4"),
         ] {
             let built = target.join(name);
             if !built.exists() {

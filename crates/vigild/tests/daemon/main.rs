@@ -8,6 +8,7 @@ mod c_sam;
 mod cluster;
 mod cluster_events;
 mod cmap;
+mod compat_c;
 mod etcd;
 mod harness;
 mod health;

@@ -1,7 +1,5 @@
 //! `pmfadm`, Solaris Cluster's command line, run as a program against a real vigild.
 
-use std::time::Instant;
-
 use vigil_client::proto::ExitStatus;
 
 use crate::harness::*;
@@ -207,34 +205,7 @@ fn stop_signals_by_name_and_number_and_forgets_the_tag() {
     assert_eq!(std::fs::read_to_string(v.path("usr2")).unwrap(), "got\n");
     assert!(!registered(&v, "bynumber"));
 
-    // Without a signal: the tag's stop signal, TERM; without -w pmfadm returns at once.
-    ok(&v.pmfadm(&["-c", "plain", "-n", "-1", "sh", "-c", &trap("TERM", "term")]));
-    let pid = v.wait_state("plain", "running").main_pid.unwrap();
-    ready("term");
-    ok(&v.pmfadm(&["-s", "plain"]));
-    wait_for("plain to be forgotten", || {
-        (!v.client().query("plain").unwrap()).then_some(())
-    });
-    assert!(!alive(pid));
-    assert_eq!(std::fs::read_to_string(v.path("term")).unwrap(), "got\n");
-}
-
-#[test]
-fn stop_with_a_wait_ends_a_process_that_ignores_the_signal() {
-    let v = Vigild::start();
-    ok(&v.pmfadm(&[
-        "-c",
-        "stubborn",
-        "sh",
-        "-c",
-        "trap '' TERM; while :; do sleep 0.05; done",
-    ]));
-    let pid = v.wait_state("stubborn", "running").main_pid.unwrap();
-    let t = Instant::now();
-    ok(&v.pmfadm(&["-s", "stubborn", "-w", "1", "TERM"]));
-    assert!(t.elapsed().as_millis() >= 1000, "SIGKILL only when the wait ran out");
-    assert!(!alive(pid));
-    assert!(!registered(&v, "stubborn"));
+    // Without a signal, pmfadm -s only stops monitoring: see compat_c.rs.
 }
 
 #[test]
