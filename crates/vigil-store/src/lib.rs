@@ -44,6 +44,10 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("state store record {what}: {source}")]
     Record { what: String, source: postcard::Error },
+    #[error("the state file {path} is not open: reopening it failed before")]
+    Closed { path: PathBuf },
+    #[error("cannot set the mode of the state file {path}: {source}")]
+    Mode { path: PathBuf, source: std::io::Error },
 }
 
 macro_rules! db_err {
@@ -97,18 +101,22 @@ impl Batch {
 }
 
 pub struct Store {
-    db: Database,
+    path: PathBuf,
+    /// None only after a reopen failed; the next reopen tries again.
+    db: Option<Database>,
     fresh: bool,
     events_kept: std::cell::Cell<u64>,
 }
 
 impl Store {
     /// Opens (or creates) the state file and brings it to the current schema.
+    ///
+    /// The file holds every tag's environment and the CMAP keys that `read_gid` hides, so it is made
+    /// readable by its owner alone: created 0600, and an existing file (from an older vigild that left it
+    /// 0644) is brought to 0600 too.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.into(),
-            source,
-        })?;
+        secure_file(path)?;
+        let db = open_db(path)?;
         let tx = db.begin_write()?;
         let fresh;
         {
@@ -146,10 +154,37 @@ impl Store {
         }
         tx.commit()?;
         Ok(Store {
-            db,
+            path: path.into(),
+            db: Some(db),
             fresh,
             events_kept: std::cell::Cell::new(EVENTS_KEPT),
         })
+    }
+
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Closed {
+            path: self.path.clone(),
+        })
+    }
+
+    /// Drops the database and opens the file again.
+    ///
+    /// redb refuses every write after one failed I/O ("Previous I/O error occurred"), even once the cause
+    /// (a full disk) is gone: only a new `Database` writes again. The file stays consistent, since redb's
+    /// commits are atomic; opening it repairs what the failed commit left.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        // The old handle holds the file's lock: it must be gone before the file is opened again.
+        self.db = None;
+        self.db = Some(open_db(&self.path)?);
+        Ok(())
+    }
+
+    /// Writes a transaction that changes nothing visible: whether the file can be written right now.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let tx = self.db()?.begin_write()?;
+        tx.open_table(META)?.insert("probe", 0)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// How many of the newest events to keep (at least 1); older ones are trimmed as new ones come.
@@ -164,7 +199,7 @@ impl Store {
 
     /// PSM categories with their creation times.
     pub fn categories(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(CATEGORIES)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -175,7 +210,7 @@ impl Store {
     }
 
     pub fn members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(MEMBERS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -190,7 +225,7 @@ impl Store {
 
     /// The SAM records, each with its data blob.
     pub fn sam(&self) -> Result<Vec<SamWithData>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(SAM)?;
         let data = tx.open_table(SAM_DATA)?;
         let mut out = Vec::new();
@@ -208,7 +243,7 @@ impl Store {
 
     /// The persistent CMAP keys.
     pub fn cmap(&self) -> Result<Vec<(String, CmapRecord)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(CMAP)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -226,14 +261,14 @@ impl Store {
 
     /// The oldest event kept (0 when there is none): history before it is gone.
     pub fn first_seq(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(EVENTS)?;
         let first = table.first()?.map_or(0, |(k, _)| k.value());
         Ok(first)
     }
 
     pub fn tags(&self) -> Result<Vec<TagRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(TAGS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -248,17 +283,31 @@ impl Store {
 
     /// The sequence number of the newest event ever written (0 for none).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let meta = tx.open_table(META)?;
         Ok(meta.get("last_seq")?.map_or(0, |v| v.value()))
     }
 
     /// Writes a batch in one durable transaction.
     pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        self.commit_all(std::slice::from_ref(batch))
+    }
+
+    /// Writes batches in one durable transaction, each as if committed after the one before it: the
+    /// changes kept while the file could not be written, followed by the newest.
+    pub fn commit_all(&self, batches: &[Batch]) -> Result<(), StoreError> {
+        if batches.iter().all(Batch::is_empty) {
             return Ok(());
         }
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
+        for batch in batches {
+            self.write(&tx, batch)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write(&self, tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
         {
             let mut tags = tx.open_table(TAGS)?;
             for name in &batch.delete_tags {
@@ -341,13 +390,12 @@ impl Store {
                 }
             }
         }
-        tx.commit()?;
         Ok(())
     }
 
     /// Events with a sequence number above `after`, oldest first, at most `limit`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(EVENTS)?;
         let mut out = Vec::new();
         for row in table.range(after.saturating_add(1)..)?.take(limit) {
@@ -359,6 +407,35 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|source| StoreError::Open {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Creates the file 0600 if it is missing (redb would create it with the umask's mode), and gives an
+/// existing one mode 0600.
+fn secure_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode_err = |source| StoreError::Mode {
+        path: path.into(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        // The state file is never a symlink planted to make vigild chmod something else.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(mode_err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(mode_err)
 }
 
 /// Schema 2 adds the PSM tables (created on open) and gives events a node and typed attributes.

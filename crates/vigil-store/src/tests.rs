@@ -269,3 +269,55 @@ fn sam_records_and_their_data_round_trip_and_go_together() {
         "the record's data goes with it"
     );
 }
+
+#[test]
+fn state_file_is_private_new_and_existing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    drop(Store::open(&path).unwrap());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&path), 0o600);
+    // A file an older vigild left world-readable is made private on open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn state_file_symlink_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, b"x").unwrap();
+    let path = dir.path().join("state.redb");
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    assert!(matches!(Store::open(&path), Err(StoreError::Mode { .. })));
+}
+
+#[test]
+fn batches_kept_apart_commit_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let mut store = Store::open(&path).unwrap();
+    let first = Batch {
+        put_tags: vec![tag("a"), tag("b")],
+        events: vec![event(1)],
+        ..Default::default()
+    };
+    let second = Batch {
+        delete_tags: vec!["a".into()],
+        events: vec![event(2)],
+        ..Default::default()
+    };
+    let third = Batch {
+        put_tags: vec![tag("c")],
+        delete_tags: vec!["b".into()],
+        ..Default::default()
+    };
+    store.commit_all(&[first, second, third]).unwrap();
+    store.reopen().unwrap();
+    store.probe().unwrap();
+    let names: Vec<String> = store.tags().unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["c"]);
+    assert_eq!(store.last_seq().unwrap(), 2);
+}
