@@ -84,6 +84,72 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Adds the changes of a later batch, so that committing `self` afterwards does what committing the
+    /// two one after the other would. A record written again replaces its earlier version, so what is
+    /// kept while the file cannot be written grows with the number of records, not of changes; events
+    /// are kept beyond `keep_events` only as far as a commit would keep them.
+    pub fn append(&mut self, later: Batch, keep_events: u64) {
+        fn merge<T, K: PartialEq>(
+            deletes: &mut Vec<K>,
+            puts: &mut Vec<T>,
+            later_deletes: Vec<K>,
+            later_puts: Vec<T>,
+            key: impl Fn(&T) -> &K,
+        ) {
+            puts.retain(|p| !later_deletes.contains(key(p)) && !later_puts.iter().any(|l| key(l) == key(p)));
+            for d in later_deletes {
+                if !deletes.contains(&d) {
+                    deletes.push(d);
+                }
+            }
+            puts.extend(later_puts);
+        }
+        merge(
+            &mut self.delete_tags,
+            &mut self.put_tags,
+            later.delete_tags,
+            later.put_tags,
+            |t| &t.name,
+        );
+        merge(
+            &mut self.delete_categories,
+            &mut self.put_categories,
+            later.delete_categories,
+            later.put_categories,
+            |c| &c.0,
+        );
+        merge(
+            &mut self.delete_members,
+            &mut self.put_members,
+            later.delete_members,
+            later.put_members,
+            |m| &m.pid,
+        );
+        merge(
+            &mut self.delete_cmap,
+            &mut self.put_cmap,
+            later.delete_cmap,
+            later.put_cmap,
+            |c| &c.0,
+        );
+        // Deleting a SAM record deletes its data too; data written later stays.
+        self.put_sam_data
+            .retain(|(p, _)| !later.delete_sam.contains(p) && !later.put_sam_data.iter().any(|(l, _)| l == p));
+        self.put_sam_data.extend(later.put_sam_data);
+        merge(
+            &mut self.delete_sam,
+            &mut self.put_sam,
+            later.delete_sam,
+            later.put_sam,
+            |r| &r.pid,
+        );
+        self.events.extend(later.events);
+        let keep = usize::try_from(keep_events.max(1)).unwrap_or(usize::MAX);
+        if self.events.len() > keep {
+            self.events.drain(..self.events.len() - keep);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.put_tags.is_empty()
             && self.delete_tags.is_empty()
@@ -185,6 +251,10 @@ impl Store {
         tx.open_table(META)?.insert("probe", 0)?;
         tx.commit()?;
         Ok(())
+    }
+
+    pub fn events_kept(&self) -> u64 {
+        self.events_kept.get()
     }
 
     /// How many of the newest events to keep (at least 1); older ones are trimmed as new ones come.

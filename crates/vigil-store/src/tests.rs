@@ -321,3 +321,45 @@ fn batches_kept_apart_commit_in_order() {
     assert_eq!(names, ["c"]);
     assert_eq!(store.last_seq().unwrap(), 2);
 }
+
+#[test]
+fn appended_batches_commit_as_if_one_after_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.redb")).unwrap();
+    store
+        .commit(&Batch {
+            put_tags: vec![tag("old")],
+            put_cmap: vec![("k.old".into(), CmapRecord::U8(1))],
+            ..Default::default()
+        })
+        .unwrap();
+    let mut kept = Batch {
+        put_tags: vec![tag("a"), tag("b")],
+        delete_tags: vec!["old".into()],
+        put_cmap: vec![("k.a".into(), CmapRecord::U8(1))],
+        events: vec![event(1), event(2)],
+        ..Default::default()
+    };
+    let mut a2 = tag("a");
+    a2.starts = 99;
+    kept.append(
+        Batch {
+            put_tags: vec![a2, tag("old")],
+            delete_tags: vec!["b".into()],
+            delete_cmap: vec!["k.a".into(), "k.old".into()],
+            events: vec![event(3)],
+            ..Default::default()
+        },
+        2,
+    );
+    // One version of each record is kept, and events only as far as a commit would keep them.
+    assert_eq!(kept.put_tags.len(), 2);
+    assert_eq!(kept.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    store.commit(&kept).unwrap();
+    let mut tags = store.tags().unwrap();
+    tags.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "old"]);
+    assert_eq!(tags[0].starts, 99);
+    assert!(store.cmap().unwrap().is_empty());
+    assert_eq!(store.last_seq().unwrap(), 3);
+}

@@ -219,7 +219,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         psm_limits: settings_psm,
         seq,
         batch: Default::default(),
-        unpersisted: Vec::new(),
+        unpersisted: Default::default(),
         store_failing: None,
         dirty: BTreeSet::new(),
         outbox: Vec::new(),

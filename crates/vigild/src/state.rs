@@ -128,9 +128,9 @@ pub struct Daemon {
     pub psm_limits: vigil_core::psm::PsmLimits,
     pub seq: u64,
     pub batch: Batch,
-    /// Changes made in memory whose commit failed, oldest first: written, in order, before anything newer
-    /// as soon as the state file can be written again.
-    pub unpersisted: Vec<Batch>,
+    /// Changes made in memory whose commit failed, merged in order: written before anything newer as soon
+    /// as the state file can be written again.
+    pub unpersisted: Batch,
     /// Set while the state file cannot be written: changes are refused at the door until a write works.
     pub store_failing: Option<StoreFailure>,
     pub dirty: BTreeSet<TagName>,
@@ -323,7 +323,8 @@ impl Daemon {
         if !batch.is_empty() {
             let kept = std::mem::take(batch);
             batch.events = kept.events.clone();
-            self.unpersisted.push(kept);
+            let keep = self.store.events_kept();
+            self.unpersisted.append(kept, keep);
         }
         match &self.store_failing {
             Some(f) if f.tried.elapsed() < STORE_RETRY => Err(f.reason.clone()),
@@ -339,16 +340,16 @@ impl Daemon {
             if self.unpersisted.is_empty() {
                 self.store.probe()
             } else {
-                self.store.commit_all(&self.unpersisted)
+                self.store.commit(&self.unpersisted)
             }
         });
         match written {
             Ok(()) => {
-                let kept = std::mem::take(&mut self.unpersisted).len();
+                self.unpersisted = Batch::default();
                 if let Some(f) = self.store_failing.take() {
                     info!(
-                        "the state file can be written again ({kept} change(s) kept in memory are stored now); \
-                         it could not be since: {}",
+                        "the state file can be written again, and the changes kept in memory are stored; the \
+                         last failure was: {}",
                         f.reason
                     );
                 }
