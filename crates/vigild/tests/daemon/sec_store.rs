@@ -330,3 +330,54 @@ fn the_state_dir_and_file_are_private_also_on_an_existing_install() {
     v.spawn();
     check(&v);
 }
+
+/// Processes started for a test, killed with it.
+struct Kids(Vec<std::process::Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn psm_members_beyond_a_uids_quota_are_refused() {
+    let v = Vigild::start_with(Some("[daemon]\npsm_members_per_uid = 2\n"));
+    let out = v.cli(&["psm", "category", "add", "quota"]);
+    assert!(out.status.success(), "{out:?}");
+    let kids = Kids(
+        (0..3)
+            .map(|_| {
+                Command::new("sleep")
+                    .arg("4242431")
+                    .uid(NOBODY)
+                    .gid(NOBODY)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let pids: Vec<String> = kids.0.iter().map(|c| c.id().to_string()).collect();
+    for p in &pids {
+        wait_argv(p.parse().unwrap());
+    }
+    for p in &pids[..2] {
+        let out = v.cli_as(Some(NOBODY), &["psm", "add", "quota", p]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let out = v.cli_as(Some(NOBODY), &["psm", "add", "quota", &pids[2]]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("daemon.psm_members_per_uid = 2"), "{err}");
+    let members = v
+        .client()
+        .psm_get(&vigil_client::proto::PsmNode::local(), Some("quota"), None)
+        .unwrap();
+    assert_eq!(members.len(), 2, "{members:#?}");
+    // Root is not bound by it.
+    let out = v.cli(&["psm", "add", "quota", &pids[2]]);
+    assert!(out.status.success(), "{out:?}");
+}
