@@ -44,6 +44,10 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("state store record {what}: {source}")]
     Record { what: String, source: postcard::Error },
+    #[error("the state file {path} is not open: reopening it failed before")]
+    Closed { path: PathBuf },
+    #[error("cannot set the mode of the state file {path}: {source}")]
+    Mode { path: PathBuf, source: std::io::Error },
 }
 
 macro_rules! db_err {
@@ -80,6 +84,72 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Adds the changes of a later batch, so that committing `self` afterwards does what committing the
+    /// two one after the other would. A record written again replaces its earlier version, so what is
+    /// kept while the file cannot be written grows with the number of records, not of changes; events
+    /// are kept beyond `keep_events` only as far as a commit would keep them.
+    pub fn append(&mut self, later: Batch, keep_events: u64) {
+        fn merge<T, K: PartialEq>(
+            deletes: &mut Vec<K>,
+            puts: &mut Vec<T>,
+            later_deletes: Vec<K>,
+            later_puts: Vec<T>,
+            key: impl Fn(&T) -> &K,
+        ) {
+            puts.retain(|p| !later_deletes.contains(key(p)) && !later_puts.iter().any(|l| key(l) == key(p)));
+            for d in later_deletes {
+                if !deletes.contains(&d) {
+                    deletes.push(d);
+                }
+            }
+            puts.extend(later_puts);
+        }
+        merge(
+            &mut self.delete_tags,
+            &mut self.put_tags,
+            later.delete_tags,
+            later.put_tags,
+            |t| &t.name,
+        );
+        merge(
+            &mut self.delete_categories,
+            &mut self.put_categories,
+            later.delete_categories,
+            later.put_categories,
+            |c| &c.0,
+        );
+        merge(
+            &mut self.delete_members,
+            &mut self.put_members,
+            later.delete_members,
+            later.put_members,
+            |m| &m.pid,
+        );
+        merge(
+            &mut self.delete_cmap,
+            &mut self.put_cmap,
+            later.delete_cmap,
+            later.put_cmap,
+            |c| &c.0,
+        );
+        // Deleting a SAM record deletes its data too; data written later stays.
+        self.put_sam_data
+            .retain(|(p, _)| !later.delete_sam.contains(p) && !later.put_sam_data.iter().any(|(l, _)| l == p));
+        self.put_sam_data.extend(later.put_sam_data);
+        merge(
+            &mut self.delete_sam,
+            &mut self.put_sam,
+            later.delete_sam,
+            later.put_sam,
+            |r| &r.pid,
+        );
+        self.events.extend(later.events);
+        let keep = usize::try_from(keep_events.max(1)).unwrap_or(usize::MAX);
+        if self.events.len() > keep {
+            self.events.drain(..self.events.len() - keep);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.put_tags.is_empty()
             && self.delete_tags.is_empty()
@@ -97,18 +167,22 @@ impl Batch {
 }
 
 pub struct Store {
-    db: Database,
+    path: PathBuf,
+    /// None only after a reopen failed; the next reopen tries again.
+    db: Option<Database>,
     fresh: bool,
     events_kept: std::cell::Cell<u64>,
 }
 
 impl Store {
     /// Opens (or creates) the state file and brings it to the current schema.
+    ///
+    /// The file holds every tag's environment and the CMAP keys that `read_gid` hides, so it is made
+    /// readable by its owner alone: created 0600, and an existing file (from an older vigild that left it
+    /// 0644) is brought to 0600 too.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.into(),
-            source,
-        })?;
+        secure_file(path)?;
+        let db = open_db(path)?;
         let tx = db.begin_write()?;
         let fresh;
         {
@@ -146,10 +220,41 @@ impl Store {
         }
         tx.commit()?;
         Ok(Store {
-            db,
+            path: path.into(),
+            db: Some(db),
             fresh,
             events_kept: std::cell::Cell::new(EVENTS_KEPT),
         })
+    }
+
+    fn db(&self) -> Result<&Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Closed {
+            path: self.path.clone(),
+        })
+    }
+
+    /// Drops the database and opens the file again.
+    ///
+    /// redb refuses every write after one failed I/O ("Previous I/O error occurred"), even once the cause
+    /// (a full disk) is gone: only a new `Database` writes again. The file stays consistent, since redb's
+    /// commits are atomic; opening it repairs what the failed commit left.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        // The old handle holds the file's lock: it must be gone before the file is opened again.
+        self.db = None;
+        self.db = Some(open_db(&self.path)?);
+        Ok(())
+    }
+
+    /// Writes a transaction that changes nothing visible: whether the file can be written right now.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let tx = self.db()?.begin_write()?;
+        tx.open_table(META)?.insert("probe", 0)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn events_kept(&self) -> u64 {
+        self.events_kept.get()
     }
 
     /// How many of the newest events to keep (at least 1); older ones are trimmed as new ones come.
@@ -164,7 +269,7 @@ impl Store {
 
     /// PSM categories with their creation times.
     pub fn categories(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(CATEGORIES)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -175,7 +280,7 @@ impl Store {
     }
 
     pub fn members(&self) -> Result<Vec<MemberRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(MEMBERS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -190,7 +295,7 @@ impl Store {
 
     /// The SAM records, each with its data blob.
     pub fn sam(&self) -> Result<Vec<SamWithData>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(SAM)?;
         let data = tx.open_table(SAM_DATA)?;
         let mut out = Vec::new();
@@ -208,7 +313,7 @@ impl Store {
 
     /// The persistent CMAP keys.
     pub fn cmap(&self) -> Result<Vec<(String, CmapRecord)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(CMAP)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -226,14 +331,14 @@ impl Store {
 
     /// The oldest event kept (0 when there is none): history before it is gone.
     pub fn first_seq(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(EVENTS)?;
         let first = table.first()?.map_or(0, |(k, _)| k.value());
         Ok(first)
     }
 
     pub fn tags(&self) -> Result<Vec<TagRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(TAGS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -248,17 +353,31 @@ impl Store {
 
     /// The sequence number of the newest event ever written (0 for none).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let meta = tx.open_table(META)?;
         Ok(meta.get("last_seq")?.map_or(0, |v| v.value()))
     }
 
     /// Writes a batch in one durable transaction.
     pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        self.commit_all(std::slice::from_ref(batch))
+    }
+
+    /// Writes batches in one durable transaction, each as if committed after the one before it: the
+    /// changes kept while the file could not be written, followed by the newest.
+    pub fn commit_all(&self, batches: &[Batch]) -> Result<(), StoreError> {
+        if batches.iter().all(Batch::is_empty) {
             return Ok(());
         }
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
+        for batch in batches {
+            self.write(&tx, batch)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write(&self, tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
         {
             let mut tags = tx.open_table(TAGS)?;
             for name in &batch.delete_tags {
@@ -341,13 +460,12 @@ impl Store {
                 }
             }
         }
-        tx.commit()?;
         Ok(())
     }
 
     /// Events with a sequence number above `after`, oldest first, at most `limit`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(EVENTS)?;
         let mut out = Vec::new();
         for row in table.range(after.saturating_add(1)..)?.take(limit) {
@@ -359,6 +477,35 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|source| StoreError::Open {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Creates the file 0600 if it is missing (redb would create it with the umask's mode), and gives an
+/// existing one mode 0600.
+fn secure_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mode_err = |source| StoreError::Mode {
+        path: path.into(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        // The state file is never a symlink planted to make vigild chmod something else.
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(mode_err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(mode_err)
 }
 
 /// Schema 2 adds the PSM tables (created on open) and gives events a node and typed attributes.

@@ -269,3 +269,97 @@ fn sam_records_and_their_data_round_trip_and_go_together() {
         "the record's data goes with it"
     );
 }
+
+#[test]
+fn state_file_is_private_new_and_existing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    drop(Store::open(&path).unwrap());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&path), 0o600);
+    // A file an older vigild left world-readable is made private on open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(mode(&path), 0o600);
+}
+
+#[test]
+fn state_file_symlink_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, b"x").unwrap();
+    let path = dir.path().join("state.redb");
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    assert!(matches!(Store::open(&path), Err(StoreError::Mode { .. })));
+}
+
+#[test]
+fn batches_kept_apart_commit_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let mut store = Store::open(&path).unwrap();
+    let first = Batch {
+        put_tags: vec![tag("a"), tag("b")],
+        events: vec![event(1)],
+        ..Default::default()
+    };
+    let second = Batch {
+        delete_tags: vec!["a".into()],
+        events: vec![event(2)],
+        ..Default::default()
+    };
+    let third = Batch {
+        put_tags: vec![tag("c")],
+        delete_tags: vec!["b".into()],
+        ..Default::default()
+    };
+    store.commit_all(&[first, second, third]).unwrap();
+    store.reopen().unwrap();
+    store.probe().unwrap();
+    let names: Vec<String> = store.tags().unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["c"]);
+    assert_eq!(store.last_seq().unwrap(), 2);
+}
+
+#[test]
+fn appended_batches_commit_as_if_one_after_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.redb")).unwrap();
+    store
+        .commit(&Batch {
+            put_tags: vec![tag("old")],
+            put_cmap: vec![("k.old".into(), CmapRecord::U8(1))],
+            ..Default::default()
+        })
+        .unwrap();
+    let mut kept = Batch {
+        put_tags: vec![tag("a"), tag("b")],
+        delete_tags: vec!["old".into()],
+        put_cmap: vec![("k.a".into(), CmapRecord::U8(1))],
+        events: vec![event(1), event(2)],
+        ..Default::default()
+    };
+    let mut a2 = tag("a");
+    a2.starts = 99;
+    kept.append(
+        Batch {
+            put_tags: vec![a2, tag("old")],
+            delete_tags: vec!["b".into()],
+            delete_cmap: vec!["k.a".into(), "k.old".into()],
+            events: vec![event(3)],
+            ..Default::default()
+        },
+        2,
+    );
+    // One version of each record is kept, and events only as far as a commit would keep them.
+    assert_eq!(kept.put_tags.len(), 2);
+    assert_eq!(kept.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    store.commit(&kept).unwrap();
+    let mut tags = store.tags().unwrap();
+    tags.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "old"]);
+    assert_eq!(tags[0].starts, 99);
+    assert!(store.cmap().unwrap().is_empty());
+    assert_eq!(store.last_seq().unwrap(), 3);
+}

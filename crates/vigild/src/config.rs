@@ -80,6 +80,10 @@ struct DaemonSection {
     max_in_flight: Option<usize>,
     /// Bytes of answers and notifications that may wait for one connection to read them.
     queue_bytes: Option<usize>,
+    /// Per-uid quotas, for every user but root and vigild's own: SAM data bytes, tags, PSM members.
+    sam_data_per_uid: Option<u64>,
+    tags_per_uid: Option<u32>,
+    psm_members_per_uid: Option<u32>,
 }
 
 impl DaemonSection {
@@ -216,6 +220,30 @@ pub struct Settings {
     pub send_timeout: Duration,
     pub max_in_flight: usize,
     pub queue_bytes: usize,
+    /// Per-uid quotas (root and vigild's own user have none): they keep one user from filling the state
+    /// disk or vigild's memory for everyone.
+    pub quotas: Quotas,
+}
+
+/// What one uid other than root (and vigild's own) may keep in vigild, and so in the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Bytes of SAM data over all of the uid's SAM applications.
+    pub sam_data_per_uid: u64,
+    /// Tags whose processes run as the uid.
+    pub tags_per_uid: usize,
+    /// PSM members whose processes run as the uid.
+    pub psm_members_per_uid: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Quotas {
+        Quotas {
+            sam_data_per_uid: 16 << 20,
+            tags_per_uid: 1000,
+            psm_members_per_uid: 1024,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -238,6 +266,7 @@ impl Default for Settings {
             send_timeout: Duration::from_secs(30),
             max_in_flight: 64,
             queue_bytes: 16 << 20,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -295,6 +324,18 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         settings.events_kept = k;
     }
     file.daemon.apply_wire(&mut settings)?;
+    if let Some(b) = file.daemon.sam_data_per_uid {
+        anyhow::ensure!(b <= 1 << 40, "daemon.sam_data_per_uid = {b} is above 1 TiB");
+        settings.quotas.sam_data_per_uid = b;
+    }
+    if let Some(n) = file.daemon.tags_per_uid {
+        anyhow::ensure!(n <= 1_000_000, "daemon.tags_per_uid = {n} is above 1000000");
+        settings.quotas.tags_per_uid = n as usize;
+    }
+    if let Some(n) = file.daemon.psm_members_per_uid {
+        anyhow::ensure!(n <= 1_000_000, "daemon.psm_members_per_uid = {n} is above 1000000");
+        settings.quotas.psm_members_per_uid = n as usize;
+    }
     let c = &file.cmap;
     settings.cmap_persist_prefixes = c.persist_prefixes.clone();
     settings.cmap_write_gid = c.write_gid;

@@ -39,6 +39,9 @@ impl Daemon {
             Ok(crate::remote::Route::There { node, req }) => return self.forward(caller, id, node, req, out),
             Err(e) => return Some(Err(e)),
         };
+        if let Err(e) = self.store_gate(&req) {
+            return Some(Err(e));
+        }
         Some(match req {
             Request::Run(spec) => self.run(caller, spec),
             Request::Start { tag } => self.start(caller, &tag),
@@ -180,6 +183,11 @@ impl Daemon {
         })
     }
 
+    /// Whether the per-uid quotas bind this uid: not root, nor the user vigild runs as.
+    pub fn quota_applies(&self, uid: u32) -> bool {
+        uid != 0 && uid != self.uid
+    }
+
     fn known(&self, tag: &str) -> Result<TagName, WireError> {
         let name = TagName::existing(tag).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
         if !self.tags.contains_key(&name) {
@@ -243,6 +251,19 @@ impl Daemon {
                     format!(
                         "tag {name} belongs to uid {}; uid {} may not replace it",
                         old.tag.spec.uid, caller.uid
+                    ),
+                ));
+            }
+        }
+        if !self.tags.contains_key(&name) && self.quota_applies(caller.uid) {
+            let limit = self.settings.quotas.tags_per_uid;
+            let held = self.tags.values().filter(|e| e.tag.spec.uid == caller.uid).count();
+            if held >= limit {
+                return Err(err(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "uid {} has {held} tag(s), its limit (daemon.tags_per_uid = {limit}); remove one first",
+                        caller.uid
                     ),
                 ));
             }
@@ -434,6 +455,7 @@ impl Daemon {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: false,
+                        viewer: caller.uid,
                     },
                     deadline: Some(now().plus(ms(w))),
                     out: out.clone(),

@@ -78,9 +78,26 @@ pub fn run(opts: Options) -> anyhow::Result<Exit> {
     rt.block_on(serve(opts))
 }
 
+/// The state dir's mode: only vigild's user lists or changes it. Others keep search permission (x) so
+/// that they reach what vigild gives them by path: tags of every user send to the notify socket in it,
+/// and `vigil logs` opens a user's own log under `logs/`. The state file itself is 0600.
+pub const STATE_DIR_MODE: u32 = 0o711;
+
 fn prepare_dirs(opts: &Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(opts.state_dir.join("logs"))
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
+    // Also for a state dir an older vigild created world-readable.
+    let meta = std::fs::metadata(&opts.state_dir)
+        .with_context(|| format!("cannot inspect state dir {}", opts.state_dir.display()))?;
+    let me = vigil_sys::getuid();
+    anyhow::ensure!(
+        std::os::unix::fs::MetadataExt::uid(&meta) == me,
+        "state dir {} belongs to uid {}, not to vigild's uid {me}: another user could change what vigild stores",
+        opts.state_dir.display(),
+        std::os::unix::fs::MetadataExt::uid(&meta)
+    );
+    std::fs::set_permissions(&opts.state_dir, std::fs::Permissions::from_mode(STATE_DIR_MODE))
+        .with_context(|| format!("cannot set the mode of state dir {}", opts.state_dir.display()))?;
     if let Some(dir) = opts.socket.parent() {
         if !dir.exists() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -213,6 +230,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         psm_limits: settings_psm,
         seq,
         batch: Default::default(),
+        unpersisted: Default::default(),
+        store_failing: None,
         dirty: BTreeSet::new(),
         outbox: Vec::new(),
         logs,

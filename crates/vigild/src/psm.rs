@@ -293,6 +293,25 @@ impl Daemon {
         if vigil_sys::start_time(pid).ok() != Some(facts.id.start_time) {
             return Err(psm_error(PsmError::NoProcess(pid)));
         }
+        if self.quota_applies(caller.uid) {
+            let limit = self.settings.quotas.psm_members_per_uid;
+            let held = self
+                .psm
+                .members
+                .values()
+                .filter(|m| m.uid == facts.uid && m.id.pid != pid)
+                .count();
+            if held >= limit {
+                return Err(WireError::new(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "uid {} has {held} PSM member(s), its limit (daemon.psm_members_per_uid = {limit}); \
+                         remove one first",
+                        facts.uid
+                    ),
+                ));
+            }
+        }
         let id = facts.id;
         let limits = self.psm_limits;
         let events = self

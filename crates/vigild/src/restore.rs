@@ -115,6 +115,16 @@ impl Daemon {
 
     /// Whether the config file (if any) still loads: a re-exec is refused when it does not.
     pub fn check_config(&self) -> Result<(), vigil_proto::WireError> {
+        // A new image starts from the state file, which lacks the changes kept in memory.
+        if let Some(f) = &self.store_failing {
+            return Err(vigil_proto::WireError::new(
+                vigil_proto::ErrorCode::Internal,
+                format!(
+                    "the state store cannot be written: {}; a re-exec would lose the changes kept in memory",
+                    f.reason
+                ),
+            ));
+        }
         match &self.paths.config {
             None => Ok(()),
             Some(p) => crate::config::load(p, self.uid, self.gid).map(|_| ()).map_err(|e| {

@@ -89,6 +89,9 @@ impl Daemon {
                 ));
             }
         }
+        if let SamChange::Data(Some(d)) = &change {
+            self.sam_quota(caller.uid, pid, d.len())?;
+        }
         let t = now().as_millis();
         let entry = self.sam.procs.entry(pid).or_insert_with(|| SamEntry {
             record: SamRecord {
@@ -193,6 +196,33 @@ impl Daemon {
             }
         }
         Ok(Response::Ok)
+    }
+
+    /// SAM data is written to the state file: one uid's applications together keep at most
+    /// `daemon.sam_data_per_uid` bytes (the blob being replaced does not count).
+    fn sam_quota(&self, uid: u32, pid: i32, len: usize) -> Result<(), WireError> {
+        if !self.quota_applies(uid) {
+            return Ok(());
+        }
+        let limit = self.settings.quotas.sam_data_per_uid;
+        let held: u64 = self
+            .sam
+            .procs
+            .iter()
+            .filter(|(p, e)| **p != pid && e.record.uid == uid)
+            .map(|(_, e)| e.data.as_ref().map_or(0, |d| d.len() as u64))
+            .sum();
+        if held.saturating_add(len as u64) > limit {
+            return Err(WireError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "SAM data of {len} bytes would bring uid {uid} to {} bytes, over its limit \
+                     (daemon.sam_data_per_uid = {limit}); nothing was stored",
+                    held.saturating_add(len as u64)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// corosync's keys for one application: recovery, poll_period, state, and last_updated when a

@@ -135,6 +135,11 @@ pub struct Daemon {
     pub psm_limits: vigil_core::psm::PsmLimits,
     pub seq: u64,
     pub batch: Batch,
+    /// Changes made in memory whose commit failed, merged in order: written before anything newer as soon
+    /// as the state file can be written again.
+    pub unpersisted: Batch,
+    /// Set while the state file cannot be written: changes are refused at the door until a write works.
+    pub store_failing: Option<StoreFailure>,
     pub dirty: BTreeSet<TagName>,
     pub outbox: Vec<(ConnTx, Outgoing)>,
     pub logs: Logs,
@@ -150,6 +155,19 @@ pub struct Daemon {
     pub reexec: Option<tokio::sync::oneshot::Receiver<()>>,
     pub reexec_now: bool,
 }
+
+/// Why the state file cannot be written, and when a write was last tried.
+pub struct StoreFailure {
+    pub reason: String,
+    pub tried: std::time::Instant,
+}
+
+/// How often the loop tries to write again on its own while the state file cannot be written: each try
+/// reopens the file (redb repairs it after a failed commit), so not at every step.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// A request that needs the store tries again sooner, so that a change made right after space came back
+/// is not refused; still bounded, so that a flood of requests cannot turn into a flood of reopens.
+const STORE_RETRY_ON_REQUEST: Duration = Duration::from_millis(100);
 
 impl Daemon {
     pub fn reply(&mut self, out: &ConnTx, id: u64, result: Result<vigil_proto::Response, WireError>) {
@@ -266,19 +284,28 @@ impl Daemon {
                     .push(crate::convert::tag_to_record(&e.tag, e.from_config));
             }
         }
-        let batch = std::mem::take(&mut self.batch);
-        if let Err(e) = self.store.commit(&batch) {
-            // Nothing is acknowledged that is not on disk: the requests of this step get the error.
-            error!("cannot persist state: {e}");
-            for (_, o) in &mut self.outbox {
-                if let ServerMsg::Response {
-                    result: result @ Ok(_), ..
-                } = &mut o.msg
-                {
-                    *result = Err(WireError::new(
-                        vigil_proto::ErrorCode::Internal,
-                        format!("done, but vigild could not persist it: {e}"),
-                    ));
+        let mut batch = std::mem::take(&mut self.batch);
+        let was_failing = self.store_failing.is_some();
+        if let Err(reason) = self.persist(&mut batch) {
+            // Nothing is acknowledged that is not on disk. While the store was already failing, the
+            // requests that change state were refused at the door, so the answers of this step are
+            // queries (and signals): they stand. Otherwise the requests of this step may have changed
+            // something that is now only in memory: they are told so.
+            if !was_failing {
+                for (_, o) in &mut self.outbox {
+                    if let ServerMsg::Response {
+                        result: result @ Ok(_), ..
+                    } = &mut o.msg
+                    {
+                        *result = Err(WireError::new(
+                            vigil_proto::ErrorCode::Internal,
+                            format!(
+                                "done, but not stored: the state store cannot be written: {reason}; vigild \
+                                 keeps the change in memory and stores it as soon as the store can be written \
+                                 again (until then, vigild refuses changes)"
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -296,6 +323,134 @@ impl Daemon {
     /// A connection ended: its waiting requests have nobody to answer.
     pub fn drop_waiters(&mut self, conn: u64) {
         self.waiters.retain(|w| w.out.conn() != conn);
+    }
+
+    /// Writes this step's changes, after any kept from steps whose commit failed. On failure the changes
+    /// are kept (the events stay in `batch`, to be pushed: they happened) and the reason is returned.
+    fn persist(&mut self, batch: &mut Batch) -> Result<(), String> {
+        if self.store_failing.is_none() {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            match self.store.commit(batch) {
+                Ok(()) => return Ok(()),
+                Err(e) => warn!("cannot write the state file ({e}); reopening it"),
+            }
+        }
+        if !batch.is_empty() {
+            let kept = std::mem::take(batch);
+            batch.events = kept.events.clone();
+            let keep = self.store.events_kept();
+            self.unpersisted.append(kept, keep);
+        }
+        match &self.store_failing {
+            Some(f) if f.tried.elapsed() < STORE_RETRY => Err(f.reason.clone()),
+            _ => self.store_recover(),
+        }
+    }
+
+    /// Reopens the state file (redb refuses every write after one failed I/O, even once space is back)
+    /// and writes the changes kept in memory, or, with none kept, a probe.
+    fn store_recover(&mut self) -> Result<(), String> {
+        // A handle that failed once stays poisoned: every try starts with a new one.
+        let written = self.store.reopen().and_then(|()| {
+            if self.unpersisted.is_empty() {
+                self.store.probe()
+            } else {
+                self.store.commit(&self.unpersisted)
+            }
+        });
+        match written {
+            Ok(()) => {
+                self.unpersisted = Batch::default();
+                if let Some(f) = self.store_failing.take() {
+                    info!(
+                        "the state file can be written again, and the changes kept in memory are stored; the \
+                         last failure was: {}",
+                        f.reason
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if self.store_failing.is_none() {
+                    error!("cannot write the state file: {reason}; changes are refused until it can be written");
+                }
+                self.store_failing = Some(StoreFailure {
+                    reason: reason.clone(),
+                    tried: std::time::Instant::now(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    /// Refuses a request that would change stored state while the state file cannot be written. Queries,
+    /// signals (`Kill`: a way out for root while the disk is full) and memory-only CMAP keys go through.
+    pub fn store_gate(&mut self, req: &vigil_proto::Request) -> Result<(), WireError> {
+        use vigil_proto::Request as R;
+        if self.store_failing.is_none() {
+            return Ok(());
+        }
+        // The request's kind only: its arguments are the caller's own, and can be long.
+        let what = match req {
+            R::Run(_) => "run",
+            R::Start { .. } => "start",
+            R::Modify { .. } => "modify",
+            R::Stop { .. } => "stop",
+            R::Remove { .. } => "remove",
+            R::Restart { .. } => "restart",
+            R::Release { .. } => "release",
+            R::Reload => "reload",
+            // A re-exec starts again from the state file, which lacks what is kept in memory.
+            R::Reexec => "re-exec",
+            R::PsmCategoryAdd { .. } => "PSM category add",
+            R::PsmCategoryRemove { .. } => "PSM category remove",
+            R::PsmAdd { .. } => "PSM add",
+            R::PsmRemove { .. } => "PSM remove",
+            R::PsmSetState { .. } => "PSM set state",
+            R::CmapSet { key, persist, .. }
+            | R::CmapCompareAndSet { key, persist, .. }
+            | R::CmapSetText { key, persist, .. }
+                if *persist || self.cmap_stored(key) =>
+            {
+                "set of a stored CMAP key"
+            }
+            R::CmapDelete { key } | R::CmapInc { key } | R::CmapDec { key } if self.cmap_stored(key) => {
+                "change of a stored CMAP key"
+            }
+            R::SamReport { change, .. } if !matches!(change, vigil_proto::SamChange::Heartbeat) => "SAM report",
+            _ => return Ok(()),
+        };
+        self.refuse_unstorable(what)
+    }
+
+    /// Whether a change of this CMAP key is written to the state file.
+    fn cmap_stored(&self, key: &str) -> bool {
+        key == crate::sam::EXPECTED_VOTES_KEY
+            || self.cmap.persisted.contains(key)
+            || self.cmap.persist_prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// While the state file cannot be written, a change is refused before it is made, so that nothing is
+    /// done that a restart would forget. A request first tries to write again (at most every 100 ms): a
+    /// change right after space came back goes through.
+    fn refuse_unstorable(&mut self, what: &str) -> Result<(), WireError> {
+        let Some(f) = &self.store_failing else {
+            return Ok(());
+        };
+        if f.tried.elapsed() >= STORE_RETRY_ON_REQUEST && self.store_recover().is_ok() {
+            return Ok(());
+        }
+        let reason = self
+            .store_failing
+            .as_ref()
+            .map_or_else(String::new, |f| f.reason.clone());
+        Err(WireError::new(
+            vigil_proto::ErrorCode::Internal,
+            format!("the state store cannot be written: {reason}; the change was not made ({what})"),
+        ))
     }
 
     fn check_waiters(&mut self) {
@@ -382,7 +537,9 @@ impl Daemon {
             .any_loss_untold()
             .then(|| now().plus(std::time::Duration::from_millis(50)));
         let r = self.exit_retries.iter().map(|(_, _, at)| *at).min();
-        [t, w, l, r].into_iter().flatten().min()
+        // Changes kept in memory are written without waiting for the next request.
+        let s = self.store_failing.as_ref().map(|_| now().plus(STORE_RETRY));
+        [t, w, l, r, s].into_iter().flatten().min()
     }
 
     pub fn on_timers(&mut self) {

@@ -22,3 +22,4 @@ mod sam_compat;
 mod sec_logs;
 mod sec_client;
 mod sec_wire;
+mod sec_store;
