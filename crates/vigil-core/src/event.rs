@@ -1,5 +1,7 @@
 //! What happened to a tag, as the rules report it; the daemon numbers and stores these.
 
+use std::time::Duration;
+
 use crate::health::HealthFailure;
 use crate::tree::{Exit, ProcId};
 
@@ -27,6 +29,16 @@ pub enum TagEvent {
     Ready { pid: i32 },
     /// A health check failed: the instance is stopped, then treated as a crash.
     Unhealthy(HealthFailure),
+    /// The tag died within its storm threshold of its start `quick_deaths` times in a row: its next
+    /// start waits `delay`.
+    Throttled { quick_deaths: u32, delay: Duration },
+    /// The command could not be started for want of a resource (EMFILE, ENFILE, EAGAIN, ENOMEM): the
+    /// start is tried again after `delay`, `attempt` counting the failures in a row.
+    SpawnRetry {
+        reason: String,
+        attempt: u32,
+        delay: Duration,
+    },
 }
 
 impl TagEvent {
@@ -44,6 +56,8 @@ impl TagEvent {
             TagEvent::Lost { .. } => "sys.vigil.pmf.tag.lost",
             TagEvent::Ready { .. } => "sys.vigil.pmf.tag.ready",
             TagEvent::Unhealthy(_) => "sys.vigil.pmf.tag.unhealthy",
+            TagEvent::Throttled { .. } => "sys.vigil.pmf.tag.throttled",
+            TagEvent::SpawnRetry { .. } => "sys.vigil.pmf.tag.spawn_retry",
         }
     }
 }

@@ -66,6 +66,10 @@ struct DaemonSection {
     subscriber_queue: Option<usize>,
     /// Events kept in the state file for replay.
     events_kept: Option<u64>,
+    /// Restart-storm throttling of every tag: `off` or `AFTER:MIN:MAX[:QUICK]`.
+    storm: Option<String>,
+    /// Tags one user other than root (and vigild's own user) may hold.
+    max_tags_per_user: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +100,8 @@ struct TagSection {
     /// `[[tag.NAME.probe]]` tables.
     #[serde(default)]
     probe: Vec<ProbeSection>,
+    /// This tag's restart-storm throttling, instead of `daemon.storm`.
+    storm: Option<String>,
 }
 
 /// One probe: exactly one of `exec`, `tcp`, `http`.
@@ -159,7 +165,16 @@ pub struct Settings {
     pub cmap_write_gid: Option<u32>,
     pub cmap_read_gid: Option<u32>,
     pub cmap_max_value_bytes: usize,
+    /// Restart-storm throttling of tags (`None`: off).
+    pub storm: Option<vigil_core::Storm>,
+    /// Config-declared tags whose storm throttling differs from `storm`.
+    pub storm_overrides: BTreeMap<TagName, Option<vigil_core::Storm>>,
+    /// Tags a user other than root and vigild's own may hold.
+    pub max_tags_per_user: usize,
 }
+
+/// The default of `daemon.max_tags_per_user`.
+pub const MAX_TAGS_PER_USER: usize = 64;
 
 impl Default for Settings {
     fn default() -> Settings {
@@ -174,6 +189,9 @@ impl Default for Settings {
             cmap_write_gid: None,
             cmap_read_gid: None,
             cmap_max_value_bytes: vigil_core::cmap::Limits::default().max_value_bytes,
+            storm: Some(vigil_core::Storm::default()),
+            storm_overrides: BTreeMap::new(),
+            max_tags_per_user: MAX_TAGS_PER_USER,
         }
     }
 }
@@ -229,6 +247,16 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             "daemon.events_kept = {k} is outside 10..=100000000"
         );
         settings.events_kept = k;
+    }
+    if let Some(s) = &file.daemon.storm {
+        settings.storm = vigil_core::Storm::parse(s).map_err(|e| anyhow::anyhow!("daemon.storm: {e}"))?;
+    }
+    if let Some(n) = file.daemon.max_tags_per_user {
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&n),
+            "daemon.max_tags_per_user = {n} is outside 1..=1000000"
+        );
+        settings.max_tags_per_user = n;
     }
     let c = &file.cmap;
     settings.cmap_persist_prefixes = c.persist_prefixes.clone();
@@ -301,6 +329,11 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             None => None,
             Some(v) => Some(secs("watchdog", v).map_err(|e| ctx(e.to_string()))?.as_millis() as u64),
         };
+        if let Some(s) = &t.storm {
+            let storm = vigil_core::Storm::parse(s).map_err(ctx)?;
+            let tag = crate::spec::tag_name(&name).map_err(|e| ctx(e.message))?;
+            settings.storm_overrides.insert(tag, storm);
+        }
         let probes = t
             .probe
             .iter()

@@ -64,7 +64,9 @@ impl Daemon {
                     })
                     .collect(),
             )),
-            Request::Status { tag: None } => Ok(Response::Tags(self.tags.keys().map(|n| self.status_of(n)).collect())),
+            Request::Status { tag: None } => Ok(Response::Tags(crate::fit::status_list(
+                self.tags.keys().map(|n| self.status_of(n)).collect(),
+            ))),
             Request::Status { tag: Some(tag) } => self.known(&tag).map(|n| Response::Tags(vec![self.status_of(&n)])),
             Request::Wait { tag, timeout_ms } => {
                 let name = match self.known(&tag) {
@@ -241,6 +243,25 @@ impl Daemon {
                 ));
             }
         }
+        // One user's tags must leave room for everyone else's, in the table and in every list answer.
+        if caller.uid != 0 && caller.uid != self.uid {
+            let held = self
+                .tags
+                .iter()
+                .filter(|(n, e)| e.tag.spec.uid == caller.uid && **n != name)
+                .count();
+            let max = self.settings.max_tags_per_user;
+            if held >= max {
+                return Err(err(
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "tag {name}: uid {} already holds {held} tags; the limit is {max} per user \
+                         (daemon.max_tags_per_user): remove one with vigil rm",
+                        caller.uid
+                    ),
+                ));
+            }
+        }
         for dep in &spec.after {
             if !self.tags.contains_key(dep) {
                 return Err(err(
@@ -278,12 +299,36 @@ impl Daemon {
     }
 
     /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
+    /// The restart-storm throttling of a tag: its own from the config file, else the daemon's.
+    pub fn storm_for(&self, name: &TagName, from_config: bool) -> Option<vigil_core::Storm> {
+        match self.settings.storm_overrides.get(name) {
+            Some(s) if from_config => *s,
+            _ => self.settings.storm,
+        }
+    }
+
+    /// Gives every tag the storm throttling the settings say (after a restore or a reload); a tag's
+    /// current streak is kept.
+    pub fn apply_storm_settings(&mut self) {
+        let storms: Vec<(TagName, Option<vigil_core::Storm>)> = self
+            .tags
+            .iter()
+            .map(|(n, e)| (n.clone(), self.storm_for(n, e.from_config)))
+            .collect();
+        for (n, s) in storms {
+            if let Some(e) = self.tags.get_mut(&n) {
+                e.tag.storm = s;
+            }
+        }
+    }
+
     pub fn insert_and_start(&mut self, name: TagName, spec: vigil_core::TagSpec, from_config: bool) {
         let deps_ready = spec
             .after
             .iter()
             .all(|d| self.tags.get(d).is_some_and(|e| e.tag.state == TagState::Running));
         let mut tag = Tag::new(name.clone(), spec);
+        tag.storm = self.storm_for(&name, from_config);
         let fx = if deps_ready {
             tag.start().expect("a new tag can start")
         } else {

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
-use vigil_core::{Effect, Exit, ProcId, TagEvent, TagName};
+use vigil_core::{Effect, Exit, ProcId, SpawnFailure, TagEvent, TagName};
 use vigil_sys::{PidFd, ProcEvent, SpawnSpec};
 
 use crate::server::Msg;
@@ -77,30 +77,45 @@ impl Daemon {
     /// The tag's log, created (owned by the tag's user) and watched for rotation; the child opens it
     /// itself. vigild keeps no descriptor on it: one per tag beside each process's pidfd would run into
     /// RLIMIT_NOFILE with thousands of tags.
-    fn prepare_log(&mut self, name: &TagName) -> Option<std::path::PathBuf> {
+    fn prepare_log(&mut self, name: &TagName) -> Result<Option<std::path::PathBuf>, SpawnFailure> {
         let s = &self.tags[name].tag.spec;
         let (uid, gid) = (s.uid, s.gid);
         match self.logs.open(name, uid, gid) {
-            Ok(_file) => Some(self.logs.path(name)),
+            Ok(_file) => Ok(Some(self.logs.path(name))),
+            // Out of descriptors: starting without the log would lose the output for good, while a
+            // later try is likely to find one.
+            Err(e) if e.raw_os_error().is_some_and(vigil_sys::is_resource_shortage) => Err(SpawnFailure {
+                reason: format!("cannot open the log: {e}"),
+                temporary: true,
+            }),
             Err(e) => {
                 warn!(tag = %name, "cannot open log: {e}");
-                None
+                Ok(None)
             }
         }
     }
 
     /// Starts `argv` for a tag: its user, environment, working directory and log (a probe's output goes
     /// to /dev/null: a check every few seconds would drown the tag's own output).
-    pub fn start_process(&mut self, name: &TagName, argv: &[String], role: Role) -> Result<vigil_sys::Spawned, String> {
+    /// A failure says whether it was a shortage of descriptors, processes or memory (worth another try).
+    pub fn start_process(
+        &mut self,
+        name: &TagName,
+        argv: &[String],
+        role: Role,
+    ) -> Result<vigil_sys::Spawned, SpawnFailure> {
         let env = self.environment(name, role);
         let log = if role == Role::Probe {
             None
         } else {
-            self.prepare_log(name)
+            self.prepare_log(name)?
         };
         let spec = &self.tags[name].tag.spec;
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
-        let program = vigil_sys::resolve_program(&argv[0], path).map_err(|e| e.to_string())?;
+        let program = vigil_sys::resolve_program(&argv[0], path).map_err(|e| SpawnFailure {
+            temporary: e.is_resource_shortage(),
+            reason: e.to_string(),
+        })?;
         let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
         let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
         let home = env
@@ -131,7 +146,10 @@ impl Daemon {
                 && !env.iter().any(|(k, _)| k == "WATCHDOG_PID"))
             .then_some("WATCHDOG_PID"),
         };
-        vigil_sys::spawn(&sspec).map_err(|e| e.to_string())
+        vigil_sys::spawn(&sspec).map_err(|e| SpawnFailure {
+            temporary: e.is_resource_shortage(),
+            reason: e.to_string(),
+        })
     }
 
     /// Carries out `Effect::Spawn`.
@@ -151,8 +169,8 @@ impl Daemon {
                 e.tag.spawned(id, now())
             }
             Err(err) => {
-                warn!(tag = %name, "cannot start: {err}");
-                self.tags.get_mut(name).expect("present").tag.spawn_failed(err)
+                warn!(tag = %name, temporary = err.temporary, "cannot start: {}", err.reason);
+                self.tags.get_mut(name).expect("present").tag.spawn_failed(err, now())
             }
         }
     }
@@ -170,7 +188,7 @@ impl Daemon {
                 vec![]
             }
             Err(err) => {
-                warn!(tag = %name, "cannot run the action program: {err}");
+                warn!(tag = %name, "cannot run the action program: {}", err.reason);
                 self.tags
                     .get_mut(name)
                     .expect("present")

@@ -17,3 +17,4 @@ mod pmfadm;
 mod psm;
 mod remote;
 mod sam;
+mod sec_limits;
