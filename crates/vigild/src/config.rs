@@ -446,6 +446,34 @@ env = { PORT = "8000" }
         );
         assert!(e("[tag.a]\ncommand = [\"x\"]\nbogus = 1").contains("bogus"));
         assert!(e("[tag.\"a b\"]\ncommand = [\"x\"]").contains("whitespace"));
+        assert!(e("[daemon]\nstorm = \"5:1\"").contains("daemon.storm: storm \"5:1\" is neither off nor"));
+        assert!(e("[daemon]\nmax_tags_per_user = 0").contains("daemon.max_tags_per_user = 0 is outside"));
+        assert!(e("[tag.a]\ncommand = [\"x\"]\nstorm = \"0:1:2\"").contains("tag.a: storm \"0:1:2\": AFTER 0"));
+    }
+
+    #[test]
+    fn storm_settings() {
+        let c = parse(
+            "[daemon]\nstorm = \"off\"\nmax_tags_per_user = 3\n[tag.a]\ncommand = [\"x\"]\nstorm = \"2:0.5:10\"\n",
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(c.settings.storm, None);
+        assert_eq!(c.settings.max_tags_per_user, 3);
+        let a = TagName::new("a").unwrap();
+        assert_eq!(
+            c.settings.storm_overrides[&a],
+            Some(vigil_core::Storm {
+                after: 2,
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+                quick: Duration::from_secs(1),
+            })
+        );
+        let d = parse("", 0, 0).unwrap().settings;
+        assert_eq!(d.storm, Some(vigil_core::Storm::default()));
+        assert_eq!(d.max_tags_per_user, MAX_TAGS_PER_USER);
     }
 
     #[test]

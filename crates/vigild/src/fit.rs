@@ -7,8 +7,9 @@
 //! - it never carries an environment (up to 64 KiB a tag): `vigil status TAG` shows one;
 //! - when it would still pass [`LIST_BUDGET`], the largest entries are shortened first (strings to
 //!   [`TRIM_BYTES`], lists to [`TRIM_ITEMS`], each cut marked), so small tags stay whole;
-//! - and if that is not enough, the largest are cut down to their name, state, owner and processes
-//!   (about 300 bytes each: some 13,000 tags fit).
+//! - and if that is not enough, the largest are cut down to their name, state, owner, program name and
+//!   16 processes (at most about 700 bytes with a 255-byte name, 200 for usual names: 5,900 tags fit at
+//!   worst, some 20,000 usually).
 
 use vigil_proto::{TagStatus, MAX_FRAME_LEN};
 
