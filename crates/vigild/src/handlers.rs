@@ -39,6 +39,10 @@ impl Daemon {
             Ok(crate::remote::Route::There { node, req }) => return self.forward(caller, id, node, req, out),
             Err(e) => return Some(Err(e)),
         };
+        let req = match crate::spec::bounded_filters(req) {
+            Ok(req) => req,
+            Err(e) => return Some(Err(e)),
+        };
         Some(match req {
             Request::Run(spec) => self.run(caller, spec),
             Request::Start { tag } => self.start(caller, &tag),

@@ -129,6 +129,17 @@ fn oversized_tags_are_refused_with_the_limit_named() {
     );
     // Nothing was made, and vigild answers.
     assert!(!v.client().query("big").unwrap());
+    // An event filter is matched against every event for everyone's loop: it is bounded too.
+    let patterns: Vec<String> = (0..65).map(|i| format!("sys.x{i}.*")).collect();
+    let mut args = vec!["events"];
+    args.extend(patterns.iter().map(String::as_str));
+    let out = v.cli_as(Some(NOBODY), &args);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("65 name patterns; the limit is 64"),
+        "{err}"
+    );
+    ok(&v.cli_as(Some(NOBODY), &args[..65]));
 }
 
 #[test]
