@@ -455,3 +455,48 @@ pub fn limits_from(
         autocat: PsmLimits::check("psm_mem_autocat", autocat.unwrap_or(1), (0, 1))? == 1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(pid: i32, argv_bytes: usize) -> PsmMember {
+        PsmMember {
+            listidx: 1,
+            listcnt: 1,
+            total: 1,
+            pid,
+            exitcode: None,
+            flags: 0,
+            name: format!("1-{pid}"),
+            state: "running".into(),
+            argv: vec!["/usr/sbin/d".into(), "a".repeat(argv_bytes)],
+            category: "c".into(),
+            node: "n".into(),
+            exit: None,
+            uid: 65534,
+            start_time: 1,
+            added_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_list_of_members_always_fits_and_cuts_the_longest_argvs_first() {
+        let mut small = vec![member(1, 10), member(2, 20)];
+        fit_members(&mut small);
+        assert_eq!(small, vec![member(1, 10), member(2, 20)], "nothing to cut");
+        // 1,500 members with 4 KiB of saved argv (psm_argv_max at its top) pass a frame.
+        let mut all: Vec<PsmMember> = (0..1500).map(|p| member(p, 4000)).collect();
+        all.push(member(9999, 10));
+        fit_members(&mut all);
+        assert!(postcard::to_allocvec(&all).unwrap().len() <= crate::fit::LIST_BUDGET);
+        let cut: Vec<&PsmMember> = all.iter().filter(|m| m.flags & PSM_FL_ARGTRUNC != 0).collect();
+        assert!(
+            !cut.is_empty() && cut.len() < 1500,
+            "only as many as needed: {}",
+            cut.len()
+        );
+        assert!(cut.iter().all(|m| m.argv.concat().len() < 64));
+        assert_eq!(all.last().unwrap(), &member(9999, 10), "a short one stays whole");
+    }
+}
