@@ -127,6 +127,108 @@ impl Backoff {
     }
 }
 
+/// Restart-storm throttling: a tag whose instances keep dying within `quick` of their start is restarted
+/// at once the first times (restart latency matters), then with a growing delay, so that a command that
+/// cannot stay up costs neither the CPU nor the event history. A run that lasts `quick` or longer ends
+/// the streak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storm {
+    /// The quick death (counted from 1) whose restart is the first to wait `min`.
+    pub after: u32,
+    pub min: Duration,
+    pub max: Duration,
+    /// A run shorter than this is a quick death.
+    pub quick: Duration,
+}
+
+impl Default for Storm {
+    fn default() -> Storm {
+        Storm {
+            after: 5,
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            quick: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Storm {
+    /// Parses `off`, or `AFTER:MIN:MAX[:QUICK]` (a count, then seconds with fractions allowed):
+    /// `5:0.1:30:1` is the default.
+    pub fn parse(s: &str) -> Result<Option<Storm>, String> {
+        if s.trim() == "off" {
+            return Ok(None);
+        }
+        let parts: Vec<&str> = s.split(':').collect();
+        if !(3..=4).contains(&parts.len()) {
+            return Err(format!(
+                "storm {s:?} is neither off nor AFTER:MIN:MAX[:QUICK] (a count, then seconds)"
+            ));
+        }
+        let after: u32 = parts[0]
+            .trim()
+            .parse()
+            .map_err(|_| format!("storm {s:?}: AFTER {:?} is not a count", parts[0]))?;
+        if !(1..=1_000_000).contains(&after) {
+            return Err(format!("storm {s:?}: AFTER {after} is outside 1..=1000000"));
+        }
+        let secs = |what: &str, v: &str| -> Result<Duration, String> {
+            let f: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("storm {s:?}: {what} {v:?} is not a number of seconds"))?;
+            if !(0.001..=86_400.0).contains(&f) {
+                return Err(format!("storm {s:?}: {what} {v} is outside 0.001..=86400 seconds"));
+            }
+            Ok(Duration::from_secs_f64(f))
+        };
+        let (min, max) = (secs("MIN", parts[1])?, secs("MAX", parts[2])?);
+        if min > max {
+            return Err(format!("storm {s:?}: MIN is larger than MAX"));
+        }
+        let quick = match parts.get(3) {
+            Some(q) => secs("QUICK", q)?,
+            None => Storm::default().quick,
+        };
+        Ok(Some(Storm { after, min, max, quick }))
+    }
+
+    /// The delay before the restart that follows the `n`th quick death in a row (n >= 1): none before
+    /// `after`, then `min`, `2*min`, ... capped at `max`.
+    pub fn delay(&self, n: u32) -> Duration {
+        if n < self.after {
+            return Duration::ZERO;
+        }
+        let shift = (n - self.after).min(30);
+        self.min.saturating_mul(1u32 << shift).min(self.max)
+    }
+
+    /// Whether a run of this length counts as a quick death.
+    pub fn is_quick(&self, ran_for: Duration) -> bool {
+        ran_for < self.quick
+    }
+
+    /// The delay before the `n`th retry in a row of a start that failed for want of a resource (EMFILE,
+    /// ENOMEM...): `min`, `2*min`, ... capped at `max`, from the first.
+    pub fn retry_delay(&self, n: u32) -> Duration {
+        let shift = n.saturating_sub(1).min(30);
+        self.min.saturating_mul(1u32 << shift).min(self.max)
+    }
+}
+
+impl std::fmt::Display for Storm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.after,
+            self.min.as_secs_f64(),
+            self.max.as_secs_f64(),
+            self.quick.as_secs_f64()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +273,42 @@ mod tests {
         assert!(Backoff::parse("5:1").is_err());
         assert!(Backoff::parse("x:1").is_err());
         assert!(Backoff::parse("1").is_err());
+    }
+
+    #[test]
+    fn storm_delays_grow_after_the_first_quick_deaths() {
+        let s = Storm::default();
+        let delays: Vec<u128> = (1..=17).map(|n| s.delay(n).as_millis()).collect();
+        assert_eq!(
+            delays,
+            [0, 0, 0, 0, 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000, 30000]
+        );
+        assert_eq!(s.delay(u32::MAX), Duration::from_secs(30), "no overflow");
+        assert!(s.is_quick(Duration::from_millis(999)) && !s.is_quick(Duration::from_secs(1)));
+        assert_eq!(s.retry_delay(1), Duration::from_millis(100));
+        assert_eq!(s.retry_delay(3), Duration::from_millis(400));
+        assert_eq!(s.retry_delay(100), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn storm_parse() {
+        assert_eq!(Storm::parse("off"), Ok(None));
+        assert_eq!(Storm::parse("5:0.1:30:1"), Ok(Some(Storm::default())));
+        assert_eq!(Storm::parse("5:0.1:30"), Ok(Some(Storm::default())));
+        assert_eq!(Storm::parse(&Storm::default().to_string()), Ok(Some(Storm::default())));
+        for bad in [
+            "",
+            "5",
+            "5:1",
+            "0:1:2",
+            "x:1:2",
+            "5:2:1",
+            "5:0:1",
+            "5:1:100000",
+            "5:1:2:3:4",
+        ] {
+            let e = Storm::parse(bad).unwrap_err();
+            assert!(e.contains("storm"), "{bad}: {e}");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! What happened to a tag, as the rules report it; the daemon numbers and stores these.
 
+use std::time::Duration;
+
 use crate::health::HealthFailure;
 use crate::tree::{Exit, ProcId};
 
@@ -29,6 +31,16 @@ pub enum TagEvent {
     Unhealthy(HealthFailure),
     /// The tag's log could not be opened for a process being started; its output is discarded.
     LogFailed { reason: String },
+    /// The tag died within its storm threshold of its start `quick_deaths` times in a row: its next
+    /// start waits `delay`.
+    Throttled { quick_deaths: u32, delay: Duration },
+    /// The command could not be started for want of a resource (EMFILE, ENFILE, EAGAIN, ENOMEM): the
+    /// start is tried again after `delay`, `attempt` counting the failures in a row.
+    SpawnRetry {
+        reason: String,
+        attempt: u32,
+        delay: Duration,
+    },
 }
 
 impl TagEvent {
@@ -47,6 +59,8 @@ impl TagEvent {
             TagEvent::Ready { .. } => "sys.vigil.pmf.tag.ready",
             TagEvent::Unhealthy(_) => "sys.vigil.pmf.tag.unhealthy",
             TagEvent::LogFailed { .. } => "sys.vigil.pmf.tag.log_failed",
+            TagEvent::Throttled { .. } => "sys.vigil.pmf.tag.throttled",
+            TagEvent::SpawnRetry { .. } => "sys.vigil.pmf.tag.spawn_retry",
         }
     }
 }

@@ -19,11 +19,11 @@ pub mod tag;
 pub mod time;
 pub mod tree;
 
-pub use budget::{Backoff, Period, RestartBudget, Retries};
+pub use budget::{Backoff, Period, RestartBudget, Retries, Storm};
 pub use event::TagEvent;
 pub use health::{Health, HealthFailure, HealthSpec, Notify, ProbeCheck, ProbeSpec};
 pub use names::{NameError, TagName};
 pub use spec::{Level, ProgramType, SpecError, TagSpec};
-pub use tag::{Effect, Refused, StopMode, Tag, TagState};
+pub use tag::{Effect, Refused, SpawnFailure, StopMode, Tag, TagState, Throttle};
 pub use time::Timestamp;
 pub use tree::{Exit, ProcId, ProcTree};

@@ -4,9 +4,11 @@
 //! - a member is any live process, registered by pid; one process instance is in one category only
 //!   (a second registration of a running instance is EALREADY);
 //! - after a member exits, its termination status stays until it is removed or the program is restarted:
-//!   a new instance registering in a category replaces the exited instances of the same program (same
-//!   saved argv[0]) there;
-//! - a member added to a missing category creates it, unless autocat is off (ENOENT);
+//!   "when a process is restarted, any exited process instance in the target category is replaced by the
+//!   new instance" (psm.h). The category is shared by every local user, so a registration replaces only
+//!   the exited instances its caller owns (same uid); an administrator's replaces any;
+//! - a member added to a missing category creates it, unless autocat is off (ENOENT); as creating a
+//!   category directly, only an administrator may (EPERM);
 //! - limits on categories, members, and the lengths of the saved argv and of the state string (ENOSPC).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,9 +126,33 @@ pub enum PsmError {
     /// EEXIST
     #[error("category {0} already exists")]
     CategoryExists(CategoryName),
+    /// EPERM: the caller may not do this to a category or member it does not own.
+    #[error("permission denied: {0}")]
+    Denied(String),
     /// ENOTEMPTY (the native API; the Tru64 C layer answers ENOTSUP instead)
     #[error("category {category} is not empty: it holds pid(s) {}", .pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "))]
     NotEmpty { category: CategoryName, pids: Vec<i32> },
+}
+
+/// Who asks for a registration: an administrator (root or vigild's own user) may create categories
+/// and replace anyone's exited members; anyone else only their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PsmCaller {
+    pub uid: u32,
+    pub admin: bool,
+}
+
+impl PsmCaller {
+    pub const ROOT: PsmCaller = PsmCaller { uid: 0, admin: true };
+
+    pub fn user(uid: u32) -> PsmCaller {
+        PsmCaller { uid, admin: false }
+    }
+
+    /// Whether this caller's registration may take the place of `m`'s exited instance.
+    fn may_replace(&self, m: &Member) -> bool {
+        self.admin || m.uid == self.uid
+    }
 }
 
 /// A process as it was when it asked to be registered.
@@ -264,11 +290,12 @@ impl Registry {
         Ok(vec![PsmEvent::CategoryRemove(cat.clone())])
     }
 
-    /// Registers a process in a category.
+    /// Registers a process in a category for `caller`.
     pub fn add(
         &mut self,
         cat: CategoryName,
         facts: ProcFacts,
+        caller: PsmCaller,
         node_id: u32,
         limits: &PsmLimits,
         now: Timestamp,
@@ -289,18 +316,24 @@ impl Registry {
                 "no such category: {cat} (psm_mem_autocat is 0)"
             )));
         }
+        if missing && !caller.admin {
+            return Err(PsmError::Denied(format!(
+                "no such category: {cat}; only an administrator may create one (uid {} may not)",
+                caller.uid
+            )));
+        }
         if missing && self.categories.len() as u32 >= limits.cat_max {
             return Err(PsmError::Limit(format!("{} categories (psm_cat_max)", limits.cat_max)));
         }
         let (argv, argv_truncated) = truncate_argv(&facts.argv, limits.argv_max);
-        // Exited instances of the same program in this category are replaced by the new one, and an
-        // exited member with this pid (a reused pid) is replaced too.
-        let program = argv.first().cloned();
+        // The exited instances of this category that the caller may replace are replaced by the new one,
+        // whatever program they ran (psm.h: "any exited process instance in the target category"). An
+        // exited member with this pid (a reused pid) goes too: members are keyed by pid.
         let replaced: Vec<i32> = self
             .exited
             .iter()
             .filter_map(|p| self.members.get(p))
-            .filter(|m| m.id.pid == pid || (m.category == cat && m.argv.first() == program.as_ref()))
+            .filter(|m| m.id.pid == pid || (m.category == cat && caller.may_replace(m)))
             .map(|m| m.id.pid)
             .collect();
         let remaining = self.members.len() - replaced.len();

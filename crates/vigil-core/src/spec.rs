@@ -59,6 +59,30 @@ impl Level {
     }
 }
 
+/// The size bounds of a spec. vigild answers every user from one process, in frames of at most 4 MiB:
+/// no user's tag may be so large that a list of everyone's tags stops fitting, so each size a user
+/// chooses is bounded when the tag is made.
+pub mod limits {
+    /// Arguments of the command (program included).
+    pub const ARGS: usize = 1024;
+    /// Bytes of the command, each argument counted with its terminating NUL, as execve counts them.
+    pub const ARGV_BYTES: usize = 64 * 1024;
+    /// Environment variables.
+    pub const ENV_VARS: usize = 1024;
+    /// Bytes of one `NAME=VALUE` entry (NUL included).
+    pub const ENV_ENTRY_BYTES: usize = 32 * 1024;
+    /// Bytes of the whole environment, entries counted as above.
+    pub const ENV_BYTES: usize = 64 * 1024;
+    /// Bytes of the working directory and of the action program's path (PATH_MAX).
+    pub const PATH_BYTES: usize = 4096;
+    /// Tags named in `after`.
+    pub const AFTER: usize = 64;
+    /// Arguments of an exec probe.
+    pub const PROBE_ARGS: usize = 64;
+    /// Bytes of an exec probe's command (NULs included), or of a probe's address or URL.
+    pub const PROBE_BYTES: usize = 4096;
+}
+
 /// Why a spec was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -74,6 +98,14 @@ pub enum SpecError {
     SelfDependency,
     #[error("stop timeout must be between 1 ms and 1 day, not {0:?}")]
     StopTimeout(Duration),
+    /// A size over its bound (see [`limits`]).
+    #[error("{what} is {size} {unit}; the limit is {limit}")]
+    TooLarge {
+        what: String,
+        size: usize,
+        limit: usize,
+        unit: &'static str,
+    },
     #[error(transparent)]
     Health(#[from] HealthError),
 }
@@ -104,6 +136,7 @@ pub struct TagSpec {
 impl TagSpec {
     /// Checks what the type system cannot: a non-empty command, NUL-free strings, sane env names.
     pub fn validate(&self, name: &TagName) -> Result<(), SpecError> {
+        self.check_sizes()?;
         let program = self.command.first().ok_or(SpecError::EmptyCommand)?;
         if program.is_empty() {
             return Err(SpecError::EmptyProgram);
@@ -145,9 +178,185 @@ impl TagSpec {
     }
 }
 
+fn bound(what: impl Into<String>, size: usize, limit: usize, unit: &'static str) -> Result<(), SpecError> {
+    if size > limit {
+        return Err(SpecError::TooLarge {
+            what: what.into(),
+            size,
+            limit,
+            unit,
+        });
+    }
+    Ok(())
+}
+
+/// Bytes of a list of C strings, each with its NUL.
+fn c_bytes<'a>(items: impl Iterator<Item = &'a str>) -> usize {
+    items.map(|s| s.len() + 1).sum()
+}
+
+impl TagSpec {
+    /// Every size a user chooses, against [`limits`]; the error names the field and the limit.
+    pub fn check_sizes(&self) -> Result<(), SpecError> {
+        bound("the command", self.command.len(), limits::ARGS, "arguments")?;
+        bound(
+            "the command",
+            c_bytes(self.command.iter().map(String::as_str)),
+            limits::ARGV_BYTES,
+            "bytes (NULs included)",
+        )?;
+        bound("the environment", self.env.len(), limits::ENV_VARS, "variables")?;
+        let mut total = 0;
+        for (k, v) in &self.env {
+            let entry = k.len() + 1 + v.len() + 1;
+            bound(
+                format!("environment variable {}", k.escape_debug()),
+                entry,
+                limits::ENV_ENTRY_BYTES,
+                "bytes (NAME=VALUE and its NUL)",
+            )?;
+            total += entry;
+        }
+        bound(
+            "the environment",
+            total,
+            limits::ENV_BYTES,
+            "bytes (NAME=VALUE and a NUL each)",
+        )?;
+        if let Some(c) = &self.cwd {
+            bound("the working directory", c.len(), limits::PATH_BYTES, "bytes")?;
+        }
+        if let Some(a) = &self.action {
+            bound("the action program", a.len(), limits::PATH_BYTES, "bytes")?;
+        }
+        bound("after", self.after.len(), limits::AFTER, "tags")?;
+        for (i, p) in self.health.probes.iter().enumerate() {
+            match &p.check {
+                crate::health::ProbeCheck::Exec { command } => {
+                    bound(
+                        format!("probe {i}'s command"),
+                        command.len(),
+                        limits::PROBE_ARGS,
+                        "arguments",
+                    )?;
+                    bound(
+                        format!("probe {i}'s command"),
+                        c_bytes(command.iter().map(String::as_str)),
+                        limits::PROBE_BYTES,
+                        "bytes (NULs included)",
+                    )?;
+                }
+                other => bound(
+                    format!("probe {i}'s address"),
+                    other.to_string().len(),
+                    limits::PROBE_BYTES,
+                    "bytes",
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec() -> TagSpec {
+        TagSpec {
+            command: vec!["sleep".into(), "1".into()],
+            env: vec![],
+            cwd: None,
+            instance: 0,
+            program_type: ProgramType::Svc,
+            level: Level::ALL,
+            retries: Retries(None),
+            period: Period(None),
+            action: None,
+            backoff: None,
+            after: vec![],
+            stop_signal: 15,
+            stop_timeout: Duration::from_secs(1),
+            uid: 0,
+            gid: 0,
+            health: HealthSpec::default(),
+        }
+    }
+
+    #[test]
+    fn sizes_are_bounded_and_the_error_names_the_limit() {
+        let name = TagName::new("t").unwrap();
+        let at_limit = |n: usize| "x".repeat(n);
+        let mut s = spec();
+        // The command: 64 KiB with its NULs is fine, one byte more is not.
+        s.command = vec!["p".into(), at_limit(limits::ARGV_BYTES - 2 - 1)];
+        assert_eq!(s.validate(&name), Ok(()));
+        s.command[1].push('x');
+        let e = s.validate(&name).unwrap_err().to_string();
+        assert_eq!(e, "the command is 65537 bytes (NULs included); the limit is 65536");
+        s.command = vec!["a".into(); limits::ARGS + 1];
+        assert!(s
+            .validate(&name)
+            .unwrap_err()
+            .to_string()
+            .contains("1025 arguments; the limit is 1024"));
+        // The environment: one entry, then the total.
+        let mut s = spec();
+        s.env = vec![("BIG".into(), at_limit(limits::ENV_ENTRY_BYTES))];
+        let e = s.validate(&name).unwrap_err().to_string();
+        assert!(
+            e.starts_with("environment variable BIG is 32773 bytes") && e.contains("limit is 32768"),
+            "{e}"
+        );
+        s.env = (0..3).map(|i| (format!("V{i}"), at_limit(30_000))).collect();
+        let e = s.validate(&name).unwrap_err().to_string();
+        assert!(
+            e.starts_with("the environment is 90012 bytes") && e.ends_with("the limit is 65536"),
+            "{e}"
+        );
+        s.env = (0..=limits::ENV_VARS)
+            .map(|i| (format!("V{i}"), String::new()))
+            .collect();
+        assert!(s.validate(&name).unwrap_err().to_string().contains("1025 variables"));
+        // Paths, after, probes.
+        let mut s = spec();
+        s.cwd = Some(at_limit(limits::PATH_BYTES + 1));
+        assert!(s
+            .validate(&name)
+            .unwrap_err()
+            .to_string()
+            .starts_with("the working directory is 4097 bytes"));
+        let mut s = spec();
+        s.action = Some(at_limit(limits::PATH_BYTES + 1));
+        assert!(s
+            .validate(&name)
+            .unwrap_err()
+            .to_string()
+            .starts_with("the action program is 4097 bytes"));
+        let mut s = spec();
+        s.after = (0..=limits::AFTER)
+            .map(|i| TagName::new(&format!("d{i}")).unwrap())
+            .collect();
+        assert!(s
+            .validate(&name)
+            .unwrap_err()
+            .to_string()
+            .starts_with("after is 65 tags"));
+        let mut s = spec();
+        s.health.probes = vec![crate::health::ProbeSpec {
+            check: crate::health::ProbeCheck::Exec {
+                command: vec!["sh".into(), at_limit(limits::PROBE_BYTES)],
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            threshold: 1,
+        }];
+        assert!(s
+            .validate(&name)
+            .unwrap_err()
+            .to_string()
+            .starts_with("probe 0's command is 4100 bytes"));
+    }
 
     #[test]
     fn levels() {

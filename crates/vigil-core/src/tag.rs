@@ -5,10 +5,12 @@
 //! | Stopped   | start                         | Spawn                                                      |
 //! | Waiting   | deps_ready                    | Spawn                                                      |
 //! | (any)     | spawned                       | Running; Emit start/restart                                |
-//! | (any)     | spawn_failed                  | Failed; Emit failed                                        |
+//! | (any)     | spawn_failed, permanent       | Failed; Emit failed                                        |
+//! | (any)     | spawn_failed, resource short  | Backoff + Timer (growing delay); Emit spawn_retry          |
 //! | Running   | last watched process exits    | budget left: Spawn (or Backoff + Timer); Emit exit/restart |
 //! |           |                               | spent, action: Action + RunAction; spent: Failed           |
-//! | Backoff   | timer                         | Spawn                                                      |
+//! |           | ... a quick death (storm)     | from the Nth in a row: Backoff + Timer; Emit throttled     |
+//! | Backoff   | timer                         | Spawn (the start that was put off)                         |
 //! | Action    | action exits 0 / non-zero     | budget reset + Spawn / Remove                              |
 //! | Running.. | stop                          | Stopping + Signal(all) + Timer(deadline)                   |
 //! | Stopping  | timer past deadline           | Signal(SIGKILL, all) (not after a release)                 |
@@ -22,7 +24,7 @@
 
 use std::time::Duration;
 
-use crate::budget::{Period, RestartBudget, Retries};
+use crate::budget::{Period, RestartBudget, Retries, Storm};
 use crate::event::TagEvent;
 use crate::health::{Health, HealthFailure, Notify};
 use crate::names::TagName;
@@ -120,6 +122,49 @@ pub enum Effect {
     },
 }
 
+/// Why a start could not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnFailure {
+    pub reason: String,
+    /// The system was short of a resource (descriptors, processes, memory): a later try may succeed, so
+    /// the tag is not failed for it.
+    pub temporary: bool,
+}
+
+/// Why a tag in `Backoff` waits beyond its own backoff, for its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    pub until: Timestamp,
+    pub delay: Duration,
+    pub cause: ThrottleCause,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThrottleCause {
+    /// It died this many times in a row within the storm threshold of its start.
+    QuickDeaths(u32),
+    /// Its start failed for want of a resource, this many times in a row.
+    SpawnFailed { reason: String, attempt: u32 },
+}
+
+impl std::fmt::Display for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            ThrottleCause::QuickDeaths(n) => write!(
+                f,
+                "throttled: {n} quick exits in a row; next start after {} ms",
+                self.delay.as_millis()
+            ),
+            ThrottleCause::SpawnFailed { reason, attempt } => write!(
+                f,
+                "start failed for want of a resource ({reason}); try {} after {} ms",
+                attempt + 1,
+                self.delay.as_millis()
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartKind {
     First,
@@ -150,6 +195,17 @@ pub struct Tag {
     pub instance_exits: Vec<i32>,
     /// The health checks of the current instance.
     pub health: Health,
+    /// Restart-storm throttling (`None`: off). Not part of the spec: it is a daemon policy that a
+    /// config-declared tag may override, and changing it never restarts the tag.
+    pub storm: Option<Storm>,
+    /// Consecutive deaths within the storm threshold of the start.
+    pub quick_deaths: u32,
+    /// Consecutive starts that failed for want of a resource.
+    pub spawn_retries: u32,
+    /// The start a `Backoff` puts off, when it is not a counted restart.
+    pub deferred: Option<StartKind>,
+    /// Why the current `Backoff` waits, when storm throttling or a resource shortage made it.
+    pub throttle: Option<Throttle>,
 }
 
 impl Tag {
@@ -169,6 +225,11 @@ impl Tag {
             pending: None,
             instance_exits: Vec::new(),
             health: Health::default(),
+            storm: Some(Storm::default()),
+            quick_deaths: 0,
+            spawn_retries: 0,
+            deferred: None,
+            throttle: None,
         }
     }
 
@@ -192,6 +253,7 @@ impl Tag {
                 self.enabled = true;
                 self.budget.reset();
                 self.quick_failures = 0;
+                self.quick_deaths = 0;
                 Ok(self.spawn(StartKind::First))
             }
             TagState::Stopping { .. } => Err(Refused::Stopping(self.name.clone())),
@@ -222,6 +284,8 @@ impl Tag {
     /// starts with the next vigild.
     pub fn cancel_start(&mut self) {
         self.pending = None;
+        self.deferred = None;
+        self.throttle = None;
         self.state = TagState::Stopped;
     }
 
@@ -239,6 +303,9 @@ impl Tag {
         self.main = Some(id);
         self.started_at = Some(now);
         self.starts += 1;
+        self.spawn_retries = 0;
+        self.deferred = None;
+        self.throttle = None;
         self.state = TagState::Running;
         self.health = Health::start(&self.spec.health, now);
         let ev = match kind {
@@ -250,12 +317,40 @@ impl Tag {
         fx
     }
 
-    /// The command could not be started: the tag fails at once rather than looping on an error that a
-    /// retry cannot cure.
-    pub fn spawn_failed(&mut self, error: String) -> Vec<Effect> {
-        self.pending = None;
-        self.state = TagState::Failed { reason: error.clone() };
-        vec![Effect::Emit(TagEvent::Failed { reason: error })]
+    /// The command could not be started. A permanent error (no such program, permission denied) fails
+    /// the tag at once rather than looping on what a retry cannot cure; a shortage of descriptors,
+    /// processes or memory is some other process's doing and passes: the start is tried again after a
+    /// growing delay, and never counts against the budget.
+    pub fn spawn_failed(&mut self, failure: SpawnFailure, now: Timestamp) -> Vec<Effect> {
+        let kind = self.pending.take();
+        if !failure.temporary {
+            self.throttle = None;
+            self.state = TagState::Failed {
+                reason: failure.reason.clone(),
+            };
+            return vec![Effect::Emit(TagEvent::Failed { reason: failure.reason })];
+        }
+        self.spawn_retries = self.spawn_retries.saturating_add(1);
+        let delay = self.storm.unwrap_or_default().retry_delay(self.spawn_retries);
+        let until = now.plus(delay);
+        self.deferred = kind;
+        self.state = TagState::Backoff { until };
+        self.throttle = Some(Throttle {
+            until,
+            delay,
+            cause: ThrottleCause::SpawnFailed {
+                reason: failure.reason.clone(),
+                attempt: self.spawn_retries,
+            },
+        });
+        vec![
+            Effect::Emit(TagEvent::SpawnRetry {
+                reason: failure.reason,
+                attempt: self.spawn_retries,
+                delay,
+            }),
+            Effect::Timer(until),
+        ]
     }
 
     /// A process of the tree forked; returns whether the child belongs to this tag.
@@ -297,6 +392,10 @@ impl Tag {
     /// The last watched process is gone: restart within the budget, or give the action program the say.
     fn after_last_exit(&mut self, now: Timestamp) -> Vec<Effect> {
         let ran_for = self.started_at.map_or(Duration::ZERO, |s| now.since(s));
+        match self.storm {
+            Some(s) if s.is_quick(ran_for) => self.quick_deaths = self.quick_deaths.saturating_add(1),
+            _ => self.quick_deaths = 0,
+        }
         if !self.budget.try_consume(self.spec.retries, self.spec.period, now) {
             return match &self.spec.action {
                 Some(program) => {
@@ -322,21 +421,39 @@ impl Tag {
                 }
             };
         }
-        match self.spec.backoff {
+        let backoff = match self.spec.backoff {
             Some(b) => {
                 if b.resets_after(ran_for) {
                     self.quick_failures = 0;
                 }
                 self.quick_failures += 1;
-                let until = now.plus(b.delay(self.quick_failures));
-                if until <= now {
-                    return self.spawn(StartKind::Restart { counted: true });
-                }
-                self.state = TagState::Backoff { until };
-                vec![Effect::Timer(until)]
+                b.delay(self.quick_failures)
             }
-            None => self.spawn(StartKind::Restart { counted: true }),
+            None => Duration::ZERO,
+        };
+        let storm = self.storm.map_or(Duration::ZERO, |s| s.delay(self.quick_deaths));
+        let delay = backoff.max(storm);
+        if delay.is_zero() {
+            return self.spawn(StartKind::Restart { counted: true });
         }
+        let until = now.plus(delay);
+        self.state = TagState::Backoff { until };
+        let mut fx = Vec::new();
+        // Posted only when the storm rule is what holds the tag back: a configured backoff is the user's
+        // own choice and has no event of its own.
+        if storm > backoff {
+            self.throttle = Some(Throttle {
+                until,
+                delay,
+                cause: ThrottleCause::QuickDeaths(self.quick_deaths),
+            });
+            fx.push(Effect::Emit(TagEvent::Throttled {
+                quick_deaths: self.quick_deaths,
+                delay,
+            }));
+        }
+        fx.push(Effect::Timer(until));
+        fx
     }
 
     /// The action program ended.
@@ -371,7 +488,10 @@ impl Tag {
                     fx
                 }
             },
-            TagState::Backoff { until } if until <= now => self.spawn(StartKind::Restart { counted: true }),
+            TagState::Backoff { until } if until <= now => {
+                let kind = self.deferred.take().unwrap_or(StartKind::Restart { counted: true });
+                self.spawn(kind)
+            }
             TagState::Stopping {
                 deadline,
                 then,
@@ -406,6 +526,8 @@ impl Tag {
             return vec![];
         }
         self.pending = None;
+        self.deferred = None;
+        self.throttle = None;
         if self.tree.is_empty() {
             return self.finish_stop(mode, now);
         }
@@ -509,6 +631,7 @@ impl Tag {
         self.enabled = true;
         if self.tree.is_empty() {
             self.budget.reset();
+            self.deferred = None;
             return self.spawn(StartKind::Restart { counted: false });
         }
         self.stop(self.spec.stop_signal, self.spec.stop_timeout, StopMode::Restart, now)
@@ -972,6 +1095,182 @@ mod tests {
         assert_eq!(
             tag.exited(100, Exit::Signal(TERM), t(3)),
             vec![Effect::Emit(TagEvent::Stop)]
+        );
+    }
+
+    fn ms(n: u64) -> Timestamp {
+        Timestamp(n)
+    }
+
+    /// Runs one instance that dies `ran_ms` after its start at `at` and returns the effects of its end.
+    fn die_after(tag: &mut Tag, pid: i32, at: u64, ran_ms: u64) -> Vec<Effect> {
+        tag.spawned(p(pid), ms(at));
+        tag.exited(pid, Exit::Code(0), ms(at + ran_ms))
+    }
+
+    #[test]
+    fn a_restart_storm_is_throttled_with_a_growing_delay() {
+        let mut tag = Tag::new(TagName::new("spin").unwrap(), spec(-1, -1));
+        tag.start().unwrap();
+        let mut now = 0;
+        // The first quick deaths restart at once: latency is unchanged.
+        for pid in 1..=4 {
+            let fx = die_after(&mut tag, pid, now, 2);
+            now += 2;
+            assert_eq!(fx.last(), Some(&Effect::Spawn), "death {pid}: {fx:?}");
+        }
+        // From the fifth quick death in a row on, each start waits, twice as long each time.
+        let mut delays = Vec::new();
+        for pid in 5..=9 {
+            let fx = die_after(&mut tag, pid, now, 2);
+            now += 2;
+            let TagState::Backoff { until } = tag.state else {
+                panic!("death {pid}: {:?}", tag.state)
+            };
+            let delay = until.as_millis() - now;
+            assert_eq!(
+                fx[1],
+                Effect::Emit(TagEvent::Throttled {
+                    quick_deaths: pid as u32,
+                    delay: Duration::from_millis(delay)
+                })
+            );
+            assert_eq!(fx[2], Effect::Timer(until));
+            let shown = tag.throttle.as_ref().expect("status shows the throttle").to_string();
+            assert!(
+                shown.contains("throttled") && shown.contains(&format!("{delay} ms")),
+                "{shown}"
+            );
+            assert_eq!(tag.timer(ms(until.as_millis() - 1)), vec![], "not before its time");
+            assert_eq!(tag.timer(until), vec![Effect::Spawn]);
+            now = until.as_millis();
+            delays.push(delay);
+        }
+        assert_eq!(delays, [100, 200, 400, 800, 1600]);
+        // A run longer than the threshold ends the streak: the next death restarts at once.
+        let fx = die_after(&mut tag, 10, now, 1500);
+        assert_eq!(fx.last(), Some(&Effect::Spawn));
+        assert_eq!((tag.quick_deaths, tag.throttle.clone()), (0, None));
+        // The budget is counted as before: every restart counted.
+        assert_eq!(tag.budget.history.len(), 10);
+    }
+
+    #[test]
+    fn an_occasional_crash_restarts_at_once_and_storm_off_never_waits() {
+        let mut tag = running(spec(-1, -1));
+        for (i, pid) in (101..=120).enumerate() {
+            let start = i as u64 * 5000;
+            let fx = tag.exited(pid - 1, Exit::Signal(11), ms(start + 4000));
+            assert_eq!(fx.last(), Some(&Effect::Spawn), "a crash after 4 s is not a storm");
+            tag.spawned(p(pid), ms(start + 5000));
+        }
+        let mut tag = Tag::new(TagName::new("t").unwrap(), spec(-1, -1));
+        tag.storm = None;
+        tag.start().unwrap();
+        for pid in 1..=50 {
+            assert_eq!(die_after(&mut tag, pid, pid as u64, 0).last(), Some(&Effect::Spawn));
+        }
+    }
+
+    #[test]
+    fn the_storm_rule_and_a_backoff_take_the_longer_delay() {
+        let mut s = spec(-1, -1);
+        s.backoff = Some(crate::Backoff::parse("0.05:0.05").unwrap());
+        let mut tag = Tag::new(TagName::new("t").unwrap(), s);
+        tag.storm = Some(Storm {
+            after: 2,
+            ..Storm::default()
+        });
+        tag.start().unwrap();
+        let fx = die_after(&mut tag, 1, 0, 0);
+        assert_eq!(fx[1], Effect::Timer(ms(50)), "the backoff alone: no throttle event");
+        assert_eq!(tag.throttle, None);
+        tag.timer(ms(50));
+        let fx = die_after(&mut tag, 2, 50, 0);
+        assert!(
+            matches!(fx[1], Effect::Emit(TagEvent::Throttled { quick_deaths: 2, .. })),
+            "{fx:?}"
+        );
+        assert_eq!(fx[2], Effect::Timer(ms(150)));
+    }
+
+    #[test]
+    fn a_start_short_of_resources_is_retried_not_failed() {
+        let mut tag = Tag::new(TagName::new("t").unwrap(), spec(0, -1));
+        assert_eq!(tag.start().unwrap(), vec![Effect::Spawn]);
+        let emfile = |n| SpawnFailure {
+            reason: format!("Too many open files ({n})"),
+            temporary: true,
+        };
+        let mut now = 0;
+        for attempt in 1..=3u32 {
+            let fx = tag.spawn_failed(emfile(attempt), ms(now));
+            let delay = Duration::from_millis(100 << (attempt - 1));
+            let until = ms(now).plus(delay);
+            assert_eq!(
+                fx,
+                vec![
+                    Effect::Emit(TagEvent::SpawnRetry {
+                        reason: format!("Too many open files ({attempt})"),
+                        attempt,
+                        delay
+                    }),
+                    Effect::Timer(until)
+                ]
+            );
+            assert_eq!(tag.state, TagState::Backoff { until });
+            assert!(tag.is_active());
+            assert!(tag
+                .throttle
+                .as_ref()
+                .unwrap()
+                .to_string()
+                .contains("want of a resource"));
+            assert_eq!(tag.timer(until), vec![Effect::Spawn]);
+            now = until.as_millis();
+        }
+        // The retried start is still the first one, and used no budget (retries 0).
+        assert_eq!(
+            tag.spawned(p(5), ms(now)),
+            vec![Effect::Emit(TagEvent::Start { pid: 5 })]
+        );
+        assert_eq!(
+            (tag.spawn_retries, tag.throttle.clone(), tag.restarts_used(ms(now))),
+            (0, None, 0)
+        );
+        // A permanent error fails the tag as before.
+        let mut tag = Tag::new(TagName::new("t").unwrap(), spec(-1, -1));
+        tag.start().unwrap();
+        let fx = tag.spawn_failed(
+            SpawnFailure {
+                reason: "No such file or directory".into(),
+                temporary: false,
+            },
+            ms(0),
+        );
+        assert!(matches!(&fx[0], Effect::Emit(TagEvent::Failed { .. })));
+        assert_eq!(tag.state.name(), "failed");
+    }
+
+    #[test]
+    fn a_stop_during_a_retry_wait_stays_stopped() {
+        let mut tag = Tag::new(TagName::new("t").unwrap(), spec(-1, -1));
+        tag.start().unwrap();
+        tag.spawn_failed(
+            SpawnFailure {
+                reason: "EMFILE".into(),
+                temporary: true,
+            },
+            ms(0),
+        );
+        assert_eq!(
+            tag.stop(TERM, Duration::from_secs(1), StopMode::Stay, ms(1)),
+            vec![Effect::Emit(TagEvent::Stop)]
+        );
+        assert_eq!(tag.timer(ms(1000)), vec![], "the retry is off");
+        assert_eq!(
+            (tag.state.clone(), tag.deferred, tag.throttle.clone()),
+            (TagState::Stopped, None, None)
         );
     }
 }

@@ -470,7 +470,8 @@ pub struct TagStatus {
     pub name: String,
     /// waiting, running, backoff, action, stopping, stopped, failed.
     pub state: String,
-    /// Why a tag failed.
+    /// Why a tag failed, or why a tag in `backoff` waits when it is not its own backoff: restart-storm
+    /// throttling or a start that failed for want of a resource.
     pub reason: Option<String>,
     pub uid: u32,
     pub gid: u32,

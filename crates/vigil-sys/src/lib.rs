@@ -85,7 +85,35 @@ pub enum SysError {
     },
 }
 
+/// Whether `errno` says the system, or a limit of the caller, ran short of something that others may
+/// give back: descriptors (EMFILE, ENFILE), processes (EAGAIN) or memory (ENOMEM). Such a failure is
+/// worth trying again later, unlike one that names the request itself (ENOENT, EACCES, ENOEXEC...).
+pub fn is_resource_shortage(errno: i32) -> bool {
+    matches!(errno, libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+}
+
 impl SysError {
+    /// The OS error number behind this error, if it came from the OS (a pre-exec step's included).
+    pub fn os_errno(&self) -> Option<i32> {
+        match self {
+            SysError::Exec { source, .. } | SysError::Io { source, .. } => source.raw_os_error().or_else(|| {
+                source
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<spawn::StepError>())
+                    .and_then(|step| step.source.raw_os_error())
+            }),
+            SysError::NoSuchProcess(_)
+            | SysError::ProgramNotFound { .. }
+            | SysError::NotAccessible { .. }
+            | SysError::Overrun => None,
+        }
+    }
+
+    /// Whether the failure was a shortage of a resource ([`is_resource_shortage`]).
+    pub fn is_resource_shortage(&self) -> bool {
+        self.os_errno().is_some_and(is_resource_shortage)
+    }
+
     /// Builds `SysError::Io` from the current `errno`.
     pub(crate) fn last_os(op: &'static str, pid: Option<Pid>) -> SysError {
         SysError::Io {

@@ -130,9 +130,9 @@ impl Step {
 
 /// An OS error from a pre-exec step, naming the step (and its argument).
 #[derive(Debug)]
-struct StepError {
+pub(crate) struct StepError {
     what: String,
-    source: io::Error,
+    pub(crate) source: io::Error,
 }
 
 impl std::fmt::Display for StepError {
@@ -984,7 +984,11 @@ mod tests {
         let argv = [OsString::from("x")];
         let mut spec = SpawnSpec::new(Path::new("/nonexistent/program"), &argv, &[], Output::Null);
         match spawn(&spec) {
-            Err(SysError::Exec { program, source }) => {
+            Err(e @ SysError::Exec { .. }) if e.os_errno() == Some(libc::ENOENT) => {
+                assert!(!e.is_resource_shortage());
+                let SysError::Exec { program, source } = e else {
+                    unreachable!()
+                };
                 assert_eq!(program, "/nonexistent/program");
                 assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
             }
@@ -995,6 +999,9 @@ mod tests {
         let err = spawn(&spec).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("chdir to \"/nonexistent/dir\""), "{msg}");
+        // The step's errno is still there to tell a permanent failure from a shortage.
+        assert_eq!(err.os_errno(), Some(libc::ENOENT));
+        assert!(!err.is_resource_shortage());
         match err {
             SysError::Exec { source, .. } => assert_eq!(source.kind(), io::ErrorKind::NotFound),
             other => panic!("unexpected {other:?}"),

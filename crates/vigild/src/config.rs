@@ -84,6 +84,8 @@ struct DaemonSection {
     sam_data_per_uid: Option<u64>,
     tags_per_uid: Option<u32>,
     psm_members_per_uid: Option<u32>,
+    /// Restart-storm throttling of every tag: `off` or `AFTER:MIN:MAX[:QUICK]`.
+    storm: Option<String>,
 }
 
 impl DaemonSection {
@@ -148,6 +150,8 @@ struct TagSection {
     /// `[[tag.NAME.probe]]` tables.
     #[serde(default)]
     probe: Vec<ProbeSection>,
+    /// This tag's restart-storm throttling, instead of `daemon.storm`.
+    storm: Option<String>,
 }
 
 /// One probe: exactly one of `exec`, `tcp`, `http`.
@@ -223,6 +227,10 @@ pub struct Settings {
     /// Per-uid quotas (root and vigild's own user have none): they keep one user from filling the state
     /// disk or vigild's memory for everyone.
     pub quotas: Quotas,
+    /// Restart-storm throttling of tags (`None`: off).
+    pub storm: Option<vigil_core::Storm>,
+    /// Config-declared tags whose storm throttling differs from `storm`.
+    pub storm_overrides: BTreeMap<TagName, Option<vigil_core::Storm>>,
 }
 
 /// What one uid other than root (and vigild's own) may keep in vigild, and so in the state file.
@@ -230,7 +238,8 @@ pub struct Settings {
 pub struct Quotas {
     /// Bytes of SAM data over all of the uid's SAM applications.
     pub sam_data_per_uid: u64,
-    /// Tags whose processes run as the uid.
+    /// Tags whose processes run as the uid, stopped and failed ones included: with the bounds of
+    /// each tag's spec, this keeps every list answer within a frame (docs/security.md).
     pub tags_per_uid: usize,
     /// PSM members whose processes run as the uid.
     pub psm_members_per_uid: usize,
@@ -240,11 +249,14 @@ impl Default for Quotas {
     fn default() -> Quotas {
         Quotas {
             sam_data_per_uid: 16 << 20,
-            tags_per_uid: 1000,
+            tags_per_uid: TAGS_PER_UID,
             psm_members_per_uid: 1024,
         }
     }
 }
+
+/// The default of `daemon.tags_per_uid`.
+pub const TAGS_PER_UID: usize = 64;
 
 impl Default for Settings {
     fn default() -> Settings {
@@ -267,6 +279,8 @@ impl Default for Settings {
             max_in_flight: 64,
             queue_bytes: 16 << 20,
             quotas: Quotas::default(),
+            storm: Some(vigil_core::Storm::default()),
+            storm_overrides: BTreeMap::new(),
         }
     }
 }
@@ -335,6 +349,9 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
     if let Some(n) = file.daemon.psm_members_per_uid {
         anyhow::ensure!(n <= 1_000_000, "daemon.psm_members_per_uid = {n} is above 1000000");
         settings.quotas.psm_members_per_uid = n as usize;
+    }
+    if let Some(s) = &file.daemon.storm {
+        settings.storm = vigil_core::Storm::parse(s).map_err(|e| anyhow::anyhow!("daemon.storm: {e}"))?;
     }
     let c = &file.cmap;
     settings.cmap_persist_prefixes = c.persist_prefixes.clone();
@@ -407,6 +424,11 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             None => None,
             Some(v) => Some(secs("watchdog", v).map_err(|e| ctx(e.to_string()))?.as_millis() as u64),
         };
+        if let Some(s) = &t.storm {
+            let storm = vigil_core::Storm::parse(s).map_err(ctx)?;
+            let tag = crate::spec::tag_name(&name).map_err(|e| ctx(e.message))?;
+            settings.storm_overrides.insert(tag, storm);
+        }
         let probes = t
             .probe
             .iter()
@@ -519,6 +541,34 @@ env = { PORT = "8000" }
         );
         assert!(e("[tag.a]\ncommand = [\"x\"]\nbogus = 1").contains("bogus"));
         assert!(e("[tag.\"a b\"]\ncommand = [\"x\"]").contains("whitespace"));
+        assert!(e("[daemon]\nstorm = \"5:1\"").contains("daemon.storm: storm \"5:1\" is neither off nor"));
+        assert!(e("[daemon]\ntags_per_uid = 1000001").contains("daemon.tags_per_uid = 1000001 is above"));
+        assert!(e("[tag.a]\ncommand = [\"x\"]\nstorm = \"0:1:2\"").contains("tag.a: storm \"0:1:2\": AFTER 0"));
+    }
+
+    #[test]
+    fn storm_settings() {
+        let c = parse(
+            "[daemon]\nstorm = \"off\"\ntags_per_uid = 3\n[tag.a]\ncommand = [\"x\"]\nstorm = \"2:0.5:10\"\n",
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(c.settings.storm, None);
+        assert_eq!(c.settings.quotas.tags_per_uid, 3);
+        let a = TagName::new("a").unwrap();
+        assert_eq!(
+            c.settings.storm_overrides[&a],
+            Some(vigil_core::Storm {
+                after: 2,
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+                quick: Duration::from_secs(1),
+            })
+        );
+        let d = parse("", 0, 0).unwrap().settings;
+        assert_eq!(d.storm, Some(vigil_core::Storm::default()));
+        assert_eq!(d.quotas.tags_per_uid, TAGS_PER_UID);
     }
 
     #[test]

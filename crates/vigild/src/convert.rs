@@ -289,6 +289,8 @@ pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp
         state: tag.state.name().to_string(),
         reason: match &tag.state {
             TagState::Failed { reason } => Some(reason.clone()),
+            // A wait the user did not configure is explained: the storm rule or a resource shortage.
+            TagState::Backoff { .. } => tag.throttle.as_ref().map(|t| t.to_string()),
             _ => None,
         },
         uid: s.uid,
@@ -369,6 +371,15 @@ pub fn event_data(ev: &TagEvent) -> Vec<(String, Attr)> {
         TagEvent::Stop | TagEvent::Remove => vec![],
         TagEvent::Lost { proc } => vec![attr_i("pid", i64::from(proc.pid))],
         TagEvent::Ready { pid } => vec![attr_i("pid", i64::from(*pid))],
+        TagEvent::Throttled { quick_deaths, delay } => vec![
+            attr_i("quick_exits", i64::from(*quick_deaths)),
+            attr_i("delay_ms", delay.as_millis() as i64),
+        ],
+        TagEvent::SpawnRetry { reason, attempt, delay } => vec![
+            attr_s("reason", reason.clone()),
+            attr_i("attempt", i64::from(*attempt)),
+            attr_i("delay_ms", delay.as_millis() as i64),
+        ],
         TagEvent::Unhealthy(f) => {
             let mut d = vec![attr_s("check", f.check())];
             match f {

@@ -42,6 +42,10 @@ impl Daemon {
         if let Err(e) = self.store_gate(&req) {
             return Some(Err(e));
         }
+        let req = match crate::spec::bounded_filters(req) {
+            Ok(req) => req,
+            Err(e) => return Some(Err(e)),
+        };
         Some(match req {
             Request::Run(spec) => self.run(caller, spec),
             Request::Start { tag } => self.start(caller, &tag),
@@ -68,9 +72,10 @@ impl Daemon {
                     })
                     .collect(),
             )),
-            Request::Status { tag: None } => Ok(Response::Tags(
+            // A list carries no environment (crate::fit): `status TAG` shows one, to whom may see it.
+            Request::Status { tag: None } => Ok(Response::Tags(crate::fit::status_list(
                 self.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
-            )),
+            ))),
             Request::Status { tag: Some(tag) } => self
                 .known(&tag)
                 .map(|n| Response::Tags(vec![self.status_for(&n, caller.uid)])),
@@ -255,14 +260,21 @@ impl Daemon {
                 ));
             }
         }
-        if !self.tags.contains_key(&name) && self.quota_applies(caller.uid) {
-            let limit = self.settings.quotas.tags_per_uid;
-            let held = self.tags.values().filter(|e| e.tag.spec.uid == caller.uid).count();
-            if held >= limit {
+        // One user's tags must leave room for everyone else's, in the table and in every list answer;
+        // creating again a tag of one's own does not count.
+        if self.quota_applies(caller.uid) {
+            let held = self
+                .tags
+                .iter()
+                .filter(|(n, e)| e.tag.spec.uid == caller.uid && **n != name)
+                .count();
+            let max = self.settings.quotas.tags_per_uid;
+            if held >= max {
                 return Err(err(
                     ErrorCode::LimitExceeded,
                     format!(
-                        "uid {} has {held} tag(s), its limit (daemon.tags_per_uid = {limit}); remove one first",
+                        "tag {name}: uid {} already holds {held} tags; the limit is {max} per user \
+                         (daemon.tags_per_uid = {max}): remove one with vigil rm",
                         caller.uid
                     ),
                 ));
@@ -319,12 +331,36 @@ impl Daemon {
     }
 
     /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
+    /// The restart-storm throttling of a tag: its own from the config file, else the daemon's.
+    pub fn storm_for(&self, name: &TagName, from_config: bool) -> Option<vigil_core::Storm> {
+        match self.settings.storm_overrides.get(name) {
+            Some(s) if from_config => *s,
+            _ => self.settings.storm,
+        }
+    }
+
+    /// Gives every tag the storm throttling the settings say (after a restore or a reload); a tag's
+    /// current streak is kept.
+    pub fn apply_storm_settings(&mut self) {
+        let storms: Vec<(TagName, Option<vigil_core::Storm>)> = self
+            .tags
+            .iter()
+            .map(|(n, e)| (n.clone(), self.storm_for(n, e.from_config)))
+            .collect();
+        for (n, s) in storms {
+            if let Some(e) = self.tags.get_mut(&n) {
+                e.tag.storm = s;
+            }
+        }
+    }
+
     pub fn insert_and_start(&mut self, name: TagName, spec: vigil_core::TagSpec, from_config: bool) {
         let deps_ready = spec
             .after
             .iter()
             .all(|d| self.tags.get(d).is_some_and(|e| e.tag.state == TagState::Running));
         let mut tag = Tag::new(name.clone(), spec);
+        tag.storm = self.storm_for(&name, from_config);
         let fx = if deps_ready {
             tag.start().expect("a new tag can start")
         } else {

@@ -138,7 +138,7 @@ impl Daemon {
                 Err(e) => self
                     .tags
                     .get_mut(name)
-                    .map(|en| en.tag.probe_done(instance, index, Err(e), now()))
+                    .map(|en| en.tag.probe_done(instance, index, Err(e.reason), now()))
                     .unwrap_or_default(),
             },
             ProbeCheck::Tcp { host, port } => {

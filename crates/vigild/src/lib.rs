@@ -9,6 +9,7 @@ pub mod cmap;
 pub mod config;
 pub mod convert;
 pub mod events;
+pub mod fit;
 pub mod handlers;
 pub mod health;
 pub mod logs;
@@ -268,6 +269,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             report.started, report.restarted, report.stopped
         );
     }
+    d.apply_storm_settings();
     d.emit(
         "vigild",
         "sys.vigil.daemon.start",

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
-use vigil_core::{Effect, Exit, ProcId, TagEvent, TagName};
+use vigil_core::{Effect, Exit, ProcId, SpawnFailure, TagEvent, TagName};
 use vigil_sys::{PidFd, ProcEvent, SpawnSpec};
 
 use crate::server::Msg;
@@ -80,17 +80,22 @@ impl Daemon {
     ///
     /// A log that cannot be made ready does not keep the tag from running (supervision comes first, and
     /// the cause may pass, a full disk say): its output goes to /dev/null, and a `log_failed` event
-    /// says so, with the reason, to whoever watches the events.
-    fn prepare_log(&mut self, name: &TagName) -> Option<std::path::PathBuf> {
+    /// says so, with the reason, to whoever watches the events. Out of descriptors is different:
+    /// starting without the log would lose the output for good, while a later try is likely to find one.
+    fn prepare_log(&mut self, name: &TagName) -> Result<Option<std::path::PathBuf>, SpawnFailure> {
         let s = &self.tags[name].tag.spec;
         let (uid, gid) = (s.uid, s.gid);
         match self.logs.prepare(name, uid, gid) {
-            Ok(path) => Some(path),
+            Ok(path) => Ok(Some(path)),
+            Err(e) if e.raw_os_error().is_some_and(vigil_sys::is_resource_shortage) => Err(SpawnFailure {
+                reason: format!("cannot open the log: {e}"),
+                temporary: true,
+            }),
             Err(e) => {
                 warn!(tag = %name, "cannot open log: {e}");
                 let reason = format!("cannot open the log ({e}); output goes to /dev/null");
                 self.emit_tag_event(name, TagEvent::LogFailed { reason });
-                None
+                Ok(None)
             }
         }
     }
@@ -114,12 +119,18 @@ impl Daemon {
 
     /// Starts `argv` for a tag: its user, environment, working directory and log (a probe's output goes
     /// to /dev/null: a check every few seconds would drown the tag's own output).
-    pub fn start_process(&mut self, name: &TagName, argv: &[String], role: Role) -> Result<vigil_sys::Spawned, String> {
+    /// A failure says whether it was a shortage of descriptors, processes or memory (worth another try).
+    pub fn start_process(
+        &mut self,
+        name: &TagName,
+        argv: &[String],
+        role: Role,
+    ) -> Result<vigil_sys::Spawned, SpawnFailure> {
         let env = self.environment(name, role);
         let log = if role == Role::Probe {
             None
         } else {
-            self.prepare_log(name)
+            self.prepare_log(name)?
         };
         let spec = &self.tags[name].tag.spec;
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
@@ -129,7 +140,10 @@ impl Daemon {
         let program = if switch {
             std::path::PathBuf::from(&argv[0])
         } else {
-            vigil_sys::resolve_program(&argv[0], path).map_err(|e| e.to_string())?
+            vigil_sys::resolve_program(&argv[0], path).map_err(|e| SpawnFailure {
+                temporary: e.is_resource_shortage(),
+                reason: e.to_string(),
+            })?
         };
         let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
         let home = env
@@ -165,7 +179,10 @@ impl Daemon {
             search_path: if switch { path } else { None },
             cwd_or_root,
         };
-        vigil_sys::spawn(&sspec).map_err(|e| e.to_string())
+        vigil_sys::spawn(&sspec).map_err(|e| SpawnFailure {
+            temporary: e.is_resource_shortage(),
+            reason: e.to_string(),
+        })
     }
 
     /// Carries out `Effect::Spawn`.
@@ -185,8 +202,8 @@ impl Daemon {
                 e.tag.spawned(id, now())
             }
             Err(err) => {
-                warn!(tag = %name, "cannot start: {err}");
-                self.tags.get_mut(name).expect("present").tag.spawn_failed(err)
+                warn!(tag = %name, temporary = err.temporary, "cannot start: {}", err.reason);
+                self.tags.get_mut(name).expect("present").tag.spawn_failed(err, now())
             }
         }
     }
@@ -204,7 +221,7 @@ impl Daemon {
                 vec![]
             }
             Err(err) => {
-                warn!(tag = %name, "cannot run the action program: {err}");
+                warn!(tag = %name, "cannot run the action program: {}", err.reason);
                 self.tags
                     .get_mut(name)
                     .expect("present")

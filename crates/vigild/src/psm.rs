@@ -3,7 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use vigil_core::psm::{CategoryName, Member, ProcFacts, PsmError, PsmEvent, PsmLimits};
+use vigil_core::psm::{CategoryName, Member, ProcFacts, PsmCaller, PsmError, PsmEvent, PsmLimits};
 use vigil_core::{Exit, ProcId};
 use vigil_proto::{ErrorCode, PsmCategory, PsmMember, PsmNode, Response, WireError, PSM_FL_ARGTRUNC, PSM_FL_EXIT};
 use vigil_store::MemberRecord;
@@ -25,6 +25,7 @@ pub fn psm_error(e: PsmError) -> WireError {
         PsmError::NotFound(_) => ErrorCode::NotFound,
         PsmError::Limit(_) => ErrorCode::LimitExceeded,
         PsmError::NotEmpty { .. } => ErrorCode::Busy,
+        PsmError::Denied(_) => ErrorCode::PermissionDenied,
     };
     WireError::new(code, e.to_string())
 }
@@ -211,8 +212,14 @@ impl Daemon {
         Ok(Response::Ok)
     }
 
+    /// Root and vigild's own user administer PSM: they create and remove categories, and their
+    /// registrations replace anyone's exited instances.
+    fn is_psm_admin(&self, caller: Caller) -> bool {
+        caller.uid == 0 || caller.uid == self.uid
+    }
+
     fn psm_admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
-        if caller.uid != 0 && caller.uid != self.uid {
+        if !self.is_psm_admin(caller) {
             return Err(WireError::new(
                 ErrorCode::PermissionDenied,
                 format!("only root or uid {} may {verb}", self.uid),
@@ -316,7 +323,17 @@ impl Daemon {
         let limits = self.psm_limits;
         let events = self
             .psm
-            .add(c, facts, self.node_id, &limits, now())
+            .add(
+                c,
+                facts,
+                PsmCaller {
+                    uid: caller.uid,
+                    admin: self.is_psm_admin(caller),
+                },
+                self.node_id,
+                &limits,
+                now(),
+            )
             .map_err(psm_error)?;
         self.persist_member(pid);
         self.psm_apply(events);
@@ -378,30 +395,57 @@ impl Daemon {
         let c = opt_category(cat)?;
         let found = self.psm.query(c.as_ref(), pid).map_err(psm_error)?;
         let total = found.len() as u32;
-        Ok(Response::PsmMembers(
-            found
-                .into_iter()
-                .enumerate()
-                .map(|(i, m)| PsmMember {
-                    listidx: i as u32 + 1,
-                    listcnt: total,
-                    total,
-                    pid: m.id.pid,
-                    exitcode: m.exit.and_then(crate::convert::exit_to_raw),
-                    flags: if m.exited() { PSM_FL_EXIT } else { 0 }
-                        | if m.argv_truncated { PSM_FL_ARGTRUNC } else { 0 },
-                    name: m.name.clone(),
-                    state: m.state.clone(),
-                    argv: m.argv.clone(),
-                    category: m.category.to_string(),
-                    node: self.node.clone(),
-                    exit: m.exit.map(crate::convert::exit_to_wire),
-                    uid: m.uid,
-                    start_time: m.id.start_time,
-                    added_ms: m.added.as_millis(),
-                })
-                .collect(),
-        ))
+        let mut members: Vec<PsmMember> = found
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| PsmMember {
+                listidx: i as u32 + 1,
+                listcnt: total,
+                total,
+                pid: m.id.pid,
+                exitcode: m.exit.and_then(crate::convert::exit_to_raw),
+                flags: if m.exited() { PSM_FL_EXIT } else { 0 } | if m.argv_truncated { PSM_FL_ARGTRUNC } else { 0 },
+                name: m.name.clone(),
+                state: m.state.clone(),
+                argv: m.argv.clone(),
+                category: m.category.to_string(),
+                node: self.node.clone(),
+                exit: m.exit.map(crate::convert::exit_to_wire),
+                uid: m.uid,
+                start_time: m.id.start_time,
+                added_ms: m.added.as_millis(),
+            })
+            .collect();
+        fit_members(&mut members);
+        Ok(Response::PsmMembers(members))
+    }
+}
+
+/// Every member's saved argv is the member's own choice (its command line, up to `psm_argv_max`): when
+/// the whole list would not fit one answer, the longest saved argvs are cut further, with the
+/// truncation flag set as for any cut argv, so that a list of all members always fits.
+fn fit_members(members: &mut [PsmMember]) {
+    let size = |m: &PsmMember| postcard::to_allocvec(m).map_or(usize::MAX / 4, |v| v.len());
+    let mut sizes: Vec<usize> = members.iter().map(size).collect();
+    let mut total: usize = sizes.iter().sum();
+    if total <= crate::fit::LIST_BUDGET {
+        return;
+    }
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    for i in order {
+        if total <= crate::fit::LIST_BUDGET {
+            break;
+        }
+        let m = &mut members[i];
+        let (argv, cut) = vigil_core::psm::truncate_argv(&m.argv, 64);
+        if cut {
+            m.argv = argv;
+            m.flags |= PSM_FL_ARGTRUNC;
+        }
+        let new = size(m);
+        total = total - sizes[i] + new;
+        sizes[i] = new;
     }
 }
 
@@ -429,4 +473,49 @@ pub fn limits_from(
         )?,
         autocat: PsmLimits::check("psm_mem_autocat", autocat.unwrap_or(1), (0, 1))? == 1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(pid: i32, argv_bytes: usize) -> PsmMember {
+        PsmMember {
+            listidx: 1,
+            listcnt: 1,
+            total: 1,
+            pid,
+            exitcode: None,
+            flags: 0,
+            name: format!("1-{pid}"),
+            state: "running".into(),
+            argv: vec!["/usr/sbin/d".into(), "a".repeat(argv_bytes)],
+            category: "c".into(),
+            node: "n".into(),
+            exit: None,
+            uid: 65534,
+            start_time: 1,
+            added_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_list_of_members_always_fits_and_cuts_the_longest_argvs_first() {
+        let mut small = vec![member(1, 10), member(2, 20)];
+        fit_members(&mut small);
+        assert_eq!(small, vec![member(1, 10), member(2, 20)], "nothing to cut");
+        // 1,500 members with 4 KiB of saved argv (psm_argv_max at its top) pass a frame.
+        let mut all: Vec<PsmMember> = (0..1500).map(|p| member(p, 4000)).collect();
+        all.push(member(9999, 10));
+        fit_members(&mut all);
+        assert!(postcard::to_allocvec(&all).unwrap().len() <= crate::fit::LIST_BUDGET);
+        let cut: Vec<&PsmMember> = all.iter().filter(|m| m.flags & PSM_FL_ARGTRUNC != 0).collect();
+        assert!(
+            !cut.is_empty() && cut.len() < 1500,
+            "only as many as needed: {}",
+            cut.len()
+        );
+        assert!(cut.iter().all(|m| m.argv.concat().len() < 64));
+        assert_eq!(all.last().unwrap(), &member(9999, 10), "a short one stays whole");
+    }
 }

@@ -152,6 +152,8 @@ impl Daemon {
         self.users.clear();
         self.store.set_events_kept(config.settings.events_kept);
         self.ensure_categories(&config.categories);
-        Ok(vigil_proto::Response::Reload(self.apply_config(config.tags)))
+        let report = self.apply_config(config.tags);
+        self.apply_storm_settings();
+        Ok(vigil_proto::Response::Reload(report))
     }
 }

@@ -99,6 +99,43 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
     Ok((name, spec))
 }
 
+/// Name patterns in one event filter.
+pub const FILTER_NAMES: usize = 64;
+/// Bytes of one pattern, or of the category or tag a filter names.
+pub const FILTER_BYTES: usize = 255;
+
+/// A subscriber's filter is matched against every event posted for as long as it is subscribed, in the
+/// loop that serves everyone: its size is bounded, or one user's filter would slow every answer.
+pub fn bounded_filters(req: proto::Request) -> Result<proto::Request, WireError> {
+    use proto::Request as R;
+    let filter = match &req {
+        R::Events { filter, .. }
+        | R::Subscribe { filter, .. }
+        | R::ClusterEvents { filter, .. }
+        | R::ClusterSubscribe { filter, .. } => filter,
+        _ => return Ok(req),
+    };
+    if filter.names.len() > FILTER_NAMES {
+        return Err(invalid(format!(
+            "the event filter has {} name patterns; the limit is {FILTER_NAMES}",
+            filter.names.len()
+        )));
+    }
+    let long = filter
+        .names
+        .iter()
+        .chain(filter.category.iter())
+        .chain(filter.tag.iter())
+        .find(|s| s.len() > FILTER_BYTES);
+    if let Some(s) = long {
+        return Err(invalid(format!(
+            "an event filter's pattern, category or tag is {} bytes; the limit is {FILTER_BYTES}",
+            s.len()
+        )));
+    }
+    Ok(req)
+}
+
 /// A probe from the wire, with vigild's defaults; the ranges are checked with the rest of the spec.
 fn probe(p: &proto::ProbeSpec) -> Result<ProbeSpec, health::HealthError> {
     let check = match &p.check {
@@ -121,4 +158,27 @@ fn probe(p: &proto::ProbeSpec) -> Result<ProbeSpec, health::HealthError> {
             .map_or(health::DEFAULT_TIMEOUT.min(interval), Duration::from_millis),
         threshold: p.threshold.unwrap_or(health::DEFAULT_THRESHOLD),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_filters_are_bounded() {
+        let req = |names: Vec<String>, tag: Option<String>| proto::Request::Subscribe {
+            after: None,
+            filter: proto::EventFilter {
+                names,
+                category: None,
+                tag,
+            },
+        };
+        assert!(bounded_filters(req(vec!["sys.*".into(); FILTER_NAMES], None)).is_ok());
+        let e = bounded_filters(req(vec!["sys.*".into(); FILTER_NAMES + 1], None)).unwrap_err();
+        assert_eq!(e.message, "the event filter has 65 name patterns; the limit is 64");
+        let e = bounded_filters(req(vec![], Some("t".repeat(256)))).unwrap_err();
+        assert!(e.message.ends_with("is 256 bytes; the limit is 255"), "{}", e.message);
+        assert!(bounded_filters(proto::Request::List).is_ok());
+    }
 }

@@ -270,7 +270,8 @@ fn concurrent_changes_are_posted_in_order_and_replay_after_reconnect() {
 
 #[test]
 fn a_slow_subscriber_is_told_what_it_lost() {
-    let v = Vigild::start_with(Some("[daemon]\nsubscriber_queue = 8\n"));
+    // Restart-storm throttling off: the flood below is a storm on purpose.
+    let v = Vigild::start_with(Some("[daemon]\nsubscriber_queue = 8\nstorm = \"off\"\n"));
     let start = v.client().daemon_status().unwrap().last_seq;
     let mut slow = v.client();
     slow.subscribe(None).unwrap();
