@@ -89,7 +89,7 @@ struct DaemonSection {
 }
 
 impl DaemonSection {
-    /// The bounds of connections (docs/security/wire.md).
+    /// The bounds of connections (docs/security.md).
     fn apply_wire(&self, s: &mut Settings) -> anyhow::Result<()> {
         let range = |what: &str, v: usize, lo: usize, hi: usize| -> anyhow::Result<usize> {
             anyhow::ensure!((lo..=hi).contains(&v), "daemon.{what} = {v} is outside {lo}..={hi}");
@@ -215,7 +215,7 @@ pub struct Settings {
     pub cmap_write_gid: Option<u32>,
     pub cmap_read_gid: Option<u32>,
     pub cmap_max_value_bytes: usize,
-    /// Connection limits (docs/security/wire.md); vigild's `--max-connections-per-uid` overrides the
+    /// Connection limits (docs/security.md); vigild's `--max-connections-per-uid` overrides the
     /// first.
     pub max_connections_per_uid: usize,
     pub max_connections: usize,

@@ -3,7 +3,7 @@
 //! A connection that breaks the protocol (bad frame, unknown version) is closed with a logged reason; it
 //! never reaches the loop, so it cannot touch state.
 //!
-//! Every connection is bounded (docs/security/wire.md): how many a uid may hold, how long the Hello and
+//! Every connection is bounded (docs/security.md): how many a uid may hold, how long the Hello and
 //! each frame may take, how many of its requests may wait for an answer (beyond that, vigild stops
 //! reading it), and how many bytes of answers may wait for it to read (beyond that, or when it reads
 //! nothing for `send_timeout` while answers wait, it is closed).
@@ -50,7 +50,7 @@ impl Outgoing {
     }
 }
 
-/// The bounds of connections, from `[daemon]` (docs/security/wire.md).
+/// The bounds of connections, from `[daemon]` (docs/security.md).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Connections one uid other than root (and vigild's own) may hold.
