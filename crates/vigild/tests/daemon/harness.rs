@@ -11,8 +11,14 @@ use vigil_client::Client;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `f` until it yields a value, failing the test with `what` at the deadline.
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + DEADLINE;
+pub fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_for_within(what, DEADLINE, f)
+}
+
+/// [`wait_for`] with a deadline of its own, for a condition that takes work in proportion to the
+/// machine's load (thousands of restarts, say) while the other tests share its two cores.
+pub fn wait_for_within<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
     loop {
         if let Some(v) = f() {
             return v;
