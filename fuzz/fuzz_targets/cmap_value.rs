@@ -9,6 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use vigil_core::cmap::{key_segment, validate_key, CmapMap, CmapType, CmapValue, Limits, TrackId};
 
 fuzz_target!(|data: &[u8]| {
+    vigil_fuzz::catch_segv();
     let _ = run(&mut Unstructured::new(data));
 });
 

@@ -4,6 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    vigil_fuzz::catch_segv();
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -35,6 +35,7 @@ unsafe extern "C" fn notify(
 }
 
 fuzz_target!(|data: &[u8]| {
+    vigil_fuzz::catch_segv();
     no_daemon();
     let _ = run(&mut Unstructured::new(data));
 });

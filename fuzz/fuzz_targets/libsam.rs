@@ -38,6 +38,7 @@ fn no_daemon() {
 }
 
 fuzz_target!(|data: &[u8]| {
+    vigil_fuzz::catch_segv();
     no_daemon();
     let _ = run(&mut Unstructured::new(data));
 });

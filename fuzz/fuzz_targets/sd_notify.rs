@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use vigil_core::health::{parse_host_port, parse_notify, HttpUrl, Notify, MAX_STATUS_BYTES};
 
 fuzz_target!(|data: &[u8]| {
+    vigil_fuzz::catch_segv();
     let text = String::from_utf8_lossy(data);
     let msgs = parse_notify(&text);
     assert!(msgs.len() <= text.split('\n').count());

@@ -3,7 +3,7 @@
 //! change of the wire, the config or a parser:
 //!
 //! ```text
-//! cargo run --manifest-path fuzz/Cargo.toml --example seeds
+//! cargo run --manifest-path fuzz/seeds/Cargo.toml
 //! ```
 //!
 //! Seeds are named after what they hold; existing files of the same name are replaced, others (inputs the
@@ -551,9 +551,10 @@ fn frames_server(c: &Corpus) {
         c.put(t, &format!("welcome_hostile_{name}"), &conn);
     }
     // The golden frames of the protocol's tests: every one a real message of one side or the other.
-    let golden =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/vigil-proto/tests/golden.txt"))
-            .expect("golden frames");
+    let golden = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/vigil-proto/tests/golden.txt"),
+    )
+    .expect("golden frames");
     for line in golden.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
         let Some((name, hex)) = line.split_once(' ') else {
             continue;
@@ -697,7 +698,7 @@ fn c_libraries(c: &Corpus) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
     let c = Corpus { root };
     frames_client(&c);
     frames_server(&c);
