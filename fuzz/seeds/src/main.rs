@@ -358,17 +358,21 @@ fn requests() -> Vec<(&'static str, Request)> {
     v
 }
 
-/// `OnNode` inside `OnNode`, `depth` times, around a `List`: as sent before Hello, it took vigild down
-/// while `OnNode` could nest.
-fn deep_on_node(depth: usize) -> Request {
-    let mut r = Request::List;
+/// `OnNode` inside `OnNode`, `depth` times, around a `List`, as the payload of a request: as sent before
+/// Hello, it took vigild down while `OnNode` could nest. Written byte by byte (as in
+/// tests/golden.txt's `on_node`), so that it stays the same attack whatever the types become.
+fn deep_on_node_frame(depth: usize) -> Vec<u8> {
+    const CLIENT_REQUEST: u8 = 1; // ClientMsg::Request
+    const ON_NODE: u8 = 0x25; // Request::OnNode (variant 37)
+    const LIST: u8 = 0x08; // Request::List (variant 8)
+    let mut payload = vec![CLIENT_REQUEST, 1]; // id 1
     for _ in 0..depth {
-        r = Request::OnNode {
-            node: String::new(),
-            body: Box::new(r),
-        };
+        payload.extend_from_slice(&[ON_NODE, 0]); // an empty node name
     }
-    r
+    payload.push(LIST);
+    let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+    f.extend(payload);
+    f
 }
 
 /// Hand-made frames no encoder produces: each is a reader's problem to refuse.
@@ -441,7 +445,7 @@ fn frames_client(c: &Corpus) {
         c.put(t, &format!("hello_hostile_{name}"), &conn);
     }
     // The frame that took vigild down, sent first (before Hello), as the attack did; and after a Hello.
-    let deep = frame(&req(1, deep_on_node(ON_NODE_DEPTH)));
+    let deep = deep_on_node_frame(ON_NODE_DEPTH);
     assert!(deep.len() <= 4_100, "the deep OnNode seed is {} bytes", deep.len());
     c.put(t, "regression_deep_on_node_before_hello", &deep);
     let mut conn = hello();
