@@ -14,13 +14,16 @@ use vigil_client::proto::{CmapMap, CmapValue};
 
 mod errors;
 mod handle;
-mod value;
+/// Public for the fuzz targets; C sees only the `cmap_*` functions.
+pub mod value;
 
 use errors::{
     CS_ERR_ACCESS, CS_ERR_BAD_HANDLE, CS_ERR_INVALID_PARAM, CS_ERR_NAME_TOO_LONG, CS_ERR_NOT_EXIST, CS_ERR_NO_MEMORY,
     CS_ERR_NO_SECTIONS, CS_OK,
 };
-use handle::{Inst, NotifyFn, Track};
+use handle::{Inst, Track};
+/// `cmap_notify_fn_t` and its value argument, as `cmap_track_add` takes them.
+pub use handle::{NotifyFn, NotifyValue};
 
 /// `CS_MAX_NAME_LENGTH`: corosync's library refuses a name this long or longer before it sends anything.
 const CS_MAX_NAME_LENGTH: usize = 256;
