@@ -105,7 +105,37 @@ fn prepare_dirs(opts: &Options) -> anyhow::Result<()> {
             // Anyone may connect: authorisation is per request, from SO_PEERCRED.
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
         }
+        check_socket_dir(dir, me)?;
     }
+    Ok(())
+}
+
+/// The socket's directory must be vigild's (or root's), and no one else may replace the socket in it: a
+/// user who made `/tmp/vigil-UID` before its owner's vigild could otherwise swap the socket for one of
+/// their own after vigild bound it. A directory others may write is fine only with the sticky bit (as
+/// `/tmp`), where no one but the socket's owner can remove or rename it. Clients check the same
+/// (docs/security.md).
+fn check_socket_dir(dir: &std::path::Path, me: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot inspect socket dir {}", dir.display()))?;
+    let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
+    anyhow::ensure!(
+        owner == 0 || owner == me,
+        "the socket's directory {} belongs to uid {owner}, not to root or vigild's uid {me}: its owner could \
+         replace the socket with one of their own; use another --socket",
+        dir.display()
+    );
+    anyhow::ensure!(
+        mode & 0o022 == 0 || mode & 0o1000 != 0,
+        "the socket's directory {} has mode {mode:04o}: others could replace the socket; make it writable \
+         by its owner only (or sticky, as /tmp), or use another --socket",
+        dir.display()
+    );
     Ok(())
 }
 

@@ -443,3 +443,40 @@ fn nobody_cannot_learn_which_files_exist_where_only_root_may_look() {
     // vigild answered each refusal and stays up.
     assert!(v.client().list().unwrap().iter().all(|t| !t.name.starts_with('o')));
 }
+
+/// vigild's own side of the squatted socket: a directory that another user made (or that others may
+/// write) is refused at start, before vigild binds a socket someone else could swap for their own.
+#[test]
+fn vigild_refuses_a_socket_dir_another_user_controls() {
+    let top = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // vigild must refuse at once; one that starts anyway is ended at the deadline and the test fails.
+    let start = |dir: &Path| {
+        let log = top.path().join("vigild.err");
+        let mut child = Command::new(bin("vigild"))
+            .arg("--state-dir")
+            .arg(top.path().join("state"))
+            .arg("--socket")
+            .arg(dir.join("vigild.sock"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let st = wait_deadline(&mut child, "vigild on a socket dir it must refuse");
+        (st.success(), std::fs::read_to_string(&log).unwrap())
+    };
+    // Made by nobody, as a squatter would make /tmp/vigil-UID before its owner's vigild starts.
+    let squatted = top.path().join("squatted");
+    std::fs::create_dir(&squatted).unwrap();
+    std::os::unix::fs::chown(&squatted, Some(NOBODY), Some(NOBODY)).unwrap();
+    let (ok, err) = start(&squatted);
+    assert!(!ok && err.contains("belongs to uid 65534"), "{err}");
+    // Root's, but writable by everyone without the sticky bit.
+    let open = top.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (ok, err) = start(&open);
+    assert!(!ok && err.contains("has mode 0777"), "{err}");
+    assert!(!squatted.join("vigild.sock").exists() && !open.join("vigild.sock").exists());
+}
