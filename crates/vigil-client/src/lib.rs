@@ -107,6 +107,12 @@ fn implicit_socket_path() -> PathBuf {
     if !user.exists() && system.exists() {
         return system;
     }
+    // A per-user directory that another user made (or may write) cannot hold this user's own vigild
+    // (vigild refuses such a directory too): it is a squatter's, and the system's vigild, when there is
+    // one, is the one to talk to. Without one, the refusal names the squatted directory.
+    if system.exists() && check_directory(&user, &trusted_uids(effective_uid(), None)).is_err() {
+        return system;
+    }
     user
 }
 

@@ -325,6 +325,15 @@ impl Registry {
         if missing && self.categories.len() as u32 >= limits.cat_max {
             return Err(PsmError::Limit(format!("{} categories (psm_cat_max)", limits.cat_max)));
         }
+        // A reused pid may still name another user's exited member: registering the new process would
+        // take its place (members are keyed by pid), so only that member's owner or an administrator may.
+        if let Some(m) = self.members.get(&pid).filter(|m| m.exited() && !caller.may_replace(m)) {
+            return Err(PsmError::Denied(format!(
+                "pid {pid} is still recorded as an exited member of {} owned by uid {}; only its owner or an \
+                 administrator may replace it (vigil psm rm)",
+                m.category, m.uid
+            )));
+        }
         let (argv, argv_truncated) = truncate_argv(&facts.argv, limits.argv_max);
         // The exited instances of this category that the caller may replace are replaced by the new one,
         // whatever program they ran (psm.h: "any exited process instance in the target category"). An

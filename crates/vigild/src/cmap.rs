@@ -26,12 +26,20 @@ pub struct Cmap {
     /// Who may write (besides root and vigild's user), and who may read (None: everyone).
     pub write_gid: Option<u32>,
     pub read_gid: Option<u32>,
-    /// Track handles as the wire knows them: (map, the map's own id, owning connection).
-    pub tracks: HashMap<u64, (CmapMap, TrackId, u64)>,
+    /// Track handles as the wire knows them: (map, the map's own id, owning connection, its uid).
+    pub tracks: HashMap<u64, (CmapMap, TrackId, u64, u32)>,
+    /// The handle of each (map is stats, the map's own id): a notification finds its handle at once,
+    /// however many tracks there are.
+    pub handles: HashMap<(bool, TrackId), u64>,
+    /// Tracks held by each uid other than root's, bounded by [`TRACKS_PER_UID`].
+    pub tracks_per_uid: HashMap<u32, usize>,
     pub next_track: u64,
     /// Where each tracking connection's notifications go.
     pub conns: HashMap<u64, ConnTx>,
 }
+
+/// CMAP tracks one uid other than root (and vigild's own) may hold over all its connections.
+pub const TRACKS_PER_UID: usize = 1024;
 
 impl Cmap {
     pub fn new() -> Cmap {
@@ -44,6 +52,8 @@ impl Cmap {
             write_gid: None,
             read_gid: None,
             tracks: HashMap::new(),
+            handles: HashMap::new(),
+            tracks_per_uid: HashMap::new(),
             next_track: 1,
             conns: HashMap::new(),
         }
@@ -205,13 +215,7 @@ impl Daemon {
             let Some(out) = self.cmap.conns.get(&n.owner) else {
                 continue;
             };
-            let Some(track) = self
-                .cmap
-                .tracks
-                .iter()
-                .find(|(_, (m, id, owner))| *m == map && *id == n.track && *owner == n.owner)
-                .map(|(h, _)| *h)
-            else {
+            let Some(&track) = self.cmap.handles.get(&(map == CmapMap::Stats, n.track)) else {
                 continue;
             };
             let msg = ServerMsg::CmapNotify(CmapNotification {
@@ -284,7 +288,16 @@ impl Daemon {
     pub fn on_closed(&mut self, conn: u64) {
         self.cmap.main.drop_owner(conn);
         self.cmap.stats.drop_owner(conn);
-        self.cmap.tracks.retain(|_, (_, _, owner)| *owner != conn);
+        let gone: Vec<u64> = self
+            .cmap
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.2 == conn)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in gone {
+            self.cmap_forget_track(h);
+        }
         self.cmap.conns.remove(&conn);
         let notes = self.cmap.stats.delete_prefix_internal(&format!("stats.ipcs.{conn}."));
         self.cmap_notify(CmapMap::Stats, notes);
@@ -384,6 +397,18 @@ impl Daemon {
         out: &ConnTx,
     ) -> Answer {
         self.cmap_may_read(caller)?;
+        // Every change of a key is matched against every track: one user's tracks must not make every
+        // request slow for everyone.
+        let held = self.cmap.tracks_per_uid.get(&caller.uid).copied().unwrap_or(0);
+        if caller.uid != 0 && caller.uid != self.uid && held >= TRACKS_PER_UID {
+            return Err(WireError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "uid {} already holds {held} CMAP tracks; the limit is {TRACKS_PER_UID} per user",
+                    caller.uid
+                ),
+            ));
+        }
         let m = match map {
             CmapMap::Main => &mut self.cmap.main,
             CmapMap::Stats => &mut self.cmap.stats,
@@ -391,13 +416,15 @@ impl Daemon {
         let id = m.track_add(caller.conn, key, flags, context).map_err(cmap_error)?;
         let handle = self.cmap.next_track;
         self.cmap.next_track += 1;
-        self.cmap.tracks.insert(handle, (map, id, caller.conn));
+        self.cmap.tracks.insert(handle, (map, id, caller.conn, caller.uid));
+        self.cmap.handles.insert((map == CmapMap::Stats, id), handle);
+        *self.cmap.tracks_per_uid.entry(caller.uid).or_default() += 1;
         self.cmap.conns.insert(caller.conn, out.clone());
         Ok(Response::CmapTrack(handle))
     }
 
     pub fn cmap_track_delete(&mut self, caller: Caller, handle: u64) -> Answer {
-        let Some(&(map, id, owner)) = self.cmap.tracks.get(&handle).filter(|(_, _, o)| *o == caller.conn) else {
+        let Some(&(map, id, owner, _)) = self.cmap.tracks.get(&handle).filter(|t| t.2 == caller.conn) else {
             return Err(WireError::new(
                 ErrorCode::NotFound,
                 format!("no track {handle} on this connection"),
@@ -408,8 +435,22 @@ impl Daemon {
             CmapMap::Stats => &mut self.cmap.stats,
         };
         m.track_delete(owner, id).map_err(cmap_error)?;
-        self.cmap.tracks.remove(&handle);
+        self.cmap_forget_track(handle);
         Ok(Response::Ok)
+    }
+
+    /// Forgets a track handle and what indexes it (the map's own track is dropped by the caller).
+    fn cmap_forget_track(&mut self, handle: u64) {
+        let Some((map, id, _, uid)) = self.cmap.tracks.remove(&handle) else {
+            return;
+        };
+        self.cmap.handles.remove(&(map == CmapMap::Stats, id));
+        if let Some(n) = self.cmap.tracks_per_uid.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.cmap.tracks_per_uid.remove(&uid);
+            }
+        }
     }
 }
 

@@ -250,7 +250,7 @@ impl Default for Quotas {
         Quotas {
             sam_data_per_uid: 16 << 20,
             tags_per_uid: TAGS_PER_UID,
-            psm_members_per_uid: 1024,
+            psm_members_per_uid: 256,
         }
     }
 }

@@ -86,13 +86,16 @@ impl Subscription {
 
 impl Daemon {
     /// Numbers an event and queues it for the store; it reaches subscribers once it is stored.
+    /// Posts an event. Its text attributes are cut to [`MAX_ATTR_BYTES`]: many come from users (a SAM
+    /// supervisor's reason, a failure text quoting what they sent), and every event is stored, kept for
+    /// replay and copied to each subscriber, so one user's long text must not cost everyone memory and disk.
     pub fn emit(&mut self, subject: &str, name: &str, attrs: Vec<(String, Attr)>) {
         self.seq += 1;
         let attrs = attrs
             .into_iter()
             .map(|(k, v)| {
                 let v = match v {
-                    Attr::Str(s) => AttrRecord::Str(s),
+                    Attr::Str(s) => AttrRecord::Str(bounded_attr(s)),
                     Attr::Int(i) => AttrRecord::Int(i),
                     Attr::Bool(b) => AttrRecord::Bool(b),
                 };
@@ -284,5 +287,39 @@ impl Daemon {
             replay,
         });
         Ok(())
+    }
+}
+
+/// The longest text attribute an event keeps, in bytes; longer ones are cut at a character boundary and
+/// marked with how much was cut.
+pub const MAX_ATTR_BYTES: usize = 4096;
+
+fn bounded_attr(mut s: String) -> String {
+    if s.len() <= MAX_ATTR_BYTES {
+        return s;
+    }
+    let mut end = MAX_ATTR_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = s.len() - end;
+    s.truncate(end);
+    s.push_str(&format!("…[{cut} more bytes]"));
+    s
+}
+
+#[cfg(test)]
+mod bounded_attr_tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary() {
+        assert_eq!(bounded_attr("short".into()), "short");
+        let long = "é".repeat(3000); // 6000 bytes
+        let cut = bounded_attr(long);
+        assert!(
+            cut.starts_with(&"é".repeat(2048)) && cut.ends_with("…[1904 more bytes]"),
+            "{cut}"
+        );
     }
 }

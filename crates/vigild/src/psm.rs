@@ -306,7 +306,9 @@ impl Daemon {
                 .psm
                 .members
                 .values()
+                // Not those this add replaces: the caller's own exited instances of the category.
                 .filter(|m| m.uid == facts.uid && m.id.pid != pid)
+                .filter(|m| !(m.exited() && m.category == c && m.uid == caller.uid))
                 .count();
             if held >= limit {
                 return Err(WireError::new(

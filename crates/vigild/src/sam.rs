@@ -65,6 +65,15 @@ fn now_ns() -> u64 {
     vigil_sys::monotonic_now_ns()
 }
 
+/// Whether any of the process's uids (real, effective, saved, fs) is `uid`.
+fn runs_as(pid: i32, uid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|st| {
+        st.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|ids| ids.split_whitespace().any(|u| u.parse() == Ok(uid)))
+    })
+}
+
 /// The supervisor still runs (a zombie does not: it only waits for its parent).
 fn alive(r: &SamRecord) -> bool {
     vigil_sys::proc_stat(r.pid).is_ok_and(|s| s.state != 'Z' && s.start_time == r.start_time)
@@ -91,6 +100,34 @@ impl Daemon {
         }
         if let SamChange::Data(Some(d)) = &change {
             self.sam_quota(caller.uid, pid, d.len())?;
+        }
+        // A record belongs to the user whose supervisor made it: a connection of another uid that
+        // claims the same pid (a reused one) cannot report for it, end it or overwrite its data.
+        if let Some(e) = self.sam.procs.get(&pid).filter(|e| e.record.uid != caller.uid) {
+            if !alive(&e.record) {
+                // Left by a supervisor that is gone; its pid now names another process.
+                self.sam.procs.remove(&pid);
+                self.batch.delete_sam.push(pid);
+            } else {
+                return Err(WireError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "SAM process {pid} belongs to uid {}, not to uid {}",
+                        e.record.uid, caller.uid
+                    ),
+                ));
+            }
+        }
+        // A new record is for the process that holds the pid now, and only its own user may make one:
+        // the pid was taken when the connection was made, and may name another user's process since.
+        if caller.uid != 0 && !self.sam.procs.contains_key(&pid) && !runs_as(pid, caller.uid) {
+            return Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "process {pid} does not run as uid {}: this connection's process is gone",
+                    caller.uid
+                ),
+            ));
         }
         let t = now().as_millis();
         let entry = self.sam.procs.entry(pid).or_insert_with(|| SamEntry {

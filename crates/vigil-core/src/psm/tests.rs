@@ -334,3 +334,34 @@ fn remove_state_and_categories() {
     );
     assert!(CategoryName::new("a b").is_err());
 }
+
+#[test]
+fn a_reused_pid_does_not_erase_another_users_exited_member() {
+    let mut r = Registry::default();
+    let l = PsmLimits::default();
+    let (alice, bob) = (1000, 1001);
+    r.add(cat("c"), owned(10, &["a"], 0), PsmCaller::ROOT, 1, &l, T)
+        .unwrap();
+    r.add(cat("c"), owned(11, &["a"], alice), PsmCaller::user(alice), 1, &l, T)
+        .unwrap();
+    exit(&mut r, 11, 4);
+    // Bob's new process got pid 11 (another start time): registering it would take alice's record.
+    let reused = ProcFacts {
+        id: ProcId {
+            pid: 11,
+            start_time: 99,
+        },
+        ..owned(11, &["b"], bob)
+    };
+    let e = r
+        .add(cat("c"), reused.clone(), PsmCaller::user(bob), 1, &l, T)
+        .unwrap_err();
+    assert!(
+        matches!(e, PsmError::Denied(_)) && e.to_string().contains("owned by uid 1000"),
+        "{e}"
+    );
+    assert_eq!(r.members[&11].exit, Some(Exit::Code(4)), "alice's status is kept");
+    // Its owner (or root) may.
+    r.add(cat("c"), reused, PsmCaller::ROOT, 1, &l, T).unwrap();
+    assert_eq!(r.members[&11].exit, None);
+}

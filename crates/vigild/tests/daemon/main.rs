@@ -22,5 +22,6 @@ mod sam_compat;
 mod sec_client;
 mod sec_limits;
 mod sec_logs;
+mod sec_review;
 mod sec_store;
 mod sec_wire;
