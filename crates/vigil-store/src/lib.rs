@@ -504,8 +504,31 @@ fn secure_file(path: &Path) -> Result<(), StoreError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(mode_err)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(mode_err)
+    let loose = f.metadata().map_err(mode_err)?.permissions().mode() & 0o077 != 0;
+    if !loose {
+        return f
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(mode_err);
+    }
+    // A file others could read (an older vigild made it 0644) may be open in another user's process
+    // still: a chmod would leave that descriptor reading every later secret. The state moves to a new
+    // file (a new inode) instead, and the old one, renamed over, gets no more writes.
+    let tmp = path.with_extension("redb.private");
+    let _ = std::fs::remove_file(&tmp);
+    let mut fresh = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(mode_err)?;
+    std::io::copy(&mut &f, &mut fresh).map_err(mode_err)?;
+    fresh.sync_all().map_err(mode_err)?;
+    std::fs::rename(&tmp, path).map_err(mode_err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(mode_err)?;
+    }
+    Ok(())
 }
 
 /// Schema 2 adds the PSM tables (created on open) and gives events a node and typed attributes.

@@ -327,8 +327,38 @@ fn the_state_dir_and_file_are_private_also_on_an_existing_install() {
         nobody_reads(&file).status.success(),
         "the setup must be readable before the start"
     );
+    // nobody opens the world-readable file now and keeps the descriptor over the upgrade.
+    let mut keeper = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; f = open(sys.argv[1], 'rb'); print('open', flush=True); sys.stdin.readline(); \
+             sys.stdout.write(str(f.read().count(sys.argv[2].encode())))",
+        ])
+        .arg(&file)
+        .arg("after-the-upgrade-secret")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(keeper.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "open");
     v.spawn();
     check(&v);
+    // A secret stored after the upgrade is not in the file nobody still holds open: the state moved to a
+    // new inode rather than having its mode changed.
+    let mut spec = sh("later", "exec sleep 1000");
+    spec.env.push(("TOKEN".into(), "after-the-upgrade-secret".into()));
+    v.run(spec);
+    drop(keeper.stdin.take());
+    let out = keeper.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0",
+        "nobody's old descriptor read the new secret"
+    );
 }
 
 /// Processes started for a test, killed with it.
