@@ -9,6 +9,11 @@
 //!
 //! A child that switches uid/gid is cloned without CLONE_VM, i.e. with its own copy of our
 //! memory as after fork (see `spawn`).
+//!
+//! `check_exec_within` does not wait for such a child in clone: its path lookups run as a user
+//! who may make them block forever (a FUSE mount that never answers), so it is cloned without
+//! CLONE_VFORK, reports through the MAP_SHARED `ChildMem` as before (it never execs, so it
+//! always exits), and is waited for through a pidfd with a deadline, then killed.
 
 use std::ffi::{c_int, c_void, CStr, CString, OsString};
 use std::io;
@@ -244,6 +249,10 @@ impl Drop for PidSlot {
 
 const DEV_NULL: &CStr = c"/dev/null";
 
+/// The most PATH entries a child searches: each costs path lookups as the new user (a symlink loop
+/// costs 40 of them), and a search is done for every start of a tag.
+pub const MAX_PATH_ENTRIES: usize = 256;
+
 /// sizeof(kernel sigset_t), the last argument of rt_sigaction (_NSIG / 8).
 #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
 const KERNEL_SIGSET_SIZE: usize = 16;
@@ -419,6 +428,21 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
                 program: program_name.to_owned(),
             })
         }
+        Some(search)
+            if !program.as_bytes().contains(&b'/')
+                && search.as_bytes().split(|&b| b == b':').count() > MAX_PATH_ENTRIES =>
+        {
+            return Err(SysError::Exec {
+                program: program_name.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "PATH has {} entries; at most {MAX_PATH_ENTRIES} are searched",
+                        search.as_bytes().split(|&b| b == b':').count()
+                    ),
+                ),
+            })
+        }
         Some(search) if !program.as_bytes().contains(&b'/') => search
             .as_bytes()
             .split(|&b| b == b':')
@@ -546,6 +570,74 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
 pub fn check_exec(spec: &SpawnSpec) -> Result<(), SysError> {
     let pid = start_child(spec, true)?;
     wait_for(pid);
+    Ok(())
+}
+
+/// `check_exec` that gives up after `timeout`: a child that switches uid/gid is not waited for in
+/// clone (no CLONE_VFORK) but through a pidfd, and killed when the time is up, so a lookup that
+/// the new user made block forever (a FUSE mount that never answers) costs the caller `timeout` at
+/// most. The caller need not reap the child: it is left to whoever reaps this process's children
+/// (`reap_any`); a child killed while stuck in an uninterruptible wait exits when that wait ends.
+/// Without a uid/gid switch this is `check_exec` (the lookups are then the caller's own).
+pub fn check_exec_within(spec: &SpawnSpec, timeout: std::time::Duration) -> Result<(), SysError> {
+    let (Some(uid), Some(_)) = (spec.uid, spec.gid) else {
+        return check_exec(spec);
+    };
+    let program_name = spec.program.to_string_lossy().into_owned();
+    let mut prep = prepare(spec, &program_name)?;
+    prep.check_only = true;
+    let mem = ChildMem::new(false)?;
+    let args = ChildArgs {
+        prep: &prep,
+        report: mem.report(),
+    };
+    let mut raw_pidfd: c_int = -1;
+    let pid = {
+        let _blocked = AllSignalsBlocked::new()?;
+        // SAFETY: without CLONE_VM the child runs `child_main` on its own copy of our memory, taken
+        // at clone (so `args`, `prep` and its stack in `mem` stay valid for it whatever we do next),
+        // with every signal blocked; its only writes that reach us are into the MAP_SHARED `mem`,
+        // which we keep mapped until it has exited or we stop reading it. With CLONE_FILES it shares
+        // our descriptor table only until its first step, as in `start_child`. CLONE_PIDFD stores a
+        // new pidfd into `raw_pidfd`, a valid local int.
+        unsafe {
+            libc::clone(
+                child_main,
+                mem.stack_top(),
+                libc::CLONE_FILES | libc::CLONE_PIDFD | libc::SIGCHLD,
+                std::ptr::addr_of!(args).cast_mut().cast::<c_void>(),
+                &mut raw_pidfd as *mut c_int,
+            )
+        }
+    };
+    if pid < 0 {
+        return Err(SysError::last_os("clone", None));
+    }
+    // SAFETY: CLONE_PIDFD gave us this new descriptor, which nothing else owns.
+    let pidfd = PidFd::from_owned(
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw_pidfd) },
+        pid,
+    );
+    if !pidfd.wait_exited(Some(timeout)) {
+        pidfd.send_signal(libc::SIGKILL).ok();
+        return Err(SysError::Exec {
+            program: program_name,
+            source: io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "program lookup timed out as uid {uid} (after {} s)",
+                    timeout.as_secs_f64()
+                ),
+            ),
+        });
+    }
+    // The child's stores happened before its exit, which the pidfd reported.
+    let step = args.report.step.load(Ordering::Acquire);
+    let errno = args.report.errno.load(Ordering::Relaxed);
+    drop(mem);
+    if step != 0 {
+        return Err(exec_error(&program_name, spec, step, errno));
+    }
     Ok(())
 }
 
@@ -1141,6 +1233,56 @@ mod tests {
         // Root itself still finds it.
         assert_eq!(check("exe", 0o700, None), Ok(()));
         assert!(crate::reap_any().unwrap().is_none());
+    }
+
+    /// `check_exec_within` answers as `check_exec` does, without waiting in clone, and caps PATH.
+    #[test]
+    fn check_within_answers_as_check() {
+        if crate::getuid() != 0 {
+            return;
+        }
+        let _g = child_lock();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let search = format!("/nonexistent:{}:/usr/bin:/bin", dir.path().display());
+        let long = vec!["/nonexistent"; MAX_PATH_ENTRIES + 1].join(":");
+        for (program, cwd, path) in [
+            ("sh", "/", search.as_str()),
+            ("absent", "/", search.as_str()),
+            ("sh", "/nonexistent", search.as_str()),
+            ("d", "/", dir.path().to_str().unwrap()),
+            ("sh", "/", long.as_str()),
+        ] {
+            let spec = SpawnSpec {
+                uid: Some(65534),
+                gid: Some(65534),
+                cwd: Some(Path::new(cwd)),
+                search_path: Some(std::ffi::OsStr::new(path)),
+                ..SpawnSpec::new(Path::new(program), &[], &[], Output::Null)
+            };
+            let plain = check_exec(&spec).map_err(|e| e.to_string());
+            let within = check_exec_within(&spec, std::time::Duration::from_secs(5)).map_err(|e| e.to_string());
+            assert_eq!(plain, within, "{program} in {cwd}");
+            assert_eq!(
+                within.is_ok(),
+                program == "sh" && cwd == "/" && path == search,
+                "{within:?}"
+            );
+        }
+        let e = check_exec_within(
+            &SpawnSpec {
+                uid: Some(65534),
+                gid: Some(65534),
+                search_path: Some(std::ffi::OsStr::new(&long)),
+                ..SpawnSpec::new(Path::new("sh"), &[], &[], Output::Null)
+            },
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("PATH has 257 entries; at most 256 are searched"), "{e}");
+        // Its children are left to `reap_any`.
+        while crate::reap_any().unwrap().is_some() {}
     }
 
     #[test]

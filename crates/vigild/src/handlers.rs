@@ -47,7 +47,7 @@ impl Daemon {
             Err(e) => return Some(Err(e)),
         };
         Some(match req {
-            Request::Run(spec) => self.run(caller, spec),
+            Request::Run(spec) => return self.run_request(caller, id, spec, out),
             Request::Start { tag } => self.start(caller, &tag),
             Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
             Request::Stop { tag, signal, wait_ms } => {
@@ -234,7 +234,41 @@ impl Daemon {
         Ok(())
     }
 
-    fn run(&mut self, caller: Caller, run: RunSpec) -> Answer {
+    /// `Run`: another user's programs are checked off the loop (see `run`), and the answer comes when
+    /// the check is done (`Msg::RunChecked`).
+    fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx) -> Option<Answer> {
+        match self.run(caller, run, false) {
+            Ok(RunOutcome::Done(r)) => Some(Ok(r)),
+            Err(e) => Some(Err(e)),
+            Ok(RunOutcome::Check(job)) => {
+                let tx = self.tx.clone();
+                let out = out.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = job.check();
+                    let _ = tx.send(crate::server::Msg::RunChecked {
+                        caller,
+                        id,
+                        run: job.run,
+                        out,
+                        result,
+                    });
+                });
+                None
+            }
+        }
+    }
+
+    /// The end of a `Run` whose programs were checked off the loop: everything else is checked again,
+    /// since the tags may have changed meanwhile.
+    pub fn on_run_checked(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, result: Answer) {
+        let answer = result.and_then(|_| match self.run(caller, run, true)? {
+            RunOutcome::Done(r) => Ok(r),
+            RunOutcome::Check(_) => unreachable!("a checked run is not checked again"),
+        });
+        self.reply(out, id, answer);
+    }
+
+    fn run(&mut self, caller: Caller, run: RunSpec, checked: bool) -> Result<RunOutcome, WireError> {
         self.refuse_if_shutting_down()?;
         if self.uid != 0 && caller.uid != self.uid {
             return Err(err(
@@ -297,23 +331,29 @@ impl Daemon {
         let path = path.unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         // As another user, the programs and the working directory are checked by a child that has
         // become that user: root looking would answer what exists where only root may look.
+        // That child's lookups may block for as long as that user likes (a FUSE mount that never
+        // answers): it runs off the loop, which answers this request when it is done.
         let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
-        let check = |program: &str| -> Result<(), vigil_sys::SysError> {
-            if !switch {
-                return vigil_sys::resolve_program(program, Some(&path)).map(drop);
+        if switch && !checked {
+            return Ok(RunOutcome::Check(RunCheck {
+                name: name.to_string(),
+                programs: std::iter::once(spec.command[0].clone())
+                    .chain(spec.action.clone())
+                    .collect(),
+                cwd: spec.cwd.clone().map(Into::into),
+                uid: spec.uid,
+                gid: spec.gid,
+                path,
+                run,
+            }));
+        }
+        if !switch {
+            vigil_sys::resolve_program(&spec.command[0], Some(&path))
+                .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: {e}")))?;
+            if let Some(action) = &spec.action {
+                vigil_sys::resolve_program(action, Some(&path))
+                    .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
             }
-            let cwd = spec.cwd.as_deref().map(std::path::Path::new);
-            vigil_sys::check_exec(&vigil_sys::SpawnSpec {
-                cwd: cwd.or(Some(std::path::Path::new("/"))),
-                uid: Some(spec.uid),
-                gid: Some(spec.gid),
-                search_path: Some(&path),
-                ..vigil_sys::SpawnSpec::new(std::path::Path::new(program), &[], &[], vigil_sys::Output::Null)
-            })
-        };
-        check(&spec.command[0]).map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: {e}")))?;
-        if let Some(action) = &spec.action {
-            check(action).map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
         }
         self.tags.remove(&name);
         self.insert_and_start(name.clone(), spec, false);
@@ -327,7 +367,7 @@ impl Daemon {
                 return Err(err(ErrorCode::ExecFailed, format!("tag {name}: {reason}")));
             }
         }
-        Ok(Response::Tag(self.status_of(&name)))
+        Ok(RunOutcome::Done(Response::Tag(self.status_of(&name))))
     }
 
     /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
@@ -551,6 +591,51 @@ impl Daemon {
         }
         let fx = self.tags.get_mut(&name).expect("known").tag.restart(now());
         self.apply(&name, fx);
+        Ok(Response::Ok)
+    }
+}
+
+/// How long the check of another user's programs may take before it is killed and the `Run` refused.
+const RUN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum RunOutcome {
+    Done(Response),
+    /// The programs must be checked as the tag's user first, off the loop.
+    Check(RunCheck),
+}
+
+/// What a check of a `Run`'s programs as another user needs, owned so that it can leave the loop.
+struct RunCheck {
+    name: String,
+    /// The command, then the action program if any.
+    programs: Vec<String>,
+    cwd: Option<std::path::PathBuf>,
+    uid: u32,
+    gid: u32,
+    path: std::ffi::OsString,
+    run: RunSpec,
+}
+
+impl RunCheck {
+    /// Checks each program as the tag's user, in its working directory and PATH (as `spawn` will
+    /// start it), each within `RUN_CHECK_TIMEOUT`.
+    fn check(&self) -> Answer {
+        for (i, program) in self.programs.iter().enumerate() {
+            vigil_sys::check_exec_within(
+                &vigil_sys::SpawnSpec {
+                    cwd: Some(self.cwd.as_deref().unwrap_or(std::path::Path::new("/"))),
+                    uid: Some(self.uid),
+                    gid: Some(self.gid),
+                    search_path: Some(&self.path),
+                    ..vigil_sys::SpawnSpec::new(std::path::Path::new(program), &[], &[], vigil_sys::Output::Null)
+                },
+                RUN_CHECK_TIMEOUT,
+            )
+            .map_err(|e| {
+                let what = if i == 0 { "" } else { "action program: " };
+                err(ErrorCode::ExecFailed, format!("tag {}: {what}{e}", self.name))
+            })?;
+        }
         Ok(Response::Ok)
     }
 }

@@ -393,6 +393,9 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                             d.on_probe_done(&tag, instance, index, pid, result)
                         }
                         Msg::Cluster(m) => d.on_cluster(m),
+                        Msg::RunChecked { caller, id, run, out, result } => {
+                            d.on_run_checked(caller, id, run, &out, result)
+                        }
                     }
                 }
                 d.psm_mirror();

@@ -434,6 +434,14 @@ pub enum Msg {
     },
     /// What the cluster task learned from etcd.
     Cluster(crate::cluster::ClusterMsg),
+    /// The programs of a `Run` were checked as the tag's user, off the loop.
+    RunChecked {
+        caller: Caller,
+        id: u64,
+        run: vigil_proto::RunSpec,
+        out: ConnTx,
+        result: Result<vigil_proto::Response, vigil_proto::WireError>,
+    },
 }
 
 enum ReadError {

@@ -480,3 +480,156 @@ fn vigild_refuses_a_socket_dir_another_user_controls() {
     assert!(!ok && err.contains("has mode 0777"), "{err}");
     assert!(!squatted.join("vigild.sock").exists() && !open.join("vigild.sock").exists());
 }
+
+/// A FUSE mount whose server never answers (not even the kernel's first request), as any user can make
+/// one with fusermount: every lookup below it blocks until the mount goes away. Made by root here, for
+/// `nobody` (user_id), with the kernel's own mount options so that no FUSE package is needed.
+struct StuckMount {
+    server: Child,
+    dir: PathBuf,
+}
+
+impl StuckMount {
+    fn new(dir: &Path) -> StuckMount {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut server = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "exec 3<>/dev/fuse && mount -i -t fuse -o \
+                 fd=3,rootmode=40000,user_id=65534,group_id=65534,allow_other vigil-stuck \"$1\" && \
+                 echo ready && exec sleep 600",
+            )
+            .arg("sh")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line, "ready\n", "cannot make a FUSE mount at {}", dir.display());
+        StuckMount {
+            server,
+            dir: dir.to_owned(),
+        }
+    }
+}
+
+impl Drop for StuckMount {
+    fn drop(&mut self) {
+        // Closing the last /dev/fuse descriptor aborts the connection: every lookup waiting in it fails.
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Processes of `uid` whose parent is `ppid`.
+fn children_of(ppid: u32, uid: u32) -> Vec<u32> {
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        };
+        if field("PPid:") == Some(ppid.to_string()) && field("Uid:") == Some(uid.to_string()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `vigil run` by nobody, in the background.
+fn run_as_nobody(v: &Vigild, args: &[&str]) -> Child {
+    Command::new(bin("vigil"))
+        .arg("--socket")
+        .arg(v.socket())
+        .arg("run")
+        .args(args)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir("/")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The lookups of another user's programs are that user's: one that blocks forever must not stop
+/// vigild answering everyone else, and the `Run` itself is refused after a while.
+#[test]
+fn a_lookup_that_never_ends_does_not_stop_vigild() {
+    let v = Vigild::start();
+    let mnt = v.path("mnt");
+    let _mount = StuckMount::new(&mnt);
+    let m = mnt.display().to_string();
+    let cases: [(&str, Vec<String>); 2] = [
+        (
+            "cwd",
+            vec!["--cwd".into(), format!("{m}/sub"), "--".into(), "true".into()],
+        ),
+        (
+            "path",
+            vec![
+                "-e".into(),
+                format!("PATH={m}/bin:/usr/bin:/bin"),
+                "--".into(),
+                "true".into(),
+            ],
+        ),
+    ];
+    for (tag, args) in cases {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.insert(0, tag);
+        let run = run_as_nobody(&v, &args);
+        // The check's child, as nobody, is stuck in the mount: the request has reached vigild.
+        wait_for("the lookup as nobody to start", || {
+            (!children_of(v.pid(), NOBODY).is_empty()).then_some(())
+        });
+        // Root, on another connection, still gets answers.
+        let mut status = Command::new(bin("vigil"))
+            .arg("--socket")
+            .arg(v.socket())
+            .arg("status")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let answered = wait_for_within(
+            &format!("vigild to answer root while a {tag} lookup blocks"),
+            std::time::Duration::from_secs(3),
+            || status.try_wait().unwrap(),
+        );
+        assert!(answered.success());
+        // nobody gets a refusal that says why, and no tag.
+        let out = run.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{tag} started");
+        assert!(
+            stderr(&out).contains("program lookup timed out as uid 65534"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!v.client().list().unwrap().iter().any(|t| t.name == tag));
+    }
+    // A PATH too long to search is refused at once, and vigild stays up.
+    let long = vec!["/nonexistent"; 300].join(":");
+    let out = v.cli_as(
+        Some(NOBODY),
+        &["run", "long", "-e", &format!("PATH={long}"), "--", "true"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("PATH has 300 entries; at most 256 are searched"),
+        "{}",
+        stderr(&out)
+    );
+    let ok = v.cli_as(Some(NOBODY), &["run", "fine", "--", "sleep", "60"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
