@@ -21,6 +21,9 @@ pub fn tag_name(name: &str) -> Result<TagName, WireError> {
 /// Checks every field of a run request; `uid`/`gid` are whom the processes run as.
 pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Result<(TagName, TagSpec), WireError> {
     let name = tag_name(&run.tag)?;
+    // Sizes first: the fields below are copied into the spec, and a request far over the limits
+    // must cost no copy (spec.validate checks them again, with the rest).
+    vigil_core::spec::check_command_env(&run.command, &run.env).map_err(|e| invalid(format!("tag {name}: {e}")))?;
     let level = Level::from_i64(run.level).ok_or_else(|| {
         invalid(format!(
             "level {} is out of range: use -1 (all descendants) or 0 and up",
