@@ -314,8 +314,9 @@ impl Drop for Slot {
                 c.per_uid.remove(&self.uid);
             }
         }
-        // Budgets no connection nor waiting request holds any more.
-        c.budgets.retain(|_, b| b.strong_count() > 0);
+        // Budgets no connection nor waiting request holds any more (this slot still holds its own).
+        let uid = self.uid;
+        c.budgets.retain(|u, b| b.strong_count() > usize::from(*u == uid));
     }
 }
 
@@ -849,6 +850,31 @@ mod tests {
         // A connection that ends gives its place back.
         drop(a1);
         assert!(admit(&counts, &l, 12).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_uids_connections_share_one_budget_that_outlives_them() {
+        let l = Limits {
+            request_bytes: 1000,
+            ..limits(10, 10)
+        };
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let a = admit(&counts, &l, 10).unwrap().unwrap();
+        let b = admit(&counts, &l, 10).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a.budget, &b.budget));
+        let other = admit(&counts, &l, 11).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&a.budget, &other.budget));
+        // A request still waiting for the loop keeps its bytes after its connections are gone: the uid's
+        // next connection finds the same budget, not a fresh one.
+        let held = a.budget.clone().try_acquire_many_owned(800).unwrap();
+        drop((a, b));
+        let c = admit(&counts, &l, 10).unwrap().unwrap();
+        assert_eq!(c.budget.available_permits(), 200);
+        drop(held);
+        assert_eq!(c.budget.available_permits(), 1000);
+        // Once nothing holds it, it is forgotten.
+        drop(c);
+        assert!(!counts.lock().unwrap().budgets.contains_key(&10));
     }
 
     #[test]
