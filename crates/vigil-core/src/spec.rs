@@ -195,34 +195,41 @@ fn c_bytes<'a>(items: impl Iterator<Item = &'a str>) -> usize {
     items.map(|s| s.len() + 1).sum()
 }
 
+/// The sizes of a command and an environment, against [`limits`]: callers check them before copying
+/// either, so that a request far over the limits costs no copy.
+pub fn check_command_env(command: &[String], env: &[(String, String)]) -> Result<(), SpecError> {
+    bound("the command", command.len(), limits::ARGS, "arguments")?;
+    bound(
+        "the command",
+        c_bytes(command.iter().map(String::as_str)),
+        limits::ARGV_BYTES,
+        "bytes (NULs included)",
+    )?;
+    bound("the environment", env.len(), limits::ENV_VARS, "variables")?;
+    let mut total = 0;
+    for (k, v) in env {
+        let entry = k.len() + 1 + v.len() + 1;
+        bound(
+            format!("environment variable {}", k.escape_debug()),
+            entry,
+            limits::ENV_ENTRY_BYTES,
+            "bytes (NAME=VALUE and its NUL)",
+        )?;
+        total += entry;
+    }
+    bound(
+        "the environment",
+        total,
+        limits::ENV_BYTES,
+        "bytes (NAME=VALUE and a NUL each)",
+    )?;
+    Ok(())
+}
+
 impl TagSpec {
     /// Every size a user chooses, against [`limits`]; the error names the field and the limit.
     pub fn check_sizes(&self) -> Result<(), SpecError> {
-        bound("the command", self.command.len(), limits::ARGS, "arguments")?;
-        bound(
-            "the command",
-            c_bytes(self.command.iter().map(String::as_str)),
-            limits::ARGV_BYTES,
-            "bytes (NULs included)",
-        )?;
-        bound("the environment", self.env.len(), limits::ENV_VARS, "variables")?;
-        let mut total = 0;
-        for (k, v) in &self.env {
-            let entry = k.len() + 1 + v.len() + 1;
-            bound(
-                format!("environment variable {}", k.escape_debug()),
-                entry,
-                limits::ENV_ENTRY_BYTES,
-                "bytes (NAME=VALUE and its NUL)",
-            )?;
-            total += entry;
-        }
-        bound(
-            "the environment",
-            total,
-            limits::ENV_BYTES,
-            "bytes (NAME=VALUE and a NUL each)",
-        )?;
+        check_command_env(&self.command, &self.env)?;
         if let Some(c) = &self.cwd {
             bound("the working directory", c.len(), limits::PATH_BYTES, "bytes")?;
         }

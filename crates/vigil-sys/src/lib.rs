@@ -21,8 +21,8 @@ mod testutil;
 pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
 pub use misc::{
-    default_sigpipe, fork, getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit, reap_child,
-    send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
+    data_extents, default_sigpipe, fork, getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit,
+    reap_child, send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
 };
 pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
 pub use pidfd::{reap_any, PidFd};

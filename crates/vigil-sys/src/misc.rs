@@ -294,3 +294,33 @@ pub fn reap_child(pid: Pid) -> Result<crate::WaitStatus, SysError> {
         }
     }
 }
+
+/// The data extents of `fd` in `[from, to)`, as (start, end) pairs in order, holes left out (a sparse
+/// file's unwritten ranges). A file system without SEEK_DATA reports the whole range as data.
+pub fn data_extents<F: AsFd>(fd: F, from: u64, to: u64) -> Result<Vec<(u64, u64)>, SysError> {
+    use rustix::fs::{seek, SeekFrom};
+    let fd = fd.as_fd();
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        let start = match seek(fd, SeekFrom::Data(pos)) {
+            Ok(s) => s,
+            // No data at or after `pos`.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(SysError::errno("lseek(SEEK_DATA)", None, e)),
+        };
+        if start >= to {
+            break;
+        }
+        let end = match seek(fd, SeekFrom::Hole(start)) {
+            Ok(e) => e.min(to),
+            Err(e) => return Err(SysError::errno("lseek(SEEK_HOLE)", None, e)),
+        };
+        if end <= start {
+            break;
+        }
+        out.push((start, end));
+        pos = end;
+    }
+    Ok(out)
+}

@@ -80,6 +80,8 @@ struct DaemonSection {
     max_in_flight: Option<usize>,
     /// Bytes of answers and notifications that may wait for one connection to read them.
     queue_bytes: Option<usize>,
+    /// Bytes of requests one uid may have read and not yet handled by the loop.
+    request_bytes_per_uid: Option<usize>,
     /// Per-uid quotas, for every user but root and vigild's own: SAM data bytes, tags, PSM members.
     sam_data_per_uid: Option<u64>,
     tags_per_uid: Option<u32>,
@@ -117,6 +119,11 @@ impl DaemonSection {
             // Room for at least one frame of the largest size, or a large answer could never be sent.
             let min = vigil_proto::MAX_FRAME_LEN + vigil_proto::HEADER_LEN;
             s.queue_bytes = range("queue_bytes", n, min, 1 << 30)?;
+        }
+        if let Some(n) = self.request_bytes_per_uid {
+            // Room for one frame of the largest size, or such a request could never be read.
+            let min = vigil_proto::MAX_FRAME_LEN + vigil_proto::HEADER_LEN;
+            s.request_bytes_per_uid = range("request_bytes_per_uid", n, min, 1 << 40)?;
         }
         Ok(())
     }
@@ -224,6 +231,9 @@ pub struct Settings {
     pub send_timeout: Duration,
     pub max_in_flight: usize,
     pub queue_bytes: usize,
+    /// Bytes of requests of one uid read from its connections and not yet handled by the loop; beyond
+    /// it, its connections are not read until the loop catches up.
+    pub request_bytes_per_uid: usize,
     /// Per-uid quotas (root and vigild's own user have none): they keep one user from filling the state
     /// disk or vigild's memory for everyone.
     pub quotas: Quotas,
@@ -278,6 +288,7 @@ impl Default for Settings {
             send_timeout: Duration::from_secs(30),
             max_in_flight: 64,
             queue_bytes: 16 << 20,
+            request_bytes_per_uid: 64 << 20,
             quotas: Quotas::default(),
             storm: Some(vigil_core::Storm::default()),
             storm_overrides: BTreeMap::new(),
@@ -616,6 +627,12 @@ env = { PORT = "8000" }
         assert!(e("max_connections_per_uid = 0").contains("daemon.max_connections_per_uid = 0 is outside 1..="));
         assert!(e("max_in_flight = 0").contains("daemon.max_in_flight = 0 is outside"));
         assert!(e("queue_bytes = 1000").contains("daemon.queue_bytes = 1000 is outside 4194308..="));
+        assert_eq!(d.request_bytes_per_uid, 64 << 20);
+        assert!(e("request_bytes_per_uid = 1000").contains("daemon.request_bytes_per_uid = 1000 is outside 4194308..="));
+        let r = parse("[daemon]\nrequest_bytes_per_uid = 8388608\n", 0, 0)
+            .unwrap()
+            .settings;
+        assert_eq!(r.request_bytes_per_uid, 8 << 20);
         assert!(e("frame_timeout = 0").contains("daemon.frame_timeout = 0 is outside"));
         assert!(e("hello_timeout = -1").contains("daemon.hello_timeout = -1 is outside"));
     }

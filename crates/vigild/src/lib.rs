@@ -378,10 +378,12 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                     match msg {
                         // A connection closed for reading too slowly gets no more work done for it.
                         Msg::Request { out, .. } if out.is_killed() => {}
-                        Msg::Request { caller, id, req, out } => {
+                        Msg::Request { caller, id, req, out, held } => {
                             if let Some(answer) = d.handle(caller, id, req, &out) {
                                 d.reply(&out, id, answer);
                             }
+                            // Handled: its bytes leave the uid's budget of requests waiting for the loop.
+                            drop(held);
                         }
                         Msg::Exited { pid, start_time } => d.on_exited(pid, start_time),
                         Msg::Closed { conn } => {

@@ -26,13 +26,17 @@
 //! never owns a file with a user's content. What the processes write between the end of the copy and
 //! the truncation is lost, as with `copytruncate`. At most twice `log_max_bytes` is copied, the end of
 //! the file: a file far larger was not written line by line (a sparse file made with ftruncate) and
-//! copying it whole would hold vigild and fill the disk.
+//! copying it whole would hold vigild and fill the disk. Only the data of that end is copied: the holes
+//! of a sparse file are skipped and counted as dropped, so a tag that truncates its log to a huge size
+//! costs vigild no copy of zeros. A tag's log is rotated at most once a second (`ROTATE_EVERY`): one
+//! over the limit again sooner is rotated when that second is over, from a timer of the loop.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 use vigil_core::TagName;
@@ -53,6 +57,10 @@ const MAX_KEEP: u32 = 100;
 const LONGEST_SUFFIX: &str = ".log.100";
 const NEW_SUFFIX: &str = ".log.new";
 
+/// The shortest time between two rotations of one tag's log: a tag that grows its log past the limit
+/// in a tight loop makes vigild rotate once a second, not once per write.
+pub const ROTATE_EVERY: Duration = Duration::from_secs(1);
+
 // Every file named after a tag fits in NAME_MAX.
 const _: () = assert!(TagName::MAX_LEN + LONGEST_SUFFIX.len() <= 255);
 const _: () = assert!(NEW_SUFFIX.len() <= LONGEST_SUFFIX.len());
@@ -72,6 +80,10 @@ pub struct Logs {
     by_tag: HashMap<TagName, i32>,
     max_bytes: u64,
     keep: u32,
+    /// When each watched log was last rotated, for `ROTATE_EVERY`.
+    rotated: HashMap<i32, Instant>,
+    /// Logs over the limit again within `ROTATE_EVERY`, and when to look at them again.
+    due: HashMap<i32, Instant>,
 }
 
 impl Logs {
@@ -89,6 +101,8 @@ impl Logs {
             by_tag: HashMap::new(),
             max_bytes,
             keep,
+            rotated: HashMap::new(),
+            due: HashMap::new(),
         })
     }
 
@@ -155,6 +169,8 @@ impl Logs {
     pub fn forget(&mut self, tag: &TagName) {
         if let Some(wd) = self.by_tag.remove(tag) {
             self.wds.remove(&wd);
+            self.rotated.remove(&wd);
+            self.due.remove(&wd);
             if let Some(ino) = &self.inotify {
                 let _ = ino.remove_watch(wd);
             }
@@ -186,22 +202,59 @@ impl Logs {
         }
         wds.sort_unstable();
         wds.dedup();
+        let now = Instant::now();
+        self.rotated.retain(|_, at| now.duration_since(*at) < ROTATE_EVERY);
         for wd in wds {
-            if let Some(w) = self.wds.get(&wd) {
-                let path = self.path(&w.tag);
-                if let Err(e) = self.rotate(&w.tag, w.uid, w.gid) {
-                    warn!("cannot rotate {}: {e}", path.display());
-                }
+            self.look(wd, now);
+        }
+    }
+
+    /// When a log rotated too recently must be looked at again, if one is.
+    pub fn next_check(&self) -> Option<Instant> {
+        self.due.values().min().copied()
+    }
+
+    /// Looks again at the logs whose rotation was put off, once their time has come.
+    pub fn on_timer(&mut self) {
+        let now = Instant::now();
+        let ready: Vec<i32> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in ready {
+            self.due.remove(&wd);
+            self.look(wd, now);
+        }
+    }
+
+    /// Rotates a watched log that is over the limit, unless it was rotated less than `ROTATE_EVERY`
+    /// ago: then it is looked at again when that time is over.
+    fn look(&mut self, wd: i32, now: Instant) {
+        let Some(w) = self.wds.get(&wd) else { return };
+        if let Some(last) = self.rotated.get(&wd) {
+            if now.duration_since(*last) < ROTATE_EVERY {
+                self.due.insert(wd, *last + ROTATE_EVERY);
+                return;
             }
+        }
+        match self.rotate(&w.tag, w.uid, w.gid) {
+            Ok(true) => {
+                self.rotated.insert(wd, now);
+            }
+            Ok(false) => {}
+            Err(e) => warn!("cannot rotate {}: {e}", self.path(&w.tag).display()),
         }
     }
 
     /// Rotates the tag's log if it is over the limit: `TAG.log.N` become `.N+1`, a copy of `TAG.log`
     /// becomes `TAG.log.1`, and `TAG.log` is emptied in place (see the module's comment for why).
-    fn rotate(&self, tag: &TagName, uid: u32, gid: u32) -> std::io::Result<()> {
+    /// True when it did.
+    fn rotate(&self, tag: &TagName, uid: u32, gid: u32) -> std::io::Result<bool> {
         let path = self.path(tag);
         let Some(current) = open_existing(&path, true)? else {
-            return Ok(());
+            return Ok(false);
         };
         if !is_owned_file(&current, uid)? {
             // Only `prepare` replaces a file; until then the tag has no log of its own to rotate.
@@ -209,7 +262,7 @@ impl Logs {
         }
         let len = current.metadata()?.len();
         if len <= self.max_bytes {
-            return Ok(());
+            return Ok(false);
         }
         let new = self.suffixed(tag, NEW_SUFFIX);
         match std::fs::remove_file(&new) {
@@ -222,16 +275,22 @@ impl Logs {
         // A log far past the limit was not written line by line between two looks: a sparse file made
         // with ftruncate, say. Copied whole, it would hold vigild's loop and fill the disk; only its end
         // is kept, with a line that says so.
+        // Of that end, only the data: the holes of a sparse file would be copied as written zeros.
         let cap = self.max_bytes.saturating_mul(2);
-        if len > cap {
-            (&current).seek(SeekFrom::Start(len - cap))?;
+        let from = len.saturating_sub(cap);
+        let extents = vigil_sys::data_extents(&current, from, len).map_err(std::io::Error::other)?;
+        let data: u64 = extents.iter().map(|(s, e)| e - s).sum();
+        if data < len {
             writeln!(
                 &copy,
-                "[vigild: {} bytes dropped from the start of this log at rotation]",
-                len - cap
+                "[vigild: {} bytes dropped from this log at rotation (its start past twice log_max_bytes, or holes)]",
+                len - data
             )?;
         }
-        std::io::copy(&mut (&current).take(cap), &mut &copy)?;
+        for (start, end) in extents {
+            (&current).seek(SeekFrom::Start(start))?;
+            std::io::copy(&mut (&current).take(end - start), &mut &copy)?;
+        }
         drop(copy);
         // A mode its owner set since the start goes, before the file is emptied: whoever sees new
         // output in it knows that the mode was reset.
@@ -246,7 +305,8 @@ impl Logs {
                 _ => {}
             }
         }
-        std::fs::rename(&new, self.suffixed(tag, ".log.1"))
+        std::fs::rename(&new, self.suffixed(tag, ".log.1"))?;
+        Ok(true)
     }
 }
 

@@ -6,17 +6,19 @@
 //! Every connection is bounded (docs/security.md): how many a uid may hold, how long the Hello and
 //! each frame may take, how many of its requests may wait for an answer (beyond that, vigild stops
 //! reading it), and how many bytes of answers may wait for it to read (beyond that, or when it reads
-//! nothing for `send_timeout` while answers wait, it is closed).
+//! nothing for `send_timeout` while answers wait, it is closed). The bytes of requests read and not
+//! yet handled by the loop are bounded per uid: beyond `request_bytes_per_uid`, the uid's connections
+//! are not read until the loop has handled earlier requests.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn, Instrument};
 use vigil_proto::{ClientMsg, FrameError, Request, ServerMsg, HEADER_LEN, MAX_FRAME_LEN, PROTOCOL_VERSION};
 
@@ -67,6 +69,8 @@ pub struct Limits {
     pub in_flight: usize,
     /// Bytes of answers and pushes waiting for one connection to read them.
     pub queue_bytes: usize,
+    /// Bytes of requests of one uid read and not yet handled by the loop.
+    pub request_bytes: usize,
     /// vigild's own uid, which like root is not limited.
     pub own_uid: u32,
 }
@@ -84,6 +88,7 @@ impl Limits {
             send_timeout: s.send_timeout,
             in_flight: s.max_in_flight,
             queue_bytes: s.queue_bytes,
+            request_bytes: s.request_bytes_per_uid,
             own_uid,
         }
     }
@@ -286,12 +291,17 @@ struct Counts {
     per_uid: HashMap<u32, usize>,
     /// Connections of uids that are limited.
     limited: usize,
+    /// Each limited uid's budget of request bytes, shared by its connections and held by its requests
+    /// until the loop has handled them: a uid that closes its connections and opens new ones while
+    /// its requests still wait finds the same budget, not a fresh one.
+    budgets: HashMap<u32, Weak<Semaphore>>,
 }
 
 /// One counted connection; dropping it releases its place.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
     uid: u32,
+    budget: Arc<Semaphore>,
 }
 
 impl Drop for Slot {
@@ -304,6 +314,9 @@ impl Drop for Slot {
                 c.per_uid.remove(&self.uid);
             }
         }
+        // Budgets no connection nor waiting request holds any more (this slot still holds its own).
+        let uid = self.uid;
+        c.budgets.retain(|u, b| b.strong_count() > usize::from(*u == uid));
     }
 }
 
@@ -329,9 +342,18 @@ fn admit(counts: &Arc<Mutex<Counts>>, limits: &Limits, uid: u32) -> Result<Optio
     }
     c.limited += 1;
     *c.per_uid.entry(uid).or_insert(0) += 1;
+    let budget = match c.budgets.get(&uid).and_then(Weak::upgrade) {
+        Some(b) => b,
+        None => {
+            let b = Arc::new(Semaphore::new(limits.request_bytes));
+            c.budgets.insert(uid, Arc::downgrade(&b));
+            b
+        }
+    };
     Ok(Some(Slot {
         counts: counts.clone(),
         uid,
+        budget,
     }))
 }
 
@@ -391,9 +413,10 @@ pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>,
                 };
                 let tx = tx.clone();
                 let limits = limits.clone();
+                let budget = slot.as_ref().map(|s| s.budget.clone());
                 tokio::spawn(
                     async move {
-                        if let Err(reason) = connection(stream, cred, conn, tx, &limits).await {
+                        if let Err(reason) = connection(stream, cred, conn, tx, &limits, budget).await {
                             warn!("closed: {reason}");
                         }
                         drop(slot);
@@ -419,6 +442,9 @@ pub enum Msg {
         id: u64,
         req: Request,
         out: ConnTx,
+        /// The request's bytes in its uid's budget, given back when the loop drops the message, once
+        /// it has handled the request (None for root and vigild's own uid).
+        held: Option<OwnedSemaphorePermit>,
     },
     /// A watched process's pidfd became readable.
     Exited { pid: i32, start_time: u64 },
@@ -470,15 +496,37 @@ async fn read_payload<R: AsyncRead + Unpin>(
     max: usize,
     frame_timeout: Duration,
 ) -> Result<Vec<u8>, ReadError> {
+    let len = read_header(r, max, frame_timeout).await?;
+    read_body(r, len, frame_timeout).await
+}
+
+fn too_slow(frame_timeout: Duration) -> ReadError {
+    ReadError::Bad(format!(
+        "a frame was not complete {} s after its first byte ([daemon] frame_timeout)",
+        frame_timeout.as_secs_f64()
+    ))
+}
+
+/// Reads a frame's header and returns the length of its payload, at most `max`. The first byte may
+/// take as long as the peer likes, the rest must come within `frame_timeout`.
+async fn read_header<R: AsyncRead + Unpin>(r: &mut R, max: usize, frame_timeout: Duration) -> Result<usize, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     match r.read(&mut header[..1]).await {
         Ok(0) => return Err(ReadError::Closed),
         Ok(_) => {}
         Err(e) => return Err(FrameError::Io(e).into()),
     }
+    tokio::time::timeout(frame_timeout, r.read_exact(&mut header[1..]))
+        .await
+        .map_err(|_| too_slow(frame_timeout))?
+        .map_err(mid_frame)?;
+    Ok(vigil_proto::frame_payload_len_max(header, max)?)
+}
+
+/// Reads a payload of `len` bytes within `frame_timeout`; the buffer grows with the bytes that
+/// actually arrive, so a header alone costs nothing.
+async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize, frame_timeout: Duration) -> Result<Vec<u8>, ReadError> {
     let rest = async {
-        r.read_exact(&mut header[1..]).await.map_err(mid_frame)?;
-        let len = vigil_proto::frame_payload_len_max(header, max)?;
         let mut payload = Vec::with_capacity(len.min(64 << 10));
         (&mut *r)
             .take(len as u64)
@@ -490,12 +538,9 @@ async fn read_payload<R: AsyncRead + Unpin>(
         }
         Ok(payload)
     };
-    tokio::time::timeout(frame_timeout, rest).await.map_err(|_| {
-        ReadError::Bad(format!(
-            "a frame was not complete {} s after its first byte ([daemon] frame_timeout)",
-            frame_timeout.as_secs_f64()
-        ))
-    })?
+    tokio::time::timeout(frame_timeout, rest)
+        .await
+        .map_err(|_| too_slow(frame_timeout))?
 }
 
 /// Resolves once the peer has closed the connection (both ways: one that only shut its writing end
@@ -632,6 +677,7 @@ async fn connection(
     conn: u64,
     tx: mpsc::UnboundedSender<Msg>,
     limits: &Limits,
+    budget: Option<Arc<Semaphore>>,
 ) -> Result<(), String> {
     let caller = Caller {
         uid: cred.uid(),
@@ -694,8 +740,44 @@ async fn connection(
                 // requests it left unread keep the socket readable.
                 _ = hung_up(&rd) => return Ok(()),
             };
+            let len = tokio::select! {
+                l = read_header(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => l,
+                _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+            };
+            let len = match len {
+                Ok(l) => l,
+                Err(ReadError::Closed) => return Ok(()),
+                Err(ReadError::Bad(e)) => return Err(goodbye(e)),
+            };
+            // Backpressure across the uid's connections: the payload is read only once its bytes fit
+            // in the uid's budget of requests the loop has not handled yet. The wait is not the
+            // peer's fault, so it does not count against `frame_timeout`.
+            let held = match &budget {
+                Some(b) => {
+                    let cost = u32::try_from((len + HEADER_LEN).min(limits.request_bytes)).unwrap_or(u32::MAX);
+                    let p = match b.clone().try_acquire_many_owned(cost) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            debug!(
+                                uid = caller.uid,
+                                "the uid's requests waiting for the loop fill its budget \
+                                 ([daemon] request_bytes_per_uid = {}): not reading this connection until \
+                                 the loop has handled some",
+                                limits.request_bytes
+                            );
+                            tokio::select! {
+                                p = b.clone().acquire_many_owned(cost) => p.map_err(|_| "closed".to_string())?,
+                                _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+                                _ = hung_up(&rd) => return Ok(()),
+                            }
+                        }
+                    };
+                    Some(p)
+                }
+                None => None,
+            };
             let frame = tokio::select! {
-                f = read_payload(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => f,
+                f = read_body(&mut rd, len, limits.frame_timeout) => f,
                 _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
             };
             let payload = match frame {
@@ -712,6 +794,7 @@ async fn connection(
                         id,
                         req: body,
                         out: out_tx.clone(),
+                        held,
                     };
                     if tx.send(msg).is_err() {
                         return Err(goodbye("vigild is shutting down".into()));
@@ -775,6 +858,31 @@ mod tests {
         // A connection that ends gives its place back.
         drop(a1);
         assert!(admit(&counts, &l, 12).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_uids_connections_share_one_budget_that_outlives_them() {
+        let l = Limits {
+            request_bytes: 1000,
+            ..limits(10, 10)
+        };
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let a = admit(&counts, &l, 10).unwrap().unwrap();
+        let b = admit(&counts, &l, 10).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a.budget, &b.budget));
+        let other = admit(&counts, &l, 11).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&a.budget, &other.budget));
+        // A request still waiting for the loop keeps its bytes after its connections are gone: the uid's
+        // next connection finds the same budget, not a fresh one.
+        let held = a.budget.clone().try_acquire_many_owned(800).unwrap();
+        drop((a, b));
+        let c = admit(&counts, &l, 10).unwrap().unwrap();
+        assert_eq!(c.budget.available_permits(), 200);
+        drop(held);
+        assert_eq!(c.budget.available_permits(), 1000);
+        // Once nothing holds it, it is forgotten.
+        drop(c);
+        assert!(!counts.lock().unwrap().budgets.contains_key(&10));
     }
 
     #[test]

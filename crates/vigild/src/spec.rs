@@ -21,6 +21,18 @@ pub fn tag_name(name: &str) -> Result<TagName, WireError> {
 /// Checks every field of a run request; `uid`/`gid` are whom the processes run as.
 pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Result<(TagName, TagSpec), WireError> {
     let name = tag_name(&run.tag)?;
+    // Sizes first: the fields below are copied into the spec, and a request far over the limits
+    // must cost no copy (spec.validate checks them again, with the rest).
+    vigil_core::spec::check_command_env(&run.command, &run.env).map_err(|e| invalid(format!("tag {name}: {e}")))?;
+    if run.after.len() > vigil_core::spec::limits::AFTER {
+        let e = vigil_core::SpecError::TooLarge {
+            what: "after".into(),
+            size: run.after.len(),
+            limit: vigil_core::spec::limits::AFTER,
+            unit: "tags",
+        };
+        return Err(invalid(format!("tag {name}: {e}")));
+    }
     let level = Level::from_i64(run.level).ok_or_else(|| {
         invalid(format!(
             "level {} is out of range: use -1 (all descendants) or 0 and up",
@@ -180,5 +192,24 @@ mod tests {
         let e = bounded_filters(req(vec![], Some("t".repeat(256)))).unwrap_err();
         assert!(e.message.ends_with("is 256 bytes; the limit is 255"), "{}", e.message);
         assert!(bounded_filters(proto::Request::List).is_ok());
+    }
+
+    #[test]
+    fn sizes_are_checked_before_anything_else() {
+        // Two million one-byte variables (about 4 MB on the wire): refused for their count, and before
+        // any other field is looked at (the level is bad too).
+        let mut run = proto::RunSpec::new("t", vec!["/bin/true".into()]);
+        run.env = vec![("a".to_string(), String::new()); 2_000_000];
+        run.level = -5;
+        let e = build(&run, 1000, 1000, Duration::from_secs(1)).unwrap_err();
+        assert!(
+            e.message.contains("the environment") && e.message.contains("variables"),
+            "{}",
+            e.message
+        );
+        let mut run = proto::RunSpec::new("t", vec!["x".into(); 100_000]);
+        run.level = -5;
+        let e = build(&run, 1000, 1000, Duration::from_secs(1)).unwrap_err();
+        assert!(e.message.contains("the command"), "{}", e.message);
     }
 }

@@ -539,11 +539,17 @@ impl Daemon {
         let r = self.exit_retries.iter().map(|(_, _, at)| *at).min();
         // Changes kept in memory are written without waiting for the next request.
         let s = self.store_failing.as_ref().map(|_| now().plus(STORE_RETRY));
-        [t, w, l, r, s].into_iter().flatten().min()
+        // A log rotated too recently to be rotated again.
+        let g = self
+            .logs
+            .next_check()
+            .map(|at| now().plus(at.saturating_duration_since(std::time::Instant::now())));
+        [t, w, l, r, s, g].into_iter().flatten().min()
     }
 
     pub fn on_timers(&mut self) {
         self.retry_exits();
+        self.logs.on_timer();
         let now = now();
         while let Some((at, name)) = self.timers.first().cloned() {
             if at > now {

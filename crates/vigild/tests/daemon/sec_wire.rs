@@ -514,3 +514,97 @@ fn unread_cmap_notifications_become_a_loss_marker() {
     );
     still_serving(&v, pid);
 }
+
+/// Stops one thread of a process (ptrace, which stops only the thread it seizes) until a line comes on
+/// stdin: vigild's loop runs on its main thread, whose id is the pid, while its connections are served
+/// by the runtime's other threads. This is the loop at its slowest, deterministically.
+const FREEZER: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+tid = int(sys.argv[1])
+if libc.ptrace(0x4206, tid, None, None) != 0:  # PTRACE_SEIZE
+    raise OSError(ctypes.get_errno(), "PTRACE_SEIZE")
+if libc.ptrace(0x4207, tid, None, None) != 0:  # PTRACE_INTERRUPT
+    raise OSError(ctypes.get_errno(), "PTRACE_INTERRUPT")
+os.waitpid(tid, 0x40000000)  # __WALL
+print("FROZEN", flush=True)
+sys.stdin.readline()
+if libc.ptrace(17, tid, None, None) != 0:  # PTRACE_DETACH
+    raise OSError(ctypes.get_errno(), "PTRACE_DETACH")
+print("THAWED", flush=True)
+"#;
+
+/// While vigild's loop handles nothing, one user's connections send large requests back to back:
+/// vigild reads no more of them than `request_bytes_per_uid` allows, its memory stays put, and once the
+/// loop runs again every request is answered.
+#[test]
+fn requests_waiting_for_the_loop_are_bounded_in_bytes_per_uid() {
+    let budget: usize = 8 << 20;
+    let v = Vigild::start_with(Some(&format!("[daemon]\nrequest_bytes_per_uid = {budget}\n")));
+    let pid = v.client().daemon_status().unwrap().pid;
+    // Each request is nearly a full frame, cheap for the loop to refuse (no such tag).
+    let big = |id| {
+        request(
+            id,
+            Request::Wait {
+                tag: "x".repeat((7 << 19) - 64),
+                timeout_ms: Some(0),
+            },
+        )
+    };
+    let (conns, per_conn) = (4, 16);
+    let mut frames = hello();
+    for id in 1..=per_conn {
+        frames.extend_from_slice(&big(id));
+    }
+    let script = v.path("freezer.py");
+    std::fs::write(&script, FREEZER).unwrap();
+    let mut freezer = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(pid.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut frozen = BufReader::new(freezer.stdout.take().unwrap());
+    let mut line = String::new();
+    frozen.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "FROZEN");
+    let before = vm(pid, "VmRSS:");
+    let attackers: Vec<Attacker> = (0..conns).map(|_| Attacker::start(&v, "send", &frames, "5")).collect();
+    // vigild says when a connection waits for the uid's budget; without a budget it reads everything.
+    let grown = || vm(pid, "VmRSS:").saturating_sub(before);
+    wait_for("vigild to stop reading, or to grow", || {
+        let log = std::fs::read_to_string(v.path("vigild.log")).unwrap();
+        let waits = log.matches("request_bytes_per_uid = ").count();
+        (waits >= conns - 1 || grown() > (96 << 20)).then_some(())
+    });
+    let peak = vm(pid, "VmHWM:");
+    eprintln!(
+        "vigild's resident memory: {before} bytes before, a peak of {peak} with its loop stopped and \
+         {} bytes sent",
+        conns * frames.len()
+    );
+    assert!(
+        peak < before + (48 << 20),
+        "vigild grew from {before} to a peak of {peak} bytes while its loop was stopped"
+    );
+    writeln!(freezer.stdin.as_mut().unwrap()).unwrap();
+    line.clear();
+    frozen.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "THAWED");
+    wait_deadline(&mut freezer, "the freezer");
+    // Every request is answered once the loop runs again.
+    for mut a in attackers {
+        let got = a.lines_until(&["EOF", "TIMEOUT"]);
+        let answers = got
+            .iter()
+            .filter_map(|l| frame(l))
+            .filter(|m| matches!(m, ServerMsg::Response { .. }))
+            .count();
+        assert_eq!(answers, per_conn as usize, "{got:?}");
+        a.finish();
+    }
+    still_serving(&v, pid);
+}
