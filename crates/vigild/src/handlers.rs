@@ -470,11 +470,8 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Some(s) = signal.filter(|s| !(1..=64).contains(s)) {
-            return Some(Err(err(
-                ErrorCode::InvalidArgument,
-                format!("{s} is not a signal number (1-64)"),
-            )));
+        if let Some(Err(e)) = signal.map(signal_number) {
+            return Some(Err(e));
         }
         let e = self.tags.get_mut(&name).expect("known");
         let signal = signal.unwrap_or(e.tag.spec.stop_signal);
@@ -515,11 +512,8 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Some(s) = signal.filter(|s| !(1..=64).contains(s)) {
-            return Some(Err(err(
-                ErrorCode::InvalidArgument,
-                format!("{s} is not a signal number (1-64)"),
-            )));
+        if let Some(Err(e)) = signal.map(signal_number) {
+            return Some(Err(e));
         }
         let fx = self.tags.get_mut(&name).expect("known").tag.release(signal, now());
         self.apply(&name, fx);
@@ -555,11 +549,8 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if !(1..=64).contains(&signal) {
-            return Some(Err(err(
-                ErrorCode::InvalidArgument,
-                format!("{signal} is not a signal number (1-64)"),
-            )));
+        if let Err(e) = signal_number(signal) {
+            return Some(Err(e));
         }
         let tag = &self.tags[&name].tag;
         let procs = tag.tree.ids();
@@ -637,5 +628,18 @@ impl RunCheck {
             })?;
         }
         Ok(Response::Ok)
+    }
+}
+
+/// A signal a request names: one the kernel has (1-64), refused with the same words by stop, release and
+/// kill.
+fn signal_number(s: i32) -> Result<i32, WireError> {
+    if (1..=64).contains(&s) {
+        Ok(s)
+    } else {
+        Err(err(
+            ErrorCode::InvalidArgument,
+            format!("{s} is not a signal number (1-64)"),
+        ))
     }
 }

@@ -435,3 +435,16 @@ pub fn wait_deadline(child: &mut Child, what: &str) -> std::process::ExitStatus 
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// What a SAM supervisor reports of a first instance under QUIT, stopped: for tests that send raw
+/// `SamReport`s.
+pub fn quit_app_info() -> vigil_client::proto::SamInfo {
+    vigil_client::proto::SamInfo {
+        instance: 1,
+        child: 0,
+        interval_ms: 0,
+        policy: vigil_client::proto::SAM_POLICY_QUIT,
+        warn_signal: 15,
+        state: vigil_client::proto::SamState::Stopped,
+    }
+}

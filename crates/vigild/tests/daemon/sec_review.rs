@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use vigil_client::proto::{CmapMap, Request, Response, SamChange, SamInfo, SamState, Value};
+use vigil_client::proto::{CmapMap, Request, Response, SamChange, Value};
 use vigil_client::Client;
 
 use crate::harness::*;
@@ -54,14 +54,7 @@ fn review_helper() {
     let mut c = Client::connect(Path::new(&socket)).unwrap();
     let line = match mode.as_str() {
         "warn" => {
-            let info = SamInfo {
-                instance: 1,
-                child: 0,
-                interval_ms: 0,
-                policy: vigil_client::proto::SAM_POLICY_QUIT,
-                warn_signal: 15,
-                state: SamState::Stopped,
-            };
+            let info = quit_app_info();
             outcome(c.request(Request::SamReport {
                 change: SamChange::Warn {
                     signal: 15,

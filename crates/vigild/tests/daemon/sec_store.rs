@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use vigil_client::proto::{CmapValue, ErrorCode, Request, Response, SamChange, SamInfo, SamState};
+use vigil_client::proto::{CmapValue, ErrorCode, Request, Response, SamChange};
 use vigil_client::Client;
 
 use crate::harness::*;
@@ -208,14 +208,7 @@ fn sam_report_helper() {
     let bytes: usize = std::env::var("SEC_STORE_BYTES").unwrap().parse().unwrap();
     let out = std::env::var_os("SEC_STORE_OUT").unwrap();
     let mut c = Client::connect(Path::new(&socket)).unwrap();
-    let info = SamInfo {
-        instance: 1,
-        child: 0,
-        interval_ms: 0,
-        policy: vigil_client::proto::SAM_POLICY_QUIT,
-        warn_signal: 15,
-        state: SamState::Stopped,
-    };
+    let info = quit_app_info();
     let r = c.request(Request::SamReport {
         change: SamChange::Data(Some(vec![5; bytes])),
         info,
@@ -250,14 +243,7 @@ fn sam_data_beyond_a_uids_quota_is_refused() {
     assert_eq!(held, 600 << 10, "{procs:#?}");
     // Root has no quota.
     let mut c = v.client();
-    let info = SamInfo {
-        instance: 1,
-        child: 0,
-        interval_ms: 0,
-        policy: vigil_client::proto::SAM_POLICY_QUIT,
-        warn_signal: 15,
-        state: SamState::Stopped,
-    };
+    let info = quit_app_info();
     let r = c.request(Request::SamReport {
         change: SamChange::Data(Some(vec![1; 2 << 20])),
         info,
