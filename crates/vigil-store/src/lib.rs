@@ -6,13 +6,17 @@
 //! Invariant: the store knows records, not rules. It does not depend on vigil-core or vigil-proto; vigild
 //! converts. Record layouts only ever change through a new schema version and a migration below.
 
+mod check;
 mod records;
+mod recover;
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
+pub use check::previous_path;
 pub use records::*;
+pub use recover::{recover, KindReport, Recovery, Source};
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
 pub const SCHEMA_VERSION: u64 = 4;
@@ -48,6 +52,13 @@ pub enum StoreError {
     Closed { path: PathBuf },
     #[error("cannot set the mode of the state file {path}: {source}")]
     Mode { path: PathBuf, source: std::io::Error },
+    /// The file exists but cannot be trusted: a permanent failure, which `recover` deals with.
+    #[error("the state file {path} is damaged: it {problem}")]
+    Damaged { path: PathBuf, problem: String },
+    #[error("cannot keep a copy of the state file as {path}: {source}")]
+    Keep { path: PathBuf, source: std::io::Error },
+    #[error("cannot recover the state file {path}: {problem}")]
+    Recover { path: PathBuf, problem: String },
 }
 
 macro_rules! db_err {
@@ -171,6 +182,7 @@ pub struct Store {
     /// None only after a reopen failed; the next reopen tries again.
     db: Option<Database>,
     fresh: bool,
+    rolled_back: bool,
     events_kept: std::cell::Cell<u64>,
 }
 
@@ -181,50 +193,56 @@ impl Store {
     /// readable by its owner alone: created 0600, and an existing file (from an older vigild that left it
     /// 0644) is brought to 0600 too.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        secure_file(path)?;
-        let db = open_db(path)?;
-        let tx = db.begin_write()?;
-        let fresh;
-        {
-            let mut meta = tx.open_table(META)?;
-            let found = meta.get("schema")?.map(|v| v.value());
-            fresh = found.is_none();
-            match found {
-                None => {}
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::TooNew {
-                        path: path.into(),
-                        found: v,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                // One step per version, oldest first.
-                Some(v) => {
-                    if v < 2 {
-                        migrate_1_to_2(&tx)?;
-                    }
-                    // Schema 3 only adds the cmap table, created below.
-                    if v < 4 {
-                        migrate_3_to_4(&tx)?;
-                    }
-                }
-            }
-            meta.insert("schema", SCHEMA_VERSION)?;
-            tx.open_table(TAGS)?;
-            tx.open_table(EVENTS)?;
-            tx.open_table(CATEGORIES)?;
-            tx.open_table(MEMBERS)?;
-            tx.open_table(CMAP)?;
-            tx.open_table(SAM)?;
-            tx.open_table(SAM_DATA)?;
+        if !check::exists_and_looks_like_redb(path)? {
+            check::create_new(path)?;
         }
-        tx.commit()?;
-        Ok(Store {
+        secure_file(path)?;
+        let opened = check::open_verified(path)?;
+        let db = &opened.db;
+        let fresh = check::guard(path, || migrate(path, db))?.map_err(|e| as_damage(path, e))?;
+        // Every record is decoded once now, so that one that no longer decodes is found before anything
+        // runs rather than in the middle of a restore.
+        let store = Store {
             path: path.into(),
-            db: Some(db),
+            db: Some(opened.db),
             fresh,
+            rolled_back: opened.rolled_back,
             events_kept: std::cell::Cell::new(EVENTS_KEPT),
-        })
+        };
+        check::guard(path, || store.validate())?.map_err(|e| as_damage(path, e))?;
+        Ok(store)
+    }
+
+    /// Decodes every record of every table.
+    fn validate(&self) -> Result<(), StoreError> {
+        self.tags()?;
+        self.categories()?;
+        self.members()?;
+        self.cmap()?;
+        self.sam()?;
+        let tx = self.db()?.begin_read()?;
+        let table = tx.open_table(EVENTS)?;
+        for row in table.iter()? {
+            let (k, v) = row?;
+            postcard::from_bytes::<EventRecord>(v.value()).map_err(|source| StoreError::Record {
+                what: format!("event {}", k.value()),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the file and keeps a copy of it as `state.redb.prev` (see [`previous_path`]): the way back
+    /// when the file is damaged later. Returns the bytes copied. The store is closed afterwards.
+    pub fn close_keeping_previous(&mut self) -> Result<u64, StoreError> {
+        if let Some(db) = self.db.take() {
+            // A clean close records redb's allocator state, so that the copy opens without a repair.
+            db.close().map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        check::keep_previous(&self.path)
     }
 
     fn db(&self) -> Result<&Database, StoreError> {
@@ -260,6 +278,12 @@ impl Store {
     /// How many of the newest events to keep (at least 1); older ones are trimmed as new ones come.
     pub fn set_events_kept(&self, n: u64) {
         self.events_kept.set(n.max(1));
+    }
+
+    /// Whether the open found the newest transaction's pages damaged and went back to the one before it:
+    /// what a power cut during a commit leaves (that commit was never acknowledged), or a damaged page.
+    pub fn rolled_back(&self) -> bool {
+        self.rolled_back
     }
 
     /// Whether this open created the state file (the first start on a state dir).
@@ -356,6 +380,15 @@ impl Store {
         let tx = self.db()?.begin_read()?;
         let meta = tx.open_table(META)?;
         Ok(meta.get("last_seq")?.map_or(0, |v| v.value()))
+    }
+
+    /// Sets the sequence number of the newest event written, so that event numbers never go back (a
+    /// recovered file may have lost its newest events).
+    pub(crate) fn set_last_seq(&self, seq: u64) -> Result<(), StoreError> {
+        let tx = self.db()?.begin_write()?;
+        tx.open_table(META)?.insert("last_seq", seq)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Writes a batch in one durable transaction.
@@ -479,8 +512,75 @@ impl Store {
     }
 }
 
+/// Brings an opened file to the current schema; returns whether it was new (no schema yet).
+fn migrate(path: &Path, db: &Database) -> Result<bool, StoreError> {
+    let tx = db.begin_write()?;
+    let fresh;
+    {
+        let mut meta = tx.open_table(META)?;
+        let found = meta.get("schema")?.map(|v| v.value());
+        fresh = found.is_none();
+        match found {
+            None => {
+                // A redb file without vigil's schema but with tables is some other program's database.
+                drop(meta);
+                let foreign: Vec<String> = tx
+                    .list_tables()?
+                    .map(|t| t.name().to_string())
+                    .filter(|n| n != "meta")
+                    .collect();
+                if !foreign.is_empty() {
+                    return Err(check::damaged(
+                        path,
+                        format!("is a redb file without vigil's schema, with tables {foreign:?}"),
+                    ));
+                }
+                meta = tx.open_table(META)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::TooNew {
+                    path: path.into(),
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            // One step per version, oldest first.
+            Some(v) => {
+                if v < 2 {
+                    migrate_1_to_2(&tx)?;
+                }
+                // Schema 3 only adds the cmap table, created below.
+                if v < 4 {
+                    migrate_3_to_4(&tx)?;
+                }
+            }
+        }
+        meta.insert("schema", SCHEMA_VERSION)?;
+        tx.open_table(TAGS)?;
+        tx.open_table(EVENTS)?;
+        tx.open_table(CATEGORIES)?;
+        tx.open_table(MEMBERS)?;
+        tx.open_table(CMAP)?;
+        tx.open_table(SAM)?;
+        tx.open_table(SAM_DATA)?;
+    }
+    tx.commit()?;
+    Ok(fresh)
+}
+
+/// A record that does not decode, or a storage error while reading, makes the whole file untrusted at open.
+fn as_damage(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Record { what, source } => {
+            check::damaged(path, format!("holds a {what} that does not decode ({source})"))
+        }
+        StoreError::Db(redb::Error::Corrupted(m)) => check::damaged(path, format!("fails redb's integrity check: {m}")),
+        e => e,
+    }
+}
+
 fn open_db(path: &Path) -> Result<Database, StoreError> {
-    Database::create(path).map_err(|source| StoreError::Open {
+    Database::open(path).map_err(|source| StoreError::Open {
         path: path.into(),
         source,
     })
@@ -575,5 +675,7 @@ fn migrate_3_to_4(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod damage_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 use super::*;
 
-fn tag(name: &str) -> TagRecord {
+pub(crate) fn tag(name: &str) -> TagRecord {
     TagRecord {
         name: name.into(),
         command: vec!["sleep".into(), "1".into()],
@@ -44,7 +44,7 @@ fn tag(name: &str) -> TagRecord {
     }
 }
 
-fn event(seq: u64) -> EventRecord {
+pub(crate) fn event(seq: u64) -> EventRecord {
     EventRecord {
         seq,
         time_ms: seq * 10,

@@ -1,0 +1,210 @@
+//! Damaged state files: refused at open, recovered by `recover`.
+
+use std::os::unix::fs::PermissionsExt;
+
+use super::tests::{event, tag};
+use super::*;
+
+/// A store with `n` tags named `tagN-marker`, two CMAP keys and some events, cleanly closed, with its
+/// previous copy kept.
+fn filled(path: &Path, n: usize) {
+    let mut s = Store::open(path).unwrap();
+    s.commit(&Batch {
+        put_tags: (0..n).map(|i| tag(&format!("tag{i}-marker"))).collect(),
+        put_cmap: vec![
+            ("k1".into(), CmapRecord::U32(1)),
+            ("k2".into(), CmapRecord::Str("v".into())),
+        ],
+        events: (1..=20).map(event).collect(),
+        ..Default::default()
+    })
+    .unwrap();
+    s.close_keeping_previous().unwrap();
+}
+
+fn problem(r: Result<Store, StoreError>) -> String {
+    match r {
+        Err(StoreError::Damaged { problem, .. }) => problem,
+        Err(e) => panic!("not refused as damaged: {e}"),
+        Ok(_) => panic!("a damaged file opened"),
+    }
+}
+
+/// Zeroes every 4 KiB page holding `needle`: the live copy of a record is among them.
+fn zero_pages_with(path: &Path, needle: &[u8]) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut pages = std::collections::BTreeSet::new();
+    for i in 0..bytes.len().saturating_sub(needle.len()) {
+        if &bytes[i..i + needle.len()] == needle {
+            pages.insert(i / 4096);
+        }
+    }
+    for p in &pages {
+        bytes[p * 4096..(p + 1) * 4096].fill(0);
+    }
+    std::fs::write(path, bytes).unwrap();
+    pages.len()
+}
+
+#[test]
+fn a_missing_file_is_new_and_made_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let s = Store::open(&path).unwrap();
+    assert!(s.is_fresh());
+    assert!(!dir.path().join("state.redb.new").exists());
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn an_empty_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    std::fs::write(&path, b"").unwrap();
+    let p = problem(Store::open(&path));
+    assert!(p.contains("empty"), "{p}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the file is left as it was");
+}
+
+#[test]
+fn files_of_other_formats_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    std::fs::write(&path, b"tags = []\n").unwrap();
+    assert!(problem(Store::open(&path)).contains("a text file"));
+    let mut sqlite = b"SQLite format 3\0".to_vec();
+    sqlite.resize(8192, 0);
+    std::fs::write(&path, &sqlite).unwrap();
+    assert!(problem(Store::open(&path)).contains("SQLite"));
+    // A redb file of some other program: no schema of vigil's, tables of its own.
+    std::fs::remove_file(&path).unwrap();
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(TableDefinition::<u64, u64>::new("theirs"))
+            .unwrap()
+            .insert(1, 2)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(problem(Store::open(&path)).contains("theirs"));
+}
+
+#[test]
+fn a_truncated_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 200);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    problem(Store::open(&path));
+    f.set_len(5).unwrap();
+    assert!(problem(Store::open(&path)).contains("truncated"));
+}
+
+#[test]
+fn a_zeroed_page_is_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 200);
+    assert!(zero_pages_with(&path, b"tag150-marker") > 0);
+    problem(Store::open(&path));
+}
+
+#[test]
+fn a_record_that_does_not_decode_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 3);
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(TAGS).unwrap().insert("bad", &[0xff_u8; 3][..]).unwrap();
+        tx.commit().unwrap();
+    }
+    let p = problem(Store::open(&path));
+    assert!(p.contains("tag bad that does not decode"), "{p}");
+}
+
+#[test]
+fn keeps_the_previous_file_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 5);
+    let prev = previous_path(&path);
+    assert_eq!(std::fs::metadata(&prev).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!dir.path().join("state.redb.prev.new").exists());
+    assert_eq!(Store::open(&prev).unwrap().tags().unwrap().len(), 5);
+}
+
+#[test]
+fn recover_leaves_a_sound_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 5);
+    let r = recover(&path).unwrap();
+    assert_eq!(r.source, Source::Sound);
+    assert!(r.moved_to.is_none());
+}
+
+#[test]
+fn recover_salvages_and_fills_from_the_previous_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 300);
+    // A change after the copy was kept: the salvage has it, the copy does not.
+    {
+        let s = Store::open(&path).unwrap();
+        s.commit(&Batch {
+            put_cmap: vec![("k3".into(), CmapRecord::U8(3))],
+            events: vec![event(21)],
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    zero_pages_with(&path, b"tag250-marker");
+    let r = recover(&path).unwrap();
+    assert_eq!(r.source, Source::Salvaged, "{r}");
+    let tags = r.kinds.iter().find(|k| k.kind == "tags").unwrap();
+    assert!(tags.from_previous > 0, "{r}");
+    assert_eq!(r.lost_total(), Some(0), "every lost tag was in the copy: {r}");
+    let moved = r.moved_to.clone().unwrap();
+    assert!(moved
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("state.redb.damaged-"));
+    problem(Store::open(&moved));
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.tags().unwrap().len(), 300);
+    assert_eq!(s.cmap().unwrap().len(), 3, "the newer key of the damaged file is kept");
+    assert_eq!(s.last_seq().unwrap(), 21);
+}
+
+#[test]
+fn recover_takes_the_previous_copy_when_nothing_can_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 4);
+    std::fs::write(&path, b"").unwrap();
+    let r = recover(&path).unwrap();
+    assert_eq!(r.source, Source::Previous, "{r}");
+    assert!(r.unreadable.is_some());
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.tags().unwrap().len(), 4);
+    assert_eq!(s.last_seq().unwrap(), 20);
+}
+
+#[test]
+fn recover_without_anything_readable_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    std::fs::write(&path, b"not a state file\n").unwrap();
+    let r = recover(&path).unwrap();
+    assert_eq!(r.source, Source::Nothing, "{r}");
+    assert!(r.to_string().contains("nothing was recovered"), "{r}");
+    assert!(Store::open(&path).unwrap().tags().unwrap().is_empty());
+    assert_eq!(std::fs::read(r.moved_to.unwrap()).unwrap(), b"not a state file\n");
+}
