@@ -173,6 +173,12 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     let settings_psm = settings.psm;
     let settings_cmap = cmap::Cmap::from_settings(&settings);
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
+    if store.rolled_back() {
+        warn!(
+            "the newest transaction of the state file did not verify (a power cut during a commit, or a damaged \
+             page): redb went back to the transaction before it"
+        );
+    }
     store.set_events_kept(settings.events_kept);
     // Bound once the store is ours (redb locks it), so no other vigild is using this state dir; before any
     // tag starts, since their environment names it.
@@ -449,6 +455,16 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         }
     }
     if let Exit::Shutdown = exit {
+        // The way back if the file is damaged later: a copy of it as it is now, whole and verified at start.
+        let t = std::time::Instant::now();
+        match d.store.close_keeping_previous() {
+            Ok(n) => info!(
+                "kept a copy of the state file as {} ({n} bytes, {} ms)",
+                vigil_store::previous_path(&opts.state_dir.join("state.redb")).display(),
+                t.elapsed().as_millis()
+            ),
+            Err(e) => warn!("{e}"),
+        }
         let _ = std::fs::remove_file(&opts.socket);
         let _ = std::fs::remove_file(opts.state_dir.join(health::NOTIFY_SOCKET_NAME));
         info!("every tag is stopped; exiting");

@@ -53,6 +53,10 @@ struct Args {
     /// Connections one user other than root may hold [default: `[daemon] max_connections_per_uid`, or 256]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections_per_uid: Option<u64>,
+    /// Recover a damaged state file: salvage what can be read, fill the gaps from the copy kept at the
+    /// last clean shutdown, keep the damaged file aside, print what was lost, and exit
+    #[arg(long)]
+    recover: bool,
     /// error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -78,8 +82,28 @@ fn default_socket() -> PathBuf {
     }
 }
 
+/// The exit code for a damaged state file (sysexits' EX_DATAERR): permanent, a restart finds the same
+/// file; `vigild --recover` is what helps.
+const EXIT_DAMAGED: u8 = 65;
+
+fn recover(state_dir: &std::path::Path) -> std::process::ExitCode {
+    match vigil_store::recover(&state_dir.join("state.redb")) {
+        Ok(r) => {
+            print!("{r}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigild: {e}");
+            std::process::ExitCode::from(111)
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.recover {
+        return recover(&args.state_dir.unwrap_or_else(default_state_dir));
+    }
     let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level);
     let filter = match filter {
@@ -124,6 +148,17 @@ fn main() -> std::process::ExitCode {
                 .exec();
             eprintln!("vigild: cannot re-exec: {err}");
             std::process::ExitCode::from(111)
+        }
+        Err(e)
+            if e.chain()
+                .any(|c| matches!(c.downcast_ref(), Some(vigil_store::StoreError::Damaged { .. }))) =>
+        {
+            eprintln!("vigild: {e:#}");
+            eprintln!(
+                "vigild: nothing was started. `vigild --recover` (with the same --state-dir) salvages what can be \
+                 read, keeps the damaged file aside and says what was lost"
+            );
+            std::process::ExitCode::from(EXIT_DAMAGED)
         }
         Err(e) => {
             eprintln!("vigild: {e:#}");
