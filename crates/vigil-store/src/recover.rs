@@ -316,7 +316,16 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
         path: path.into(),
         problem,
     };
-    let problem = match Store::open(path) {
+    let opened = if path.exists() {
+        Store::open(path)
+    } else if previous_path(path).exists() {
+        Err(check::damaged(path, "is missing"))
+    } else {
+        return Err(err(
+            "it is missing, and there is no previous copy to take its place".into()
+        ));
+    };
+    let problem = match opened {
         Ok(_) => {
             return Ok(Recovery {
                 path: path.into(),
