@@ -98,7 +98,12 @@ fn a_truncated_file_is_refused() {
     let len = std::fs::metadata(&path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len / 2).unwrap();
+    let before = std::fs::read(&path).unwrap();
     problem(Store::open(&path));
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the refused file is left as it was"
+    );
     f.set_len(5).unwrap();
     assert!(problem(Store::open(&path)).contains("truncated"));
 }
@@ -109,7 +114,12 @@ fn a_zeroed_page_is_refused_not_a_panic() {
     let path = dir.path().join("state.redb");
     filled(&path, 200);
     assert!(zero_pages_with(&path, b"tag150-marker") > 0);
+    let before = std::fs::read(&path).unwrap();
     problem(Store::open(&path));
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the refused file is left as it was"
+    );
 }
 
 #[test]
