@@ -215,24 +215,37 @@ pub(crate) fn keep_previous(path: &Path) -> Result<u64, StoreError> {
         source,
     };
     let tmp = with_suffix(path, ".prev.new");
-    let _ = std::fs::remove_file(&tmp);
-    let mut src = std::fs::OpenOptions::new()
+    let n = copy_private(path, &tmp).map_err(io_err)?;
+    if let Err(e) = std::fs::rename(&tmp, &prev) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(e));
+    }
+    sync_dir(path).map_err(io_err)?;
+    Ok(n)
+}
+
+/// Copies `src` to a new file `dst` (a stale one is replaced) of mode 0600, synced; never through a
+/// symlink at either end, since the state file holds secrets. A failed copy leaves no `dst`.
+pub(crate) fn copy_private(src: &Path, dst: &Path) -> std::io::Result<u64> {
+    let _ = std::fs::remove_file(dst);
+    let mut from = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io_err)?;
-    let mut dst = std::fs::OpenOptions::new()
+        .open(src)?;
+    let mut to = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io_err)?;
+        .open(dst)?;
     // On Linux this copies in the kernel (copy_file_range), or shares the blocks on a file system that can.
-    let n = std::io::copy(&mut src, &mut dst).map_err(io_err)?;
-    dst.flush().map_err(io_err)?;
-    dst.sync_all().map_err(io_err)?;
-    std::fs::rename(&tmp, &prev).map_err(io_err)?;
-    sync_dir(path).map_err(io_err)?;
-    Ok(n)
+    let copied = std::io::copy(&mut from, &mut to).and_then(|n| {
+        to.flush()?;
+        to.sync_all()?;
+        Ok(n)
+    });
+    if copied.is_err() {
+        let _ = std::fs::remove_file(dst);
+    }
+    copied
 }

@@ -243,8 +243,7 @@ fn salvage(path: &Path) -> Result<Salvage, String> {
         e => e.to_string(),
     })?;
     let copy = with_suffix(path, ".salvage");
-    let _ = std::fs::remove_file(&copy);
-    std::fs::copy(path, &copy).map_err(|e| format!("cannot copy it to {}: {e}", copy.display()))?;
+    check::copy_private(path, &copy).map_err(|e| format!("cannot copy it to {}: {e}", copy.display()))?;
     let out = salvage_copy(&copy);
     let _ = std::fs::remove_file(&copy);
     out

@@ -102,6 +102,16 @@ fn recover(state_dir: &std::path::Path) -> std::process::ExitCode {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if args.recover {
+        // redb's lock keeps --recover off a sound file in use, but a file refused before redb sees it is
+        // not locked: a vigild that answers is one still writing to the file about to be replaced.
+        let socket = args.socket.unwrap_or_else(default_socket);
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            eprintln!(
+                "vigild: --recover: a vigild answers on {}: stop it first",
+                socket.display()
+            );
+            return std::process::ExitCode::from(111);
+        }
         return recover(&args.state_dir.unwrap_or_else(default_state_dir));
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());

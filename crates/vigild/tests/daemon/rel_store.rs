@@ -209,3 +209,12 @@ fn recover_leaves_a_sound_file_alone() {
     v.spawn();
     v.status("keep-marker-0");
 }
+
+#[test]
+fn recover_refuses_while_vigild_answers() {
+    let v = Vigild::start();
+    let out = vigild_once(&v, &["--recover"]);
+    assert_eq!(out.status.code(), Some(111), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
+    assert!(v.connect().is_ok(), "the running vigild is untouched");
+}
