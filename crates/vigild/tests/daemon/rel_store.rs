@@ -176,6 +176,21 @@ fn a_zeroed_page_after_a_kill_is_recovered_from_the_previous_copy() {
 }
 
 #[test]
+fn a_record_that_does_not_decode_is_refused() {
+    let v = stopped_with_tags(2);
+    {
+        let db = redb::Database::create(state(&v)).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("tags"))
+            .unwrap()
+            .insert("keep-marker-1", &[0xff_u8, 0xff, 0xff][..])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert_refused(&v, "tag keep-marker-1 that does not decode");
+}
+
+#[test]
 fn files_of_another_format_are_refused() {
     let v = stopped_with_tags(1);
     let mut sqlite = b"SQLite format 3\0".to_vec();
