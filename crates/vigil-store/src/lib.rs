@@ -7,12 +7,13 @@
 //! converts. Record layouts only ever change through a new schema version and a migration below.
 
 mod check;
+mod migrate;
 mod records;
 mod recover;
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 pub use check::previous_path;
 pub use records::*;
@@ -199,7 +200,7 @@ impl Store {
         secure_file(path)?;
         let opened = check::open_verified(path)?;
         let db = &opened.db;
-        let fresh = check::guard(path, || migrate(path, db))?.map_err(|e| as_damage(path, e))?;
+        let fresh = check::guard(path, || migrate::migrate(path, db))?.map_err(|e| as_damage(path, e))?;
         // Every record is decoded once now, so that one that no longer decodes is found before anything
         // runs rather than in the middle of a restore.
         let store = Store {
@@ -512,62 +513,6 @@ impl Store {
     }
 }
 
-/// Brings an opened file to the current schema; returns whether it was new (no schema yet).
-fn migrate(path: &Path, db: &Database) -> Result<bool, StoreError> {
-    let tx = db.begin_write()?;
-    let fresh;
-    {
-        let mut meta = tx.open_table(META)?;
-        let found = meta.get("schema")?.map(|v| v.value());
-        fresh = found.is_none();
-        match found {
-            None => {
-                // A redb file without vigil's schema but with tables is some other program's database.
-                drop(meta);
-                let foreign: Vec<String> = tx
-                    .list_tables()?
-                    .map(|t| t.name().to_string())
-                    .filter(|n| n != "meta")
-                    .collect();
-                if !foreign.is_empty() {
-                    return Err(check::damaged(
-                        path,
-                        format!("is a redb file without vigil's schema, with tables {foreign:?}"),
-                    ));
-                }
-                meta = tx.open_table(META)?;
-            }
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::TooNew {
-                    path: path.into(),
-                    found: v,
-                    supported: SCHEMA_VERSION,
-                });
-            }
-            // One step per version, oldest first.
-            Some(v) => {
-                if v < 2 {
-                    migrate_1_to_2(&tx)?;
-                }
-                // Schema 3 only adds the cmap table, created below.
-                if v < 4 {
-                    migrate_3_to_4(&tx)?;
-                }
-            }
-        }
-        meta.insert("schema", SCHEMA_VERSION)?;
-        tx.open_table(TAGS)?;
-        tx.open_table(EVENTS)?;
-        tx.open_table(CATEGORIES)?;
-        tx.open_table(MEMBERS)?;
-        tx.open_table(CMAP)?;
-        tx.open_table(SAM)?;
-        tx.open_table(SAM_DATA)?;
-    }
-    tx.commit()?;
-    Ok(fresh)
-}
-
 /// A record that does not decode, or a storage error while reading, makes the whole file untrusted at open.
 fn as_damage(path: &Path, e: StoreError) -> StoreError {
     match e {
@@ -627,50 +572,6 @@ fn secure_file(path: &Path) -> Result<(), StoreError> {
     std::fs::rename(&tmp, path).map_err(mode_err)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(mode_err)?;
-    }
-    Ok(())
-}
-
-/// Schema 2 adds the PSM tables (created on open) and gives events a node and typed attributes.
-fn migrate_1_to_2(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut events = tx.open_table(EVENTS)?;
-    let mut rewritten = Vec::new();
-    for row in events.iter()? {
-        let (k, v) = row?;
-        let old: EventRecordV1 = postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
-            what: format!("event {} (schema 1)", k.value()),
-            source,
-        })?;
-        rewritten.push(EventRecord::from(old));
-    }
-    for e in rewritten {
-        let bytes = postcard::to_allocvec(&e).map_err(|source| StoreError::Record {
-            what: format!("event {}", e.seq),
-            source,
-        })?;
-        events.insert(e.seq, bytes.as_slice())?;
-    }
-    Ok(())
-}
-
-/// Schema 4 gives tags their health checks (none for the migrated ones) and a new stop mode.
-fn migrate_3_to_4(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut tags = tx.open_table(TAGS)?;
-    let mut rewritten = Vec::new();
-    for row in tags.iter()? {
-        let (k, v) = row?;
-        let old: TagRecordV3 = postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
-            what: format!("tag {} (schema 3)", k.value()),
-            source,
-        })?;
-        rewritten.push(TagRecord::from(old));
-    }
-    for t in rewritten {
-        let bytes = postcard::to_allocvec(&t).map_err(|source| StoreError::Record {
-            what: format!("tag {}", t.name),
-            source,
-        })?;
-        tags.insert(t.name.as_str(), bytes.as_slice())?;
     }
     Ok(())
 }
