@@ -18,7 +18,7 @@ struct Shape {
     main_stays: bool,
 }
 
-const SHAPES: [Shape; 10] = [
+const SHAPES: [Shape; 12] = [
     // Double fork, the middle process exits at once.
     Shape {
         script: "( D & ) ; exit 0",
@@ -66,6 +66,20 @@ const SHAPES: [Shape; 10] = [
         script: "( ( setsid -f D ) ; exit 0 ) ; exit 0",
         level: -1,
         depth: 3,
+        main_stays: false,
+    },
+    // The main process does not wait for the middle one: its exit can be read before the daemon's fork.
+    Shape {
+        script: "( D & ) & exit 0",
+        level: -1,
+        depth: 2,
+        main_stays: false,
+    },
+    // The same, leaving the session.
+    Shape {
+        script: "( setsid -f D ) & exit 0",
+        level: -1,
+        depth: 2,
         main_stays: false,
     },
     // At level 2, a daemon at depth 2 is watched...
@@ -154,11 +168,31 @@ fn tag_name(test: &str, i: usize) -> String {
     format!("{test}{i:03}")
 }
 
-fn start_tags(v: &Vigild, daemons: &Daemons, test: &str, count: usize) {
+/// Starts `count` tags of every shape in turn, the last `pmfadm` ones with `pmfadm -c`.
+fn start_tags(v: &Vigild, daemons: &Daemons, test: &str, count: usize, pmfadm: usize) {
     let mut c = v.client();
     for i in 0..count {
         let shape = &SHAPES[i % SHAPES.len()];
         let script = shape.script.replace('D', &format!("sleep {}", daemons.marker(i)));
+        if i >= count - pmfadm {
+            let level = shape.level.to_string();
+            let args = [
+                "-c",
+                &tag_name(test, i),
+                "-C",
+                &level,
+                "-n",
+                "2",
+                "-t",
+                "1",
+                "sh",
+                "-c",
+                &script,
+            ];
+            let out = v.pmfadm(&args);
+            assert!(out.status.success(), "pmfadm {args:?}: {}", stderr(&out));
+            continue;
+        }
         let mut spec = sh(&tag_name(test, i), &script);
         spec.level = shape.level;
         spec.retries = 2;
@@ -226,15 +260,15 @@ fn wait_settled(v: &Vigild, daemons: &Daemons, test: &str, count: usize) {
     });
 }
 
-/// 100 tags of every shape: each daemon tracked at its level, none restarted; half stopped with
-/// `vigil stop`, the rest by SIGTERM to vigild; no daemon outlives either.
+/// 100 tags of every shape (the last 12 made by `pmfadm -c`): each daemon tracked at its level, none
+/// restarted; half stopped with `vigil stop`, the rest by SIGTERM to vigild; no daemon outlives either.
 #[test]
 fn hundred_forking_tags_tracked_and_stopped() {
     // Declared first, dropped last: after vigild, which could start more of them until it stops.
     let daemons = Daemons::new(1);
     let mut v = Vigild::start();
     let count = 100;
-    start_tags(&v, &daemons, "df", count);
+    start_tags(&v, &daemons, "df", count, 12);
     wait_settled(&v, &daemons, "df", count);
 
     let mut c = v.client();
@@ -265,7 +299,7 @@ fn forking_tags_spend_their_budget_and_leave_nothing() {
     let daemons = Daemons::new(2);
     let v = Vigild::start();
     let count = SHAPES.len();
-    start_tags(&v, &daemons, "bs", count);
+    start_tags(&v, &daemons, "bs", count, 0);
     let mut c = v.client();
     for round in 1..=3u64 {
         let mut seen = vec![None; count];
