@@ -341,3 +341,58 @@ fn forking_tags_spend_their_budget_and_leave_nothing() {
     }
     daemons.wait_none_left("once every budget is spent");
 }
+
+/// Without the process connector, the /proc scans find every daemon that stays in its tag's session,
+/// as docs/vigild.md says (at level 1 when its middle processes were gone before a scan): none
+/// restarted, none left after `stop` or SIGTERM to vigild.
+#[test]
+fn scan_mode_tracks_daemons_in_their_session() {
+    let daemons = Daemons::new(3);
+    let mut v = Vigild::start_scan();
+    // The shapes that keep the session and watch every level.
+    let shapes: Vec<usize> = (0..SHAPES.len())
+        .filter(|&s| SHAPES[s].level == -1 && !SHAPES[s].script.contains("setsid"))
+        .collect();
+    let count = shapes.len() * 2;
+    let mut c = v.client();
+    for i in 0..count {
+        let script = SHAPES[shapes[i % shapes.len()]]
+            .script
+            .replace('D', &format!("sleep {}", daemons.marker(i)));
+        let mut spec = sh(&tag_name("sc", i), &script);
+        spec.retries = 2;
+        spec.period = 60;
+        c.run(spec).expect("run");
+    }
+    settle("every daemon tracked by the scans", || {
+        let live = daemons.live();
+        for i in 0..count {
+            let st = c.status(&tag_name("sc", i)).expect("status");
+            let pids = live.get(&daemons.marker(i)).cloned().unwrap_or_default();
+            let ok = st.starts == 1
+                && st.state == "running"
+                && pids.len() == 1
+                && st.procs.len() == 1
+                && st.procs[0].pid == pids[0]
+                && st.procs[0].watched;
+            if !ok {
+                return Err(format!("{}: {st:?} daemons {pids:?}", st.name));
+            }
+        }
+        Ok(())
+    });
+    for i in (0..count).step_by(2) {
+        c.stop(&tag_name("sc", i), None, None).expect("stop");
+    }
+    wait_for("stopped tags' daemons to be gone", || {
+        let live = daemons.live();
+        (0..count)
+            .step_by(2)
+            .all(|i| !live.contains_key(&daemons.marker(i)))
+            .then_some(())
+    });
+    let st = v.terminate();
+    assert!(st.success(), "vigild: {st:?}");
+    let left = daemons.live();
+    assert!(left.is_empty(), "daemons outlived vigild: {left:?}");
+}
