@@ -12,6 +12,7 @@ pub mod events;
 pub mod fit;
 pub mod handlers;
 pub mod health;
+pub mod lineage;
 pub mod logs;
 pub mod nodes;
 pub mod procs;
@@ -251,6 +252,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         notify,
         notify_rescan: None,
         connector,
+        lineage: Default::default(),
         timers: BTreeSet::new(),
         waiters: Vec::new(),
         subscriptions: Vec::new(),

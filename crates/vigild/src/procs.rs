@@ -2,8 +2,10 @@
 //!
 //! Exits are learnt three ways, whichever comes first: the process connector's exit event (with the
 //! status, for any process), vigild's own reaping of its children on SIGCHLD, and the pidfd of each
-//! watched process becoming readable. Fork events of the connector are always drained first, so a child
-//! forked just before its parent died is never missed.
+//! watched process becoming readable. No exit is judged before the connector has been read past it:
+//! every fork of a process is queued before its exit, so a child forked just before its parent died is
+//! in its tag's tree before the tag can be found empty. A process that was gone before it could be
+//! watched leaves its lineage (`crate::lineage`), through which its own children are still attributed.
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -26,6 +28,21 @@ const EXIT_RETRY: [std::time::Duration; 6] = [
 ];
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Reads of the connector in one drain while middle processes keep turning out to be gone: a bound, so
+/// that a storm of short-lived forks cannot hold the loop.
+const DRAIN_ROUNDS: usize = 16;
+
+/// What became of a process found to belong to a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adopted {
+    /// Now watched, in the tag's tree.
+    New,
+    /// Already in the tag's tree.
+    Known,
+    /// Gone before it could be watched (no start time or pidfd any more, or another process now).
+    Gone,
+}
 
 /// What a process started for a tag is: its command, its action program, or one of its exec probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,57 +302,92 @@ impl Daemon {
     }
 
     /// A newly seen process belongs to a tag at `depth`: watch it.
-    fn adopt_child(&mut self, name: &TagName, pid: i32, parent: Option<i32>, depth: u32) -> bool {
+    fn adopt_child(&mut self, name: &TagName, pid: i32, depth: u32) -> Adopted {
+        if self.tags[name].tag.tree.contains(pid) {
+            return Adopted::Known;
+        }
         let Ok(st) = vigil_sys::start_time(pid) else {
-            return false;
+            return Adopted::Gone;
         };
         let id = ProcId { pid, start_time: st };
         let Some(fd) = Self::open_checked(id) else {
+            return Adopted::Gone;
+        };
+        self.tags.get_mut(name).expect("present").tag.tree.insert(id, depth);
+        self.dirty.insert(name.clone());
+        self.watch(name, id, Arc::new(fd));
+        Adopted::New
+    }
+
+    /// The tag and depth of a process, watched or gone before it could be.
+    fn owner(&self, pid: i32) -> Option<(TagName, u32)> {
+        let watched = self.procs.get(&pid).and_then(|w| w.tag.as_ref()).and_then(|tag| {
+            let depth = self.tags.get(tag)?.tag.tree.get(pid)?.depth;
+            Some((tag.clone(), depth))
+        });
+        watched.or_else(|| self.lineage.get(pid).map(|(t, d)| (t.clone(), d)))
+    }
+
+    /// A fork event: a child of one of a tag's processes is one level deeper in that tag. Returns true
+    /// when the child was already gone, its lineage kept for its own children.
+    fn on_fork(&mut self, parent: i32, child: i32) -> bool {
+        // A fork event under a pid we remembered means the pid now names a new process.
+        self.lineage.forget(child);
+        let Some((tag, depth)) = self.owner(parent).filter(|(t, _)| self.tags.contains_key(t)) else {
             return false;
         };
-        let entry = self.tags.get_mut(name).expect("present");
-        let added = match parent {
-            Some(p) => entry.tag.forked(p, id),
-            None => entry.tag.tree.insert(id, depth),
-        };
-        if added {
-            self.dirty.insert(name.clone());
-            self.watch(name, id, Arc::new(fd));
+        let depth = depth.saturating_add(1);
+        if self.adopt_child(&tag, child, depth) == Adopted::Gone {
+            debug!(tag = %tag, pid = child, depth, "forked and gone before it could be watched");
+            self.lineage.record(child, tag, depth);
+            return true;
         }
-        added
+        false
     }
 
     /// Reads every pending process connector event: forks add to trees, exits end processes.
+    ///
+    /// Every fork is taken before any exit is judged, whatever their order in the reads: a process's
+    /// exit can come before its child's own forks (`sh -c '( daemon & )'` ends while the subshell
+    /// forks), and a tag must not be found empty, and restarted, while its daemon is still on the way
+    /// in. A child that was already gone when its fork was read had exited, so its own forks are all
+    /// queued: the connector is read again until no round finds such a child (up to `DRAIN_ROUNDS`).
     pub fn drain_connector(&mut self) {
         let Some(conn) = self.connector.clone() else {
             return;
         };
+        let mut exits = Vec::new();
+        let mut overrun = false;
         let mut events = Vec::new();
-        let overrun = match conn.read_events(&mut events) {
-            Ok(()) => false,
-            Err(vigil_sys::SysError::Overrun) => true,
-            Err(e) => {
-                warn!("process connector: {e}");
-                false
+        for _ in 0..DRAIN_ROUNDS {
+            events.clear();
+            match conn.read_events(&mut events) {
+                Ok(()) => {}
+                Err(vigil_sys::SysError::Overrun) => overrun = true,
+                Err(e) => warn!("process connector: {e}"),
             }
-        };
-        for ev in events {
-            match ev {
-                ProcEvent::Fork { parent, child } => {
-                    if let Some(tag) = self.procs.get(&parent).and_then(|w| w.tag.clone()) {
-                        self.adopt_child(&tag, child, Some(parent), 0);
-                    }
+            let mut gone = false;
+            for ev in events.drain(..) {
+                match ev {
+                    ProcEvent::Fork { parent, child } => gone |= self.on_fork(parent, child),
+                    ProcEvent::Exit { pid, status } => exits.push((pid, status)),
+                    ProcEvent::Exec { .. } => {}
                 }
-                ProcEvent::Exit { pid, status } => {
-                    if self.procs.contains_key(&pid) {
-                        self.proc_gone(pid, crate::convert::exit_from_wait(status));
-                    }
-                }
-                ProcEvent::Exec { .. } => {}
+            }
+            if !gone {
+                break;
+            }
+        }
+        for (pid, status) in exits {
+            self.lineage.forget(pid);
+            if self.procs.contains_key(&pid) {
+                self.proc_gone(pid, crate::convert::exit_from_wait(status));
             }
         }
         if overrun {
             warn!("process connector overrun: rescanning every tree");
+            // Exits may have been lost with the rest: what the lineage holds may name reused pids.
+            self.lineage.clear();
             let table = vigil_sys::ProcTable::snapshot();
             let names: Vec<TagName> = self.tags.keys().cloned().collect();
             for n in names {
@@ -346,7 +398,6 @@ impl Daemon {
 
     /// Reaps every exited child of vigild.
     pub fn reap(&mut self) {
-        self.drain_connector();
         // Reap everything first, then act: acting restarts tags, and a command that exits at once would
         // otherwise keep this loop busy forever, starving every request (a livelock seen with
         // `sh -c 'exit 0'` under retries -1). New zombies are reaped on the next turn of the loop.
@@ -361,6 +412,9 @@ impl Daemon {
                 }
             }
         }
+        // The connector is read after the reaping: the processes reaped had exited, so every fork they
+        // made is queued by now and their children are in their trees before their exits are judged.
+        self.drain_connector();
         for (pid, status) in reaped {
             let exit = crate::convert::exit_from_wait(status);
             if let Some(name) = self.actions.remove(&pid) {
@@ -474,14 +528,14 @@ impl Daemon {
                 .filter(|p| table.stat(*p).is_some_and(|s| s.session == sid))
                 .collect();
             for pid in orphans {
-                if self.adopt_child(name, pid, None, 1) {
+                if self.adopt_child(name, pid, 1) == Adopted::New {
                     queue.push((pid, 1));
                 }
             }
         }
         while let Some((pid, depth)) = queue.pop() {
             for &child in table.children(pid) {
-                if !self.procs.contains_key(&child) && self.adopt_child(name, child, None, depth + 1) {
+                if !self.procs.contains_key(&child) && self.adopt_child(name, child, depth + 1) == Adopted::New {
                     queue.push((child, depth + 1));
                 }
             }

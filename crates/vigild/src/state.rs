@@ -113,6 +113,9 @@ pub struct Daemon {
     /// When a notify datagram from an unknown pid last caused a /proc scan (without the connector).
     pub notify_rescan: Option<std::time::Instant>,
     pub connector: Option<Arc<ProcConnector>>,
+    /// Processes of tags that were gone before they could be watched, so that their forks are still
+    /// attributed (process connector only).
+    pub lineage: crate::lineage::Lineage,
     pub timers: BTreeSet<(Timestamp, TagName)>,
     pub waiters: Vec<Waiter>,
     pub subscriptions: Vec<crate::events::Subscription>,

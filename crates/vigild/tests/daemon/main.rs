@@ -16,6 +16,7 @@ mod lifecycle;
 mod pmf;
 mod pmfadm;
 mod psm;
+mod rel_fork;
 mod rel_store;
 mod remote;
 mod sam;
