@@ -91,6 +91,8 @@ pub struct NodeState {
 pub enum ClusterMsg {
     /// The node's lease is alive (a keepalive succeeded within its TTL) or not.
     Lease(bool),
+    /// A keepalive succeeded: etcd cannot expire the lease before this instant.
+    Renewed(std::time::Instant),
     /// Every known node, after the list changed.
     Nodes(Vec<NodeState>),
     /// A request another node sent to this one, to be carried out as `uid`/`gid` and answered with
@@ -617,10 +619,16 @@ async fn session(
                 }
             }
             _ = tick.tick() => {
+                // etcd renews the lease after it reads the keepalive, so it cannot expire the lease before
+                // `sent + TTL`: the deadline SAM's QUORUM supervisors are given (docs/cluster.md).
+                let sent = Instant::now();
                 call("keepalive", keeper.keep_alive()).await?;
                 match call("keepalive", answers.message()).await? {
                     Some(a) if a.ttl() > 0 => {
                         life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64));
+                        // Before `Lease(true)`: a quorum regained is pushed with this deadline.
+                        let until = sent + Duration::from_secs(a.ttl() as u64);
+                        let _ = life.tx.send(Msg::Cluster(ClusterMsg::Renewed(until.into_std())));
                         life.tell(true);
                     }
                     _ => {
