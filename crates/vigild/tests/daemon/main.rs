@@ -19,6 +19,7 @@ mod psm;
 mod remote;
 mod sam;
 mod sam_compat;
+mod sam_faults;
 mod sec_client;
 mod sec_limits;
 mod sec_logs;
