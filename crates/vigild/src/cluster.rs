@@ -532,12 +532,18 @@ async fn session(
 ) -> anyhow::Result<()> {
     let ttl = opts.lease_ttl as i64;
     let mut client = connect(opts, true).await?;
+    // When etcd can expire the lease at the earliest (see the keepalive loop), for SAM's deadline.
+    let mut renewed = None;
     // The lease of the previous session, if etcd still has it: the node stays up without a blip.
     if let Some(id) = life.lease {
         let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(id)).await?;
+        let sent = Instant::now();
         call("keepalive", keeper.keep_alive()).await?;
         match call("keepalive", answers.message()).await? {
-            Some(a) if a.ttl() > 0 => life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64)),
+            Some(a) if a.ttl() > 0 => {
+                life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64));
+                renewed = Some(sent + Duration::from_secs(a.ttl() as u64));
+            }
             _ => {
                 info!("cluster: lease {id:x} expired; joining again");
                 life.lease = None;
@@ -545,7 +551,9 @@ async fn session(
         }
     }
     if life.lease.is_none() {
+        let sent = Instant::now();
         let granted = call("lease grant", client.lease_grant(ttl, None)).await?;
+        renewed = Some(sent + Duration::from_secs(granted.ttl().max(1) as u64));
         life.lease = Some(granted.id());
         life.expires = Some(Instant::now() + Duration::from_secs(granted.ttl().max(1) as u64));
         life.since_ms = now().as_millis();
@@ -587,6 +595,9 @@ async fn session(
         "cluster: registered as {} (id {})", me.name, me.id
     );
     life.failing = false;
+    if let Some(until) = renewed {
+        let _ = life.tx.send(Msg::Cluster(ClusterMsg::Renewed(until.into_std())));
+    }
     life.tell(true);
 
     let (nodes, rev) = list(&mut client, keys).await?;
