@@ -240,8 +240,7 @@ pub fn register() -> Result<u32> {
             socket: g.socket.clone(),
             data: g.data.clone(),
             quorum: policy.quorum(),
-            last_info: None,
-            news: Default::default(),
+            ..Default::default()
         }),
         reporter: None,
         quorate: g.quorate,

@@ -18,8 +18,10 @@ use vigil_proto::{ErrorCode, Request, SamChange, SamInfo};
 
 use crate::{Client, ClientError, QuorumLease};
 
-/// How often a supervisor of a QUORUM application without vigild tries to reach it again.
-const RETRY: Duration = Duration::from_secs(1);
+/// How often a supervisor of a QUORUM application without vigild tries to reach it again: well within
+/// the quorum deadline (at least the lease's TTL of 2 s less a third and a margin), so that a vigild that
+/// re-executes renews it in time; a refused connect costs microseconds.
+const RETRY: Duration = Duration::from_millis(100);
 
 /// The connection to vigild and what it takes to make a new one.
 #[derive(Default)]
@@ -33,7 +35,17 @@ pub(super) struct Link {
     /// The last record reported: what a new connection reattaches.
     pub(super) last_info: Option<SamInfo>,
     /// Quorum as vigild told it, not yet taken by the supervisor.
-    pub(super) news: VecDeque<QuorumLease>,
+    pub(super) news: VecDeque<News>,
+    /// The news now read are the answer of a new connection.
+    pub(super) reconnecting: bool,
+}
+
+/// Quorum as vigild told it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct News {
+    pub(super) lease: QuorumLease,
+    /// Read on a new connection (vigild restarted or came back): how things stand, not a change.
+    pub(super) reconnected: bool,
 }
 
 impl Link {
@@ -102,7 +114,9 @@ impl Link {
         }
         self.vigild = Some(c);
         if self.quorum {
+            self.reconnecting = true;
             self.track();
+            self.reconnecting = false;
         }
         true
     }
@@ -113,8 +127,21 @@ impl Link {
         let Some(c) = self.vigild.as_mut() else { return };
         if c.quorum_lease_track().is_err() {
             self.vigild = None;
+            return;
         }
-        self.collect();
+        // The first message may follow the answer: it belongs to this track (how things stand on this
+        // connection), not to the changes pushed later.
+        let mut got = c.quorum_leases();
+        while got.is_empty() {
+            if c.read_push().is_err() {
+                self.vigild = None;
+                return;
+            }
+            got = c.quorum_leases();
+        }
+        let reconnected = self.reconnecting;
+        self.news
+            .extend(got.into_iter().map(|lease| News { lease, reconnected }));
     }
 
     /// Reads one pushed message (the socket polled readable).
@@ -130,7 +157,9 @@ impl Link {
     /// Moves the quorum news the client received into `news`.
     fn collect(&mut self) {
         if let Some(c) = self.vigild.as_mut() {
-            self.news.extend(c.quorum_leases());
+            let reconnected = self.reconnecting;
+            self.news
+                .extend(c.quorum_leases().into_iter().map(|lease| News { lease, reconnected }));
         }
     }
 }
@@ -148,7 +177,7 @@ struct Queues {
     /// The supervisor wants the link back once the jobs are done.
     closing: bool,
     answers: VecDeque<Result<(), ErrorCode>>,
-    news: VecDeque<QuorumLease>,
+    news: VecDeque<News>,
 }
 
 /// The supervisor's handle on the thread that owns the link while an instance runs.
@@ -225,7 +254,7 @@ impl Reporter {
 
     /// What the thread has for the supervisor since the last call: the answers to the reports that asked
     /// for one, and quorum news, each oldest first.
-    pub(super) fn take(&self) -> (Vec<Result<(), ErrorCode>>, Vec<QuorumLease>) {
+    pub(super) fn take(&self) -> (Vec<Result<(), ErrorCode>>, Vec<News>) {
         // Emptied first: anything added after it pokes again.
         drain(&self.woken);
         let mut q = lock(&self.queues);
@@ -239,7 +268,7 @@ impl Reporter {
         // The thread cannot panic short of a bug; the supervisor then goes on without vigild.
         let mut link = self.thread.join().unwrap_or_default();
         let mut q = lock(&self.queues);
-        let mut news: VecDeque<QuorumLease> = q.news.drain(..).collect();
+        let mut news: VecDeque<News> = q.news.drain(..).collect();
         news.append(&mut link.news);
         link.news = news;
         link
@@ -277,7 +306,7 @@ fn run(mut link: Link, queues: &Mutex<Queues>, wake: &OwnedFd, woken: &OwnedFd) 
         let retry = link.quorum && link.vigild.is_none() && link.socket.is_some();
         let timeout = retry.then(|| rustix::time::Timespec {
             tv_sec: RETRY.as_secs() as i64,
-            tv_nsec: 0,
+            tv_nsec: RETRY.subsec_nanos() as _,
         });
         let mut fds = vec![PollFd::new(wake, PollFlags::IN)];
         if let Some(c) = link.vigild.as_ref() {

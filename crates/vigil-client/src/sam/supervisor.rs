@@ -16,6 +16,7 @@ use super::{
     recv_exact, send_all, Result, SamError, CMD_DATA, CMD_HB, CMD_MARK_FAILED, CMD_START, CMD_STOP, CMD_WARN_SIGNAL,
     REPLY_ERROR, REPLY_OK, SIGKILL,
 };
+use crate::QuorumLease;
 
 /// The parent side: one instance at a time.
 pub(super) struct Supervisor {
@@ -122,9 +123,22 @@ impl Supervisor {
             self.answers.extend(answers);
             news.extend(n);
         }
-        if let Some(last) = news.last() {
-            self.quorate = last.quorate;
-            self.quorum_until = last.until;
+        for n in news {
+            let QuorumLease { quorate, until } = n.lease;
+            if n.reconnected {
+                // A vigild that has just started again may not have renewed the node's lease yet: its
+                // "not quorate" is no loss, and the deadline of the last renewal still rules (it acts if
+                // no renewal comes in time). Without a deadline (not in cluster mode), how things stand
+                // is taken as it is, and not acted on: no change was pushed.
+                if self.quorum_until.is_some() && !quorate {
+                    continue;
+                }
+                if until.is_none() {
+                    self.acted_quorate = quorate;
+                }
+            }
+            self.quorate = quorate;
+            self.quorum_until = until;
         }
     }
 

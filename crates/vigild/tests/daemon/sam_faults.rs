@@ -149,3 +149,50 @@ fn a_quorum_application_stops_before_the_others_count_its_frozen_node_down() {
     assert_eq!(warn.attr("reason"), Some(&Value::Str("quorum lost".into())), "{warn:?}");
     wait_for("a up on b again", || a_up_on_b().filter(|up| *up));
 }
+
+#[test]
+fn a_reexec_of_vigild_in_cluster_mode_does_not_fail_a_quorum_application() {
+    let etcd = Etcd::start1();
+    let a = Vigild::start_args(&etcd.vigild_args("a", 2));
+    wait_for("a quorate", || {
+        (cmap(&a, "runtime.votequorum.quorate") == Some(CmapValue::U8(1))).then_some(())
+    });
+    let app = SamApp::start(
+        Some(&a),
+        a.dir.path(),
+        &[
+            "--interval",
+            "1000",
+            "--policy",
+            "restart+quorum",
+            "--on",
+            "1:start;beat:600000",
+        ],
+    );
+    app.wait_line("1 start ok");
+    let child = instance_pid(&a, app.pid());
+    let reexec = Instant::now();
+    assert!(a.client().reexec().is_ok());
+    // The new image is quorate once it has renewed its lease; the supervisor, on a new connection, must
+    // neither take the image's first "not quorate yet" for a loss nor let its old deadline run out.
+    wait_for("the supervisor back on the new image", || {
+        let p = a.client().sam_list().ok()?.into_iter().find(|p| p.pid == app.pid())?;
+        p.connected.then_some(())
+    });
+    wait_for("a quorate again", || {
+        (cmap(&a, "runtime.votequorum.quorate") == Some(CmapValue::U8(1))).then_some(())
+    });
+    // Past the deadline the old image gave (at most the TTL after the re-exec), the instance lives.
+    while reexec.elapsed() < Duration::from_millis(2500) {
+        assert!(
+            alive(child),
+            "the instance died {:?} after the re-exec: {:#?}\n{:?}",
+            reexec.elapsed(),
+            app.lines(),
+            sam_events(&a, app.pid())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let evs = names(&sam_events(&a, app.pid()));
+    assert!(!evs.iter().any(|n| n == "warn" || n == "kill"), "{evs:?}");
+}
