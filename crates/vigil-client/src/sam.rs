@@ -13,8 +13,8 @@
 //! (events `sys.vigil.sam.*`, the record `vigil sam ls` shows, the data blob kept across a restart of vigild,
 //! and with the CMAP flag corosync's keys `resources.process.<supervisor pid>.*`); with the QUORUM flag it
 //! follows vigild's quorum. Without those flags SAM works without vigild too, as corosync's library does.
-//! While an instance runs, the reports go through a thread of their own ([`report`]): the supervisor
-//! ([`supervisor`]) never waits for vigild to watch its application. In cluster mode vigild hands it a
+//! While an instance runs, the reports go through a thread of their own (`sam/report.rs`): the supervisor
+//! (`sam/supervisor.rs`) never waits for vigild to watch its application. In cluster mode vigild hands it a
 //! deadline with each renewal of the node's lease, after which it takes quorum as lost by itself, so that a
 //! stalled or dead vigild cannot keep a QUORUM application running on a node the others count down.
 //!

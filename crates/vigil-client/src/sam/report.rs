@@ -167,7 +167,7 @@ impl Link {
 struct Job {
     change: SamChange,
     info: SamInfo,
-    /// The supervisor waits for vigild's answer (a data store).
+    /// The supervisor waits for vigild's answer (a command whose reply waits for it).
     answer: bool,
 }
 
@@ -238,7 +238,7 @@ impl Reporter {
         }
     }
 
-    /// Queues a report; `answer`: its result comes back through [`Reporter::answers`].
+    /// Queues a report; `answer`: its result comes back through [`Reporter::take`].
     pub(super) fn report(&self, change: SamChange, info: SamInfo, answer: bool) {
         {
             let mut q = lock(&self.queues);
