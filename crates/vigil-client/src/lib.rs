@@ -149,6 +149,15 @@ impl io::Write for NoSigpipe<'_> {
     }
 }
 
+/// The node's quorum as one `ServerMsg::QuorumLease` told it, after [`Client::quorum_lease_track`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumLease {
+    pub quorate: bool,
+    /// When the quorum can no longer be counted on without a newer message, on this process's monotonic
+    /// clock (computed when the message was read); None: no time limit (vigild is not in cluster mode).
+    pub until: Option<std::time::Instant>,
+}
+
 /// A connection to vigild.
 pub struct Client {
     stream: UnixStream,
@@ -164,6 +173,8 @@ pub struct Client {
     /// CMAP notifications vigild dropped because this client did not read them in time.
     notifications_lost: u64,
     quorum: VecDeque<bool>,
+    /// Quorum with its deadline, after [`Client::quorum_lease_track`].
+    quorum_leases: VecDeque<QuorumLease>,
     /// Cluster mode: the node requests are for (None: the node of this vigild).
     node: Option<String>,
 }
@@ -231,6 +242,7 @@ impl Client {
             notifications: VecDeque::new(),
             notifications_lost: 0,
             quorum: VecDeque::new(),
+            quorum_leases: VecDeque::new(),
             node: None,
         };
         let hello = ClientMsg::Hello {
@@ -321,6 +333,11 @@ impl Client {
             ServerMsg::CmapNotify(n) => self.notifications.push_back(n),
             ServerMsg::CmapLost { count } => self.notifications_lost += count,
             ServerMsg::Quorum { quorate } => self.quorum.push_back(quorate),
+            ServerMsg::QuorumLease { quorate, valid_ms } => self.quorum_leases.push_back(QuorumLease {
+                quorate,
+                // The duration counts from now, on this process's clock: vigild's need not be ours.
+                until: valid_ms.map(|ms| std::time::Instant::now() + Duration::from_millis(ms)),
+            }),
             ServerMsg::Goodbye { reason } => {
                 return Err(ClientError::Unexpected(format!(
                     "vigild closed the connection: {reason}"
@@ -391,6 +408,21 @@ impl Client {
     /// Quorum changes received so far, oldest first, without blocking.
     pub fn quorum_changes(&mut self) -> Vec<bool> {
         self.quorum.drain(..).collect()
+    }
+
+    /// [`Client::quorum_track`] with a deadline: whether the node is quorate now; from then on each
+    /// change, and in cluster mode each renewal of the node's lease, is pushed with how long it holds
+    /// (see [`Client::quorum_leases`]), the first right after this answer.
+    pub fn quorum_lease_track(&mut self) -> Result<bool> {
+        match self.request(Request::QuorumLeaseTrack)? {
+            Response::Quorate(q) => Ok(q),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Quorum with its deadline as received so far, oldest first, without blocking.
+    pub fn quorum_leases(&mut self) -> Vec<QuorumLease> {
+        self.quorum_leases.drain(..).collect()
     }
 
     /// Every SAM application on the node.

@@ -13,25 +13,33 @@
 //! (events `sys.vigil.sam.*`, the record `vigil sam ls` shows, the data blob kept across a restart of vigild,
 //! and with the CMAP flag corosync's keys `resources.process.<supervisor pid>.*`); with the QUORUM flag it
 //! follows vigild's quorum. Without those flags SAM works without vigild too, as corosync's library does.
+//! While an instance runs, the reports go through a thread of their own (`sam/report.rs`): the supervisor
+//! (`sam/supervisor.rs`) never waits for vigild to watch its application. In cluster mode vigild hands it a
+//! deadline with each renewal of the node's lease, after which it takes quorum as lost by itself, so that a
+//! stalled or dead vigild cannot keep a QUORUM application running on a node the others count down.
 //!
 //! Error values are corosync's (`cs_error_t`, see [`SamError::cs_error`]), and each call is accepted in
 //! exactly the states `sam.h` gives. The rules are those of corosync's lib/sam.c, followed exactly for C
 //! and Rust programs alike (see docs/sam.md): the arguments are checked in its order, the warning is
 //! never taken back within an instance, and the supervisor exits with `WEXITSTATUS` of its last instance.
 
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
-use vigil_core::sam::{Ending, Next, Policy, Step, Watch};
-use vigil_proto::{ErrorCode, Request, SamChange, SamInfo, SamState, SAM_DATA_MAX};
+use vigil_core::sam::{Next, Policy};
+use vigil_proto::{SamChange, SamState, SAM_DATA_MAX};
 
 use crate::{Client, ClientError};
+
+mod report;
+mod supervisor;
+
+use supervisor::Supervisor;
 
 pub use vigil_core::sam::{POLICY_CMAP, POLICY_QUIT, POLICY_QUORUM, POLICY_RESTART};
 
@@ -186,10 +194,11 @@ pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
     }
     let mut quorate = true;
     if p.quorum() {
+        // With its deadline: the supervisor stops the application on its own when vigild goes quiet.
         quorate = vigild
             .as_mut()
             .expect("checked")
-            .quorum_track()
+            .quorum_lease_track()
             .map_err(|_| SamError::Library)?;
     }
     g.status = Status::Initialized;
@@ -226,9 +235,19 @@ pub fn register() -> Result<u32> {
         child: 0,
         state: SamState::Stopped,
         data: g.data.clone(),
-        vigild: g.vigild.take(),
-        socket: g.socket.clone(),
+        link: Some(report::Link {
+            vigild: g.vigild.take(),
+            socket: g.socket.clone(),
+            data: g.data.clone(),
+            quorum: policy.quorum(),
+            ..Default::default()
+        }),
+        reporter: None,
         quorate: g.quorate,
+        quorum_until: None,
+        acted_quorate: g.quorate,
+        pending: None,
+        answers: Vec::new(),
         epoch: Instant::now(),
     };
     loop {
@@ -552,374 +571,5 @@ fn callback_thread(rx: mpsc::Receiver<CbOrder>, cb: Arc<Mutex<Option<HcCallback>
                 }
             }
         }
-    }
-}
-
-/// The parent side: one instance at a time.
-struct Supervisor {
-    /// The policy the application gave; reported as is (the CMAP key `recovery` keeps it).
-    policy: Policy,
-    /// `sam_mark_failed` was called: the supervisor quits after this instance whatever the policy.
-    marked_failed: bool,
-    interval_ms: i32,
-    warn_signal: i32,
-    instance: u32,
-    child: i32,
-    state: SamState,
-    data: Option<Vec<u8>>,
-    vigild: Option<Client>,
-    socket: Option<PathBuf>,
-    quorate: bool,
-    epoch: Instant,
-}
-
-/// What came in on the link.
-enum Incoming {
-    Command(u8),
-    /// The application closed its end (it exited or exec'd).
-    Closed,
-}
-
-impl Supervisor {
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn info(&self) -> SamInfo {
-        SamInfo {
-            instance: self.instance,
-            child: self.child,
-            // corosync stores the int in the uint64 key poll_period as C converts it (sign-extended).
-            interval_ms: self.interval_ms as i64 as u64,
-            policy: self.policy.bits(),
-            warn_signal: self.warn_signal,
-            state: self.state,
-        }
-    }
-
-    /// Tells vigild; reconnects once if the connection was lost (vigild restarted). Without vigild,
-    /// nothing to tell: Ok.
-    fn report(&mut self, change: SamChange) -> std::result::Result<(), ErrorCode> {
-        let info = self.info();
-        let req = Request::SamReport {
-            change: change.clone(),
-            info: info.clone(),
-        };
-        let Some(c) = self.vigild.as_mut() else {
-            return self.reconnect_and(change);
-        };
-        // A quorum change pushed while the request waited stays queued in the client: the supervise loop
-        // acts on it before it polls again (the socket will not poll readable for it).
-        match c.request(req) {
-            Ok(_) => Ok(()),
-            Err(ClientError::Server(e)) => Err(e.code),
-            Err(_) => {
-                self.vigild = None;
-                self.reconnect_and(change)
-            }
-        }
-    }
-
-    fn reconnect_and(&mut self, change: SamChange) -> std::result::Result<(), ErrorCode> {
-        let Some(path) = self.socket.clone() else { return Ok(()) };
-        let Ok(mut c) = Client::connect(&path) else {
-            return Ok(());
-        };
-        let info = self.info();
-        let again = |c: &mut Client, change: SamChange| {
-            c.request(Request::SamReport {
-                change,
-                info: info.clone(),
-            })
-        };
-        if again(&mut c, SamChange::Reattach).is_err() {
-            return Ok(());
-        }
-        if let Some(d) = self.data.clone() {
-            let _ = again(&mut c, SamChange::Data(Some(d)));
-        }
-        if self.policy.quorum() {
-            if let Ok(q) = c.quorum_track() {
-                self.quorate = q;
-            }
-        }
-        let r = match again(&mut c, change) {
-            Err(ClientError::Server(e)) => Err(e.code),
-            _ => Ok(()),
-        };
-        self.vigild = Some(c);
-        r
-    }
-
-    fn take_quorum(&mut self) -> Option<bool> {
-        let changes = self.vigild.as_mut().map(Client::quorum_changes).unwrap_or_default();
-        let last = changes.last().copied();
-        if let Some(q) = last {
-            self.quorate = q;
-        }
-        last
-    }
-
-    fn act(&mut self, step: Step, reason: &str) {
-        match step {
-            Step::Warn => {
-                let _ = vigil_sys::send_signal(self.child, self.warn_signal);
-                self.report(SamChange::Warn {
-                    signal: self.warn_signal,
-                    reason: reason.into(),
-                })
-                .ok();
-            }
-            Step::Kill => {
-                let _ = vigil_sys::send_signal(self.child, SIGKILL);
-                self.report(SamChange::Kill { reason: reason.into() }).ok();
-            }
-        }
-    }
-
-    fn reply(link: &OwnedFd, r: std::result::Result<(), SamError>) {
-        let msg = match r {
-            Ok(()) => vec![REPLY_OK],
-            Err(e) => {
-                let mut m = vec![REPLY_ERROR];
-                m.extend_from_slice(&e.cs_error().to_le_bytes());
-                m
-            }
-        };
-        let _ = send_all(link, &msg);
-    }
-
-    /// Watches one instance until it is gone; answers how it ended and its wait status.
-    fn supervise(&mut self, pid: i32, link: OwnedFd) -> Result<(Ending, vigil_sys::WaitStatus)> {
-        self.child = pid;
-        self.state = SamState::Stopped;
-        let pidfd = vigil_sys::PidFd::open(pid).map_err(|_| SamError::Library)?;
-        let mut watch = Watch::new(self.interval_ms.into());
-        self.report(SamChange::Instance).ok();
-        if self.instance == 1 {
-            if let Some(d) = self.data.clone() {
-                self.report(SamChange::Data(Some(d))).ok();
-            }
-        }
-        // The instance may return from register now: its keys are written.
-        Self::reply(&link, Ok(()));
-        let mut link_open = true;
-        loop {
-            let now = self.now();
-            if let Some(step) = watch.expire(now) {
-                self.act(step, "heartbeat missed");
-            }
-            self.on_quorum(&mut watch);
-            if !self.poll_once(&pidfd, &link, &mut link_open, &mut watch)? {
-                break;
-            }
-        }
-        let status = vigil_sys::reap_child(pid).map_err(|_| SamError::Library)?;
-        self.report(SamChange::Exit {
-            status: status.to_raw(),
-        })
-        .ok();
-        self.child = 0;
-        Ok((watch.ended(), status))
-    }
-
-    /// One wait for something to happen; false once the instance is gone.
-    fn poll_once(
-        &mut self,
-        pidfd: &vigil_sys::PidFd,
-        link: &OwnedFd,
-        link_open: &mut bool,
-        watch: &mut Watch,
-    ) -> Result<bool> {
-        let timeout = watch.deadline().map(|d| {
-            let ms = d.saturating_sub(self.now());
-            rustix::time::Timespec {
-                tv_sec: (ms / 1000) as i64,
-                tv_nsec: ((ms % 1000) * 1_000_000) as _,
-            }
-        });
-        let quorum_pushes = self.policy.quorum();
-        let vigild = self.vigild.as_ref().filter(|_| quorum_pushes);
-        let watch_vigild = vigild.is_some();
-        let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
-        if *link_open {
-            fds.push(PollFd::new(link, PollFlags::IN));
-        }
-        if let Some(c) = vigild {
-            fds.push(PollFd::new(c, PollFlags::IN));
-        }
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return Err(SamError::Library),
-        }
-        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
-        drop(fds);
-        let mut i = 1;
-        if *link_open {
-            if ready[i] {
-                match self.incoming(link) {
-                    Incoming::Closed => *link_open = false,
-                    Incoming::Command(c) => self.command(c, link, watch, pidfd)?,
-                }
-            }
-            i += 1;
-        }
-        if watch_vigild && ready.get(i).copied().unwrap_or(false) {
-            let lost = !matches!(self.vigild.as_mut().map(Client::read_push), Some(Ok(())));
-            if lost {
-                self.vigild = None;
-            }
-        }
-        Ok(!ready[0])
-    }
-
-    /// Acts on the quorum changes received so far, however they were read (corosync's
-    /// `sam_parent_handler`): each event opens a new interval, and one that finds the node not quorate
-    /// while started is a failure of the instance (the warning the first time, SIGKILL at the next).
-    fn on_quorum(&mut self, watch: &mut Watch) {
-        let Some(quorate) = self.take_quorum() else { return };
-        let now = self.now();
-        if !quorate && watch.started() {
-            let step = watch.fail(now);
-            self.act(step, "quorum lost");
-        } else {
-            watch.heartbeat(now);
-        }
-    }
-
-    fn incoming(&mut self, link: &OwnedFd) -> Incoming {
-        let mut b = [0u8; 1];
-        match recv_exact(link, &mut b) {
-            Ok(()) => Incoming::Command(b[0]),
-            Err(_) => Incoming::Closed,
-        }
-    }
-
-    fn command(&mut self, cmd: u8, link: &OwnedFd, watch: &mut Watch, pidfd: &vigil_sys::PidFd) -> Result<()> {
-        let now = self.now();
-        watch.heartbeat(now);
-        match cmd {
-            CMD_HB if self.policy.cmap() => {
-                self.report(SamChange::Heartbeat).ok();
-            }
-            CMD_HB => {}
-            CMD_START => {
-                if !watch.started() {
-                    if self.policy.quorum() && !self.wait_for_quorum(pidfd)? {
-                        // The application died while waiting. corosync's sam_parent_handler takes the
-                        // start all the same (sam_parent_wait_for_quorum returns CS_OK when the child is
-                        // gone), so the end is a failure, recovered by the policy.
-                        watch.start(self.now());
-                        return Ok(());
-                    }
-                    self.state = SamState::Running;
-                    watch.start(self.now());
-                    self.report(SamChange::Start).ok();
-                }
-                Self::reply(link, Ok(()));
-            }
-            CMD_STOP => {
-                if watch.started() {
-                    watch.stop();
-                    self.state = SamState::Stopped;
-                    self.report(SamChange::Stop).ok();
-                }
-                Self::reply(link, Ok(()));
-            }
-            CMD_DATA => {
-                let mut head = [0u8; 9];
-                if recv_exact(link, &mut head).is_err() {
-                    return Ok(());
-                }
-                let len = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")) as usize;
-                let mut d = Vec::new();
-                if len > SAM_DATA_MAX || d.try_reserve_exact(len).is_err() {
-                    // Drain what the application sends, then say why.
-                    let _ = io::copy(&mut LinkReader(link).take(len as u64), &mut io::sink());
-                    Self::reply(link, Err(SamError::NoMemory));
-                    return Ok(());
-                }
-                d.resize(len, 0);
-                if recv_exact(link, &mut d).is_err() {
-                    return Ok(());
-                }
-                let data = (head[0] != 0).then_some(d);
-                let r = match self.report(SamChange::Data(data.clone())) {
-                    Err(ErrorCode::LimitExceeded) => Err(SamError::NoMemory),
-                    Err(_) => Err(SamError::Library),
-                    Ok(()) => {
-                        self.data = data;
-                        Ok(())
-                    }
-                };
-                Self::reply(link, r);
-            }
-            CMD_WARN_SIGNAL => {
-                let mut s = [0u8; 4];
-                if recv_exact(link, &mut s).is_err() {
-                    return Ok(());
-                }
-                self.warn_signal = i32::from_le_bytes(s);
-                self.report(SamChange::WarnSignal).ok();
-                Self::reply(link, Ok(()));
-            }
-            CMD_MARK_FAILED => {
-                self.marked_failed = true;
-                self.state = SamState::Failed;
-                self.report(SamChange::MarkFailed).ok();
-                let step = watch.mark_failed();
-                self.act(step, "marked failed");
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// `start` with QUORUM: the state is "waiting for quorum" until the node is quorate; false if the
-    /// application died meanwhile.
-    fn wait_for_quorum(&mut self, pidfd: &vigil_sys::PidFd) -> Result<bool> {
-        self.take_quorum();
-        if self.quorate {
-            return Ok(true);
-        }
-        self.state = SamState::WaitingForQuorum;
-        self.report(SamChange::WaitQuorum).ok();
-        while !self.quorate {
-            let Some(c) = self.vigild.as_ref() else {
-                // vigild is gone: wait for it to come back, a second at a time.
-                if pidfd.wait_exited(Some(Duration::from_secs(1))) {
-                    return Ok(false);
-                }
-                self.report(SamChange::WaitQuorum).ok();
-                continue;
-            };
-            let mut fds = [PollFd::new(pidfd, PollFlags::IN), PollFd::new(c, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, None) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return Err(SamError::Library),
-            }
-            let (dead, push) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
-            if dead {
-                return Ok(false);
-            }
-            if push {
-                if self.vigild.as_mut().map(Client::read_push).is_some_and(|r| r.is_err()) {
-                    self.vigild = None;
-                }
-                self.take_quorum();
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// Reads from the link socket.
-struct LinkReader<'a>(&'a OwnedFd);
-
-impl Read for LinkReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        rustix::net::recv(self.0, buf, RecvFlags::empty())
-            .map(|(n, _)| n)
-            .map_err(io::Error::from)
     }
 }

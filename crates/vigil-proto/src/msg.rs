@@ -62,6 +62,11 @@ pub enum ServerMsg {
     /// `count` CMAP notifications for this connection were dropped: it did not read them while they
     /// filled its queue. Tracked keys may have changed meanwhile; read them again.
     CmapLost { count: u64 },
+    /// The node's quorum, with how long it holds at most (after `QuorumLeaseTrack`): sent at each change
+    /// and, in cluster mode, at each renewal of the node's lease. `valid_ms` is counted from when the
+    /// message is read: past it without a newer message, the node may have been declared down by the
+    /// others, so the reader must take quorum as lost. `None`: no time limit (not in cluster mode).
+    QuorumLease { quorate: bool, valid_ms: Option<u64> },
 }
 
 /// The PMF program type of `scds_pmf_start`.
@@ -383,6 +388,11 @@ pub enum Request {
         signal: Option<i32>,
         wait_ms: Option<u64>,
     },
+    /// `QuorumTrack` with a deadline: whether the node is quorate now, then `ServerMsg::QuorumLease`
+    /// messages (the first right after the answer) at each change and each renewal of the node's lease,
+    /// until the connection ends. A SAM supervisor uses it to stop a QUORUM application on its own when
+    /// vigild stalls or dies.
+    QuorumLeaseTrack,
 }
 
 /// Successful answers.

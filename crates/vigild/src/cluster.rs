@@ -91,6 +91,8 @@ pub struct NodeState {
 pub enum ClusterMsg {
     /// The node's lease is alive (a keepalive succeeded within its TTL) or not.
     Lease(bool),
+    /// A keepalive succeeded: etcd cannot expire the lease before this instant.
+    Renewed(std::time::Instant),
     /// Every known node, after the list changed.
     Nodes(Vec<NodeState>),
     /// A request another node sent to this one, to be carried out as `uid`/`gid` and answered with
@@ -530,12 +532,18 @@ async fn session(
 ) -> anyhow::Result<()> {
     let ttl = opts.lease_ttl as i64;
     let mut client = connect(opts, true).await?;
+    // When etcd can expire the lease at the earliest (see the keepalive loop), for SAM's deadline.
+    let mut renewed = None;
     // The lease of the previous session, if etcd still has it: the node stays up without a blip.
     if let Some(id) = life.lease {
         let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(id)).await?;
+        let sent = Instant::now();
         call("keepalive", keeper.keep_alive()).await?;
         match call("keepalive", answers.message()).await? {
-            Some(a) if a.ttl() > 0 => life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64)),
+            Some(a) if a.ttl() > 0 => {
+                life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64));
+                renewed = Some(sent + Duration::from_secs(a.ttl() as u64));
+            }
             _ => {
                 info!("cluster: lease {id:x} expired; joining again");
                 life.lease = None;
@@ -543,7 +551,9 @@ async fn session(
         }
     }
     if life.lease.is_none() {
+        let sent = Instant::now();
         let granted = call("lease grant", client.lease_grant(ttl, None)).await?;
+        renewed = Some(sent + Duration::from_secs(granted.ttl().max(1) as u64));
         life.lease = Some(granted.id());
         life.expires = Some(Instant::now() + Duration::from_secs(granted.ttl().max(1) as u64));
         life.since_ms = now().as_millis();
@@ -585,6 +595,9 @@ async fn session(
         "cluster: registered as {} (id {})", me.name, me.id
     );
     life.failing = false;
+    if let Some(until) = renewed {
+        let _ = life.tx.send(Msg::Cluster(ClusterMsg::Renewed(until.into_std())));
+    }
     life.tell(true);
 
     let (nodes, rev) = list(&mut client, keys).await?;
@@ -617,10 +630,16 @@ async fn session(
                 }
             }
             _ = tick.tick() => {
+                // etcd renews the lease after it reads the keepalive, so it cannot expire the lease before
+                // `sent + TTL`: the deadline SAM's QUORUM supervisors are given (docs/cluster.md).
+                let sent = Instant::now();
                 call("keepalive", keeper.keep_alive()).await?;
                 match call("keepalive", answers.message()).await? {
                     Some(a) if a.ttl() > 0 => {
                         life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64));
+                        // Before `Lease(true)`: a quorum regained is pushed with this deadline.
+                        let until = sent + Duration::from_secs(a.ttl() as u64);
+                        let _ = life.tx.send(Msg::Cluster(ClusterMsg::Renewed(until.into_std())));
                         life.tell(true);
                     }
                     _ => {

@@ -166,6 +166,7 @@ impl Daemon {
             Request::SamReport { change, info } => self.sam_report(caller, change, info),
             Request::SamList => self.sam_list(),
             Request::QuorumTrack => self.quorum_track(caller, out),
+            Request::QuorumLeaseTrack => self.quorum_lease_track(caller, out),
             Request::Nodes => self.nodes(),
             Request::OnNode { .. } => unreachable!("route() unwraps OnNode"),
             Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {

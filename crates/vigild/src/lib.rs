@@ -17,6 +17,7 @@ pub mod logs;
 pub mod nodes;
 pub mod procs;
 pub mod psm;
+pub mod quorum_lease;
 pub mod remote;
 pub mod restore;
 pub mod sam;

@@ -42,6 +42,10 @@ impl Daemon {
             ClusterMsg::Lease(alive) => {
                 view.lease_alive = alive;
             }
+            ClusterMsg::Renewed(until) => {
+                self.quorum_lease_renewed(until);
+                return;
+            }
             ClusterMsg::Nodes(list) => {
                 let mut changes = Vec::new();
                 let mut next = BTreeMap::new();

@@ -46,7 +46,7 @@ fn local_only(req: &Request) -> Option<&'static str> {
         Request::Reexec => "a re-exec of vigild",
         Request::SamReport { .. } => "a SAM report",
         Request::CmapTrackAdd { .. } | Request::CmapTrackDelete { .. } => "a CMAP track",
-        Request::QuorumTrack => "a quorum track",
+        Request::QuorumTrack | Request::QuorumLeaseTrack => "a quorum track",
         _ => return None,
     })
 }

@@ -36,6 +36,10 @@ pub struct Sam {
     /// Connections that asked for quorum changes.
     pub quorum_conns: HashMap<u64, ConnTx>,
     pub quorate: bool,
+    /// Connections that asked for quorum with its deadline (`QuorumLeaseTrack`).
+    pub lease_conns: HashMap<u64, ConnTx>,
+    /// Cluster mode: etcd cannot expire this node's lease before this instant (the last keepalive).
+    pub lease_until: Option<std::time::Instant>,
 }
 
 fn state_code(s: SamState) -> u8 {
@@ -348,6 +352,7 @@ impl Daemon {
 
     pub fn sam_on_closed(&mut self, conn: u64) {
         self.sam.quorum_conns.remove(&conn);
+        self.sam.lease_conns.remove(&conn);
         let mut any = false;
         for e in self.sam.procs.values_mut().filter(|e| e.conn == Some(conn)) {
             e.conn = None;
@@ -412,6 +417,7 @@ impl Daemon {
             self.outbox
                 .push((out.clone(), Outgoing::msg(ServerMsg::Quorum { quorate })));
         }
+        self.push_quorum_lease();
     }
 
     /// `quorum.expected_votes` is vigild's key but users set it (as corosync's votequorum lets them): a u32

@@ -21,6 +21,7 @@ mod rel_store;
 mod remote;
 mod sam;
 mod sam_compat;
+mod sam_faults;
 mod sec_client;
 mod sec_limits;
 mod sec_logs;

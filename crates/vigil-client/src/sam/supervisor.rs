@@ -1,0 +1,485 @@
+//! The supervising parent: watches one instance at a time over its link (heartbeats, the warn → kill
+//! ladder, quorum and its deadline, the data), and tells vigild through the reporter thread of
+//! [`super::report`], so that nothing here ever waits for vigild while an instance runs.
+
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::RecvFlags;
+use vigil_core::sam::{Ending, Policy, Step, Watch};
+use vigil_proto::{ErrorCode, SamChange, SamInfo, SamState, SAM_DATA_MAX};
+
+use super::report;
+use super::{
+    recv_exact, send_all, Result, SamError, CMD_DATA, CMD_HB, CMD_MARK_FAILED, CMD_START, CMD_STOP, CMD_WARN_SIGNAL,
+    REPLY_ERROR, REPLY_OK, SIGKILL,
+};
+use crate::QuorumLease;
+
+/// The parent side: one instance at a time.
+pub(super) struct Supervisor {
+    /// The policy the application gave; reported as is (the CMAP key `recovery` keeps it).
+    pub(super) policy: Policy,
+    /// `sam_mark_failed` was called: the supervisor quits after this instance whatever the policy.
+    pub(super) marked_failed: bool,
+    pub(super) interval_ms: i32,
+    pub(super) warn_signal: i32,
+    pub(super) instance: u32,
+    pub(super) child: i32,
+    pub(super) state: SamState,
+    pub(super) data: Option<Vec<u8>>,
+    /// The link to vigild while no reporter thread holds it (between instances).
+    pub(super) link: Option<report::Link>,
+    /// The thread that holds the link while an instance runs.
+    pub(super) reporter: Option<report::Reporter>,
+    /// Quorum as vigild last told it, and until when that holds without news (None: no limit).
+    pub(super) quorate: bool,
+    pub(super) quorum_until: Option<Instant>,
+    /// The quorum the instance was last acted on with: only a change is an event (a renewal is not).
+    pub(super) acted_quorate: bool,
+    /// A command whose reply waits for vigild's answer to its report: the application gets its reply
+    /// then, and sends nothing else meanwhile (the supervisor's loop goes on).
+    pub(super) pending: Option<Pending>,
+    /// vigild's answers to the reports that asked for one, not yet acted on.
+    pub(super) answers: Vec<std::result::Result<(), ErrorCode>>,
+    pub(super) epoch: Instant,
+}
+
+/// A reply that waits for vigild.
+pub(super) enum Pending {
+    /// `start`, `stop`, `warn_signal_set`: corosync answers once its CMAP has the change, so that the
+    /// application reads the new state right after the call; Ok whatever vigild said.
+    Done,
+    /// A data store: kept once vigild takes it (within the user's budget, else `NoMemory`).
+    Data(Option<Vec<u8>>),
+    /// `mark_failed`: the kill follows the state "failed", and there is no reply.
+    Act(Step),
+}
+
+/// What came in on the link.
+enum Incoming {
+    Command(u8),
+    /// The application closed its end (it exited or exec'd).
+    Closed,
+}
+
+impl Supervisor {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn info(&self) -> SamInfo {
+        SamInfo {
+            instance: self.instance,
+            child: self.child,
+            // corosync stores the int in the uint64 key poll_period as C converts it (sign-extended).
+            interval_ms: self.interval_ms as i64 as u64,
+            policy: self.policy.bits(),
+            warn_signal: self.warn_signal,
+            state: self.state,
+        }
+    }
+
+    /// Tells vigild. While an instance runs the report is queued for the reporter thread and this is
+    /// Ok at once; between instances it is made here.
+    pub(super) fn report(&mut self, change: SamChange) -> std::result::Result<(), ErrorCode> {
+        let info = self.info();
+        if let Some(r) = &self.reporter {
+            r.report(change, info, false);
+            return Ok(());
+        }
+        match self.link.as_mut() {
+            Some(l) => l.report(change, info),
+            None => Ok(()),
+        }
+    }
+
+    fn start_reporter(&mut self) {
+        // Without a thread (none could be made) reports are made in the loop, as a last resort.
+        if self.link.is_some() {
+            self.reporter = report::Reporter::start(&mut self.link);
+        }
+    }
+
+    fn stop_reporter(&mut self) {
+        if let Some(r) = self.reporter.take() {
+            self.link = Some(r.finish());
+        }
+        self.take_news();
+        self.answers.clear();
+        self.pending = None;
+    }
+
+    /// Takes vigild's quorum news (and the answers the reporter has).
+    fn take_news(&mut self) {
+        let mut news = Vec::new();
+        if let Some(l) = self.link.as_mut() {
+            news.extend(l.news.drain(..));
+        }
+        if let Some(r) = &self.reporter {
+            let (answers, n) = r.take();
+            self.answers.extend(answers);
+            news.extend(n);
+        }
+        for n in news {
+            let QuorumLease { quorate, until } = n.lease;
+            if n.reconnected {
+                // A vigild that has just started again may not have renewed the node's lease yet: its
+                // "not quorate" is no loss, and the deadline of the last renewal still rules (it acts if
+                // no renewal comes in time). Without a deadline (not in cluster mode), how things stand
+                // is taken as it is, and not acted on: no change was pushed.
+                if self.quorum_until.is_some() && !quorate {
+                    continue;
+                }
+                if until.is_none() {
+                    self.acted_quorate = quorate;
+                }
+            }
+            self.quorate = quorate;
+            self.quorum_until = until;
+        }
+    }
+
+    /// Quorum as it can be counted on now: as vigild told it, and not past its deadline.
+    fn quorate_now(&self) -> bool {
+        self.quorate && self.quorum_until.is_none_or(|t| Instant::now() < t)
+    }
+
+    fn act(&mut self, step: Step, reason: &str) {
+        match step {
+            Step::Warn => {
+                let _ = vigil_sys::send_signal(self.child, self.warn_signal);
+                self.report(SamChange::Warn {
+                    signal: self.warn_signal,
+                    reason: reason.into(),
+                })
+                .ok();
+            }
+            Step::Kill => {
+                let _ = vigil_sys::send_signal(self.child, SIGKILL);
+                self.report(SamChange::Kill { reason: reason.into() }).ok();
+            }
+        }
+    }
+
+    fn reply(link: &OwnedFd, r: std::result::Result<(), SamError>) {
+        let msg = match r {
+            Ok(()) => vec![REPLY_OK],
+            Err(e) => {
+                let mut m = vec![REPLY_ERROR];
+                m.extend_from_slice(&e.cs_error().to_le_bytes());
+                m
+            }
+        };
+        let _ = send_all(link, &msg);
+    }
+
+    /// The reply to a data store, from vigild's answer.
+    fn data_reply(&mut self, data: Option<Vec<u8>>, r: std::result::Result<(), ErrorCode>) -> Result<()> {
+        match r {
+            Err(ErrorCode::LimitExceeded) => Err(SamError::NoMemory),
+            Err(_) => Err(SamError::Library),
+            Ok(()) => {
+                self.data = data;
+                Ok(())
+            }
+        }
+    }
+
+    /// Replies to the application for the answers vigild gave meanwhile.
+    fn flush_answers(&mut self, link: &OwnedFd) {
+        for r in std::mem::take(&mut self.answers) {
+            if let Some(p) = self.pending.take() {
+                self.answer(link, p, r);
+            }
+        }
+    }
+
+    fn answer(&mut self, link: &OwnedFd, p: Pending, r: std::result::Result<(), ErrorCode>) {
+        let reply = match p {
+            Pending::Done => Ok(()),
+            Pending::Data(data) => self.data_reply(data, r),
+            Pending::Act(step) => return self.act(step, "marked failed"),
+        };
+        Self::reply(link, reply);
+    }
+
+    /// Reports `change`, and replies to the application once vigild has it: later, from the loop, while
+    /// the reporter thread waits for vigild; at once without one.
+    fn report_then_reply(&mut self, change: SamChange, link: &OwnedFd, p: Pending) {
+        let info = self.info();
+        if let Some(r) = &self.reporter {
+            r.report(change, info, true);
+            self.pending = Some(p);
+            return;
+        }
+        let answer = self.report(change);
+        self.answer(link, p, answer);
+    }
+
+    /// Watches one instance until it is gone; answers how it ended and its wait status.
+    pub(super) fn supervise(&mut self, pid: i32, link: OwnedFd) -> Result<(Ending, vigil_sys::WaitStatus)> {
+        self.child = pid;
+        self.state = SamState::Stopped;
+        let pidfd = vigil_sys::PidFd::open(pid).map_err(|_| SamError::Library)?;
+        let mut watch = Watch::new(self.interval_ms.into());
+        self.report(SamChange::Instance).ok();
+        if self.instance == 1 {
+            if let Some(d) = self.data.clone() {
+                self.report(SamChange::Data(Some(d))).ok();
+            }
+        }
+        // The instance may return from register now: its keys are written.
+        Self::reply(&link, Ok(()));
+        self.start_reporter();
+        let watched = self.watch_instance(&pidfd, &link, &mut watch);
+        // Reaped before the reports are flushed: a stalled vigild must not keep a dead instance around.
+        let status = watched.and_then(|()| vigil_sys::reap_child(pid).map_err(|_| SamError::Library));
+        self.stop_reporter();
+        let status = status?;
+        self.report(SamChange::Exit {
+            status: status.to_raw(),
+        })
+        .ok();
+        self.child = 0;
+        Ok((watch.ended(), status))
+    }
+
+    fn watch_instance(&mut self, pidfd: &vigil_sys::PidFd, link: &OwnedFd, watch: &mut Watch) -> Result<()> {
+        let mut link_open = true;
+        loop {
+            let now = self.now();
+            if let Some(step) = watch.expire(now) {
+                self.act(step, "heartbeat missed");
+            }
+            self.on_quorum(watch);
+            if !self.poll_once(pidfd, link, &mut link_open, watch)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One wait for something to happen; false once the instance is gone.
+    fn poll_once(
+        &mut self,
+        pidfd: &vigil_sys::PidFd,
+        link: &OwnedFd,
+        link_open: &mut bool,
+        watch: &mut Watch,
+    ) -> Result<bool> {
+        self.flush_answers(link);
+        let mut ms = watch.deadline().map(|d| d.saturating_sub(self.now()));
+        // The quorum deadline is a wake-up of its own while the instance counts on quorum.
+        if let Some(until) = self.quorum_until.filter(|_| self.acted_quorate && self.policy.quorum()) {
+            let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+            ms = Some(ms.map_or(left, |m| m.min(left)));
+        }
+        let timeout = ms.map(|ms| rustix::time::Timespec {
+            tv_sec: (ms / 1000) as i64,
+            tv_nsec: ((ms % 1000) * 1_000_000) as _,
+        });
+        // While a data store waits for vigild the application waits for its reply: nothing to read.
+        let read_link = *link_open && self.pending.is_none();
+        let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
+        if read_link {
+            fds.push(PollFd::new(link, PollFlags::IN));
+        }
+        // vigild's news: from the reporter thread, or (without one) straight from the connection.
+        let quorum_pushes = self.policy.quorum();
+        let direct = self.reporter.is_none() && quorum_pushes && self.link.as_ref().is_some_and(|l| l.vigild.is_some());
+        if let Some(r) = &self.reporter {
+            fds.push(PollFd::new(&r.woken, PollFlags::IN));
+        } else if let Some(c) = self.link.as_ref().and_then(|l| l.vigild.as_ref()).filter(|_| direct) {
+            fds.push(PollFd::new(c, PollFlags::IN));
+        }
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return Err(SamError::Library),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut i = 1;
+        if read_link {
+            if ready[i] {
+                match self.incoming(link) {
+                    Incoming::Closed => *link_open = false,
+                    Incoming::Command(c) => self.command(c, link, watch, pidfd)?,
+                }
+            }
+            i += 1;
+        }
+        if ready.get(i).copied().unwrap_or(false) {
+            if direct {
+                if let Some(l) = self.link.as_mut() {
+                    l.read_push();
+                }
+            }
+            self.take_news();
+            self.flush_answers(link);
+        }
+        Ok(!ready[0])
+    }
+
+    /// Acts on a change of quorum, however it was learned (corosync's `sam_parent_handler`): from vigild,
+    /// or from its deadline passing without a renewal (vigild stalled or gone: the node may be down for
+    /// the others already). Each change opens a new interval, and one that finds the node not quorate
+    /// while started is a failure of the instance (the warning the first time, SIGKILL at the next).
+    fn on_quorum(&mut self, watch: &mut Watch) {
+        self.take_news();
+        let quorate = self.quorate_now();
+        if quorate == self.acted_quorate {
+            return;
+        }
+        self.acted_quorate = quorate;
+        let now = self.now();
+        if !quorate && watch.started() {
+            let step = watch.fail(now);
+            self.act(step, "quorum lost");
+        } else {
+            watch.heartbeat(now);
+        }
+    }
+
+    fn incoming(&mut self, link: &OwnedFd) -> Incoming {
+        let mut b = [0u8; 1];
+        match recv_exact(link, &mut b) {
+            Ok(()) => Incoming::Command(b[0]),
+            Err(_) => Incoming::Closed,
+        }
+    }
+
+    fn command(&mut self, cmd: u8, link: &OwnedFd, watch: &mut Watch, pidfd: &vigil_sys::PidFd) -> Result<()> {
+        let now = self.now();
+        watch.heartbeat(now);
+        match cmd {
+            // Never waits for vigild: the report is queued (docs/sam.md, "When vigild stalls").
+            CMD_HB if self.policy.cmap() => {
+                self.report(SamChange::Heartbeat).ok();
+            }
+            CMD_HB => {}
+            CMD_START => {
+                if !watch.started() {
+                    if self.policy.quorum() && !self.wait_for_quorum(pidfd)? {
+                        // The application died while waiting. corosync's sam_parent_handler takes the
+                        // start all the same (sam_parent_wait_for_quorum returns CS_OK when the child is
+                        // gone), so the end is a failure, recovered by the policy.
+                        watch.start(self.now());
+                        return Ok(());
+                    }
+                    self.state = SamState::Running;
+                    watch.start(self.now());
+                    self.report_then_reply(SamChange::Start, link, Pending::Done);
+                    return Ok(());
+                }
+                Self::reply(link, Ok(()));
+            }
+            CMD_STOP => {
+                if watch.started() {
+                    watch.stop();
+                    self.state = SamState::Stopped;
+                    self.report_then_reply(SamChange::Stop, link, Pending::Done);
+                    return Ok(());
+                }
+                Self::reply(link, Ok(()));
+            }
+            CMD_DATA => {
+                let mut head = [0u8; 9];
+                if recv_exact(link, &mut head).is_err() {
+                    return Ok(());
+                }
+                let len = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")) as usize;
+                let mut d = Vec::new();
+                if len > SAM_DATA_MAX || d.try_reserve_exact(len).is_err() {
+                    // Drain what the application sends, then say why.
+                    let _ = io::copy(&mut LinkReader(link).take(len as u64), &mut io::sink());
+                    Self::reply(link, Err(SamError::NoMemory));
+                    return Ok(());
+                }
+                d.resize(len, 0);
+                if recv_exact(link, &mut d).is_err() {
+                    return Ok(());
+                }
+                let data = (head[0] != 0).then_some(d);
+                self.report_then_reply(SamChange::Data(data.clone()), link, Pending::Data(data));
+            }
+            CMD_WARN_SIGNAL => {
+                let mut s = [0u8; 4];
+                if recv_exact(link, &mut s).is_err() {
+                    return Ok(());
+                }
+                self.warn_signal = i32::from_le_bytes(s);
+                self.report_then_reply(SamChange::WarnSignal, link, Pending::Done);
+            }
+            CMD_MARK_FAILED => {
+                self.marked_failed = true;
+                self.state = SamState::Failed;
+                // corosync writes the state "failed" to its CMAP, then kills (no reply: the application
+                // goes on meanwhile, as there).
+                let step = watch.mark_failed();
+                self.report_then_reply(SamChange::MarkFailed, link, Pending::Act(step));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `start` with QUORUM: the state is "waiting for quorum" until the node is quorate (and its deadline
+    /// not past); false if the application died meanwhile.
+    fn wait_for_quorum(&mut self, pidfd: &vigil_sys::PidFd) -> Result<bool> {
+        self.take_news();
+        if !self.quorate_now() {
+            self.state = SamState::WaitingForQuorum;
+            self.report(SamChange::WaitQuorum).ok();
+        }
+        loop {
+            self.take_news();
+            if self.quorate_now() {
+                self.acted_quorate = true;
+                return Ok(true);
+            }
+            // News comes from the reporter thread (which reaches a lost vigild again by itself), or
+            // without one straight from the connection, or from a new connection tried every second.
+            let direct = self.link.as_ref().and_then(|l| l.vigild.as_ref());
+            let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
+            if let Some(r) = &self.reporter {
+                fds.push(PollFd::new(&r.woken, PollFlags::IN));
+            } else if let Some(c) = direct {
+                fds.push(PollFd::new(c, PollFlags::IN));
+            }
+            let retry = fds.len() == 1;
+            let second = rustix::time::Timespec { tv_sec: 1, tv_nsec: 0 };
+            match rustix::event::poll(&mut fds, retry.then_some(&second)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return Err(SamError::Library),
+            }
+            let dead = !fds[0].revents().is_empty();
+            let news = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+            drop(fds);
+            if dead {
+                return Ok(false);
+            }
+            if self.reporter.is_none() {
+                if let Some(l) = self.link.as_mut() {
+                    if news {
+                        l.read_push();
+                    } else if retry && l.reconnect() {
+                        self.report(SamChange::WaitQuorum).ok();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads from the link socket.
+struct LinkReader<'a>(&'a OwnedFd);
+
+impl Read for LinkReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        rustix::net::recv(self.0, buf, RecvFlags::empty())
+            .map(|(n, _)| n)
+            .map_err(io::Error::from)
+    }
+}
