@@ -71,6 +71,14 @@ impl Daemon {
                 env.push((k.into(), v.into()));
             }
         }
+        if role == Role::Command {
+            // The start marker is vigild's, never the user's: it is how the next vigild finds this
+            // process should the record of this start not reach the store (see marks.rs).
+            let generation = self.tags[name].tag.starts + 1;
+            env.retain(|(k, _)| k != crate::marks::VAR);
+            let mark = self.marks.value(spec.uid, name.as_str(), generation);
+            env.push((crate::marks::VAR.into(), mark.into()));
+        }
         env
     }
 
@@ -285,7 +293,7 @@ impl Daemon {
     }
 
     /// A newly seen process belongs to a tag at `depth`: watch it.
-    fn adopt_child(&mut self, name: &TagName, pid: i32, parent: Option<i32>, depth: u32) -> bool {
+    pub(crate) fn adopt_child(&mut self, name: &TagName, pid: i32, parent: Option<i32>, depth: u32) -> bool {
         let Ok(st) = vigil_sys::start_time(pid) else {
             return false;
         };
