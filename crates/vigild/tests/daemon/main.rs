@@ -16,6 +16,7 @@ mod lifecycle;
 mod pmf;
 mod pmfadm;
 mod psm;
+mod rel_kill;
 mod remote;
 mod sam;
 mod sam_compat;
