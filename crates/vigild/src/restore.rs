@@ -94,10 +94,13 @@ impl Daemon {
     /// it, for descendants that cleared their environment. Returns the other marked processes: those of
     /// a recorded start, which the caller adopts once the recorded ones are watched again.
     fn end_unrecorded(&mut self, recorded: &HashSet<ProcId>) -> Vec<crate::marks::Found> {
+        let began = std::time::Instant::now();
         let table = vigil_sys::ProcTable::snapshot();
         let mut keep = Vec::new();
         let mut ended: HashSet<i32> = HashSet::new();
-        for f in self.marks.scan(&table) {
+        let found = self.marks.scan(&table);
+        let marked = found.len();
+        for f in found {
             if recorded.contains(&f.id) {
                 continue;
             }
@@ -146,6 +149,13 @@ impl Daemon {
                 }
             }
         }
+        tracing::info!(
+            processes = table.pids().count(),
+            marked,
+            ended = ended.len(),
+            "start markers read in {} ms",
+            began.elapsed().as_millis()
+        );
         keep
     }
 
