@@ -31,7 +31,7 @@ pub use procfs::{
     start_time_to_boot_ns, uids, uptime_ticks, ProcStat, ProcTable,
 };
 pub use resolve::resolve_program;
-pub use spawn::{check_exec, check_exec_within, spawn, Output, SpawnSpec, Spawned, MAX_PATH_ENTRIES};
+pub use spawn::{check_exec, check_exec_within, spawn, Output, SpawnSpec, Spawned, MAX_PATH_ENTRIES, SPAWNING_COMM};
 
 /// A process id (or process group id), as the kernel's `pid_t`.
 pub type Pid = i32;

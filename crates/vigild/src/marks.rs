@@ -108,14 +108,23 @@ impl Marks {
         Some((generation, tag.to_string()))
     }
 
-    /// Every live process of `table` (but vigild itself) with a valid marker.
-    pub fn scan(&self, table: &vigil_sys::ProcTable) -> Vec<Found> {
+    /// Every live process of `table` (but vigild itself and those `known` already) with a valid marker.
+    /// The processes the store holds are known: after a re-exec or a kill with thousands of tags running,
+    /// their environments are not read.
+    pub fn scan(&self, table: &vigil_sys::ProcTable, known: impl Fn(ProcId) -> bool) -> Vec<Found> {
         let me = std::process::id() as i32;
         let mut found = Vec::new();
         for pid in table.pids() {
             let Some(st) = table.stat(pid).filter(|s| s.state != 'Z' && pid != me) else {
                 continue;
             };
+            let id = ProcId {
+                pid,
+                start_time: st.start_time,
+            };
+            if known(id) {
+                continue;
+            }
             // Most processes have no marker: their status is not read.
             let Ok(Some(value)) = vigil_sys::environ_var(pid, VAR) else {
                 continue;
@@ -127,10 +136,7 @@ impl Marks {
             }
             if let Some((generation, tag)) = self.check(&value, uid) {
                 found.push(Found {
-                    id: ProcId {
-                        pid,
-                        start_time: st.start_time,
-                    },
+                    id,
                     tag,
                     generation,
                     uid,

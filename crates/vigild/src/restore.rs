@@ -95,15 +95,26 @@ impl Daemon {
     /// a recorded start, which the caller adopts once the recorded ones are watched again.
     fn end_unrecorded(&mut self, recorded: &HashSet<ProcId>) -> Vec<crate::marks::Found> {
         let began = std::time::Instant::now();
-        let table = vigil_sys::ProcTable::snapshot();
+        let mut table = vigil_sys::ProcTable::snapshot();
+        // A spawn the killed vigild was in the middle of: the child has not exec'd, so its environment
+        // is still vigild's and shows no marker. It execs within moments: wait for that (bounded: the
+        // name is anyone's to take), then look again.
+        let spawning = |t: &vigil_sys::ProcTable| {
+            t.pids().any(|p| {
+                t.stat(p)
+                    .is_some_and(|s| s.comm == vigil_sys::SPAWNING_COMM && s.state != 'Z')
+            })
+        };
+        let end = began + std::time::Duration::from_secs(2);
+        while spawning(&table) && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            table = vigil_sys::ProcTable::snapshot();
+        }
         let mut keep = Vec::new();
         let mut ended: HashSet<i32> = HashSet::new();
-        let found = self.marks.scan(&table);
+        let found = self.marks.scan(&table, |id| recorded.contains(&id));
         let marked = found.len();
         for f in found {
-            if recorded.contains(&f.id) {
-                continue;
-            }
             let tag = TagName::existing(&f.tag).ok().and_then(|n| self.tags.get(&n));
             let unrecorded = match tag {
                 None => true,
