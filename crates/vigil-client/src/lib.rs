@@ -574,6 +574,16 @@ impl Client {
         }
     }
 
+    /// As [`Client::run`], but safe to send again when the answer was lost (vigild restarted, the
+    /// connection broke): if the caller's tag is already active with exactly this spec, nothing is
+    /// started and its status is the answer (`Request::RunOnce`). The command line's `vigil run` uses it.
+    pub fn run_once(&mut self, spec: RunSpec) -> Result<TagStatus> {
+        match self.request(Request::RunOnce(spec))? {
+            Response::Tag(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub fn start(&mut self, tag: &str) -> Result<()> {
         self.ok(Request::Start { tag: tag.into() })
     }

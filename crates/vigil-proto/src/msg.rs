@@ -393,6 +393,12 @@ pub enum Request {
     /// until the connection ends. A SAM supervisor uses it to stop a QUORUM application on its own when
     /// vigild stalls or dies.
     QuorumLeaseTrack,
+    /// `Run`, safe to send again after a lost answer: when the caller's tag of that name is active with
+    /// exactly this spec (the one an earlier `RunOnce` or `Run` made), nothing is started and the answer
+    /// is its status, as the first answer would have been. Anything else is handled as `Run` (an active
+    /// tag with another spec is `AlreadyExists`). A command that has already ended when the retry arrives
+    /// is started again: the tag keeps no memory of which request started it.
+    RunOnce(RunSpec),
 }
 
 /// Successful answers.

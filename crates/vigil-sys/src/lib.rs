@@ -27,11 +27,11 @@ pub use misc::{
 pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
 pub use pidfd::{reap_any, PidFd};
 pub use procfs::{
-    boot_time_ticks_per_sec, boottime_now_ns, children, cmdline, monotonic_now_ns, proc_stat, start_time,
-    start_time_to_boot_ns, uptime_ticks, ProcStat, ProcTable,
+    boot_time_ticks_per_sec, boottime_now_ns, children, cmdline, environ_var, monotonic_now_ns, proc_stat, start_time,
+    start_time_to_boot_ns, uids, uptime_ticks, ProcStat, ProcTable,
 };
 pub use resolve::resolve_program;
-pub use spawn::{check_exec, check_exec_within, spawn, Output, SpawnSpec, Spawned, MAX_PATH_ENTRIES};
+pub use spawn::{check_exec, check_exec_within, spawn, Output, SpawnSpec, Spawned, MAX_PATH_ENTRIES, SPAWNING_COMM};
 
 /// A process id (or process group id), as the kernel's `pid_t`.
 pub type Pid = i32;

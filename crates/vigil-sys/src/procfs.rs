@@ -92,6 +92,33 @@ pub fn cmdline(pid: Pid) -> Result<Vec<OsString>, SysError> {
     Ok(args)
 }
 
+/// The value of one variable in the environment `pid` was started with (/proc/PID/environ), or None
+/// when it has none of that name. Only the process's own user and root may read it.
+pub fn environ_var(pid: Pid, name: &str) -> Result<Option<Vec<u8>>, SysError> {
+    let buf = read_proc(pid, "environ", "read /proc/PID/environ")?;
+    Ok(buf.split(|&b| b == 0).find_map(|kv| {
+        kv.strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+            .map(<[u8]>::to_vec)
+    }))
+}
+
+/// The real, effective, saved and file-system uids of `pid` (the `Uid:` line of /proc/PID/status).
+pub fn uids(pid: Pid) -> Result<[u32; 4], SysError> {
+    let buf = read_proc(pid, "status", "read /proc/PID/status")?;
+    let bad = || {
+        SysError::io(
+            "parse /proc/PID/status",
+            Some(pid),
+            io::Error::new(io::ErrorKind::InvalidData, "no Uid: line with four uids"),
+        )
+    };
+    let text = String::from_utf8_lossy(&buf);
+    let line = text.lines().find_map(|l| l.strip_prefix("Uid:")).ok_or_else(bad)?;
+    let ids: Vec<u32> = line.split_whitespace().filter_map(|u| u.parse().ok()).collect();
+    ids.try_into().map_err(|_| bad())
+}
+
 /// Whether this kernel has /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
 fn have_children_files() -> bool {
     static HAVE: OnceLock<bool> = OnceLock::new();
@@ -226,6 +253,18 @@ mod tests {
         assert!(children(1 << 23).is_empty());
         assert!(children(0).is_empty());
     }
+
+    #[test]
+    fn reads_own_environment_and_uids() {
+        let me = std::process::id() as Pid;
+        // The test runner's environment always has PATH; "PAT" must not match it by prefix.
+        assert!(environ_var(me, "PATH").unwrap().is_some());
+        assert_eq!(environ_var(me, "PAT").unwrap(), None);
+        assert!(matches!(environ_var(1 << 23, "PATH"), Err(SysError::NoSuchProcess(_))));
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!(uids(me).unwrap()[0], uid);
+    }
 }
 
 /// A snapshot of every process's /proc/N/stat, read in one pass, so that walking many trees costs one
@@ -266,5 +305,10 @@ impl ProcTable {
     /// The stat line of `pid` at the time of the snapshot.
     pub fn stat(&self, pid: Pid) -> Option<&ProcStat> {
         self.stats.get(&pid)
+    }
+
+    /// Every process of the snapshot, in no particular order.
+    pub fn pids(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.stats.keys().copied()
     }
 }

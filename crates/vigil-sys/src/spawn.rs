@@ -766,6 +766,10 @@ fn exec_error(program: &str, spec: &SpawnSpec, step: u32, errno: i32) -> SysErro
     }
 }
 
+/// The command name (`comm`) of a child of `spawn` that has not exec'd yet.
+pub const SPAWNING_COMM: &str = "vigil-spawning";
+const SPAWNING_COMM_C: &[u8] = b"vigil-spawning\0";
+
 /// The child side: set up and execve, or report (step, errno) and _exit(127).
 ///
 /// # Safety
@@ -787,6 +791,11 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
             report.step.store(step as u32, Ordering::Release);
             libc::_exit(127)
         };
+
+        // Until execve this child's environment is still vigild's. Named so, a child whose vigild was
+        // killed mid-spawn is known to the next vigild, which waits for its exec (and its start
+        // marker) rather than missing it. The name is per task: the parent's is untouched.
+        libc::prctl(libc::PR_SET_NAME, SPAWNING_COMM_C.as_ptr() as libc::c_ulong, 0, 0, 0);
 
         // Cloned with CLONE_FILES, we share the parent's descriptor table, which its other threads
         // keep using: before touching any descriptor, take a private copy of fds 0-2 only (every

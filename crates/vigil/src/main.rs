@@ -420,7 +420,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.cmd {
         Cmd::Run(a) => {
             let spec = run_spec(a)?;
-            let status = connect()?.run(spec)?;
+            // Safe to type again after an unanswered run: a tag already running this spec is the answer.
+            let status = connect()?.run_once(spec)?;
             output::tag_started(&status, json);
         }
         Cmd::Start { tag } => connect()?.start(&tag)?,

@@ -47,7 +47,8 @@ impl Daemon {
             Err(e) => return Some(Err(e)),
         };
         Some(match req {
-            Request::Run(spec) => return self.run_request(caller, id, spec, out),
+            Request::Run(spec) => return self.run_request(caller, id, spec, out, false),
+            Request::RunOnce(spec) => return self.run_request(caller, id, spec, out, true),
             Request::Start { tag } => self.start(caller, &tag),
             Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
             Request::Stop { tag, signal, wait_ms } => {
@@ -235,10 +236,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// `Run`: another user's programs are checked off the loop (see `run`), and the answer comes when
-    /// the check is done (`Msg::RunChecked`).
-    fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx) -> Option<Answer> {
-        match self.run(caller, run, false) {
+    /// `Run` and `RunOnce` (`once`): another user's programs are checked off the loop (see `run`), and
+    /// the answer comes when the check is done (`Msg::RunChecked`).
+    fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, once: bool) -> Option<Answer> {
+        match self.run(caller, run, false, once) {
             Ok(RunOutcome::Done(r)) => Some(Ok(r)),
             Err(e) => Some(Err(e)),
             Ok(RunOutcome::Check(job)) => {
@@ -250,6 +251,7 @@ impl Daemon {
                         caller,
                         id,
                         run: job.run,
+                        once,
                         out,
                         result,
                     });
@@ -261,15 +263,15 @@ impl Daemon {
 
     /// The end of a `Run` whose programs were checked off the loop: everything else is checked again,
     /// since the tags may have changed meanwhile.
-    pub fn on_run_checked(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, result: Answer) {
-        let answer = result.and_then(|_| match self.run(caller, run, true)? {
+    pub fn on_run_checked(&mut self, caller: Caller, id: u64, run: RunSpec, once: bool, out: &ConnTx, result: Answer) {
+        let answer = result.and_then(|_| match self.run(caller, run, true, once)? {
             RunOutcome::Done(r) => Ok(r),
             RunOutcome::Check(_) => unreachable!("a checked run is not checked again"),
         });
         self.reply(out, id, answer);
     }
 
-    fn run(&mut self, caller: Caller, run: RunSpec, checked: bool) -> Result<RunOutcome, WireError> {
+    fn run(&mut self, caller: Caller, run: RunSpec, checked: bool, once: bool) -> Result<RunOutcome, WireError> {
         self.refuse_if_shutting_down()?;
         if self.uid != 0 && caller.uid != self.uid {
             return Err(err(
@@ -282,6 +284,10 @@ impl Daemon {
         }
         let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.settings.stop_timeout)?;
         if let Some(old) = self.tags.get(&name) {
+            // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
+            if once && old.tag.is_active() && old.tag.spec == spec {
+                return Ok(RunOutcome::Done(Response::Tag(self.status_of(&name))));
+            }
             if old.tag.is_active() {
                 return Err(err(ErrorCode::AlreadyExists, format!("tag {name} is already running")));
             }

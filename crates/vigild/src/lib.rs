@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod health;
 pub mod lineage;
 pub mod logs;
+pub mod marks;
 pub mod nodes;
 pub mod procs;
 pub mod psm;
@@ -283,6 +284,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         rescan_waiting: true,
         reexec: None,
         reexec_now: false,
+        marks: marks::Marks::load(&opts.state_dir)?,
     };
     if let Some(view) = &mut d.cluster {
         // A node that never published starts the cluster stream with this run's events.
@@ -404,8 +406,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                             d.on_probe_done(&tag, instance, index, pid, result)
                         }
                         Msg::Cluster(m) => d.on_cluster(m),
-                        Msg::RunChecked { caller, id, run, out, result } => {
-                            d.on_run_checked(caller, id, run, &out, result)
+                        Msg::RunChecked { caller, id, run, once, out, result } => {
+                            d.on_run_checked(caller, id, run, once, &out, result)
                         }
                     }
                 }

@@ -35,7 +35,7 @@ const DRAIN_ROUNDS: usize = 16;
 
 /// What became of a process found to belong to a tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Adopted {
+pub(crate) enum Adopted {
     /// Now watched, in the tag's tree.
     New,
     /// Already in the tag's tree.
@@ -87,6 +87,14 @@ impl Daemon {
             if !spec.env.iter().any(|(ek, _)| ek == k) {
                 env.push((k.into(), v.into()));
             }
+        }
+        if role == Role::Command {
+            // The start marker is vigild's, never the user's: it is how the next vigild finds this
+            // process should the record of this start not reach the store (see marks.rs).
+            let generation = self.tags[name].tag.starts + 1;
+            env.retain(|(k, _)| k != crate::marks::VAR);
+            let mark = self.marks.value(spec.uid, name.as_str(), generation);
+            env.push((crate::marks::VAR.into(), mark.into()));
         }
         env
     }
@@ -302,7 +310,7 @@ impl Daemon {
     }
 
     /// A newly seen process belongs to a tag at `depth`: watch it.
-    fn adopt_child(&mut self, name: &TagName, pid: i32, depth: u32) -> Adopted {
+    pub(crate) fn adopt_child(&mut self, name: &TagName, pid: i32, depth: u32) -> Adopted {
         if self.tags[name].tag.tree.contains(pid) {
             return Adopted::Known;
         }

@@ -1,6 +1,9 @@
 //! Starting up on an existing state dir, and applying a config file (at start and on reload).
 
-use vigil_core::{Effect, StopMode, TagName, TagSpec, TagState};
+use std::collections::HashSet;
+
+use tracing::warn;
+use vigil_core::{Effect, ProcId, StopMode, TagName, TagSpec, TagState};
 use vigil_proto::ReloadReport;
 
 use crate::state::{now, Daemon, Entry};
@@ -28,6 +31,13 @@ impl Daemon {
                 Err(e) => tracing::error!("tag {} in the store is unreadable and is skipped: {e}", r.name),
             }
         }
+        // Before anything can start: a start the store never heard of must end first, or its tag would
+        // run twice.
+        let recorded: HashSet<ProcId> = restored
+            .iter()
+            .flat_map(|(_, procs)| procs.iter().map(|(id, _)| *id))
+            .collect();
+        let strays = self.end_unrecorded(&recorded);
         for (name, procs) in restored {
             self.readopt(&name, procs);
         }
@@ -35,6 +45,15 @@ impl Daemon {
         self.reap();
         let now = now();
         let names: Vec<TagName> = self.tags.keys().cloned().collect();
+        // Processes of a recorded start that left their tree while no vigild was there to see it (their
+        // parent died and they went to init): the tag's, at the shallowest depth an orphan can be.
+        for f in strays {
+            if !self.procs.contains_key(&f.id.pid) {
+                if let Ok(name) = TagName::existing(&f.tag) {
+                    self.adopt_child(&name, f.id.pid, 1);
+                }
+            }
+        }
         // Descendants forked while vigild was away are unknown to it: find them, from one /proc scan.
         let table = vigil_sys::ProcTable::snapshot();
         for name in names {
@@ -66,6 +85,89 @@ impl Daemon {
             self.apply(&name, fx);
         }
         Ok(())
+    }
+
+    /// Finds every process that carries a start marker (marks.rs) and is not in the store, and ends the
+    /// ones whose start the store never recorded: the tag does not exist (a `Run` whose batch was lost),
+    /// belongs to another user now, or has fewer starts than the marker's generation (a restart whose
+    /// batch was lost; the rules start it again from what the store says). Its whole session goes with
+    /// it, for descendants that cleared their environment. Returns the other marked processes: those of
+    /// a recorded start, which the caller adopts once the recorded ones are watched again.
+    fn end_unrecorded(&mut self, recorded: &HashSet<ProcId>) -> Vec<crate::marks::Found> {
+        let began = std::time::Instant::now();
+        let mut table = vigil_sys::ProcTable::snapshot();
+        // A spawn the killed vigild was in the middle of: the child has not exec'd, so its environment
+        // is still vigild's and shows no marker. It execs within moments: wait for that (bounded: the
+        // name is anyone's to take), then look again.
+        let spawning = |t: &vigil_sys::ProcTable| {
+            t.pids().any(|p| {
+                t.stat(p)
+                    .is_some_and(|s| s.comm == vigil_sys::SPAWNING_COMM && s.state != 'Z')
+            })
+        };
+        let end = began + std::time::Duration::from_secs(2);
+        while spawning(&table) && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            table = vigil_sys::ProcTable::snapshot();
+        }
+        let mut keep = Vec::new();
+        let mut ended: HashSet<i32> = HashSet::new();
+        let found = self.marks.scan(&table, |id| recorded.contains(&id));
+        let marked = found.len();
+        for f in found {
+            let tag = TagName::existing(&f.tag).ok().and_then(|n| self.tags.get(&n));
+            let unrecorded = match tag {
+                None => true,
+                Some(e) => e.tag.spec.uid != f.uid || f.generation > e.tag.starts,
+            };
+            if !unrecorded {
+                keep.push(f);
+                continue;
+            }
+            warn!(
+                tag = %f.tag,
+                pid = f.id.pid,
+                generation = f.generation,
+                "ending a process whose start was never stored (vigild was killed before recording it)"
+            );
+            let mut victims = vec![f.id];
+            if f.session == f.id.pid {
+                victims.extend(
+                    table
+                        .pids()
+                        .filter(|p| *p != f.id.pid && !ended.contains(p))
+                        .filter_map(|p| table.stat(p).map(|s| (p, s)))
+                        .filter(|(_, s)| s.session == f.session && s.state != 'Z')
+                        .filter(|(p, _)| vigil_sys::uids(*p).is_ok_and(|u| u.iter().all(|x| *x == f.uid)))
+                        .map(|(p, s)| ProcId {
+                            pid: p,
+                            start_time: s.start_time,
+                        }),
+                );
+            }
+            for id in victims {
+                if !ended.insert(id.pid) {
+                    continue;
+                }
+                // The pidfd, opened and then checked against the start time, is the process found.
+                let Ok(fd) = vigil_sys::PidFd::open(id.pid) else {
+                    continue;
+                };
+                if vigil_sys::start_time(id.pid).ok() == Some(id.start_time) {
+                    if let Err(e) = fd.send_signal(libc::SIGKILL) {
+                        warn!(pid = id.pid, "cannot end an unrecorded process: {e}");
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            processes = table.pids().count(),
+            marked,
+            ended = ended.len(),
+            "start markers read in {} ms",
+            began.elapsed().as_millis()
+        );
+        keep
     }
 
     /// Makes the config-declared tags match `tags`: new ones start, changed ones restart with the new

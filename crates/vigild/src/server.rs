@@ -465,6 +465,8 @@ pub enum Msg {
         caller: Caller,
         id: u64,
         run: vigil_proto::RunSpec,
+        /// A `RunOnce`: an active tag with the same spec is the answer.
+        once: bool,
         out: ConnTx,
         result: Result<vigil_proto::Response, vigil_proto::WireError>,
     },

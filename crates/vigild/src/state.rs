@@ -157,6 +157,8 @@ pub struct Daemon {
     /// Set when a re-exec was asked for; carried out once the reply is on its way.
     pub reexec: Option<tokio::sync::oneshot::Receiver<()>>,
     pub reexec_now: bool,
+    /// Signs the start marker in each command's environment (`marks.rs`).
+    pub marks: crate::marks::Marks,
 }
 
 /// Why the state file cannot be written, and when a write was last tried.
@@ -398,7 +400,7 @@ impl Daemon {
         }
         // The request's kind only: its arguments are the caller's own, and can be long.
         let what = match req {
-            R::Run(_) => "run",
+            R::Run(_) | R::RunOnce(_) => "run",
             R::Start { .. } => "start",
             R::Modify { .. } => "modify",
             R::Stop { .. } => "stop",

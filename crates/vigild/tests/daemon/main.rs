@@ -17,6 +17,7 @@ mod pmf;
 mod pmfadm;
 mod psm;
 mod rel_fork;
+mod rel_kill;
 mod rel_store;
 mod remote;
 mod sam;
