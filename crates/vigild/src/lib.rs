@@ -272,6 +272,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         gid,
         shutting_down: false,
         rescan_waiting: true,
+        yielded: false,
         reexec: None,
         reexec_now: false,
     };
