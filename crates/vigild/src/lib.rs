@@ -272,7 +272,6 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         gid,
         shutting_down: false,
         rescan_waiting: true,
-        yielded: false,
         reexec: None,
         reexec_now: false,
     };

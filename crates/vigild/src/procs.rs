@@ -191,12 +191,7 @@ impl Daemon {
         match self.start_process(name, &argv, Role::Command) {
             Ok(sp) => {
                 // The new process is runnable on this CPU: let it go first, the bookkeeping can wait.
-                // Once per step: in a storm (1,000 tags killed at once) a yield per spawn hands the CPU
-                // to every other runnable task of the machine 1,000 times over, while the processes
-                // started first are running already.
-                if !std::mem::replace(&mut self.yielded, true) {
-                    vigil_sys::yield_cpu();
-                }
+                vigil_sys::yield_cpu();
                 let id = ProcId {
                     pid: sp.pid,
                     start_time: sp.start_time,

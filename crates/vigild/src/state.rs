@@ -151,8 +151,6 @@ pub struct Daemon {
     /// Look for waiting tags whose dependencies run at the next step even if no tag changed (the first
     /// step after a start).
     pub rescan_waiting: bool,
-    /// Whether this step already let a process it started run first (see `spawn_tag`).
-    pub yielded: bool,
     /// Set when a re-exec was asked for; carried out once the reply is on its way.
     pub reexec: Option<tokio::sync::oneshot::Receiver<()>>,
     pub reexec_now: bool,
@@ -260,7 +258,6 @@ impl Daemon {
         // A waiting tag can only become ready when some tag changed this step (its dependency started,
         // or it was created), and every change marks its tag dirty: a step that changed no tag (a PSM or
         // CMAP request, a query) skips the scan of every tag.
-        self.yielded = false;
         let scan = !self.dirty.is_empty() || std::mem::take(&mut self.rescan_waiting);
         let candidates = if scan { self.tags.iter() } else { Default::default() };
         let ready: Vec<TagName> = candidates
