@@ -149,15 +149,34 @@ fn ping_pong(
 /// `std::process::Command::spawn` is glibc's `posix_spawn` here (clone(CLONE_VM | CLONE_VFORK) + exec,
 /// returning once the exec is done), which is what vigild's spawn does too; the output goes to
 /// /dev/null. Every process is killed and reaped before this returns.
-pub fn spawn_loop(program: &[String], n: usize) -> anyhow::Result<Vec<u64>> {
+pub fn spawn_loop(program: &[String], n: usize) -> anyhow::Result<SpawnLoop> {
     spawn_n(program, WARM_UP_EXECS)?;
     spawn_n(program, n)
 }
 
-fn spawn_n(program: &[String], n: usize) -> anyhow::Result<Vec<u64>> {
+/// What [`spawn_loop`] measured.
+#[derive(Debug)]
+pub struct SpawnLoop {
+    /// From before the first start to the return of each, in ns.
+    pub samples: Vec<u64>,
+    /// The CPU time of the starting thread over the loop, in ns: what the machine's load does not move
+    /// as much as the elapsed time.
+    pub cpu_ns: u64,
+}
+
+/// The CPU time this thread used so far, in ns (the first field of its schedstat).
+pub fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn spawn_n(program: &[String], n: usize) -> anyhow::Result<SpawnLoop> {
     let (exe, args) = program.split_first().context("an empty command")?;
     let mut children: Vec<Child> = Vec::with_capacity(n);
     let mut samples = Vec::with_capacity(n);
+    let cpu0 = thread_cpu_ns();
     let t0 = Instant::now();
     let mut failed = None;
     for _ in 0..n {
@@ -178,6 +197,7 @@ fn spawn_n(program: &[String], n: usize) -> anyhow::Result<Vec<u64>> {
             }
         }
     }
+    let cpu_ns = thread_cpu_ns().saturating_sub(cpu0);
     for c in &mut children {
         let _ = c.kill();
     }
@@ -186,7 +206,7 @@ fn spawn_n(program: &[String], n: usize) -> anyhow::Result<Vec<u64>> {
     }
     match failed {
         Some(e) => Err(e).with_context(|| format!("spawn loop: cannot start {exe}")),
-        None => Ok(samples),
+        None => Ok(SpawnLoop { samples, cpu_ns }),
     }
 }
 
@@ -197,8 +217,10 @@ mod tests {
     #[test]
     fn the_spawn_loop_times_every_start_from_the_first_and_leaves_no_process() {
         let cmd = vec!["sleep".to_string(), "1000".to_string()];
-        let samples = spawn_n(&cmd, 5).unwrap();
+        let got = spawn_n(&cmd, 5).unwrap();
+        let samples = got.samples;
         assert_eq!(samples.len(), 5);
+        assert!(got.cpu_ns > 0);
         assert!(samples.windows(2).all(|w| w[0] <= w[1]), "{samples:?}");
         // Killed and reaped: no `sleep 1000` child of this process is left.
         let me = std::process::id().to_string();
