@@ -6,11 +6,13 @@
 //!   `child` program and starts it again at once, stamped exactly as in the restart metric.
 //! - Unix socket and pipe round trips: one byte there and back between two threads, the least any
 //!   request or notification crossing a socket or a pipe pays.
+//! - spawn loop ([`spawn_loop`], for the scale metric only): the same long-lived program started N times
+//!   in a row with no supervision, the least any supervisor pays to bring N killed processes back.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -137,4 +139,107 @@ fn ping_pong(
     drop(rx);
     echo.join().map_err(|_| anyhow::anyhow!("the echo thread panicked"))?;
     Ok(samples)
+}
+
+/// Starts `program` (argv) `n` times in a row as fast as one thread can, with no supervision: what
+/// vigild's restart of `n` killed tags is compared with. Sample `i` is the time from just before the
+/// first start to the return of the `i`-th, so that the samples are laid out as those of the restart
+/// (from the kill to each tag's restart): the last one is the time until all `n` run.
+///
+/// `std::process::Command::spawn` is glibc's `posix_spawn` here (clone(CLONE_VM | CLONE_VFORK) + exec,
+/// returning once the exec is done), which is what vigild's spawn does too; the output goes to
+/// /dev/null. Every process is killed and reaped before this returns.
+pub fn spawn_loop(program: &[String], n: usize) -> anyhow::Result<SpawnLoop> {
+    spawn_n(program, WARM_UP_EXECS)?;
+    spawn_n(program, n)
+}
+
+/// What [`spawn_loop`] measured.
+#[derive(Debug)]
+pub struct SpawnLoop {
+    /// From before the first start to the return of each, in ns.
+    pub samples: Vec<u64>,
+    /// The CPU time of the starting thread over the loop, in ns: what the machine's load does not move
+    /// as much as the elapsed time.
+    pub cpu_ns: u64,
+}
+
+/// The CPU time this thread used so far, in ns (the first field of its schedstat).
+pub fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn spawn_n(program: &[String], n: usize) -> anyhow::Result<SpawnLoop> {
+    let (exe, args) = program.split_first().context("an empty command")?;
+    let mut children: Vec<Child> = Vec::with_capacity(n);
+    let mut samples = Vec::with_capacity(n);
+    let cpu0 = thread_cpu_ns();
+    let t0 = Instant::now();
+    let mut failed = None;
+    for _ in 0..n {
+        match Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => {
+                samples.push(t0.elapsed().as_nanos() as u64);
+                children.push(c);
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let cpu_ns = thread_cpu_ns().saturating_sub(cpu0);
+    for c in &mut children {
+        let _ = c.kill();
+    }
+    for c in &mut children {
+        let _ = c.wait();
+    }
+    match failed {
+        Some(e) => Err(e).with_context(|| format!("spawn loop: cannot start {exe}")),
+        None => Ok(SpawnLoop { samples, cpu_ns }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spawn_loop_times_every_start_from_the_first_and_leaves_no_process() {
+        let cmd = vec!["sleep".to_string(), "1000".to_string()];
+        let got = spawn_n(&cmd, 5).unwrap();
+        let samples = got.samples;
+        assert_eq!(samples.len(), 5);
+        assert!(got.cpu_ns > 0);
+        assert!(samples.windows(2).all(|w| w[0] <= w[1]), "{samples:?}");
+        // Killed and reaped: no `sleep 1000` child of this process is left.
+        let me = std::process::id().to_string();
+        let left = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|s| {
+                let after = s.rsplit_once(") ").map_or("", |(_, a)| a);
+                after.split_whitespace().nth(1) == Some(me.as_str()) && s.contains("(sleep)")
+            })
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_an_error_that_names_it() {
+        let err = spawn_loop(&["/nonexistent/vigil-bench-prog".to_string()], 3).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/vigil-bench-prog"), "{err:#}");
+        assert!(spawn_loop(&[], 3).is_err());
+    }
 }

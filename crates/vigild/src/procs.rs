@@ -397,9 +397,12 @@ impl Daemon {
             // Exits may have been lost with the rest: what the lineage holds may name reused pids.
             self.lineage.clear();
             let table = vigil_sys::ProcTable::snapshot();
+            // vigild's unknown children once for all tags: per tag, that would be every tag times every
+            // child of vigild (10^8 lookups with 10,000 tags, seconds of a loop that answers nobody).
+            let unknown = self.unknown_children(&table);
             let names: Vec<TagName> = self.tags.keys().cloned().collect();
             for n in names {
-                self.rescan_with(&n, &table);
+                self.rescan_among(&n, &table, &unknown);
             }
         }
     }
@@ -521,18 +524,35 @@ impl Daemon {
     }
 
     pub fn rescan_with(&mut self, name: &TagName, table: &vigil_sys::ProcTable) {
+        let unknown = self.unknown_children(table);
+        self.rescan_among(name, table, &unknown);
+    }
+
+    /// vigild's children in `table` that it neither watches nor started as an action or a probe: the
+    /// orphans that came back to it (a subreaper), whichever tag they belong to.
+    fn unknown_children(&self, table: &vigil_sys::ProcTable) -> Vec<i32> {
+        table
+            .children(std::process::id() as i32)
+            .iter()
+            .copied()
+            .filter(|p| {
+                !self.procs.contains_key(p) && !self.actions.contains_key(p) && !self.probe_children.contains_key(p)
+            })
+            .collect()
+    }
+
+    /// `rescan_with`, the orphans looked for among `unknown` (see [`Daemon::unknown_children`]).
+    fn rescan_among(&mut self, name: &TagName, table: &vigil_sys::ProcTable, unknown: &[i32]) {
         let Some(e) = self.tags.get(name) else { return };
         let session = e.session;
         let mut queue: Vec<(i32, u32)> = e.tag.tree.all().map(|p| (p.id.pid, p.depth)).collect();
         if let Some(sid) = session {
-            // An orphan's original depth is lost with its parent; the shallowest it can be is 1.
-            let orphans: Vec<i32> = table
-                .children(std::process::id() as i32)
+            // An orphan's original depth is lost with its parent; the shallowest it can be is 1. One
+            // adopted by an earlier tag of the same rescan is watched by now.
+            let orphans: Vec<i32> = unknown
                 .iter()
                 .copied()
-                .filter(|p| {
-                    !self.procs.contains_key(p) && !self.actions.contains_key(p) && !self.probe_children.contains_key(p)
-                })
+                .filter(|p| !self.procs.contains_key(p))
                 .filter(|p| table.stat(*p).is_some_and(|s| s.session == sid))
                 .collect();
             for pid in orphans {
