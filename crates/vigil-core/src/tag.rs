@@ -360,9 +360,18 @@ impl Tag {
 
     /// A process of the tree exited.
     pub fn exited(&mut self, pid: i32, exit: Exit, now: Timestamp) -> Vec<Effect> {
-        let Some(p) = self.tree.remove(pid) else {
-            return vec![];
-        };
+        match self.exit_recorded(pid, exit) {
+            Some(watched) => self.judge_exits(watched, (pid, exit), now),
+            None => vec![],
+        }
+    }
+
+    /// A process of the tree exited: it leaves the tree at once, but whether the tag is now empty is
+    /// left to `judge_exits`, so that a caller reading a batch of fork and exit events can first take
+    /// every fork of the batch (a child forked just before its parent died). Returns whether the level
+    /// watched it, or None when it was not in the tree.
+    pub fn exit_recorded(&mut self, pid: i32, exit: Exit) -> Option<bool> {
+        let p = self.tree.remove(pid)?;
         let watched = self.spec.level.watches(p.depth);
         // The status that explains an instance's end is a failure if there was one: a helper exiting 0
         // after the service crashed must not hide the crash, nor a launcher script's exit 0 hide the
@@ -377,9 +386,15 @@ impl Tag {
             }
             self.instance_exits.push(pid);
         }
+        Some(watched)
+    }
+
+    /// After exits recorded by `exit_recorded`: the tag is judged on its tree as it is now. `watched`
+    /// says whether any of those exits was of a watched process, `last` is the latest of them.
+    pub fn judge_exits(&mut self, watched: bool, last: (i32, Exit), now: Timestamp) -> Vec<Effect> {
         match self.state {
             TagState::Running if watched && self.tree.watched(self.spec.level).next().is_none() => {
-                let (pid, exit) = self.last_exit.unwrap_or((pid, exit));
+                let (pid, exit) = self.last_exit.unwrap_or(last);
                 let mut fx = vec![Effect::Emit(TagEvent::Exit { pid, exit })];
                 fx.extend(self.after_last_exit(now));
                 fx

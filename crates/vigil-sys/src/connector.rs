@@ -114,8 +114,15 @@ impl ProcConnector {
     /// `Err(SysError::Overrun)` means the kernel dropped events (ENOBUFS): the caller must rescan
     /// /proc. Events decoded before the overrun are still appended; the socket stays usable.
     pub fn read_events(&self, out: &mut Vec<ProcEvent>) -> Result<(), SysError> {
+        self.read_some(out, usize::MAX).map(|_| ())
+    }
+
+    /// As `read_events`, but reads at most `max_messages` datagrams (the kernel sends one event in
+    /// each), so that a caller can bound its work under a storm of forks. Returns true when it stopped
+    /// at the bound: more may be queued, and the socket stays readable.
+    pub fn read_some(&self, out: &mut Vec<ProcEvent>, max_messages: usize) -> Result<bool, SysError> {
         let mut buf = [0u8; 8192];
-        loop {
+        for _ in 0..max_messages {
             // SAFETY: sockaddr_nl is a plain C struct; all-zero is valid.
             let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
             let mut fromlen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
@@ -134,7 +141,7 @@ impl ProcConnector {
                 let e = io::Error::last_os_error();
                 return match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    Some(libc::EAGAIN) => Ok(()),
+                    Some(libc::EAGAIN) => Ok(false),
                     Some(libc::ENOBUFS) => Err(SysError::Overrun),
                     _ => Err(SysError::io("recv(NETLINK_CONNECTOR)", None, e)),
                 };
@@ -144,6 +151,7 @@ impl ProcConnector {
                 decode(&buf[..n as usize], out);
             }
         }
+        Ok(true)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cluster_events;
 pub mod cmap;
 pub mod config;
 pub mod convert;
+pub mod drain;
 pub mod events;
 pub mod fit;
 pub mod handlers;

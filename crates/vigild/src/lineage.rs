@@ -1,4 +1,11 @@
-//! The lineage of processes a tag forked that were gone before vigild could watch them.
+//! Attributing the process connector's events to tags, and the lineage of processes a tag forked that
+//! were gone before vigild could watch them.
+//!
+//! Events are taken in the order the kernel queued them, for identity: an exit takes its pid out of
+//! every lookup at once, so a pid reused later in the same read names the new process only (a fork by
+//! it is never put in the old process's tag). Every fork of a process is queued before its exit, so
+//! nothing that process did is lost by forgetting it there. Only the judgement "the tag is now empty"
+//! waits for the end of the read (see `crate::procs`).
 //!
 //! The process connector names the parent of every fork, but a short-lived middle process (the
 //! subshell of `( daemon & )`, `setsid -f`, a double-forking daemon's first child) has often exited,
@@ -7,23 +14,58 @@
 //! must be attributed: so the pid is remembered here with its tag and depth, and the fork events that
 //! name it as parent find their tag and level through it.
 //!
-//! An entry lives until the process's exit event (every fork of a process is queued before its exit),
-//! or until a fork event creates a new process under the same pid (the old one is then long gone). The
-//! map is bounded, the oldest entries going first, against exit events the kernel dropped.
+//! An entry lives until the process's exit event, or until a fork event creates a new process under
+//! the same pid. The map is bounded per tag and in all, against exit events the kernel dropped and
+//! against a tag forking faster than vigild reads: an entry pushed out costs its tag a /proc rescan,
+//! never another tag's attribution.
 
 use std::collections::{BTreeMap, HashMap};
 
 use vigil_core::TagName;
+use vigil_sys::{ProcEvent, WaitStatus};
 
-/// How many gone processes are remembered at most. Each is forgotten at its exit event, normally in the
-/// same read of the connector: only dropped events leave entries behind, and they go first.
+/// How many gone processes are remembered at most, all tags together. Each is forgotten at its exit
+/// event, normally in the same read of the connector: only dropped events leave entries behind.
 const CAPACITY: usize = 16_384;
+
+/// How many gone processes one tag may have remembered at once: a tag forking in a loop pushes out its
+/// own oldest entries, not another tag's.
+const PER_TAG: usize = 1_024;
+
+/// What became of a process found to belong to a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// Now watched, in the tag's tree.
+    New,
+    /// Already in the tag's tree.
+    Known,
+    /// Gone before it could be watched (no start time or pidfd any more, or another process now).
+    Gone,
+    /// The tag is no more: nothing to adopt into.
+    Unowned,
+}
+
+/// What attribution needs to know of, and do to, the processes vigild watches.
+pub trait Watch {
+    /// The tag and depth of a watched process, if it is one of a tag that still exists.
+    fn owner(&self, pid: i32) -> Option<(TagName, u32)>;
+    /// Whether the pid is watched at all (for a tag or as a PSM member).
+    fn is_watched(&self, pid: i32) -> bool;
+    /// Whether a watched pid now names another process: the watched one ended unseen.
+    fn is_stale(&self, pid: i32) -> bool;
+    /// A watched process ended (`None`: how is not known): it leaves every lookup now.
+    fn exited(&mut self, pid: i32, status: Option<WaitStatus>);
+    /// Watches `pid` as a process of `tag` at `depth`, if it is still there.
+    fn adopt(&mut self, tag: &TagName, pid: i32, depth: u32) -> Adopted;
+    /// The tag lost the lineage of one of its gone processes: its tree must be looked for in /proc.
+    fn lost_track(&mut self, tag: &TagName);
+}
 
 #[derive(Debug, Default)]
 pub struct Lineage {
     by_pid: HashMap<i32, Entry>,
-    /// Insertion number -> pid, to forget the oldest first.
-    order: BTreeMap<u64, i32>,
+    /// Per tag, insertion number -> pid, to push out the oldest first.
+    per_tag: HashMap<TagName, BTreeMap<u64, i32>>,
     next: u64,
 }
 
@@ -35,17 +77,75 @@ struct Entry {
 }
 
 impl Lineage {
+    /// Takes one connector event. Returns true when a fork's child was already gone (its lineage is
+    /// kept, and its own forks are queued: worth reading again).
+    pub fn apply<W: Watch>(&mut self, w: &mut W, ev: ProcEvent) -> bool {
+        match ev {
+            ProcEvent::Fork { parent, child } => self.on_fork(w, parent, child),
+            ProcEvent::Exit { pid, status } => {
+                self.forget(pid);
+                if w.is_watched(pid) {
+                    w.exited(pid, Some(status));
+                }
+                false
+            }
+            ProcEvent::Exec { .. } => false,
+        }
+    }
+
+    fn on_fork<W: Watch>(&mut self, w: &mut W, parent: i32, child: i32) -> bool {
+        // The pid now names a new process: whatever was known under it has ended.
+        self.forget(child);
+        if w.is_watched(child) && w.is_stale(child) {
+            w.exited(child, None);
+        }
+        let Some((tag, depth)) = w
+            .owner(parent)
+            .or_else(|| self.get(parent).map(|(t, d)| (t.clone(), d)))
+        else {
+            return false;
+        };
+        let depth = depth.saturating_add(1);
+        if w.adopt(&tag, child, depth) != Adopted::Gone {
+            return false;
+        }
+        tracing::debug!(tag = %tag, pid = child, depth, "forked and gone before it could be watched");
+        if let Some(lost) = self.record(child, tag, depth) {
+            w.lost_track(&lost);
+        }
+        true
+    }
+
     /// Remembers that `pid`, gone before it could be watched, was a process of `tag` at `depth`.
-    pub fn record(&mut self, pid: i32, tag: TagName, depth: u32) {
+    /// Returns the tag of an entry pushed out to make room, if one was.
+    pub fn record(&mut self, pid: i32, tag: TagName, depth: u32) -> Option<TagName> {
         self.forget(pid);
-        while self.by_pid.len() >= CAPACITY {
-            let Some((_, old)) = self.order.pop_first() else { break };
-            self.by_pid.remove(&old);
+        let mut lost = None;
+        let own = self.per_tag.get(&tag).map_or(0, BTreeMap::len);
+        let victim = if own >= PER_TAG {
+            self.per_tag.get(&tag).and_then(|o| o.values().next().copied())
+        } else if self.by_pid.len() >= CAPACITY {
+            // The oldest entry of the tag that holds the most (of those, the one waiting longest): a
+            // busy tag pays, not a quiet one.
+            self.per_tag
+                .values()
+                .filter_map(|o| {
+                    o.first_key_value()
+                        .map(|(seq, pid)| (o.len(), std::cmp::Reverse(*seq), *pid))
+                })
+                .max()
+                .map(|(_, _, pid)| pid)
+        } else {
+            None
+        };
+        if let Some(old) = victim {
+            lost = self.forget(old);
         }
         let seq = self.next;
         self.next += 1;
-        self.order.insert(seq, pid);
+        self.per_tag.entry(tag.clone()).or_default().insert(seq, pid);
         self.by_pid.insert(pid, Entry { tag, depth, seq });
+        lost
     }
 
     /// The tag and depth of a gone process, if it was one of a tag's.
@@ -53,17 +153,22 @@ impl Lineage {
         self.by_pid.get(&pid).map(|e| (&e.tag, e.depth))
     }
 
-    /// The process exited, or its pid now names another process.
-    pub fn forget(&mut self, pid: i32) {
-        if let Some(e) = self.by_pid.remove(&pid) {
-            self.order.remove(&e.seq);
+    /// The process exited, or its pid now names another process. Returns the tag it was of.
+    pub fn forget(&mut self, pid: i32) -> Option<TagName> {
+        let e = self.by_pid.remove(&pid)?;
+        if let Some(o) = self.per_tag.get_mut(&e.tag) {
+            o.remove(&e.seq);
+            if o.is_empty() {
+                self.per_tag.remove(&e.tag);
+            }
         }
+        Some(e.tag)
     }
 
     /// After events were lost, nothing here can be trusted to be current.
     pub fn clear(&mut self) {
         self.by_pid.clear();
-        self.order.clear();
+        self.per_tag.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -76,39 +181,4 @@ impl Lineage {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tag(s: &str) -> TagName {
-        TagName::new(s).unwrap()
-    }
-
-    #[test]
-    fn remembers_until_forgotten() {
-        let mut l = Lineage::default();
-        l.record(10, tag("a"), 1);
-        l.record(11, tag("b"), 3);
-        assert_eq!(l.get(10), Some((&tag("a"), 1)));
-        assert_eq!(l.get(11), Some((&tag("b"), 3)));
-        l.forget(10);
-        assert_eq!(l.get(10), None);
-        // Recorded again (a reused pid): the newer entry wins, and only one is kept.
-        l.record(11, tag("c"), 2);
-        assert_eq!(l.get(11), Some((&tag("c"), 2)));
-        assert_eq!(l.len(), 1);
-        l.clear();
-        assert_eq!(l.len(), 0);
-    }
-
-    #[test]
-    fn bounded_oldest_first() {
-        let mut l = Lineage::default();
-        for pid in 0..CAPACITY as i32 + 10 {
-            l.record(pid, tag("a"), 1);
-        }
-        assert_eq!(l.len(), CAPACITY);
-        assert_eq!(l.get(9), None, "the oldest went first");
-        assert!(l.get(10).is_some());
-        assert!(l.get(CAPACITY as i32 + 9).is_some());
-    }
-}
+mod tests;

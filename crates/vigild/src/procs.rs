@@ -5,15 +5,17 @@
 //! watched process becoming readable. No exit is judged before the connector has been read past it:
 //! every fork of a process is queued before its exit, so a child forked just before its parent died is
 //! in its tag's tree before the tag can be found empty. A process that was gone before it could be
-//! watched leaves its lineage (`crate::lineage`), through which its own children are still attributed.
+//! watched leaves its lineage (`crate::lineage`), through which its own children are still attributed;
+//! the connector is read in `crate::drain`.
 
 use std::ffi::OsString;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
 use vigil_core::{Effect, Exit, ProcId, SpawnFailure, TagEvent, TagName};
-use vigil_sys::{PidFd, ProcEvent, SpawnSpec};
+use vigil_sys::{PidFd, SpawnSpec};
 
+use crate::lineage::Adopted;
 use crate::server::Msg;
 use crate::state::{now, Daemon, SharedFd, Watched};
 
@@ -28,21 +30,6 @@ const EXIT_RETRY: [std::time::Duration; 6] = [
 ];
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Reads of the connector in one drain while middle processes keep turning out to be gone: a bound, so
-/// that a storm of short-lived forks cannot hold the loop.
-const DRAIN_ROUNDS: usize = 16;
-
-/// What became of a process found to belong to a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Adopted {
-    /// Now watched, in the tag's tree.
-    New,
-    /// Already in the tag's tree.
-    Known,
-    /// Gone before it could be watched (no start time or pidfd any more, or another process now).
-    Gone,
-}
 
 /// What a process started for a tag is: its command, its action program, or one of its exec probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,86 +314,6 @@ impl Daemon {
         Adopted::New
     }
 
-    /// The tag and depth of a process, watched or gone before it could be.
-    fn owner(&self, pid: i32) -> Option<(TagName, u32)> {
-        let watched = self.procs.get(&pid).and_then(|w| w.tag.as_ref()).and_then(|tag| {
-            let depth = self.tags.get(tag)?.tag.tree.get(pid)?.depth;
-            Some((tag.clone(), depth))
-        });
-        watched.or_else(|| self.lineage.get(pid).map(|(t, d)| (t.clone(), d)))
-    }
-
-    /// A fork event: a child of one of a tag's processes is one level deeper in that tag. Returns true
-    /// when the child was already gone, its lineage kept for its own children.
-    fn on_fork(&mut self, parent: i32, child: i32) -> bool {
-        // A fork event under a pid we remembered means the pid now names a new process.
-        self.lineage.forget(child);
-        let Some((tag, depth)) = self.owner(parent).filter(|(t, _)| self.tags.contains_key(t)) else {
-            return false;
-        };
-        let depth = depth.saturating_add(1);
-        if self.adopt_child(&tag, child, depth) == Adopted::Gone {
-            debug!(tag = %tag, pid = child, depth, "forked and gone before it could be watched");
-            self.lineage.record(child, tag, depth);
-            return true;
-        }
-        false
-    }
-
-    /// Reads every pending process connector event: forks add to trees, exits end processes.
-    ///
-    /// Every fork is taken before any exit is judged, whatever their order in the reads: a process's
-    /// exit can come before its child's own forks (`sh -c '( daemon & )'` ends while the subshell
-    /// forks), and a tag must not be found empty, and restarted, while its daemon is still on the way
-    /// in. A child that was already gone when its fork was read had exited, so its own forks are all
-    /// queued: the connector is read again until no round finds such a child (up to `DRAIN_ROUNDS`).
-    pub fn drain_connector(&mut self) {
-        let Some(conn) = self.connector.clone() else {
-            return;
-        };
-        let mut exits = Vec::new();
-        let mut overrun = false;
-        let mut events = Vec::new();
-        for _ in 0..DRAIN_ROUNDS {
-            events.clear();
-            match conn.read_events(&mut events) {
-                Ok(()) => {}
-                Err(vigil_sys::SysError::Overrun) => overrun = true,
-                Err(e) => warn!("process connector: {e}"),
-            }
-            let mut gone = false;
-            for ev in events.drain(..) {
-                match ev {
-                    ProcEvent::Fork { parent, child } => gone |= self.on_fork(parent, child),
-                    ProcEvent::Exit { pid, status } => exits.push((pid, status)),
-                    ProcEvent::Exec { .. } => {}
-                }
-            }
-            if !gone {
-                break;
-            }
-        }
-        for (pid, status) in exits {
-            self.lineage.forget(pid);
-            if self.procs.contains_key(&pid) {
-                self.proc_gone(pid, crate::convert::exit_from_wait(status));
-            }
-        }
-        if overrun {
-            warn!("process connector overrun: rescanning every tree");
-            // Exits may have been lost with the rest: what the lineage holds may name reused pids.
-            self.lineage.clear();
-            let table = vigil_sys::ProcTable::snapshot();
-            // vigild's unknown children once for all tags: per tag, that would be every tag times every
-            // child of vigild (10^8 lookups with 10,000 tags, seconds of a loop that answers nobody).
-            let unknown = self.unknown_children(&table);
-            let names: Vec<TagName> = self.tags.keys().cloned().collect();
-            for n in names {
-                self.rescan_among(&n, &table, &unknown);
-            }
-        }
-    }
-
     /// Reaps every exited child of vigild.
     pub fn reap(&mut self) {
         // Reap everything first, then act: acting restarts tags, and a command that exits at once would
@@ -415,7 +322,9 @@ impl Daemon {
         let mut reaped = Vec::new();
         loop {
             match vigil_sys::reap_any() {
-                Ok(Some(r)) => reaped.push(r),
+                // With the identity watched under that pid now: once reaped, the pid may be reused, and
+                // the connector read below may find the new process a tag's.
+                Ok(Some((pid, status))) => reaped.push((pid, status, self.procs.get(&pid).map(|w| w.id))),
                 Ok(None) => break,
                 Err(e) => {
                     warn!("reap: {e}");
@@ -426,7 +335,7 @@ impl Daemon {
         // The connector is read after the reaping: the processes reaped had exited, so every fork they
         // made is queued by now and their children are in their trees before their exits are judged.
         self.drain_connector();
-        for (pid, status) in reaped {
+        for (pid, status, id) in reaped {
             let exit = crate::convert::exit_from_wait(status);
             if let Some(name) = self.actions.remove(&pid) {
                 let fx = self
@@ -438,7 +347,7 @@ impl Daemon {
             } else if let Some(reply) = self.probe_children.remove(&pid) {
                 // The probe's task may have given up on it already.
                 let _ = reply.send(exit);
-            } else if self.procs.contains_key(&pid) {
+            } else if id.is_some() && self.procs.get(&pid).map(|w| w.id) == id {
                 self.proc_gone(pid, exit);
             }
         }
@@ -496,24 +405,37 @@ impl Daemon {
 
     /// A watched process is gone: tell its tag and the process set.
     pub fn proc_gone(&mut self, pid: i32, exit: Exit) {
-        let Some(w) = self.procs.remove(&pid) else {
+        let Some((tag, Some(watched))) = self.detach(pid, exit) else {
             return;
         };
+        let fx = match self.tags.get_mut(&tag) {
+            Some(e) => e.tag.judge_exits(watched, (pid, exit), now()),
+            None => return,
+        };
+        self.apply(&tag, fx);
+    }
+
+    /// A watched process is gone: out of the process set, the PSM and its tag's tree at once, so that
+    /// its pid names nothing of ours any more. Whether the tag is now empty is left to the caller.
+    /// Returns its tag, if any, and whether that tag's level watched it (None: it was not in the tree).
+    pub(crate) fn detach(&mut self, pid: i32, exit: Exit) -> Option<(TagName, Option<bool>)> {
+        let w = self.procs.remove(&pid)?;
         w.task.abort();
         debug!(tag = ?w.tag, member = w.member, pid, "exited: {exit}");
         if w.member {
             self.psm_exited(w.id, exit);
         }
-        let Some(tag) = w.tag else { return };
+        let tag = w.tag?;
         if self.connector.is_none() {
             // Without fork events, look for descendants now: orphans come back to vigild (subreaper).
+            // Before the process leaves the tree, so that its zombie is not taken for a new process.
             self.rescan(&tag);
         }
-        let fx = match self.tags.get_mut(&tag) {
-            Some(e) => e.tag.exited(pid, exit, now()),
-            None => return,
-        };
-        self.apply(&tag, fx);
+        let watched = self.tags.get_mut(&tag).and_then(|e| e.tag.exit_recorded(pid, exit));
+        if watched.is_some() {
+            self.dirty.insert(tag.clone());
+        }
+        Some((tag, watched))
     }
 
     /// Finds descendants the hard way, from one snapshot of /proc: children of every process in the tree,
@@ -526,6 +448,17 @@ impl Daemon {
     pub fn rescan_with(&mut self, name: &TagName, table: &vigil_sys::ProcTable) {
         let unknown = self.unknown_children(table);
         self.rescan_among(name, table, &unknown);
+    }
+
+    /// Rescans the trees of `names` from one snapshot of /proc. vigild's unknown children are listed once
+    /// for all of them: per tag, that would be every tag times every child of vigild (10^8 lookups with
+    /// 10,000 tags after a connector overrun, seconds of a loop that answers nobody).
+    pub fn rescan_all(&mut self, names: &[TagName]) {
+        let table = vigil_sys::ProcTable::snapshot();
+        let unknown = self.unknown_children(&table);
+        for n in names {
+            self.rescan_among(n, &table, &unknown);
+        }
     }
 
     /// vigild's children in `table` that it neither watches nor started as an action or a probe: the
