@@ -112,6 +112,24 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// A missing state file is new only when no copy of an earlier one lies beside it: with a `.prev`
+/// there, the state existed and the file was lost. Starting empty would also overwrite that good copy
+/// with the empty store at the next clean shutdown, losing the way back.
+pub(crate) fn refuse_missing_with_previous(path: &Path) -> Result<(), StoreError> {
+    let prev = previous_path(path);
+    if std::fs::symlink_metadata(&prev).is_ok() {
+        return Err(damaged(
+            path,
+            format!(
+                "is missing, but the copy kept at the last clean shutdown ({}) is there: the state existed and \
+                 vigild does not start empty in its place; `vigild --recover` brings that copy back",
+                prev.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates a new, empty redb file at `path` atomically: under a temporary name first, so that a crash
 /// while it is made never leaves an empty `path` behind (which the next start would refuse as damaged).
 pub(crate) fn create_new(path: &Path) -> Result<(), StoreError> {

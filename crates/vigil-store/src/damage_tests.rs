@@ -218,3 +218,15 @@ fn recover_without_anything_readable_says_so() {
     assert!(Store::open(&path).unwrap().tags().unwrap().is_empty());
     assert_eq!(std::fs::read(r.moved_to.unwrap()).unwrap(), b"not a state file\n");
 }
+
+#[test]
+fn a_missing_file_beside_its_previous_copy_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 5);
+    std::fs::remove_file(&path).unwrap();
+    let p = problem(Store::open(&path));
+    assert!(p.contains("is missing") && p.contains("--recover"), "{p}");
+    assert!(!path.exists());
+    assert_eq!(Store::open(&previous_path(&path)).unwrap().tags().unwrap().len(), 5);
+}

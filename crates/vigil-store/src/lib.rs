@@ -195,6 +195,7 @@ impl Store {
     /// 0644) is brought to 0600 too.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if !check::exists_and_looks_like_redb(path)? {
+            check::refuse_missing_with_previous(path)?;
             check::create_new(path)?;
         }
         secure_file(path)?;

@@ -233,3 +233,20 @@ fn recover_refuses_while_vigild_answers() {
     assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
     assert!(v.connect().is_ok(), "the running vigild is untouched");
 }
+
+#[test]
+fn a_missing_state_file_beside_its_previous_copy_is_refused_and_recovered() {
+    let mut v = stopped_with_tags(2);
+    let prev = v.path("state/state.redb.prev");
+    let kept = std::fs::read(&prev).unwrap();
+    std::fs::remove_file(state(&v)).unwrap();
+    assert_refused(&v, "is missing");
+    assert!(!state(&v).exists(), "no empty file is made in its place");
+    assert_eq!(std::fs::read(&prev).unwrap(), kept, "the previous copy is left alone");
+    let report = recover(&v);
+    assert!(report.contains("state.redb.prev"), "{report}");
+    v.spawn();
+    for i in 0..2 {
+        v.status(&format!("keep-marker-{i}"));
+    }
+}
