@@ -178,7 +178,12 @@ fn recover_salvages_and_fills_from_the_previous_copy() {
     assert_eq!(r.source, Source::Salvaged, "{r}");
     let tags = r.kinds.iter().find(|k| k.kind == "tags").unwrap();
     assert!(tags.from_previous > 0, "{r}");
-    assert_eq!(r.lost_total(), Some(0), "every lost tag was in the copy: {r}");
+    assert_eq!(
+        tags.lost,
+        Some(tags.from_previous),
+        "every lost tag was in the copy: {r}"
+    );
+    assert_eq!(r.lost_total(), tags.lost, "lost is not netted against restored: {r}");
     let moved = r.moved_to.clone().unwrap();
     assert!(moved
         .file_name()
@@ -229,4 +234,53 @@ fn a_missing_file_beside_its_previous_copy_is_refused() {
     assert!(p.contains("is missing") && p.contains("--recover"), "{p}");
     assert!(!path.exists());
     assert_eq!(Store::open(&previous_path(&path)).unwrap().tags().unwrap().len(), 5);
+}
+
+#[test]
+fn recover_reports_lost_and_restored_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    // The copy holds tag0..49; then 300 tags are added and those 50 deleted.
+    filled(&path, 50);
+    {
+        let s = Store::open(&path).unwrap();
+        s.commit(&Batch {
+            put_tags: (0..300).map(|i| tag(&format!("new{i}-marker"))).collect(),
+            delete_tags: (0..50).map(|i| format!("tag{i}-marker")).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    zero_pages_with(&path, b"new250-marker");
+    let r = recover(&path).unwrap();
+    let names: Vec<String> = Store::open(&path)
+        .unwrap()
+        .tags()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let new_kept = names.iter().filter(|n| n.starts_with("new")).count() as u64;
+    let back = names.iter().filter(|n| n.starts_with("tag")).count() as u64;
+    assert!(new_kept < 300, "the damage lost some tags: {r}");
+    let tags = r.kinds.iter().find(|k| k.kind == "tags").unwrap();
+    assert_eq!(
+        tags.lost,
+        Some(300 - new_kept),
+        "every unread tag is counted as lost: {r}"
+    );
+    assert_eq!(r.lost_total(), Some(300 - new_kept), "{r}");
+    assert_eq!(tags.from_previous, back, "{r}");
+    assert_eq!(r.restored_total(), back, "{r}");
+    assert_eq!(tags.restored.len() as u64, back);
+    assert!(tags.restored.iter().all(|n| n.starts_with("tag")), "{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains(&format!(
+            "{} records of the damaged file could not be read",
+            300 - new_kept
+        )),
+        "{text}"
+    );
+    assert!(text.contains("may include records deleted since: tag"), "{text}");
 }

@@ -28,8 +28,11 @@ pub struct KindReport {
     /// many it held.
     pub lost: Option<u64>,
     /// Taken from the previous copy because the damaged file lost records of this kind: they are as
-    /// they were at the last clean shutdown, older than what was lost.
+    /// they were at the last clean shutdown, older than what was lost. They are not counted against
+    /// `lost`: a record of the copy may be one deleted since, not one of those lost.
     pub from_previous: u64,
+    /// The keys of the records taken from the previous copy, so the operator can check each.
+    pub restored: Vec<String>,
 }
 
 /// Where the records of the new file came from.
@@ -66,11 +69,16 @@ pub struct Recovery {
 }
 
 impl Recovery {
-    /// Records that are gone for good (read from neither file); None when unknown.
+    /// Records of the damaged file that could not be read; None when unknown. Never netted against
+    /// [`Recovery::restored_total`]: which of the records restored from the copy were among the lost, and
+    /// which had been deleted since the copy was made, cannot be told.
     pub fn lost_total(&self) -> Option<u64> {
-        self.kinds
-            .iter()
-            .try_fold(0u64, |acc, k| k.lost.map(|l| acc + l.saturating_sub(k.from_previous)))
+        self.kinds.iter().try_fold(0u64, |acc, k| k.lost.map(|l| acc + l))
+    }
+
+    /// Records taken from the previous copy.
+    pub fn restored_total(&self) -> u64 {
+        self.kinds.iter().map(|k| k.from_previous).sum()
     }
 }
 
@@ -90,8 +98,8 @@ impl fmt::Display for Recovery {
         if let Some((p, t)) = &self.previous {
             writeln!(
                 f,
-                "records it lost were taken from {} (written at the clean shutdown of {}): they are as they \
-                 were then, older than what was lost; a record deleted since may be back",
+                "records were restored from {} (written at the clean shutdown of {}): they are as they were \
+                 then, older than what was lost; the copy may include records deleted since",
                 p.display(),
                 utc(*t)
             )?;
@@ -99,24 +107,44 @@ impl fmt::Display for Recovery {
         if let Some(p) = &self.previous_problem {
             writeln!(f, "the previous copy could not be used: {p}")?;
         }
-        writeln!(
-            f,
-            "{:<14} {:>9} {:>9} {:>14}",
-            "kind", "salvaged", "lost", "from previous"
-        )?;
+        writeln!(f, "{:<14} {:>9} {:>9} {:>9}", "kind", "salvaged", "lost", "restored")?;
         for k in &self.kinds {
             let lost = k.lost.map_or("unknown".to_string(), |l| l.to_string());
-            writeln!(
-                f,
-                "{:<14} {:>9} {:>9} {:>14}",
-                k.kind, k.salvaged, lost, k.from_previous
-            )?;
+            writeln!(f, "{:<14} {:>9} {:>9} {:>9}", k.kind, k.salvaged, lost, k.from_previous)?;
         }
+        if let Some((_, t)) = &self.previous {
+            for k in self.kinds.iter().filter(|k| !k.restored.is_empty()) {
+                const SHOWN: usize = 20;
+                let mut names = k.restored.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+                if k.restored.len() > SHOWN {
+                    names.push_str(&format!(" and {} more", k.restored.len() - SHOWN));
+                }
+                writeln!(
+                    f,
+                    "restored {} from the copy of {}, may include records deleted since: {names}",
+                    k.kind,
+                    utc(*t)
+                )?;
+            }
+        }
+        let restored = self.restored_total();
         match (self.lost_total(), &self.source) {
             (_, Source::Nothing) => writeln!(f, "nothing was recovered: {path} is now an empty state file")?,
-            (Some(0), _) => writeln!(f, "no record is missing from the new {path}")?,
-            (Some(n), _) => writeln!(f, "{n} records are gone for good; the new {path} holds the rest")?,
-            (None, _) => writeln!(f, "an unknown number of records is gone; the new {path} holds the rest")?,
+            (Some(0), _) => writeln!(f, "every record of the damaged file was read into the new {path}")?,
+            (Some(n), _) => writeln!(
+                f,
+                "{n} records of the damaged file could not be read; the new {path} holds the rest"
+            )?,
+            (None, _) => writeln!(
+                f,
+                "an unknown number of records of the damaged file could not be read; the new {path} holds the rest"
+            )?,
+        }
+        if restored > 0 {
+            writeln!(
+                f,
+                "{restored} records were restored from the previous copy (not counted against those lost)"
+            )?;
         }
         writeln!(f, "last event sequence number: {}", self.last_seq)
     }
@@ -133,7 +161,7 @@ struct Part<K, T> {
     stopped: Option<String>,
 }
 
-impl<K: Ord + Clone, T: Clone> Part<K, T> {
+impl<K: Ord + Clone + fmt::Display, T: Clone> Part<K, T> {
     fn empty() -> Self {
         Part {
             got: BTreeMap::new(),
@@ -157,16 +185,16 @@ impl<K: Ord + Clone, T: Clone> Part<K, T> {
         self.lost() != Some(0)
     }
 
-    /// Fills the keys this part lacks from `older`; returns how many.
-    fn fill_from(&mut self, older: &Part<K, T>) -> u64 {
-        let mut n = 0;
+    /// Fills the keys this part lacks from `older`; returns the keys filled.
+    fn fill_from(&mut self, older: &Part<K, T>) -> Vec<String> {
+        let mut filled = Vec::new();
         for (k, v) in &older.got {
             if !self.got.contains_key(k) {
                 self.got.insert(k.clone(), v.clone());
-                n += 1;
+                filled.push(k.to_string());
             }
         }
-        n
+        filled
     }
 }
 
@@ -367,15 +395,17 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
     macro_rules! kind {
         ($name:expr, $field:ident) => {{
             let lost = if whole { None } else { s.$field.lost() };
-            let from_previous = match &previous {
+            let restored = match &previous {
                 Some(p) if whole || s.$field.lossy() => s.$field.fill_from(&p.$field),
-                _ => 0,
+                _ => Vec::new(),
             };
+            let from_previous = restored.len() as u64;
             kinds.push(KindReport {
                 kind: $name,
                 salvaged: s.$field.got.len() as u64 - from_previous,
                 lost,
                 from_previous,
+                restored,
             });
         }};
     }
