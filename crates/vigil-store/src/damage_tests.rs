@@ -209,7 +209,8 @@ fn recover_takes_the_previous_copy_when_nothing_can_be_read() {
     assert!(r.unreadable.is_some());
     let s = Store::open(&path).unwrap();
     assert_eq!(s.tags().unwrap().len(), 4);
-    assert_eq!(s.last_seq().unwrap(), 20);
+    // The unreadable file may have numbered events past the copy's 20.
+    assert_eq!(s.last_seq().unwrap(), 20 + SEQ_JUMP);
 }
 
 #[test]
@@ -283,4 +284,37 @@ fn recover_reports_lost_and_restored_apart() {
         "{text}"
     );
     assert!(text.contains("may include records deleted since: tag"), "{text}");
+}
+
+#[test]
+fn recover_moves_event_numbers_forward_when_the_newest_are_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 3); // the copy's newest event is 20
+    {
+        let s = Store::open(&path).unwrap();
+        s.commit(&Batch {
+            events: (21..=40).map(event).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    // The meta table and the events are lost: the file's own newest number, 40, is unknown.
+    zero_pages_with(&path, b"last_seq");
+    zero_pages_with(&path, b"sys.vigil.pmf.tag.start");
+    let r = recover(&path).unwrap();
+    assert!(r.last_seq > 40, "event numbers went back: {r}");
+    assert_eq!(r.seq_jump, Some(SEQ_JUMP), "{r}");
+    assert!(r.to_string().contains("numbering moved forward"), "{r}");
+    assert_eq!(Store::open(&path).unwrap().last_seq().unwrap(), r.last_seq);
+}
+
+#[test]
+fn recover_keeps_event_numbers_when_they_were_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 300);
+    zero_pages_with(&path, b"tag250-marker");
+    let r = recover(&path).unwrap();
+    assert_eq!((r.last_seq, r.seq_jump), (20, None), "{r}");
 }

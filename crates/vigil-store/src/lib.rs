@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 pub use check::previous_path;
 pub use records::*;
-pub use recover::{recover, KindReport, Recovery, Source};
+pub use recover::{recover, KindReport, Recovery, Source, SEQ_JUMP};
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
 pub const SCHEMA_VERSION: u64 = 4;

@@ -66,7 +66,17 @@ pub struct Recovery {
     pub kinds: Vec<KindReport>,
     /// The sequence number of the newest event, carried over so that event numbers never go back.
     pub last_seq: u64,
+    /// When the damaged file's meta table or events could not all be read, the newest number it gave
+    /// is unknown: `last_seq` is then the highest number seen plus this jump ([`SEQ_JUMP`]).
+    pub seq_jump: Option<u64>,
 }
+
+/// How far event numbers move forward when the damaged file's newest number is unknown. vigild numbers
+/// events one by one and writes each in a synced transaction: at ten thousand events a second without
+/// pause, 2^40 numbers last three and a half years, longer than any run between two clean shutdowns
+/// (each of which leaves a `.prev` whose number is a floor); and u64 leaves room for 2^24 such jumps.
+/// Readers see a gap in the numbers, as they do when old events are trimmed, never a number twice.
+pub const SEQ_JUMP: u64 = 1 << 40;
 
 impl Recovery {
     /// Records of the damaged file that could not be read; None when unknown. Never netted against
@@ -146,7 +156,15 @@ impl fmt::Display for Recovery {
                 "{restored} records were restored from the previous copy (not counted against those lost)"
             )?;
         }
-        writeln!(f, "last event sequence number: {}", self.last_seq)
+        writeln!(f, "last event sequence number: {}", self.last_seq)?;
+        if let Some(j) = self.seq_jump {
+            writeln!(
+                f,
+                "the damaged file's newest event number could not be read: numbering moved forward by {j} past \
+                 the highest number seen, so that no number is given twice"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +258,8 @@ macro_rules! salvage_table {
 
 struct Salvage {
     last_seq: u64,
+    /// The meta table or the events could not all be read: `last_seq` may be below the file's own.
+    seq_unsure: bool,
     tags: Part<String, TagRecord>,
     categories: Part<String, u64>,
     members: Part<i32, MemberRecord>,
@@ -321,6 +341,7 @@ fn salvage_copy(copy: &Path) -> Result<Salvage, String> {
     let newest = events.got.keys().next_back().copied().unwrap_or(0);
     Ok(Salvage {
         last_seq: meta.got.get("last_seq").copied().unwrap_or(0).max(newest),
+        seq_unsure: meta.lossy() || events.lossy(),
         tags,
         categories,
         members,
@@ -364,6 +385,7 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
                 previous_problem: None,
                 kinds: Vec::new(),
                 last_seq: 0,
+                seq_jump: None,
             })
         }
         Err(StoreError::Damaged { problem, .. }) => problem,
@@ -417,10 +439,14 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
     kind!("sam data", sam_data);
     kind!("events", events);
     let prev_seq = previous.as_ref().map_or(0, |p| p.last_seq);
-    let last_seq = s
+    let seen = s
         .last_seq
         .max(prev_seq)
         .max(s.events.got.keys().next_back().copied().unwrap_or(0));
+    // A file read only in part may have given numbers above any seen: numbers handed out once (to
+    // `vigil events` readers, to cluster peers) must never be handed out again.
+    let seq_jump = (whole || s.seq_unsure).then_some(SEQ_JUMP);
+    let last_seq = seen.saturating_add(seq_jump.unwrap_or(0));
 
     let fresh = with_suffix(path, ".recovered");
     let _ = std::fs::remove_file(&fresh);
@@ -471,12 +497,14 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
         previous_problem,
         kinds,
         last_seq,
+        seq_jump,
     })
 }
 
 fn empty_salvage() -> Salvage {
     Salvage {
         last_seq: 0,
+        seq_unsure: true,
         tags: Part::empty(),
         categories: Part::empty(),
         members: Part::empty(),
