@@ -234,6 +234,20 @@ pub(crate) fn keep_previous(path: &Path) -> Result<u64, StoreError> {
     };
     let tmp = with_suffix(path, ".prev.new");
     let n = copy_private(path, &tmp).map_err(io_err)?;
+    // The copy replaces the only way back: it must open as vigild opens the state file (every page's
+    // checksum, every record decoded), or the older copy stays. A copy that needed redb to roll back
+    // its newest commit is not the file just closed cleanly.
+    let verified = match crate::Store::open(&tmp) {
+        Ok(s) if s.rolled_back() => Err("its newest commit does not verify".to_string()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = verified {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(std::io::Error::other(format!(
+            "the copy does not verify, so the older copy is kept: {e}"
+        ))));
+    }
     if let Err(e) = std::fs::rename(&tmp, &prev) {
         let _ = std::fs::remove_file(&tmp);
         return Err(io_err(e));

@@ -318,3 +318,20 @@ fn recover_keeps_event_numbers_when_they_were_read() {
     let r = recover(&path).unwrap();
     assert_eq!((r.last_seq, r.seq_jump), (20, None), "{r}");
 }
+
+#[test]
+fn a_copy_that_does_not_verify_does_not_replace_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 300);
+    let kept = std::fs::read(previous_path(&path)).unwrap();
+    zero_pages_with(&path, b"tag250-marker");
+    let e = check::keep_previous(&path).unwrap_err().to_string();
+    assert!(e.contains("does not verify"), "{e}");
+    assert_eq!(
+        std::fs::read(previous_path(&path)).unwrap(),
+        kept,
+        "the older copy is kept"
+    );
+    assert!(!dir.path().join("state.redb.prev.new").exists());
+}

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::server::Msg;
 use crate::state::{now, Daemon, Paths, SharedFd};
@@ -465,7 +465,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                 vigil_store::previous_path(&opts.state_dir.join("state.redb")).display(),
                 t.elapsed().as_millis()
             ),
-            Err(e) => warn!("{e}"),
+            Err(e) => error!("{e}"),
         }
         let _ = std::fs::remove_file(&opts.socket);
         let _ = std::fs::remove_file(opts.state_dir.join(health::NOTIFY_SOCKET_NAME));
