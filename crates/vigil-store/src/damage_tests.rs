@@ -335,3 +335,26 @@ fn a_copy_that_does_not_verify_does_not_replace_the_previous_one() {
     );
     assert!(!dir.path().join("state.redb.prev.new").exists());
 }
+
+#[test]
+fn recover_leaves_the_damaged_file_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 3);
+    // A record that does not decode: redb opens the file (and commits as it does), vigil refuses it.
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(TAGS).unwrap().insert("bad", &[0xff_u8; 3][..]).unwrap();
+        tx.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let r = recover(&path).unwrap();
+    assert_eq!(r.source, Source::Salvaged, "{r}");
+    assert_eq!(
+        std::fs::read(r.moved_to.unwrap()).unwrap(),
+        before,
+        "the damaged file is evidence"
+    );
+    assert!(!dir.path().join("state.redb.check").exists());
+}

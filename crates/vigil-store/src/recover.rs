@@ -364,8 +364,8 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
         path: path.into(),
         problem,
     };
-    let opened = if path.exists() {
-        Store::open(path)
+    let opened = if std::fs::symlink_metadata(path).is_ok() {
+        open_copy(path)
     } else if previous_path(path).exists() {
         Err(check::damaged(path, "is missing"))
     } else {
@@ -499,6 +499,24 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
         last_seq,
         seq_jump,
     })
+}
+
+/// Opens the file at `path` as vigild would, through a copy: redb's open commits a repair or a
+/// migration, and the damaged file must stay byte for byte as it was, the evidence of what went wrong.
+fn open_copy(path: &Path) -> Result<(), StoreError> {
+    // What is refused before redb sees the file needs no copy (and a symlink must not be copied).
+    check::exists_and_looks_like_redb(path)?;
+    let copy = with_suffix(path, ".check");
+    check::copy_private(path, &copy).map_err(|e| StoreError::Recover {
+        path: path.into(),
+        problem: format!("cannot copy it to {}: {e}", copy.display()),
+    })?;
+    let opened = Store::open(&copy).map(drop).map_err(|e| match e {
+        StoreError::Damaged { problem, .. } => check::damaged(path, problem),
+        e => e,
+    });
+    let _ = std::fs::remove_file(&copy);
+    opened
 }
 
 fn empty_salvage() -> Salvage {
