@@ -58,9 +58,17 @@ pub(crate) fn exists_and_looks_like_redb(path: &Path) -> Result<bool, StoreError
             })
         }
     };
-    // A symlink is refused by the open that follows, which never follows one.
+    // The file holds secrets: a symlink (planted to make vigild chmod or overwrite something else) is
+    // never followed. Refused for good, not as a failure a retry could get past.
     if meta.file_type().is_symlink() {
-        return Ok(true);
+        let to = std::fs::read_link(path).map_or("?".into(), |t| t.display().to_string());
+        return Err(StoreError::Refused {
+            path: path.into(),
+            problem: format!(
+                "is a symbolic link (to {to}): vigild never opens its state file through one; put the file \
+                 itself in its place"
+            ),
+        });
     }
     if !meta.is_file() {
         return Err(damaged(path, "is not a regular file"));

@@ -60,6 +60,9 @@ pub enum StoreError {
     Keep { path: PathBuf, source: std::io::Error },
     #[error("cannot recover the state file {path}: {problem}")]
     Recover { path: PathBuf, problem: String },
+    /// The path is not one vigild opens (a symlink): permanent, like damage, but `recover` cannot help.
+    #[error("the state file {path} is refused: it {problem}")]
+    Refused { path: PathBuf, problem: String },
 }
 
 macro_rules! db_err {

@@ -252,3 +252,18 @@ fn a_missing_state_file_beside_its_previous_copy_is_refused_and_recovered() {
         v.status(&format!("keep-marker-{i}"));
     }
 }
+
+#[test]
+fn a_symlinked_state_file_is_refused_for_good() {
+    let v = stopped_with_tags(1);
+    let real = v.path("state/real.redb");
+    std::fs::rename(state(&v), &real).unwrap();
+    std::os::unix::fs::symlink(&real, state(&v)).unwrap();
+    let out = vigild_once(&v, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(EXIT_DAMAGED), "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+    let out = vigild_once(&v, &["--recover"]);
+    assert_eq!(out.status.code(), Some(EXIT_DAMAGED), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(state(&v)).unwrap().file_type().is_symlink());
+}
