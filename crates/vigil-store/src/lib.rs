@@ -7,6 +7,7 @@
 //! converts. Record layouts only ever change through a new schema version and a migration below.
 
 mod check;
+mod lock;
 mod migrate;
 mod records;
 mod recover;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 pub use check::previous_path;
+pub use lock::{lock_state_dir, StateLock, LOCK_NAME};
 pub use records::*;
 pub use recover::{recover, KindReport, Recovery, Source, SEQ_JUMP};
 
@@ -63,6 +65,8 @@ pub enum StoreError {
     /// The path is not one vigild opens (a symlink): permanent, like damage, but `recover` cannot help.
     #[error("the state file {path} is refused: it {problem}")]
     Refused { path: PathBuf, problem: String },
+    #[error("the state dir is in use: another process (a running vigild, or vigild --recover) holds {path}")]
+    Locked { path: PathBuf },
 }
 
 macro_rules! db_err {

@@ -364,6 +364,12 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
         path: path.into(),
         problem,
     };
+    // Held to the end: no vigild starts on the file while it is read and replaced.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let _lock = crate::lock_state_dir(dir)?;
     let opened = if std::fs::symlink_metadata(path).is_ok() {
         open_copy(path)
     } else if previous_path(path).exists() {

@@ -173,6 +173,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     }
     let settings_psm = settings.psm;
     let settings_cmap = cmap::Cmap::from_settings(&settings);
+    // Held until serve returns, after the shutdown copy: `vigild --recover` waits for none of it.
+    let _state_lock = vigil_store::lock_state_dir(&opts.state_dir)?;
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
     if store.rolled_back() {
         warn!(

@@ -267,3 +267,26 @@ fn a_symlinked_state_file_is_refused_for_good() {
     assert_eq!(out.status.code(), Some(EXIT_DAMAGED), "{}", stderr(&out));
     assert!(std::fs::symlink_metadata(state(&v)).unwrap().file_type().is_symlink());
 }
+
+#[test]
+fn recover_is_locked_out_of_a_state_dir_in_use_whatever_the_socket() {
+    let v = Vigild::start();
+    let before = std::fs::read(state(&v)).unwrap();
+    // Another socket: the probe of a running vigild finds none, the state dir's lock does.
+    let mut child = Command::new(bin("vigild"))
+        .arg("--state-dir")
+        .arg(v.path("state"))
+        .arg("--socket")
+        .arg(v.path("elsewhere.sock"))
+        .arg("--recover")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vigild --recover");
+    wait_deadline(&mut child, "vigild --recover on a state dir in use");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(111), "{}", stderr(&out));
+    assert!(stderr(&out).contains("state.lock"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(state(&v)).unwrap(), before);
+    assert!(v.connect().is_ok(), "the running vigild is untouched");
+}
