@@ -58,9 +58,17 @@ pub(crate) fn exists_and_looks_like_redb(path: &Path) -> Result<bool, StoreError
             })
         }
     };
-    // A symlink is refused by the open that follows, which never follows one.
+    // The file holds secrets: a symlink (planted to make vigild chmod or overwrite something else) is
+    // never followed. Refused for good, not as a failure a retry could get past.
     if meta.file_type().is_symlink() {
-        return Ok(true);
+        let to = std::fs::read_link(path).map_or("?".into(), |t| t.display().to_string());
+        return Err(StoreError::Refused {
+            path: path.into(),
+            problem: format!(
+                "is a symbolic link (to {to}): vigild never opens its state file through one; put the file \
+                 itself in its place"
+            ),
+        });
     }
     if !meta.is_file() {
         return Err(damaged(path, "is not a regular file"));
@@ -110,6 +118,24 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// A missing state file is new only when no copy of an earlier one lies beside it: with a `.prev`
+/// there, the state existed and the file was lost. Starting empty would also overwrite that good copy
+/// with the empty store at the next clean shutdown, losing the way back.
+pub(crate) fn refuse_missing_with_previous(path: &Path) -> Result<(), StoreError> {
+    let prev = previous_path(path);
+    if std::fs::symlink_metadata(&prev).is_ok() {
+        return Err(damaged(
+            path,
+            format!(
+                "is missing, but the copy kept at the last clean shutdown ({}) is there: the state existed and \
+                 vigild does not start empty in its place; `vigild --recover` brings that copy back",
+                prev.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Creates a new, empty redb file at `path` atomically: under a temporary name first, so that a crash
@@ -216,6 +242,20 @@ pub(crate) fn keep_previous(path: &Path) -> Result<u64, StoreError> {
     };
     let tmp = with_suffix(path, ".prev.new");
     let n = copy_private(path, &tmp).map_err(io_err)?;
+    // The copy replaces the only way back: it must open as vigild opens the state file (every page's
+    // checksum, every record decoded), or the older copy stays. A copy that needed redb to roll back
+    // its newest commit is not the file just closed cleanly.
+    let verified = match crate::Store::open(&tmp) {
+        Ok(s) if s.rolled_back() => Err("its newest commit does not verify".to_string()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = verified {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(std::io::Error::other(format!(
+            "the copy does not verify, so the older copy is kept: {e}"
+        ))));
+    }
     if let Err(e) = std::fs::rename(&tmp, &prev) {
         let _ = std::fs::remove_file(&tmp);
         return Err(io_err(e));

@@ -178,7 +178,12 @@ fn recover_salvages_and_fills_from_the_previous_copy() {
     assert_eq!(r.source, Source::Salvaged, "{r}");
     let tags = r.kinds.iter().find(|k| k.kind == "tags").unwrap();
     assert!(tags.from_previous > 0, "{r}");
-    assert_eq!(r.lost_total(), Some(0), "every lost tag was in the copy: {r}");
+    assert_eq!(
+        tags.lost,
+        Some(tags.from_previous),
+        "every lost tag was in the copy: {r}"
+    );
+    assert_eq!(r.lost_total(), tags.lost, "lost is not netted against restored: {r}");
     let moved = r.moved_to.clone().unwrap();
     assert!(moved
         .file_name()
@@ -204,7 +209,8 @@ fn recover_takes_the_previous_copy_when_nothing_can_be_read() {
     assert!(r.unreadable.is_some());
     let s = Store::open(&path).unwrap();
     assert_eq!(s.tags().unwrap().len(), 4);
-    assert_eq!(s.last_seq().unwrap(), 20);
+    // The unreadable file may have numbered events past the copy's 20.
+    assert_eq!(s.last_seq().unwrap(), 20 + SEQ_JUMP);
 }
 
 #[test]
@@ -217,4 +223,138 @@ fn recover_without_anything_readable_says_so() {
     assert!(r.to_string().contains("nothing was recovered"), "{r}");
     assert!(Store::open(&path).unwrap().tags().unwrap().is_empty());
     assert_eq!(std::fs::read(r.moved_to.unwrap()).unwrap(), b"not a state file\n");
+}
+
+#[test]
+fn a_missing_file_beside_its_previous_copy_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 5);
+    std::fs::remove_file(&path).unwrap();
+    let p = problem(Store::open(&path));
+    assert!(p.contains("is missing") && p.contains("--recover"), "{p}");
+    assert!(!path.exists());
+    assert_eq!(Store::open(&previous_path(&path)).unwrap().tags().unwrap().len(), 5);
+}
+
+#[test]
+fn recover_reports_lost_and_restored_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    // The copy holds tag0..49; then 300 tags are added and those 50 deleted.
+    filled(&path, 50);
+    {
+        let s = Store::open(&path).unwrap();
+        s.commit(&Batch {
+            put_tags: (0..300).map(|i| tag(&format!("new{i}-marker"))).collect(),
+            delete_tags: (0..50).map(|i| format!("tag{i}-marker")).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    zero_pages_with(&path, b"new250-marker");
+    let r = recover(&path).unwrap();
+    let names: Vec<String> = Store::open(&path)
+        .unwrap()
+        .tags()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let new_kept = names.iter().filter(|n| n.starts_with("new")).count() as u64;
+    let back = names.iter().filter(|n| n.starts_with("tag")).count() as u64;
+    assert!(new_kept < 300, "the damage lost some tags: {r}");
+    let tags = r.kinds.iter().find(|k| k.kind == "tags").unwrap();
+    assert_eq!(
+        tags.lost,
+        Some(300 - new_kept),
+        "every unread tag is counted as lost: {r}"
+    );
+    assert_eq!(r.lost_total(), Some(300 - new_kept), "{r}");
+    assert_eq!(tags.from_previous, back, "{r}");
+    assert_eq!(r.restored_total(), back, "{r}");
+    assert_eq!(tags.restored.len() as u64, back);
+    assert!(tags.restored.iter().all(|n| n.starts_with("tag")), "{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains(&format!(
+            "{} records of the damaged file could not be read",
+            300 - new_kept
+        )),
+        "{text}"
+    );
+    assert!(text.contains("may include records deleted since: tag"), "{text}");
+}
+
+#[test]
+fn recover_moves_event_numbers_forward_when_the_newest_are_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 3); // the copy's newest event is 20
+    {
+        let s = Store::open(&path).unwrap();
+        s.commit(&Batch {
+            events: (21..=40).map(event).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    // The meta table and the events are lost: the file's own newest number, 40, is unknown.
+    zero_pages_with(&path, b"last_seq");
+    zero_pages_with(&path, b"sys.vigil.pmf.tag.start");
+    let r = recover(&path).unwrap();
+    assert!(r.last_seq > 40, "event numbers went back: {r}");
+    assert_eq!(r.seq_jump, Some(SEQ_JUMP), "{r}");
+    assert!(r.to_string().contains("numbering moved forward"), "{r}");
+    assert_eq!(Store::open(&path).unwrap().last_seq().unwrap(), r.last_seq);
+}
+
+#[test]
+fn recover_keeps_event_numbers_when_they_were_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 300);
+    zero_pages_with(&path, b"tag250-marker");
+    let r = recover(&path).unwrap();
+    assert_eq!((r.last_seq, r.seq_jump), (20, None), "{r}");
+}
+
+#[test]
+fn a_copy_that_does_not_verify_does_not_replace_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 300);
+    let kept = std::fs::read(previous_path(&path)).unwrap();
+    zero_pages_with(&path, b"tag250-marker");
+    let e = check::keep_previous(&path).unwrap_err().to_string();
+    assert!(e.contains("does not verify"), "{e}");
+    assert_eq!(
+        std::fs::read(previous_path(&path)).unwrap(),
+        kept,
+        "the older copy is kept"
+    );
+    assert!(!dir.path().join("state.redb.prev.new").exists());
+}
+
+#[test]
+fn recover_leaves_the_damaged_file_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    filled(&path, 3);
+    // A record that does not decode: redb opens the file (and commits as it does), vigil refuses it.
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(TAGS).unwrap().insert("bad", &[0xff_u8; 3][..]).unwrap();
+        tx.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let r = recover(&path).unwrap();
+    assert_eq!(r.source, Source::Salvaged, "{r}");
+    assert_eq!(
+        std::fs::read(r.moved_to.unwrap()).unwrap(),
+        before,
+        "the damaged file is evidence"
+    );
+    assert!(!dir.path().join("state.redb.check").exists());
 }

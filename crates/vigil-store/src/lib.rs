@@ -7,6 +7,7 @@
 //! converts. Record layouts only ever change through a new schema version and a migration below.
 
 mod check;
+mod lock;
 mod migrate;
 mod records;
 mod recover;
@@ -16,8 +17,9 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 pub use check::previous_path;
+pub use lock::{lock_state_dir, StateLock, LOCK_NAME};
 pub use records::*;
-pub use recover::{recover, KindReport, Recovery, Source};
+pub use recover::{recover, KindReport, Recovery, Source, SEQ_JUMP};
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
 pub const SCHEMA_VERSION: u64 = 4;
@@ -60,6 +62,11 @@ pub enum StoreError {
     Keep { path: PathBuf, source: std::io::Error },
     #[error("cannot recover the state file {path}: {problem}")]
     Recover { path: PathBuf, problem: String },
+    /// The path is not one vigild opens (a symlink): permanent, like damage, but `recover` cannot help.
+    #[error("the state file {path} is refused: it {problem}")]
+    Refused { path: PathBuf, problem: String },
+    #[error("the state dir is in use: another process (a running vigild, or vigild --recover) holds {path}")]
+    Locked { path: PathBuf },
 }
 
 macro_rules! db_err {
@@ -195,6 +202,7 @@ impl Store {
     /// 0644) is brought to 0600 too.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if !check::exists_and_looks_like_redb(path)? {
+            check::refuse_missing_with_previous(path)?;
             check::create_new(path)?;
         }
         secure_file(path)?;

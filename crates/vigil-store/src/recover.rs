@@ -28,8 +28,11 @@ pub struct KindReport {
     /// many it held.
     pub lost: Option<u64>,
     /// Taken from the previous copy because the damaged file lost records of this kind: they are as
-    /// they were at the last clean shutdown, older than what was lost.
+    /// they were at the last clean shutdown, older than what was lost. They are not counted against
+    /// `lost`: a record of the copy may be one deleted since, not one of those lost.
     pub from_previous: u64,
+    /// The keys of the records taken from the previous copy, so the operator can check each.
+    pub restored: Vec<String>,
 }
 
 /// Where the records of the new file came from.
@@ -63,14 +66,29 @@ pub struct Recovery {
     pub kinds: Vec<KindReport>,
     /// The sequence number of the newest event, carried over so that event numbers never go back.
     pub last_seq: u64,
+    /// When the damaged file's meta table or events could not all be read, the newest number it gave
+    /// is unknown: `last_seq` is then the highest number seen plus this jump ([`SEQ_JUMP`]).
+    pub seq_jump: Option<u64>,
 }
 
+/// How far event numbers move forward when the damaged file's newest number is unknown. vigild numbers
+/// events one by one and writes each in a synced transaction: at ten thousand events a second without
+/// pause, 2^40 numbers last three and a half years, longer than any run between two clean shutdowns
+/// (each of which leaves a `.prev` whose number is a floor); and u64 leaves room for 2^24 such jumps.
+/// Readers see a gap in the numbers, as they do when old events are trimmed, never a number twice.
+pub const SEQ_JUMP: u64 = 1 << 40;
+
 impl Recovery {
-    /// Records that are gone for good (read from neither file); None when unknown.
+    /// Records of the damaged file that could not be read; None when unknown. Never netted against
+    /// [`Recovery::restored_total`]: which of the records restored from the copy were among the lost, and
+    /// which had been deleted since the copy was made, cannot be told.
     pub fn lost_total(&self) -> Option<u64> {
-        self.kinds
-            .iter()
-            .try_fold(0u64, |acc, k| k.lost.map(|l| acc + l.saturating_sub(k.from_previous)))
+        self.kinds.iter().try_fold(0u64, |acc, k| k.lost.map(|l| acc + l))
+    }
+
+    /// Records taken from the previous copy.
+    pub fn restored_total(&self) -> u64 {
+        self.kinds.iter().map(|k| k.from_previous).sum()
     }
 }
 
@@ -90,8 +108,8 @@ impl fmt::Display for Recovery {
         if let Some((p, t)) = &self.previous {
             writeln!(
                 f,
-                "records it lost were taken from {} (written at the clean shutdown of {}): they are as they \
-                 were then, older than what was lost; a record deleted since may be back",
+                "records were restored from {} (written at the clean shutdown of {}): they are as they were \
+                 then, older than what was lost; the copy may include records deleted since",
                 p.display(),
                 utc(*t)
             )?;
@@ -99,26 +117,54 @@ impl fmt::Display for Recovery {
         if let Some(p) = &self.previous_problem {
             writeln!(f, "the previous copy could not be used: {p}")?;
         }
-        writeln!(
-            f,
-            "{:<14} {:>9} {:>9} {:>14}",
-            "kind", "salvaged", "lost", "from previous"
-        )?;
+        writeln!(f, "{:<14} {:>9} {:>9} {:>9}", "kind", "salvaged", "lost", "restored")?;
         for k in &self.kinds {
             let lost = k.lost.map_or("unknown".to_string(), |l| l.to_string());
-            writeln!(
-                f,
-                "{:<14} {:>9} {:>9} {:>14}",
-                k.kind, k.salvaged, lost, k.from_previous
-            )?;
+            writeln!(f, "{:<14} {:>9} {:>9} {:>9}", k.kind, k.salvaged, lost, k.from_previous)?;
         }
+        if let Some((_, t)) = &self.previous {
+            for k in self.kinds.iter().filter(|k| !k.restored.is_empty()) {
+                const SHOWN: usize = 20;
+                let mut names = k.restored.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+                if k.restored.len() > SHOWN {
+                    names.push_str(&format!(" and {} more", k.restored.len() - SHOWN));
+                }
+                writeln!(
+                    f,
+                    "restored {} from the copy of {}, may include records deleted since: {names}",
+                    k.kind,
+                    utc(*t)
+                )?;
+            }
+        }
+        let restored = self.restored_total();
         match (self.lost_total(), &self.source) {
             (_, Source::Nothing) => writeln!(f, "nothing was recovered: {path} is now an empty state file")?,
-            (Some(0), _) => writeln!(f, "no record is missing from the new {path}")?,
-            (Some(n), _) => writeln!(f, "{n} records are gone for good; the new {path} holds the rest")?,
-            (None, _) => writeln!(f, "an unknown number of records is gone; the new {path} holds the rest")?,
+            (Some(0), _) => writeln!(f, "every record of the damaged file was read into the new {path}")?,
+            (Some(n), _) => writeln!(
+                f,
+                "{n} records of the damaged file could not be read; the new {path} holds the rest"
+            )?,
+            (None, _) => writeln!(
+                f,
+                "an unknown number of records of the damaged file could not be read; the new {path} holds the rest"
+            )?,
         }
-        writeln!(f, "last event sequence number: {}", self.last_seq)
+        if restored > 0 {
+            writeln!(
+                f,
+                "{restored} records were restored from the previous copy (not counted against those lost)"
+            )?;
+        }
+        writeln!(f, "last event sequence number: {}", self.last_seq)?;
+        if let Some(j) = self.seq_jump {
+            writeln!(
+                f,
+                "the damaged file's newest event number could not be read: numbering moved forward by {j} past \
+                 the highest number seen, so that no number is given twice"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -133,7 +179,7 @@ struct Part<K, T> {
     stopped: Option<String>,
 }
 
-impl<K: Ord + Clone, T: Clone> Part<K, T> {
+impl<K: Ord + Clone + fmt::Display, T: Clone> Part<K, T> {
     fn empty() -> Self {
         Part {
             got: BTreeMap::new(),
@@ -157,16 +203,16 @@ impl<K: Ord + Clone, T: Clone> Part<K, T> {
         self.lost() != Some(0)
     }
 
-    /// Fills the keys this part lacks from `older`; returns how many.
-    fn fill_from(&mut self, older: &Part<K, T>) -> u64 {
-        let mut n = 0;
+    /// Fills the keys this part lacks from `older`; returns the keys filled.
+    fn fill_from(&mut self, older: &Part<K, T>) -> Vec<String> {
+        let mut filled = Vec::new();
         for (k, v) in &older.got {
             if !self.got.contains_key(k) {
                 self.got.insert(k.clone(), v.clone());
-                n += 1;
+                filled.push(k.to_string());
             }
         }
-        n
+        filled
     }
 }
 
@@ -212,6 +258,8 @@ macro_rules! salvage_table {
 
 struct Salvage {
     last_seq: u64,
+    /// The meta table or the events could not all be read: `last_seq` may be below the file's own.
+    seq_unsure: bool,
     tags: Part<String, TagRecord>,
     categories: Part<String, u64>,
     members: Part<i32, MemberRecord>,
@@ -293,6 +341,7 @@ fn salvage_copy(copy: &Path) -> Result<Salvage, String> {
     let newest = events.got.keys().next_back().copied().unwrap_or(0);
     Ok(Salvage {
         last_seq: meta.got.get("last_seq").copied().unwrap_or(0).max(newest),
+        seq_unsure: meta.lossy() || events.lossy(),
         tags,
         categories,
         members,
@@ -315,8 +364,14 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
         path: path.into(),
         problem,
     };
-    let opened = if path.exists() {
-        Store::open(path)
+    // Held to the end: no vigild starts on the file while it is read and replaced.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let _lock = crate::lock_state_dir(dir)?;
+    let opened = if std::fs::symlink_metadata(path).is_ok() {
+        open_copy(path)
     } else if previous_path(path).exists() {
         Err(check::damaged(path, "is missing"))
     } else {
@@ -336,6 +391,7 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
                 previous_problem: None,
                 kinds: Vec::new(),
                 last_seq: 0,
+                seq_jump: None,
             })
         }
         Err(StoreError::Damaged { problem, .. }) => problem,
@@ -367,15 +423,17 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
     macro_rules! kind {
         ($name:expr, $field:ident) => {{
             let lost = if whole { None } else { s.$field.lost() };
-            let from_previous = match &previous {
+            let restored = match &previous {
                 Some(p) if whole || s.$field.lossy() => s.$field.fill_from(&p.$field),
-                _ => 0,
+                _ => Vec::new(),
             };
+            let from_previous = restored.len() as u64;
             kinds.push(KindReport {
                 kind: $name,
                 salvaged: s.$field.got.len() as u64 - from_previous,
                 lost,
                 from_previous,
+                restored,
             });
         }};
     }
@@ -387,10 +445,14 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
     kind!("sam data", sam_data);
     kind!("events", events);
     let prev_seq = previous.as_ref().map_or(0, |p| p.last_seq);
-    let last_seq = s
+    let seen = s
         .last_seq
         .max(prev_seq)
         .max(s.events.got.keys().next_back().copied().unwrap_or(0));
+    // A file read only in part may have given numbers above any seen: numbers handed out once (to
+    // `vigil events` readers, to cluster peers) must never be handed out again.
+    let seq_jump = (whole || s.seq_unsure).then_some(SEQ_JUMP);
+    let last_seq = seen.saturating_add(seq_jump.unwrap_or(0));
 
     let fresh = with_suffix(path, ".recovered");
     let _ = std::fs::remove_file(&fresh);
@@ -441,12 +503,32 @@ pub fn recover(path: &Path) -> Result<Recovery, StoreError> {
         previous_problem,
         kinds,
         last_seq,
+        seq_jump,
     })
+}
+
+/// Opens the file at `path` as vigild would, through a copy: redb's open commits a repair or a
+/// migration, and the damaged file must stay byte for byte as it was, the evidence of what went wrong.
+fn open_copy(path: &Path) -> Result<(), StoreError> {
+    // What is refused before redb sees the file needs no copy (and a symlink must not be copied).
+    check::exists_and_looks_like_redb(path)?;
+    let copy = with_suffix(path, ".check");
+    check::copy_private(path, &copy).map_err(|e| StoreError::Recover {
+        path: path.into(),
+        problem: format!("cannot copy it to {}: {e}", copy.display()),
+    })?;
+    let opened = Store::open(&copy).map(drop).map_err(|e| match e {
+        StoreError::Damaged { problem, .. } => check::damaged(path, problem),
+        e => e,
+    });
+    let _ = std::fs::remove_file(&copy);
+    opened
 }
 
 fn empty_salvage() -> Salvage {
     Salvage {
         last_seq: 0,
+        seq_unsure: true,
         tags: Part::empty(),
         categories: Part::empty(),
         members: Part::empty(),

@@ -291,7 +291,8 @@ fn state_file_symlink_is_refused() {
     std::fs::write(&target, b"x").unwrap();
     let path = dir.path().join("state.redb");
     std::os::unix::fs::symlink(&target, &path).unwrap();
-    assert!(matches!(Store::open(&path), Err(StoreError::Mode { .. })));
+    assert!(matches!(Store::open(&path), Err(StoreError::Refused { .. })));
+    assert_eq!(std::fs::read(&target).unwrap(), b"x");
 }
 
 #[test]

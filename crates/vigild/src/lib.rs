@@ -35,7 +35,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::server::Msg;
 use crate::state::{now, Daemon, Paths, SharedFd};
@@ -176,6 +176,8 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     }
     let settings_psm = settings.psm;
     let settings_cmap = cmap::Cmap::from_settings(&settings);
+    // Held until serve returns, after the shutdown copy: `vigild --recover` waits for none of it.
+    let _state_lock = vigil_store::lock_state_dir(&opts.state_dir)?;
     let store = vigil_store::Store::open(&opts.state_dir.join("state.redb"))?;
     if store.rolled_back() {
         warn!(
@@ -469,7 +471,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                 vigil_store::previous_path(&opts.state_dir.join("state.redb")).display(),
                 t.elapsed().as_millis()
             ),
-            Err(e) => warn!("{e}"),
+            Err(e) => error!("{e}"),
         }
         let _ = std::fs::remove_file(&opts.socket);
         let _ = std::fs::remove_file(opts.state_dir.join(health::NOTIFY_SOCKET_NAME));

@@ -92,6 +92,10 @@ fn recover(state_dir: &std::path::Path) -> std::process::ExitCode {
             print!("{r}");
             std::process::ExitCode::SUCCESS
         }
+        Err(e @ vigil_store::StoreError::Refused { .. }) => {
+            eprintln!("vigild: {e}");
+            std::process::ExitCode::from(EXIT_DAMAGED)
+        }
         Err(e) => {
             eprintln!("vigild: {e}");
             std::process::ExitCode::from(111)
@@ -168,6 +172,14 @@ fn main() -> std::process::ExitCode {
                 "vigild: nothing was started. `vigild --recover` (with the same --state-dir) salvages what can be \
                  read, keeps the damaged file aside and says what was lost"
             );
+            std::process::ExitCode::from(EXIT_DAMAGED)
+        }
+        Err(e)
+            if e.chain()
+                .any(|c| matches!(c.downcast_ref(), Some(vigil_store::StoreError::Refused { .. }))) =>
+        {
+            // Permanent like damage, but nothing for --recover to do: the operator fixes the path.
+            eprintln!("vigild: {e:#}");
             std::process::ExitCode::from(EXIT_DAMAGED)
         }
         Err(e) => {
