@@ -606,7 +606,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let mut c = connect()?;
             let quorate = c.quorum_track()?;
             let expected = c.cmap_get("quorum.expected_votes")?;
-            let votes = c.cmap_get("runtime.votequorum.this_node_votes")?;
+            // The votes quorum is decided on (a vigild before total_votes has only its own).
+            let votes = match c.cmap_get("runtime.votequorum.total_votes") {
+                Ok(v) => v,
+                Err(_) => c.cmap_get("runtime.votequorum.this_node_votes")?,
+            };
             output::quorum(quorate, &expected, &votes, json);
         }
         Cmd::Nodes => {

@@ -538,8 +538,9 @@ pub fn quorum(quorate: bool, expected: &CmapValue, votes: &CmapValue, json: bool
             "votes": votes.parse::<u64>().ok(),
         }));
     }
+    // The rule itself, so that the numbers explain the answer.
     println!(
-        "{} (votes {votes}, expected votes {expected})",
+        "{} (votes {votes}, expected votes {expected}: quorate while votes > 0 and votes > expected votes / 2)",
         if quorate { "quorate" } else { "not quorate" }
     );
 }

@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use vigil_proto::{ErrorCode, Event, PsmMember, Request, Response, ServerMsg, WireError};
 
+use crate::cluster_conn::{connect_any, put_retrying};
 use crate::cluster_events::{self as events, Publisher, Selection};
 
 use crate::server::{ConnTx, Msg, Outgoing};
@@ -40,6 +41,12 @@ use crate::state::now;
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long to wait before trying etcd again after a failure.
 pub(crate) const RETRY: Duration = Duration::from_millis(300);
+/// The wait instead, for [`QUICK_FOR`] after a session was lost: etcd electing a new leader refuses
+/// writes for a few hundred ms, and the node should be back as soon as it has one.
+const QUICK_RETRY: Duration = Duration::from_millis(100);
+const QUICK_FOR: Duration = Duration::from_secs(2);
+/// A session that lasted this long ended an outage: its failure is a new one, worth a warning.
+const STABLE: Duration = Duration::from_secs(10);
 /// How long vigild waits for its node id from etcd at start before falling back to the cached one.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The file in the state directory that caches the node id, for a start while etcd is away.
@@ -178,7 +185,7 @@ fn answer(out: &ConnTx, id: u64, result: Result<Response, WireError>) {
 
 #[derive(Clone)]
 pub(crate) struct Keys {
-    root: String,
+    pub(crate) root: String,
 }
 
 impl Keys {
@@ -271,22 +278,7 @@ pub(crate) async fn connect(opts: &ClusterOptions, require_leader: bool) -> anyh
 /// watches): the members are tried in turn, since a client balanced over all of them may pick one that is
 /// down, and a member that lost its quorum still answers from what it has.
 pub(crate) async fn reader(opts: &ClusterOptions, keys: &Keys) -> anyhow::Result<Client> {
-    let mut last = None;
-    for endpoint in &opts.endpoints {
-        let one = ClusterOptions {
-            endpoints: vec![endpoint.clone()],
-            ..opts.clone()
-        };
-        let probe = GetOptions::new().with_count_only().with_serializable();
-        match connect(&one, false).await {
-            Ok(mut c) => match call("probe", c.get(keys.root.clone(), Some(probe))).await {
-                Ok(_) => return Ok(c),
-                Err(e) => last = Some(e),
-            },
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd endpoint")))
+    Ok(connect_any(opts, None, false, &keys.root).await?.0)
 }
 
 /// The node's id: `ids/<name>` if it exists, else the next number of the counter, both in one
@@ -336,7 +328,7 @@ pub async fn node_id(opts: &ClusterOptions, name: &str, state_dir: &Path) -> any
         .and_then(|s| s.strip_prefix(&tag).and_then(|n| n.trim().parse::<u32>().ok()));
     let keys = Keys::new(&opts.cluster);
     let from_etcd = timeout(JOIN_TIMEOUT, async {
-        let mut client = connect(opts, true).await?;
+        let (mut client, _) = connect_any(opts, None, true, &keys.root).await?;
         assign_id(&mut client, &keys, name).await
     })
     .await
@@ -373,8 +365,27 @@ struct Life {
     expires: Option<Instant>,
     told: Option<bool>,
     since_ms: u64,
-    /// The last session failed: later failures are logged at debug level until one succeeds.
+    /// An outage is on: later failures are logged at debug level until a session lasts [`STABLE`].
     failing: bool,
+    /// When the current session registered the node.
+    registered: Option<Instant>,
+    /// The etcd member the current session talks to, by its index in the endpoints.
+    member: Option<usize>,
+    /// The member the last session talked to when it failed: the next one starts with another.
+    failed_member: Option<usize>,
+    /// When the last session ended, and the last one that had registered the node.
+    ended: Option<Instant>,
+    lost: Option<Instant>,
+    /// Remote operations asked between two sessions while the lease lives, with their deadlines: the
+    /// next session sends them.
+    queued: Vec<(Cmd, Instant)>,
+    /// The operations waiting for an answer, by reply key. They outlive a session: the next one watches
+    /// the replies from where the last one left off.
+    waiting: HashMap<String, oneshot::Sender<Vec<u8>>>,
+    /// The revision after the last answer, and after the last request in the inbox, seen: where the
+    /// next session's watches start, so that a change of session loses neither.
+    replies_next: Option<i64>,
+    inbox_next: Option<i64>,
     /// This node's PSM members as last told by the loop, written again at each session's start.
     mirror: Option<Vec<u8>>,
     /// Numbers this node's remote operations: from the clock in microseconds, so that an answer meant for
@@ -430,6 +441,90 @@ impl Life {
         }
     }
 
+    /// A remote operation between two sessions: kept for the next session while the lease lives, else
+    /// refused at once.
+    fn queue(&mut self, cmd: Cmd) {
+        if self.expires.is_some_and(|t| t > Instant::now()) {
+            self.queued.push((cmd, Instant::now() + REMOTE_TIMEOUT));
+        } else if let Cmd::Remote { node, id, out, .. } = cmd {
+            answer(&out, id, Err(unreachable_from_here(&node)));
+        }
+    }
+
+    /// Fails the kept remote operations whose time ran out, or all of them once the lease is lost.
+    fn expire_queued(&mut self) {
+        let now = Instant::now();
+        let lost = self.told == Some(false);
+        self.queued.retain(|(cmd, deadline)| {
+            if !lost && *deadline > now {
+                return true;
+            }
+            if let Cmd::Remote { node, id, out, .. } = cmd {
+                answer(out, *id, Err(unreachable_from_here(node)));
+            }
+            false
+        });
+    }
+
+    /// Writes the answer to an inbox request, bound to this node's lease, through `client` or else any
+    /// member that answers, until the asker's time is surely out.
+    fn reply(&self, client: Option<Client>, key: String, result: Result<Response, WireError>) {
+        let Some(lease) = self.lease else { return };
+        let (opts, root) = (self.opts.clone(), self.keys.root.clone());
+        tokio::spawn(async move {
+            let Ok(bytes) = postcard::to_allocvec(&result) else {
+                return;
+            };
+            let deadline = Instant::now() + REMOTE_TIMEOUT;
+            let client = match client {
+                Some(c) => c,
+                None => match timeout(REMOTE_TIMEOUT, connect_any(&opts, None, true, &root)).await {
+                    Ok(Ok((c, _))) => c,
+                    _ => return,
+                },
+            };
+            let options = Some(PutOptions::new().with_lease(lease));
+            if let Err(e) = put_retrying(&opts, &root, client, key, bytes, options, deadline).await {
+                warn!("cluster: reply: {e:#}");
+            }
+        });
+    }
+
+    /// Starts a remote operation (see [`remote`]), answered to `out` as response `id` by `deadline`.
+    fn send_remote(
+        &mut self,
+        client: &Client,
+        me: &NodeRecord,
+        lease: i64,
+        (node, uid, gid, req): (String, u32, u32, Request),
+        (id, out): (u64, ConnTx),
+        deadline: Instant,
+    ) {
+        let n = self.next_remote;
+        self.next_remote += 1;
+        let reply = self.keys.reply(&me.name, n);
+        let env = Envelope {
+            from: me.name.clone(),
+            uid,
+            gid,
+            reply,
+            req,
+        };
+        let inbox_key = format!("{}{}-{n}", self.keys.inbox(&node), me.name);
+        // Those that gave up (timed out) are forgotten here.
+        self.waiting.retain(|_, to| !to.is_closed());
+        let (to, answered) = oneshot::channel();
+        self.waiting.insert(env.reply.clone(), to);
+        let ctx = Ctx {
+            opts: self.opts.clone(),
+            root: self.keys.root.clone(),
+            client: client.clone(),
+            lease,
+            deadline,
+        };
+        tokio::spawn(remote(ctx, node, inbox_key, env, answered, (id, out)));
+    }
+
     fn tell(&mut self, alive: bool) {
         if self.told != Some(alive) {
             self.told = Some(alive);
@@ -461,6 +556,15 @@ pub async fn run(
         told: None,
         since_ms: now().as_millis(),
         failing: false,
+        registered: None,
+        member: None,
+        failed_member: None,
+        ended: None,
+        lost: None,
+        queued: Vec::new(),
+        waiting: HashMap::new(),
+        replies_next: None,
+        inbox_next: None,
         mirror: None,
         next_remote: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -471,18 +575,39 @@ pub async fn run(
     };
     life.tell(false);
     loop {
-        match session(&opts, &keys, &me, &mut life, &mut cmds).await {
+        let result = session(&opts, &keys, &me, &mut life, &mut cmds).await;
+        life.ended = Some(Instant::now());
+        life.failed_member = life.member.take();
+        // A session that lasted ends an outage; its member's loss is news, and is tried again at once
+        // on the next member.
+        let lasted = life.registered.take().map(|t| t.elapsed());
+        if lasted.is_some() {
+            life.lost = life.ended;
+        }
+        if lasted.is_some_and(|d| d >= STABLE) {
+            life.failing = false;
+        }
+        match result {
             Ok(()) => return,
             // One warning per outage, not one per retry.
             Err(e) if life.failing => tracing::debug!("cluster: {e:#}"),
             Err(e) => {
-                warn!("cluster: {e:#}; retrying every {RETRY:?}");
+                warn!("cluster: {e:#}; trying the other members, then again every {RETRY:?}");
                 life.failing = true;
             }
         }
         life.check();
+        life.expire_queued();
+        if lasted.is_some_and(|d| d >= RETRY) {
+            continue;
+        }
         // Wait a little before trying again, still honouring a leave and the lease's deadline.
-        let until = Instant::now() + RETRY;
+        let pause = if life.lost.is_some_and(|t| t.elapsed() < QUICK_FOR) {
+            QUICK_RETRY
+        } else {
+            RETRY
+        };
+        let until = Instant::now() + pause;
         loop {
             let tick = life
                 .expires
@@ -491,6 +616,7 @@ pub async fn run(
             tokio::select! {
                 _ = tokio::time::sleep_until(tick) => {
                     life.check();
+                    life.expire_queued();
                     if Instant::now() >= until {
                         break;
                     }
@@ -502,17 +628,9 @@ pub async fn run(
                         return;
                     }
                     Some(cmd @ Cmd::ReadMirror { .. }) => life.read(cmd),
-                    Some(Cmd::Remote { node, id, out, .. }) => answer(
-                        &out,
-                        id,
-                        Err(WireError::new(
-                            ErrorCode::NodeDown,
-                            format!("node {node}: etcd cannot be reached from this node"),
-                        )),
-                    ),
+                    Some(cmd @ Cmd::Remote { .. }) => life.queue(cmd),
                     Some(Cmd::Mirror(m)) => life.mirror = postcard::to_allocvec(&m).ok(),
-                    // The asker gives up after its timeout.
-                    Some(Cmd::Reply { .. }) => {}
+                    Some(Cmd::Reply { key, result }) => life.reply(None, key, result),
                     // The next session asks the loop for them again.
                     Some(Cmd::Publish(_) | Cmd::Resynced { .. }) => life.publisher.pause(),
                     Some(cmd @ (Cmd::History { .. } | Cmd::Follow { .. })) => life.read(cmd),
@@ -531,23 +649,26 @@ async fn session(
     cmds: &mut mpsc::UnboundedReceiver<Cmd>,
 ) -> anyhow::Result<()> {
     let ttl = opts.lease_ttl as i64;
-    let mut client = connect(opts, true).await?;
+    let (mut client, member) = connect_any(opts, life.failed_member, true, &keys.root).await?;
+    life.member = Some(member);
     // When etcd can expire the lease at the earliest (see the keepalive loop), for SAM's deadline.
     let mut renewed = None;
     // The lease of the previous session, if etcd still has it: the node stays up without a blip.
     if let Some(id) = life.lease {
-        let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(id)).await?;
         let sent = Instant::now();
-        call("keepalive", keeper.keep_alive()).await?;
-        match call("keepalive", answers.message()).await? {
-            Some(a) if a.ttl() > 0 => {
-                life.expires = Some(Instant::now() + Duration::from_secs(a.ttl() as u64));
-                renewed = Some(sent + Duration::from_secs(a.ttl() as u64));
+        let ttl = match keep_alive(&mut client, id).await? {
+            Some((mut keeper, mut answers)) => {
+                call("keepalive", keeper.keep_alive()).await?;
+                call("keepalive", answers.message()).await?.map_or(0, |a| a.ttl())
             }
-            _ => {
-                info!("cluster: lease {id:x} expired; joining again");
-                life.lease = None;
-            }
+            None => 0,
+        };
+        if ttl > 0 {
+            life.expires = Some(Instant::now() + Duration::from_secs(ttl as u64));
+            renewed = Some(sent + Duration::from_secs(ttl as u64));
+        } else {
+            info!("cluster: lease {id:x} expired; joining again");
+            life.lease = None;
         }
     }
     if life.lease.is_none() {
@@ -594,7 +715,7 @@ async fn session(
         lease = format_args!("{lease:x}"),
         "cluster: registered as {} (id {})", me.name, me.id
     );
-    life.failing = false;
+    life.registered = Some(Instant::now());
     if let Some(until) = renewed {
         let _ = life.tx.send(Msg::Cluster(ClusterMsg::Renewed(until.into_std())));
     }
@@ -607,27 +728,75 @@ async fn session(
     let _ = life.tx.send(Msg::Cluster(ClusterMsg::Resync { epoch, after }));
     // Every watch of the session starts right after the listing, so that nothing falls between.
     let mut watch = watch_after(&mut client, "watch", keys.nodes(), rev).await?;
-    let mut inbox = watch_after(&mut client, "watch inbox", keys.inbox(&me.name), rev).await?;
-    // One watch for the answers to every remote operation of the session. (A watch made per operation
-    // would race with other writes: etcd then counts it as behind, and delivers to it only on its
-    // 100 ms catch-up tick.)
-    let mut replies = watch_after(&mut client, "watch replies", keys.replies(&me.name), rev).await?;
-    // The operations waiting for an answer, by reply key; dropped with the session, which fails them.
-    let mut waiting: HashMap<String, oneshot::Sender<Vec<u8>>> = HashMap::new();
+    // The inbox from where the last session left off, if it ended moments ago: a request written while
+    // this node changed members is carried out, one whose asker has surely given up is not.
+    let recent = life.ended.is_some_and(|t| t.elapsed() < REMOTE_TIMEOUT);
+    let inbox_from = life.inbox_next.filter(|_| recent).unwrap_or(rev + 1);
+    life.inbox_next = Some(inbox_from);
+    let mut inbox = watch_after(&mut client, "watch inbox", keys.inbox(&me.name), inbox_from - 1).await?;
+    // One watch for the answers to every remote operation, from where the last session's left off:
+    // operations still waiting get their answers. (A watch made per operation would race with other
+    // writes: etcd then counts it as behind, and delivers to it only on its 100 ms catch-up tick.)
+    let replies_from = life.replies_next.unwrap_or(rev + 1);
+    life.replies_next = Some(replies_from);
+    let mut replies = watch_after(&mut client, "watch replies", keys.replies(&me.name), replies_from - 1).await?;
+    // Those that gave up (timed out) are forgotten here.
+    life.waiting.retain(|_, to| !to.is_closed());
     if let Some(m) = &life.mirror {
         call("mirror psm", client.put(keys.psm(&me.name), m.clone(), None)).await?;
     }
-    let (mut keeper, mut answers) = call("keepalive", client.lease_keep_alive(lease)).await?;
+    let Some((mut keeper, mut answers)) = keep_alive(&mut client, lease).await? else {
+        life.lease = None;
+        anyhow::bail!("lease {lease:x} expired");
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(opts.lease_ttl * 1000 / 3));
+    // What was asked between the sessions goes now.
+    for (cmd, deadline) in std::mem::take(&mut life.queued) {
+        if let Cmd::Remote {
+            node,
+            uid,
+            gid,
+            req,
+            id,
+            out,
+        } = cmd
+        {
+            life.send_remote(&client, me, lease, (node, uid, gid, req), (id, out), deadline);
+        }
+    }
+    let mut publishing: Option<Publishing> = None;
+    // The mirror, like the events, is written off the loop: one put at a time, the latest members.
+    let mut mirroring: Option<Publishing> = None;
+    let mut mirror_due = false;
     loop {
+        if mirroring.is_none() && mirror_due {
+            if let Some(bytes) = life.mirror.clone() {
+                let (mut c, key) = (client.clone(), keys.psm(&me.name));
+                mirroring = Some(Box::pin(async move {
+                    call("mirror psm", c.put(key, bytes, None)).await.map(|_| 0)
+                }));
+            }
+            mirror_due = false;
+        }
+        if publishing.is_none() && life.publisher.has_pending() {
+            if let Some((batch, last)) = life.publisher.batch() {
+                let (mut c, key) = (client.clone(), keys.events_of(&me.name));
+                publishing = Some(Box::pin(async move {
+                    call("publish events", c.put(key, batch, None)).await.map(|_| last)
+                }));
+            }
+        }
         tokio::select! {
-            // Publishing comes first: events reach the stream as soon as etcd takes them.
+            // Publishing comes first: events reach the stream as soon as etcd takes them. A put on its
+            // way does not hold up the watches: a member lost meanwhile ends the session at once.
             biased;
-            () = std::future::ready(()), if life.publisher.has_pending() => {
-                if let Some((batch, last)) = life.publisher.batch() {
-                    call("publish events", client.put(keys.events_of(&me.name), batch, None)).await?;
-                    life.publisher.written(last);
-                }
+            last = async { publishing.as_mut().expect("checked").await }, if publishing.is_some() => {
+                publishing = None;
+                life.publisher.written(last?);
+            }
+            done = async { mirroring.as_mut().expect("checked").await }, if mirroring.is_some() => {
+                mirroring = None;
+                done?;
             }
             _ = tick.tick() => {
                 // etcd renews the lease after it reads the keepalive, so it cannot expire the lease before
@@ -675,10 +844,13 @@ async fn session(
             msg = inbox.message() => {
                 let msg = msg.context("etcd: inbox watch")?.context("etcd: the inbox watch ended")?;
                 if msg.canceled() {
+                    // Compacted past where it started: the next session starts afresh.
+                    life.inbox_next = None;
                     anyhow::bail!("etcd: inbox watch cancelled: {}", msg.cancel_reason());
                 }
                 for ev in msg.events() {
                     let Some(kv) = ev.kv() else { continue };
+                    life.inbox_next = Some(kv.mod_revision() + 1);
                     if ev.event_type() != EventType::Put {
                         continue;
                     }
@@ -699,11 +871,17 @@ async fn session(
             msg = replies.message() => {
                 let msg = msg.context("etcd: replies watch")?.context("etcd: the replies watch ended")?;
                 if msg.canceled() {
+                    // Compacted past where it started: what waits cannot be answered.
+                    life.replies_next = None;
+                    life.waiting.clear();
                     anyhow::bail!("etcd: replies watch cancelled: {}", msg.cancel_reason());
                 }
                 for ev in msg.events() {
+                    if let Some(kv) = ev.kv() {
+                        life.replies_next = Some(kv.mod_revision() + 1);
+                    }
                     if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {
-                        if let Some(to) = waiting.remove(kv.key_str().unwrap_or_default()) {
+                        if let Some(to) = life.waiting.remove(kv.key_str().unwrap_or_default()) {
                             let _ = to.send(kv.value().to_vec());
                         }
                     }
@@ -719,30 +897,13 @@ async fn session(
                 // vigild, which keeps the node up by registering again within the TTL.
                 None => return Ok(()),
                 Some(Cmd::Remote { node, uid, gid, req, id, out }) => {
-                    let n = life.next_remote;
-                    life.next_remote += 1;
-                    let env = Envelope { from: me.name.clone(), uid, gid, reply: keys.reply(&me.name, n), req };
-                    let inbox_key = format!("{}{}-{n}", keys.inbox(&node), me.name);
-                    // Those that gave up (timed out) are forgotten here.
-                    waiting.retain(|_, to| !to.is_closed());
-                    let (to, answered) = oneshot::channel();
-                    waiting.insert(env.reply.clone(), to);
-                    tokio::spawn(remote(client.clone(), node, inbox_key, env, lease, answered, (id, out)));
+                    let deadline = Instant::now() + REMOTE_TIMEOUT;
+                    life.send_remote(&client, me, lease, (node, uid, gid, req), (id, out), deadline);
                 }
-                Some(Cmd::Reply { key, result }) => {
-                    let mut c = client.clone();
-                    tokio::spawn(async move {
-                        let Ok(bytes) = postcard::to_allocvec(&result) else { return };
-                        let put = c.put(key, bytes, Some(PutOptions::new().with_lease(lease)));
-                        if let Err(e) = call("reply", put).await {
-                            warn!("cluster: {e:#}");
-                        }
-                    });
-                }
+                Some(Cmd::Reply { key, result }) => life.reply(Some(client.clone()), key, result),
                 Some(Cmd::Mirror(m)) => {
-                    let bytes = postcard::to_allocvec(&m)?;
-                    life.mirror = Some(bytes.clone());
-                    call("mirror psm", client.put(keys.psm(&me.name), bytes, None)).await?;
+                    life.mirror = Some(postcard::to_allocvec(&m)?);
+                    mirror_due = true;
                 }
                 Some(Cmd::Publish(evs)) => life.publisher.offer(evs),
                 Some(Cmd::Resynced { epoch, events }) => life.publisher.resynced(epoch, events),
@@ -754,37 +915,81 @@ async fn session(
     }
 }
 
+/// A batch of events on its way to etcd: the last sequence number it holds, once written.
+type Publishing = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<u64>> + Send>>;
+
+/// A keeper of lease `id`, or None when etcd no longer has the lease (it expired).
+async fn keep_alive(
+    client: &mut Client,
+    id: i64,
+) -> anyhow::Result<Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>> {
+    match timeout(CALL_TIMEOUT, client.lease_keep_alive(id)).await {
+        // etcd-client's word for an answer with no TTL.
+        Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m == "lease not found" => Ok(None),
+        Ok(r) => Ok(Some(r.context("etcd: keepalive")?)),
+        Err(_) => anyhow::bail!("etcd: keepalive: no answer within {CALL_TIMEOUT:?}"),
+    }
+}
+
 /// A watch of every key under `prefix`, from the revision after `rev`.
 async fn watch_after(client: &mut Client, what: &str, prefix: String, rev: i64) -> anyhow::Result<WatchStream> {
     let options = WatchOptions::new().with_prefix().with_start_revision(rev + 1);
     call(what, client.watch(prefix, Some(options))).await
 }
 
+/// What a remote operation needs of its session: a client (the session's), and how to reach another
+/// member when that one fails.
+struct Ctx {
+    opts: ClusterOptions,
+    root: String,
+    client: Client,
+    lease: i64,
+    deadline: Instant,
+}
+
+/// A refusal of a remote operation when this node has no session with etcd and no lease.
+fn unreachable_from_here(node: &str) -> WireError {
+    WireError::new(
+        ErrorCode::NodeDown,
+        format!("node {node}: etcd cannot be reached from this node"),
+    )
+}
+
 /// A remote operation: the request goes into the node's inbox (bound to this node's lease, so it vanishes
 /// if this node dies), and its answer comes into a reply key, which the session's replies watch hands over
 /// through `answered`; all of it within [`REMOTE_TIMEOUT`]. Both keys are deleted after.
 async fn remote(
-    mut client: Client,
+    ctx: Ctx,
     node: String,
     inbox_key: String,
     env: Envelope,
-    lease: i64,
     answered: oneshot::Receiver<Vec<u8>>,
     (id, out): (u64, ConnTx),
 ) {
     let reply_key = env.reply.clone();
+    let mut client = ctx.client.clone();
     let work = async {
         let bytes = postcard::to_allocvec(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
-        client
-            .put(inbox_key.clone(), bytes, Some(PutOptions::new().with_lease(lease)))
-            .await?;
+        // The request outlives the loss of the member it goes through, or a new leader's election.
+        let options = Some(PutOptions::new().with_lease(ctx.lease));
+        put_retrying(
+            &ctx.opts,
+            &ctx.root,
+            ctx.client.clone(),
+            inbox_key.clone(),
+            bytes,
+            options,
+            ctx.deadline,
+        )
+        .await?;
         let answer = answered
             .await
-            .map_err(|_| anyhow::anyhow!("the session with etcd ended before the answer came"))?;
+            .map_err(|_| anyhow::anyhow!("the answer can no longer be watched (etcd compacted it)"))?;
         postcard::from_bytes::<Result<Response, WireError>>(&answer)
             .map_err(|e| anyhow::anyhow!("a malformed answer: {e}"))
     };
-    let result = match timeout(REMOTE_TIMEOUT, work).await {
+    let left = ctx.deadline.saturating_duration_since(Instant::now());
+    let result = match timeout(left, work).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(WireError::new(ErrorCode::NodeDown, format!("node {node}: etcd: {e:#}"))),
         Err(_) => Err(WireError::new(

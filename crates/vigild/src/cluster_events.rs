@@ -283,14 +283,19 @@ pub(crate) async fn follow(
     let mut next = after.map(|a| a as i64 + 1);
     loop {
         let closed = sub.tx.clone();
+        let mut watched = false;
         tokio::select! {
-            r = watch_events(&opts, &keys, &mut next, &sel, &mut sub) => match r {
+            r = watch_events(&opts, &keys, &mut next, &sel, &mut sub, &mut watched) => match r {
                 Ok(()) => return,
                 Err(e) => debug!("cluster events: {e:#}"),
             },
             _ = closed.closed() => return,
         }
-        tokio::time::sleep(RETRY).await;
+        // A watch that worked lost its member: the next member is tried at once, so that the stream
+        // is late by no more than a reconnection. Otherwise etcd is away: wait a little.
+        if !watched {
+            tokio::time::sleep(RETRY).await;
+        }
     }
 }
 
@@ -301,6 +306,7 @@ async fn watch_events(
     next: &mut Option<i64>,
     sel: &Selection,
     sub: &mut Subscription,
+    watched: &mut bool,
 ) -> anyhow::Result<()> {
     sub.flush_lost();
     let mut client = reader(opts, keys).await?;
@@ -315,6 +321,7 @@ async fn watch_events(
     let mut stream = call("watch events", client.watch(keys.events(), Some(options))).await?;
     loop {
         let msg = stream.message().await?.context("etcd: the watch ended")?;
+        *watched |= msg.created();
         if msg.created() && next.is_none() {
             *next = msg.header().map(|h| h.revision() + 1);
         }

@@ -4,6 +4,7 @@
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
 pub mod cluster;
+mod cluster_conn;
 pub mod cluster_events;
 pub mod cmap;
 pub mod config;

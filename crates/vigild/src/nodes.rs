@@ -41,6 +41,17 @@ impl Daemon {
         match msg {
             ClusterMsg::Lease(alive) => {
                 view.lease_alive = alive;
+                // Without its lease this node is down for the cluster (etcd deletes its key when the
+                // lease runs out), and it says so of itself: the next list after it joins again shows
+                // it up, and that is its `node.up`.
+                let me = view.nodes.get_mut(&self.node).filter(|n| n.up && !alive);
+                if let Some(n) = me {
+                    n.up = false;
+                    n.since_ms = crate::state::now().as_millis();
+                    let id = n.record.id;
+                    let name = self.node.clone();
+                    self.emit(&name, "sys.vigil.node.down", vec![attr_i("node_id", i64::from(id))]);
+                }
             }
             ClusterMsg::Renewed(until) => {
                 self.quorum_lease_renewed(until);

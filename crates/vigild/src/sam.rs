@@ -393,6 +393,8 @@ impl Daemon {
         let quorate = votes > 0 && vigil_core::sam::quorate(votes, self.expected_votes());
         self.cmap_internal("runtime.votequorum.quorate", V::U8(quorate as u8));
         self.cmap_internal("runtime.votequorum.this_node_votes", V::U32(NODE_VOTES));
+        // What the rule counts: in cluster mode the nodes up, this one's own vote being always 1.
+        self.cmap_internal("runtime.votequorum.total_votes", V::U32(votes));
         if quorate == self.sam.quorate && !initial {
             return;
         }

@@ -23,6 +23,8 @@ pub struct Etcd {
     pub members: Vec<Member>,
     initial_cluster: String,
     token: String,
+    /// etcd's `--heartbeat-interval` and `--election-timeout`, in ms.
+    timing: (u32, u32),
 }
 
 fn free_port() -> u16 {
@@ -50,6 +52,10 @@ impl Etcd {
     }
 
     fn start(n: usize) -> Etcd {
+        Self::start_timed(n, (100, 1000))
+    }
+
+    fn start_timed(n: usize, timing: (u32, u32)) -> Etcd {
         let bin = etcd_bin();
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -72,6 +78,7 @@ impl Etcd {
                 members,
                 initial_cluster,
                 token,
+                timing,
             };
             for i in 0..n {
                 e.spawn(bin, i);
@@ -100,7 +107,8 @@ impl Etcd {
             .args(["--initial-cluster-token", &self.token])
             .args(["--initial-cluster-state", "new"])
             // Quick elections: a member notices a lost leader within a second.
-            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .arg(format!("--heartbeat-interval={}", self.timing.0))
+            .arg(format!("--election-timeout={}", self.timing.1))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -175,6 +183,31 @@ impl Etcd {
         assert!(self.members[i].child.is_none(), "member {i} is running");
         self.spawn(etcd_bin(), i);
         assert!(self.wait_healthy(DEADLINE), "etcd member {i} did not come back healthy");
+    }
+}
+
+impl Etcd {
+    /// Three members that elect a new leader within a few hundred ms of losing one, for fault runs.
+    pub fn start3_quick() -> Etcd {
+        Self::start_timed(3, (50, 300))
+    }
+
+    /// The index of the member that is the leader, as the members' metrics say (`etcd_server_is_leader`).
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.members[i].client_port)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            if s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .is_err()
+            {
+                return false;
+            }
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            body.lines().any(|l| l == "etcd_server_is_leader 1")
+        })
     }
 }
 

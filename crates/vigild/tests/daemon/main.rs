@@ -7,6 +7,7 @@ mod c_dsdev;
 mod c_sam;
 mod cluster;
 mod cluster_events;
+mod cluster_faults;
 mod cmap;
 mod compat_c;
 mod etcd;
