@@ -33,9 +33,21 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, StoreError> {
             path: path.clone(),
             source,
         })?;
-    match file.try_lock() {
-        Ok(()) => Ok(StateLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
-        Err(TryLockError::Error(source)) => Err(StoreError::Mode { path, source }),
+    // A vigild killed a moment ago can leave a child between its fork and its exec, which holds a copy
+    // of the lock until the exec closes it (the file is close-on-exec): such a holder lets go within
+    // moments, so the lock is asked for again for a while before the state dir is declared in use.
+    let end = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(StateLock { _file: file }),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < end => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
+            Err(TryLockError::Error(source)) => return Err(StoreError::Mode { path, source }),
+        }
     }
 }
+
+/// How long the lock is asked for before the state dir counts as in use (see `lock_state_dir`).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);

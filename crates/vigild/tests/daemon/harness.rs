@@ -161,7 +161,25 @@ impl Vigild {
             cmd.uid(uid).gid(uid).current_dir("/").env("HOME", "/nonexistent");
         }
         self.child = Some(cmd.spawn().expect("start vigild"));
-        wait_for("vigild to answer", || self.connect().ok());
+        let end = Instant::now() + DEADLINE;
+        while self.connect().is_err() {
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if Instant::now() >= end || exited.is_some() {
+                // What vigild said is what explains it: its log's end, in the failure.
+                let log = std::fs::read_to_string(self.path("vigild.log")).unwrap_or_default();
+                let tail: String = log
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!("timed out waiting for vigild to answer ({exited:?}); the end of its log:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {
