@@ -7,7 +7,7 @@ use vigil_core::cmap::{CmapError, CmapMap as Map, CmapValue as V, Limits, Notifi
 use vigil_proto::{CmapEntry, CmapMap, CmapNotification, CmapValue, ErrorCode, Response, ServerMsg, WireError};
 use vigil_store::CmapRecord;
 
-use crate::server::{Caller, ConnTx, Outgoing};
+use crate::conn::{Caller, ConnTx, Outgoing};
 use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
@@ -507,7 +507,7 @@ impl Daemon {
         };
         let state = e.tag.state.name().to_string();
         let pid = e.tag.main.filter(|m| e.tag.tree.contains(m.pid)).map_or(0, |m| m.pid);
-        let restarts = e.tag.restarts_used(crate::state::now());
+        let restarts = e.tag.restarts_used(crate::clock::now());
         self.cmap_internal(&format!("{prefix}state"), V::Str(state));
         self.cmap_internal(&format!("{prefix}pid"), V::I32(pid));
         self.cmap_internal(&format!("{prefix}restarts"), V::U32(restarts));

@@ -15,8 +15,9 @@ use tracing::warn;
 use vigil_core::{Exit, TagName};
 use vigil_sys::WaitStatus;
 
+use crate::clock::now;
 use crate::lineage::{Adopted, Watch};
-use crate::state::{now, Daemon};
+use crate::state::Daemon;
 
 /// Reads of the connector in one drain: a bound, so that a storm of short-lived forks cannot hold the
 /// loop. What is left is read on the next turn of the loop (the socket stays readable).

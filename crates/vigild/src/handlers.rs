@@ -5,8 +5,9 @@ use std::time::Duration;
 use vigil_core::{Period, Refused, Retries, StopMode, Tag, TagName, TagState};
 use vigil_proto::{DaemonInfo, ErrorCode, Request, Response, RunSpec, TagSummary, WireError};
 
-use crate::server::{Caller, ConnTx, Outgoing};
-use crate::state::{now, Daemon, Entry, WaitFor, Waiter};
+use crate::clock::now;
+use crate::conn::{Caller, ConnTx, Outgoing};
+use crate::state::{Daemon, Entry, WaitFor, Waiter};
 
 type Answer = Result<Response, WireError>;
 
@@ -35,8 +36,8 @@ impl Daemon {
         let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
         self.cmap_count_request(caller);
         let req = match self.route(req) {
-            Ok(crate::remote::Route::Here(req)) => req,
-            Ok(crate::remote::Route::There { node, req }) => return self.forward(caller, id, node, req, out),
+            Ok(crate::cluster::remote::Route::Here(req)) => req,
+            Ok(crate::cluster::remote::Route::There { node, req }) => return self.forward(caller, id, node, req, out),
             Err(e) => return Some(Err(e)),
         };
         if let Err(e) = self.store_gate(&req) {
@@ -247,7 +248,7 @@ impl Daemon {
                 let out = out.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = job.check();
-                    let _ = tx.send(crate::server::Msg::RunChecked {
+                    let _ = tx.send(crate::msg::Msg::RunChecked {
                         caller,
                         id,
                         run: job.run,

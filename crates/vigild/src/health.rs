@@ -21,9 +21,10 @@ use tracing::{debug, trace, warn};
 use vigil_core::health::{parse_notify, HttpUrl};
 use vigil_core::{Effect, Exit, ProbeCheck, TagName};
 
+use crate::clock::now;
+use crate::msg::Msg;
 use crate::procs::Role;
-use crate::server::Msg;
-use crate::state::{now, Daemon};
+use crate::state::Daemon;
 
 /// The notify socket's file in the state directory.
 pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";

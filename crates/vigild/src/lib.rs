@@ -3,11 +3,11 @@
 //! `run` is the whole daemon; `main.rs` only parses options. One loop owns the state
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
+pub mod clock;
 pub mod cluster;
-mod cluster_conn;
-pub mod cluster_events;
 pub mod cmap;
 pub mod config;
+pub mod conn;
 pub mod convert;
 pub mod drain;
 pub mod events;
@@ -17,16 +17,16 @@ pub mod health;
 pub mod lineage;
 pub mod logs;
 pub mod marks;
-pub mod nodes;
+pub mod msg;
 pub mod procs;
 pub mod psm;
-pub mod quorum_lease;
-pub mod remote;
 pub mod restore;
 pub mod sam;
 pub mod server;
 pub mod spec;
 pub mod state;
+#[cfg(test)]
+mod tidy_tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::PermissionsExt;
@@ -38,8 +38,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::server::Msg;
-use crate::state::{now, Daemon, Paths, SharedFd};
+use crate::clock::now;
+use crate::msg::Msg;
+use crate::state::{Daemon, Paths, SharedFd};
 
 /// How vigild was started.
 #[derive(Debug, Clone)]
@@ -208,7 +209,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             None
         }
     };
-    let limits = server::Limits::new(&settings, nofile, uid);
+    let limits = conn::Limits::new(&settings, nofile, uid);
     // Opened before anything is re-adopted, so that no fork is missed in between.
     let connector = match opts.tracking {
         Tracking::Scan => None,

@@ -15,9 +15,10 @@ use tracing::{debug, warn};
 use vigil_core::{Effect, Exit, ProcId, SpawnFailure, TagEvent, TagName};
 use vigil_sys::{PidFd, SpawnSpec};
 
+use crate::clock::now;
 use crate::lineage::Adopted;
-use crate::server::Msg;
-use crate::state::{now, Daemon, SharedFd, Watched};
+use crate::msg::Msg;
+use crate::state::{Daemon, SharedFd, Watched};
 
 /// How long to wait, step by step, for another parent to reap a member before its status is "unknown".
 const EXIT_RETRY: [std::time::Duration; 6] = [

@@ -3,15 +3,16 @@
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use vigil_core::psm::{CategoryName, Member, ProcFacts, PsmCaller, PsmError, PsmEvent, PsmLimits};
+use vigil_core::psm::{CategoryName, Member, ProcFacts, PsmCaller, PsmError, PsmEvent};
 use vigil_core::{Exit, ProcId};
 use vigil_proto::{ErrorCode, PsmCategory, PsmMember, PsmNode, Response, WireError, PSM_FL_ARGTRUNC, PSM_FL_EXIT};
 use vigil_store::MemberRecord;
 use vigil_sys::PidFd;
 
+use crate::clock::now;
+use crate::conn::Caller;
 use crate::events::{attr_i, attr_s};
-use crate::server::Caller;
-use crate::state::{now, Daemon};
+use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
 
@@ -449,32 +450,6 @@ fn fit_members(members: &mut [PsmMember]) {
         total = total - sizes[i] + new;
         sizes[i] = new;
     }
-}
-
-/// Checks the `[psm]` settings against their ranges (ENOSPC when out of range, as psm.h says).
-pub fn limits_from(
-    cat_max: Option<u32>,
-    mem_max: Option<u32>,
-    argv_max: Option<u32>,
-    state_max: Option<u32>,
-    autocat: Option<u32>,
-) -> Result<PsmLimits, PsmError> {
-    let d = PsmLimits::default();
-    Ok(PsmLimits {
-        cat_max: PsmLimits::check("psm_cat_max", cat_max.unwrap_or(d.cat_max), PsmLimits::CAT_MAX_RANGE)?,
-        mem_max: PsmLimits::check("psm_mem_max", mem_max.unwrap_or(d.mem_max), PsmLimits::MEM_MAX_RANGE)?,
-        argv_max: PsmLimits::check(
-            "psm_argv_max",
-            argv_max.unwrap_or(d.argv_max),
-            PsmLimits::ARGV_MAX_RANGE,
-        )?,
-        state_max: PsmLimits::check(
-            "psm_state_max",
-            state_max.unwrap_or(d.state_max),
-            PsmLimits::STATE_MAX_RANGE,
-        )?,
-        autocat: PsmLimits::check("psm_mem_autocat", autocat.unwrap_or(1), (0, 1))? == 1,
-    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use tracing::warn;
 use vigil_core::{Effect, ProcId, StopMode, TagName, TagSpec, TagState};
 use vigil_proto::ReloadReport;
 
-use crate::state::{now, Daemon, Entry};
+use crate::clock::now;
+use crate::state::{Daemon, Entry};
 
 impl Daemon {
     /// Loads every tag from the store, re-adopts its live processes and lets the rules deal with what

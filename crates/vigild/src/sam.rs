@@ -9,9 +9,10 @@ use vigil_core::sam::Policy;
 use vigil_proto::{ErrorCode, Response, SamChange, SamInfo, SamProcess, SamState, ServerMsg, WireError, SAM_DATA_MAX};
 use vigil_store::SamRecord;
 
+use crate::clock::now;
+use crate::conn::{Caller, ConnTx, Outgoing};
 use crate::events::{attr_b, attr_i, attr_s};
-use crate::server::{Caller, ConnTx, Outgoing};
-use crate::state::{now, Daemon};
+use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
 

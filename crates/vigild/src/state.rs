@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -15,17 +15,11 @@ use vigil_proto::{ServerMsg, WireError};
 use vigil_store::{Batch, Store};
 use vigil_sys::{PidFd, ProcConnector};
 
+use crate::clock::now;
 use crate::config::Settings;
+use crate::conn::{ConnTx, Outgoing};
 use crate::logs::Logs;
-use crate::server::{ConnTx, Msg, Outgoing};
-
-pub fn now() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-    )
-}
+use crate::msg::Msg;
 
 /// A tag with what the daemon keeps beside the rules.
 pub struct Entry {
@@ -123,7 +117,7 @@ pub struct Daemon {
     pub node: String,
     pub node_id: u32,
     /// Cluster mode's view of the nodes and of this node's lease; None for a single node.
-    pub cluster: Option<crate::nodes::ClusterView>,
+    pub cluster: Option<crate::cluster::view::ClusterView>,
     /// Cluster mode: orders for the cluster task (remote operations, the PSM mirror).
     pub cluster_cmds: Option<tokio::sync::mpsc::UnboundedSender<crate::cluster::Cmd>>,
     /// PSM members changed since the mirror was last sent.

@@ -5,8 +5,8 @@
 
 use vigil_proto::{ErrorCode, PsmNode, Request, Response, ServerMsg, WireError};
 
-use crate::cluster::Cmd;
-use crate::server::{Caller, ConnTx};
+use super::cmd::Cmd;
+use crate::conn::{Caller, ConnTx};
 use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
@@ -133,7 +133,7 @@ impl Daemon {
                 out: out.clone(),
             }
         } else {
-            let for_s = crate::state::now().as_millis().saturating_sub(state.since_ms) / 1000;
+            let for_s = crate::clock::now().as_millis().saturating_sub(state.since_ms) / 1000;
             return Some(Err(WireError::new(
                 ErrorCode::NodeDown,
                 format!("node {node} is down (for {for_s}s)"),

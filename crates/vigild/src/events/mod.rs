@@ -1,88 +1,20 @@
 //! The node's event stream: numbering, storing, filtering, and delivery to subscribers that never blocks
 //! vigild. A subscriber that falls behind loses events, and is told exactly which: loss is never silent.
 
+pub mod attr;
+pub mod subscription;
+
+pub use attr::{attr_b, attr_i, attr_s, Attr};
+pub use subscription::{Delivery, Subscription};
+
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use vigil_proto::{ErrorCode, EventFilter, Response, ServerMsg, WireError};
 use vigil_store::{AttrRecord, EventRecord};
 
-use crate::server::{ConnTx, Outgoing};
-use crate::state::{now, Daemon};
-
-/// How many events may wait for one subscriber before it starts losing them (`daemon.subscriber_queue`).
-pub const SUBSCRIBER_QUEUE: usize = 4096;
-
-/// A typed attribute, as rules produce them.
-pub enum Attr {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-}
-
-pub fn attr_s(k: &str, v: impl Into<String>) -> (String, Attr) {
-    (k.to_string(), Attr::Str(v.into()))
-}
-
-pub fn attr_i(k: &str, v: i64) -> (String, Attr) {
-    (k.to_string(), Attr::Int(v))
-}
-
-pub fn attr_b(k: &str, v: bool) -> (String, Attr) {
-    (k.to_string(), Attr::Bool(v))
-}
-
-/// One subscriber: what it wants, its bounded queue, and what it has lost and not yet been told.
-pub struct Subscription {
-    pub conn: u64,
-    pub filter: EventFilter,
-    pub tx: mpsc::Sender<ServerMsg>,
-    pub lost: Option<(u64, u64)>,
-    /// While the stored backlog is being replayed: the last stored event examined. The replay is paged
-    /// through the bounded queue (as much as it has room for, more as the reader drains it), and live
-    /// events wait in the store until the replay reaches them.
-    pub replay: Option<u64>,
-}
-
-pub enum Delivery {
-    Ok,
-    Gone,
-}
-
-impl Subscription {
-    /// Queues one event without ever waiting: a full queue turns into a loss to report.
-    pub fn offer(&mut self, seq: u64, msg: ServerMsg) -> Delivery {
-        if !self.flush_lost() {
-            if self.tx.is_closed() {
-                return Delivery::Gone;
-            }
-            self.lost = self.lost.map(|(a, _)| (a, seq));
-            return Delivery::Ok;
-        }
-        match self.tx.try_send(msg) {
-            Ok(()) => Delivery::Ok,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.lost = Some((seq, seq));
-                Delivery::Ok
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
-        }
-    }
-
-    /// Tries to tell the subscriber what it lost; true when nothing is left untold.
-    pub fn flush_lost(&mut self) -> bool {
-        match self.lost {
-            None => true,
-            Some((from, to)) => {
-                if self.tx.try_send(ServerMsg::Lost { from, to }).is_ok() {
-                    self.lost = None;
-                    true
-                } else {
-                    false
-                }
-            }
-        }
-    }
-}
+use crate::clock::now;
+use crate::conn::{ConnTx, Outgoing};
+use crate::state::Daemon;
 
 impl Daemon {
     /// Numbers an event and queues it for the store; it reaches subscribers once it is stored.

@@ -1,364 +1,31 @@
-//! Cluster mode: vigild as a client of etcd, for membership and quorum (docs/cluster.md).
-//!
-//! All etcd I/O happens in one tokio task, [`run`], which never touches the daemon's state: it tells the
-//! loop what it learned through `Msg::Cluster` (the lease alive or not, the list of nodes), and the loop
-//! never waits for etcd. Every etcd call carries a timeout, since with etcd's quorum lost a write blocks
-//! until the client's deadline. The keys (under `/vigil/<cluster>/`):
-//!
-//! - `nodes/<name>`: bound to the node's lease, JSON [`NodeRecord`]; present while the node is up;
-//! - `known/<name>`: no lease, JSON [`NodeRecord`]; every node that ever joined, with since when it is up
-//!   or down, so that a down node stays listed;
-//! - `ids/<name>` and `next_id`: node ids, assigned once by a transaction at the first join;
-//! - `psm/<name>`: no lease, the node's PSM members (postcard), rewritten on every change, so that a down
-//!   node's members can be shown as unreachable with their last known state;
-//! - `inbox/<name>/<from>-<n>` and `reply/<from>/<n>`: remote operations (module `remote`), bound to the
-//!   writer's lease so that abandoned ones vanish;
-//! - `events/n/<name>` and `events/m`: the cluster event stream (module `cluster_events`).
+//! The cluster task: one tokio task holding the etcd session (lease, keepalive, watches) that tells the
+//! loop what it learned and carries out what the loop asks ([`Cmd`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 use tracing::{info, warn};
+use vigil_proto::{Request, Response, WireError};
 
-use vigil_proto::{ErrorCode, Event, PsmMember, Request, Response, ServerMsg, WireError};
-
-use crate::cluster_conn::{connect_any, put_retrying};
-use crate::cluster_events::{self as events, Publisher, Selection};
-
-use crate::server::{ConnTx, Msg, Outgoing};
-use crate::state::now;
-
-/// How long one etcd call may take before it counts as failed.
-const CALL_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long to wait before trying etcd again after a failure.
-pub(crate) const RETRY: Duration = Duration::from_millis(300);
-/// The wait instead, for [`QUICK_FOR`] after a session was lost: etcd electing a new leader refuses
-/// writes for a few hundred ms, and the node should be back as soon as it has one.
-const QUICK_RETRY: Duration = Duration::from_millis(100);
-const QUICK_FOR: Duration = Duration::from_secs(2);
-/// A session that lasted this long ended an outage: its failure is a new one, worth a warning.
-const STABLE: Duration = Duration::from_secs(10);
-/// How long vigild waits for its node id from etcd at start before falling back to the cached one.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// The file in the state directory that caches the node id, for a start while etcd is away.
-pub const ID_FILE: &str = "cluster-node-id";
-
-/// How to reach etcd, from vigild's options.
-#[derive(Debug, Clone)]
-pub struct ClusterOptions {
-    pub endpoints: Vec<String>,
-    pub cluster: String,
-    /// Seconds; at least 2 (etcd's minimum).
-    pub lease_ttl: u64,
-    pub ca: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-}
-
-/// What a node publishes about itself (JSON in etcd, readable with `etcdctl get`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    pub name: String,
-    pub id: u32,
-    /// The node's vigild socket.
-    pub address: String,
-    pub pid: u32,
-    pub version: String,
-    /// When the node joined with its current lease (ms since the epoch).
-    pub since_ms: u64,
-    /// Set in `known/<name>` when the node went down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub down_since_ms: Option<u64>,
-}
-
-/// One node as the cluster task last saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeState {
-    pub record: NodeRecord,
-    pub up: bool,
-    /// Up since, or down since.
-    pub since_ms: u64,
-}
-
-/// What the cluster task tells the loop.
-// One per etcd event, handled at once: boxing the request would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum ClusterMsg {
-    /// The node's lease is alive (a keepalive succeeded within its TTL) or not.
-    Lease(bool),
-    /// A keepalive succeeded: etcd cannot expire the lease before this instant.
-    Renewed(std::time::Instant),
-    /// Every known node, after the list changed.
-    Nodes(Vec<NodeState>),
-    /// A request another node sent to this one, to be carried out as `uid`/`gid` and answered with
-    /// `Cmd::Reply { key, .. }`.
-    Inbox {
-        key: String,
-        from: String,
-        uid: u32,
-        gid: u32,
-        req: Request,
-    },
-    /// A session started and found this node's last published event at `after` (None: it never
-    /// published): the loop answers with `Cmd::Resynced { epoch, .. }`.
-    Resync { epoch: u64, after: Option<u64> },
-}
-
-/// A request in another node's inbox (postcard in etcd).
-#[derive(Debug, Serialize, Deserialize)]
-struct Envelope {
-    from: String,
-    uid: u32,
-    gid: u32,
-    /// Where the answer goes: a `Result<Response, WireError>` (postcard).
-    reply: String,
-    req: Request,
-}
-
-/// How long a remote operation may take, all of it (the inbox write, the other node's work, the answer).
-pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the loop asks of the cluster task.
-pub enum Cmd {
-    /// A clean stop: mark this node down and revoke its lease; the sender is told when done.
-    Leave(oneshot::Sender<()>),
-    /// Carry `req` out on the node `node` as `uid`/`gid`; the answer goes to `out` as response `id`.
-    Remote {
-        node: String,
-        uid: u32,
-        gid: u32,
-        req: Request,
-        id: u64,
-        out: ConnTx,
-    },
-    /// The answer to an inbox request, for the key its sender watches.
-    Reply {
-        key: String,
-        result: Result<Response, WireError>,
-    },
-    /// This node's PSM members changed: mirror them in `psm/<name>`.
-    Mirror(Vec<PsmMember>),
-    /// A down node's members as last mirrored, marked unreachable, answered to `out` as response `id`.
-    ReadMirror {
-        node: String,
-        category: Option<String>,
-        pid: Option<i32>,
-        id: u64,
-        out: ConnTx,
-    },
-    /// Events the loop just stored, for the cluster stream (only cluster-wide ones).
-    Publish(Vec<Event>),
-    /// The loop's answer to `ClusterMsg::Resync`: every cluster-wide stored event after the asked one.
-    Resynced { epoch: u64, events: Vec<Event> },
-    /// `ClusterEvents`: the stream's history, answered to `out` as response `id`.
-    History {
-        after: u64,
-        limit: usize,
-        sel: Selection,
-        id: u64,
-        out: ConnTx,
-    },
-    /// `ClusterSubscribe`: the stream, pushed into `tx` until its receiver goes.
-    Follow {
-        after: Option<u64>,
-        sel: Selection,
-        tx: mpsc::Sender<ServerMsg>,
-    },
-}
-
-/// An error answer to a connection.
-fn answer(out: &ConnTx, id: u64, result: Result<Response, WireError>) {
-    let _ = out.send(Outgoing::msg(ServerMsg::Response { id, result }));
-}
-
-#[derive(Clone)]
-pub(crate) struct Keys {
-    pub(crate) root: String,
-}
-
-impl Keys {
-    pub(crate) fn new(cluster: &str) -> Keys {
-        Keys {
-            root: format!("/vigil/{cluster}/"),
-        }
-    }
-    fn nodes(&self) -> String {
-        format!("{}nodes/", self.root)
-    }
-    fn node(&self, name: &str) -> String {
-        format!("{}nodes/{name}", self.root)
-    }
-    fn known(&self) -> String {
-        format!("{}known/", self.root)
-    }
-    fn known_one(&self, name: &str) -> String {
-        format!("{}known/{name}", self.root)
-    }
-    fn id(&self, name: &str) -> String {
-        format!("{}ids/{name}", self.root)
-    }
-    fn next_id(&self) -> String {
-        format!("{}next_id", self.root)
-    }
-    fn inbox(&self, name: &str) -> String {
-        format!("{}inbox/{name}/", self.root)
-    }
-    fn replies(&self, from: &str) -> String {
-        format!("{}reply/{from}/", self.root)
-    }
-    fn reply(&self, from: &str, n: u64) -> String {
-        format!("{}{n}", self.replies(from))
-    }
-    fn psm(&self, name: &str) -> String {
-        format!("{}psm/{name}", self.root)
-    }
-    pub(crate) fn events(&self) -> String {
-        format!("{}events/", self.root)
-    }
-    pub(crate) fn events_of(&self, name: &str) -> String {
-        format!("{}events/n/{name}", self.root)
-    }
-    fn membership(&self) -> String {
-        format!("{}events/m", self.root)
-    }
-}
-
-pub(crate) async fn call<T, F>(what: &str, f: F) -> anyhow::Result<T>
-where
-    F: std::future::Future<Output = Result<T, etcd_client::Error>>,
-{
-    match timeout(CALL_TIMEOUT, f).await {
-        Ok(r) => r.with_context(|| format!("etcd: {what}")),
-        Err(_) => anyhow::bail!("etcd: {what}: no answer within {CALL_TIMEOUT:?}"),
-    }
-}
-
-/// A client of etcd. With `require_leader`, a request to a member without a leader is refused at once
-/// rather than left to wait for one (writes, and reads that must be current); without it, a member that
-/// lost its quorum still answers serializable reads and watches from what it has.
-pub(crate) async fn connect(opts: &ClusterOptions, require_leader: bool) -> anyhow::Result<Client> {
-    let mut co = ConnectOptions::new()
-        .with_connect_timeout(CALL_TIMEOUT)
-        .with_require_leader(require_leader);
-    if require_leader {
-        co = co.with_timeout(CALL_TIMEOUT);
-    }
-    if let (Some(u), Some(p)) = (&opts.user, &opts.password) {
-        co = co.with_user(u.clone(), p.clone());
-    }
-    if opts.ca.is_some() || opts.cert.is_some() {
-        let mut tls = etcd_client::TlsOptions::new();
-        if let Some(ca) = &opts.ca {
-            let pem = std::fs::read(ca).with_context(|| format!("--etcd-ca {}", ca.display()))?;
-            tls = tls.ca_certificate(etcd_client::Certificate::from_pem(pem));
-        }
-        if let (Some(c), Some(k)) = (&opts.cert, &opts.key) {
-            let cert = std::fs::read(c).with_context(|| format!("--etcd-cert {}", c.display()))?;
-            let key = std::fs::read(k).with_context(|| format!("--etcd-key {}", k.display()))?;
-            tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
-        }
-        co = co.with_tls(tls);
-    }
-    call("connect", Client::connect(opts.endpoints.clone(), Some(co))).await
-}
-
-/// A client of one etcd member that answers, for reads that need no leader (serializable reads,
-/// watches): the members are tried in turn, since a client balanced over all of them may pick one that is
-/// down, and a member that lost its quorum still answers from what it has.
-pub(crate) async fn reader(opts: &ClusterOptions, keys: &Keys) -> anyhow::Result<Client> {
-    Ok(connect_any(opts, None, false, &keys.root).await?.0)
-}
-
-/// The node's id: `ids/<name>` if it exists, else the next number of the counter, both in one
-/// transaction so that two nodes joining at once never get the same id.
-async fn assign_id(client: &mut Client, keys: &Keys, name: &str) -> anyhow::Result<u32> {
-    loop {
-        let got = call("get id", client.get(keys.id(name), None)).await?;
-        if let Some(kv) = got.kvs().first() {
-            return parse_id(kv.value());
-        }
-        let counter = call("get next_id", client.get(keys.next_id(), None)).await?;
-        let (next, rev) = match counter.kvs().first() {
-            Some(kv) => (parse_id(kv.value())?, kv.mod_revision()),
-            None => (1, 0),
-        };
-        let txn = Txn::new()
-            .when([
-                Compare::version(keys.id(name), CompareOp::Equal, 0),
-                Compare::mod_revision(keys.next_id(), CompareOp::Equal, rev),
-            ])
-            .and_then([
-                TxnOp::put(keys.id(name), next.to_string(), None),
-                TxnOp::put(keys.next_id(), (next + 1).to_string(), None),
-            ]);
-        if call("assign id", client.txn(txn)).await?.succeeded() {
-            return Ok(next);
-        }
-        // Another node took this number (or this name) meanwhile: read again.
-    }
-}
-
-fn parse_id(v: &[u8]) -> anyhow::Result<u32> {
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|n| *n >= 1)
-        .with_context(|| format!("etcd: a node id is not a number: {:?}", String::from_utf8_lossy(v)))
-}
-
-/// The node id at start: from etcd (and cached in the state dir), or from the cache when etcd cannot be
-/// reached in time. A first start without etcd fails: the id is not known yet.
-pub async fn node_id(opts: &ClusterOptions, name: &str, state_dir: &Path) -> anyhow::Result<u32> {
-    let cache = state_dir.join(ID_FILE);
-    let tag = format!("{}\t{}\t", opts.cluster, name);
-    let cached = std::fs::read_to_string(&cache)
-        .ok()
-        .and_then(|s| s.strip_prefix(&tag).and_then(|n| n.trim().parse::<u32>().ok()));
-    let keys = Keys::new(&opts.cluster);
-    let from_etcd = timeout(JOIN_TIMEOUT, async {
-        let (mut client, _) = connect_any(opts, None, true, &keys.root).await?;
-        assign_id(&mut client, &keys, name).await
-    })
-    .await
-    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {JOIN_TIMEOUT:?}")));
-    match (from_etcd, cached) {
-        (Ok(id), cached) => {
-            if cached.is_some_and(|c| c != id) {
-                warn!("node id {id} from etcd replaces the cached id {cached:?}");
-            }
-            if cached != Some(id) {
-                let tmp = cache.with_extension("new");
-                std::fs::write(&tmp, format!("{tag}{id}\n")).context("cannot cache the node id")?;
-                std::fs::rename(&tmp, &cache).context("cannot cache the node id")?;
-            }
-            Ok(id)
-        }
-        (Err(e), Some(id)) => {
-            warn!("{e:#}; using the cached node id {id}");
-            Ok(id)
-        }
-        (Err(e), None) => Err(e.context(format!(
-            "cannot get a node id for {name} from etcd at {} (none cached in {})",
-            opts.endpoints.join(","),
-            cache.display()
-        ))),
-    }
-}
+use super::cmd::*;
+use super::conn::{connect_any, put_retrying, reader};
+use super::etcd::*;
+use super::membership::*;
+use super::records::{ClusterOptions, NodeRecord};
+use super::remote_ops::*;
+use super::stream::{self as events, Publisher};
+use crate::clock::now;
+use crate::conn::ConnTx;
+use crate::msg::{ClusterMsg, Msg};
 
 /// The task's view of its own lease, and what the loop was last told.
-struct Life {
+pub(crate) struct Life {
     tx: mpsc::UnboundedSender<Msg>,
     lease: Option<i64>,
     /// When the lease expires as far as this node knows: the last keepalive's answer plus its TTL.
@@ -400,7 +67,7 @@ struct Life {
 impl Life {
     /// A reader of what etcd holds (the cluster event stream, a down node's members): a task of its own,
     /// with its own client of etcd that does not need a leader.
-    fn read(&self, cmd: Cmd) {
+    pub(crate) fn read(&self, cmd: Cmd) {
         let (opts, keys) = (self.opts.clone(), self.keys.clone());
         match cmd {
             Cmd::History {
@@ -468,7 +135,7 @@ impl Life {
 
     /// Writes the answer to an inbox request, bound to this node's lease, through `client` or else any
     /// member that answers, until the asker's time is surely out.
-    fn reply(&self, client: Option<Client>, key: String, result: Result<Response, WireError>) {
+    pub(crate) fn reply(&self, client: Option<Client>, key: String, result: Result<Response, WireError>) {
         let Some(lease) = self.lease else { return };
         let (opts, root) = (self.opts.clone(), self.keys.root.clone());
         tokio::spawn(async move {
@@ -641,7 +308,7 @@ pub async fn run(
     }
 }
 
-async fn session(
+pub(crate) async fn session(
     opts: &ClusterOptions,
     keys: &Keys,
     me: &NodeRecord,
@@ -919,7 +586,7 @@ async fn session(
 type Publishing = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<u64>> + Send>>;
 
 /// A keeper of lease `id`, or None when etcd no longer has the lease (it expired).
-async fn keep_alive(
+pub(crate) async fn keep_alive(
     client: &mut Client,
     id: i64,
 ) -> anyhow::Result<Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>> {
@@ -932,249 +599,12 @@ async fn keep_alive(
 }
 
 /// A watch of every key under `prefix`, from the revision after `rev`.
-async fn watch_after(client: &mut Client, what: &str, prefix: String, rev: i64) -> anyhow::Result<WatchStream> {
+pub(crate) async fn watch_after(
+    client: &mut Client,
+    what: &str,
+    prefix: String,
+    rev: i64,
+) -> anyhow::Result<WatchStream> {
     let options = WatchOptions::new().with_prefix().with_start_revision(rev + 1);
     call(what, client.watch(prefix, Some(options))).await
-}
-
-/// What a remote operation needs of its session: a client (the session's), and how to reach another
-/// member when that one fails.
-struct Ctx {
-    opts: ClusterOptions,
-    root: String,
-    client: Client,
-    lease: i64,
-    deadline: Instant,
-}
-
-/// A refusal of a remote operation when this node has no session with etcd and no lease.
-fn unreachable_from_here(node: &str) -> WireError {
-    WireError::new(
-        ErrorCode::NodeDown,
-        format!("node {node}: etcd cannot be reached from this node"),
-    )
-}
-
-/// A remote operation: the request goes into the node's inbox (bound to this node's lease, so it vanishes
-/// if this node dies), and its answer comes into a reply key, which the session's replies watch hands over
-/// through `answered`; all of it within [`REMOTE_TIMEOUT`]. Both keys are deleted after.
-async fn remote(
-    ctx: Ctx,
-    node: String,
-    inbox_key: String,
-    env: Envelope,
-    answered: oneshot::Receiver<Vec<u8>>,
-    (id, out): (u64, ConnTx),
-) {
-    let reply_key = env.reply.clone();
-    let mut client = ctx.client.clone();
-    let work = async {
-        let bytes = postcard::to_allocvec(&env).map_err(|e| anyhow::anyhow!("{e}"))?;
-        // The request outlives the loss of the member it goes through, or a new leader's election.
-        let options = Some(PutOptions::new().with_lease(ctx.lease));
-        put_retrying(
-            &ctx.opts,
-            &ctx.root,
-            ctx.client.clone(),
-            inbox_key.clone(),
-            bytes,
-            options,
-            ctx.deadline,
-        )
-        .await?;
-        let answer = answered
-            .await
-            .map_err(|_| anyhow::anyhow!("the answer can no longer be watched (etcd compacted it)"))?;
-        postcard::from_bytes::<Result<Response, WireError>>(&answer)
-            .map_err(|e| anyhow::anyhow!("a malformed answer: {e}"))
-    };
-    let left = ctx.deadline.saturating_duration_since(Instant::now());
-    let result = match timeout(left, work).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(WireError::new(ErrorCode::NodeDown, format!("node {node}: etcd: {e:#}"))),
-        Err(_) => Err(WireError::new(
-            ErrorCode::NodeDown,
-            format!("node {node} did not answer within {}s", REMOTE_TIMEOUT.as_secs()),
-        )),
-    };
-    answer(&out, id, result);
-    let _ = call("delete request", client.delete(inbox_key, None)).await;
-    let _ = call("delete reply", client.delete(reply_key, None)).await;
-}
-
-/// A down node's members from its mirror, filtered as PSM get filters, each with its last known state and
-/// the `PSM_FL_UNREACHABLE` flag.
-fn unreachable_members(
-    node: &str,
-    got: anyhow::Result<etcd_client::GetResponse>,
-    category: Option<&str>,
-    pid: Option<i32>,
-) -> Result<Response, WireError> {
-    let down = |why: String| Err(WireError::new(ErrorCode::NodeDown, format!("node {node} is down{why}")));
-    let got = match got {
-        Ok(g) => g,
-        Err(e) => return down(format!(" and its members cannot be read: {e:#}")),
-    };
-    let Some(kv) = got.kvs().first() else {
-        return down(" (no members recorded)".into());
-    };
-    let Ok(all) = postcard::from_bytes::<Vec<PsmMember>>(kv.value()) else {
-        return down(" (its member record is malformed)".into());
-    };
-    let mut found: Vec<PsmMember> = all
-        .into_iter()
-        .filter(|m| category.is_none_or(|c| m.category == c) && pid.is_none_or(|p| m.pid == p))
-        .collect();
-    if found.is_empty() {
-        return Err(WireError::new(
-            ErrorCode::NotFound,
-            format!("node {node} is down and had no such member"),
-        ));
-    }
-    let total = found.len() as u32;
-    for (i, m) in found.iter_mut().enumerate() {
-        m.listidx = i as u32 + 1;
-        m.listcnt = total;
-        m.total = total;
-        m.flags |= vigil_proto::PSM_FL_UNREACHABLE;
-    }
-    Ok(Response::PsmMembers(found))
-}
-
-/// Records when a node went down in its `known/` key, once: only if nobody recorded it since the
-/// deletion (`rev`) happened.
-async fn mark_down(client: &mut Client, keys: &Keys, name: &str, rev: i64) -> anyhow::Result<()> {
-    let key = keys.known_one(name);
-    let got = call("get known", client.get(key.clone(), None)).await?;
-    let Some(kv) = got.kvs().first() else { return Ok(()) };
-    let Ok(mut r) = serde_json::from_slice::<NodeRecord>(kv.value()) else {
-        return Ok(());
-    };
-    r.down_since_ms = Some(now().as_millis());
-    let txn = Txn::new()
-        .when([Compare::mod_revision(key.clone(), CompareOp::Less, rev)])
-        .and_then([
-            TxnOp::put(key, serde_json::to_string(&r)?, None),
-            TxnOp::put(keys.membership(), events::membership(&r, false, "lease expired"), None),
-        ]);
-    call("mark down", client.txn(txn)).await?;
-    Ok(())
-}
-
-/// A clean stop: this node is marked down and its key deleted in one transaction (so the others see
-/// the time it left), then its lease revoked. Best effort: when etcd does not answer, the lease expires.
-async fn leave(client: &mut Client, keys: &Keys, record: &NodeRecord, lease: i64) {
-    let down = NodeRecord {
-        down_since_ms: Some(now().as_millis()),
-        ..record.clone()
-    };
-    let Ok(json) = serde_json::to_string(&down) else { return };
-    let txn = Txn::new().and_then([
-        TxnOp::delete(keys.node(&record.name), None),
-        TxnOp::put(keys.known_one(&record.name), json, None),
-        TxnOp::put(keys.membership(), events::membership(&down, false, "left"), None),
-    ]);
-    if let Err(e) = call("leave", client.txn(txn)).await {
-        warn!("cluster: {e:#}");
-    }
-    if let Err(e) = call("lease revoke", client.lease_revoke(lease)).await {
-        warn!("cluster: {e:#}");
-    }
-    info!("cluster: left");
-}
-
-/// Every known node with its state, and the revision of that view (one transaction, so both lists agree).
-async fn list(client: &mut Client, keys: &Keys) -> anyhow::Result<(Vec<NodeState>, i64)> {
-    let resp = call(
-        "list nodes",
-        client.txn(Txn::new().and_then([
-            TxnOp::get(keys.known(), Some(GetOptions::new().with_prefix())),
-            TxnOp::get(keys.nodes(), Some(GetOptions::new().with_prefix())),
-        ])),
-    )
-    .await?;
-    let rev = resp.header().map_or(0, |h| h.revision());
-    let mut known = BTreeMap::new();
-    let mut up = BTreeMap::new();
-    for (i, op) in resp.op_responses().into_iter().enumerate() {
-        let TxnOpResponse::Get(g) = op else { continue };
-        for kv in g.kvs() {
-            let Ok(r) = serde_json::from_slice::<NodeRecord>(kv.value()) else {
-                warn!("cluster: ignoring {:?}: not a node record", kv.key_str());
-                continue;
-            };
-            if i == 0 {
-                known.insert(r.name.clone(), r);
-            } else {
-                up.insert(r.name.clone(), r);
-            }
-        }
-    }
-    Ok((merge(known, up), rev))
-}
-
-/// The list of nodes from `known/` and `nodes/`: a node is up when its lease-bound key exists.
-fn merge(mut known: BTreeMap<String, NodeRecord>, up: BTreeMap<String, NodeRecord>) -> Vec<NodeState> {
-    for (name, r) in &up {
-        known.insert(name.clone(), r.clone());
-    }
-    known
-        .into_values()
-        .map(|r| {
-            let is_up = up.contains_key(&r.name);
-            let since_ms = if is_up {
-                r.since_ms
-            } else {
-                r.down_since_ms.unwrap_or(r.since_ms)
-            };
-            NodeState {
-                record: r,
-                up: is_up,
-                since_ms,
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(name: &str, id: u32, since: u64, down: Option<u64>) -> NodeRecord {
-        NodeRecord {
-            name: name.into(),
-            id,
-            address: format!("/run/{name}.sock"),
-            pid: 1,
-            version: "0".into(),
-            since_ms: since,
-            down_since_ms: down,
-        }
-    }
-
-    #[test]
-    fn a_node_is_up_while_its_key_exists_and_down_since_it_left() {
-        let known = BTreeMap::from([
-            ("a".to_string(), rec("a", 1, 10, None)),
-            ("b".to_string(), rec("b", 2, 20, Some(30))),
-            ("c".to_string(), rec("c", 3, 40, None)),
-        ]);
-        let up = BTreeMap::from([("a".to_string(), rec("a", 1, 15, None))]);
-        let got: Vec<(String, bool, u64)> = merge(known, up)
-            .into_iter()
-            .map(|n| (n.record.name, n.up, n.since_ms))
-            .collect();
-        // c was killed and nobody recorded when: down since it last joined.
-        assert_eq!(
-            got,
-            vec![("a".into(), true, 15), ("b".into(), false, 30), ("c".into(), false, 40)]
-        );
-    }
-
-    #[test]
-    fn ids_are_positive_numbers() {
-        assert_eq!(parse_id(b"7").unwrap(), 7);
-        assert!(parse_id(b"0").is_err());
-        assert!(parse_id(b"x").is_err());
-    }
 }

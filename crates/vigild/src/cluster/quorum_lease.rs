@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use vigil_proto::{Response, ServerMsg, WireError};
 
-use crate::server::{Caller, ConnTx, Outgoing};
+use crate::conn::{Caller, ConnTx, Outgoing};
 use crate::state::Daemon;
 
 /// Taken off the lease's earliest expiry: the time a renewal may spend between this loop and the

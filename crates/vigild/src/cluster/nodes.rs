@@ -6,34 +6,12 @@ use std::collections::BTreeMap;
 use vigil_proto::{ErrorCode, EventFilter, NodeInfo, Response, WireError};
 use vigil_store::EventRecord;
 
-use crate::cluster::{ClusterMsg, Cmd, NodeState};
-use crate::cluster_events::{cluster_wide, Selection};
+use super::cmd::Cmd;
+use super::stream::{cluster_wide, Selection};
+use crate::conn::ConnTx;
 use crate::events::attr_i;
-use crate::server::ConnTx;
+use crate::msg::ClusterMsg;
 use crate::state::Daemon;
-
-/// What the loop knows of the cluster: only what the cluster task told it.
-#[derive(Default)]
-pub struct ClusterView {
-    /// This node's lease is alive in a quorate etcd.
-    pub lease_alive: bool,
-    /// Every known node, by name, as last reported; empty until the first report.
-    pub nodes: BTreeMap<String, NodeState>,
-    /// The last sequence number before this run of vigild: where a node that never published to the
-    /// cluster event stream starts.
-    pub first_seq: u64,
-}
-
-impl ClusterView {
-    /// The votes of the cluster as this node counts them: the nodes that are up (this one at least,
-    /// while its lease lives), or none without the lease.
-    pub fn votes(&self) -> u32 {
-        if !self.lease_alive {
-            return 0;
-        }
-        (self.nodes.values().filter(|n| n.up).count() as u32).max(1)
-    }
-}
 
 impl Daemon {
     pub fn on_cluster(&mut self, msg: ClusterMsg) {
@@ -47,7 +25,7 @@ impl Daemon {
                 let me = view.nodes.get_mut(&self.node).filter(|n| n.up && !alive);
                 if let Some(n) = me {
                     n.up = false;
-                    n.since_ms = crate::state::now().as_millis();
+                    n.since_ms = crate::clock::now().as_millis();
                     let id = n.record.id;
                     let name = self.node.clone();
                     self.emit(&name, "sys.vigil.node.down", vec![attr_i("node_id", i64::from(id))]);
@@ -198,7 +176,7 @@ impl Daemon {
             }
             let n = if self.is_this_node(n) { self.node.as_str() } else { n };
             if n != self.node && !view.nodes.contains_key(n) {
-                return Err(crate::remote::unknown_node(n));
+                return Err(crate::cluster::remote::unknown_node(n));
             }
             names.push(n.to_string());
         }
