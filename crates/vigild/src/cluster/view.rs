@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::cmd::Cmd;
 use super::records::NodeState;
 
 /// What the loop knows of the cluster: only what the cluster task told it.
@@ -25,4 +26,13 @@ impl ClusterView {
         }
         (self.nodes.values().filter(|n| n.up).count() as u32).max(1)
     }
+}
+
+/// Cluster mode as the loop holds it; both None for a single node.
+#[derive(Default)]
+pub struct Cluster {
+    /// The view of the nodes and of this node's lease.
+    pub view: Option<ClusterView>,
+    /// Orders for the cluster task (remote operations, the PSM mirror).
+    pub cmds: Option<tokio::sync::mpsc::UnboundedSender<Cmd>>,
 }

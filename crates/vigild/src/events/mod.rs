@@ -5,7 +5,7 @@ pub mod attr;
 pub mod subscription;
 
 pub use attr::{attr_b, attr_i, attr_s, Attr};
-pub use subscription::{Delivery, Subscription};
+pub use subscription::{Delivery, Events, Subscription};
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -22,7 +22,7 @@ impl Daemon {
     /// supervisor's reason, a failure text quoting what they sent), and every event is stored, kept for
     /// replay and copied to each subscriber, so one user's long text must not cost everyone memory and disk.
     pub fn emit(&mut self, subject: &str, name: &str, attrs: Vec<(String, Attr)>) {
-        self.seq += 1;
+        self.events.seq += 1;
         let attrs = attrs
             .into_iter()
             .map(|(k, v)| {
@@ -35,24 +35,24 @@ impl Daemon {
             })
             .collect();
         let ev = EventRecord {
-            seq: self.seq,
+            seq: self.events.seq,
             time_ms: now().as_millis(),
             name: name.into(),
-            node: self.node.clone(),
+            node: self.node.name.clone(),
             subject: subject.into(),
             attrs,
         };
         info!(seq = ev.seq, subject, "{name} {:?}", ev.attrs);
-        self.batch.events.push(ev);
+        self.store.batch.events.push(ev);
     }
 
     /// Hands stored events to every subscriber whose filter takes them.
     pub fn broadcast(&mut self, events: &[EventRecord]) {
-        if self.subscriptions.is_empty() {
+        if self.events.subscriptions.is_empty() {
             return;
         }
         let events: Vec<_> = events.iter().map(|e| self.event_to_wire(e)).collect();
-        self.subscriptions.retain_mut(|s| {
+        self.events.subscriptions.retain_mut(|s| {
             if s.replay.is_some() {
                 // The replay reads these from the store, in order, once it gets there.
                 return !s.tx.is_closed();
@@ -70,14 +70,14 @@ impl Daemon {
 
     /// Tells lagging subscribers what they lost, and feeds replays, as soon as their queue has room.
     pub fn flush_lost(&mut self) {
-        let mut subs = std::mem::take(&mut self.subscriptions);
+        let mut subs = std::mem::take(&mut self.events.subscriptions);
         subs.retain_mut(|s| {
             if s.flush_lost() && s.replay.is_some() {
                 self.replay_page(s);
             }
             !s.tx.is_closed()
         });
-        self.subscriptions = subs;
+        self.events.subscriptions = subs;
     }
 
     /// Queues the next stored events of a replay, as many as the queue has room for; a replay that
@@ -90,7 +90,7 @@ impl Daemon {
                 break;
             }
             // History trimmed under a slow replay is a loss, told like any other.
-            match self.store.first_seq() {
+            match self.store.db.first_seq() {
                 Ok(first) if first > cursor + 1 => {
                     s.lost = Some((cursor + 1, first - 1));
                     cursor = first - 1;
@@ -105,7 +105,7 @@ impl Daemon {
                     break;
                 }
             }
-            let chunk = match self.store.events_after(cursor, room.min(1000)) {
+            let chunk = match self.store.db.events_after(cursor, room.min(1000)) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!("replay: {e}");
@@ -130,13 +130,14 @@ impl Daemon {
     }
 
     pub fn any_loss_untold(&self) -> bool {
-        self.subscriptions
+        self.events
+            .subscriptions
             .iter()
             .any(|s| s.lost.is_some() || s.replay.is_some())
     }
 
     pub fn event_to_wire(&self, e: &EventRecord) -> vigil_proto::Event {
-        crate::convert::event_to_wire(e, &self.node)
+        crate::convert::event_to_wire(e, &self.node.name)
     }
 
     /// Stored events above `after` that match, oldest first, at most `limit`.
@@ -146,6 +147,7 @@ impl Daemon {
         while out.len() < limit {
             let chunk = self
                 .store
+                .db
                 .events_after(cursor, 1000)
                 .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
             let Some(last) = chunk.last() else { break };
@@ -174,7 +176,7 @@ impl Daemon {
     /// Answers `id` with `Ok` and makes a bounded queue the connection's push stream (it replaces any
     /// earlier one); the sender feeds it.
     pub fn open_stream(&mut self, id: u64, out: &ConnTx) -> mpsc::Sender<ServerMsg> {
-        let (tx, rx) = mpsc::channel(self.settings.subscriber_queue);
+        let (tx, rx) = mpsc::channel(self.node.settings.subscriber_queue);
         let ok = ServerMsg::Response {
             id,
             result: Ok(Response::Ok),
@@ -200,7 +202,12 @@ impl Daemon {
         id: u64,
         out: &ConnTx,
     ) -> Result<(), WireError> {
-        if self.subscriptions.iter().any(|s| s.conn == conn && !s.tx.is_closed()) {
+        if self
+            .events
+            .subscriptions
+            .iter()
+            .any(|s| s.conn == conn && !s.tx.is_closed())
+        {
             return Err(WireError::new(
                 ErrorCode::Busy,
                 "this connection is already subscribed; open another one",
@@ -211,7 +218,7 @@ impl Daemon {
         // whole: a history of 100,000 events would otherwise wait in memory for a reader that may
         // never read.
         let replay = after;
-        self.subscriptions.push(Subscription {
+        self.events.subscriptions.push(Subscription {
             conn,
             filter,
             tx,

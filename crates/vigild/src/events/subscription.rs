@@ -55,3 +55,9 @@ impl Subscription {
         }
     }
 }
+
+/// The node's event stream as the loop holds it: the last number given and who listens.
+pub struct Events {
+    pub seq: u64,
+    pub subscriptions: Vec<Subscription>,
+}

@@ -1,5 +1,9 @@
 //! The process set manager: requests, member watching, and persistence.
 
+pub mod state;
+
+pub use state::Psm;
+
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
@@ -75,10 +79,10 @@ impl Daemon {
     /// Only the local node is served here: a single other node was routed to it before (remote.rs).
     fn local_node(&self, node: &PsmNode) -> Result<(), WireError> {
         let n = node.0.trim();
-        if n.is_empty() || n == "local" || n == self.node {
+        if n.is_empty() || n == "local" || n == self.node.name {
             return Ok(());
         }
-        if self.cluster.is_some() {
+        if self.cluster.view.is_some() {
             // Other single nodes were routed there before this (remote.rs): only lists are left.
             return Err(WireError::new(
                 ErrorCode::Unsupported,
@@ -89,23 +93,26 @@ impl Daemon {
             ErrorCode::Unsupported,
             format!(
                 "node {n:?}: other nodes, all nodes and node lists need cluster mode; this vigild serves {} alone",
-                self.node
+                self.node.name
             ),
         ))
     }
 
     fn psm_apply(&mut self, events: Vec<PsmEvent>) {
-        self.psm_changed = true;
+        self.psm.changed = true;
         for ev in events {
             let name = ev.name();
             let (subject, attrs) = match &ev {
                 PsmEvent::CategoryCreate(c) => {
-                    let created = self.psm.categories.get(c).copied().unwrap_or_default();
-                    self.batch.put_categories.push((c.to_string(), created.as_millis()));
+                    let created = self.psm.registry.categories.get(c).copied().unwrap_or_default();
+                    self.store
+                        .batch
+                        .put_categories
+                        .push((c.to_string(), created.as_millis()));
                     (c.to_string(), vec![attr_s("category", c.to_string())])
                 }
                 PsmEvent::CategoryRemove(c) => {
-                    self.batch.delete_categories.push(c.to_string());
+                    self.store.batch.delete_categories.push(c.to_string());
                     (c.to_string(), vec![attr_s("category", c.to_string())])
                 }
                 PsmEvent::InstanceCreate { category, pid } => (
@@ -113,7 +120,7 @@ impl Daemon {
                     vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],
                 ),
                 PsmEvent::InstanceRemove { category, pid } => {
-                    self.batch.delete_members.push(*pid);
+                    self.store.batch.delete_members.push(*pid);
                     self.cmap_internal_drop(&crate::cmap::member_key_prefix(category.as_str(), *pid));
                     (
                         category.to_string(),
@@ -137,9 +144,9 @@ impl Daemon {
     }
 
     fn persist_member(&mut self, pid: i32) {
-        if let Some(m) = self.psm.members.get(&pid) {
-            self.batch.delete_members.retain(|p| *p != pid);
-            self.batch.put_members.push(member_to_record(m));
+        if let Some(m) = self.psm.registry.members.get(&pid) {
+            self.store.batch.delete_members.retain(|p| *p != pid);
+            self.store.batch.put_members.push(member_to_record(m));
             let cat = m.category.to_string();
             self.cmap_member_keys(&cat, pid);
         }
@@ -147,7 +154,7 @@ impl Daemon {
 
     /// A member's process ended.
     pub fn psm_exited(&mut self, id: ProcId, exit: Exit) {
-        let events = self.psm.exited(id, exit);
+        let events = self.psm.registry.exited(id, exit);
         if !events.is_empty() {
             self.persist_member(id.pid);
             self.psm_apply(events);
@@ -156,16 +163,16 @@ impl Daemon {
 
     /// Loads the registry and re-watches the members still alive; the others are reported exited.
     pub fn psm_restore(&mut self) -> anyhow::Result<()> {
-        for (c, t) in self.store.categories()? {
+        for (c, t) in self.store.db.categories()? {
             if let Ok(c) = CategoryName::new(&c) {
-                self.psm.categories.insert(c, vigil_core::Timestamp(t));
+                self.psm.registry.categories.insert(c, vigil_core::Timestamp(t));
             }
         }
-        let records = self.store.members()?;
+        let records = self.store.db.members()?;
         for r in &records {
             let Some(m) = member_from_record(r) else { continue };
             let (id, exited) = (m.id, m.exited());
-            self.psm.restore(m);
+            self.psm.registry.restore(m);
             if exited {
                 continue;
             }
@@ -183,10 +190,10 @@ impl Daemon {
 
     /// Creates the categories the config file declares, where missing.
     pub fn ensure_categories(&mut self, cats: &[CategoryName]) {
-        let limits = self.psm_limits;
+        let limits = self.node.settings.psm;
         for c in cats {
-            if !self.psm.categories.contains_key(c) {
-                match self.psm.create_category(c.clone(), &limits, now()) {
+            if !self.psm.registry.categories.contains_key(c) {
+                match self.psm.registry.create_category(c.clone(), &limits, now()) {
                     Ok(ev) => self.psm_apply(ev),
                     Err(e) => tracing::warn!("config: {e}"),
                 }
@@ -198,8 +205,12 @@ impl Daemon {
         self.local_node(node)?;
         let c = category(name)?;
         self.psm_admin(caller, "create a category")?;
-        let limits = self.psm_limits;
-        let ev = self.psm.create_category(c, &limits, now()).map_err(psm_error)?;
+        let limits = self.node.settings.psm;
+        let ev = self
+            .psm
+            .registry
+            .create_category(c, &limits, now())
+            .map_err(psm_error)?;
         self.psm_apply(ev);
         Ok(Response::Ok)
     }
@@ -208,7 +219,7 @@ impl Daemon {
         self.local_node(node)?;
         let c = category(name)?;
         self.psm_admin(caller, "remove a category")?;
-        let ev = self.psm.remove_category(&c).map_err(psm_error)?;
+        let ev = self.psm.registry.remove_category(&c).map_err(psm_error)?;
         self.psm_apply(ev);
         Ok(Response::Ok)
     }
@@ -216,14 +227,14 @@ impl Daemon {
     /// Root and vigild's own user administer PSM: they create and remove categories, and their
     /// registrations replace anyone's exited instances.
     fn is_psm_admin(&self, caller: Caller) -> bool {
-        caller.uid == 0 || caller.uid == self.uid
+        caller.uid == 0 || caller.uid == self.node.uid
     }
 
     fn psm_admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
         if !self.is_psm_admin(caller) {
             return Err(WireError::new(
                 ErrorCode::PermissionDenied,
-                format!("only root or uid {} may {verb}", self.uid),
+                format!("only root or uid {} may {verb}", self.node.uid),
             ));
         }
         Ok(())
@@ -233,10 +244,17 @@ impl Daemon {
         self.local_node(node)?;
         Ok(Response::PsmCategories(
             self.psm
+                .registry
                 .categories
                 .iter()
                 .map(|(c, t)| {
-                    let members: Vec<&Member> = self.psm.members.values().filter(|m| &m.category == c).collect();
+                    let members: Vec<&Member> = self
+                        .psm
+                        .registry
+                        .members
+                        .values()
+                        .filter(|m| &m.category == c)
+                        .collect();
                     PsmCategory {
                         name: c.to_string(),
                         members: members.len() as u32,
@@ -302,9 +320,10 @@ impl Daemon {
             return Err(psm_error(PsmError::NoProcess(pid)));
         }
         if self.quota_applies(caller.uid) {
-            let limit = self.settings.quotas.psm_members_per_uid;
+            let limit = self.node.settings.quotas.psm_members_per_uid;
             let held = self
                 .psm
+                .registry
                 .members
                 .values()
                 // Not those this add replaces: the caller's own exited instances of the category.
@@ -323,9 +342,10 @@ impl Daemon {
             }
         }
         let id = facts.id;
-        let limits = self.psm_limits;
+        let limits = self.node.settings.psm;
         let events = self
             .psm
+            .registry
             .add(
                 c,
                 facts,
@@ -333,7 +353,7 @@ impl Daemon {
                     uid: caller.uid,
                     admin: self.is_psm_admin(caller),
                 },
-                self.node_id,
+                self.node.id,
                 &limits,
                 now(),
             )
@@ -345,7 +365,7 @@ impl Daemon {
     }
 
     fn psm_owner(&self, caller: Caller, cat: Option<&CategoryName>, pid: i32, verb: &str) -> Result<(), WireError> {
-        let m = self.psm.find(cat, pid).map_err(psm_error)?;
+        let m = self.psm.registry.find(cat, pid).map_err(psm_error)?;
         if caller.uid != 0 && caller.uid != m.uid {
             return Err(WireError::new(
                 ErrorCode::PermissionDenied,
@@ -362,11 +382,11 @@ impl Daemon {
         self.local_node(node)?;
         let c = opt_category(cat)?;
         self.psm_owner(caller, c.as_ref(), pid, "remove")?;
-        let events = self.psm.remove(c.as_ref(), pid).map_err(psm_error)?;
-        if let Some(w) = self.procs.get_mut(&pid) {
+        let events = self.psm.registry.remove(c.as_ref(), pid).map_err(psm_error)?;
+        if let Some(w) = self.pmf.procs.get_mut(&pid) {
             w.member = false;
             if w.tag.is_none() {
-                if let Some(w) = self.procs.remove(&pid) {
+                if let Some(w) = self.pmf.procs.remove(&pid) {
                     w.task.abort();
                 }
             }
@@ -386,9 +406,12 @@ impl Daemon {
         self.local_node(node)?;
         let c = opt_category(cat)?;
         self.psm_owner(caller, c.as_ref(), pid, "change")?;
-        let limits = self.psm_limits;
-        self.psm.set_state(c.as_ref(), pid, state, &limits).map_err(psm_error)?;
-        self.psm_changed = true;
+        let limits = self.node.settings.psm;
+        self.psm
+            .registry
+            .set_state(c.as_ref(), pid, state, &limits)
+            .map_err(psm_error)?;
+        self.psm.changed = true;
         self.persist_member(pid);
         Ok(Response::Ok)
     }
@@ -396,7 +419,7 @@ impl Daemon {
     pub fn psm_get(&self, node: &PsmNode, cat: &Option<String>, pid: Option<i32>) -> Answer {
         self.local_node(node)?;
         let c = opt_category(cat)?;
-        let found = self.psm.query(c.as_ref(), pid).map_err(psm_error)?;
+        let found = self.psm.registry.query(c.as_ref(), pid).map_err(psm_error)?;
         let total = found.len() as u32;
         let mut members: Vec<PsmMember> = found
             .into_iter()
@@ -412,7 +435,7 @@ impl Daemon {
                 state: m.state.clone(),
                 argv: m.argv.clone(),
                 category: m.category.to_string(),
-                node: self.node.clone(),
+                node: self.node.name.clone(),
                 exit: m.exit.map(crate::convert::exit_to_wire),
                 uid: m.uid,
                 start_time: m.id.start_time,

@@ -7,7 +7,8 @@ use vigil_proto::{DaemonInfo, ErrorCode, Request, Response, RunSpec, TagSummary,
 
 use crate::clock::now;
 use crate::conn::{Caller, ConnTx, Outgoing};
-use crate::state::{Daemon, Entry, WaitFor, Waiter};
+use crate::pmf::{Entry, WaitFor, Waiter};
+use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
 
@@ -62,10 +63,13 @@ impl Daemon {
             Request::Release { tag, signal, wait_ms } => return self.release(caller, &tag, signal, wait_ms, id, out),
             Request::Restart { tag } => self.restart(caller, &tag),
             Request::Query { tag } => Ok(Response::Exists(
-                TagName::existing(&tag).ok().is_some_and(|n| self.tags.contains_key(&n)),
+                TagName::existing(&tag)
+                    .ok()
+                    .is_some_and(|n| self.pmf.tags.contains_key(&n)),
             )),
             Request::List => Ok(Response::List(
-                self.tags
+                self.pmf
+                    .tags
                     .iter()
                     .map(|(n, e)| TagSummary {
                         name: n.to_string(),
@@ -76,7 +80,7 @@ impl Daemon {
             )),
             // A list carries no environment (crate::fit): `status TAG` shows one, to whom may see it.
             Request::Status { tag: None } => Ok(Response::Tags(crate::fit::status_list(
-                self.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
+                self.pmf.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
             ))),
             Request::Status { tag: Some(tag) } => self
                 .known(&tag)
@@ -87,7 +91,7 @@ impl Daemon {
                     Err(e) => return Some(Err(e)),
                 };
                 let deadline = timeout_ms.map(|t| now().plus(ms(t)));
-                self.waiters.push(Waiter {
+                self.pmf.waiters.push(Waiter {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: true,
@@ -130,7 +134,7 @@ impl Daemon {
                         events: None,
                     },
                 ));
-                self.reexec = Some(rx);
+                self.node.reexec = Some(rx);
                 return None;
             }
             Request::PsmCategoryAdd { node, category } => self.psm_category_add(caller, &node, &category),
@@ -174,31 +178,31 @@ impl Daemon {
             Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
                 pid: std::process::id(),
-                uid: self.uid,
-                started_ms: self.started.as_millis(),
-                state_dir: self.paths.state_dir.display().to_string(),
-                socket: self.paths.socket.display().to_string(),
-                config: self.paths.config.as_ref().map(|p| p.display().to_string()),
-                tags: self.tags.len() as u32,
+                uid: self.node.uid,
+                started_ms: self.node.started.as_millis(),
+                state_dir: self.node.paths.state_dir.display().to_string(),
+                socket: self.node.paths.socket.display().to_string(),
+                config: self.node.paths.config.as_ref().map(|p| p.display().to_string()),
+                tags: self.pmf.tags.len() as u32,
                 tracking: self.tracking_mode().into(),
-                last_seq: self.seq,
-                waiting: self.waiters.len() as u32,
-                subscribers: self.subscriptions.len() as u32,
-                node: self.node.clone(),
-                node_id: self.node_id,
-                first_seq: self.store.first_seq().unwrap_or(0),
+                last_seq: self.events.seq,
+                waiting: self.pmf.waiters.len() as u32,
+                subscribers: self.events.subscriptions.len() as u32,
+                node: self.node.name.clone(),
+                node_id: self.node.id,
+                first_seq: self.store.db.first_seq().unwrap_or(0),
             })),
         })
     }
 
     /// Whether the per-uid quotas bind this uid: not root, nor the user vigild runs as.
     pub fn quota_applies(&self, uid: u32) -> bool {
-        uid != 0 && uid != self.uid
+        uid != 0 && uid != self.node.uid
     }
 
     fn known(&self, tag: &str) -> Result<TagName, WireError> {
         let name = TagName::existing(tag).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
-        if !self.tags.contains_key(&name) {
+        if !self.pmf.tags.contains_key(&name) {
             return Err(err(ErrorCode::NotFound, format!("no such tag: {name}")));
         }
         Ok(name)
@@ -207,7 +211,7 @@ impl Daemon {
     /// The tag exists and the caller owns it (or is root).
     fn owned(&self, caller: Caller, tag: &str, verb: &str) -> Result<TagName, WireError> {
         let name = self.known(tag)?;
-        let owner = self.tags[&name].tag.spec.uid;
+        let owner = self.pmf.tags[&name].tag.spec.uid;
         if caller.uid != 0 && caller.uid != owner {
             return Err(err(
                 ErrorCode::PermissionDenied,
@@ -221,17 +225,17 @@ impl Daemon {
     }
 
     fn admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
-        if caller.uid != 0 && caller.uid != self.uid {
+        if caller.uid != 0 && caller.uid != self.node.uid {
             return Err(err(
                 ErrorCode::PermissionDenied,
-                format!("only root or uid {} may {verb}", self.uid),
+                format!("only root or uid {} may {verb}", self.node.uid),
             ));
         }
         Ok(())
     }
 
     fn refuse_if_shutting_down(&self) -> Result<(), WireError> {
-        if self.shutting_down {
+        if self.node.shutting_down {
             return Err(err(ErrorCode::Busy, "vigild is shutting down"));
         }
         Ok(())
@@ -244,7 +248,7 @@ impl Daemon {
             Ok(RunOutcome::Done(r)) => Some(Ok(r)),
             Err(e) => Some(Err(e)),
             Ok(RunOutcome::Check(job)) => {
-                let tx = self.tx.clone();
+                let tx = self.node.tx.clone();
                 let out = out.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = job.check();
@@ -274,17 +278,17 @@ impl Daemon {
 
     fn run(&mut self, caller: Caller, run: RunSpec, checked: bool, once: bool) -> Result<RunOutcome, WireError> {
         self.refuse_if_shutting_down()?;
-        if self.uid != 0 && caller.uid != self.uid {
+        if self.node.uid != 0 && caller.uid != self.node.uid {
             return Err(err(
                 ErrorCode::PermissionDenied,
                 format!(
                     "this vigild runs as uid {} and cannot start processes as uid {}",
-                    self.uid, caller.uid
+                    self.node.uid, caller.uid
                 ),
             ));
         }
-        let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.settings.stop_timeout)?;
-        if let Some(old) = self.tags.get(&name) {
+        let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
+        if let Some(old) = self.pmf.tags.get(&name) {
             // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
             if once && old.tag.is_active() && old.tag.spec == spec {
                 return Ok(RunOutcome::Done(Response::Tag(self.status_of(&name))));
@@ -306,11 +310,12 @@ impl Daemon {
         // creating again a tag of one's own does not count.
         if self.quota_applies(caller.uid) {
             let held = self
+                .pmf
                 .tags
                 .iter()
                 .filter(|(n, e)| e.tag.spec.uid == caller.uid && **n != name)
                 .count();
-            let max = self.settings.quotas.tags_per_uid;
+            let max = self.node.settings.quotas.tags_per_uid;
             if held >= max {
                 return Err(err(
                     ErrorCode::LimitExceeded,
@@ -323,7 +328,7 @@ impl Daemon {
             }
         }
         for dep in &spec.after {
-            if !self.tags.contains_key(dep) {
+            if !self.pmf.tags.contains_key(dep) {
                 return Err(err(
                     ErrorCode::NotFound,
                     format!("tag {name} starts after {dep}, which does not exist"),
@@ -341,7 +346,7 @@ impl Daemon {
         // become that user: root looking would answer what exists where only root may look.
         // That child's lookups may block for as long as that user likes (a FUSE mount that never
         // answers): it runs off the loop, which answers this request when it is done.
-        let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
+        let switch = self.node.uid == 0 && (spec.uid != 0 || spec.gid != 0);
         if switch && !checked {
             return Ok(RunOutcome::Check(RunCheck {
                 name: name.to_string(),
@@ -363,15 +368,15 @@ impl Daemon {
                     .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
             }
         }
-        self.tags.remove(&name);
+        self.pmf.tags.remove(&name);
         self.insert_and_start(name.clone(), spec, false);
-        let e = &self.tags[&name];
+        let e = &self.pmf.tags[&name];
         if e.tag.starts == 0 {
             if let TagState::Failed { reason } = &e.tag.state {
                 let reason = reason.clone();
-                self.tags.remove(&name);
-                self.dirty.remove(&name);
-                self.batch.delete_tags.push(name.to_string());
+                self.pmf.tags.remove(&name);
+                self.pmf.dirty.remove(&name);
+                self.store.batch.delete_tags.push(name.to_string());
                 return Err(err(ErrorCode::ExecFailed, format!("tag {name}: {reason}")));
             }
         }
@@ -381,9 +386,9 @@ impl Daemon {
     /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
     /// The restart-storm throttling of a tag: its own from the config file, else the daemon's.
     pub fn storm_for(&self, name: &TagName, from_config: bool) -> Option<vigil_core::Storm> {
-        match self.settings.storm_overrides.get(name) {
+        match self.node.settings.storm_overrides.get(name) {
             Some(s) if from_config => *s,
-            _ => self.settings.storm,
+            _ => self.node.settings.storm,
         }
     }
 
@@ -391,12 +396,13 @@ impl Daemon {
     /// current streak is kept.
     pub fn apply_storm_settings(&mut self) {
         let storms: Vec<(TagName, Option<vigil_core::Storm>)> = self
+            .pmf
             .tags
             .iter()
             .map(|(n, e)| (n.clone(), self.storm_for(n, e.from_config)))
             .collect();
         for (n, s) in storms {
-            if let Some(e) = self.tags.get_mut(&n) {
+            if let Some(e) = self.pmf.tags.get_mut(&n) {
                 e.tag.storm = s;
             }
         }
@@ -406,7 +412,7 @@ impl Daemon {
         let deps_ready = spec
             .after
             .iter()
-            .all(|d| self.tags.get(d).is_some_and(|e| e.tag.state == TagState::Running));
+            .all(|d| self.pmf.tags.get(d).is_some_and(|e| e.tag.state == TagState::Running));
         let mut tag = Tag::new(name.clone(), spec);
         tag.storm = self.storm_for(&name, from_config);
         let fx = if deps_ready {
@@ -415,7 +421,7 @@ impl Daemon {
             tag.wait_for_deps();
             vec![]
         };
-        self.tags.insert(
+        self.pmf.tags.insert(
             name.clone(),
             Entry {
                 tag,
@@ -423,14 +429,21 @@ impl Daemon {
                 session: None,
             },
         );
-        self.dirty.insert(name.clone());
+        self.pmf.dirty.insert(name.clone());
         self.apply(&name, fx);
     }
 
     fn start(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "start")?;
-        let fx = self.tags.get_mut(&name).expect("known").tag.start().map_err(refused)?;
+        let fx = self
+            .pmf
+            .tags
+            .get_mut(&name)
+            .expect("known")
+            .tag
+            .start()
+            .map_err(refused)?;
         self.apply(&name, fx);
         Ok(Response::Ok)
     }
@@ -457,8 +470,8 @@ impl Daemon {
                 })
             })
             .transpose()?;
-        self.tags.get_mut(&name).expect("known").tag.modify(r, p);
-        self.dirty.insert(name);
+        self.pmf.tags.get_mut(&name).expect("known").tag.modify(r, p);
+        self.pmf.dirty.insert(name);
         Ok(Response::Ok)
     }
 
@@ -481,7 +494,7 @@ impl Daemon {
         if let Some(Err(e)) = signal.map(signal_number) {
             return Some(Err(e));
         }
-        let e = self.tags.get_mut(&name).expect("known");
+        let e = self.pmf.tags.get_mut(&name).expect("known");
         let signal = signal.unwrap_or(e.tag.spec.stop_signal);
         let timeout = wait_ms.map_or(e.tag.spec.stop_timeout, ms);
         let fx = e.tag.stop(signal, timeout, mode, now());
@@ -491,7 +504,7 @@ impl Daemon {
             Some(w) => {
                 // SIGKILL goes out when the wait runs out; allow a little for it to land.
                 let deadline = Some(now().plus(ms(w) + Self::stop_grace()));
-                self.waiters.push(Waiter {
+                self.pmf.waiters.push(Waiter {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: false,
@@ -523,13 +536,13 @@ impl Daemon {
         if let Some(Err(e)) = signal.map(signal_number) {
             return Some(Err(e));
         }
-        let fx = self.tags.get_mut(&name).expect("known").tag.release(signal, now());
+        let fx = self.pmf.tags.get_mut(&name).expect("known").tag.release(signal, now());
         self.apply(&name, fx);
         match wait_ms {
             None => Some(Ok(Response::Ok)),
             Some(w) => {
                 // No SIGKILL follows: at the deadline whatever still runs is left running.
-                self.waiters.push(Waiter {
+                self.pmf.waiters.push(Waiter {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: false,
@@ -560,7 +573,7 @@ impl Daemon {
         if let Err(e) = signal_number(signal) {
             return Some(Err(e));
         }
-        let tag = &self.tags[&name].tag;
+        let tag = &self.pmf.tags[&name].tag;
         let procs = tag.tree.ids();
         let fx = match tag.kill(signal) {
             Ok(fx) => fx,
@@ -571,7 +584,7 @@ impl Daemon {
             None => Some(Ok(Response::Ok)),
             Some(w) => {
                 let deadline = Some(now().plus(ms(w)));
-                self.waiters.push(Waiter {
+                self.pmf.waiters.push(Waiter {
                     until: WaitFor::ProcsGone(name, procs),
                     deadline,
                     out: out.clone(),
@@ -585,10 +598,10 @@ impl Daemon {
     fn restart(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "restart")?;
-        if matches!(self.tags[&name].tag.state, TagState::Stopping { .. }) {
+        if matches!(self.pmf.tags[&name].tag.state, TagState::Stopping { .. }) {
             return Err(err(ErrorCode::Busy, format!("tag {name} is being stopped")));
         }
-        let fx = self.tags.get_mut(&name).expect("known").tag.restart(now());
+        let fx = self.pmf.tags.get_mut(&name).expect("known").tag.restart(now());
         self.apply(&name, fx);
         Ok(Response::Ok)
     }
