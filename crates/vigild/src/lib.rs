@@ -15,6 +15,7 @@ pub mod msg;
 pub mod node;
 pub mod pmf;
 pub mod psm;
+pub mod router;
 pub mod sam;
 pub mod server;
 pub mod spec;
@@ -37,10 +38,9 @@ use tracing::{error, info, warn};
 
 use crate::clock::now;
 use crate::cluster::view::Cluster;
-use crate::events::Events;
-use crate::msg::Msg;
+use crate::events::subscription::Events;
 use crate::node::{Node, Paths};
-use crate::pmf::Pmf;
+use crate::pmf::state::Pmf;
 use crate::state::{Daemon, SharedFd};
 use crate::storage::Storage;
 
@@ -379,30 +379,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                     }
                 }
                 for msg in batch {
-                    match msg {
-                        // A connection closed for reading too slowly gets no more work done for it.
-                        Msg::Request { out, .. } if out.is_killed() => {}
-                        Msg::Request { caller, id, req, out, held } => {
-                            if let Some(answer) = d.handle(caller, id, req, &out) {
-                                d.reply(&out, id, answer);
-                            }
-                            // Handled: its bytes leave the uid's budget of requests waiting for the loop.
-                            drop(held);
-                        }
-                        Msg::Exited { pid, start_time } => d.on_exited(pid, start_time),
-                        Msg::Closed { conn } => {
-                            d.on_closed(conn);
-                            d.sam_on_closed(conn);
-                            d.drop_waiters(conn);
-                        }
-                        Msg::ProbeDone { tag, instance, index, pid, result } => {
-                            d.on_probe_done(&tag, instance, index, pid, result)
-                        }
-                        Msg::Cluster(m) => d.on_cluster(m),
-                        Msg::RunChecked { caller, id, run, once, out, result } => {
-                            d.on_run_checked(caller, id, run, once, &out, result)
-                        }
-                    }
+                    d.on_msg(msg);
                 }
                 d.psm_mirror();
             }

@@ -11,13 +11,13 @@ use vigil_proto::{ServerMsg, WireError};
 
 use crate::clock::now;
 use crate::cluster::view::Cluster;
-use crate::cmap::Cmap;
+use crate::cmap::map::Cmap;
 use crate::conn::{ConnTx, Outgoing};
-use crate::events::Events;
+use crate::events::subscription::Events;
 use crate::node::Node;
-use crate::pmf::{Pmf, WaitFor, HIDDEN};
-use crate::psm::Psm;
-use crate::sam::Sam;
+use crate::pmf::state::{Pmf, WaitFor, HIDDEN};
+use crate::psm::state::Psm;
+use crate::sam::state::Sam;
 use crate::storage::Storage;
 
 /// `AsyncFd` needs `AsRawFd` on something it owns; the pidfd itself stays shared with the loop.
@@ -135,7 +135,7 @@ impl Daemon {
         }
         self.pmf.timers.retain(|(_, n)| n != name);
         self.pmf.logs.forget(name);
-        self.cmap_internal_drop(&crate::cmap::tag_key_prefix(name.as_str()));
+        self.cmap_internal_drop(&crate::cmap::map::tag_key_prefix(name.as_str()));
         self.pmf.dirty.remove(name);
         self.store.batch.delete_tags.push(name.to_string());
     }
@@ -261,7 +261,7 @@ impl Daemon {
 
     /// Whether a change of this CMAP key is written to the state file.
     fn cmap_stored(&self, key: &str) -> bool {
-        key == crate::sam::EXPECTED_VOTES_KEY
+        key == crate::sam::state::EXPECTED_VOTES_KEY
             || self.cmap.persisted.contains(key)
             || self.cmap.persist_prefixes.iter().any(|p| key.starts_with(p.as_str()))
     }

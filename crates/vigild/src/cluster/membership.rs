@@ -11,9 +11,9 @@ use tracing::{info, warn};
 
 use super::conn::connect_any;
 use super::etcd::*;
+use super::records::ClusterOptions;
 use super::records::{NodeRecord, NodeState};
 use super::stream as events;
-use super::ClusterOptions;
 use crate::clock::now;
 
 /// The file in the state directory that caches the node id, for a start while etcd is away.

@@ -11,9 +11,9 @@
 //! - `ids/<name>` and `next_id`: node ids, assigned once by a transaction at the first join;
 //! - `psm/<name>`: no lease, the node's PSM members (postcard), rewritten on every change, so that a down
 //!   node's members can be shown as unreachable with their last known state;
-//! - `inbox/<name>/<from>-<n>` and `reply/<from>/<n>`: remote operations (module `remote`), bound to the
+//! - `inbox/<name>/<from>-<n>` and `reply/<from>/<n>`: remote operations (modules `remote` and `remote_ops`), bound to the
 //!   writer's lease so that abandoned ones vanish;
-//! - `events/n/<name>` and `events/m`: the cluster event stream (module `cluster_events`).
+//! - `events/n/<name>` and `events/m`: the cluster event stream (module `stream`).
 
 pub mod cmd;
 pub mod conn;

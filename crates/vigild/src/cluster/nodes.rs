@@ -9,7 +9,7 @@ use vigil_store::EventRecord;
 use super::cmd::Cmd;
 use super::stream::{cluster_wide, Selection};
 use crate::conn::ConnTx;
-use crate::events::attr_i;
+use crate::events::attr::attr_i;
 use crate::msg::ClusterMsg;
 use crate::state::Daemon;
 

@@ -24,7 +24,7 @@ use super::conn::reader;
 use super::etcd::{call, Keys, RETRY};
 use super::records::{ClusterOptions, NodeRecord};
 use crate::clock::now;
-use crate::events::Subscription;
+use crate::events::subscription::Subscription;
 
 /// At most this many bytes of events in one etcd write (etcd refuses requests above 1.5 MiB).
 const BATCH_BYTES: usize = 1 << 20;

@@ -16,8 +16,8 @@ impl Daemon {
         self.cmap_internal("runtime.node_name", V::Str(self.node.name.clone()));
         self.cmap_internal("runtime.node_id", V::U32(self.node.id));
         self.cmap_internal("quorum.provider", V::Str("corosync_votequorum".into()));
-        if self.cmap.main.get(crate::sam::EXPECTED_VOTES_KEY).is_err() {
-            self.cmap_internal(crate::sam::EXPECTED_VOTES_KEY, V::U32(1));
+        if self.cmap.main.get(crate::sam::state::EXPECTED_VOTES_KEY).is_err() {
+            self.cmap_internal(crate::sam::state::EXPECTED_VOTES_KEY, V::U32(1));
         }
         self.quorum_update(true);
     }

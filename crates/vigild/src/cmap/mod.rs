@@ -117,7 +117,7 @@ impl Daemon {
     /// Loads the persisted keys.
     pub fn cmap_restore(&mut self) -> anyhow::Result<()> {
         for (k, r) in self.store.db.cmap()? {
-            if k == crate::sam::EXPECTED_VOTES_KEY {
+            if k == crate::sam::state::EXPECTED_VOTES_KEY {
                 if let v @ V::U32(1..) = from_record(&r) {
                     self.cmap.main.set_internal(&k, v);
                 }
@@ -195,7 +195,7 @@ impl Daemon {
 
     pub fn cmap_set(&mut self, caller: Caller, key: &str, value: CmapValue, persist: bool) -> Answer {
         self.cmap_may_write(caller)?;
-        if key == crate::sam::EXPECTED_VOTES_KEY {
+        if key == crate::sam::state::EXPECTED_VOTES_KEY {
             return self.set_expected_votes(&to_core(value));
         }
         let limits = self.cmap.limits;

@@ -1,4 +1,4 @@
-//! Reading the process connector: forks add to trees, exits end processes (see `crate::lineage` for
+//! Reading the process connector: forks add to trees, exits end processes (see `super::lineage` for
 //! how each event is attributed).
 //!
 //! Events are taken in order, so that a pid reused within one read is never confused with the process

@@ -5,8 +5,8 @@
 //! watched process becoming readable. No exit is judged before the connector has been read past it:
 //! every fork of a process is queued before its exit, so a child forked just before its parent died is
 //! in its tag's tree before the tag can be found empty. A process that was gone before it could be
-//! watched leaves its lineage (`crate::lineage`), through which its own children are still attributed;
-//! the connector is read in `crate::drain`.
+//! watched leaves its lineage (`super::lineage`), through which its own children are still attributed;
+//! the connector is read in `super::drain`.
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use vigil_sys::{PidFd, SpawnSpec};
 use crate::clock::now;
 use crate::msg::Msg;
 use crate::pmf::lineage::Adopted;
-use crate::pmf::Watched;
+use crate::pmf::state::Watched;
 use crate::state::{Daemon, SharedFd};
 
 /// How long to wait, step by step, for another parent to reap a member before its status is "unknown".

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use vigil_core::{Period, Refused, Retries, StopMode, Tag, TagName, TagState};
-use vigil_proto::{DaemonInfo, ErrorCode, Request, Response, RunSpec, TagSummary, WireError};
+use vigil_proto::{ErrorCode, Response, RunSpec, TagSummary, WireError};
 
 use crate::clock::now;
-use crate::conn::{Caller, ConnTx, Outgoing};
-use crate::pmf::{Entry, WaitFor, Waiter};
+use crate::conn::{Caller, ConnTx};
+use crate::pmf::state::{Entry, WaitFor, Waiter};
 use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
@@ -32,167 +32,68 @@ fn ms(d: u64) -> Duration {
 }
 
 impl Daemon {
-    /// Handles one request. `None` means the answer comes later (a waiter was registered).
-    pub fn handle(&mut self, caller: Caller, id: u64, req: Request, out: &ConnTx) -> Option<Answer> {
-        let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
-        self.cmap_count_request(caller);
-        let req = match self.route(req) {
-            Ok(crate::cluster::remote::Route::Here(req)) => req,
-            Ok(crate::cluster::remote::Route::There { node, req }) => return self.forward(caller, id, node, req, out),
-            Err(e) => return Some(Err(e)),
-        };
-        if let Err(e) = self.store_gate(&req) {
-            return Some(Err(e));
-        }
-        let req = match crate::spec::bounded_filters(req) {
-            Ok(req) => req,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(match req {
-            Request::Run(spec) => return self.run_request(caller, id, spec, out, false),
-            Request::RunOnce(spec) => return self.run_request(caller, id, spec, out, true),
-            Request::Start { tag } => self.start(caller, &tag),
-            Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
-            Request::Stop { tag, signal, wait_ms } => {
-                return self.stop(caller, &tag, signal, wait_ms, StopMode::Stay, id, out)
-            }
-            Request::Remove { tag, wait_ms } => {
-                return self.stop(caller, &tag, None, wait_ms, StopMode::Remove, id, out)
-            }
-            Request::Kill { tag, signal, wait_ms } => return self.kill(caller, &tag, signal, wait_ms, id, out),
-            Request::Release { tag, signal, wait_ms } => return self.release(caller, &tag, signal, wait_ms, id, out),
-            Request::Restart { tag } => self.restart(caller, &tag),
-            Request::Query { tag } => Ok(Response::Exists(
-                TagName::existing(&tag)
-                    .ok()
-                    .is_some_and(|n| self.pmf.tags.contains_key(&n)),
-            )),
-            Request::List => Ok(Response::List(
-                self.pmf
-                    .tags
-                    .iter()
-                    .map(|(n, e)| TagSummary {
-                        name: n.to_string(),
-                        state: e.tag.state.name().into(),
-                        pids: e.tag.tree.watched(e.tag.spec.level).map(|p| p.id.pid).collect(),
-                    })
-                    .collect(),
-            )),
+    /// `Query`: whether a tag of that name exists.
+    pub fn query(&self, tag: &str) -> Response {
+        Response::Exists(
+            TagName::existing(tag)
+                .ok()
+                .is_some_and(|n| self.pmf.tags.contains_key(&n)),
+        )
+    }
+
+    /// `List`: every tag's name, state and watched pids.
+    pub fn list(&self) -> Response {
+        Response::List(
+            self.pmf
+                .tags
+                .iter()
+                .map(|(n, e)| TagSummary {
+                    name: n.to_string(),
+                    state: e.tag.state.name().into(),
+                    pids: e.tag.tree.watched(e.tag.spec.level).map(|p| p.id.pid).collect(),
+                })
+                .collect(),
+        )
+    }
+
+    /// `Status`: every tag's status, or one tag's, as `caller` may see it.
+    pub fn status(&self, caller: Caller, tag: Option<String>) -> Answer {
+        match tag {
             // A list carries no environment (crate::fit): `status TAG` shows one, to whom may see it.
-            Request::Status { tag: None } => Ok(Response::Tags(crate::fit::status_list(
+            None => Ok(Response::Tags(crate::fit::status_list(
                 self.pmf.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
             ))),
-            Request::Status { tag: Some(tag) } => self
+            Some(tag) => self
                 .known(&tag)
                 .map(|n| Response::Tags(vec![self.status_for(&n, caller.uid)])),
-            Request::Wait { tag, timeout_ms } => {
-                let name = match self.known(&tag) {
-                    Ok(n) => n,
-                    Err(e) => return Some(Err(e)),
-                };
-                let deadline = timeout_ms.map(|t| now().plus(ms(t)));
-                self.pmf.waiters.push(Waiter {
-                    until: WaitFor::TagIdle {
-                        tag: name,
-                        with_status: true,
-                        viewer: caller.uid,
-                    },
-                    deadline,
-                    out: out.clone(),
-                    id,
-                });
-                return None;
-            }
-            Request::Events { after, limit, filter } => self.events(after, limit, &filter),
-            Request::Subscribe { after, filter } => {
-                return self.subscribe(caller.conn, after, filter, id, out).err().map(Err);
-            }
-            Request::ClusterEvents {
-                after,
-                limit,
-                filter,
-                nodes,
-            } => return self.cluster_events(after, limit, filter, nodes, id, out),
-            Request::ClusterSubscribe { after, filter, nodes } => {
-                return self.cluster_subscribe(after, filter, nodes, id, out).err().map(Err);
-            }
-            Request::Reload => self.admin(caller, "reload").and_then(|_| self.reload()),
-            Request::Reexec => {
-                if let Err(e) = self.admin(caller, "re-exec vigild").and_then(|_| self.check_config()) {
-                    return Some(Err(e));
-                }
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let msg = vigil_proto::ServerMsg::Response {
-                    id,
-                    result: Ok(Response::Ok),
-                };
-                self.outbox.push((
-                    out.clone(),
-                    Outgoing {
-                        msg,
-                        written: Some(tx),
-                        events: None,
-                    },
-                ));
-                self.node.reexec = Some(rx);
-                return None;
-            }
-            Request::PsmCategoryAdd { node, category } => self.psm_category_add(caller, &node, &category),
-            Request::PsmCategoryRemove { node, category } => self.psm_category_remove(caller, &node, &category),
-            Request::PsmCategoryList { node } => self.psm_category_list(&node),
-            Request::PsmAdd { node, category, pid } => self.psm_add(caller, &node, &category, pid),
-            Request::PsmRemove { node, category, pid } => self.psm_remove(caller, &node, &category, pid),
-            Request::PsmGet { node, category, pid } => self.psm_get(&node, &category, pid),
-            Request::PsmSetState {
-                node,
-                category,
-                pid,
-                state,
-            } => self.psm_set_state(caller, &node, &category, pid, &state),
-            Request::CmapGet { map, key, ty } => self.cmap_get(caller, map, &key, ty),
-            Request::CmapSet { key, value, persist } => self.cmap_set(caller, &key, value, persist),
-            Request::CmapDelete { key } => self.cmap_delete(caller, &key),
-            Request::CmapInc { key } => self.cmap_adjust(caller, &key, true),
-            Request::CmapDec { key } => self.cmap_adjust(caller, &key, false),
-            Request::CmapCompareAndSet {
-                key,
-                expected,
-                value,
-                persist,
-            } => self.cmap_cas(caller, &key, expected, value, persist),
-            Request::CmapIter { map, prefix } => self.cmap_iter(caller, map, &prefix),
-            Request::CmapTrackAdd {
-                map,
-                key,
-                flags,
-                context,
-            } => self.cmap_track_add(caller, map, &key, flags, context, out),
-            Request::CmapTrackDelete { track } => self.cmap_track_delete(caller, track),
-            Request::CmapSetText { key, ty, text, persist } => self.cmap_set_text(caller, &key, &ty, &text, persist),
-            Request::SamReport { change, info } => self.sam_report(caller, change, info),
-            Request::SamList => self.sam_list(),
-            Request::QuorumTrack => self.quorum_track(caller, out),
-            Request::QuorumLeaseTrack => self.quorum_lease_track(caller, out),
-            Request::Nodes => self.nodes(),
-            Request::OnNode { .. } => unreachable!("route() unwraps OnNode"),
-            Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
-                version: env!("CARGO_PKG_VERSION").into(),
-                pid: std::process::id(),
-                uid: self.node.uid,
-                started_ms: self.node.started.as_millis(),
-                state_dir: self.node.paths.state_dir.display().to_string(),
-                socket: self.node.paths.socket.display().to_string(),
-                config: self.node.paths.config.as_ref().map(|p| p.display().to_string()),
-                tags: self.pmf.tags.len() as u32,
-                tracking: self.tracking_mode().into(),
-                last_seq: self.events.seq,
-                waiting: self.pmf.waiters.len() as u32,
-                subscribers: self.events.subscriptions.len() as u32,
-                node: self.node.name.clone(),
-                node_id: self.node.id,
-                first_seq: self.store.db.first_seq().unwrap_or(0),
-            })),
-        })
+        }
+    }
+
+    /// `Wait`: answered once the tag is idle, or at the deadline.
+    pub fn wait(
+        &mut self,
+        caller: Caller,
+        tag: &str,
+        timeout_ms: Option<u64>,
+        id: u64,
+        out: &ConnTx,
+    ) -> Option<Answer> {
+        let name = match self.known(tag) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        let deadline = timeout_ms.map(|t| now().plus(ms(t)));
+        self.pmf.waiters.push(Waiter {
+            until: WaitFor::TagIdle {
+                tag: name,
+                with_status: true,
+                viewer: caller.uid,
+            },
+            deadline,
+            out: out.clone(),
+            id,
+        });
+        None
     }
 
     /// Whether the per-uid quotas bind this uid: not root, nor the user vigild runs as.
@@ -224,7 +125,7 @@ impl Daemon {
         Ok(name)
     }
 
-    fn admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
+    pub fn admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
         if caller.uid != 0 && caller.uid != self.node.uid {
             return Err(err(
                 ErrorCode::PermissionDenied,
@@ -243,7 +144,7 @@ impl Daemon {
 
     /// `Run` and `RunOnce` (`once`): another user's programs are checked off the loop (see `run`), and
     /// the answer comes when the check is done (`Msg::RunChecked`).
-    fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, once: bool) -> Option<Answer> {
+    pub fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, once: bool) -> Option<Answer> {
         match self.run(caller, run, false, once) {
             Ok(RunOutcome::Done(r)) => Some(Ok(r)),
             Err(e) => Some(Err(e)),
@@ -433,7 +334,7 @@ impl Daemon {
         self.apply(&name, fx);
     }
 
-    fn start(&mut self, caller: Caller, tag: &str) -> Answer {
+    pub fn start(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "start")?;
         let fx = self
@@ -448,7 +349,7 @@ impl Daemon {
         Ok(Response::Ok)
     }
 
-    fn modify(&mut self, caller: Caller, tag: &str, retries: Option<i64>, period: Option<i64>) -> Answer {
+    pub fn modify(&mut self, caller: Caller, tag: &str, retries: Option<i64>, period: Option<i64>) -> Answer {
         let name = self.owned(caller, tag, "modify")?;
         let r = retries
             .map(|r| {
@@ -476,7 +377,7 @@ impl Daemon {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn stop(
+    pub fn stop(
         &mut self,
         caller: Caller,
         tag: &str,
@@ -520,7 +421,7 @@ impl Daemon {
     }
 
     /// `pmfadm -s`: see `Request::Release`.
-    fn release(
+    pub fn release(
         &mut self,
         caller: Caller,
         tag: &str,
@@ -557,7 +458,7 @@ impl Daemon {
         }
     }
 
-    fn kill(
+    pub fn kill(
         &mut self,
         caller: Caller,
         tag: &str,
@@ -595,7 +496,7 @@ impl Daemon {
         }
     }
 
-    fn restart(&mut self, caller: Caller, tag: &str) -> Answer {
+    pub fn restart(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "restart")?;
         if matches!(self.pmf.tags[&name].tag.state, TagState::Stopping { .. }) {

@@ -7,7 +7,7 @@ use vigil_core::{Effect, ProcId, StopMode, TagName, TagSpec, TagState};
 use vigil_proto::ReloadReport;
 
 use crate::clock::now;
-use crate::pmf::Entry;
+use crate::pmf::state::Entry;
 use crate::state::Daemon;
 
 impl Daemon {

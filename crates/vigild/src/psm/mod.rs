@@ -15,7 +15,7 @@ use vigil_sys::PidFd;
 
 use crate::clock::now;
 use crate::conn::Caller;
-use crate::events::{attr_i, attr_s};
+use crate::events::attr::{attr_i, attr_s};
 use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
@@ -121,7 +121,7 @@ impl Daemon {
                 ),
                 PsmEvent::InstanceRemove { category, pid } => {
                     self.store.batch.delete_members.push(*pid);
-                    self.cmap_internal_drop(&crate::cmap::member_key_prefix(category.as_str(), *pid));
+                    self.cmap_internal_drop(&crate::cmap::map::member_key_prefix(category.as_str(), *pid));
                     (
                         category.to_string(),
                         vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],

@@ -9,7 +9,7 @@ use vigil_store::SamRecord;
 
 use crate::clock::now;
 use crate::conn::{Caller, ConnTx, Outgoing};
-use crate::events::{attr_b, attr_i, attr_s};
+use crate::events::attr::{attr_b, attr_i, attr_s};
 use crate::state::Daemon;
 
 pub mod state;
@@ -393,7 +393,7 @@ impl Daemon {
         self.store
             .batch
             .put_cmap
-            .push((EXPECTED_VOTES_KEY.into(), crate::cmap::to_record(&V::U32(n))));
+            .push((EXPECTED_VOTES_KEY.into(), crate::cmap::map::to_record(&V::U32(n))));
         self.quorum_update(false);
         Ok(Response::Ok)
     }
@@ -403,7 +403,7 @@ fn cmap_prefix(pid: i32) -> String {
     format!("resources.process.{pid}.")
 }
 
-fn exit_attrs(status: i32) -> Vec<(String, crate::events::Attr)> {
+fn exit_attrs(status: i32) -> Vec<(String, crate::events::attr::Attr)> {
     if status & 0x7f == 0 {
         vec![attr_i("code", ((status >> 8) & 0xff) as i64)]
     } else {
