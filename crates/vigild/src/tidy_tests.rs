@@ -44,6 +44,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "cluster::view",
             "cluster::membership",
             "cluster::remote_ops",
+            "cluster::life",
             "cluster::task",
         ],
     ),

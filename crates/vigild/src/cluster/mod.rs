@@ -18,6 +18,7 @@
 pub mod cmd;
 pub mod conn;
 pub mod etcd;
+pub mod life;
 pub mod membership;
 pub mod nodes;
 pub mod quorum_lease;
