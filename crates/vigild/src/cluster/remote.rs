@@ -149,8 +149,10 @@ impl Daemon {
         None
     }
 
-    /// A request from another node's inbox: carried out as its caller's uid/gid; the answer goes back
-    /// through the cluster task, now or when a deferred answer (a stop with a wait) comes.
+    /// A request from another node's inbox: carried out as its caller's uid/gid. Its answer leaves like a
+    /// local one, through the step's outbox once the step's changes are stored (an answer whose change
+    /// could not be stored says so), and goes back through the cluster task; a deferred answer (a stop
+    /// with a wait) takes the same way when it comes.
     pub fn on_inbox(&mut self, key: String, from: String, uid: u32, gid: u32, req: Request) {
         let Some(cmds) = self.cluster.cmds.clone() else { return };
         tracing::debug!(from, uid, "remote request");
@@ -161,22 +163,17 @@ impl Daemon {
             conn: REMOTE_CONN,
         };
         let (tx, mut rx) = ConnTx::detached(REMOTE_CONN);
-        match self.handle(caller, 0, req, &tx) {
-            Some(result) => {
-                let _ = cmds.send(Cmd::Reply { key, result });
-            }
-            None => {
-                // Answers queued in the outbox or by a waiter arrive on `tx`.
-                tokio::spawn(async move {
-                    while let Some((o, _)) = rx.recv().await {
-                        if let ServerMsg::Response { result, .. } = o.msg {
-                            let _ = cmds.send(Cmd::Reply { key, result });
-                            break;
-                        }
-                    }
-                });
-            }
+        if let Some(result) = self.handle(caller, 0, req, &tx) {
+            self.reply(&tx, 0, result);
         }
+        tokio::spawn(async move {
+            while let Some((o, _)) = rx.recv().await {
+                if let ServerMsg::Response { result, .. } = o.msg {
+                    let _ = cmds.send(Cmd::Reply { key, result });
+                    break;
+                }
+            }
+        });
     }
 
     /// Sends this node's PSM members to the cluster task for its mirror, if they changed.
