@@ -1,6 +1,7 @@
 //! vigild: one per node. It owns all state, serves the Unix socket and supervises processes.
 //!
-//! `run` is the whole daemon; `main.rs` only parses options. One loop owns the state
+//! [`run`] is the whole daemon, on the caller's runtime and listener; [`run_daemon`] gives it a runtime of its
+//! own, and `main.rs` only parses options. One loop owns the state
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
 pub mod clock;
@@ -16,6 +17,8 @@ pub mod node;
 pub mod pmf;
 pub mod psm;
 pub mod router;
+#[cfg(test)]
+mod run_tests;
 pub mod sam;
 pub mod server;
 pub mod spec;
@@ -76,15 +79,27 @@ pub enum Exit {
     Reexec,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or a re-exec request.
-pub fn run(opts: Options) -> anyhow::Result<Exit> {
+/// Runs the daemon on a runtime of its own until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or
+/// a re-exec request: what the `vigild` program does.
+pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
     // The loop owns all state and runs on this thread; connections and pidfd watchers run on one worker,
     // so that a storm of process events cannot keep requests from being read.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(serve(opts))
+    rt.block_on(run(opts, None, std::future::pending()))
+}
+
+/// The daemon as a library function, on the caller's runtime: serves `listener` (None: binds
+/// `opts.socket` once the state dir is this vigild's) until SIGTERM, SIGINT or `shutdown` stops every tag
+/// (`Exit::Shutdown`), or a re-exec is asked for (`Exit::Reexec`, which the caller carries out).
+pub async fn run(
+    opts: Options,
+    listener: Option<tokio::net::UnixListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Exit> {
+    serve(opts, listener, shutdown).await
 }
 
 /// The state dir's mode: only vigild's user lists or changes it. Others keep search permission (x) so
@@ -161,7 +176,11 @@ fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-async fn serve(opts: Options) -> anyhow::Result<Exit> {
+async fn serve(
+    opts: Options,
+    listener: Option<tokio::net::UnixListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Exit> {
     prepare_dirs(&opts)?;
     let uid = vigil_sys::getuid();
     let gid = vigil_sys::getgid();
@@ -225,7 +244,12 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             }
         },
     };
-    let listener = bind(&opts.socket)?;
+    let listener = match listener {
+        Some(l) => l,
+        None => bind(&opts.socket)?,
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut shutdown_asked = false;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut sigchld = signal(SignalKind::child())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -400,6 +424,10 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             _ = async { match deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => d.on_timers(),
             _ = sigterm.recv() => d.begin_shutdown(),
             _ = sigint.recv() => d.begin_shutdown(),
+            _ = &mut shutdown, if !shutdown_asked => {
+                shutdown_asked = true;
+                d.begin_shutdown();
+            }
             _ = sighup.recv() => match d.check_config() {
                 Ok(()) => d.node.reexec_now = true,
                 Err(e) => tracing::error!("SIGHUP: not re-executing: {}", e.message),
