@@ -135,8 +135,8 @@ impl Daemon {
         }
         self.pmf.timers.retain(|(_, n)| n != name);
         self.pmf.logs.forget(name);
-        self.cmap_internal_drop(&crate::cmap::map::tag_key_prefix(name.as_str()));
-        self.pmf.dirty.remove(name);
+        // Still a change of this step: its CMAP keys go with the step's mirror.
+        self.pmf.dirty.insert(name.clone());
         self.store.batch.delete_tags.push(name.to_string());
     }
 
@@ -169,8 +169,8 @@ impl Daemon {
             self.apply(&n, fx);
         }
 
+        self.cmap_mirror_step();
         for n in std::mem::take(&mut self.pmf.dirty) {
-            self.cmap_tag_keys(&n);
             if let Some(e) = self.pmf.tags.get(&n) {
                 self.store
                     .batch
@@ -204,7 +204,6 @@ impl Daemon {
             }
         }
 
-        self.cmap_daemon_stats();
         self.check_waiters();
         for (out, o) in self.outbox.drain(..) {
             let _ = out.send(o);

@@ -35,8 +35,23 @@ impl Daemon {
         }
     }
 
+    /// vigild's own keys, derived in one place from what the step changed, before it is stored:
+    /// `vigil.pmf.<tag>.*` of every tag it touched (dropped for a tag that is gone), `vigil.psm.<category>.
+    /// <pid>.*` of every member it touched, and `stats.vigild.*`.
+    pub fn cmap_mirror_step(&mut self) {
+        let tags = std::mem::take(&mut self.pmf.dirty);
+        for n in &tags {
+            self.cmap_tag_keys(n);
+        }
+        self.pmf.dirty = tags;
+        for (category, pid) in std::mem::take(&mut self.psm.members_changed) {
+            self.cmap_member_keys(&category, pid);
+        }
+        self.cmap_daemon_stats();
+    }
+
     /// `vigil.pmf.<tag>.*`: kept in step with the tag.
-    pub fn cmap_tag_keys(&mut self, name: &vigil_core::TagName) {
+    fn cmap_tag_keys(&mut self, name: &vigil_core::TagName) {
         let prefix = tag_key_prefix(name.as_str());
         let Some(e) = self.pmf.tags.get(name).filter(|_| fits(&prefix)) else {
             self.cmap_internal_drop(&prefix);
@@ -51,7 +66,7 @@ impl Daemon {
     }
 
     /// `vigil.psm.<category>.<pid>.*`: kept in step with the member.
-    pub fn cmap_member_keys(&mut self, category: &str, pid: i32) {
+    fn cmap_member_keys(&mut self, category: &str, pid: i32) {
         let prefix = member_key_prefix(category, pid);
         let Some(m) = (self.psm.registry.members.get(&pid))
             .filter(|m| m.category.as_str() == category)
@@ -89,7 +104,7 @@ impl Daemon {
     }
 
     /// `stats.vigild.*`: vigild's own counters.
-    pub fn cmap_daemon_stats(&mut self) {
+    fn cmap_daemon_stats(&mut self) {
         self.cmap_stat("stats.vigild.tags", V::U32(self.pmf.tags.len() as u32));
         self.cmap_stat("stats.vigild.processes", V::U32(self.pmf.procs.len() as u32));
         self.cmap_stat(

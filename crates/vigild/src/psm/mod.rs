@@ -121,7 +121,7 @@ impl Daemon {
                 ),
                 PsmEvent::InstanceRemove { category, pid } => {
                     self.store.batch.delete_members.push(*pid);
-                    self.cmap_internal_drop(&crate::cmap::map::member_key_prefix(category.as_str(), *pid));
+                    self.psm.members_changed.insert((category.to_string(), *pid));
                     (
                         category.to_string(),
                         vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],
@@ -147,8 +147,7 @@ impl Daemon {
         if let Some(m) = self.psm.registry.members.get(&pid) {
             self.store.batch.delete_members.retain(|p| *p != pid);
             self.store.batch.put_members.push(member_to_record(m));
-            let cat = m.category.to_string();
-            self.cmap_member_keys(&cat, pid);
+            self.psm.members_changed.insert((m.category.to_string(), pid));
         }
     }
 
