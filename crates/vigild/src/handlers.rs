@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vigil_core::{Period, Refused, Retries, StopMode, Tag, TagName, TagState};
+use vigil_core::{Period, Refused, Retries, Signal, StopMode, Tag, TagName, TagState};
 use vigil_proto::{DaemonInfo, ErrorCode, Request, Response, RunSpec, TagSummary, WireError};
 
 use crate::server::{Caller, ConnTx, Outgoing};
@@ -477,9 +477,10 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Some(Err(e)) = signal.map(signal_number) {
-            return Some(Err(e));
-        }
+        let signal = match signal.map(signal_number).transpose() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         let e = self.tags.get_mut(&name).expect("known");
         let signal = signal.unwrap_or(e.tag.spec.stop_signal);
         let timeout = wait_ms.map_or(e.tag.spec.stop_timeout, ms);
@@ -519,9 +520,10 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Some(Err(e)) = signal.map(signal_number) {
-            return Some(Err(e));
-        }
+        let signal = match signal.map(signal_number).transpose() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         let fx = self.tags.get_mut(&name).expect("known").tag.release(signal, now());
         self.apply(&name, fx);
         match wait_ms {
@@ -556,9 +558,10 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Err(e) = signal_number(signal) {
-            return Some(Err(e));
-        }
+        let signal = match signal_number(signal) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         let tag = &self.tags[&name].tag;
         let procs = tag.tree.ids();
         let fx = match tag.kill(signal) {
@@ -638,15 +641,8 @@ impl RunCheck {
     }
 }
 
-/// A signal a request names: one the kernel has (1-64), refused with the same words by stop, release and
-/// kill.
-fn signal_number(s: i32) -> Result<i32, WireError> {
-    if (1..=64).contains(&s) {
-        Ok(s)
-    } else {
-        Err(err(
-            ErrorCode::InvalidArgument,
-            format!("{s} is not a signal number (1-64)"),
-        ))
-    }
+/// A signal a request names, checked where it comes off the wire: refused with the same words by stop,
+/// release and kill.
+fn signal_number(s: i32) -> Result<Signal, WireError> {
+    Signal::new(s).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))
 }

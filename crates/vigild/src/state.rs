@@ -205,7 +205,7 @@ impl Daemon {
                 Effect::Signal { signal, procs } => {
                     for id in procs {
                         if let Some(w) = self.procs.get(&id.pid).filter(|w| w.id == id) {
-                            if let Err(e) = w.pidfd.send_signal(signal) {
+                            if let Err(e) = w.pidfd.send_signal(signal.number()) {
                                 warn!(tag = %name, "signal {signal} to pid {}: {e}", id.pid);
                             }
                         }
