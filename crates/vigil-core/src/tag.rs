@@ -33,6 +33,10 @@ use crate::spec::TagSpec;
 use crate::time::Timestamp;
 use crate::tree::{Exit, ProcId, ProcTree};
 
+mod lifecycle;
+
+pub use lifecycle::after_ready;
+
 pub const SIGKILL: i32 = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -402,10 +402,7 @@ impl Daemon {
     }
 
     pub fn insert_and_start(&mut self, name: TagName, spec: vigil_core::TagSpec, from_config: bool) {
-        let deps_ready = spec
-            .after
-            .iter()
-            .all(|d| self.tags.get(d).is_some_and(|e| e.tag.state == TagState::Running));
+        let deps_ready = vigil_core::tag::after_ready(&spec.after, |d| self.tags.get(d).map(|e| &e.tag));
         let mut tag = Tag::new(name.clone(), spec);
         tag.storm = self.storm_for(&name, from_config);
         let fx = if deps_ready {

@@ -267,13 +267,7 @@ impl Daemon {
         let candidates = if scan { self.tags.iter() } else { Default::default() };
         let ready: Vec<TagName> = candidates
             .filter(|(_, e)| e.tag.state == vigil_core::TagState::Waiting && !self.shutting_down)
-            .filter(|(_, e)| {
-                e.tag.spec.after.iter().all(|d| {
-                    self.tags
-                        .get(d)
-                        .is_some_and(|de| de.tag.state == vigil_core::TagState::Running)
-                })
-            })
+            .filter(|(_, e)| vigil_core::tag::after_ready(&e.tag.spec.after, |d| self.tags.get(d).map(|de| &de.tag)))
             .map(|(n, _)| n.clone())
             .collect();
         for n in ready {
