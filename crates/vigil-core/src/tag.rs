@@ -33,8 +33,10 @@ use crate::spec::TagSpec;
 use crate::time::Timestamp;
 use crate::tree::{Exit, ProcId, ProcTree};
 
+mod access;
 mod lifecycle;
 
+pub use access::Saved;
 pub use lifecycle::after_ready;
 
 pub const SIGKILL: i32 = 9;
@@ -179,38 +181,38 @@ pub enum StartKind {
 /// One PMF tag: its spec, its state, its processes and its budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
-    pub name: TagName,
-    pub spec: TagSpec,
-    pub state: TagState,
-    pub tree: ProcTree,
-    pub budget: RestartBudget,
+    name: TagName,
+    spec: TagSpec,
+    state: TagState,
+    tree: ProcTree,
+    budget: RestartBudget,
     /// Whether the tag should run when vigild starts (false once the user stops it).
-    pub enabled: bool,
+    enabled: bool,
     /// The process started last (depth 0).
-    pub main: Option<ProcId>,
-    pub started_at: Option<Timestamp>,
-    pub last_exit: Option<(i32, Exit)>,
+    main: Option<ProcId>,
+    started_at: Option<Timestamp>,
+    last_exit: Option<(i32, Exit)>,
     /// Starts of the command in the life of the tag.
-    pub starts: u64,
+    starts: u64,
     /// Consecutive quick failures, for the backoff.
-    pub quick_failures: u32,
-    pub pending: Option<StartKind>,
+    quick_failures: u32,
+    pending: Option<StartKind>,
     /// Watched processes of the current instance that have exited (to tell this instance's exits from
     /// the previous one's).
-    pub instance_exits: Vec<i32>,
+    instance_exits: Vec<i32>,
     /// The health checks of the current instance.
-    pub health: Health,
+    health: Health,
     /// Restart-storm throttling (`None`: off). Not part of the spec: it is a daemon policy that a
     /// config-declared tag may override, and changing it never restarts the tag.
-    pub storm: Option<Storm>,
+    storm: Option<Storm>,
     /// Consecutive deaths within the storm threshold of the start.
-    pub quick_deaths: u32,
+    quick_deaths: u32,
     /// Consecutive starts that failed for want of a resource.
-    pub spawn_retries: u32,
+    spawn_retries: u32,
     /// The start a `Backoff` puts off, when it is not a counted restart.
-    pub deferred: Option<StartKind>,
+    deferred: Option<StartKind>,
     /// Why the current `Backoff` waits, when storm throttling or a resource shortage made it.
-    pub throttle: Option<Throttle>,
+    throttle: Option<Throttle>,
 }
 
 impl Tag {

@@ -17,7 +17,7 @@ impl Daemon {
         for r in &records {
             match crate::convert::tag_from_record(r) {
                 Ok((tag, procs)) => {
-                    let name = tag.name.clone();
+                    let name = tag.name().clone();
                     self.tags.insert(
                         name.clone(),
                         Entry {
@@ -99,7 +99,7 @@ impl Daemon {
             let tag = TagName::existing(&f.tag).ok().and_then(|n| self.tags.get(&n));
             let unrecorded = match tag {
                 None => true,
-                Some(e) => e.tag.spec.uid != f.uid || f.generation > e.tag.starts,
+                Some(e) => e.tag.spec().uid != f.uid || f.generation > e.tag.starts(),
             };
             if !unrecorded {
                 keep.push(f);
@@ -165,9 +165,12 @@ impl Daemon {
         let now = now();
         for name in gone {
             let e = self.tags.get_mut(&name).expect("listed");
-            let fx = e
-                .tag
-                .stop(e.tag.spec.stop_signal, e.tag.spec.stop_timeout, StopMode::Remove, now);
+            let fx = e.tag.stop(
+                e.tag.spec().stop_signal,
+                e.tag.spec().stop_timeout,
+                StopMode::Remove,
+                now,
+            );
             self.apply(&name, fx);
             report.stopped.push(name.to_string());
         }
@@ -178,7 +181,7 @@ impl Daemon {
                     self.insert_and_start(name.clone(), spec, true);
                     report.started.push(name.to_string());
                 }
-                Some(e) if e.tag.spec == spec && e.from_config => report.unchanged.push(name.to_string()),
+                Some(e) if *e.tag.spec() == spec && e.from_config => report.unchanged.push(name.to_string()),
                 Some(e) => {
                     e.from_config = true;
                     let fx = e.tag.respec(spec, now);

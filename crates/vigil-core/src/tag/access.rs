@@ -1,0 +1,124 @@
+//! A tag's fields are the rules' own: the daemon reads them through these accessors, and changes a tag
+//! only through the rules' methods and the few named writes below (a process found outside the rules,
+//! a policy setting, a tag given back by the store).
+
+use super::{StartKind, Tag, TagState, Throttle};
+use crate::budget::{RestartBudget, Storm};
+use crate::health::Health;
+use crate::names::TagName;
+use crate::spec::TagSpec;
+use crate::time::Timestamp;
+use crate::tree::{Exit, ProcId, ProcTree};
+
+/// What the store keeps of a tag besides its name, spec and processes: enough for [`Tag::restored`] to
+/// give the tag back as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub state: TagState,
+    pub enabled: bool,
+    pub main: Option<ProcId>,
+    /// The restarts counted against the budget.
+    pub budget: Vec<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub last_exit: Option<(i32, Exit)>,
+    pub starts: u64,
+    pub quick_failures: u32,
+    pub pending: Option<StartKind>,
+    /// `READY=1` was received, and the last `STATUS=` text.
+    pub ready: bool,
+    pub status: Option<String>,
+}
+
+impl Tag {
+    /// A tag as the store kept it, with an empty tree: its processes are adopted (`adopt`) once checked.
+    pub fn restored(name: TagName, spec: TagSpec, saved: Saved) -> Tag {
+        let mut tag = Tag::new(name, spec);
+        tag.health.ready = saved.ready;
+        tag.health.status = saved.status;
+        tag.state = saved.state;
+        tag.enabled = saved.enabled;
+        tag.main = saved.main;
+        tag.budget.history = saved.budget;
+        tag.started_at = saved.started_at;
+        tag.last_exit = saved.last_exit;
+        tag.starts = saved.starts;
+        tag.quick_failures = saved.quick_failures;
+        tag.pending = saved.pending;
+        tag
+    }
+
+    /// A live process of the tag that vigild found itself rather than saw forked (re-adopted after a
+    /// restart, or found by a scan) joins the tree at `depth`. Returns whether it was new to the tree.
+    pub fn adopt(&mut self, id: ProcId, depth: u32) -> bool {
+        self.tree.insert(id, depth)
+    }
+
+    /// The restart-storm policy changed (it is the daemon's, and never restarts the tag).
+    pub fn set_storm(&mut self, storm: Option<Storm>) {
+        self.storm = storm;
+    }
+
+    pub fn name(&self) -> &TagName {
+        &self.name
+    }
+
+    pub fn spec(&self) -> &TagSpec {
+        &self.spec
+    }
+
+    pub fn state(&self) -> &TagState {
+        &self.state
+    }
+
+    pub fn tree(&self) -> &ProcTree {
+        &self.tree
+    }
+
+    pub fn budget(&self) -> &RestartBudget {
+        &self.budget
+    }
+
+    /// Whether the tag should run when vigild starts (false once the user stops it).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The process started last (depth 0).
+    pub fn main(&self) -> Option<ProcId> {
+        self.main
+    }
+
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.started_at
+    }
+
+    /// The exit that explains the last instance's end.
+    pub fn last_exit(&self) -> Option<(i32, Exit)> {
+        self.last_exit
+    }
+
+    /// Starts of the command in the life of the tag.
+    pub fn starts(&self) -> u64 {
+        self.starts
+    }
+
+    /// Consecutive quick failures, for the backoff.
+    pub fn quick_failures(&self) -> u32 {
+        self.quick_failures
+    }
+
+    /// A start decided and not yet reported back.
+    pub fn pending(&self) -> Option<StartKind> {
+        self.pending
+    }
+
+    /// The health checks of the current instance.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Why the current `Backoff` waits, when storm throttling or a resource shortage made it.
+    pub fn throttle(&self) -> Option<&Throttle> {
+        self.throttle.as_ref()
+    }
+}
