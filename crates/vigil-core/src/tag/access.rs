@@ -122,3 +122,89 @@ impl Tag {
         self.throttle.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spec::{Level, ProgramType};
+    use crate::tag::StopMode;
+    use crate::Signal;
+
+    fn spec() -> TagSpec {
+        TagSpec {
+            command: vec!["sleep".into(), "100".into()],
+            env: vec![],
+            cwd: None,
+            instance: 0,
+            program_type: ProgramType::Svc,
+            level: Level::ALL,
+            retries: crate::Retries(Some(3)),
+            period: crate::Period(None),
+            action: None,
+            backoff: None,
+            after: vec![],
+            stop_signal: Signal::TERM,
+            stop_timeout: Duration::from_secs(5),
+            uid: 0,
+            gid: 0,
+            health: crate::HealthSpec::default(),
+        }
+    }
+
+    #[test]
+    fn a_restored_tag_is_what_was_saved_with_an_empty_tree() {
+        let main = ProcId {
+            pid: 100,
+            start_time: 7,
+        };
+        let saved = Saved {
+            state: TagState::Stopping {
+                deadline: Timestamp(9_000),
+                then: StopMode::Restart,
+                killed: false,
+            },
+            enabled: false,
+            main: Some(main),
+            budget: vec![Timestamp(1_000), Timestamp(2_000)],
+            started_at: Some(Timestamp(3_000)),
+            last_exit: Some((99, Exit::Signal(9))),
+            starts: 4,
+            quick_failures: 2,
+            pending: Some(StartKind::Restart { counted: true }),
+            ready: true,
+            status: Some("serving".into()),
+        };
+        let tag = Tag::restored(TagName::new("db").unwrap(), spec(), saved.clone());
+        let back = Saved {
+            state: tag.state().clone(),
+            enabled: tag.enabled(),
+            main: tag.main(),
+            budget: tag.budget().history.clone(),
+            started_at: tag.started_at(),
+            last_exit: tag.last_exit(),
+            starts: tag.starts(),
+            quick_failures: tag.quick_failures(),
+            pending: tag.pending(),
+            ready: tag.health().ready,
+            status: tag.health().status.clone(),
+        };
+        assert_eq!(back, saved);
+        assert_eq!(tag.name().as_str(), "db");
+        assert_eq!(*tag.spec(), spec());
+        assert!(tag.tree().is_empty(), "processes are adopted once checked");
+    }
+
+    #[test]
+    fn adopt_puts_a_found_process_in_the_tree_once() {
+        let mut tag = Tag::new(TagName::new("db").unwrap(), spec());
+        let id = ProcId {
+            pid: 300,
+            start_time: 7,
+        };
+        assert!(tag.adopt(id, 1));
+        assert!(!tag.adopt(id, 1), "already known");
+        assert_eq!(tag.tree().get(300).map(|p| p.depth), Some(1));
+    }
+}
