@@ -21,6 +21,9 @@
 //! | Running   | probe failed `threshold` times| as a missed watchdog                                       |
 //! | Running   | notify from a process of ours | ready / status / ping; WATCHDOG=trigger as a missed one    |
 //! | Stopping  | tree empty, recover           | Emit exit; as "last watched process exits" (budget counts) |
+//!
+//! What a tag does when vigild starts again, when a reload changes its spec, and when the tags it starts
+//! after are running: `tag/lifecycle.rs`, with its own table.
 
 use std::time::Duration;
 
