@@ -87,10 +87,10 @@ impl Daemon {
         };
         let Some(e) = self.tags.get_mut(&name) else { return };
         trace!(tag = %name, pid, "notify: {text:?}");
-        let before = (e.tag.health.ready, e.tag.health.status.clone());
+        let before = (e.tag.health().ready, e.tag.health().status.clone());
         match e.tag.notified(pid, &msgs, now()) {
             Ok(fx) => {
-                if (e.tag.health.ready, &e.tag.health.status) != (before.0, &before.1) {
+                if (e.tag.health().ready, &e.tag.health().status) != (before.0, &before.1) {
                     self.dirty.insert(name.clone());
                 }
                 self.apply(&name, fx);
@@ -104,7 +104,7 @@ impl Daemon {
         let Some(spec) = self
             .tags
             .get(name)
-            .and_then(|e| e.tag.spec.health.probes.get(index).cloned())
+            .and_then(|e| e.tag.spec().health.probes.get(index).cloned())
         else {
             return vec![];
         };

@@ -205,7 +205,7 @@ impl Daemon {
                 Effect::Signal { signal, procs } => {
                     for id in procs {
                         if let Some(w) = self.procs.get(&id.pid).filter(|w| w.id == id) {
-                            if let Err(e) = w.pidfd.send_signal(signal) {
+                            if let Err(e) = w.pidfd.send_signal(signal.number()) {
                                 warn!(tag = %name, "signal {signal} to pid {}: {e}", id.pid);
                             }
                         }
@@ -238,7 +238,7 @@ impl Daemon {
 
     fn forget_tag(&mut self, name: &TagName) {
         if let Some(entry) = self.tags.remove(name) {
-            for id in entry.tag.tree.ids() {
+            for id in entry.tag.tree().ids() {
                 match self.procs.get_mut(&id.pid) {
                     // Still a PSM member: keep watching it for that.
                     Some(w) if w.member => w.tag = None,
@@ -266,14 +266,8 @@ impl Daemon {
         let scan = !self.dirty.is_empty() || std::mem::take(&mut self.rescan_waiting);
         let candidates = if scan { self.tags.iter() } else { Default::default() };
         let ready: Vec<TagName> = candidates
-            .filter(|(_, e)| e.tag.state == vigil_core::TagState::Waiting && !self.shutting_down)
-            .filter(|(_, e)| {
-                e.tag.spec.after.iter().all(|d| {
-                    self.tags
-                        .get(d)
-                        .is_some_and(|de| de.tag.state == vigil_core::TagState::Running)
-                })
-            })
+            .filter(|(_, e)| *e.tag.state() == vigil_core::TagState::Waiting && !self.shutting_down)
+            .filter(|(_, e)| vigil_core::tag::after_ready(&e.tag.spec().after, |d| self.tags.get(d).map(|de| &de.tag)))
             .map(|(n, _)| n.clone())
             .collect();
         for n in ready {
@@ -578,8 +572,8 @@ impl Daemon {
         let names: Vec<TagName> = self.tags.keys().cloned().collect();
         for n in names {
             let e = self.tags.get_mut(&n).expect("listed");
-            let (sig, timeout) = (e.tag.spec.stop_signal, e.tag.spec.stop_timeout);
-            let fx = if e.tag.tree.is_empty() && !matches!(e.tag.state, vigil_core::TagState::Running) {
+            let (sig, timeout) = (e.tag.spec().stop_signal, e.tag.spec().stop_timeout);
+            let fx = if e.tag.tree().is_empty() && !matches!(e.tag.state(), vigil_core::TagState::Running) {
                 // Not running: leave its state as it is, so that it comes back as it was.
                 vec![]
             } else {
