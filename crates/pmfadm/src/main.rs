@@ -9,6 +9,9 @@
 //! whose processes are gone for good no longer exists (`-s` forgets it, and a spent budget without an
 //! action program removes it). `-c` replaces such a tag.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 mod args;
 mod output;
 

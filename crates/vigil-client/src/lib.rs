@@ -6,6 +6,9 @@
 //! Invariant: the client knows the wire, not the daemon's rules; every check is the daemon's, so every
 //! client gets the same errors.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::fs::MetadataExt;

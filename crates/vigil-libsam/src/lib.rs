@@ -5,6 +5,10 @@
 //! vigil-client's, shared with Rust programs. Symbol versions follow Debian's library: six functions are
 //! `@COROSYNC_SAM_1.0` (defined below as aliases, see `versioned!`), the others unversioned.
 
+// A C ABI needs raw pointers and exported symbols: this crate allows unsafe code, each block with a
+// `// SAFETY:` line (ARCHITECTURE.md names the crates that may).
+#![allow(unsafe_code)]
+
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::Arc;
 

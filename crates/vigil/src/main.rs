@@ -3,6 +3,9 @@
 //! Exit codes: 0 success; 1 the daemon refused or the operation failed (and `query`: no such tag);
 //! 2 a usage error; 3 vigild cannot be reached.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 mod output;
 
 use std::path::PathBuf;
