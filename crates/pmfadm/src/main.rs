@@ -71,7 +71,7 @@ fn wait_duration(w: Wait) -> Option<Duration> {
 }
 
 fn main() -> ExitCode {
-    vigil_sys::default_sigpipe();
+    vigil_client::process::default_sigpipe();
     let mut words = Vec::new();
     for (n, a) in std::env::args_os().skip(1).enumerate() {
         match a.into_string() {
