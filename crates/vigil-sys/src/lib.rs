@@ -3,7 +3,8 @@
 //! It takes plain pids, signal numbers and spawn specs, and knows nothing of tags, categories or the wire.
 //! Invariant: no tokio, no serde, no knowledge of vigil's domain types.
 
-// SAFETY-bearing code lives in this crate only; every unsafe block carries a `// SAFETY:` line.
+// Unsafe code lives in this crate and in the C library crates only; every unsafe block carries a
+// `// SAFETY:` line.
 #![allow(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,8 +22,8 @@ mod testutil;
 pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
 pub use misc::{
-    data_extents, default_sigpipe, fork, getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit,
-    reap_child, send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
+    data_extents, default_sigpipe, fork, fork_single_threaded, getgid, getuid, kill_process_group, pipe_cloexec,
+    raise_nofile_limit, reap_child, send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
 };
 pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
 pub use pidfd::{reap_any, PidFd};
