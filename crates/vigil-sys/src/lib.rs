@@ -1,7 +1,8 @@
 //! Linux process plumbing for vigil: the only crate with raw syscalls.
 //!
 //! It takes plain pids, signal numbers and spawn specs, and knows nothing of tags, categories or the wire.
-//! Invariant: no tokio, no serde, no knowledge of vigil's domain types.
+//! Invariant: no serde, no knowledge of vigil's domain types, and no tokio but the one registration of a
+//! descriptor with its reactor (`reactor`, feature `tokio`).
 
 // Unsafe code lives in this crate and in the C library crates only; every unsafe block carries a
 // `// SAFETY:` line.
@@ -14,6 +15,8 @@ mod misc;
 mod notify;
 mod pidfd;
 mod procfs;
+#[cfg(feature = "tokio")]
+pub mod reactor;
 mod resolve;
 mod spawn;
 #[cfg(test)]
