@@ -309,8 +309,9 @@ pub unsafe fn fork() -> Result<Forked, SysError> {
 }
 
 /// [`fork`] for a process that has one thread: the child then inherits no lock another thread held and no
-/// change another thread left half-done, so nothing is asked of the caller. With other threads alive it
-/// forks nothing and fails with `EBUSY` (`op` "fork (other threads are running)").
+/// change another thread left half-done, so nothing is asked of the caller. With other threads alive
+/// (still, after up to 100 ms for threads that are just ending) it forks nothing and fails with `EBUSY`
+/// (`op` "fork (other threads are running)").
 ///
 /// No thread can appear between the count and the fork: the calling thread is the only one that could
 /// make it.
