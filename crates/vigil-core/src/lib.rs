@@ -7,6 +7,9 @@
 //! Invariant: no I/O, no async, no libc, no serde, no clock. Time is an argument (`Timestamp`), processes
 //! are plain `ProcId`s, and effects are returned for the caller to carry out.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 pub mod budget;
 pub mod cmap;
 pub mod event;

@@ -3,6 +3,9 @@
 //! `run` is the whole daemon; `main.rs` only parses options. One loop owns the state
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 pub mod cluster;
 mod cluster_conn;
 pub mod cluster_events;

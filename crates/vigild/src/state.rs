@@ -2,7 +2,6 @@
 //! signals send it messages; it applies the rules of vigil-core and carries out their effects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,26 +45,9 @@ pub struct Watched {
     pub task: JoinHandle<()>,
 }
 
-/// `AsyncFd` needs `AsRawFd` on something it owns; the pidfd itself stays shared with the loop.
-pub struct SharedFd<T: AsFd>(pub Arc<T>);
-
-impl<T: AsFd> AsRawFd for SharedFd<T> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl<T: AsFd> SharedFd<T> {
-    /// Registers the fd with tokio's reactor for readability.
-    ///
-    /// tokio deprecated the safe constructor in favour of an `unsafe` one whose contract is that the fd
-    /// stays open and the same for the life of the `AsyncFd`. `SharedFd` holds an `Arc` to the owner of
-    /// the fd, so that contract holds by construction, and this crate forbids `unsafe`.
-    #[allow(deprecated)]
-    pub fn register(inner: Arc<T>) -> std::io::Result<tokio::io::unix::AsyncFd<SharedFd<T>>> {
-        tokio::io::unix::AsyncFd::with_interest(SharedFd(inner), tokio::io::Interest::READABLE)
-    }
-}
+/// A pidfd (or another of vigil-sys's descriptors) registered with tokio's reactor: the owner stays shared
+/// with the loop, and vigil-sys holds the registration's `unsafe`.
+pub use vigil_sys::reactor::ReadableFd as SharedFd;
 
 /// A request answered later, when its condition holds or its deadline passes.
 pub struct Waiter {
