@@ -9,6 +9,9 @@
 //! whose processes are gone for good no longer exists (`-s` forgets it, and a spent budget without an
 //! action program removes it). `-c` replaces such a tag.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 mod args;
 mod output;
 
@@ -68,7 +71,7 @@ fn wait_duration(w: Wait) -> Option<Duration> {
 }
 
 fn main() -> ExitCode {
-    vigil_sys::default_sigpipe();
+    vigil_client::process::default_sigpipe();
     let mut words = Vec::new();
     for (n, a) in std::env::args_os().skip(1).enumerate() {
         match a.into_string() {

@@ -5,6 +5,9 @@
 //! The hidden `child`, `child-noop` and `child-psm` subcommands are the tiny programs the metrics start:
 //! this binary re-invoked, so that the floor and the supervised program are the same executable.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 mod child;
 mod daemon;
 mod floor;

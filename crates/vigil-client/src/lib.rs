@@ -6,6 +6,9 @@
 //! Invariant: the client knows the wire, not the daemon's rules; every check is the daemon's, so every
 //! client gets the same errors.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +19,12 @@ use std::time::Duration;
 pub mod sam;
 
 pub use vigil_proto as proto;
+
+/// What the command-line programs built on this crate need of their own process, so that they need no
+/// other vigil crate (ARCHITECTURE.md).
+pub mod process {
+    pub use vigil_sys::{default_sigpipe, getuid};
+}
 use vigil_proto::{
     ClientMsg, ClusterEvent, ClusterEvents, CmapEntry, CmapMap, CmapNotification, CmapValue, DaemonInfo, ErrorCode,
     Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RunSpec,

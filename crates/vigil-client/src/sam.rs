@@ -42,6 +42,9 @@ mod supervisor;
 use supervisor::Supervisor;
 
 pub use vigil_core::sam::{POLICY_CMAP, POLICY_QUIT, POLICY_QUORUM, POLICY_RESTART};
+/// The forks [`register_forking`] can be given (vigil-sys's, for the C library, which depends on this
+/// crate alone).
+pub use vigil_sys::{fork, fork_single_threaded, Forked, SysError as ForkError};
 
 /// What a SAM call can return besides success, with corosync's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -216,7 +219,24 @@ pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
 /// recovery); the caller's process stays here as the supervisor and never returns, except with an error
 /// when it cannot go on (then `Library`). A second call, or one before `initialize`, is `BadHandle`.
 /// With the CMAP flag, vigild must be reachable (corosync's `sam_cmap_register`), else `Library`.
+///
+/// The process must have one thread when it calls `register` (threads may start in the application
+/// afterwards): with other threads running it forks nothing and answers `Library`, since a child of a
+/// multi-threaded process inherits locks those threads held. corosync's C library forks whatever threads
+/// the process has; `libsam.so.4` does the same through [`register_forking`].
 pub fn register() -> Result<u32> {
+    register_forking(vigil_sys::fork_single_threaded)
+}
+
+/// [`register`], with each fork (the first instance's and every recovery's) made by `fork`.
+///
+/// This is the C library's way in: `sam_register` forks as corosync's does, in a process that may have
+/// other threads, with `unsafe { vigil_client::sam::fork() }` under the contract the C caller accepts.
+/// In the child, `register` itself takes no lock but the SAM lock, which the forking thread holds, and
+/// frees memory (kept usable by glibc) before it returns to the application. In the parent (the
+/// supervisor), the reporter thread is joined before each instance ends, so the recoveries' forks are
+/// made with one thread.
+pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, ForkError>) -> Result<u32> {
     let mut g = lock();
     if g.status != Status::Initialized {
         return Err(SamError::BadHandle);
@@ -255,8 +275,8 @@ pub fn register() -> Result<u32> {
             rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
                 .map_err(|_| SamError::Library)?;
         sup.instance = sup.instance.wrapping_add(1);
-        match vigil_sys::fork().map_err(|_| SamError::Library)? {
-            vigil_sys::Forked::Child => {
+        match fork().map_err(|_| SamError::Library)? {
+            Forked::Child => {
                 drop(ours);
                 // corosync writes the CMAP keys (state "stopped") before it forks, so they are there when
                 // register returns: wait for the supervisor to have reported this instance.
@@ -271,7 +291,7 @@ pub fn register() -> Result<u32> {
                 drop(sup);
                 return Ok(g.instance);
             }
-            vigil_sys::Forked::Parent(pid) => {
+            Forked::Parent(pid) => {
                 drop(theirs);
                 g.status = Status::Supervising;
                 drop(g);

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::budget::{Backoff, Period, Retries};
 use crate::health::{HealthError, HealthSpec};
 use crate::names::TagName;
+use crate::signal::Signal;
 
 /// The PMF program type of `scds_pmf_start`: a service, a fault monitor, or something else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,7 +126,7 @@ pub struct TagSpec {
     pub backoff: Option<Backoff>,
     pub after: Vec<TagName>,
     /// The signal a stop sends first, and how long it waits before SIGKILL.
-    pub stop_signal: i32,
+    pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub uid: u32,
     pub gid: u32,
@@ -282,7 +283,7 @@ mod tests {
             action: None,
             backoff: None,
             after: vec![],
-            stop_signal: 15,
+            stop_signal: Signal::TERM,
             stop_timeout: Duration::from_secs(1),
             uid: 0,
             gid: 0,

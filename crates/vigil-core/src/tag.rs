@@ -21,6 +21,9 @@
 //! | Running   | probe failed `threshold` times| as a missed watchdog                                       |
 //! | Running   | notify from a process of ours | ready / status / ping; WATCHDOG=trigger as a missed one    |
 //! | Stopping  | tree empty, recover           | Emit exit; as "last watched process exits" (budget counts) |
+//!
+//! What a tag does when vigild starts again, when a reload changes its spec, and when the tags it starts
+//! after are running: `tag/lifecycle.rs`, with its own table.
 
 use std::time::Duration;
 
@@ -28,9 +31,16 @@ use crate::budget::{Period, RestartBudget, Retries, Storm};
 use crate::event::TagEvent;
 use crate::health::{Health, HealthFailure, Notify};
 use crate::names::TagName;
+use crate::signal::Signal;
 use crate::spec::TagSpec;
 use crate::time::Timestamp;
 use crate::tree::{Exit, ProcId, ProcTree};
+
+mod access;
+mod lifecycle;
+
+pub use access::Saved;
+pub use lifecycle::after_ready;
 
 pub const SIGKILL: i32 = 9;
 
@@ -104,7 +114,7 @@ pub enum Effect {
     /// Start the command; report back with `spawned` or `spawn_failed`.
     Spawn,
     Signal {
-        signal: i32,
+        signal: Signal,
         procs: Vec<ProcId>,
     },
     /// Call `timer` at (or after) this time.
@@ -174,38 +184,38 @@ pub enum StartKind {
 /// One PMF tag: its spec, its state, its processes and its budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
-    pub name: TagName,
-    pub spec: TagSpec,
-    pub state: TagState,
-    pub tree: ProcTree,
-    pub budget: RestartBudget,
+    name: TagName,
+    spec: TagSpec,
+    state: TagState,
+    tree: ProcTree,
+    budget: RestartBudget,
     /// Whether the tag should run when vigild starts (false once the user stops it).
-    pub enabled: bool,
+    enabled: bool,
     /// The process started last (depth 0).
-    pub main: Option<ProcId>,
-    pub started_at: Option<Timestamp>,
-    pub last_exit: Option<(i32, Exit)>,
+    main: Option<ProcId>,
+    started_at: Option<Timestamp>,
+    last_exit: Option<(i32, Exit)>,
     /// Starts of the command in the life of the tag.
-    pub starts: u64,
+    starts: u64,
     /// Consecutive quick failures, for the backoff.
-    pub quick_failures: u32,
-    pub pending: Option<StartKind>,
+    quick_failures: u32,
+    pending: Option<StartKind>,
     /// Watched processes of the current instance that have exited (to tell this instance's exits from
     /// the previous one's).
-    pub instance_exits: Vec<i32>,
+    instance_exits: Vec<i32>,
     /// The health checks of the current instance.
-    pub health: Health,
+    health: Health,
     /// Restart-storm throttling (`None`: off). Not part of the spec: it is a daemon policy that a
     /// config-declared tag may override, and changing it never restarts the tag.
-    pub storm: Option<Storm>,
+    storm: Option<Storm>,
     /// Consecutive deaths within the storm threshold of the start.
-    pub quick_deaths: u32,
+    quick_deaths: u32,
     /// Consecutive starts that failed for want of a resource.
-    pub spawn_retries: u32,
+    spawn_retries: u32,
     /// The start a `Backoff` puts off, when it is not a counted restart.
-    pub deferred: Option<StartKind>,
+    deferred: Option<StartKind>,
     /// Why the current `Backoff` waits, when storm throttling or a resource shortage made it.
-    pub throttle: Option<Throttle>,
+    throttle: Option<Throttle>,
 }
 
 impl Tag {
@@ -518,7 +528,7 @@ impl Tag {
                     killed: true,
                 };
                 vec![Effect::Signal {
-                    signal: SIGKILL,
+                    signal: Signal::KILL,
                     procs: self.tree.ids(),
                 }]
             }
@@ -527,7 +537,7 @@ impl Tag {
     }
 
     /// Stops monitoring and signals every process of the tree; SIGKILL follows after `timeout`.
-    pub fn stop(&mut self, signal: i32, timeout: Duration, mode: StopMode, now: Timestamp) -> Vec<Effect> {
+    pub fn stop(&mut self, signal: Signal, timeout: Duration, mode: StopMode, now: Timestamp) -> Vec<Effect> {
         if mode == StopMode::Stay || mode == StopMode::Remove {
             self.enabled = false;
         }
@@ -564,7 +574,7 @@ impl Tag {
     /// Solaris's `pmfadm -s`: stops monitoring for good, sends `signal` (if any) once to every process,
     /// and never follows it with SIGKILL; the tag is removed once its processes are gone. Processes
     /// that ignore the signal, or get none, keep running.
-    pub fn release(&mut self, signal: Option<i32>, now: Timestamp) -> Vec<Effect> {
+    pub fn release(&mut self, signal: Option<Signal>, now: Timestamp) -> Vec<Effect> {
         self.enabled = false;
         if let TagState::Stopping { deadline, killed, .. } = self.state {
             // Already stopping: it now ends in a removal; a SIGKILL already planned stays planned.
@@ -631,7 +641,7 @@ impl Tag {
     }
 
     /// Signals every process of the tree without changing the monitoring.
-    pub fn kill(&self, signal: i32) -> Result<Vec<Effect>, Refused> {
+    pub fn kill(&self, signal: Signal) -> Result<Vec<Effect>, Refused> {
         if self.tree.is_empty() {
             return Err(Refused::NoProcesses(self.name.clone()));
         }
@@ -737,7 +747,7 @@ mod tests {
     use crate::health::{HealthSpec, ProbeCheck, ProbeSpec};
     use crate::spec::{Level, ProgramType};
 
-    const TERM: i32 = 15;
+    const TERM: Signal = Signal::TERM;
 
     fn spec(retries: i64, period: i64) -> TagSpec {
         TagSpec {
@@ -908,7 +918,7 @@ mod tests {
         assert_eq!(
             tag.timer(t(5)),
             vec![Effect::Signal {
-                signal: SIGKILL,
+                signal: Signal::KILL,
                 procs: vec![p(100), p(200)]
             }]
         );
@@ -930,7 +940,7 @@ mod tests {
     fn manual_restart_is_not_counted() {
         let mut tag = running(spec(1, 60));
         tag.restart(t(1));
-        let fx = tag.exited(100, Exit::Signal(TERM), t(1));
+        let fx = tag.exited(100, Exit::Signal(TERM.number()), t(1));
         assert_eq!(fx, vec![Effect::Spawn]);
         assert_eq!(
             tag.spawned(p(101), t(1)),
@@ -1009,7 +1019,7 @@ mod tests {
         assert_eq!(
             tag.timer(t(8)),
             vec![Effect::Signal {
-                signal: SIGKILL,
+                signal: Signal::KILL,
                 procs: vec![p(100)]
             }],
             "warn, then kill"
@@ -1037,7 +1047,7 @@ mod tests {
         );
         // The second miss finds the budget spent.
         tag.timer(t(10));
-        let fx = tag.exited(101, Exit::Signal(TERM), t(10));
+        let fx = tag.exited(101, Exit::Signal(TERM.number()), t(10));
         assert!(matches!(fx[1], Effect::Emit(TagEvent::Failed { .. })), "{fx:?}");
         assert_eq!(tag.state.name(), "failed");
     }
@@ -1065,8 +1075,8 @@ mod tests {
             Ok(vec![]),
             "ignored while stopping"
         );
-        tag.exited(200, Exit::Signal(TERM), t(3));
-        tag.exited(100, Exit::Signal(TERM), t(3));
+        tag.exited(200, Exit::Signal(TERM.number()), t(3));
+        tag.exited(100, Exit::Signal(TERM.number()), t(3));
         tag.spawned(p(101), t(3));
         assert_eq!(
             (tag.health.ready, tag.health.status.clone()),
@@ -1108,7 +1118,7 @@ mod tests {
         // A user's stop during the recovery wins: the tag stays stopped.
         tag.stop(TERM, Duration::from_secs(5), StopMode::Stay, t(2));
         assert_eq!(
-            tag.exited(100, Exit::Signal(TERM), t(3)),
+            tag.exited(100, Exit::Signal(TERM.number()), t(3)),
             vec![Effect::Emit(TagEvent::Stop)]
         );
     }

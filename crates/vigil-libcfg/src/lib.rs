@@ -6,6 +6,10 @@
 //! out by the `*get` calls are malloc'd and remembered, so that `cfg_psm_memfree` accepts the array or a
 //! pointer to it (the page's synopsis and its example differ).
 
+// A C ABI needs raw pointers and exported symbols: this crate allows unsafe code, each block with a
+// `// SAFETY:` line (ARCHITECTURE.md names the crates that may).
+#![allow(unsafe_code)]
+
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_uint, CStr};
 use std::sync::{Mutex, MutexGuard};

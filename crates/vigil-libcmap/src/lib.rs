@@ -8,6 +8,10 @@
 //! Debian's library: `cmap_initialize` is `@COROSYNC_CMAP_1.0` (an alias, see `versioned!`), the rest
 //! unversioned.
 
+// A C ABI needs raw pointers and exported symbols: this crate allows unsafe code, each block with a
+// `// SAFETY:` line (ARCHITECTURE.md names the crates that may).
+#![allow(unsafe_code)]
+
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use vigil_client::proto::{CmapMap, CmapValue};

@@ -9,6 +9,10 @@
 //! A handle is a number, not a pointer: the handles live in a table here, so a handle that was never
 //! returned, or was closed, is found out (`SCHA_ERR_HANDLE`) instead of being read.
 
+// A C ABI needs raw pointers and exported symbols: this crate allows unsafe code, each block with a
+// `// SAFETY:` line (ARCHITECTURE.md names the crates that may).
+#![allow(unsafe_code)]
+
 mod parse;
 
 use std::collections::BTreeMap;

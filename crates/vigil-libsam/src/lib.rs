@@ -5,6 +5,10 @@
 //! vigil-client's, shared with Rust programs. Symbol versions follow Debian's library: six functions are
 //! `@COROSYNC_SAM_1.0` (defined below as aliases, see `versioned!`), the others unversioned.
 
+// A C ABI needs raw pointers and exported symbols: this crate allows unsafe code, each block with a
+// `// SAFETY:` line (ARCHITECTURE.md names the crates that may).
+#![allow(unsafe_code)]
+
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::Arc;
 
@@ -78,7 +82,16 @@ pub extern "C" fn sam_warn_signal_set(warn_signal: c_int) -> c_int {
 /// # Safety
 /// `instance_id` is NULL or points to a writable `unsigned int`.
 unsafe extern "C" fn register(instance_id: *mut c_uint) -> c_int {
-    match sam::register() {
+    // corosync's sam_register forks whatever threads the process has, and so does this one: the
+    // application's other threads are the C caller's to mind, as with corosync's library.
+    let forked = sam::register_forking(|| {
+        // SAFETY: in the child, vigil-client's `register` takes only the SAM lock, which this thread holds
+        // across the fork, and frees memory (glibc keeps malloc usable in the child) before it returns to
+        // the caller; what the caller's code does in the child afterwards is its own, as with fork(2) in C.
+        // The supervisor joins its reporter thread before each later fork.
+        unsafe { sam::fork() }
+    });
+    match forked {
         Ok(n) => {
             if !instance_id.is_null() {
                 // SAFETY: the caller passes NULL or a pointer to an unsigned int it owns (sam.h).

@@ -9,6 +9,9 @@
 //! Invariant: this crate knows nothing of vigil's rules or state; it is the shape of the bytes only.
 //! New request variants are only ever appended, so older clients keep decoding.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 mod cmap;
 mod error;
 mod event;

@@ -6,6 +6,9 @@
 //! Invariant: the store knows records, not rules. It does not depend on vigil-core or vigil-proto; vigild
 //! converts. Record layouts only ever change through a new schema version and a migration below.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 mod check;
 mod lock;
 mod migrate;

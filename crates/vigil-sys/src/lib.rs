@@ -1,9 +1,11 @@
 //! Linux process plumbing for vigil: the only crate with raw syscalls.
 //!
 //! It takes plain pids, signal numbers and spawn specs, and knows nothing of tags, categories or the wire.
-//! Invariant: no tokio, no serde, no knowledge of vigil's domain types.
+//! Invariant: no serde, no knowledge of vigil's domain types, and no tokio but the one registration of a
+//! descriptor with its reactor (`reactor`, feature `tokio`).
 
-// SAFETY-bearing code lives in this crate only; every unsafe block carries a `// SAFETY:` line.
+// Unsafe code lives in this crate and in the C library crates only; every unsafe block carries a
+// `// SAFETY:` line.
 #![allow(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -13,6 +15,8 @@ mod misc;
 mod notify;
 mod pidfd;
 mod procfs;
+#[cfg(feature = "tokio")]
+pub mod reactor;
 mod resolve;
 mod spawn;
 #[cfg(test)]
@@ -21,8 +25,8 @@ mod testutil;
 pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
 pub use misc::{
-    data_extents, default_sigpipe, fork, getgid, getuid, kill_process_group, pipe_cloexec, raise_nofile_limit,
-    reap_child, send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
+    data_extents, default_sigpipe, fork, fork_single_threaded, getgid, getuid, kill_process_group, pipe_cloexec,
+    raise_nofile_limit, reap_child, send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
 };
 pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
 pub use pidfd::{reap_any, PidFd};

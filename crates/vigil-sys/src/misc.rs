@@ -158,6 +158,30 @@ pub fn yield_cpu() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fork_single_threaded_refuses_beside_another_thread() {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let _ = wait.recv();
+        });
+        let r = super::fork_single_threaded();
+        if let Ok(super::Forked::Child) = r {
+            // SAFETY: _exit is async-signal-safe; the child must not run the test harness on.
+            unsafe { libc::_exit(0) };
+        }
+        if let Ok(super::Forked::Parent(pid)) = r {
+            let _ = super::reap_child(pid);
+        }
+        drop(done);
+        other.join().unwrap();
+        match r {
+            Err(crate::SysError::Io { op, source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EBUSY), "{op}");
+            }
+            other => panic!("forked beside another thread: {other:?}"),
+        }
+    }
+
     use super::*;
     use crate::testutil::*;
     use crate::WaitStatus;
@@ -266,17 +290,65 @@ pub enum Forked {
 
 /// fork(2): SAM's model, where `register` returns in a new process while the caller stays behind.
 ///
-/// Only the calling thread exists in the child: it must not rely on locks other threads held (the
-/// caller of SAM's `register` accepts the same rule as with corosync's library).
-pub fn fork() -> Result<Forked, SysError> {
-    // SAFETY: fork has no memory-safety preconditions of its own; the child runs only the calling
-    // thread, which is the documented contract of this function.
+/// # Safety
+///
+/// Only the calling thread exists in the child. If the process has other threads, the child, until it
+/// exits or execs, must not take a lock that another thread may have held at the fork, nor read state that
+/// another thread may have been changing: such a lock stays taken forever in the child, and such state may
+/// be half-written. (glibc keeps `malloc` usable in the child; a `std::sync::Mutex` gets no such care.)
+/// A process with one thread meets this by itself: see [`fork_single_threaded`].
+pub unsafe fn fork() -> Result<Forked, SysError> {
+    // SAFETY: fork has no memory-safety preconditions in the parent; what the child may do is the
+    // caller's contract above.
     let r = unsafe { libc::fork() };
     match r {
         -1 => Err(SysError::last_os("fork", None)),
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid)),
     }
+}
+
+/// [`fork`] for a process that has one thread: the child then inherits no lock another thread held and no
+/// change another thread left half-done, so nothing is asked of the caller. With other threads alive
+/// (still, after up to 100 ms for threads that are just ending) it forks nothing and fails with `EBUSY`
+/// (`op` "fork (other threads are running)").
+///
+/// No thread can appear between the count and the fork: the calling thread is the only one that could
+/// make it.
+pub fn fork_single_threaded() -> Result<Forked, SysError> {
+    // A thread just joined may still be counted for a moment (the kernel wakes its joiner before it drops
+    // the thread from the count): count again for a little while before refusing.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    while thread_count()? != 1 {
+        if std::time::Instant::now() >= give_up {
+            return Err(SysError::io(
+                "fork (other threads are running)",
+                None,
+                io::Error::from_raw_os_error(libc::EBUSY),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: the process has one thread (counted just above, and only this thread could have made
+    // another since), so the child inherits no other thread's locks or half-done changes.
+    unsafe { fork() }
+}
+
+/// The number of threads of this process (`Threads:` in /proc/self/status).
+fn thread_count() -> Result<usize, SysError> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").map_err(|e| SysError::io("read /proc/self/status", None, e))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| {
+            SysError::io(
+                "read /proc/self/status",
+                None,
+                io::Error::new(io::ErrorKind::InvalidData, "no Threads: line"),
+            )
+        })
 }
 
 /// Waits for our child `pid` to end and reaps it (retrying on EINTR).

@@ -3,6 +3,9 @@
 //! Exit codes: 0 success; 1 the daemon refused or the operation failed (and `query`: no such tag);
 //! 2 a usage error; 3 vigild cannot be reached.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 mod output;
 
 use std::path::PathBuf;
@@ -321,7 +324,7 @@ fn signal(s: &str) -> Result<i32, Failure> {
 }
 
 fn main() -> ExitCode {
-    vigil_sys::default_sigpipe();
+    vigil_client::process::default_sigpipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -517,7 +520,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let st = connect()?.status(&tag)?;
             // The log is a file of the tag's user, mode 0600: the file system enforces who reads it; this
             // only says so plainly instead of "Permission denied".
-            let me = vigil_sys::getuid();
+            let me = vigil_client::process::getuid();
             if me != 0 && me != st.uid {
                 return Err(Failure(
                     1,

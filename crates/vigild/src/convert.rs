@@ -144,9 +144,9 @@ fn probe_from_record(r: &store::ProbeRecord) -> core::ProbeSpec {
 }
 
 pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
-    let s = &tag.spec;
+    let s = tag.spec();
     store::TagRecord {
-        name: tag.name.to_string(),
+        name: tag.name().to_string(),
         command: s.command.clone(),
         env: s.env.clone(),
         cwd: s.cwd.clone(),
@@ -158,12 +158,12 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
         action: s.action.clone(),
         backoff_ms: s.backoff.map(|b| (b.min.as_millis() as u64, b.max.as_millis() as u64)),
         after: s.after.iter().map(|a| a.to_string()).collect(),
-        stop_signal: s.stop_signal,
+        stop_signal: s.stop_signal.number(),
         stop_timeout_ms: s.stop_timeout.as_millis() as u64,
         uid: s.uid,
         gid: s.gid,
         from_config,
-        state: match &tag.state {
+        state: match tag.state() {
             TagState::Waiting => store::StateRecord::Waiting,
             TagState::Running => store::StateRecord::Running,
             TagState::Backoff { until } => store::StateRecord::Backoff {
@@ -178,23 +178,23 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
             TagState::Stopped => store::StateRecord::Stopped,
             TagState::Failed { reason } => store::StateRecord::Failed { reason: reason.clone() },
         },
-        enabled: tag.enabled,
-        procs: tag.tree.all().map(|p| proc_record(p.id, p.depth)).collect(),
-        main: tag.main.map(|m| proc_record(m, 0)),
-        budget_ms: tag.budget.history.iter().map(|t| t.as_millis()).collect(),
-        started_ms: tag.started_at.map(|t| t.as_millis()),
-        last_exit: tag.last_exit.map(|(p, e)| (p, exit_to_store(e))),
-        starts: tag.starts,
-        quick_failures: tag.quick_failures,
-        pending: tag.pending.map(|k| match k {
+        enabled: tag.enabled(),
+        procs: tag.tree().all().map(|p| proc_record(p.id, p.depth)).collect(),
+        main: tag.main().map(|m| proc_record(m, 0)),
+        budget_ms: tag.budget().history.iter().map(|t| t.as_millis()).collect(),
+        started_ms: tag.started_at().map(|t| t.as_millis()),
+        last_exit: tag.last_exit().map(|(p, e)| (p, exit_to_store(e))),
+        starts: tag.starts(),
+        quick_failures: tag.quick_failures(),
+        pending: tag.pending().map(|k| match k {
             core::tag::StartKind::First => 0,
             core::tag::StartKind::Restart { counted: true } => 1,
             core::tag::StartKind::Restart { counted: false } => 2,
         }),
         watchdog_ms: s.health.watchdog.map(|w| w.as_millis() as u64),
         probes: s.health.probes.iter().map(probe_to_record).collect(),
-        ready: tag.health.ready,
-        status_text: tag.health.status.clone(),
+        ready: tag.health().ready,
+        status_text: tag.health().status.clone(),
     }
 }
 
@@ -220,7 +220,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             max: Duration::from_millis(b),
         }),
         after: r.after.iter().filter_map(|a| TagName::existing(a).ok()).collect(),
-        stop_signal: r.stop_signal,
+        stop_signal: core::Signal::new(r.stop_signal).map_err(|e| e.to_string())?,
         stop_timeout: Duration::from_millis(r.stop_timeout_ms),
         uid: r.uid,
         gid: r.gid,
@@ -229,10 +229,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             probes: r.probes.iter().map(probe_from_record).collect(),
         },
     };
-    let mut tag = Tag::new(name, spec);
-    tag.health.ready = r.ready;
-    tag.health.status = r.status_text.clone();
-    tag.state = match &r.state {
+    let state = match &r.state {
         store::StateRecord::Waiting => TagState::Waiting,
         store::StateRecord::Running => TagState::Running,
         store::StateRecord::Backoff { until_ms } => TagState::Backoff {
@@ -251,21 +248,27 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
         store::StateRecord::Stopped => TagState::Stopped,
         store::StateRecord::Failed { reason } => TagState::Failed { reason: reason.clone() },
     };
-    tag.enabled = r.enabled;
-    tag.main = r.main.as_ref().map(|m| ProcId {
-        pid: m.pid,
-        start_time: m.start_time,
-    });
-    tag.budget.history = r.budget_ms.iter().map(|t| Timestamp(*t)).collect();
-    tag.started_at = r.started_ms.map(Timestamp);
-    tag.last_exit = r.last_exit.map(|(p, e)| (p, exit_from_store(e)));
-    tag.starts = r.starts;
-    tag.quick_failures = r.quick_failures;
-    tag.pending = r.pending.map(|k| match k {
-        0 => core::tag::StartKind::First,
-        1 => core::tag::StartKind::Restart { counted: true },
-        _ => core::tag::StartKind::Restart { counted: false },
-    });
+    let saved = core::tag::Saved {
+        state,
+        enabled: r.enabled,
+        main: r.main.as_ref().map(|m| ProcId {
+            pid: m.pid,
+            start_time: m.start_time,
+        }),
+        budget: r.budget_ms.iter().map(|t| Timestamp(*t)).collect(),
+        started_at: r.started_ms.map(Timestamp),
+        last_exit: r.last_exit.map(|(p, e)| (p, exit_from_store(e))),
+        starts: r.starts,
+        quick_failures: r.quick_failures,
+        pending: r.pending.map(|k| match k {
+            0 => core::tag::StartKind::First,
+            1 => core::tag::StartKind::Restart { counted: true },
+            _ => core::tag::StartKind::Restart { counted: false },
+        }),
+        ready: r.ready,
+        status: r.status_text.clone(),
+    };
+    let tag = Tag::restored(name, spec, saved);
     let procs = r
         .procs
         .iter()
@@ -283,14 +286,14 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
 }
 
 pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp) -> proto::TagStatus {
-    let s = &tag.spec;
+    let s = tag.spec();
     proto::TagStatus {
-        name: tag.name.to_string(),
-        state: tag.state.name().to_string(),
-        reason: match &tag.state {
+        name: tag.name().to_string(),
+        state: tag.state().name().to_string(),
+        reason: match tag.state() {
             TagState::Failed { reason } => Some(reason.clone()),
             // A wait the user did not configure is explained: the storm rule or a resource shortage.
-            TagState::Backoff { .. } => tag.throttle.as_ref().map(|t| t.to_string()),
+            TagState::Backoff { .. } => tag.throttle().map(|t| t.to_string()),
             _ => None,
         },
         uid: s.uid,
@@ -307,9 +310,9 @@ pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp
         backoff: backoff_to_wire(s.backoff),
         after: s.after.iter().map(|a| a.to_string()).collect(),
         restarts_used: tag.restarts_used(now),
-        starts: tag.starts,
+        starts: tag.starts(),
         procs: tag
-            .tree
+            .tree()
             .all()
             .map(|p| proto::ProcInfo {
                 pid: p.id.pid,
@@ -317,19 +320,26 @@ pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp
                 watched: s.level.watches(p.depth),
             })
             .collect(),
-        main_pid: tag.main.filter(|m| tag.tree.contains(m.pid)).map(|m| m.pid),
-        started_ms: tag.started_at.map(|t| t.as_millis()).filter(|_| !tag.tree.is_empty()),
-        last_exit: tag.last_exit.map(|(p, e)| (p, exit_to_wire(e))),
+        main_pid: tag.main().filter(|m| tag.tree().contains(m.pid)).map(|m| m.pid),
+        started_ms: tag
+            .started_at()
+            .map(|t| t.as_millis())
+            .filter(|_| !tag.tree().is_empty()),
+        last_exit: tag.last_exit().map(|(p, e)| (p, exit_to_wire(e))),
         log_path,
         from_config,
-        watchdog_ms: tag.health.watchdog.or(s.health.watchdog).map(|w| w.as_millis() as u64),
+        watchdog_ms: tag
+            .health()
+            .watchdog
+            .or(s.health.watchdog)
+            .map(|w| w.as_millis() as u64),
         probes: s
             .health
             .probes
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let run = tag.health.probes.get(i);
+                let run = tag.health().probes.get(i);
                 proto::ProbeStatus {
                     check: p.check.to_string(),
                     interval_ms: p.interval.as_millis() as u64,
@@ -341,8 +351,8 @@ pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp
             })
             .collect(),
         // Of the current instance: a tag without processes has none to be ready.
-        ready: tag.health.ready && !tag.tree.is_empty(),
-        status_text: tag.health.status.clone(),
+        ready: tag.health().ready && !tag.tree().is_empty(),
+        status_text: tag.health().status.clone(),
     }
 }
 

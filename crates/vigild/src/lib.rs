@@ -4,6 +4,9 @@
 //! own, and `main.rs` only parses options. One loop owns the state
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 pub mod clock;
 pub mod cluster;
 pub mod cmap;

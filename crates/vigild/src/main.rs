@@ -1,5 +1,8 @@
 //! `vigild`: parse options, set up logging, run the daemon; re-exec in place when asked.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 

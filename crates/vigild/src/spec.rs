@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use vigil_core::health::{self, HealthSpec, HttpUrl, ProbeCheck, ProbeSpec};
-use vigil_core::{Backoff, Level, Period, Retries, TagName, TagSpec};
+use vigil_core::{Backoff, Level, Period, Retries, Signal, TagName, TagSpec};
 use vigil_proto::{self as proto, ErrorCode, RunSpec, WireError};
 
 use crate::convert::program_type_from_wire;
 
-pub const DEFAULT_STOP_SIGNAL: i32 = 15;
+pub const DEFAULT_STOP_SIGNAL: Signal = Signal::TERM;
 
 fn invalid(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidArgument, msg)
@@ -68,8 +68,7 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
         .collect::<Result<Vec<_>, _>>()?;
     let stop_signal = match run.stop_signal {
         None => DEFAULT_STOP_SIGNAL,
-        Some(s) if (1..=64).contains(&s) => s,
-        Some(s) => return Err(invalid(format!("stop signal {s} is not a signal number (1-64)"))),
+        Some(s) => Signal::new(s).map_err(|e| invalid(format!("stop signal {e}")))?,
     };
     let stop_timeout = run.stop_timeout_ms.map_or(default_stop, Duration::from_millis);
     let probes = run

@@ -1,8 +1,6 @@
 //! The one owner of state: every tag, every watched process, the store. Connections, pidfd watchers and
 //! signals send it messages; it applies the rules of vigil-core and carries out their effects.
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -20,26 +18,9 @@ use crate::psm::state::Psm;
 use crate::sam::state::Sam;
 use crate::storage::Storage;
 
-/// `AsyncFd` needs `AsRawFd` on something it owns; the pidfd itself stays shared with the loop.
-pub struct SharedFd<T: AsFd>(pub Arc<T>);
-
-impl<T: AsFd> AsRawFd for SharedFd<T> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl<T: AsFd> SharedFd<T> {
-    /// Registers the fd with tokio's reactor for readability.
-    ///
-    /// tokio deprecated the safe constructor in favour of an `unsafe` one whose contract is that the fd
-    /// stays open and the same for the life of the `AsyncFd`. `SharedFd` holds an `Arc` to the owner of
-    /// the fd, so that contract holds by construction, and this crate forbids `unsafe`.
-    #[allow(deprecated)]
-    pub fn register(inner: Arc<T>) -> std::io::Result<tokio::io::unix::AsyncFd<SharedFd<T>>> {
-        tokio::io::unix::AsyncFd::with_interest(SharedFd(inner), tokio::io::Interest::READABLE)
-    }
-}
+/// A pidfd (or another of vigil-sys's descriptors) registered with tokio's reactor: the owner stays shared
+/// with the loop, and vigil-sys holds the registration's `unsafe`.
+pub use vigil_sys::reactor::ReadableFd as SharedFd;
 
 /// Everything the loop owns, one part per service. Services do not call each other's state: a step
 /// that touches two (a tag's CMAP keys, a member's exit) goes through the daemon.
@@ -87,7 +68,7 @@ impl Daemon {
                 Effect::Signal { signal, procs } => {
                     for id in procs {
                         if let Some(w) = self.pmf.procs.get(&id.pid).filter(|w| w.id == id) {
-                            if let Err(e) = w.pidfd.send_signal(signal) {
+                            if let Err(e) = w.pidfd.send_signal(signal.number()) {
                                 warn!(tag = %name, "signal {signal} to pid {}: {e}", id.pid);
                             }
                         }
@@ -120,7 +101,7 @@ impl Daemon {
 
     fn forget_tag(&mut self, name: &TagName) {
         if let Some(entry) = self.pmf.tags.remove(name) {
-            for id in entry.tag.tree.ids() {
+            for id in entry.tag.tree().ids() {
                 match self.pmf.procs.get_mut(&id.pid) {
                     // Still a PSM member: keep watching it for that.
                     Some(w) if w.member => w.tag = None,
@@ -148,14 +129,9 @@ impl Daemon {
         let scan = !self.pmf.dirty.is_empty() || std::mem::take(&mut self.pmf.rescan_waiting);
         let candidates = if scan { self.pmf.tags.iter() } else { Default::default() };
         let ready: Vec<TagName> = candidates
-            .filter(|(_, e)| e.tag.state == vigil_core::TagState::Waiting && !self.node.shutting_down)
+            .filter(|(_, e)| *e.tag.state() == vigil_core::TagState::Waiting && !self.node.shutting_down)
             .filter(|(_, e)| {
-                e.tag.spec.after.iter().all(|d| {
-                    self.pmf
-                        .tags
-                        .get(d)
-                        .is_some_and(|de| de.tag.state == vigil_core::TagState::Running)
-                })
+                vigil_core::tag::after_ready(&e.tag.spec().after, |d| self.pmf.tags.get(d).map(|de| &de.tag))
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -400,8 +376,8 @@ impl Daemon {
         let names: Vec<TagName> = self.pmf.tags.keys().cloned().collect();
         for n in names {
             let e = self.pmf.tags.get_mut(&n).expect("listed");
-            let (sig, timeout) = (e.tag.spec.stop_signal, e.tag.spec.stop_timeout);
-            let fx = if e.tag.tree.is_empty() && !matches!(e.tag.state, vigil_core::TagState::Running) {
+            let (sig, timeout) = (e.tag.spec().stop_signal, e.tag.spec().stop_timeout);
+            let fx = if e.tag.tree().is_empty() && !matches!(e.tag.state(), vigil_core::TagState::Running) {
                 // Not running: leave its state as it is, so that it comes back as it was.
                 vec![]
             } else {

@@ -15,6 +15,9 @@
 //! file to exist) `callback:K` (a health-check callback healthy for K calls, failing after)
 //! `callback-none` `stamp` (prints the monotonic clock in ns) `abort` `exit:CODE`.
 
+// The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
+#![forbid(unsafe_code)]
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;

@@ -57,8 +57,12 @@ impl Daemon {
             self.cmap_internal_drop(&prefix);
             return;
         };
-        let state = e.tag.state.name().to_string();
-        let pid = e.tag.main.filter(|m| e.tag.tree.contains(m.pid)).map_or(0, |m| m.pid);
+        let state = e.tag.state().name().to_string();
+        let pid = e
+            .tag
+            .main()
+            .filter(|m| e.tag.tree().contains(m.pid))
+            .map_or(0, |m| m.pid);
         let restarts = e.tag.restarts_used(crate::clock::now());
         self.cmap_internal(&format!("{prefix}state"), V::Str(state));
         self.cmap_internal(&format!("{prefix}pid"), V::I32(pid));

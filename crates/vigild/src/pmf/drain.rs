@@ -38,7 +38,7 @@ struct Drain<'a> {
 impl Watch for Drain<'_> {
     fn owner(&self, pid: i32) -> Option<(TagName, u32)> {
         let tag = self.d.pmf.procs.get(&pid)?.tag.as_ref()?;
-        let depth = self.d.pmf.tags.get(tag)?.tag.tree.get(pid)?.depth;
+        let depth = self.d.pmf.tags.get(tag)?.tag.tree().get(pid)?.depth;
         Some((tag.clone(), depth))
     }
 

@@ -91,10 +91,10 @@ impl Daemon {
         };
         let Some(e) = self.pmf.tags.get_mut(&name) else { return };
         trace!(tag = %name, pid, "notify: {text:?}");
-        let before = (e.tag.health.ready, e.tag.health.status.clone());
+        let before = (e.tag.health().ready, e.tag.health().status.clone());
         match e.tag.notified(pid, &msgs, now()) {
             Ok(fx) => {
-                if (e.tag.health.ready, &e.tag.health.status) != (before.0, &before.1) {
+                if (e.tag.health().ready, &e.tag.health().status) != (before.0, &before.1) {
                     self.pmf.dirty.insert(name.clone());
                 }
                 self.apply(&name, fx);
@@ -109,7 +109,7 @@ impl Daemon {
             .pmf
             .tags
             .get(name)
-            .and_then(|e| e.tag.spec.health.probes.get(index).cloned())
+            .and_then(|e| e.tag.spec().health.probes.get(index).cloned())
         else {
             return vec![];
         };

@@ -46,14 +46,14 @@ impl Daemon {
     /// gets systemd's notify variables (`NOTIFY_SOCKET`, and `WATCHDOG_USEC` with a watchdog).
     fn environment(&mut self, name: &TagName, role: Role) -> Vec<(OsString, OsString)> {
         // Reading /etc/passwd on every restart costs more than the rest of the restart path: cache it.
-        let uid = self.pmf.tags[name].tag.spec.uid;
+        let uid = self.pmf.tags[name].tag.spec().uid;
         let user = self
             .pmf
             .users
             .entry(uid)
             .or_insert_with(|| vigil_sys::user_by_uid(uid))
             .clone();
-        let spec = &self.pmf.tags[name].tag.spec;
+        let spec = self.pmf.tags[name].tag.spec();
         let mut env: Vec<(OsString, OsString)> = spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
         let mut defaults: Vec<(&str, String)> = vec![
             ("PATH", DEFAULT_PATH.to_string()),
@@ -81,7 +81,7 @@ impl Daemon {
         if role == Role::Command {
             // The start marker is vigild's, never the user's: it is how the next vigild finds this
             // process should the record of this start not reach the store (see marks.rs).
-            let generation = self.pmf.tags[name].tag.starts + 1;
+            let generation = self.pmf.tags[name].tag.starts() + 1;
             env.retain(|(k, _)| k != crate::pmf::marks::VAR);
             let mark = self.pmf.marks.value(spec.uid, name.as_str(), generation);
             env.push((crate::pmf::marks::VAR.into(), mark.into()));
@@ -98,7 +98,7 @@ impl Daemon {
     /// says so, with the reason, to whoever watches the events. Out of descriptors is different:
     /// starting without the log would lose the output for good, while a later try is likely to find one.
     fn prepare_log(&mut self, name: &TagName) -> Result<Option<std::path::PathBuf>, SpawnFailure> {
-        let s = &self.pmf.tags[name].tag.spec;
+        let s = self.pmf.tags[name].tag.spec();
         let (uid, gid) = (s.uid, s.gid);
         match self.pmf.logs.prepare(name, uid, gid) {
             Ok(path) => Ok(Some(path)),
@@ -122,8 +122,8 @@ impl Daemon {
             .pmf
             .tags
             .get(name)
-            .filter(|e| !e.tag.tree.is_empty())
-            .map(|e| &e.tag.spec)
+            .filter(|e| !e.tag.tree().is_empty())
+            .map(|e| e.tag.spec())
         else {
             return;
         };
@@ -148,7 +148,7 @@ impl Daemon {
         } else {
             self.prepare_log(name)?
         };
-        let spec = &self.pmf.tags[name].tag.spec;
+        let spec = self.pmf.tags[name].tag.spec();
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
         let switch = self.node.uid == 0 && (spec.uid != 0 || spec.gid != 0);
         // Another user's program is looked for by the child, as that user: root looking for it would
@@ -203,7 +203,7 @@ impl Daemon {
 
     /// Carries out `Effect::Spawn`.
     pub fn spawn_tag(&mut self, name: &TagName) -> Vec<Effect> {
-        let argv = self.pmf.tags[name].tag.spec.command.clone();
+        let argv = self.pmf.tags[name].tag.spec().command.clone();
         match self.start_process(name, &argv, Role::Command) {
             Ok(sp) => {
                 // The new process is runnable on this CPU: let it go first, the bookkeeping can wait.
@@ -231,7 +231,7 @@ impl Daemon {
 
     /// Carries out `Effect::RunAction`: `PROGRAM failed TAG`.
     pub fn run_action(&mut self, name: &TagName) -> Vec<Effect> {
-        let Some(program) = self.pmf.tags[name].tag.spec.action.clone() else {
+        let Some(program) = self.pmf.tags[name].tag.spec().action.clone() else {
             return vec![];
         };
         let argv = vec![program, "failed".to_string(), name.to_string()];
@@ -308,7 +308,7 @@ impl Daemon {
 
     /// A newly seen process belongs to a tag at `depth`: watch it.
     pub(crate) fn adopt_child(&mut self, name: &TagName, pid: i32, depth: u32) -> Adopted {
-        if self.pmf.tags[name].tag.tree.contains(pid) {
+        if self.pmf.tags[name].tag.tree().contains(pid) {
             return Adopted::Known;
         }
         let Ok(st) = vigil_sys::start_time(pid) else {
@@ -318,7 +318,7 @@ impl Daemon {
         let Some(fd) = Self::open_checked(id) else {
             return Adopted::Gone;
         };
-        self.pmf.tags.get_mut(name).expect("present").tag.tree.insert(id, depth);
+        self.pmf.tags.get_mut(name).expect("present").tag.adopt(id, depth);
         self.pmf.dirty.insert(name.clone());
         self.watch(name, id, Arc::new(fd));
         Adopted::New
@@ -493,7 +493,7 @@ impl Daemon {
     fn rescan_among(&mut self, name: &TagName, table: &vigil_sys::ProcTable, unknown: &[i32]) {
         let Some(e) = self.pmf.tags.get(name) else { return };
         let session = e.session;
-        let mut queue: Vec<(i32, u32)> = e.tag.tree.all().map(|p| (p.id.pid, p.depth)).collect();
+        let mut queue: Vec<(i32, u32)> = e.tag.tree().all().map(|p| (p.id.pid, p.depth)).collect();
         if let Some(sid) = session {
             // An orphan's original depth is lost with its parent; the shallowest it can be is 1. One
             // adopted by an earlier tag of the same rescan is watched by now.
@@ -525,7 +525,7 @@ impl Daemon {
         for (id, depth) in procs {
             match Self::open_checked(id) {
                 Some(fd) => {
-                    self.pmf.tags.get_mut(name).expect("present").tag.tree.insert(id, depth);
+                    self.pmf.tags.get_mut(name).expect("present").tag.adopt(id, depth);
                     self.watch(name, id, Arc::new(fd));
                 }
                 None => lost.push((id, depth)),
@@ -533,7 +533,7 @@ impl Daemon {
         }
         for (id, depth) in lost {
             // Put it back so that the rules see its exit like any other.
-            self.pmf.tags.get_mut(name).expect("present").tag.tree.insert(id, depth);
+            self.pmf.tags.get_mut(name).expect("present").tag.adopt(id, depth);
             self.emit_tag_event(name, TagEvent::Lost { proc: id });
             let fx = self
                 .pmf

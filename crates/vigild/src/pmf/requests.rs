@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vigil_core::{Period, Refused, Retries, StopMode, Tag, TagName, TagState};
+use vigil_core::{Period, Refused, Retries, Signal, StopMode, Tag, TagName, TagState};
 use vigil_proto::{ErrorCode, Response, RunSpec, TagSummary, WireError};
 
 use crate::clock::now;
@@ -49,8 +49,8 @@ impl Daemon {
                 .iter()
                 .map(|(n, e)| TagSummary {
                     name: n.to_string(),
-                    state: e.tag.state.name().into(),
-                    pids: e.tag.tree.watched(e.tag.spec.level).map(|p| p.id.pid).collect(),
+                    state: e.tag.state().name().into(),
+                    pids: e.tag.tree().watched(e.tag.spec().level).map(|p| p.id.pid).collect(),
                 })
                 .collect(),
         )
@@ -112,7 +112,7 @@ impl Daemon {
     /// The tag exists and the caller owns it (or is root).
     fn owned(&self, caller: Caller, tag: &str, verb: &str) -> Result<TagName, WireError> {
         let name = self.known(tag)?;
-        let owner = self.pmf.tags[&name].tag.spec.uid;
+        let owner = self.pmf.tags[&name].tag.spec().uid;
         if caller.uid != 0 && caller.uid != owner {
             return Err(err(
                 ErrorCode::PermissionDenied,
@@ -191,18 +191,19 @@ impl Daemon {
         let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
         if let Some(old) = self.pmf.tags.get(&name) {
             // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
-            if once && old.tag.is_active() && old.tag.spec == spec {
+            if once && old.tag.is_active() && *old.tag.spec() == spec {
                 return Ok(RunOutcome::Done(Response::Tag(self.status_of(&name))));
             }
             if old.tag.is_active() {
                 return Err(err(ErrorCode::AlreadyExists, format!("tag {name} is already running")));
             }
-            if caller.uid != 0 && caller.uid != old.tag.spec.uid {
+            if caller.uid != 0 && caller.uid != old.tag.spec().uid {
                 return Err(err(
                     ErrorCode::PermissionDenied,
                     format!(
                         "tag {name} belongs to uid {}; uid {} may not replace it",
-                        old.tag.spec.uid, caller.uid
+                        old.tag.spec().uid,
+                        caller.uid
                     ),
                 ));
             }
@@ -214,7 +215,7 @@ impl Daemon {
                 .pmf
                 .tags
                 .iter()
-                .filter(|(n, e)| e.tag.spec.uid == caller.uid && **n != name)
+                .filter(|(n, e)| e.tag.spec().uid == caller.uid && **n != name)
                 .count();
             let max = self.node.settings.quotas.tags_per_uid;
             if held >= max {
@@ -272,8 +273,8 @@ impl Daemon {
         self.pmf.tags.remove(&name);
         self.insert_and_start(name.clone(), spec, false);
         let e = &self.pmf.tags[&name];
-        if e.tag.starts == 0 {
-            if let TagState::Failed { reason } = &e.tag.state {
+        if e.tag.starts() == 0 {
+            if let TagState::Failed { reason } = e.tag.state() {
                 let reason = reason.clone();
                 self.pmf.tags.remove(&name);
                 self.pmf.dirty.remove(&name);
@@ -304,18 +305,15 @@ impl Daemon {
             .collect();
         for (n, s) in storms {
             if let Some(e) = self.pmf.tags.get_mut(&n) {
-                e.tag.storm = s;
+                e.tag.set_storm(s);
             }
         }
     }
 
     pub fn insert_and_start(&mut self, name: TagName, spec: vigil_core::TagSpec, from_config: bool) {
-        let deps_ready = spec
-            .after
-            .iter()
-            .all(|d| self.pmf.tags.get(d).is_some_and(|e| e.tag.state == TagState::Running));
+        let deps_ready = vigil_core::tag::after_ready(&spec.after, |d| self.pmf.tags.get(d).map(|e| &e.tag));
         let mut tag = Tag::new(name.clone(), spec);
-        tag.storm = self.storm_for(&name, from_config);
+        tag.set_storm(self.storm_for(&name, from_config));
         let fx = if deps_ready {
             tag.start().expect("a new tag can start")
         } else {
@@ -392,12 +390,13 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Some(Err(e)) = signal.map(signal_number) {
-            return Some(Err(e));
-        }
+        let signal = match signal.map(signal_number).transpose() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         let e = self.pmf.tags.get_mut(&name).expect("known");
-        let signal = signal.unwrap_or(e.tag.spec.stop_signal);
-        let timeout = wait_ms.map_or(e.tag.spec.stop_timeout, ms);
+        let signal = signal.unwrap_or(e.tag.spec().stop_signal);
+        let timeout = wait_ms.map_or(e.tag.spec().stop_timeout, ms);
         let fx = e.tag.stop(signal, timeout, mode, now());
         self.apply(&name, fx);
         match wait_ms {
@@ -434,9 +433,10 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Some(Err(e)) = signal.map(signal_number) {
-            return Some(Err(e));
-        }
+        let signal = match signal.map(signal_number).transpose() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         let fx = self.pmf.tags.get_mut(&name).expect("known").tag.release(signal, now());
         self.apply(&name, fx);
         match wait_ms {
@@ -471,11 +471,12 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => return Some(Err(e)),
         };
-        if let Err(e) = signal_number(signal) {
-            return Some(Err(e));
-        }
+        let signal = match signal_number(signal) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         let tag = &self.pmf.tags[&name].tag;
-        let procs = tag.tree.ids();
+        let procs = tag.tree().ids();
         let fx = match tag.kill(signal) {
             Ok(fx) => fx,
             Err(r) => return Some(Err(refused(r))),
@@ -499,7 +500,7 @@ impl Daemon {
     pub fn restart(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "restart")?;
-        if matches!(self.pmf.tags[&name].tag.state, TagState::Stopping { .. }) {
+        if matches!(self.pmf.tags[&name].tag.state(), TagState::Stopping { .. }) {
             return Err(err(ErrorCode::Busy, format!("tag {name} is being stopped")));
         }
         let fx = self.pmf.tags.get_mut(&name).expect("known").tag.restart(now());
@@ -553,15 +554,8 @@ impl RunCheck {
     }
 }
 
-/// A signal a request names: one the kernel has (1-64), refused with the same words by stop, release and
-/// kill.
-fn signal_number(s: i32) -> Result<i32, WireError> {
-    if (1..=64).contains(&s) {
-        Ok(s)
-    } else {
-        Err(err(
-            ErrorCode::InvalidArgument,
-            format!("{s} is not a signal number (1-64)"),
-        ))
-    }
+/// A signal a request names, checked where it comes off the wire: refused with the same words by stop,
+/// release and kill.
+fn signal_number(s: i32) -> Result<Signal, WireError> {
+    Signal::new(s).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))
 }

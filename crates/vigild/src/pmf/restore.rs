@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use tracing::warn;
-use vigil_core::{Effect, ProcId, StopMode, TagName, TagSpec, TagState};
+use vigil_core::{ProcId, StopMode, TagName, TagSpec};
 use vigil_proto::ReloadReport;
 
 use crate::clock::now;
@@ -19,7 +19,7 @@ impl Daemon {
         for r in &records {
             match crate::convert::tag_from_record(r) {
                 Ok((tag, procs)) => {
-                    let name = tag.name.clone();
+                    let name = tag.name().clone();
                     self.pmf.tags.insert(
                         name.clone(),
                         Entry {
@@ -64,26 +64,7 @@ impl Daemon {
             let Some(e) = self.pmf.tags.get_mut(&name) else {
                 continue;
             };
-            let tag = &mut e.tag;
-            let fx: Vec<Effect> = if tag.pending.is_some() {
-                vec![Effect::Spawn]
-            } else {
-                match tag.state.clone() {
-                    TagState::Backoff { until } => vec![Effect::Timer(until)],
-                    TagState::Stopping { deadline, .. } => {
-                        let mut fx = vec![Effect::Timer(deadline)];
-                        if tag.tree.is_empty() {
-                            fx = tag.stop(tag.spec.stop_signal, tag.spec.stop_timeout, StopMode::Stay, now);
-                        }
-                        fx
-                    }
-                    TagState::Action => vec![Effect::RunAction],
-                    TagState::Stopped if tag.enabled => tag.start().unwrap_or_default(),
-                    TagState::Running if tag.tree.watched(tag.spec.level).next().is_none() => tag.restart_vanished(),
-                    TagState::Running => tag.resume_health(now),
-                    _ => vec![],
-                }
-            };
+            let fx = e.tag.resumed(now);
             self.apply(&name, fx);
         }
         Ok(())
@@ -120,7 +101,7 @@ impl Daemon {
             let tag = TagName::existing(&f.tag).ok().and_then(|n| self.pmf.tags.get(&n));
             let unrecorded = match tag {
                 None => true,
-                Some(e) => e.tag.spec.uid != f.uid || f.generation > e.tag.starts,
+                Some(e) => e.tag.spec().uid != f.uid || f.generation > e.tag.starts(),
             };
             if !unrecorded {
                 keep.push(f);
@@ -187,9 +168,12 @@ impl Daemon {
         let now = now();
         for name in gone {
             let e = self.pmf.tags.get_mut(&name).expect("listed");
-            let fx = e
-                .tag
-                .stop(e.tag.spec.stop_signal, e.tag.spec.stop_timeout, StopMode::Remove, now);
+            let fx = e.tag.stop(
+                e.tag.spec().stop_signal,
+                e.tag.spec().stop_timeout,
+                StopMode::Remove,
+                now,
+            );
             self.apply(&name, fx);
             report.stopped.push(name.to_string());
         }
@@ -200,16 +184,11 @@ impl Daemon {
                     self.insert_and_start(name.clone(), spec, true);
                     report.started.push(name.to_string());
                 }
-                Some(e) if e.tag.spec == spec && e.from_config => report.unchanged.push(name.to_string()),
+                Some(e) if *e.tag.spec() == spec && e.from_config => report.unchanged.push(name.to_string()),
                 Some(e) => {
                     e.from_config = true;
-                    e.tag.spec = spec;
+                    let fx = e.tag.respec(spec, now);
                     self.pmf.dirty.insert(name.clone());
-                    let fx = if e.tag.tree.is_empty() && !e.tag.is_active() {
-                        e.tag.start().unwrap_or_default()
-                    } else {
-                        e.tag.restart(now)
-                    };
                     self.apply(&name, fx);
                     report.restarted.push(name.to_string());
                 }

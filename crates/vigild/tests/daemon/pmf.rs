@@ -42,10 +42,27 @@ fn budget_spent_without_action_fails_and_stays_stopped() {
     assert_eq!(st.last_exit.map(|e| e.1), Some(ExitStatus::Code(3)));
     assert!(st.reason.unwrap().contains("retry budget spent"));
     assert!(st.procs.is_empty());
-    // Failed stays failed: nothing restarts it behind the user's back.
+    // Failed stays failed: nothing restarts it behind the user's back. Only a later step could: one that
+    // changes a tag (which looks again at the tags that wait), or a timer. A witness tag restarted after a
+    // 300 ms backoff makes both: its exit and its start change a tag, and vigild fires timers in the order
+    // of their deadlines, so once the witness's restart is in the event list, every timer due within
+    // 300 ms of flaky's failure has fired, and whatever it started would be there too.
     let events = v.tag_events("flaky").len();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(v.tag_events("flaky").len(), events);
+    let mut witness = sh("witness", "exit 1");
+    witness.retries = 1;
+    witness.backoff = Some(vigil_client::proto::Backoff {
+        min_ms: 300,
+        max_ms: 300,
+    });
+    v.run(witness);
+    wait_for("the witness's restart after its backoff", || {
+        v.tag_events("witness")
+            .iter()
+            .any(|e| e.name == "sys.vigil.pmf.tag.restart")
+            .then_some(())
+    });
+    assert_eq!(v.tag_events("flaky").len(), events, "{:?}", v.tag_events("flaky"));
+    assert_eq!(v.status("flaky").state, "failed");
     // An explicit start gives it a fresh budget.
     v.client().start("flaky").unwrap();
     let st = v.wait_state("flaky", "failed");
@@ -222,26 +239,86 @@ fn backoff_spaces_restarts() {
     assert!(times[1] - exits[1] >= 600, "second backoff doubles");
 }
 
+/// The sequence number of `tag`'s first event named `name`.
+fn first_seq(events: &[vigil_client::proto::Event], tag: &str, name: &str) -> Option<u64> {
+    events
+        .iter()
+        .find(|e| e.subject == tag && e.name == name)
+        .map(|e| e.seq)
+}
+
 #[test]
 fn after_orders_starts_and_logs_capture_output() {
+    // app comes first in the file (and in name order), so without the `after` gate it would start first.
     let v = Vigild::start_with(Some(
         r#"
-[tag.db]
-command = ["sh", "-c", "sleep 0.5; echo db-ready; exec sleep 1000"]
 [tag.app]
 command = ["sh", "-c", "echo app-out; echo app-err >&2; exec sleep 1000"]
 after = ["db"]
+[tag.db]
+command = ["sh", "-c", "echo db-ready; exec sleep 1000"]
 "#,
     ));
     let app = v.wait_state("app", "running");
     let db = v.status("db");
     assert!(app.started_ms.unwrap() >= db.started_ms.unwrap());
+    let events = v.events();
+    let db_start = first_seq(&events, "db", "sys.vigil.pmf.tag.start").expect("db started");
+    let app_start = first_seq(&events, "app", "sys.vigil.pmf.tag.start").expect("app started");
+    assert!(
+        db_start < app_start,
+        "app started (event {app_start}) before db (event {db_start})"
+    );
     let log = wait_for("app's output in its log", || {
         std::fs::read_to_string(&app.log_path)
             .ok()
             .filter(|l| l.contains("app-err"))
     });
     assert!(log.contains("app-out"));
+}
+
+#[test]
+fn a_tag_waits_for_a_stopped_dependency_and_starts_when_it_runs() {
+    let v = Vigild::start();
+    let mut c = v.client();
+    v.run(sh("base", "exec sleep 1000"));
+    c.stop("base", None, None).unwrap();
+    v.wait_state("base", "stopped");
+    let mut spec = sh("upper", "exec sleep 1000");
+    spec.after = vec!["base".into()];
+    let st = v.run(spec);
+    assert_eq!(st.state, "waiting", "upper waits for base, which is stopped");
+    assert_eq!(st.main_pid, None);
+    // Any later step that changes a tag looks again at the waiting ones: another tag's start and exit
+    // are two such steps, and upper must still be waiting after them.
+    v.run(sh("bystander", "exit 0"));
+    wait_for("bystander's exit", || {
+        v.tag_events("bystander")
+            .iter()
+            .any(|e| e.name == "sys.vigil.pmf.tag.exit")
+            .then_some(())
+    });
+    let st = v.status("upper");
+    assert_eq!(st.state, "waiting", "upper must not start while base is stopped");
+    assert!(st.procs.is_empty());
+    assert!(
+        v.tag_events("upper").is_empty(),
+        "no start, no exit: {:?}",
+        v.tag_events("upper")
+    );
+    // base runs again: upper leaves Waiting, after base's start.
+    c.start("base").unwrap();
+    let upper = v.running_pid("upper", None);
+    assert!(alive(upper));
+    let events = v.events();
+    let base_starts: Vec<u64> = events
+        .iter()
+        .filter(|e| e.subject == "base" && e.name == "sys.vigil.pmf.tag.start")
+        .map(|e| e.seq)
+        .collect();
+    let upper_start = first_seq(&events, "upper", "sys.vigil.pmf.tag.start").expect("upper started");
+    assert_eq!(base_starts.len(), 2, "{events:?}");
+    assert!(base_starts[1] < upper_start, "upper started before base's second start");
 }
 
 #[test]

@@ -69,8 +69,10 @@ fn review_helper() {
             for i in 0..1100 {
                 let r = c.request(Request::CmapTrackAdd {
                     map: CmapMap::Stats,
-                    key: "stats.".into(),
-                    flags: 8 | 4 | 2 | 1,
+                    // One key that no step changes: 1,024 tracks of the whole statistics prefix would be
+                    // notified of every statistics write, which under load took this loop past its deadline.
+                    key: "stats.vigil.review.untouched".into(),
+                    flags: 4 | 2 | 1,
                     context: i,
                 });
                 match r {
@@ -123,6 +125,9 @@ fn a_user_holds_a_bounded_number_of_cmap_tracks() {
             context: 0,
         })
         .is_ok());
-    let r = as_nobody(&v, "tracks");
-    assert!(r.starts_with("1024 "), "{r}");
+    // vigild lets go of the first connection's tracks when it reads that connection's end, which can come
+    // after the next connection's first requests: wait for it, with a deadline.
+    wait_for("nobody's tracks to be let go with its connection", || {
+        Some(as_nobody(&v, "tracks")).filter(|r| r.starts_with("1024 "))
+    });
 }
