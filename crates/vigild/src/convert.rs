@@ -7,7 +7,7 @@ use vigil_core::{Exit, ProcId, Tag, TagEvent, TagName, TagSpec, TagState, Timest
 use vigil_proto as proto;
 use vigil_store as store;
 
-use crate::events::{attr_b, attr_i, attr_s, Attr};
+use crate::events::attr::{attr_b, attr_i, attr_s, Attr};
 
 pub fn exit_from_wait(s: vigil_sys::WaitStatus) -> Exit {
     match s {

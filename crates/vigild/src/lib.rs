@@ -1,37 +1,38 @@
 //! vigild: one per node. It owns all state, serves the Unix socket and supervises processes.
 //!
-//! `run` is the whole daemon; `main.rs` only parses options. One loop owns the state
+//! [`run`] is the whole daemon, on the caller's runtime and listener; [`run_daemon`] gives it a runtime of its
+//! own, and `main.rs` only parses options. One loop owns the state
 //! ([`state::Daemon`]); connections, pidfd watchers and signals send it messages.
 
 // The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod cluster;
-mod cluster_conn;
-pub mod cluster_events;
 pub mod cmap;
 pub mod config;
+pub mod conn;
 pub mod convert;
-pub mod drain;
 pub mod events;
 pub mod fit;
-pub mod handlers;
-pub mod health;
-pub mod lineage;
-pub mod logs;
-pub mod marks;
-pub mod nodes;
-pub mod procs;
+pub mod msg;
+pub mod node;
+pub mod pmf;
 pub mod psm;
-pub mod quorum_lease;
-pub mod remote;
-pub mod restore;
+pub mod router;
+#[cfg(test)]
+mod run_tests;
 pub mod sam;
 pub mod server;
 pub mod spec;
 pub mod state;
+pub mod storage;
+#[cfg(test)]
+mod tidy_tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+// `vigild::marks::VAR` names the start marker for tests that forge one.
+pub use pmf::marks;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,8 +42,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::server::Msg;
-use crate::state::{now, Daemon, Paths, SharedFd};
+use crate::clock::now;
+use crate::cluster::view::Cluster;
+use crate::events::subscription::Events;
+use crate::node::{Node, Paths};
+use crate::pmf::state::Pmf;
+use crate::state::{Daemon, SharedFd};
+use crate::storage::Storage;
 
 /// How vigild was started.
 #[derive(Debug, Clone)]
@@ -76,15 +82,27 @@ pub enum Exit {
     Reexec,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or a re-exec request.
-pub fn run(opts: Options) -> anyhow::Result<Exit> {
+/// Runs the daemon on a runtime of its own until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or
+/// a re-exec request: what the `vigild` program does.
+pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
     // The loop owns all state and runs on this thread; connections and pidfd watchers run on one worker,
     // so that a storm of process events cannot keep requests from being read.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(serve(opts))
+    rt.block_on(run(opts, None, std::future::pending()))
+}
+
+/// The daemon as a library function, on the caller's runtime: serves `listener` (None: binds
+/// `opts.socket` once the state dir is this vigild's) until SIGTERM, SIGINT or `shutdown` stops every tag
+/// (`Exit::Shutdown`), or a re-exec is asked for (`Exit::Reexec`, which the caller carries out).
+pub async fn run(
+    opts: Options,
+    listener: Option<tokio::net::UnixListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Exit> {
+    serve(opts, listener, shutdown).await
 }
 
 /// The state dir's mode: only vigild's user lists or changes it. Others keep search permission (x) so
@@ -161,7 +179,11 @@ fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-async fn serve(opts: Options) -> anyhow::Result<Exit> {
+async fn serve(
+    opts: Options,
+    listener: Option<tokio::net::UnixListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Exit> {
     prepare_dirs(&opts)?;
     let uid = vigil_sys::getuid();
     let gid = vigil_sys::getgid();
@@ -178,7 +200,6 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     if let Some(n) = opts.max_connections_per_uid {
         settings.max_connections_per_uid = n;
     }
-    let settings_psm = settings.psm;
     let settings_cmap = cmap::Cmap::from_settings(&settings);
     // Held until serve returns, after the shutdown copy: `vigild --recover` waits for none of it.
     let _state_lock = vigil_store::lock_state_dir(&opts.state_dir)?;
@@ -192,7 +213,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     store.set_events_kept(settings.events_kept);
     // Bound once the store is ours (redb locks it), so no other vigild is using this state dir; before any
     // tag starts, since their environment names it.
-    let notify = match vigil_sys::NotifySocket::bind(&opts.state_dir.join(health::NOTIFY_SOCKET_NAME)) {
+    let notify = match vigil_sys::NotifySocket::bind(&opts.state_dir.join(pmf::health::NOTIFY_SOCKET_NAME)) {
         Ok(s) => Some(Arc::new(s)),
         Err(e) => {
             warn!("no notify socket ({e}): tags get no NOTIFY_SOCKET, and a watchdog cannot be fed");
@@ -211,7 +232,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             None
         }
     };
-    let limits = server::Limits::new(&settings, nofile, uid);
+    let limits = conn::Limits::new(&settings, nofile, uid);
     // Opened before anything is re-adopted, so that no fork is missed in between.
     let connector = match opts.tracking {
         Tracking::Scan => None,
@@ -226,7 +247,12 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             }
         },
     };
-    let listener = bind(&opts.socket)?;
+    let listener = match listener {
+        Some(l) => l,
+        None => bind(&opts.socket)?,
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut shutdown_asked = false;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut sigchld = signal(SignalKind::child())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -244,60 +270,47 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         Some(c) => cluster::node_id(c, &node, &opts.state_dir).await?,
         None => 1,
     };
-    let logs = logs::Logs::new(opts.state_dir.join("logs"), settings.log_max_bytes, settings.log_keep)?;
+    let logs = pmf::logs::Logs::new(opts.state_dir.join("logs"), settings.log_max_bytes, settings.log_keep)?;
     let seq = store.last_seq()?;
     let mut d = Daemon {
-        paths: Paths {
-            state_dir: opts.state_dir.clone(),
-            socket: opts.socket.clone(),
-            config: opts.config.clone(),
+        node: Node {
+            paths: Paths {
+                state_dir: opts.state_dir.clone(),
+                socket: opts.socket.clone(),
+                config: opts.config.clone(),
+            },
+            settings,
+            name: node.clone(),
+            id: node_id,
+            uid,
+            gid,
+            started: now(),
+            tx: tx.clone(),
+            shutting_down: false,
+            reexec: None,
+            reexec_now: false,
         },
-        settings,
-        store,
-        tags: BTreeMap::new(),
-        procs: HashMap::new(),
-        actions: HashMap::new(),
-        probe_children: HashMap::new(),
-        notify,
-        notify_rescan: None,
-        connector,
-        lineage: Default::default(),
-        timers: BTreeSet::new(),
-        waiters: Vec::new(),
-        subscriptions: Vec::new(),
-        node: node.clone(),
-        node_id,
-        cluster: opts.cluster.as_ref().map(|_| Default::default()),
-        cluster_cmds: None,
-        psm_changed: true,
+        store: Storage::new(store),
+        pmf: Pmf::new(notify, connector, logs, marks::Marks::load(&opts.state_dir)?),
         psm: Default::default(),
         cmap: settings_cmap,
         sam: Default::default(),
-        exit_retries: Vec::new(),
-        users: HashMap::new(),
-        psm_limits: settings_psm,
-        seq,
-        batch: Default::default(),
-        unpersisted: Default::default(),
-        store_failing: None,
-        dirty: BTreeSet::new(),
+        cluster: Cluster {
+            view: opts.cluster.as_ref().map(|_| Default::default()),
+            cmds: None,
+        },
+        events: Events {
+            seq,
+            subscriptions: Vec::new(),
+        },
         outbox: Vec::new(),
-        logs,
-        tx: tx.clone(),
-        started: now(),
-        uid,
-        gid,
-        shutting_down: false,
-        rescan_waiting: true,
-        reexec: None,
-        reexec_now: false,
-        marks: marks::Marks::load(&opts.state_dir)?,
     };
-    if let Some(view) = &mut d.cluster {
+
+    if let Some(view) = &mut d.cluster.view {
         // A node that never published starts the cluster stream with this run's events.
-        view.first_seq = d.seq;
+        view.first_seq = d.events.seq;
     }
-    if d.store.is_fresh() {
+    if d.store.db.is_fresh() {
         // The first start on this state dir creates the node's process set.
         d.emit("psm", "sys.unix.psm.set.create", vec![]);
     }
@@ -333,7 +346,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         tracking = d.tracking_mode(),
         "vigild {} ready with {} tag(s)",
         env!("CARGO_PKG_VERSION"),
-        d.tags.len()
+        d.pmf.tags.len()
     );
 
     let leave = opts.cluster.clone().map(|c| {
@@ -353,17 +366,17 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         tokio::spawn(cluster::run(c, me, tx.clone(), cmd_rx));
         cmd_tx
     });
-    d.cluster_cmds = leave.clone();
+    d.cluster.cmds = leave.clone();
     tokio::spawn(server::accept_loop(listener, tx, limits));
-    let connector_fd = match &d.connector {
+    let connector_fd = match &d.pmf.connector {
         Some(c) => Some(SharedFd::register(c.clone())?),
         None => None,
     };
-    let notify_fd = match &d.notify {
+    let notify_fd = match &d.pmf.notify {
         Some(n) => Some(SharedFd::register(n.clone())?),
         None => None,
     };
-    let inotify_fd = match &d.logs.inotify {
+    let inotify_fd = match &d.pmf.logs.inotify {
         Some(i) => Some(SharedFd::register(i.clone())?),
         None => None,
     };
@@ -393,30 +406,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
                     }
                 }
                 for msg in batch {
-                    match msg {
-                        // A connection closed for reading too slowly gets no more work done for it.
-                        Msg::Request { out, .. } if out.is_killed() => {}
-                        Msg::Request { caller, id, req, out, held } => {
-                            if let Some(answer) = d.handle(caller, id, req, &out) {
-                                d.reply(&out, id, answer);
-                            }
-                            // Handled: its bytes leave the uid's budget of requests waiting for the loop.
-                            drop(held);
-                        }
-                        Msg::Exited { pid, start_time } => d.on_exited(pid, start_time),
-                        Msg::Closed { conn } => {
-                            d.on_closed(conn);
-                            d.sam_on_closed(conn);
-                            d.drop_waiters(conn);
-                        }
-                        Msg::ProbeDone { tag, instance, index, pid, result } => {
-                            d.on_probe_done(&tag, instance, index, pid, result)
-                        }
-                        Msg::Cluster(m) => d.on_cluster(m),
-                        Msg::RunChecked { caller, id, run, once, out, result } => {
-                            d.on_run_checked(caller, id, run, once, &out, result)
-                        }
-                    }
+                    d.on_msg(msg);
                 }
                 d.psm_mirror();
             }
@@ -430,15 +420,19 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             }
             ready = async { match &inotify_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
                 if let Ok(mut guard) = ready {
-                    d.logs.on_inotify();
+                    d.pmf.logs.on_inotify();
                     guard.clear_ready();
                 }
             }
             _ = async { match deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => d.on_timers(),
             _ = sigterm.recv() => d.begin_shutdown(),
             _ = sigint.recv() => d.begin_shutdown(),
+            _ = &mut shutdown, if !shutdown_asked => {
+                shutdown_asked = true;
+                d.begin_shutdown();
+            }
             _ = sighup.recv() => match d.check_config() {
-                Ok(()) => d.reexec_now = true,
+                Ok(()) => d.node.reexec_now = true,
                 Err(e) => tracing::error!("SIGHUP: not re-executing: {}", e.message),
             },
         }
@@ -449,12 +443,12 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         if d.shutdown_done() {
             break Exit::Shutdown;
         }
-        if let Some(rx) = &mut d.reexec {
+        if let Some(rx) = &mut d.node.reexec {
             // Let the reply reach the client before the process image goes away.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx).await;
             break Exit::Reexec;
         }
-        if d.reexec_now {
+        if d.node.reexec_now {
             break Exit::Reexec;
         }
     };
@@ -469,7 +463,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
     if let Exit::Shutdown = exit {
         // The way back if the file is damaged later: a copy of it as it is now, whole and verified at start.
         let t = std::time::Instant::now();
-        match d.store.close_keeping_previous() {
+        match d.store.db.close_keeping_previous() {
             Ok(n) => info!(
                 "kept a copy of the state file as {} ({n} bytes, {} ms)",
                 vigil_store::previous_path(&opts.state_dir.join("state.redb")).display(),
@@ -478,7 +472,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
             Err(e) => error!("{e}"),
         }
         let _ = std::fs::remove_file(&opts.socket);
-        let _ = std::fs::remove_file(opts.state_dir.join(health::NOTIFY_SOCKET_NAME));
+        let _ = std::fs::remove_file(opts.state_dir.join(pmf::health::NOTIFY_SOCKET_NAME));
         info!("every tag is stopped; exiting");
     } else {
         info!("re-executing in place");

@@ -152,7 +152,7 @@ fn main() -> std::process::ExitCode {
         }),
         max_connections_per_uid: args.max_connections_per_uid.map(|n| n as usize),
     };
-    match vigild::run(opts) {
+    match vigild::run_daemon(opts) {
         Ok(vigild::Exit::Shutdown) => std::process::ExitCode::SUCCESS,
         Ok(vigild::Exit::Reexec) => {
             // Same pid, so vigild stays the parent of every process it started.

@@ -21,6 +21,7 @@ mod rel_fork;
 mod rel_kill;
 mod rel_store;
 mod remote;
+mod remote_store;
 mod sam;
 mod sam_compat;
 mod sam_faults;

@@ -17,13 +17,13 @@ const NOBODY: u32 = 65534;
 
 /// A tmpfs mounted on a directory for the life of the test; unmounted (lazily: the tags may still hold
 /// their logs open) and removed with its parent when dropped.
-struct Tmpfs {
-    mount: PathBuf,
+pub(crate) struct Tmpfs {
+    pub(crate) mount: PathBuf,
     parent: PathBuf,
 }
 
 impl Tmpfs {
-    fn mount(mount: &Path, size: &str) -> Tmpfs {
+    pub(crate) fn mount(mount: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir(mount).unwrap();
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
@@ -46,7 +46,7 @@ impl Drop for Tmpfs {
 }
 
 /// Writes zeros into `path` until the file system is full.
-fn fill(path: &Path) {
+pub(crate) fn fill(path: &Path) {
     let mut f = std::fs::File::create(path).unwrap();
     let chunk = vec![0u8; 64 << 10];
     loop {

@@ -2,63 +2,21 @@
 //! `resources.process.<pid>.*` with corosync's names and types, the `sys.vigil.sam.*` events, and the
 //! node's quorum (votequorum's rule over `quorum.expected_votes`) pushed to the supervisors that track it.
 
-use std::collections::{BTreeMap, HashMap};
-
 use vigil_core::cmap::CmapValue as V;
 use vigil_core::sam::Policy;
-use vigil_proto::{ErrorCode, Response, SamChange, SamInfo, SamProcess, SamState, ServerMsg, WireError, SAM_DATA_MAX};
+use vigil_proto::{ErrorCode, Response, SamChange, SamInfo, SamProcess, ServerMsg, WireError, SAM_DATA_MAX};
 use vigil_store::SamRecord;
 
-use crate::events::{attr_b, attr_i, attr_s};
-use crate::server::{Caller, ConnTx, Outgoing};
-use crate::state::{now, Daemon};
+use crate::clock::now;
+use crate::conn::{Caller, ConnTx, Outgoing};
+use crate::events::attr::{attr_b, attr_i, attr_s};
+use crate::state::Daemon;
+
+pub mod state;
+
+pub use state::*;
 
 type Answer = Result<Response, WireError>;
-
-/// The key that sets the node's expected votes; the one key under `quorum.` users may write.
-pub const EXPECTED_VOTES_KEY: &str = "quorum.expected_votes";
-
-/// This node's votes.
-const NODE_VOTES: u32 = 1;
-
-/// One supervised application.
-pub struct SamEntry {
-    pub record: SamRecord,
-    pub data: Option<Vec<u8>>,
-    /// The supervisor's connection, while it has one.
-    pub conn: Option<u64>,
-}
-
-/// SAM's state in vigild.
-#[derive(Default)]
-pub struct Sam {
-    pub procs: BTreeMap<i32, SamEntry>,
-    /// Connections that asked for quorum changes.
-    pub quorum_conns: HashMap<u64, ConnTx>,
-    pub quorate: bool,
-    /// Connections that asked for quorum with its deadline (`QuorumLeaseTrack`).
-    pub lease_conns: HashMap<u64, ConnTx>,
-    /// Cluster mode: etcd cannot expire this node's lease before this instant (the last keepalive).
-    pub lease_until: Option<std::time::Instant>,
-}
-
-fn state_code(s: SamState) -> u8 {
-    match s {
-        SamState::Stopped => 0,
-        SamState::Running => 1,
-        SamState::WaitingForQuorum => 2,
-        SamState::Failed => 3,
-    }
-}
-
-fn state_of(code: u8) -> SamState {
-    match code {
-        1 => SamState::Running,
-        2 => SamState::WaitingForQuorum,
-        3 => SamState::Failed,
-        _ => SamState::Stopped,
-    }
-}
 
 fn bad(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidArgument, msg)
@@ -111,7 +69,7 @@ impl Daemon {
             if !alive(&e.record) {
                 // Left by a supervisor that is gone; its pid now names another process.
                 self.sam.procs.remove(&pid);
-                self.batch.delete_sam.push(pid);
+                self.store.batch.delete_sam.push(pid);
             } else {
                 return Err(WireError::new(
                     ErrorCode::PermissionDenied,
@@ -175,7 +133,7 @@ impl Daemon {
         }
         if let SamChange::Data(d) = &change {
             entry.data = d.clone();
-            self.batch.put_sam_data.push((pid, d.clone()));
+            self.store.batch.put_sam_data.push((pid, d.clone()));
         }
         let record = entry.record.clone();
         let subject = format!("sam/{pid}");
@@ -214,7 +172,7 @@ impl Daemon {
         match change {
             SamChange::Quit { failed, .. } => {
                 self.sam.procs.remove(&pid);
-                self.batch.delete_sam.push(pid);
+                self.store.batch.delete_sam.push(pid);
                 if policy.cmap() {
                     if failed {
                         self.sam_cmap_keys(&record, policy, false);
@@ -230,7 +188,7 @@ impl Daemon {
                 }
             }
             _ => {
-                self.batch.put_sam.push(record.clone());
+                self.store.batch.put_sam.push(record.clone());
                 if policy.cmap() {
                     self.sam_cmap_keys(&record, policy, from_child);
                 }
@@ -245,7 +203,7 @@ impl Daemon {
         if !self.quota_applies(uid) {
             return Ok(());
         }
-        let limit = self.settings.quotas.sam_data_per_uid;
+        let limit = self.node.settings.quotas.sam_data_per_uid;
         let held: u64 = self
             .sam
             .procs
@@ -318,7 +276,7 @@ impl Daemon {
             .collect();
         for pid in gone {
             let Some(e) = self.sam.procs.remove(&pid) else { continue };
-            self.batch.delete_sam.push(pid);
+            self.store.batch.delete_sam.push(pid);
             self.emit(
                 &format!("sam/{pid}"),
                 "sys.vigil.sam.lost",
@@ -332,7 +290,7 @@ impl Daemon {
 
     /// Loads the records; those whose supervisor died meanwhile are reported lost.
     pub fn sam_restore(&mut self) -> anyhow::Result<()> {
-        for (r, data) in self.store.sam()? {
+        for (r, data) in self.store.db.sam()? {
             let policy = Policy::new(r.policy).ok();
             self.sam.procs.insert(
                 r.pid,
@@ -378,7 +336,7 @@ impl Daemon {
     /// The votes this node counts: its own alone; in cluster mode, the nodes that are up while this
     /// node's lease is alive, and none without it (docs/cluster.md, "Quorum").
     fn votes(&self) -> u32 {
-        match &self.cluster {
+        match &self.cluster.view {
             None => NODE_VOTES,
             Some(view) => view.votes(),
         }
@@ -431,10 +389,11 @@ impl Daemon {
             other => return Err(bad(format!("{EXPECTED_VOTES_KEY} is a u32, not {}", other.ty()))),
         };
         self.cmap_internal(EXPECTED_VOTES_KEY, V::U32(n));
-        self.batch.delete_cmap.retain(|k| k != EXPECTED_VOTES_KEY);
-        self.batch
+        self.store.batch.delete_cmap.retain(|k| k != EXPECTED_VOTES_KEY);
+        self.store
+            .batch
             .put_cmap
-            .push((EXPECTED_VOTES_KEY.into(), crate::cmap::to_record(&V::U32(n))));
+            .push((EXPECTED_VOTES_KEY.into(), crate::cmap::map::to_record(&V::U32(n))));
         self.quorum_update(false);
         Ok(Response::Ok)
     }
@@ -444,7 +403,7 @@ fn cmap_prefix(pid: i32) -> String {
     format!("resources.process.{pid}.")
 }
 
-fn exit_attrs(status: i32) -> Vec<(String, crate::events::Attr)> {
+fn exit_attrs(status: i32) -> Vec<(String, crate::events::attr::Attr)> {
     if status & 0x7f == 0 {
         vec![attr_i("code", ((status >> 8) & 0xff) as i64)]
     } else {

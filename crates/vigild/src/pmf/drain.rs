@@ -1,4 +1,4 @@
-//! Reading the process connector: forks add to trees, exits end processes (see `crate::lineage` for
+//! Reading the process connector: forks add to trees, exits end processes (see `super::lineage` for
 //! how each event is attributed).
 //!
 //! Events are taken in order, so that a pid reused within one read is never confused with the process
@@ -15,8 +15,9 @@ use tracing::warn;
 use vigil_core::{Exit, TagName};
 use vigil_sys::WaitStatus;
 
-use crate::lineage::{Adopted, Watch};
-use crate::state::{now, Daemon};
+use crate::clock::now;
+use crate::pmf::lineage::{Adopted, Watch};
+use crate::state::Daemon;
 
 /// Reads of the connector in one drain: a bound, so that a storm of short-lived forks cannot hold the
 /// loop. What is left is read on the next turn of the loop (the socket stays readable).
@@ -36,18 +37,19 @@ struct Drain<'a> {
 
 impl Watch for Drain<'_> {
     fn owner(&self, pid: i32) -> Option<(TagName, u32)> {
-        let tag = self.d.procs.get(&pid)?.tag.as_ref()?;
-        let depth = self.d.tags.get(tag)?.tag.tree().get(pid)?.depth;
+        let tag = self.d.pmf.procs.get(&pid)?.tag.as_ref()?;
+        let depth = self.d.pmf.tags.get(tag)?.tag.tree().get(pid)?.depth;
         Some((tag.clone(), depth))
     }
 
     fn is_watched(&self, pid: i32) -> bool {
-        self.d.procs.contains_key(&pid)
+        self.d.pmf.procs.contains_key(&pid)
     }
 
     fn is_stale(&self, pid: i32) -> bool {
         // Gone too is not proof: it may be this very process, found by a scan before its fork was read.
         self.d
+            .pmf
             .procs
             .get(&pid)
             .is_some_and(|w| vigil_sys::start_time(pid).is_ok_and(|st| st != w.id.start_time))
@@ -56,7 +58,7 @@ impl Watch for Drain<'_> {
     fn exited(&mut self, pid: i32, status: Option<WaitStatus>) {
         let exit = match status {
             Some(s) => crate::convert::exit_from_wait(s),
-            None => match self.d.procs.get(&pid).map(|w| w.pidfd.exit_status()) {
+            None => match self.d.pmf.procs.get(&pid).map(|w| w.pidfd.exit_status()) {
                 Some(Ok(Some(s))) => crate::convert::exit_from_wait(s),
                 _ => Exit::Unknown,
             },
@@ -69,7 +71,7 @@ impl Watch for Drain<'_> {
     }
 
     fn adopt(&mut self, tag: &TagName, pid: i32, depth: u32) -> Adopted {
-        if !self.d.tags.contains_key(tag) {
+        if !self.d.pmf.tags.contains_key(tag) {
             return Adopted::Unowned;
         }
         self.d.adopt_child(tag, pid, depth)
@@ -83,10 +85,10 @@ impl Watch for Drain<'_> {
 impl Daemon {
     /// Reads the pending process connector events (see the module's comment).
     pub fn drain_connector(&mut self) {
-        let Some(conn) = self.connector.clone() else {
+        let Some(conn) = self.pmf.connector.clone() else {
             return;
         };
-        let mut lineage = std::mem::take(&mut self.lineage);
+        let mut lineage = std::mem::take(&mut self.pmf.lineage);
         let mut dr = Drain {
             d: self,
             pending: BTreeMap::new(),
@@ -116,13 +118,13 @@ impl Daemon {
             }
         }
         let Drain { pending, lost, .. } = dr;
-        self.lineage = lineage;
+        self.pmf.lineage = lineage;
         // Descendants are looked for before any tag is judged empty.
         if overrun {
             warn!("process connector overrun: rescanning every tree");
             // Exits may have been lost with the rest: what the lineage holds may name reused pids.
-            self.lineage.clear();
-            let names: Vec<TagName> = self.tags.keys().cloned().collect();
+            self.pmf.lineage.clear();
+            let names: Vec<TagName> = self.pmf.tags.keys().cloned().collect();
             self.rescan_all(&names);
         } else if !lost.is_empty() {
             warn!(
@@ -133,7 +135,7 @@ impl Daemon {
             self.rescan_all(&names);
         }
         for (tag, (watched, last)) in pending {
-            let fx = match self.tags.get_mut(&tag) {
+            let fx = match self.pmf.tags.get_mut(&tag) {
                 Some(e) => e.tag.judge_exits(watched, last, now()),
                 None => continue,
             };

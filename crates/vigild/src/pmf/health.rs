@@ -21,9 +21,10 @@ use tracing::{debug, trace, warn};
 use vigil_core::health::{parse_notify, HttpUrl};
 use vigil_core::{Effect, Exit, ProbeCheck, TagName};
 
-use crate::procs::Role;
-use crate::server::Msg;
-use crate::state::{now, Daemon};
+use crate::clock::now;
+use crate::msg::Msg;
+use crate::pmf::procs::Role;
+use crate::state::Daemon;
 
 /// The notify socket's file in the state directory.
 pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
@@ -37,7 +38,7 @@ const NOTIFY_BATCH: usize = 256;
 impl Daemon {
     /// Reads waiting notify datagrams; true when the socket is empty.
     pub fn drain_notify(&mut self) -> bool {
-        let Some(sock) = self.notify.clone() else {
+        let Some(sock) = self.pmf.notify.clone() else {
             return true;
         };
         for _ in 0..NOTIFY_BATCH {
@@ -57,7 +58,7 @@ impl Daemon {
     }
 
     fn tag_of_pid(&self, pid: i32) -> Option<TagName> {
-        self.procs.get(&pid).and_then(|w| w.tag.clone())
+        self.pmf.procs.get(&pid).and_then(|w| w.tag.clone())
     }
 
     /// A datagram from `pid`: only a process of a tag may speak, and only for that tag.
@@ -67,14 +68,17 @@ impl Daemon {
             return;
         }
         let mut name = self.tag_of_pid(pid);
-        if name.is_none() && self.connector.is_none() {
+        if name.is_none() && self.pmf.connector.is_none() {
             // Without fork events a new child of a tag is unknown until a scan finds it. Scan at most once
             // a second, so that datagrams from strangers cannot keep vigild reading /proc.
-            let due = self.notify_rescan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            let due = self
+                .pmf
+                .notify_rescan
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
             if due {
-                self.notify_rescan = Some(Instant::now());
+                self.pmf.notify_rescan = Some(Instant::now());
                 let table = vigil_sys::ProcTable::snapshot();
-                let names: Vec<TagName> = self.tags.keys().cloned().collect();
+                let names: Vec<TagName> = self.pmf.tags.keys().cloned().collect();
                 for n in names {
                     self.rescan_with(&n, &table);
                 }
@@ -85,13 +89,13 @@ impl Daemon {
             debug!(pid, "notify from a process of no tag: ignored");
             return;
         };
-        let Some(e) = self.tags.get_mut(&name) else { return };
+        let Some(e) = self.pmf.tags.get_mut(&name) else { return };
         trace!(tag = %name, pid, "notify: {text:?}");
         let before = (e.tag.health().ready, e.tag.health().status.clone());
         match e.tag.notified(pid, &msgs, now()) {
             Ok(fx) => {
                 if (e.tag.health().ready, &e.tag.health().status) != (before.0, &before.1) {
-                    self.dirty.insert(name.clone());
+                    self.pmf.dirty.insert(name.clone());
                 }
                 self.apply(&name, fx);
             }
@@ -102,13 +106,14 @@ impl Daemon {
     /// Carries out `Effect::RunProbe`.
     pub fn run_probe(&mut self, name: &TagName, index: usize, instance: u64) -> Vec<Effect> {
         let Some(spec) = self
+            .pmf
             .tags
             .get(name)
             .and_then(|e| e.tag.spec().health.probes.get(index).cloned())
         else {
             return vec![];
         };
-        let tx = self.tx.clone();
+        let tx = self.node.tx.clone();
         let tag = name.clone();
         let timeout = spec.timeout;
         let late = move || format!("no answer within {} ms", timeout.as_millis());
@@ -116,7 +121,7 @@ impl Daemon {
             ProbeCheck::Exec { command } => match self.start_process(name, &command, Role::Probe) {
                 Ok(sp) => {
                     let (reply, exited) = tokio::sync::oneshot::channel();
-                    self.probe_children.insert(sp.pid, reply);
+                    self.pmf.probe_children.insert(sp.pid, reply);
                     let pid = sp.pid;
                     tokio::spawn(async move {
                         let result = match tokio::time::timeout(timeout, exited).await {
@@ -136,6 +141,7 @@ impl Daemon {
                     vec![]
                 }
                 Err(e) => self
+                    .pmf
                     .tags
                     .get_mut(name)
                     .map(|en| en.tag.probe_done(instance, index, Err(e.reason), now()))
@@ -185,7 +191,7 @@ impl Daemon {
         pid: Option<i32>,
         result: Result<(), String>,
     ) {
-        if let Some(pid) = pid.filter(|p| self.probe_children.contains_key(p)) {
+        if let Some(pid) = pid.filter(|p| self.pmf.probe_children.contains_key(p)) {
             // Not reaped yet, so the pid (its process group's id too) is still this probe's.
             if let Err(e) = vigil_sys::kill_process_group(pid, libc::SIGKILL) {
                 debug!(tag = %name, pid, "killing a late probe: {e}");
@@ -194,7 +200,7 @@ impl Daemon {
         if let Err(e) = &result {
             debug!(tag = %name, index, "probe failed: {e}");
         }
-        let fx = match self.tags.get_mut(name) {
+        let fx = match self.pmf.tags.get_mut(name) {
             Some(e) => e.tag.probe_done(instance, index, result, now()),
             None => return,
         };
@@ -203,7 +209,7 @@ impl Daemon {
 
     /// Kills every running exec probe (vigild is stopping).
     pub fn kill_probes(&mut self) {
-        for pid in self.probe_children.keys() {
+        for pid in self.pmf.probe_children.keys() {
             let _ = vigil_sys::kill_process_group(*pid, libc::SIGKILL);
         }
     }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use etcd_client::{Client, GetOptions, PutOptions};
 use tokio::time::{timeout, Instant};
 
-use crate::cluster::{call, connect, ClusterOptions};
+use super::etcd::{call, connect, Keys};
+use super::records::ClusterOptions;
 
 /// The member that last answered, by its index in `--cluster`: where the next connection starts. One
 /// per process, as vigild is a member of one cluster.
@@ -116,6 +117,13 @@ pub(crate) async fn put_retrying(
             client = c;
         }
     }
+}
+
+/// A client of one etcd member that answers, for reads that need no leader (serializable reads,
+/// watches): the members are tried in turn, since a client balanced over all of them may pick one that is
+/// down, and a member that lost its quorum still answers from what it has.
+pub(crate) async fn reader(opts: &ClusterOptions, keys: &Keys) -> anyhow::Result<Client> {
+    Ok(connect_any(opts, None, false, &keys.root).await?.0)
 }
 
 #[cfg(test)]

@@ -1,88 +1,20 @@
 //! The node's event stream: numbering, storing, filtering, and delivery to subscribers that never blocks
 //! vigild. A subscriber that falls behind loses events, and is told exactly which: loss is never silent.
 
+pub mod attr;
+pub mod subscription;
+
+pub use attr::{attr_b, attr_i, attr_s, Attr};
+pub use subscription::{Delivery, Events, Subscription};
+
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use vigil_proto::{ErrorCode, EventFilter, Response, ServerMsg, WireError};
 use vigil_store::{AttrRecord, EventRecord};
 
-use crate::server::{ConnTx, Outgoing};
-use crate::state::{now, Daemon};
-
-/// How many events may wait for one subscriber before it starts losing them (`daemon.subscriber_queue`).
-pub const SUBSCRIBER_QUEUE: usize = 4096;
-
-/// A typed attribute, as rules produce them.
-pub enum Attr {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-}
-
-pub fn attr_s(k: &str, v: impl Into<String>) -> (String, Attr) {
-    (k.to_string(), Attr::Str(v.into()))
-}
-
-pub fn attr_i(k: &str, v: i64) -> (String, Attr) {
-    (k.to_string(), Attr::Int(v))
-}
-
-pub fn attr_b(k: &str, v: bool) -> (String, Attr) {
-    (k.to_string(), Attr::Bool(v))
-}
-
-/// One subscriber: what it wants, its bounded queue, and what it has lost and not yet been told.
-pub struct Subscription {
-    pub conn: u64,
-    pub filter: EventFilter,
-    pub tx: mpsc::Sender<ServerMsg>,
-    pub lost: Option<(u64, u64)>,
-    /// While the stored backlog is being replayed: the last stored event examined. The replay is paged
-    /// through the bounded queue (as much as it has room for, more as the reader drains it), and live
-    /// events wait in the store until the replay reaches them.
-    pub replay: Option<u64>,
-}
-
-pub enum Delivery {
-    Ok,
-    Gone,
-}
-
-impl Subscription {
-    /// Queues one event without ever waiting: a full queue turns into a loss to report.
-    pub fn offer(&mut self, seq: u64, msg: ServerMsg) -> Delivery {
-        if !self.flush_lost() {
-            if self.tx.is_closed() {
-                return Delivery::Gone;
-            }
-            self.lost = self.lost.map(|(a, _)| (a, seq));
-            return Delivery::Ok;
-        }
-        match self.tx.try_send(msg) {
-            Ok(()) => Delivery::Ok,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.lost = Some((seq, seq));
-                Delivery::Ok
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
-        }
-    }
-
-    /// Tries to tell the subscriber what it lost; true when nothing is left untold.
-    pub fn flush_lost(&mut self) -> bool {
-        match self.lost {
-            None => true,
-            Some((from, to)) => {
-                if self.tx.try_send(ServerMsg::Lost { from, to }).is_ok() {
-                    self.lost = None;
-                    true
-                } else {
-                    false
-                }
-            }
-        }
-    }
-}
+use crate::clock::now;
+use crate::conn::{ConnTx, Outgoing};
+use crate::state::Daemon;
 
 impl Daemon {
     /// Numbers an event and queues it for the store; it reaches subscribers once it is stored.
@@ -90,7 +22,7 @@ impl Daemon {
     /// supervisor's reason, a failure text quoting what they sent), and every event is stored, kept for
     /// replay and copied to each subscriber, so one user's long text must not cost everyone memory and disk.
     pub fn emit(&mut self, subject: &str, name: &str, attrs: Vec<(String, Attr)>) {
-        self.seq += 1;
+        self.events.seq += 1;
         let attrs = attrs
             .into_iter()
             .map(|(k, v)| {
@@ -103,24 +35,24 @@ impl Daemon {
             })
             .collect();
         let ev = EventRecord {
-            seq: self.seq,
+            seq: self.events.seq,
             time_ms: now().as_millis(),
             name: name.into(),
-            node: self.node.clone(),
+            node: self.node.name.clone(),
             subject: subject.into(),
             attrs,
         };
         info!(seq = ev.seq, subject, "{name} {:?}", ev.attrs);
-        self.batch.events.push(ev);
+        self.store.batch.events.push(ev);
     }
 
     /// Hands stored events to every subscriber whose filter takes them.
     pub fn broadcast(&mut self, events: &[EventRecord]) {
-        if self.subscriptions.is_empty() {
+        if self.events.subscriptions.is_empty() {
             return;
         }
         let events: Vec<_> = events.iter().map(|e| self.event_to_wire(e)).collect();
-        self.subscriptions.retain_mut(|s| {
+        self.events.subscriptions.retain_mut(|s| {
             if s.replay.is_some() {
                 // The replay reads these from the store, in order, once it gets there.
                 return !s.tx.is_closed();
@@ -138,14 +70,14 @@ impl Daemon {
 
     /// Tells lagging subscribers what they lost, and feeds replays, as soon as their queue has room.
     pub fn flush_lost(&mut self) {
-        let mut subs = std::mem::take(&mut self.subscriptions);
+        let mut subs = std::mem::take(&mut self.events.subscriptions);
         subs.retain_mut(|s| {
             if s.flush_lost() && s.replay.is_some() {
                 self.replay_page(s);
             }
             !s.tx.is_closed()
         });
-        self.subscriptions = subs;
+        self.events.subscriptions = subs;
     }
 
     /// Queues the next stored events of a replay, as many as the queue has room for; a replay that
@@ -158,7 +90,7 @@ impl Daemon {
                 break;
             }
             // History trimmed under a slow replay is a loss, told like any other.
-            match self.store.first_seq() {
+            match self.store.db.first_seq() {
                 Ok(first) if first > cursor + 1 => {
                     s.lost = Some((cursor + 1, first - 1));
                     cursor = first - 1;
@@ -173,7 +105,7 @@ impl Daemon {
                     break;
                 }
             }
-            let chunk = match self.store.events_after(cursor, room.min(1000)) {
+            let chunk = match self.store.db.events_after(cursor, room.min(1000)) {
                 Ok(c) => c,
                 Err(e) => {
                     warn!("replay: {e}");
@@ -198,13 +130,14 @@ impl Daemon {
     }
 
     pub fn any_loss_untold(&self) -> bool {
-        self.subscriptions
+        self.events
+            .subscriptions
             .iter()
             .any(|s| s.lost.is_some() || s.replay.is_some())
     }
 
     pub fn event_to_wire(&self, e: &EventRecord) -> vigil_proto::Event {
-        crate::convert::event_to_wire(e, &self.node)
+        crate::convert::event_to_wire(e, &self.node.name)
     }
 
     /// Stored events above `after` that match, oldest first, at most `limit`.
@@ -214,6 +147,7 @@ impl Daemon {
         while out.len() < limit {
             let chunk = self
                 .store
+                .db
                 .events_after(cursor, 1000)
                 .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
             let Some(last) = chunk.last() else { break };
@@ -242,7 +176,7 @@ impl Daemon {
     /// Answers `id` with `Ok` and makes a bounded queue the connection's push stream (it replaces any
     /// earlier one); the sender feeds it.
     pub fn open_stream(&mut self, id: u64, out: &ConnTx) -> mpsc::Sender<ServerMsg> {
-        let (tx, rx) = mpsc::channel(self.settings.subscriber_queue);
+        let (tx, rx) = mpsc::channel(self.node.settings.subscriber_queue);
         let ok = ServerMsg::Response {
             id,
             result: Ok(Response::Ok),
@@ -268,7 +202,12 @@ impl Daemon {
         id: u64,
         out: &ConnTx,
     ) -> Result<(), WireError> {
-        if self.subscriptions.iter().any(|s| s.conn == conn && !s.tx.is_closed()) {
+        if self
+            .events
+            .subscriptions
+            .iter()
+            .any(|s| s.conn == conn && !s.tx.is_closed())
+        {
             return Err(WireError::new(
                 ErrorCode::Busy,
                 "this connection is already subscribed; open another one",
@@ -279,7 +218,7 @@ impl Daemon {
         // whole: a history of 100,000 events would otherwise wait in memory for a reader that may
         // never read.
         let replay = after;
-        self.subscriptions.push(Subscription {
+        self.events.subscriptions.push(Subscription {
             conn,
             filter,
             tx,

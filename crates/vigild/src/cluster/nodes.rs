@@ -6,50 +6,28 @@ use std::collections::BTreeMap;
 use vigil_proto::{ErrorCode, EventFilter, NodeInfo, Response, WireError};
 use vigil_store::EventRecord;
 
-use crate::cluster::{ClusterMsg, Cmd, NodeState};
-use crate::cluster_events::{cluster_wide, Selection};
-use crate::events::attr_i;
-use crate::server::ConnTx;
+use super::cmd::Cmd;
+use super::stream::{cluster_wide, Selection};
+use crate::conn::ConnTx;
+use crate::events::attr::attr_i;
+use crate::msg::ClusterMsg;
 use crate::state::Daemon;
-
-/// What the loop knows of the cluster: only what the cluster task told it.
-#[derive(Default)]
-pub struct ClusterView {
-    /// This node's lease is alive in a quorate etcd.
-    pub lease_alive: bool,
-    /// Every known node, by name, as last reported; empty until the first report.
-    pub nodes: BTreeMap<String, NodeState>,
-    /// The last sequence number before this run of vigild: where a node that never published to the
-    /// cluster event stream starts.
-    pub first_seq: u64,
-}
-
-impl ClusterView {
-    /// The votes of the cluster as this node counts them: the nodes that are up (this one at least,
-    /// while its lease lives), or none without the lease.
-    pub fn votes(&self) -> u32 {
-        if !self.lease_alive {
-            return 0;
-        }
-        (self.nodes.values().filter(|n| n.up).count() as u32).max(1)
-    }
-}
 
 impl Daemon {
     pub fn on_cluster(&mut self, msg: ClusterMsg) {
-        let Some(view) = &mut self.cluster else { return };
+        let Some(view) = &mut self.cluster.view else { return };
         match msg {
             ClusterMsg::Lease(alive) => {
                 view.lease_alive = alive;
                 // Without its lease this node is down for the cluster (etcd deletes its key when the
                 // lease runs out), and it says so of itself: the next list after it joins again shows
                 // it up, and that is its `node.up`.
-                let me = view.nodes.get_mut(&self.node).filter(|n| n.up && !alive);
+                let me = view.nodes.get_mut(&self.node.name).filter(|n| n.up && !alive);
                 if let Some(n) = me {
                     n.up = false;
-                    n.since_ms = crate::state::now().as_millis();
+                    n.since_ms = crate::clock::now().as_millis();
                     let id = n.record.id;
-                    let name = self.node.clone();
+                    let name = self.node.name.clone();
                     self.emit(&name, "sys.vigil.node.down", vec![attr_i("node_id", i64::from(id))]);
                 }
             }
@@ -95,14 +73,14 @@ impl Daemon {
     }
 
     pub fn nodes(&self) -> Result<Response, WireError> {
-        let Some(view) = &self.cluster else {
+        let Some(view) = &self.cluster.view else {
             // Not in cluster mode: the node is its own cluster.
             return Ok(Response::Nodes(vec![NodeInfo {
-                name: self.node.clone(),
-                id: self.node_id,
+                name: self.node.name.clone(),
+                id: self.node.id,
                 up: true,
-                since_ms: self.started.as_millis(),
-                address: self.paths.socket.display().to_string(),
+                since_ms: self.node.started.as_millis(),
+                address: self.node.paths.socket.display().to_string(),
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 this_node: true,
@@ -119,7 +97,7 @@ impl Daemon {
                 address: n.record.address.clone(),
                 pid: n.record.pid,
                 version: n.record.version.clone(),
-                this_node: n.record.name == self.node,
+                this_node: n.record.name == self.node.name,
             })
             .collect();
         if !list.iter().any(|n| n.this_node) {
@@ -127,11 +105,11 @@ impl Daemon {
             list.insert(
                 0,
                 NodeInfo {
-                    name: self.node.clone(),
-                    id: self.node_id,
+                    name: self.node.name.clone(),
+                    id: self.node.id,
                     up: view.lease_alive,
-                    since_ms: self.started.as_millis(),
-                    address: self.paths.socket.display().to_string(),
+                    since_ms: self.node.started.as_millis(),
+                    address: self.node.paths.socket.display().to_string(),
                     pid: std::process::id(),
                     version: env!("CARGO_PKG_VERSION").into(),
                     this_node: true,
@@ -148,7 +126,7 @@ const CLUSTER_EVENTS_MAX: u32 = 10_000;
 impl Daemon {
     /// Hands newly stored events to the cluster task for the cluster stream.
     pub fn publish(&self, events: &[EventRecord]) {
-        let Some(cmds) = &self.cluster_cmds else { return };
+        let Some(cmds) = &self.cluster.cmds else { return };
         let wide: Vec<_> = events
             .iter()
             .filter(|e| cluster_wide(&e.name))
@@ -162,8 +140,8 @@ impl Daemon {
     /// A session of the cluster task starts: every stored cluster-wide event after `after`, which the
     /// cluster stream has not got yet (a node that was away from etcd, or was restarted).
     fn resync_cluster_events(&self, epoch: u64, after: u64) {
-        let Some(cmds) = &self.cluster_cmds else { return };
-        let events = match self.store.events_after(after, usize::MAX) {
+        let Some(cmds) = &self.cluster.cmds else { return };
+        let events = match self.store.db.events_after(after, usize::MAX) {
             Ok(all) => all
                 .iter()
                 .filter(|e| cluster_wide(&e.name))
@@ -179,12 +157,12 @@ impl Daemon {
 
     /// What a cluster stream reader asks for: the nodes must be known to the cluster (none: every node).
     fn selection(&self, filter: EventFilter, nodes: Vec<String>) -> Result<Selection, WireError> {
-        let Some(view) = &self.cluster else {
+        let Some(view) = &self.cluster.view else {
             return Err(WireError::new(
                 ErrorCode::Unsupported,
                 format!(
                     "the cluster event stream needs cluster mode (vigild --cluster); this vigild serves {} alone",
-                    self.node
+                    self.node.name
                 ),
             ));
         };
@@ -196,9 +174,13 @@ impl Daemon {
                     nodes: Vec::new(),
                 });
             }
-            let n = if self.is_this_node(n) { self.node.as_str() } else { n };
-            if n != self.node && !view.nodes.contains_key(n) {
-                return Err(crate::remote::unknown_node(n));
+            let n = if self.is_this_node(n) {
+                self.node.name.as_str()
+            } else {
+                n
+            };
+            if n != self.node.name && !view.nodes.contains_key(n) {
+                return Err(crate::cluster::remote::unknown_node(n));
             }
             names.push(n.to_string());
         }
@@ -220,7 +202,7 @@ impl Daemon {
             Err(e) => return Some(Err(e)),
         };
         let limit = limit.clamp(1, CLUSTER_EVENTS_MAX) as usize;
-        let cmds = self.cluster_cmds.as_ref()?;
+        let cmds = self.cluster.cmds.as_ref()?;
         let cmd = Cmd::History {
             after,
             limit,
@@ -245,7 +227,7 @@ impl Daemon {
         out: &ConnTx,
     ) -> Result<(), WireError> {
         let sel = self.selection(filter, nodes)?;
-        let Some(cmds) = self.cluster_cmds.clone().filter(|c| !c.is_closed()) else {
+        let Some(cmds) = self.cluster.cmds.clone().filter(|c| !c.is_closed()) else {
             return Err(WireError::new(ErrorCode::Internal, "the cluster task is not running"));
         };
         let tx = self.open_stream(id, out);

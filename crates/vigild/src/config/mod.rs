@@ -1,5 +1,9 @@
 //! The TOML config file: daemon settings and the tags that start with vigild.
 
+mod settings;
+
+pub use settings::{limits_from, Quotas, Settings, SUBSCRIBER_QUEUE, TAGS_PER_UID};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -209,93 +213,6 @@ fn minus_one() -> i64 {
     -1
 }
 
-/// Daemon-wide settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub stop_timeout: Duration,
-    pub log_max_bytes: u64,
-    pub log_keep: u32,
-    pub psm: vigil_core::psm::PsmLimits,
-    pub subscriber_queue: usize,
-    pub events_kept: u64,
-    pub cmap_persist_prefixes: Vec<String>,
-    pub cmap_write_gid: Option<u32>,
-    pub cmap_read_gid: Option<u32>,
-    pub cmap_max_value_bytes: usize,
-    /// Connection limits (docs/security.md); vigild's `--max-connections-per-uid` overrides the
-    /// first.
-    pub max_connections_per_uid: usize,
-    pub max_connections: usize,
-    pub hello_timeout: Duration,
-    pub frame_timeout: Duration,
-    pub send_timeout: Duration,
-    pub max_in_flight: usize,
-    pub queue_bytes: usize,
-    /// Bytes of requests of one uid read from its connections and not yet handled by the loop; beyond
-    /// it, its connections are not read until the loop catches up.
-    pub request_bytes_per_uid: usize,
-    /// Per-uid quotas (root and vigild's own user have none): they keep one user from filling the state
-    /// disk or vigild's memory for everyone.
-    pub quotas: Quotas,
-    /// Restart-storm throttling of tags (`None`: off).
-    pub storm: Option<vigil_core::Storm>,
-    /// Config-declared tags whose storm throttling differs from `storm`.
-    pub storm_overrides: BTreeMap<TagName, Option<vigil_core::Storm>>,
-}
-
-/// What one uid other than root (and vigild's own) may keep in vigild, and so in the state file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quotas {
-    /// Bytes of SAM data over all of the uid's SAM applications.
-    pub sam_data_per_uid: u64,
-    /// Tags whose processes run as the uid, stopped and failed ones included: with the bounds of
-    /// each tag's spec, this keeps every list answer within a frame (docs/security.md).
-    pub tags_per_uid: usize,
-    /// PSM members whose processes run as the uid.
-    pub psm_members_per_uid: usize,
-}
-
-impl Default for Quotas {
-    fn default() -> Quotas {
-        Quotas {
-            sam_data_per_uid: 16 << 20,
-            tags_per_uid: TAGS_PER_UID,
-            psm_members_per_uid: 256,
-        }
-    }
-}
-
-/// The default of `daemon.tags_per_uid`.
-pub const TAGS_PER_UID: usize = 64;
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            stop_timeout: Duration::from_secs(10),
-            log_max_bytes: 10 << 20,
-            log_keep: 3,
-            psm: Default::default(),
-            subscriber_queue: crate::events::SUBSCRIBER_QUEUE,
-            events_kept: vigil_store::EVENTS_KEPT,
-            cmap_persist_prefixes: Vec::new(),
-            cmap_write_gid: None,
-            cmap_read_gid: None,
-            cmap_max_value_bytes: vigil_core::cmap::Limits::default().max_value_bytes,
-            max_connections_per_uid: 256,
-            max_connections: 4096,
-            hello_timeout: Duration::from_secs(5),
-            frame_timeout: Duration::from_secs(10),
-            send_timeout: Duration::from_secs(30),
-            max_in_flight: 64,
-            queue_bytes: 16 << 20,
-            request_bytes_per_uid: 64 << 20,
-            quotas: Quotas::default(),
-            storm: Some(vigil_core::Storm::default()),
-            storm_overrides: BTreeMap::new(),
-        }
-    }
-}
-
 /// A parsed and validated config.
 #[derive(Debug, Default)]
 pub struct Config {
@@ -389,7 +306,7 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
         cmap_keys.push((k.clone(), value));
     }
     let p = &file.psm;
-    settings.psm = crate::psm::limits_from(
+    settings.psm = limits_from(
         p.psm_cat_max,
         p.psm_mem_max,
         p.psm_argv_max,
@@ -518,175 +435,4 @@ fn check_after(tags: &[(TagName, TagSpec)]) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_issue_example() {
-        let c = parse(
-            r#"
-[tag.web]
-command = ["python3", "-m", "http.server", "8000"]
-retries = 5
-period = 60
-level = -1
-env = { PORT = "8000" }
-"#,
-            0,
-            0,
-        )
-        .unwrap();
-        assert_eq!(c.tags.len(), 1);
-        assert_eq!(c.tags[0].1.env, vec![("PORT".to_string(), "8000".to_string())]);
-    }
-
-    #[test]
-    fn errors_name_the_problem() {
-        let e = |t: &str| parse(t, 0, 0).unwrap_err().to_string();
-        assert!(e("[tag.a]\ncommand = []").contains("tag.a: tag a: the command is empty"));
-        assert!(e("[tag.a]\ncommand = [\"x\"]\nlevel = -2").contains("level -2"));
-        assert!(e("[tag.a]\ncommand = [\"x\"]\nafter = [\"b\"]").contains("not declared"));
-        assert!(
-            e("[tag.a]\ncommand = [\"x\"]\nafter = [\"b\"]\n[tag.b]\ncommand = [\"x\"]\nafter = [\"a\"]")
-                .contains("cycle")
-        );
-        assert!(e("[tag.a]\ncommand = [\"x\"]\nbogus = 1").contains("bogus"));
-        assert!(e("[tag.\"a b\"]\ncommand = [\"x\"]").contains("whitespace"));
-        assert!(e("[daemon]\nstorm = \"5:1\"").contains("daemon.storm: storm \"5:1\" is neither off nor"));
-        assert!(e("[daemon]\ntags_per_uid = 1000001").contains("daemon.tags_per_uid = 1000001 is above"));
-        assert!(e("[tag.a]\ncommand = [\"x\"]\nstorm = \"0:1:2\"").contains("tag.a: storm \"0:1:2\": AFTER 0"));
-    }
-
-    #[test]
-    fn storm_settings() {
-        let c = parse(
-            "[daemon]\nstorm = \"off\"\ntags_per_uid = 3\n[tag.a]\ncommand = [\"x\"]\nstorm = \"2:0.5:10\"\n",
-            0,
-            0,
-        )
-        .unwrap();
-        assert_eq!(c.settings.storm, None);
-        assert_eq!(c.settings.quotas.tags_per_uid, 3);
-        let a = TagName::new("a").unwrap();
-        assert_eq!(
-            c.settings.storm_overrides[&a],
-            Some(vigil_core::Storm {
-                after: 2,
-                min: Duration::from_millis(500),
-                max: Duration::from_secs(10),
-                quick: Duration::from_secs(1),
-            })
-        );
-        let d = parse("", 0, 0).unwrap().settings;
-        assert_eq!(d.storm, Some(vigil_core::Storm::default()));
-        assert_eq!(d.quotas.tags_per_uid, TAGS_PER_UID);
-    }
-
-    #[test]
-    fn connection_limits() {
-        let d = Settings::default();
-        assert_eq!(
-            (
-                d.max_connections_per_uid,
-                d.max_connections,
-                d.max_in_flight,
-                d.queue_bytes
-            ),
-            (256, 4096, 64, 16 << 20)
-        );
-        assert_eq!(
-            (d.hello_timeout, d.frame_timeout, d.send_timeout),
-            (Duration::from_secs(5), Duration::from_secs(10), Duration::from_secs(30))
-        );
-        let c = parse(
-            "[daemon]\nmax_connections_per_uid = 3\nmax_connections = 9\nhello_timeout = 0.5\n\
-             frame_timeout = 2\nsend_timeout = 1\nmax_in_flight = 4\nqueue_bytes = 8388608\n",
-            0,
-            0,
-        )
-        .unwrap()
-        .settings;
-        assert_eq!(
-            (
-                c.max_connections_per_uid,
-                c.max_connections,
-                c.max_in_flight,
-                c.queue_bytes
-            ),
-            (3, 9, 4, 8 << 20)
-        );
-        assert_eq!(
-            (c.hello_timeout, c.frame_timeout, c.send_timeout),
-            (
-                Duration::from_millis(500),
-                Duration::from_secs(2),
-                Duration::from_secs(1)
-            )
-        );
-        let e = |t: &str| parse(&format!("[daemon]\n{t}"), 0, 0).unwrap_err().to_string();
-        assert!(e("max_connections_per_uid = 0").contains("daemon.max_connections_per_uid = 0 is outside 1..="));
-        assert!(e("max_in_flight = 0").contains("daemon.max_in_flight = 0 is outside"));
-        assert!(e("queue_bytes = 1000").contains("daemon.queue_bytes = 1000 is outside 4194308..="));
-        assert_eq!(d.request_bytes_per_uid, 64 << 20);
-        assert!(e("request_bytes_per_uid = 1000").contains("daemon.request_bytes_per_uid = 1000 is outside 4194308..="));
-        let r = parse("[daemon]\nrequest_bytes_per_uid = 8388608\n", 0, 0)
-            .unwrap()
-            .settings;
-        assert_eq!(r.request_bytes_per_uid, 8 << 20);
-        assert!(e("frame_timeout = 0").contains("daemon.frame_timeout = 0 is outside"));
-        assert!(e("hello_timeout = -1").contains("daemon.hello_timeout = -1 is outside"));
-    }
-
-    #[test]
-    fn health_checks() {
-        let c = parse(
-            r#"
-[tag.web]
-command = ["python3", "-m", "http.server", "8000"]
-watchdog = 2.5
-[[tag.web.probe]]
-http = "http://127.0.0.1:8000/"
-interval = 1
-[[tag.web.probe]]
-exec = "test -e /"
-timeout = 0.5
-threshold = 2
-[[tag.web.probe]]
-tcp = "[::1]:8000"
-"#,
-            0,
-            0,
-        )
-        .unwrap();
-        let h = &c.tags[0].1.health;
-        assert_eq!(h.watchdog, Some(Duration::from_millis(2500)));
-        let shown: Vec<String> = h.probes.iter().map(|p| p.check.to_string()).collect();
-        assert_eq!(shown, ["http://127.0.0.1:8000/", "exec:test -e /", "tcp:[::1]:8000"]);
-        assert_eq!(
-            (h.probes[0].interval, h.probes[0].timeout, h.probes[0].threshold),
-            (Duration::from_secs(1), Duration::from_secs(1), 3),
-            "defaults, the timeout within the interval"
-        );
-        assert_eq!(
-            (h.probes[1].timeout, h.probes[1].threshold),
-            (Duration::from_millis(500), 2)
-        );
-
-        let e = |t: &str| {
-            parse(&format!("[tag.a]\ncommand = [\"x\"]\n{t}"), 0, 0)
-                .unwrap_err()
-                .to_string()
-        };
-        assert!(
-            e("watchdog = 0").contains("tag.a: watchdog = 0 is outside"),
-            "{}",
-            e("watchdog = 0")
-        );
-        assert!(e("watchdog = -1").contains("watchdog = -1 is outside"));
-        assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\nhttp = \"http://h/\"").contains("exactly one of"));
-        assert!(e("[[tag.a.probe]]\nudp = \"h:1\"").contains("unknown field `udp`"));
-        assert!(e("[[tag.a.probe]]\ntcp = \"h:99999\"").contains("port \"99999\" is not a number from 1 to 65535"));
-        assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\nthreshold = 0").contains("threshold 0 is out of range"));
-        assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\ninterval = 0").contains("probe[0].interval = 0 is outside"));
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use vigil_proto::{Response, ServerMsg, WireError};
 
-use crate::server::{Caller, ConnTx, Outgoing};
+use crate::conn::{Caller, ConnTx, Outgoing};
 use crate::state::Daemon;
 
 /// Taken off the lease's earliest expiry: the time a renewal may spend between this loop and the
@@ -55,7 +55,7 @@ impl Daemon {
     /// other node can count this one down; in cluster mode, until the lease's earliest expiry less
     /// [`LEASE_MARGIN`], and 0 with no renewal known.
     fn quorum_valid_ms(&self) -> Option<u64> {
-        self.cluster.as_ref()?;
+        self.cluster.view.as_ref()?;
         let left = self
             .sam
             .lease_until

@@ -5,8 +5,8 @@
 //! watched process becoming readable. No exit is judged before the connector has been read past it:
 //! every fork of a process is queued before its exit, so a child forked just before its parent died is
 //! in its tag's tree before the tag can be found empty. A process that was gone before it could be
-//! watched leaves its lineage (`crate::lineage`), through which its own children are still attributed;
-//! the connector is read in `crate::drain`.
+//! watched leaves its lineage (`super::lineage`), through which its own children are still attributed;
+//! the connector is read in `super::drain`.
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -15,9 +15,11 @@ use tracing::{debug, warn};
 use vigil_core::{Effect, Exit, ProcId, SpawnFailure, TagEvent, TagName};
 use vigil_sys::{PidFd, SpawnSpec};
 
-use crate::lineage::Adopted;
-use crate::server::Msg;
-use crate::state::{now, Daemon, SharedFd, Watched};
+use crate::clock::now;
+use crate::msg::Msg;
+use crate::pmf::lineage::Adopted;
+use crate::pmf::state::Watched;
+use crate::state::{Daemon, SharedFd};
 
 /// How long to wait, step by step, for another parent to reap a member before its status is "unknown".
 const EXIT_RETRY: [std::time::Duration; 6] = [
@@ -44,13 +46,14 @@ impl Daemon {
     /// gets systemd's notify variables (`NOTIFY_SOCKET`, and `WATCHDOG_USEC` with a watchdog).
     fn environment(&mut self, name: &TagName, role: Role) -> Vec<(OsString, OsString)> {
         // Reading /etc/passwd on every restart costs more than the rest of the restart path: cache it.
-        let uid = self.tags[name].tag.spec().uid;
+        let uid = self.pmf.tags[name].tag.spec().uid;
         let user = self
+            .pmf
             .users
             .entry(uid)
             .or_insert_with(|| vigil_sys::user_by_uid(uid))
             .clone();
-        let spec = self.tags[name].tag.spec();
+        let spec = self.pmf.tags[name].tag.spec();
         let mut env: Vec<(OsString, OsString)> = spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
         let mut defaults: Vec<(&str, String)> = vec![
             ("PATH", DEFAULT_PATH.to_string()),
@@ -63,7 +66,7 @@ impl Daemon {
             defaults.push(("LOGNAME", user));
         }
         if role == Role::Command {
-            if let Some(n) = &self.notify {
+            if let Some(n) = &self.pmf.notify {
                 defaults.push(("NOTIFY_SOCKET", n.address().to_string()));
             }
             if let Some(w) = spec.health.watchdog {
@@ -78,10 +81,10 @@ impl Daemon {
         if role == Role::Command {
             // The start marker is vigild's, never the user's: it is how the next vigild finds this
             // process should the record of this start not reach the store (see marks.rs).
-            let generation = self.tags[name].tag.starts() + 1;
-            env.retain(|(k, _)| k != crate::marks::VAR);
-            let mark = self.marks.value(spec.uid, name.as_str(), generation);
-            env.push((crate::marks::VAR.into(), mark.into()));
+            let generation = self.pmf.tags[name].tag.starts() + 1;
+            env.retain(|(k, _)| k != crate::pmf::marks::VAR);
+            let mark = self.pmf.marks.value(spec.uid, name.as_str(), generation);
+            env.push((crate::pmf::marks::VAR.into(), mark.into()));
         }
         env
     }
@@ -95,9 +98,9 @@ impl Daemon {
     /// says so, with the reason, to whoever watches the events. Out of descriptors is different:
     /// starting without the log would lose the output for good, while a later try is likely to find one.
     fn prepare_log(&mut self, name: &TagName) -> Result<Option<std::path::PathBuf>, SpawnFailure> {
-        let s = self.tags[name].tag.spec();
+        let s = self.pmf.tags[name].tag.spec();
         let (uid, gid) = (s.uid, s.gid);
-        match self.logs.prepare(name, uid, gid) {
+        match self.pmf.logs.prepare(name, uid, gid) {
             Ok(path) => Ok(Some(path)),
             Err(e) if e.raw_os_error().is_some_and(vigil_sys::is_resource_shortage) => Err(SpawnFailure {
                 reason: format!("cannot open the log: {e}"),
@@ -116,6 +119,7 @@ impl Daemon {
     /// owner and mode checked, as at a start.
     pub fn readopt_log(&mut self, name: &TagName) {
         let Some(s) = self
+            .pmf
             .tags
             .get(name)
             .filter(|e| !e.tag.tree().is_empty())
@@ -124,7 +128,7 @@ impl Daemon {
             return;
         };
         let (uid, gid) = (s.uid, s.gid);
-        if let Err(e) = self.logs.prepare(name, uid, gid) {
+        if let Err(e) = self.pmf.logs.prepare(name, uid, gid) {
             warn!(tag = %name, "cannot watch the log: {e}");
         }
     }
@@ -144,9 +148,9 @@ impl Daemon {
         } else {
             self.prepare_log(name)?
         };
-        let spec = self.tags[name].tag.spec();
+        let spec = self.pmf.tags[name].tag.spec();
         let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
-        let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
+        let switch = self.node.uid == 0 && (spec.uid != 0 || spec.gid != 0);
         // Another user's program is looked for by the child, as that user: root looking for it would
         // tell that user which files exist where only root may look.
         let program = if switch {
@@ -199,7 +203,7 @@ impl Daemon {
 
     /// Carries out `Effect::Spawn`.
     pub fn spawn_tag(&mut self, name: &TagName) -> Vec<Effect> {
-        let argv = self.tags[name].tag.spec().command.clone();
+        let argv = self.pmf.tags[name].tag.spec().command.clone();
         match self.start_process(name, &argv, Role::Command) {
             Ok(sp) => {
                 // The new process is runnable on this CPU: let it go first, the bookkeeping can wait.
@@ -209,32 +213,38 @@ impl Daemon {
                     start_time: sp.start_time,
                 };
                 self.watch(name, id, Arc::new(sp.pidfd));
-                let e = self.tags.get_mut(name).expect("present");
+                let e = self.pmf.tags.get_mut(name).expect("present");
                 e.session = Some(sp.pid);
                 e.tag.spawned(id, now())
             }
             Err(err) => {
                 warn!(tag = %name, temporary = err.temporary, "cannot start: {}", err.reason);
-                self.tags.get_mut(name).expect("present").tag.spawn_failed(err, now())
+                self.pmf
+                    .tags
+                    .get_mut(name)
+                    .expect("present")
+                    .tag
+                    .spawn_failed(err, now())
             }
         }
     }
 
     /// Carries out `Effect::RunAction`: `PROGRAM failed TAG`.
     pub fn run_action(&mut self, name: &TagName) -> Vec<Effect> {
-        let Some(program) = self.tags[name].tag.spec().action.clone() else {
+        let Some(program) = self.pmf.tags[name].tag.spec().action.clone() else {
             return vec![];
         };
         let argv = vec![program, "failed".to_string(), name.to_string()];
         match self.start_process(name, &argv, Role::Action) {
             Ok(sp) => {
                 // The reaper reports its status; the pidfd is not needed.
-                self.actions.insert(sp.pid, name.clone());
+                self.pmf.actions.insert(sp.pid, name.clone());
                 vec![]
             }
             Err(err) => {
                 warn!(tag = %name, "cannot run the action program: {}", err.reason);
-                self.tags
+                self.pmf
+                    .tags
                     .get_mut(name)
                     .expect("present")
                     .tag
@@ -254,7 +264,7 @@ impl Daemon {
     }
 
     fn watch_for(&mut self, tag: Option<TagName>, member: bool, id: ProcId, pidfd: Arc<PidFd>) {
-        if let Some(w) = self.procs.get_mut(&id.pid).filter(|w| w.id == id) {
+        if let Some(w) = self.pmf.procs.get_mut(&id.pid).filter(|w| w.id == id) {
             // Already watched for the other reason: one watcher serves both.
             w.member |= member;
             if tag.is_some() {
@@ -262,7 +272,7 @@ impl Daemon {
             }
             return;
         }
-        let tx = self.tx.clone();
+        let tx = self.node.tx.clone();
         let fd = pidfd.clone();
         let task = tokio::spawn(async move {
             match SharedFd::register(fd) {
@@ -276,7 +286,7 @@ impl Daemon {
                 start_time: id.start_time,
             });
         });
-        if let Some(old) = self.procs.insert(
+        if let Some(old) = self.pmf.procs.insert(
             id.pid,
             Watched {
                 id,
@@ -298,7 +308,7 @@ impl Daemon {
 
     /// A newly seen process belongs to a tag at `depth`: watch it.
     pub(crate) fn adopt_child(&mut self, name: &TagName, pid: i32, depth: u32) -> Adopted {
-        if self.tags[name].tag.tree().contains(pid) {
+        if self.pmf.tags[name].tag.tree().contains(pid) {
             return Adopted::Known;
         }
         let Ok(st) = vigil_sys::start_time(pid) else {
@@ -308,8 +318,8 @@ impl Daemon {
         let Some(fd) = Self::open_checked(id) else {
             return Adopted::Gone;
         };
-        self.tags.get_mut(name).expect("present").tag.adopt(id, depth);
-        self.dirty.insert(name.clone());
+        self.pmf.tags.get_mut(name).expect("present").tag.adopt(id, depth);
+        self.pmf.dirty.insert(name.clone());
         self.watch(name, id, Arc::new(fd));
         Adopted::New
     }
@@ -324,7 +334,7 @@ impl Daemon {
             match vigil_sys::reap_any() {
                 // With the identity watched under that pid now: once reaped, the pid may be reused, and
                 // the connector read below may find the new process a tag's.
-                Ok(Some((pid, status))) => reaped.push((pid, status, self.procs.get(&pid).map(|w| w.id))),
+                Ok(Some((pid, status))) => reaped.push((pid, status, self.pmf.procs.get(&pid).map(|w| w.id))),
                 Ok(None) => break,
                 Err(e) => {
                     warn!("reap: {e}");
@@ -337,17 +347,18 @@ impl Daemon {
         self.drain_connector();
         for (pid, status, id) in reaped {
             let exit = crate::convert::exit_from_wait(status);
-            if let Some(name) = self.actions.remove(&pid) {
+            if let Some(name) = self.pmf.actions.remove(&pid) {
                 let fx = self
+                    .pmf
                     .tags
                     .get_mut(&name)
                     .map(|e| e.tag.action_exited(exit))
                     .unwrap_or_default();
                 self.apply(&name, fx);
-            } else if let Some(reply) = self.probe_children.remove(&pid) {
+            } else if let Some(reply) = self.pmf.probe_children.remove(&pid) {
                 // The probe's task may have given up on it already.
                 let _ = reply.send(exit);
-            } else if id.is_some() && self.procs.get(&pid).map(|w| w.id) == id {
+            } else if id.is_some() && self.pmf.procs.get(&pid).map(|w| w.id) == id {
                 self.proc_gone(pid, exit);
             }
         }
@@ -357,11 +368,11 @@ impl Daemon {
     pub fn on_exited(&mut self, pid: i32, start_time: u64) {
         // Most of these arrive after the connector or the reaper already handled the exit: cheap to drop,
         // so that a storm of them cannot delay the requests queued behind them.
-        if self.procs.get(&pid).is_none_or(|w| w.id.start_time != start_time) {
+        if self.pmf.procs.get(&pid).is_none_or(|w| w.id.start_time != start_time) {
             return;
         }
         self.reap();
-        let Some(w) = self.procs.get(&pid).filter(|w| w.id.start_time == start_time) else {
+        let Some(w) = self.pmf.procs.get(&pid).filter(|w| w.id.start_time == start_time) else {
             return;
         };
         let exit = match w.pidfd.exit_status() {
@@ -372,7 +383,7 @@ impl Daemon {
             // A member that is someone else's child: the kernel keeps its status for the pidfd only once
             // its parent has reaped it, which may take a moment. Ask again a few times before settling
             // for "unknown" (a tag's process is not kept waiting: its restart comes first).
-            self.exit_retries.push((w.id, 0, now().plus(EXIT_RETRY[0])));
+            self.pmf.exit_retries.push((w.id, 0, now().plus(EXIT_RETRY[0])));
             return;
         }
         self.proc_gone(pid, exit);
@@ -382,20 +393,22 @@ impl Daemon {
     pub fn retry_exits(&mut self) {
         let now = now();
         let due: Vec<(ProcId, usize)> = self
+            .pmf
             .exit_retries
             .iter()
             .filter(|(_, _, at)| *at <= now)
             .map(|(id, n, _)| (*id, *n))
             .collect();
-        self.exit_retries.retain(|(_, _, at)| *at > now);
+        self.pmf.exit_retries.retain(|(_, _, at)| *at > now);
         for (id, attempt) in due {
-            let Some(w) = self.procs.get(&id.pid).filter(|w| w.id == id) else {
+            let Some(w) = self.pmf.procs.get(&id.pid).filter(|w| w.id == id) else {
                 continue;
             };
             match w.pidfd.exit_status() {
                 Ok(Some(s)) => self.proc_gone(id.pid, crate::convert::exit_from_wait(s)),
                 _ if attempt + 1 < EXIT_RETRY.len() => {
-                    self.exit_retries
+                    self.pmf
+                        .exit_retries
                         .push((id, attempt + 1, now.plus(EXIT_RETRY[attempt + 1])));
                 }
                 _ => self.proc_gone(id.pid, Exit::Unknown),
@@ -408,7 +421,7 @@ impl Daemon {
         let Some((tag, Some(watched))) = self.detach(pid, exit) else {
             return;
         };
-        let fx = match self.tags.get_mut(&tag) {
+        let fx = match self.pmf.tags.get_mut(&tag) {
             Some(e) => e.tag.judge_exits(watched, (pid, exit), now()),
             None => return,
         };
@@ -419,21 +432,21 @@ impl Daemon {
     /// its pid names nothing of ours any more. Whether the tag is now empty is left to the caller.
     /// Returns its tag, if any, and whether that tag's level watched it (None: it was not in the tree).
     pub(crate) fn detach(&mut self, pid: i32, exit: Exit) -> Option<(TagName, Option<bool>)> {
-        let w = self.procs.remove(&pid)?;
+        let w = self.pmf.procs.remove(&pid)?;
         w.task.abort();
         debug!(tag = ?w.tag, member = w.member, pid, "exited: {exit}");
         if w.member {
             self.psm_exited(w.id, exit);
         }
         let tag = w.tag?;
-        if self.connector.is_none() {
+        if self.pmf.connector.is_none() {
             // Without fork events, look for descendants now: orphans come back to vigild (subreaper).
             // Before the process leaves the tree, so that its zombie is not taken for a new process.
             self.rescan(&tag);
         }
-        let watched = self.tags.get_mut(&tag).and_then(|e| e.tag.exit_recorded(pid, exit));
+        let watched = self.pmf.tags.get_mut(&tag).and_then(|e| e.tag.exit_recorded(pid, exit));
         if watched.is_some() {
-            self.dirty.insert(tag.clone());
+            self.pmf.dirty.insert(tag.clone());
         }
         Some((tag, watched))
     }
@@ -469,14 +482,16 @@ impl Daemon {
             .iter()
             .copied()
             .filter(|p| {
-                !self.procs.contains_key(p) && !self.actions.contains_key(p) && !self.probe_children.contains_key(p)
+                !self.pmf.procs.contains_key(p)
+                    && !self.pmf.actions.contains_key(p)
+                    && !self.pmf.probe_children.contains_key(p)
             })
             .collect()
     }
 
     /// `rescan_with`, the orphans looked for among `unknown` (see [`Daemon::unknown_children`]).
     fn rescan_among(&mut self, name: &TagName, table: &vigil_sys::ProcTable, unknown: &[i32]) {
-        let Some(e) = self.tags.get(name) else { return };
+        let Some(e) = self.pmf.tags.get(name) else { return };
         let session = e.session;
         let mut queue: Vec<(i32, u32)> = e.tag.tree().all().map(|p| (p.id.pid, p.depth)).collect();
         if let Some(sid) = session {
@@ -485,7 +500,7 @@ impl Daemon {
             let orphans: Vec<i32> = unknown
                 .iter()
                 .copied()
-                .filter(|p| !self.procs.contains_key(p))
+                .filter(|p| !self.pmf.procs.contains_key(p))
                 .filter(|p| table.stat(*p).is_some_and(|s| s.session == sid))
                 .collect();
             for pid in orphans {
@@ -496,7 +511,7 @@ impl Daemon {
         }
         while let Some((pid, depth)) = queue.pop() {
             for &child in table.children(pid) {
-                if !self.procs.contains_key(&child) && self.adopt_child(name, child, depth + 1) == Adopted::New {
+                if !self.pmf.procs.contains_key(&child) && self.adopt_child(name, child, depth + 1) == Adopted::New {
                     queue.push((child, depth + 1));
                 }
             }
@@ -510,7 +525,7 @@ impl Daemon {
         for (id, depth) in procs {
             match Self::open_checked(id) {
                 Some(fd) => {
-                    self.tags.get_mut(name).expect("present").tag.adopt(id, depth);
+                    self.pmf.tags.get_mut(name).expect("present").tag.adopt(id, depth);
                     self.watch(name, id, Arc::new(fd));
                 }
                 None => lost.push((id, depth)),
@@ -518,9 +533,10 @@ impl Daemon {
         }
         for (id, depth) in lost {
             // Put it back so that the rules see its exit like any other.
-            self.tags.get_mut(name).expect("present").tag.adopt(id, depth);
+            self.pmf.tags.get_mut(name).expect("present").tag.adopt(id, depth);
             self.emit_tag_event(name, TagEvent::Lost { proc: id });
             let fx = self
+                .pmf
                 .tags
                 .get_mut(name)
                 .expect("present")

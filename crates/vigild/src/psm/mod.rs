@@ -1,17 +1,22 @@
 //! The process set manager: requests, member watching, and persistence.
 
+pub mod state;
+
+pub use state::Psm;
+
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use vigil_core::psm::{CategoryName, Member, ProcFacts, PsmCaller, PsmError, PsmEvent, PsmLimits};
+use vigil_core::psm::{CategoryName, Member, ProcFacts, PsmCaller, PsmError, PsmEvent};
 use vigil_core::{Exit, ProcId};
 use vigil_proto::{ErrorCode, PsmCategory, PsmMember, PsmNode, Response, WireError, PSM_FL_ARGTRUNC, PSM_FL_EXIT};
 use vigil_store::MemberRecord;
 use vigil_sys::PidFd;
 
-use crate::events::{attr_i, attr_s};
-use crate::server::Caller;
-use crate::state::{now, Daemon};
+use crate::clock::now;
+use crate::conn::Caller;
+use crate::events::attr::{attr_i, attr_s};
+use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
 
@@ -74,10 +79,10 @@ impl Daemon {
     /// Only the local node is served here: a single other node was routed to it before (remote.rs).
     fn local_node(&self, node: &PsmNode) -> Result<(), WireError> {
         let n = node.0.trim();
-        if n.is_empty() || n == "local" || n == self.node {
+        if n.is_empty() || n == "local" || n == self.node.name {
             return Ok(());
         }
-        if self.cluster.is_some() {
+        if self.cluster.view.is_some() {
             // Other single nodes were routed there before this (remote.rs): only lists are left.
             return Err(WireError::new(
                 ErrorCode::Unsupported,
@@ -88,23 +93,26 @@ impl Daemon {
             ErrorCode::Unsupported,
             format!(
                 "node {n:?}: other nodes, all nodes and node lists need cluster mode; this vigild serves {} alone",
-                self.node
+                self.node.name
             ),
         ))
     }
 
     fn psm_apply(&mut self, events: Vec<PsmEvent>) {
-        self.psm_changed = true;
+        self.psm.changed = true;
         for ev in events {
             let name = ev.name();
             let (subject, attrs) = match &ev {
                 PsmEvent::CategoryCreate(c) => {
-                    let created = self.psm.categories.get(c).copied().unwrap_or_default();
-                    self.batch.put_categories.push((c.to_string(), created.as_millis()));
+                    let created = self.psm.registry.categories.get(c).copied().unwrap_or_default();
+                    self.store
+                        .batch
+                        .put_categories
+                        .push((c.to_string(), created.as_millis()));
                     (c.to_string(), vec![attr_s("category", c.to_string())])
                 }
                 PsmEvent::CategoryRemove(c) => {
-                    self.batch.delete_categories.push(c.to_string());
+                    self.store.batch.delete_categories.push(c.to_string());
                     (c.to_string(), vec![attr_s("category", c.to_string())])
                 }
                 PsmEvent::InstanceCreate { category, pid } => (
@@ -112,8 +120,8 @@ impl Daemon {
                     vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],
                 ),
                 PsmEvent::InstanceRemove { category, pid } => {
-                    self.batch.delete_members.push(*pid);
-                    self.cmap_internal_drop(&crate::cmap::member_key_prefix(category.as_str(), *pid));
+                    self.store.batch.delete_members.push(*pid);
+                    self.psm.members_changed.insert((category.to_string(), *pid));
                     (
                         category.to_string(),
                         vec![attr_s("category", category.to_string()), attr_i("pid", i64::from(*pid))],
@@ -136,17 +144,16 @@ impl Daemon {
     }
 
     fn persist_member(&mut self, pid: i32) {
-        if let Some(m) = self.psm.members.get(&pid) {
-            self.batch.delete_members.retain(|p| *p != pid);
-            self.batch.put_members.push(member_to_record(m));
-            let cat = m.category.to_string();
-            self.cmap_member_keys(&cat, pid);
+        if let Some(m) = self.psm.registry.members.get(&pid) {
+            self.store.batch.delete_members.retain(|p| *p != pid);
+            self.store.batch.put_members.push(member_to_record(m));
+            self.psm.members_changed.insert((m.category.to_string(), pid));
         }
     }
 
     /// A member's process ended.
     pub fn psm_exited(&mut self, id: ProcId, exit: Exit) {
-        let events = self.psm.exited(id, exit);
+        let events = self.psm.registry.exited(id, exit);
         if !events.is_empty() {
             self.persist_member(id.pid);
             self.psm_apply(events);
@@ -155,16 +162,16 @@ impl Daemon {
 
     /// Loads the registry and re-watches the members still alive; the others are reported exited.
     pub fn psm_restore(&mut self) -> anyhow::Result<()> {
-        for (c, t) in self.store.categories()? {
+        for (c, t) in self.store.db.categories()? {
             if let Ok(c) = CategoryName::new(&c) {
-                self.psm.categories.insert(c, vigil_core::Timestamp(t));
+                self.psm.registry.categories.insert(c, vigil_core::Timestamp(t));
             }
         }
-        let records = self.store.members()?;
+        let records = self.store.db.members()?;
         for r in &records {
             let Some(m) = member_from_record(r) else { continue };
             let (id, exited) = (m.id, m.exited());
-            self.psm.restore(m);
+            self.psm.registry.restore(m);
             if exited {
                 continue;
             }
@@ -182,10 +189,10 @@ impl Daemon {
 
     /// Creates the categories the config file declares, where missing.
     pub fn ensure_categories(&mut self, cats: &[CategoryName]) {
-        let limits = self.psm_limits;
+        let limits = self.node.settings.psm;
         for c in cats {
-            if !self.psm.categories.contains_key(c) {
-                match self.psm.create_category(c.clone(), &limits, now()) {
+            if !self.psm.registry.categories.contains_key(c) {
+                match self.psm.registry.create_category(c.clone(), &limits, now()) {
                     Ok(ev) => self.psm_apply(ev),
                     Err(e) => tracing::warn!("config: {e}"),
                 }
@@ -197,8 +204,12 @@ impl Daemon {
         self.local_node(node)?;
         let c = category(name)?;
         self.psm_admin(caller, "create a category")?;
-        let limits = self.psm_limits;
-        let ev = self.psm.create_category(c, &limits, now()).map_err(psm_error)?;
+        let limits = self.node.settings.psm;
+        let ev = self
+            .psm
+            .registry
+            .create_category(c, &limits, now())
+            .map_err(psm_error)?;
         self.psm_apply(ev);
         Ok(Response::Ok)
     }
@@ -207,7 +218,7 @@ impl Daemon {
         self.local_node(node)?;
         let c = category(name)?;
         self.psm_admin(caller, "remove a category")?;
-        let ev = self.psm.remove_category(&c).map_err(psm_error)?;
+        let ev = self.psm.registry.remove_category(&c).map_err(psm_error)?;
         self.psm_apply(ev);
         Ok(Response::Ok)
     }
@@ -215,14 +226,14 @@ impl Daemon {
     /// Root and vigild's own user administer PSM: they create and remove categories, and their
     /// registrations replace anyone's exited instances.
     fn is_psm_admin(&self, caller: Caller) -> bool {
-        caller.uid == 0 || caller.uid == self.uid
+        caller.uid == 0 || caller.uid == self.node.uid
     }
 
     fn psm_admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
         if !self.is_psm_admin(caller) {
             return Err(WireError::new(
                 ErrorCode::PermissionDenied,
-                format!("only root or uid {} may {verb}", self.uid),
+                format!("only root or uid {} may {verb}", self.node.uid),
             ));
         }
         Ok(())
@@ -232,10 +243,17 @@ impl Daemon {
         self.local_node(node)?;
         Ok(Response::PsmCategories(
             self.psm
+                .registry
                 .categories
                 .iter()
                 .map(|(c, t)| {
-                    let members: Vec<&Member> = self.psm.members.values().filter(|m| &m.category == c).collect();
+                    let members: Vec<&Member> = self
+                        .psm
+                        .registry
+                        .members
+                        .values()
+                        .filter(|m| &m.category == c)
+                        .collect();
                     PsmCategory {
                         name: c.to_string(),
                         members: members.len() as u32,
@@ -301,9 +319,10 @@ impl Daemon {
             return Err(psm_error(PsmError::NoProcess(pid)));
         }
         if self.quota_applies(caller.uid) {
-            let limit = self.settings.quotas.psm_members_per_uid;
+            let limit = self.node.settings.quotas.psm_members_per_uid;
             let held = self
                 .psm
+                .registry
                 .members
                 .values()
                 // Not those this add replaces: the caller's own exited instances of the category.
@@ -322,9 +341,10 @@ impl Daemon {
             }
         }
         let id = facts.id;
-        let limits = self.psm_limits;
+        let limits = self.node.settings.psm;
         let events = self
             .psm
+            .registry
             .add(
                 c,
                 facts,
@@ -332,7 +352,7 @@ impl Daemon {
                     uid: caller.uid,
                     admin: self.is_psm_admin(caller),
                 },
-                self.node_id,
+                self.node.id,
                 &limits,
                 now(),
             )
@@ -344,7 +364,7 @@ impl Daemon {
     }
 
     fn psm_owner(&self, caller: Caller, cat: Option<&CategoryName>, pid: i32, verb: &str) -> Result<(), WireError> {
-        let m = self.psm.find(cat, pid).map_err(psm_error)?;
+        let m = self.psm.registry.find(cat, pid).map_err(psm_error)?;
         if caller.uid != 0 && caller.uid != m.uid {
             return Err(WireError::new(
                 ErrorCode::PermissionDenied,
@@ -361,11 +381,11 @@ impl Daemon {
         self.local_node(node)?;
         let c = opt_category(cat)?;
         self.psm_owner(caller, c.as_ref(), pid, "remove")?;
-        let events = self.psm.remove(c.as_ref(), pid).map_err(psm_error)?;
-        if let Some(w) = self.procs.get_mut(&pid) {
+        let events = self.psm.registry.remove(c.as_ref(), pid).map_err(psm_error)?;
+        if let Some(w) = self.pmf.procs.get_mut(&pid) {
             w.member = false;
             if w.tag.is_none() {
-                if let Some(w) = self.procs.remove(&pid) {
+                if let Some(w) = self.pmf.procs.remove(&pid) {
                     w.task.abort();
                 }
             }
@@ -385,9 +405,12 @@ impl Daemon {
         self.local_node(node)?;
         let c = opt_category(cat)?;
         self.psm_owner(caller, c.as_ref(), pid, "change")?;
-        let limits = self.psm_limits;
-        self.psm.set_state(c.as_ref(), pid, state, &limits).map_err(psm_error)?;
-        self.psm_changed = true;
+        let limits = self.node.settings.psm;
+        self.psm
+            .registry
+            .set_state(c.as_ref(), pid, state, &limits)
+            .map_err(psm_error)?;
+        self.psm.changed = true;
         self.persist_member(pid);
         Ok(Response::Ok)
     }
@@ -395,7 +418,7 @@ impl Daemon {
     pub fn psm_get(&self, node: &PsmNode, cat: &Option<String>, pid: Option<i32>) -> Answer {
         self.local_node(node)?;
         let c = opt_category(cat)?;
-        let found = self.psm.query(c.as_ref(), pid).map_err(psm_error)?;
+        let found = self.psm.registry.query(c.as_ref(), pid).map_err(psm_error)?;
         let total = found.len() as u32;
         let mut members: Vec<PsmMember> = found
             .into_iter()
@@ -411,7 +434,7 @@ impl Daemon {
                 state: m.state.clone(),
                 argv: m.argv.clone(),
                 category: m.category.to_string(),
-                node: self.node.clone(),
+                node: self.node.name.clone(),
                 exit: m.exit.map(crate::convert::exit_to_wire),
                 uid: m.uid,
                 start_time: m.id.start_time,
@@ -449,32 +472,6 @@ fn fit_members(members: &mut [PsmMember]) {
         total = total - sizes[i] + new;
         sizes[i] = new;
     }
-}
-
-/// Checks the `[psm]` settings against their ranges (ENOSPC when out of range, as psm.h says).
-pub fn limits_from(
-    cat_max: Option<u32>,
-    mem_max: Option<u32>,
-    argv_max: Option<u32>,
-    state_max: Option<u32>,
-    autocat: Option<u32>,
-) -> Result<PsmLimits, PsmError> {
-    let d = PsmLimits::default();
-    Ok(PsmLimits {
-        cat_max: PsmLimits::check("psm_cat_max", cat_max.unwrap_or(d.cat_max), PsmLimits::CAT_MAX_RANGE)?,
-        mem_max: PsmLimits::check("psm_mem_max", mem_max.unwrap_or(d.mem_max), PsmLimits::MEM_MAX_RANGE)?,
-        argv_max: PsmLimits::check(
-            "psm_argv_max",
-            argv_max.unwrap_or(d.argv_max),
-            PsmLimits::ARGV_MAX_RANGE,
-        )?,
-        state_max: PsmLimits::check(
-            "psm_state_max",
-            state_max.unwrap_or(d.state_max),
-            PsmLimits::STATE_MAX_RANGE,
-        )?,
-        autocat: PsmLimits::check("psm_mem_autocat", autocat.unwrap_or(1), (0, 1))? == 1,
-    })
 }
 
 #[cfg(test)]

@@ -20,9 +20,11 @@ use tokio::time::timeout;
 use tracing::debug;
 use vigil_proto::{ClusterEvent, ClusterEvents, ErrorCode, Event, EventFilter, ServerMsg, Value, WireError};
 
-use crate::cluster::{call, reader, ClusterOptions, Keys, NodeRecord, RETRY};
-use crate::events::Subscription;
-use crate::state::now;
+use super::conn::reader;
+use super::etcd::{call, Keys, RETRY};
+use super::records::{ClusterOptions, NodeRecord};
+use crate::clock::now;
+use crate::events::subscription::Subscription;
 
 /// At most this many bytes of events in one etcd write (etcd refuses requests above 1.5 MiB).
 const BATCH_BYTES: usize = 1 << 20;
@@ -346,7 +348,7 @@ async fn watch_events(
                 continue;
             }
             for ce in sel.decode(kv.key_str().unwrap_or_default(), rev, kv.value()) {
-                if let crate::events::Delivery::Gone = sub.offer(ce.rev, ServerMsg::ClusterEvent(ce)) {
+                if let crate::events::subscription::Delivery::Gone = sub.offer(ce.rev, ServerMsg::ClusterEvent(ce)) {
                     return Ok(());
                 }
             }

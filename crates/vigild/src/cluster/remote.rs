@@ -5,8 +5,8 @@
 
 use vigil_proto::{ErrorCode, PsmNode, Request, Response, ServerMsg, WireError};
 
-use crate::cluster::Cmd;
-use crate::server::{Caller, ConnTx};
+use super::cmd::Cmd;
+use crate::conn::{Caller, ConnTx};
 use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
@@ -55,7 +55,7 @@ impl Daemon {
     /// This node, by any of its names.
     pub fn is_this_node(&self, n: &str) -> bool {
         let n = n.trim();
-        n.is_empty() || n == "local" || n == self.node
+        n.is_empty() || n == "local" || n == self.node.name
     }
 
     /// Where a request goes: `OnNode` for this node is unwrapped, a PSM request naming one other node
@@ -83,7 +83,11 @@ impl Daemon {
                 other => {
                     if let Some(n) = psm_node(&other) {
                         let name = n.0.trim();
-                        if !self.is_this_node(name) && name != "all" && !name.contains(',') && self.cluster.is_some() {
+                        if !self.is_this_node(name)
+                            && name != "all"
+                            && !name.contains(',')
+                            && self.cluster.view.is_some()
+                        {
                             let node = name.to_string();
                             return Ok(Route::There { node, req: other });
                         }
@@ -96,12 +100,12 @@ impl Daemon {
 
     /// Sends `req` to the node `node` through the cluster task; the answer comes later, from that task.
     pub fn forward(&self, caller: Caller, id: u64, node: String, req: Request, out: &ConnTx) -> Option<Answer> {
-        let (Some(view), Some(cmds)) = (&self.cluster, &self.cluster_cmds) else {
+        let (Some(view), Some(cmds)) = (&self.cluster.view, &self.cluster.cmds) else {
             return Some(Err(WireError::new(
                 ErrorCode::Unsupported,
                 format!(
                     "node {node:?}: other nodes need cluster mode; this vigild serves {} alone",
-                    self.node
+                    self.node.name
                 ),
             )));
         };
@@ -133,7 +137,7 @@ impl Daemon {
                 out: out.clone(),
             }
         } else {
-            let for_s = crate::state::now().as_millis().saturating_sub(state.since_ms) / 1000;
+            let for_s = crate::clock::now().as_millis().saturating_sub(state.since_ms) / 1000;
             return Some(Err(WireError::new(
                 ErrorCode::NodeDown,
                 format!("node {node} is down (for {for_s}s)"),
@@ -145,10 +149,12 @@ impl Daemon {
         None
     }
 
-    /// A request from another node's inbox: carried out as its caller's uid/gid; the answer goes back
-    /// through the cluster task, now or when a deferred answer (a stop with a wait) comes.
+    /// A request from another node's inbox: carried out as its caller's uid/gid. Its answer leaves like a
+    /// local one, through the step's outbox once the step's changes are stored (an answer whose change
+    /// could not be stored says so), and goes back through the cluster task; a deferred answer (a stop
+    /// with a wait) takes the same way when it comes.
     pub fn on_inbox(&mut self, key: String, from: String, uid: u32, gid: u32, req: Request) {
-        let Some(cmds) = self.cluster_cmds.clone() else { return };
+        let Some(cmds) = self.cluster.cmds.clone() else { return };
         tracing::debug!(from, uid, "remote request");
         let caller = Caller {
             uid,
@@ -157,31 +163,26 @@ impl Daemon {
             conn: REMOTE_CONN,
         };
         let (tx, mut rx) = ConnTx::detached(REMOTE_CONN);
-        match self.handle(caller, 0, req, &tx) {
-            Some(result) => {
-                let _ = cmds.send(Cmd::Reply { key, result });
-            }
-            None => {
-                // Answers queued in the outbox or by a waiter arrive on `tx`.
-                tokio::spawn(async move {
-                    while let Some((o, _)) = rx.recv().await {
-                        if let ServerMsg::Response { result, .. } = o.msg {
-                            let _ = cmds.send(Cmd::Reply { key, result });
-                            break;
-                        }
-                    }
-                });
-            }
+        if let Some(result) = self.handle(caller, 0, req, &tx) {
+            self.reply(&tx, 0, result);
         }
+        tokio::spawn(async move {
+            while let Some((o, _)) = rx.recv().await {
+                if let ServerMsg::Response { result, .. } = o.msg {
+                    let _ = cmds.send(Cmd::Reply { key, result });
+                    break;
+                }
+            }
+        });
     }
 
     /// Sends this node's PSM members to the cluster task for its mirror, if they changed.
     pub fn psm_mirror(&mut self) {
-        if !self.psm_changed {
+        if !self.psm.changed {
             return;
         }
-        self.psm_changed = false;
-        let Some(cmds) = &self.cluster_cmds else { return };
+        self.psm.changed = false;
+        let Some(cmds) = &self.cluster.cmds else { return };
         if let Ok(Response::PsmMembers(list)) = self.psm_get(&PsmNode::local(), &None, None) {
             let _ = cmds.send(Cmd::Mirror(list));
         } else {

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use vigil_core::{Period, Refused, Retries, Signal, StopMode, Tag, TagName, TagState};
-use vigil_proto::{DaemonInfo, ErrorCode, Request, Response, RunSpec, TagSummary, WireError};
+use vigil_proto::{ErrorCode, Response, RunSpec, TagSummary, WireError};
 
-use crate::server::{Caller, ConnTx, Outgoing};
-use crate::state::{now, Daemon, Entry, WaitFor, Waiter};
+use crate::clock::now;
+use crate::conn::{Caller, ConnTx};
+use crate::pmf::state::{Entry, WaitFor, Waiter};
+use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
 
@@ -30,174 +32,78 @@ fn ms(d: u64) -> Duration {
 }
 
 impl Daemon {
-    /// Handles one request. `None` means the answer comes later (a waiter was registered).
-    pub fn handle(&mut self, caller: Caller, id: u64, req: Request, out: &ConnTx) -> Option<Answer> {
-        let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
-        self.cmap_count_request(caller);
-        let req = match self.route(req) {
-            Ok(crate::remote::Route::Here(req)) => req,
-            Ok(crate::remote::Route::There { node, req }) => return self.forward(caller, id, node, req, out),
-            Err(e) => return Some(Err(e)),
-        };
-        if let Err(e) = self.store_gate(&req) {
-            return Some(Err(e));
-        }
-        let req = match crate::spec::bounded_filters(req) {
-            Ok(req) => req,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(match req {
-            Request::Run(spec) => return self.run_request(caller, id, spec, out, false),
-            Request::RunOnce(spec) => return self.run_request(caller, id, spec, out, true),
-            Request::Start { tag } => self.start(caller, &tag),
-            Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
-            Request::Stop { tag, signal, wait_ms } => {
-                return self.stop(caller, &tag, signal, wait_ms, StopMode::Stay, id, out)
-            }
-            Request::Remove { tag, wait_ms } => {
-                return self.stop(caller, &tag, None, wait_ms, StopMode::Remove, id, out)
-            }
-            Request::Kill { tag, signal, wait_ms } => return self.kill(caller, &tag, signal, wait_ms, id, out),
-            Request::Release { tag, signal, wait_ms } => return self.release(caller, &tag, signal, wait_ms, id, out),
-            Request::Restart { tag } => self.restart(caller, &tag),
-            Request::Query { tag } => Ok(Response::Exists(
-                TagName::existing(&tag).ok().is_some_and(|n| self.tags.contains_key(&n)),
-            )),
-            Request::List => Ok(Response::List(
-                self.tags
-                    .iter()
-                    .map(|(n, e)| TagSummary {
-                        name: n.to_string(),
-                        state: e.tag.state().name().into(),
-                        pids: e.tag.tree().watched(e.tag.spec().level).map(|p| p.id.pid).collect(),
-                    })
-                    .collect(),
-            )),
+    /// `Query`: whether a tag of that name exists.
+    pub fn query(&self, tag: &str) -> Response {
+        Response::Exists(
+            TagName::existing(tag)
+                .ok()
+                .is_some_and(|n| self.pmf.tags.contains_key(&n)),
+        )
+    }
+
+    /// `List`: every tag's name, state and watched pids.
+    pub fn list(&self) -> Response {
+        Response::List(
+            self.pmf
+                .tags
+                .iter()
+                .map(|(n, e)| TagSummary {
+                    name: n.to_string(),
+                    state: e.tag.state().name().into(),
+                    pids: e.tag.tree().watched(e.tag.spec().level).map(|p| p.id.pid).collect(),
+                })
+                .collect(),
+        )
+    }
+
+    /// `Status`: every tag's status, or one tag's, as `caller` may see it.
+    pub fn status(&self, caller: Caller, tag: Option<String>) -> Answer {
+        match tag {
             // A list carries no environment (crate::fit): `status TAG` shows one, to whom may see it.
-            Request::Status { tag: None } => Ok(Response::Tags(crate::fit::status_list(
-                self.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
+            None => Ok(Response::Tags(crate::fit::status_list(
+                self.pmf.tags.keys().map(|n| self.status_for(n, caller.uid)).collect(),
             ))),
-            Request::Status { tag: Some(tag) } => self
+            Some(tag) => self
                 .known(&tag)
                 .map(|n| Response::Tags(vec![self.status_for(&n, caller.uid)])),
-            Request::Wait { tag, timeout_ms } => {
-                let name = match self.known(&tag) {
-                    Ok(n) => n,
-                    Err(e) => return Some(Err(e)),
-                };
-                let deadline = timeout_ms.map(|t| now().plus(ms(t)));
-                self.waiters.push(Waiter {
-                    until: WaitFor::TagIdle {
-                        tag: name,
-                        with_status: true,
-                        viewer: caller.uid,
-                    },
-                    deadline,
-                    out: out.clone(),
-                    id,
-                });
-                return None;
-            }
-            Request::Events { after, limit, filter } => self.events(after, limit, &filter),
-            Request::Subscribe { after, filter } => {
-                return self.subscribe(caller.conn, after, filter, id, out).err().map(Err);
-            }
-            Request::ClusterEvents {
-                after,
-                limit,
-                filter,
-                nodes,
-            } => return self.cluster_events(after, limit, filter, nodes, id, out),
-            Request::ClusterSubscribe { after, filter, nodes } => {
-                return self.cluster_subscribe(after, filter, nodes, id, out).err().map(Err);
-            }
-            Request::Reload => self.admin(caller, "reload").and_then(|_| self.reload()),
-            Request::Reexec => {
-                if let Err(e) = self.admin(caller, "re-exec vigild").and_then(|_| self.check_config()) {
-                    return Some(Err(e));
-                }
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let msg = vigil_proto::ServerMsg::Response {
-                    id,
-                    result: Ok(Response::Ok),
-                };
-                self.outbox.push((
-                    out.clone(),
-                    Outgoing {
-                        msg,
-                        written: Some(tx),
-                        events: None,
-                    },
-                ));
-                self.reexec = Some(rx);
-                return None;
-            }
-            Request::PsmCategoryAdd { node, category } => self.psm_category_add(caller, &node, &category),
-            Request::PsmCategoryRemove { node, category } => self.psm_category_remove(caller, &node, &category),
-            Request::PsmCategoryList { node } => self.psm_category_list(&node),
-            Request::PsmAdd { node, category, pid } => self.psm_add(caller, &node, &category, pid),
-            Request::PsmRemove { node, category, pid } => self.psm_remove(caller, &node, &category, pid),
-            Request::PsmGet { node, category, pid } => self.psm_get(&node, &category, pid),
-            Request::PsmSetState {
-                node,
-                category,
-                pid,
-                state,
-            } => self.psm_set_state(caller, &node, &category, pid, &state),
-            Request::CmapGet { map, key, ty } => self.cmap_get(caller, map, &key, ty),
-            Request::CmapSet { key, value, persist } => self.cmap_set(caller, &key, value, persist),
-            Request::CmapDelete { key } => self.cmap_delete(caller, &key),
-            Request::CmapInc { key } => self.cmap_adjust(caller, &key, true),
-            Request::CmapDec { key } => self.cmap_adjust(caller, &key, false),
-            Request::CmapCompareAndSet {
-                key,
-                expected,
-                value,
-                persist,
-            } => self.cmap_cas(caller, &key, expected, value, persist),
-            Request::CmapIter { map, prefix } => self.cmap_iter(caller, map, &prefix),
-            Request::CmapTrackAdd {
-                map,
-                key,
-                flags,
-                context,
-            } => self.cmap_track_add(caller, map, &key, flags, context, out),
-            Request::CmapTrackDelete { track } => self.cmap_track_delete(caller, track),
-            Request::CmapSetText { key, ty, text, persist } => self.cmap_set_text(caller, &key, &ty, &text, persist),
-            Request::SamReport { change, info } => self.sam_report(caller, change, info),
-            Request::SamList => self.sam_list(),
-            Request::QuorumTrack => self.quorum_track(caller, out),
-            Request::QuorumLeaseTrack => self.quorum_lease_track(caller, out),
-            Request::Nodes => self.nodes(),
-            Request::OnNode { .. } => unreachable!("route() unwraps OnNode"),
-            Request::DaemonStatus => Ok(Response::Daemon(DaemonInfo {
-                version: env!("CARGO_PKG_VERSION").into(),
-                pid: std::process::id(),
-                uid: self.uid,
-                started_ms: self.started.as_millis(),
-                state_dir: self.paths.state_dir.display().to_string(),
-                socket: self.paths.socket.display().to_string(),
-                config: self.paths.config.as_ref().map(|p| p.display().to_string()),
-                tags: self.tags.len() as u32,
-                tracking: self.tracking_mode().into(),
-                last_seq: self.seq,
-                waiting: self.waiters.len() as u32,
-                subscribers: self.subscriptions.len() as u32,
-                node: self.node.clone(),
-                node_id: self.node_id,
-                first_seq: self.store.first_seq().unwrap_or(0),
-            })),
-        })
+        }
+    }
+
+    /// `Wait`: answered once the tag is idle, or at the deadline.
+    pub fn wait(
+        &mut self,
+        caller: Caller,
+        tag: &str,
+        timeout_ms: Option<u64>,
+        id: u64,
+        out: &ConnTx,
+    ) -> Option<Answer> {
+        let name = match self.known(tag) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        let deadline = timeout_ms.map(|t| now().plus(ms(t)));
+        self.pmf.waiters.push(Waiter {
+            until: WaitFor::TagIdle {
+                tag: name,
+                with_status: true,
+                viewer: caller.uid,
+            },
+            deadline,
+            out: out.clone(),
+            id,
+        });
+        None
     }
 
     /// Whether the per-uid quotas bind this uid: not root, nor the user vigild runs as.
     pub fn quota_applies(&self, uid: u32) -> bool {
-        uid != 0 && uid != self.uid
+        uid != 0 && uid != self.node.uid
     }
 
     fn known(&self, tag: &str) -> Result<TagName, WireError> {
         let name = TagName::existing(tag).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
-        if !self.tags.contains_key(&name) {
+        if !self.pmf.tags.contains_key(&name) {
             return Err(err(ErrorCode::NotFound, format!("no such tag: {name}")));
         }
         Ok(name)
@@ -206,7 +112,7 @@ impl Daemon {
     /// The tag exists and the caller owns it (or is root).
     fn owned(&self, caller: Caller, tag: &str, verb: &str) -> Result<TagName, WireError> {
         let name = self.known(tag)?;
-        let owner = self.tags[&name].tag.spec().uid;
+        let owner = self.pmf.tags[&name].tag.spec().uid;
         if caller.uid != 0 && caller.uid != owner {
             return Err(err(
                 ErrorCode::PermissionDenied,
@@ -219,18 +125,18 @@ impl Daemon {
         Ok(name)
     }
 
-    fn admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
-        if caller.uid != 0 && caller.uid != self.uid {
+    pub fn admin(&self, caller: Caller, verb: &str) -> Result<(), WireError> {
+        if caller.uid != 0 && caller.uid != self.node.uid {
             return Err(err(
                 ErrorCode::PermissionDenied,
-                format!("only root or uid {} may {verb}", self.uid),
+                format!("only root or uid {} may {verb}", self.node.uid),
             ));
         }
         Ok(())
     }
 
     fn refuse_if_shutting_down(&self) -> Result<(), WireError> {
-        if self.shutting_down {
+        if self.node.shutting_down {
             return Err(err(ErrorCode::Busy, "vigild is shutting down"));
         }
         Ok(())
@@ -238,16 +144,16 @@ impl Daemon {
 
     /// `Run` and `RunOnce` (`once`): another user's programs are checked off the loop (see `run`), and
     /// the answer comes when the check is done (`Msg::RunChecked`).
-    fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, once: bool) -> Option<Answer> {
+    pub fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, once: bool) -> Option<Answer> {
         match self.run(caller, run, false, once) {
             Ok(RunOutcome::Done(r)) => Some(Ok(r)),
             Err(e) => Some(Err(e)),
             Ok(RunOutcome::Check(job)) => {
-                let tx = self.tx.clone();
+                let tx = self.node.tx.clone();
                 let out = out.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = job.check();
-                    let _ = tx.send(crate::server::Msg::RunChecked {
+                    let _ = tx.send(crate::msg::Msg::RunChecked {
                         caller,
                         id,
                         run: job.run,
@@ -273,17 +179,17 @@ impl Daemon {
 
     fn run(&mut self, caller: Caller, run: RunSpec, checked: bool, once: bool) -> Result<RunOutcome, WireError> {
         self.refuse_if_shutting_down()?;
-        if self.uid != 0 && caller.uid != self.uid {
+        if self.node.uid != 0 && caller.uid != self.node.uid {
             return Err(err(
                 ErrorCode::PermissionDenied,
                 format!(
                     "this vigild runs as uid {} and cannot start processes as uid {}",
-                    self.uid, caller.uid
+                    self.node.uid, caller.uid
                 ),
             ));
         }
-        let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.settings.stop_timeout)?;
-        if let Some(old) = self.tags.get(&name) {
+        let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
+        if let Some(old) = self.pmf.tags.get(&name) {
             // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
             if once && old.tag.is_active() && *old.tag.spec() == spec {
                 return Ok(RunOutcome::Done(Response::Tag(self.status_of(&name))));
@@ -306,11 +212,12 @@ impl Daemon {
         // creating again a tag of one's own does not count.
         if self.quota_applies(caller.uid) {
             let held = self
+                .pmf
                 .tags
                 .iter()
                 .filter(|(n, e)| e.tag.spec().uid == caller.uid && **n != name)
                 .count();
-            let max = self.settings.quotas.tags_per_uid;
+            let max = self.node.settings.quotas.tags_per_uid;
             if held >= max {
                 return Err(err(
                     ErrorCode::LimitExceeded,
@@ -323,7 +230,7 @@ impl Daemon {
             }
         }
         for dep in &spec.after {
-            if !self.tags.contains_key(dep) {
+            if !self.pmf.tags.contains_key(dep) {
                 return Err(err(
                     ErrorCode::NotFound,
                     format!("tag {name} starts after {dep}, which does not exist"),
@@ -341,7 +248,7 @@ impl Daemon {
         // become that user: root looking would answer what exists where only root may look.
         // That child's lookups may block for as long as that user likes (a FUSE mount that never
         // answers): it runs off the loop, which answers this request when it is done.
-        let switch = self.uid == 0 && (spec.uid != 0 || spec.gid != 0);
+        let switch = self.node.uid == 0 && (spec.uid != 0 || spec.gid != 0);
         if switch && !checked {
             return Ok(RunOutcome::Check(RunCheck {
                 name: name.to_string(),
@@ -363,15 +270,15 @@ impl Daemon {
                     .map_err(|e| err(ErrorCode::ExecFailed, format!("tag {name}: action program: {e}")))?;
             }
         }
-        self.tags.remove(&name);
+        self.pmf.tags.remove(&name);
         self.insert_and_start(name.clone(), spec, false);
-        let e = &self.tags[&name];
+        let e = &self.pmf.tags[&name];
         if e.tag.starts() == 0 {
             if let TagState::Failed { reason } = e.tag.state() {
                 let reason = reason.clone();
-                self.tags.remove(&name);
-                self.dirty.remove(&name);
-                self.batch.delete_tags.push(name.to_string());
+                self.pmf.tags.remove(&name);
+                self.pmf.dirty.remove(&name);
+                self.store.batch.delete_tags.push(name.to_string());
                 return Err(err(ErrorCode::ExecFailed, format!("tag {name}: {reason}")));
             }
         }
@@ -381,9 +288,9 @@ impl Daemon {
     /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
     /// The restart-storm throttling of a tag: its own from the config file, else the daemon's.
     pub fn storm_for(&self, name: &TagName, from_config: bool) -> Option<vigil_core::Storm> {
-        match self.settings.storm_overrides.get(name) {
+        match self.node.settings.storm_overrides.get(name) {
             Some(s) if from_config => *s,
-            _ => self.settings.storm,
+            _ => self.node.settings.storm,
         }
     }
 
@@ -391,19 +298,20 @@ impl Daemon {
     /// current streak is kept.
     pub fn apply_storm_settings(&mut self) {
         let storms: Vec<(TagName, Option<vigil_core::Storm>)> = self
+            .pmf
             .tags
             .iter()
             .map(|(n, e)| (n.clone(), self.storm_for(n, e.from_config)))
             .collect();
         for (n, s) in storms {
-            if let Some(e) = self.tags.get_mut(&n) {
+            if let Some(e) = self.pmf.tags.get_mut(&n) {
                 e.tag.set_storm(s);
             }
         }
     }
 
     pub fn insert_and_start(&mut self, name: TagName, spec: vigil_core::TagSpec, from_config: bool) {
-        let deps_ready = vigil_core::tag::after_ready(&spec.after, |d| self.tags.get(d).map(|e| &e.tag));
+        let deps_ready = vigil_core::tag::after_ready(&spec.after, |d| self.pmf.tags.get(d).map(|e| &e.tag));
         let mut tag = Tag::new(name.clone(), spec);
         tag.set_storm(self.storm_for(&name, from_config));
         let fx = if deps_ready {
@@ -412,7 +320,7 @@ impl Daemon {
             tag.wait_for_deps();
             vec![]
         };
-        self.tags.insert(
+        self.pmf.tags.insert(
             name.clone(),
             Entry {
                 tag,
@@ -420,19 +328,26 @@ impl Daemon {
                 session: None,
             },
         );
-        self.dirty.insert(name.clone());
+        self.pmf.dirty.insert(name.clone());
         self.apply(&name, fx);
     }
 
-    fn start(&mut self, caller: Caller, tag: &str) -> Answer {
+    pub fn start(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "start")?;
-        let fx = self.tags.get_mut(&name).expect("known").tag.start().map_err(refused)?;
+        let fx = self
+            .pmf
+            .tags
+            .get_mut(&name)
+            .expect("known")
+            .tag
+            .start()
+            .map_err(refused)?;
         self.apply(&name, fx);
         Ok(Response::Ok)
     }
 
-    fn modify(&mut self, caller: Caller, tag: &str, retries: Option<i64>, period: Option<i64>) -> Answer {
+    pub fn modify(&mut self, caller: Caller, tag: &str, retries: Option<i64>, period: Option<i64>) -> Answer {
         let name = self.owned(caller, tag, "modify")?;
         let r = retries
             .map(|r| {
@@ -454,13 +369,13 @@ impl Daemon {
                 })
             })
             .transpose()?;
-        self.tags.get_mut(&name).expect("known").tag.modify(r, p);
-        self.dirty.insert(name);
+        self.pmf.tags.get_mut(&name).expect("known").tag.modify(r, p);
+        self.pmf.dirty.insert(name);
         Ok(Response::Ok)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn stop(
+    pub fn stop(
         &mut self,
         caller: Caller,
         tag: &str,
@@ -479,7 +394,7 @@ impl Daemon {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
-        let e = self.tags.get_mut(&name).expect("known");
+        let e = self.pmf.tags.get_mut(&name).expect("known");
         let signal = signal.unwrap_or(e.tag.spec().stop_signal);
         let timeout = wait_ms.map_or(e.tag.spec().stop_timeout, ms);
         let fx = e.tag.stop(signal, timeout, mode, now());
@@ -489,7 +404,7 @@ impl Daemon {
             Some(w) => {
                 // SIGKILL goes out when the wait runs out; allow a little for it to land.
                 let deadline = Some(now().plus(ms(w) + Self::stop_grace()));
-                self.waiters.push(Waiter {
+                self.pmf.waiters.push(Waiter {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: false,
@@ -505,7 +420,7 @@ impl Daemon {
     }
 
     /// `pmfadm -s`: see `Request::Release`.
-    fn release(
+    pub fn release(
         &mut self,
         caller: Caller,
         tag: &str,
@@ -522,13 +437,13 @@ impl Daemon {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
-        let fx = self.tags.get_mut(&name).expect("known").tag.release(signal, now());
+        let fx = self.pmf.tags.get_mut(&name).expect("known").tag.release(signal, now());
         self.apply(&name, fx);
         match wait_ms {
             None => Some(Ok(Response::Ok)),
             Some(w) => {
                 // No SIGKILL follows: at the deadline whatever still runs is left running.
-                self.waiters.push(Waiter {
+                self.pmf.waiters.push(Waiter {
                     until: WaitFor::TagIdle {
                         tag: name,
                         with_status: false,
@@ -543,7 +458,7 @@ impl Daemon {
         }
     }
 
-    fn kill(
+    pub fn kill(
         &mut self,
         caller: Caller,
         tag: &str,
@@ -560,7 +475,7 @@ impl Daemon {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
-        let tag = &self.tags[&name].tag;
+        let tag = &self.pmf.tags[&name].tag;
         let procs = tag.tree().ids();
         let fx = match tag.kill(signal) {
             Ok(fx) => fx,
@@ -571,7 +486,7 @@ impl Daemon {
             None => Some(Ok(Response::Ok)),
             Some(w) => {
                 let deadline = Some(now().plus(ms(w)));
-                self.waiters.push(Waiter {
+                self.pmf.waiters.push(Waiter {
                     until: WaitFor::ProcsGone(name, procs),
                     deadline,
                     out: out.clone(),
@@ -582,13 +497,13 @@ impl Daemon {
         }
     }
 
-    fn restart(&mut self, caller: Caller, tag: &str) -> Answer {
+    pub fn restart(&mut self, caller: Caller, tag: &str) -> Answer {
         self.refuse_if_shutting_down()?;
         let name = self.owned(caller, tag, "restart")?;
-        if matches!(self.tags[&name].tag.state(), TagState::Stopping { .. }) {
+        if matches!(self.pmf.tags[&name].tag.state(), TagState::Stopping { .. }) {
             return Err(err(ErrorCode::Busy, format!("tag {name} is being stopped")));
         }
-        let fx = self.tags.get_mut(&name).expect("known").tag.restart(now());
+        let fx = self.pmf.tags.get_mut(&name).expect("known").tag.restart(now());
         self.apply(&name, fx);
         Ok(Response::Ok)
     }

@@ -6,19 +6,21 @@ use tracing::warn;
 use vigil_core::{ProcId, StopMode, TagName, TagSpec};
 use vigil_proto::ReloadReport;
 
-use crate::state::{now, Daemon, Entry};
+use crate::clock::now;
+use crate::pmf::state::Entry;
+use crate::state::Daemon;
 
 impl Daemon {
     /// Loads every tag from the store, re-adopts its live processes and lets the rules deal with what
     /// happened while vigild was away.
     pub fn restore(&mut self) -> anyhow::Result<()> {
-        let records = self.store.tags()?;
+        let records = self.store.db.tags()?;
         let mut restored = Vec::new();
         for r in &records {
             match crate::convert::tag_from_record(r) {
                 Ok((tag, procs)) => {
                     let name = tag.name().clone();
-                    self.tags.insert(
+                    self.pmf.tags.insert(
                         name.clone(),
                         Entry {
                             tag,
@@ -44,11 +46,11 @@ impl Daemon {
         // Children that died while vigild was re-executing are zombies: their statuses are exact.
         self.reap();
         let now = now();
-        let names: Vec<TagName> = self.tags.keys().cloned().collect();
+        let names: Vec<TagName> = self.pmf.tags.keys().cloned().collect();
         // Processes of a recorded start that left their tree while no vigild was there to see it (their
         // parent died and they went to init): the tag's, at the shallowest depth an orphan can be.
         for f in strays {
-            if !self.procs.contains_key(&f.id.pid) {
+            if !self.pmf.procs.contains_key(&f.id.pid) {
                 if let Ok(name) = TagName::existing(&f.tag) {
                     self.adopt_child(&name, f.id.pid, 1);
                 }
@@ -59,7 +61,7 @@ impl Daemon {
         for name in names {
             self.rescan_with(&name, &table);
             self.readopt_log(&name);
-            let Some(e) = self.tags.get_mut(&name) else {
+            let Some(e) = self.pmf.tags.get_mut(&name) else {
                 continue;
             };
             let fx = e.tag.resumed(now);
@@ -74,7 +76,7 @@ impl Daemon {
     /// batch was lost; the rules start it again from what the store says). Its whole session goes with
     /// it, for descendants that cleared their environment. Returns the other marked processes: those of
     /// a recorded start, which the caller adopts once the recorded ones are watched again.
-    fn end_unrecorded(&mut self, recorded: &HashSet<ProcId>) -> Vec<crate::marks::Found> {
+    fn end_unrecorded(&mut self, recorded: &HashSet<ProcId>) -> Vec<crate::pmf::marks::Found> {
         let began = std::time::Instant::now();
         let mut table = vigil_sys::ProcTable::snapshot();
         // A spawn the killed vigild was in the middle of: the child has not exec'd, so its environment
@@ -93,10 +95,10 @@ impl Daemon {
         }
         let mut keep = Vec::new();
         let mut ended: HashSet<i32> = HashSet::new();
-        let found = self.marks.scan(&table, |id| recorded.contains(&id));
+        let found = self.pmf.marks.scan(&table, |id| recorded.contains(&id));
         let marked = found.len();
         for f in found {
-            let tag = TagName::existing(&f.tag).ok().and_then(|n| self.tags.get(&n));
+            let tag = TagName::existing(&f.tag).ok().and_then(|n| self.pmf.tags.get(&n));
             let unrecorded = match tag {
                 None => true,
                 Some(e) => e.tag.spec().uid != f.uid || f.generation > e.tag.starts(),
@@ -157,6 +159,7 @@ impl Daemon {
         let mut report = ReloadReport::default();
         let declared: std::collections::BTreeSet<TagName> = tags.iter().map(|(n, _)| n.clone()).collect();
         let gone: Vec<TagName> = self
+            .pmf
             .tags
             .iter()
             .filter(|(n, e)| e.from_config && !declared.contains(*n))
@@ -164,7 +167,7 @@ impl Daemon {
             .collect();
         let now = now();
         for name in gone {
-            let e = self.tags.get_mut(&name).expect("listed");
+            let e = self.pmf.tags.get_mut(&name).expect("listed");
             let fx = e.tag.stop(
                 e.tag.spec().stop_signal,
                 e.tag.spec().stop_timeout,
@@ -176,7 +179,7 @@ impl Daemon {
         }
         // Tags are started in an order where every `after` comes first; the rest wait for their turn.
         for (name, spec) in tags {
-            match self.tags.get_mut(&name) {
+            match self.pmf.tags.get_mut(&name) {
                 None => {
                     self.insert_and_start(name.clone(), spec, true);
                     report.started.push(name.to_string());
@@ -185,7 +188,7 @@ impl Daemon {
                 Some(e) => {
                     e.from_config = true;
                     let fx = e.tag.respec(spec, now);
-                    self.dirty.insert(name.clone());
+                    self.pmf.dirty.insert(name.clone());
                     self.apply(&name, fx);
                     report.restarted.push(name.to_string());
                 }
@@ -197,7 +200,7 @@ impl Daemon {
     /// Whether the config file (if any) still loads: a re-exec is refused when it does not.
     pub fn check_config(&self) -> Result<(), vigil_proto::WireError> {
         // A new image starts from the state file, which lacks the changes kept in memory.
-        if let Some(f) = &self.store_failing {
+        if let Some(f) = &self.store.failing {
             return Err(vigil_proto::WireError::new(
                 vigil_proto::ErrorCode::Internal,
                 format!(
@@ -206,32 +209,35 @@ impl Daemon {
                 ),
             ));
         }
-        match &self.paths.config {
+        match &self.node.paths.config {
             None => Ok(()),
-            Some(p) => crate::config::load(p, self.uid, self.gid).map(|_| ()).map_err(|e| {
-                vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}; fix it first"))
-            }),
+            Some(p) => crate::config::load(p, self.node.uid, self.node.gid)
+                .map(|_| ())
+                .map_err(|e| {
+                    vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}; fix it first"))
+                }),
         }
     }
 
     /// `Reload`: re-read the config file and apply it.
     pub fn reload(&mut self) -> Result<vigil_proto::Response, vigil_proto::WireError> {
-        let Some(path) = self.paths.config.clone() else {
+        let Some(path) = self.node.paths.config.clone() else {
             return Err(vigil_proto::WireError::new(
                 vigil_proto::ErrorCode::InvalidArgument,
                 "vigild was started without --config: nothing to reload",
             ));
         };
-        let config = crate::config::load(&path, self.uid, self.gid)
+        let config = crate::config::load(&path, self.node.uid, self.node.gid)
             .map_err(|e| vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}")))?;
-        self.settings = config.settings.clone();
-        self.logs
-            .set_limits(self.settings.log_max_bytes, self.settings.log_keep);
-        self.psm_limits = config.settings.psm;
+        self.node.settings = config.settings.clone();
+        self.pmf
+            .logs
+            .set_limits(self.node.settings.log_max_bytes, self.node.settings.log_keep);
+        self.node.settings.psm = config.settings.psm;
         self.cmap.apply_settings(&config.settings);
         self.cmap_preload(&config.cmap_keys);
-        self.users.clear();
-        self.store.set_events_kept(config.settings.events_kept);
+        self.pmf.users.clear();
+        self.store.db.set_events_kept(config.settings.events_kept);
         self.ensure_categories(&config.categories);
         let report = self.apply_config(config.tags);
         self.apply_storm_settings();

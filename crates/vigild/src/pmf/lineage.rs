@@ -5,7 +5,7 @@
 //! every lookup at once, so a pid reused later in the same read names the new process only (a fork by
 //! it is never put in the old process's tag). Every fork of a process is queued before its exit, so
 //! nothing that process did is lost by forgetting it there. Only the judgement "the tag is now empty"
-//! waits for the end of the read (see `crate::procs`).
+//! waits for the end of the read (see `super::procs`).
 //!
 //! The process connector names the parent of every fork, but a short-lived middle process (the
 //! subshell of `( daemon & )`, `setsid -f`, a double-forking daemon's first child) has often exited,

@@ -1,0 +1,73 @@
+//! What the loop receives: every input of a step arrives as one [`Msg`] (requests, process exits, probe
+//! results, what the cluster task learned). The types sit at the bottom of the crate so that whoever
+//! sends them (the socket, the watchers, the cluster task) and the loop that handles them meet here.
+
+use tokio::sync::OwnedSemaphorePermit;
+use vigil_proto::Request;
+
+use crate::cluster::records::NodeState;
+use crate::conn::{Caller, ConnTx};
+
+/// What the loop receives.
+// Short-lived, one per request: boxing the request would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Msg {
+    Request {
+        caller: Caller,
+        id: u64,
+        req: Request,
+        out: ConnTx,
+        /// The request's bytes in its uid's budget, given back when the loop drops the message, once
+        /// it has handled the request (None for root and vigild's own uid).
+        held: Option<OwnedSemaphorePermit>,
+    },
+    /// A watched process's pidfd became readable.
+    Exited { pid: i32, start_time: u64 },
+    /// A connection ended: what it held (CMAP tracks, waiting requests) goes with it.
+    Closed { conn: u64 },
+    /// A probe run of a tag's instance ended; `pid` is an exec probe's process.
+    ProbeDone {
+        tag: vigil_core::TagName,
+        instance: u64,
+        index: usize,
+        pid: Option<i32>,
+        result: Result<(), String>,
+    },
+    /// What the cluster task learned from etcd.
+    Cluster(ClusterMsg),
+    /// The programs of a `Run` were checked as the tag's user, off the loop.
+    RunChecked {
+        caller: Caller,
+        id: u64,
+        run: vigil_proto::RunSpec,
+        /// A `RunOnce`: an active tag with the same spec is the answer.
+        once: bool,
+        out: ConnTx,
+        result: Result<vigil_proto::Response, vigil_proto::WireError>,
+    },
+}
+
+/// What the cluster task tells the loop.
+// One per etcd event, handled at once: boxing the request would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// The node's lease is alive (a keepalive succeeded within its TTL) or not.
+    Lease(bool),
+    /// A keepalive succeeded: etcd cannot expire the lease before this instant.
+    Renewed(std::time::Instant),
+    /// Every known node, after the list changed.
+    Nodes(Vec<NodeState>),
+    /// A request another node sent to this one, to be carried out as `uid`/`gid` and answered with
+    /// `Cmd::Reply { key, .. }`.
+    Inbox {
+        key: String,
+        from: String,
+        uid: u32,
+        gid: u32,
+        req: Request,
+    },
+    /// A session started and found this node's last published event at `after` (None: it never
+    /// published): the loop answers with `Cmd::Resynced { epoch, .. }`.
+    Resync { epoch: u64, after: Option<u64> },
+}

@@ -1,0 +1,13 @@
+//! PMF in vigild: tags, their processes, probes, logs, and the requests that run and stop them.
+
+pub mod drain;
+pub mod health;
+pub mod lineage;
+pub mod logs;
+pub mod marks;
+pub mod procs;
+pub mod requests;
+pub mod restore;
+pub mod state;
+
+pub use state::*;

@@ -1,0 +1,192 @@
+//! The loop's conductor: every message of a step comes in here and goes to the service that owns it.
+//! The checks every request passes first (routing to another node, the store gate, bounded filters)
+//! are here too; what a request does is its service's.
+
+use vigil_core::StopMode;
+use vigil_proto::{DaemonInfo, Request, Response, WireError};
+
+use crate::cluster::remote::Route;
+use crate::conn::{Caller, ConnTx, Outgoing};
+use crate::msg::Msg;
+use crate::state::Daemon;
+
+type Answer = Result<Response, WireError>;
+
+impl Daemon {
+    /// Handles one message of the loop.
+    pub fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            // A connection closed for reading too slowly gets no more work done for it.
+            Msg::Request { out, .. } if out.is_killed() => {}
+            Msg::Request {
+                caller,
+                id,
+                req,
+                out,
+                held,
+            } => {
+                if let Some(answer) = self.handle(caller, id, req, &out) {
+                    self.reply(&out, id, answer);
+                }
+                // Handled: its bytes leave the uid's budget of requests waiting for the loop.
+                drop(held);
+            }
+            Msg::Exited { pid, start_time } => self.on_exited(pid, start_time),
+            Msg::Closed { conn } => {
+                self.on_closed(conn);
+                self.sam_on_closed(conn);
+                self.drop_waiters(conn);
+            }
+            Msg::ProbeDone {
+                tag,
+                instance,
+                index,
+                pid,
+                result,
+            } => self.on_probe_done(&tag, instance, index, pid, result),
+            Msg::Cluster(m) => self.on_cluster(m),
+            Msg::RunChecked {
+                caller,
+                id,
+                run,
+                once,
+                out,
+                result,
+            } => self.on_run_checked(caller, id, run, once, &out, result),
+        }
+    }
+
+    /// Handles one request. `None` means the answer comes later (a waiter was registered).
+    pub fn handle(&mut self, caller: Caller, id: u64, req: Request, out: &ConnTx) -> Option<Answer> {
+        let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
+        self.cmap_count_request(caller);
+        let req = match self.route(req) {
+            Ok(Route::Here(req)) => req,
+            Ok(Route::There { node, req }) => return self.forward(caller, id, node, req, out),
+            Err(e) => return Some(Err(e)),
+        };
+        if let Err(e) = self.store_gate(&req) {
+            return Some(Err(e));
+        }
+        let req = match crate::spec::bounded_filters(req) {
+            Ok(req) => req,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(match req {
+            Request::Run(spec) => return self.run_request(caller, id, spec, out, false),
+            Request::RunOnce(spec) => return self.run_request(caller, id, spec, out, true),
+            Request::Start { tag } => self.start(caller, &tag),
+            Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
+            Request::Stop { tag, signal, wait_ms } => {
+                return self.stop(caller, &tag, signal, wait_ms, StopMode::Stay, id, out)
+            }
+            Request::Remove { tag, wait_ms } => {
+                return self.stop(caller, &tag, None, wait_ms, StopMode::Remove, id, out)
+            }
+            Request::Kill { tag, signal, wait_ms } => return self.kill(caller, &tag, signal, wait_ms, id, out),
+            Request::Release { tag, signal, wait_ms } => return self.release(caller, &tag, signal, wait_ms, id, out),
+            Request::Restart { tag } => self.restart(caller, &tag),
+            Request::Query { tag } => Ok(self.query(&tag)),
+            Request::List => Ok(self.list()),
+            Request::Status { tag } => self.status(caller, tag),
+            Request::Wait { tag, timeout_ms } => return self.wait(caller, &tag, timeout_ms, id, out),
+            Request::Events { after, limit, filter } => self.events(after, limit, &filter),
+            Request::Subscribe { after, filter } => {
+                return self.subscribe(caller.conn, after, filter, id, out).err().map(Err);
+            }
+            Request::ClusterEvents {
+                after,
+                limit,
+                filter,
+                nodes,
+            } => return self.cluster_events(after, limit, filter, nodes, id, out),
+            Request::ClusterSubscribe { after, filter, nodes } => {
+                return self.cluster_subscribe(after, filter, nodes, id, out).err().map(Err);
+            }
+            Request::Reload => self.admin(caller, "reload").and_then(|_| self.reload()),
+            Request::Reexec => return self.reexec(caller, id, out),
+            Request::PsmCategoryAdd { node, category } => self.psm_category_add(caller, &node, &category),
+            Request::PsmCategoryRemove { node, category } => self.psm_category_remove(caller, &node, &category),
+            Request::PsmCategoryList { node } => self.psm_category_list(&node),
+            Request::PsmAdd { node, category, pid } => self.psm_add(caller, &node, &category, pid),
+            Request::PsmRemove { node, category, pid } => self.psm_remove(caller, &node, &category, pid),
+            Request::PsmGet { node, category, pid } => self.psm_get(&node, &category, pid),
+            Request::PsmSetState {
+                node,
+                category,
+                pid,
+                state,
+            } => self.psm_set_state(caller, &node, &category, pid, &state),
+            Request::CmapGet { map, key, ty } => self.cmap_get(caller, map, &key, ty),
+            Request::CmapSet { key, value, persist } => self.cmap_set(caller, &key, value, persist),
+            Request::CmapDelete { key } => self.cmap_delete(caller, &key),
+            Request::CmapInc { key } => self.cmap_adjust(caller, &key, true),
+            Request::CmapDec { key } => self.cmap_adjust(caller, &key, false),
+            Request::CmapCompareAndSet {
+                key,
+                expected,
+                value,
+                persist,
+            } => self.cmap_cas(caller, &key, expected, value, persist),
+            Request::CmapIter { map, prefix } => self.cmap_iter(caller, map, &prefix),
+            Request::CmapTrackAdd {
+                map,
+                key,
+                flags,
+                context,
+            } => self.cmap_track_add(caller, map, &key, flags, context, out),
+            Request::CmapTrackDelete { track } => self.cmap_track_delete(caller, track),
+            Request::CmapSetText { key, ty, text, persist } => self.cmap_set_text(caller, &key, &ty, &text, persist),
+            Request::SamReport { change, info } => self.sam_report(caller, change, info),
+            Request::SamList => self.sam_list(),
+            Request::QuorumTrack => self.quorum_track(caller, out),
+            Request::QuorumLeaseTrack => self.quorum_lease_track(caller, out),
+            Request::Nodes => self.nodes(),
+            Request::OnNode { .. } => unreachable!("route() unwraps OnNode"),
+            Request::DaemonStatus => Ok(self.daemon_status()),
+        })
+    }
+
+    /// `Reexec`: answered before vigild executes itself again, once the answer is written.
+    fn reexec(&mut self, caller: Caller, id: u64, out: &ConnTx) -> Option<Answer> {
+        if let Err(e) = self.admin(caller, "re-exec vigild").and_then(|_| self.check_config()) {
+            return Some(Err(e));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = vigil_proto::ServerMsg::Response {
+            id,
+            result: Ok(Response::Ok),
+        };
+        self.outbox.push((
+            out.clone(),
+            Outgoing {
+                msg,
+                written: Some(tx),
+                events: None,
+            },
+        ));
+        self.node.reexec = Some(rx);
+        None
+    }
+
+    /// `DaemonStatus`: what this vigild is and holds.
+    fn daemon_status(&self) -> Response {
+        Response::Daemon(DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uid: self.node.uid,
+            started_ms: self.node.started.as_millis(),
+            state_dir: self.node.paths.state_dir.display().to_string(),
+            socket: self.node.paths.socket.display().to_string(),
+            config: self.node.paths.config.as_ref().map(|p| p.display().to_string()),
+            tags: self.pmf.tags.len() as u32,
+            tracking: self.tracking_mode().into(),
+            last_seq: self.events.seq,
+            waiting: self.pmf.waiters.len() as u32,
+            subscribers: self.events.subscriptions.len() as u32,
+            node: self.node.name.clone(),
+            node_id: self.node.id,
+            first_seq: self.store.db.first_seq().unwrap_or(0),
+        })
+    }
+}
