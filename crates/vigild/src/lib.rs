@@ -21,6 +21,7 @@ pub mod nodes;
 pub mod procs;
 pub mod psm;
 pub mod quorum_lease;
+pub mod reap_scan;
 pub mod remote;
 pub mod restore;
 pub mod sam;
@@ -286,6 +287,7 @@ async fn serve(opts: Options) -> anyhow::Result<Exit> {
         gid,
         shutting_down: false,
         rescan_waiting: true,
+        reap_scan: Default::default(),
         reexec: None,
         reexec_now: false,
         marks: marks::Marks::load(&opts.state_dir)?,

@@ -154,6 +154,8 @@ pub struct Daemon {
     /// Look for waiting tags whose dependencies run at the next step even if no tag changed (the first
     /// step after a start).
     pub rescan_waiting: bool,
+    /// When vigild last looked for zombies among all its children (`crate::reap_scan`).
+    pub reap_scan: crate::reap_scan::ReapScan,
     /// Set when a re-exec was asked for; carried out once the reply is on its way.
     pub reexec: Option<tokio::sync::oneshot::Receiver<()>>,
     pub reexec_now: bool,
@@ -549,11 +551,19 @@ impl Daemon {
             .logs
             .next_check()
             .map(|at| now().plus(at.saturating_duration_since(std::time::Instant::now())));
-        [t, w, l, r, s, g].into_iter().flatten().min()
+        // A look for zombies among all children, put off while there are thousands of them.
+        let z = self
+            .reap_scan
+            .due()
+            .map(|at| now().plus(at.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(1)));
+        [t, w, l, r, s, g, z].into_iter().flatten().min()
     }
 
     pub fn on_timers(&mut self) {
         self.retry_exits();
+        if self.reap_scan.due().is_some_and(|at| at <= std::time::Instant::now()) {
+            self.reap();
+        }
         self.logs.on_timer();
         let now = now();
         while let Some((at, name)) = self.timers.first().cloned() {
