@@ -29,7 +29,7 @@ pub use misc::{
     raise_nofile_limit, reap_child, send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
 };
 pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
-pub use pidfd::{reap_any, PidFd};
+pub use pidfd::{reap_any, try_reap_child, PidFd};
 pub use procfs::{
     boot_time_ticks_per_sec, boottime_now_ns, children, cmdline, environ_var, monotonic_now_ns, proc_stat, start_time,
     start_time_to_boot_ns, uids, uptime_ticks, ProcStat, ProcTable,

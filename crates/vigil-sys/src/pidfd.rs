@@ -123,6 +123,35 @@ impl PidFd {
         Ok(Some(WaitStatus::from_raw(info.exit_code)))
     }
 
+    /// Reaps this process if it is a child of the caller and has exited: `waitid(P_PIDFD, WEXITED |
+    /// WNOHANG)`. The kernel looks at this one process, where `waitpid(-1)` walks every child of the
+    /// caller (thousands for a supervisor), and a pidfd cannot name a later process that reused the pid.
+    /// Ok(None) while it runs, or when it is not the caller's child or was reaped already.
+    pub fn try_reap(&self) -> Result<Option<WaitStatus>, SysError> {
+        loop {
+            // SAFETY: siginfo_t is a plain C struct; all-zero is valid (and is how WNOHANG says "none").
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid pidfd, a writable siginfo_t, plain flags.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PIDFD,
+                    self.fd.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG,
+                )
+            };
+            if r == 0 {
+                return Ok(decode_siginfo(&info));
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return Ok(None),
+                _ => return Err(SysError::io("waitid(P_PIDFD)", Some(self.pid), e)),
+            }
+        }
+    }
+
     /// True once the process has exited (pidfd readable).
     pub fn has_exited(&self) -> bool {
         self.wait_exited(Some(Duration::ZERO))
@@ -176,6 +205,45 @@ impl From<PidFd> for OwnedFd {
     /// Gives up the handle's fd.
     fn from(p: PidFd) -> OwnedFd {
         p.fd
+    }
+}
+
+/// The wait status in a `waitid` answer; None when it names no process (WNOHANG, nothing exited).
+fn decode_siginfo(info: &libc::siginfo_t) -> Option<WaitStatus> {
+    // SAFETY: waitid filled the SIGCHLD layout of the union (or left it zeroed).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => WaitStatus::Exited(status & 0xff),
+        code => WaitStatus::Signaled {
+            signal: status,
+            core_dumped: code == libc::CLD_DUMPED,
+        },
+    })
+}
+
+/// Reaps our child `pid` if it has exited, without blocking: the kernel looks at that one process (see
+/// [`PidFd::try_reap`]). Ok(None) while it runs, or when it is not our child (or was reaped already).
+/// Only for a pid not reaped yet, which therefore still names the same child.
+pub fn try_reap_child(pid: Pid) -> Result<Option<WaitStatus>, SysError> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid pointer to a local int; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(Some(WaitStatus::from_raw(status)));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Ok(None),
+            _ => return Err(SysError::io("waitpid", Some(pid), e)),
+        }
     }
 }
 
@@ -276,6 +344,54 @@ mod tests {
                 core_dumped: false
             })
         );
+    }
+
+    #[test]
+    fn try_reap_takes_exactly_this_child_with_its_status() {
+        let _g = child_lock();
+        let sh = |script: &str| {
+            let argv = [OsString::from("sh"), OsString::from("-c"), OsString::from(script)];
+            spawn(&SpawnSpec::new(Path::new("/bin/sh"), &argv, &[], crate::Output::Null)).unwrap()
+        };
+        let (a, b, c) = (sh("exit 3"), sh("kill -9 $$"), sh("exec sleep 10"));
+        // Still running: nothing reaped, and it stays reapable.
+        assert_eq!(c.pidfd.try_reap().unwrap(), None);
+        assert!(a.pidfd.wait_exited(Some(Duration::from_secs(10))));
+        assert!(b.pidfd.wait_exited(Some(Duration::from_secs(10))));
+        assert_eq!(
+            b.pidfd.try_reap().unwrap(),
+            Some(WaitStatus::Signaled {
+                signal: 9,
+                core_dumped: false
+            })
+        );
+        // Reaped once: the second time finds no child.
+        assert_eq!(b.pidfd.try_reap().unwrap(), None);
+        assert_eq!(try_reap_child(a.pid).unwrap(), Some(WaitStatus::Exited(3)));
+        assert_eq!(try_reap_child(a.pid).unwrap(), None);
+        assert_eq!(try_reap_child(c.pid).unwrap(), None);
+        c.pidfd.send_signal(libc::SIGTERM).unwrap();
+        assert!(c.pidfd.wait_exited(Some(Duration::from_secs(10))));
+        assert_eq!(
+            c.pidfd.try_reap().unwrap(),
+            Some(WaitStatus::Signaled {
+                signal: libc::SIGTERM,
+                core_dumped: false
+            })
+        );
+        assert_eq!(reap_any().unwrap(), None);
+    }
+
+    #[test]
+    fn try_reap_leaves_another_parents_child() {
+        let _g = child_lock();
+        let (outer, _out, line) = start_sh("sleep 10 & echo $!; wait $!");
+        let g = PidFd::open(line.trim().parse().unwrap()).unwrap();
+        g.send_signal(libc::SIGKILL).unwrap();
+        assert!(g.wait_exited(Some(Duration::from_secs(10))));
+        // Not ours to reap: sh gets its status.
+        assert_eq!(g.try_reap().unwrap(), None);
+        assert_eq!(wait_child(&outer), WaitStatus::Exited(128 + libc::SIGKILL));
     }
 
     #[test]

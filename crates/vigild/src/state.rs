@@ -342,11 +342,24 @@ impl Daemon {
             .logs
             .next_check()
             .map(|at| now().plus(at.saturating_duration_since(std::time::Instant::now())));
-        [t, w, l, r, s, g].into_iter().flatten().min()
+        // A look for zombies among all children, put off while there are thousands of them.
+        let z =
+            self.pmf.reap_scan.due().map(|at| {
+                now().plus(at.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(1))
+            });
+        [t, w, l, r, s, g, z].into_iter().flatten().min()
     }
 
     pub fn on_timers(&mut self) {
         self.retry_exits();
+        if self
+            .pmf
+            .reap_scan
+            .due()
+            .is_some_and(|at| at <= std::time::Instant::now())
+        {
+            self.reap();
+        }
         self.pmf.logs.on_timer();
         let now = now();
         while let Some((at, name)) = self.pmf.timers.first().cloned() {

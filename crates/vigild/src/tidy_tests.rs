@@ -24,6 +24,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "pmf::logs",
             "pmf::marks",
             "pmf::lineage",
+            "pmf::reap_scan",
             "psm::state",
             "storage",
         ],

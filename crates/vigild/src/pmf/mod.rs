@@ -6,6 +6,7 @@ pub mod lineage;
 pub mod logs;
 pub mod marks;
 pub mod procs;
+pub mod reap_scan;
 pub mod requests;
 pub mod restore;
 pub mod state;

@@ -324,21 +324,42 @@ impl Daemon {
         Adopted::New
     }
 
-    /// Reaps every exited child of vigild.
+    /// Reaps vigild's exited children: actions and probes by pid, the rest by a walk over every child
+    /// (bounded in rate with thousands of children, `crate::pmf::reap_scan`).
     pub fn reap(&mut self) {
         // Reap everything first, then act: acting restarts tags, and a command that exits at once would
         // otherwise keep this loop busy forever, starving every request (a livelock seen with
         // `sh -c 'exit 0'` under retries -1). New zombies are reaped on the next turn of the loop.
         let mut reaped = Vec::new();
-        loop {
+        // Action programs and probes by their pid: the kernel looks at that one process, and none of
+        // these pids can name another process yet, since it is not reaped. A tag's process is reaped
+        // through its pidfd when its exit is reported (`detach`).
+        let ours: Vec<i32> = self
+            .pmf
+            .actions
+            .keys()
+            .chain(self.pmf.probe_children.keys())
+            .copied()
+            .collect();
+        for pid in ours {
+            match vigil_sys::try_reap_child(pid) {
+                Ok(Some(status)) => reaped.push((pid, status, None)),
+                Ok(None) => {}
+                Err(e) => warn!("reap {pid}: {e}"),
+            }
+        }
+        // The walk over every child, for what nothing else reports; bounded in rate (see reap_scan.rs).
+        let children = self.pmf.procs.len() + self.pmf.actions.len() + self.pmf.probe_children.len();
+        let mut walk = self.pmf.reap_scan.ask(children, std::time::Instant::now());
+        while walk {
             match vigil_sys::reap_any() {
                 // With the identity watched under that pid now: once reaped, the pid may be reused, and
                 // the connector read below may find the new process a tag's.
                 Ok(Some((pid, status))) => reaped.push((pid, status, self.pmf.procs.get(&pid).map(|w| w.id))),
-                Ok(None) => break,
+                Ok(None) => walk = false,
                 Err(e) => {
                     warn!("reap: {e}");
-                    break;
+                    walk = false;
                 }
             }
         }
@@ -371,13 +392,19 @@ impl Daemon {
         if self.pmf.procs.get(&pid).is_none_or(|w| w.id.start_time != start_time) {
             return;
         }
-        self.reap();
+        // It has exited, so every fork it made is queued: the connector is read first, which most often
+        // reports this exit too, together with the others of the moment (one batch of restarts).
+        self.drain_connector();
         let Some(w) = self.pmf.procs.get(&pid).filter(|w| w.id.start_time == start_time) else {
             return;
         };
-        let exit = match w.pidfd.exit_status() {
+        // Our child: reaped by its pidfd, which gives the status without a walk over every child.
+        let exit = match w.pidfd.try_reap() {
             Ok(Some(s)) => crate::convert::exit_from_wait(s),
-            _ => Exit::Unknown,
+            _ => match w.pidfd.exit_status() {
+                Ok(Some(s)) => crate::convert::exit_from_wait(s),
+                _ => Exit::Unknown,
+            },
         };
         if exit == Exit::Unknown && w.tag.is_none() {
             // A member that is someone else's child: the kernel keeps its status for the pidfd only once
@@ -434,6 +461,11 @@ impl Daemon {
     pub(crate) fn detach(&mut self, pid: i32, exit: Exit) -> Option<(TagName, Option<bool>)> {
         let w = self.pmf.procs.remove(&pid)?;
         w.task.abort();
+        // Reaped now if it is vigild's child: exactly this process (a pidfd names no later one), and
+        // without the walk over every child that `reap_any` makes. Not ours, or reaped already: nothing.
+        if let Err(e) = w.pidfd.try_reap() {
+            warn!(pid, "reap: {e}");
+        }
         debug!(tag = ?w.tag, member = w.member, pid, "exited: {exit}");
         if w.member {
             self.psm_exited(w.id, exit);

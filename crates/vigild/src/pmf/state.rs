@@ -40,6 +40,8 @@ pub struct Pmf {
     /// Look for waiting tags whose dependencies run at the next step even if no tag changed (the first
     /// step after a start).
     pub rescan_waiting: bool,
+    /// When vigild last looked for zombies among all its children (`reap_scan.rs`).
+    pub reap_scan: crate::pmf::reap_scan::ReapScan,
     pub logs: Logs,
     /// Signs the start marker in each command's environment (`marks.rs`).
     pub marks: Marks,
@@ -67,6 +69,7 @@ impl Pmf {
             users: HashMap::new(),
             dirty: BTreeSet::new(),
             rescan_waiting: true,
+            reap_scan: Default::default(),
             logs,
             marks,
         }
