@@ -266,6 +266,30 @@ impl TagSpec {
     }
 }
 
+/// A `sleep 100` tag of root with the given budget (`-1` for no limit), the stop signal TERM and no
+/// health checks: the fixture of the rules' tests.
+#[cfg(test)]
+pub(crate) fn test_spec(retries: i64, period: i64) -> TagSpec {
+    TagSpec {
+        command: vec!["sleep".into(), "100".into()],
+        env: vec![],
+        cwd: None,
+        instance: 0,
+        program_type: ProgramType::Svc,
+        level: Level::ALL,
+        retries: Retries::from_i64(retries).expect("a valid retry count"),
+        period: Period::from_secs_i64(period).expect("a valid period"),
+        action: None,
+        backoff: None,
+        after: vec![],
+        stop_signal: Signal::TERM,
+        stop_timeout: Duration::from_secs(5),
+        uid: 0,
+        gid: 0,
+        health: HealthSpec::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -744,30 +744,13 @@ impl Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{HealthSpec, ProbeCheck, ProbeSpec};
-    use crate::spec::{Level, ProgramType};
+    use crate::health::{ProbeCheck, ProbeSpec};
+    use crate::spec::Level;
 
     const TERM: Signal = Signal::TERM;
 
     fn spec(retries: i64, period: i64) -> TagSpec {
-        TagSpec {
-            command: vec!["sleep".into(), "100".into()],
-            env: vec![],
-            cwd: None,
-            instance: 0,
-            program_type: ProgramType::Svc,
-            level: Level::ALL,
-            retries: Retries::from_i64(retries).unwrap(),
-            period: Period::from_secs_i64(period).unwrap(),
-            action: None,
-            backoff: None,
-            after: vec![],
-            stop_signal: TERM,
-            stop_timeout: Duration::from_secs(5),
-            uid: 0,
-            gid: 0,
-            health: HealthSpec::default(),
-        }
+        crate::spec::test_spec(retries, period)
     }
 
     fn p(pid: i32) -> ProcId {

@@ -125,32 +125,11 @@ impl Tag {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::spec::{Level, ProgramType};
     use crate::tag::StopMode;
-    use crate::Signal;
 
     fn spec() -> TagSpec {
-        TagSpec {
-            command: vec!["sleep".into(), "100".into()],
-            env: vec![],
-            cwd: None,
-            instance: 0,
-            program_type: ProgramType::Svc,
-            level: Level::ALL,
-            retries: crate::Retries(Some(3)),
-            period: crate::Period(None),
-            action: None,
-            backoff: None,
-            after: vec![],
-            stop_signal: Signal::TERM,
-            stop_timeout: Duration::from_secs(5),
-            uid: 0,
-            gid: 0,
-            health: crate::HealthSpec::default(),
-        }
+        crate::spec::test_spec(3, -1)
     }
 
     #[test]

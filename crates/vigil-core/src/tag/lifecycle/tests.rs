@@ -4,34 +4,15 @@
 use std::time::Duration;
 
 use super::after_ready;
-use crate::budget::{Period, Retries};
-use crate::health::HealthSpec;
 use crate::names::TagName;
 use crate::signal::Signal;
-use crate::spec::{Level, ProgramType, TagSpec};
+use crate::spec::{Level, TagSpec};
 use crate::tag::{Effect, StartKind, StopMode, Tag, TagState};
 use crate::time::Timestamp;
 use crate::tree::ProcId;
 
 fn spec() -> TagSpec {
-    TagSpec {
-        command: vec!["sleep".into(), "100".into()],
-        env: vec![],
-        cwd: None,
-        instance: 0,
-        program_type: ProgramType::Svc,
-        level: Level::ALL,
-        retries: Retries(Some(3)),
-        period: Period(None),
-        action: None,
-        backoff: None,
-        after: vec![],
-        stop_signal: Signal::TERM,
-        stop_timeout: Duration::from_secs(5),
-        uid: 0,
-        gid: 0,
-        health: HealthSpec::default(),
-    }
+    crate::spec::test_spec(3, -1)
 }
 
 fn t(s: u64) -> Timestamp {
