@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod corosync;
 mod daemon;
 mod floor;
 mod machine;
@@ -53,6 +54,10 @@ enum Cmd {
     /// all run, vigild's RSS and idle CPU, status of all, K killed at once until all run again, and
     /// single-key CMAP and single-member PSM operations with many keys and members against few.
     Scale(Opts),
+    /// Against corosync: one C program on Debian's libcmap and libsam, run against a private corosync and
+    /// against vigild with vigil's libraries, alternating; one table of both and the ratio. Skipped with
+    /// one line when corosync is not installed.
+    Corosync(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
         Cmd::Cmap(opts) => bench(&opts, &[metrics::cmap::METRIC]),
         Cmd::Sam(opts) => bench(&opts, &[metrics::sam::METRIC]),
         Cmd::Cluster(opts) => bench(&opts, &[metrics::cluster::METRIC]),
+        Cmd::Corosync(opts) => bench(&opts, &[metrics::corosync::METRIC]),
         Cmd::All(opts) => bench(&opts, metrics::ALL),
     };
     match result {

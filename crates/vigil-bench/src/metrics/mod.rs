@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod cmap;
 mod cmap_c;
+pub mod corosync;
 pub mod events_throughput;
 pub mod psm_exit;
 pub mod restart;
@@ -65,6 +66,7 @@ pub const ALL: &[Metric] = &[
     events_throughput::METRIC,
     cmap::METRIC,
     sam::METRIC,
+    corosync::METRIC,
     cluster::METRIC,
     scale::METRIC,
 ];
