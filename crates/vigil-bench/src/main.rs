@@ -66,6 +66,9 @@ enum Cmd {
     /// Exits at once: the program of the fork+exec+wait floor.
     #[command(hide = true)]
     ChildNoop,
+    /// Echoes 64-byte messages from stdin to stdout: the other process of the two-process IPC floors.
+    #[command(hide = true)]
+    ChildEcho,
     /// The PSM member of `psm-exit`: reads stdin to its end, stamps its exit, exits 7.
     #[command(hide = true)]
     ChildPsm { stamp: PathBuf },
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Child { stamp } => return child::run(&stamp, started_ns),
         Cmd::ChildNoop => return ExitCode::SUCCESS,
+        Cmd::ChildEcho => return floor::echo(),
         Cmd::ChildPsm { stamp } => return child::run_psm(&stamp),
         Cmd::Restart(opts) => bench(&opts, &[metrics::restart::METRIC]),
         Cmd::Start(opts) => bench(&opts, &[metrics::start::METRIC]),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{Against, Ctx, Metric, Row, Unit};
+use super::{Against, Ctx, Floor, Metric, Row, Unit};
 use crate::corosync::{self, Corosync};
 use crate::daemon::Vigild;
 use crate::stats::Summary;
@@ -104,6 +104,15 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     vigild.stop()?;
     let [c, v] = sides;
     print_table(&z, &c, &v)?;
+    for f in [Floor::ProcSocketRoundTrip, Floor::ProcPipeRoundTrip] {
+        let s = f.summary(&ctx.floors);
+        println!(
+            "  floor, same run: {}: p50 {:.1} µs, p99 {:.1} µs",
+            f.name(),
+            s.p50 as f64 / 1e3,
+            s.p99 as f64 / 1e3
+        );
+    }
     rows(&c, &v)
 }
 
