@@ -421,3 +421,51 @@ fn rows(c: &Side, v: &Side) -> anyhow::Result<Vec<Row>> {
         row("SAM restart", &c.restart, &v.restart)?,
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(restarts: usize) -> Sizes {
+        Sizes {
+            rounds: 1,
+            n: 2,
+            keys: 3,
+            flood: 4,
+            beats: 1_000,
+            restarts,
+        }
+    }
+
+    #[test]
+    fn the_cmap_output_gives_samples_rates_and_lost_notifications() {
+        let text = "set 10\nset 30\nset_total 2000\nget 5\nget 7\nget_total 1000\ncreate_total 3000\n\
+                    iter_total 500\niter_count 3\nconnect 100\nconnect_total 100\ntrack 40\ntrack 60\n\
+                    track_total 200\nflood_sets_total 50\nflood_total 1000\nflood_count 3\nflood_lost 1\n";
+        let mut s = Side::default();
+        s.add_cmap(text, &sizes(0)).unwrap();
+        assert_eq!(
+            (s.set, s.get, s.track, s.connect),
+            (vec![10, 30], vec![5, 7], vec![40, 60], vec![100])
+        );
+        assert_eq!(s.set_rate, [1e6]);
+        assert_eq!(s.create_rate, [1e6]);
+        assert_eq!(s.flood_rate, [3e6]);
+        assert_eq!(s.flood_lost, 1);
+        // An iteration that did not see every created key is an error, not a fast row.
+        let short = text.replace("iter_count 3", "iter_count 2");
+        assert!(Side::default().add_cmap(&short, &sizes(0)).is_err());
+    }
+
+    #[test]
+    fn a_restart_is_from_an_abort_to_the_next_register_and_every_one_is_counted() {
+        let text = "hc_total 1000\nstore 8\nstore_total 8\naborted 100\nreturned 350\naborted 400\nreturned 900\n";
+        let mut s = Side::default();
+        s.add_sam(text, &sizes(2)).unwrap();
+        assert_eq!(s.restart, [250, 500]);
+        assert_eq!(s.store, [8]);
+        assert_eq!(s.hc_rate, [1e9]);
+        assert!(Side::default().add_sam(text, &sizes(3)).is_err());
+        assert!(Side::default().add_sam("hc_total 1\nreturned 5\n", &sizes(1)).is_err());
+    }
+}
