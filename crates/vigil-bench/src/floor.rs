@@ -4,8 +4,11 @@
 //!   with `std::process::Command`: the least any supervisor pays to replace a process.
 //! - respawn loop: the restart latency of the simplest possible supervisor, a loop that waits for the
 //!   `child` program and starts it again at once, stamped exactly as in the restart metric.
-//! - Unix socket and pipe round trips: one byte there and back between two threads, the least any
-//!   request or notification crossing a socket or a pipe pays.
+//! - Unix socket and pipe round trips: one byte there and back between two threads of one process. Not
+//!   the floor of a request to a daemon, which crosses between processes: the two-process floors below.
+//! - the same between two processes, 64 bytes there and back, over a Unix socket and over a pair of
+//!   pipes: the true floor of a client's request to a daemon (the `child-echo` program is the other
+//!   process; neither is pinned to a CPU).
 //! - spawn loop ([`spawn_loop`], for the scale metric only): the same long-lived program started N times
 //!   in a row with no supervision, the least any supervisor pays to bring N killed processes back.
 
@@ -33,6 +36,8 @@ pub struct Floors {
     pub respawn: Summary,
     pub socket: Summary,
     pub pipe: Summary,
+    pub proc_socket: Summary,
+    pub proc_pipe: Summary,
 }
 
 pub fn measure(self_exe: &Path, execs: usize, smoke: bool) -> anyhow::Result<Floors> {
@@ -42,6 +47,11 @@ pub fn measure(self_exe: &Path, execs: usize, smoke: bool) -> anyhow::Result<Flo
         respawn: summarise(respawn_loop(self_exe, execs)?, "respawn loop")?,
         socket: summarise(socket_round_trips(trips)?, "unix socket round trip")?,
         pipe: summarise(pipe_round_trips(trips)?, "pipe round trip")?,
+        proc_socket: summarise(
+            proc_socket_round_trips(self_exe, trips)?,
+            "two-process socket round trip",
+        )?,
+        proc_pipe: summarise(proc_pipe_round_trips(self_exe, trips)?, "two-process pipe round trip")?,
     })
 }
 
@@ -102,6 +112,76 @@ fn pipe_round_trips(n: usize) -> anyhow::Result<Vec<u64>> {
     let (there_r, there_w) = std::io::pipe().context("pipe")?;
     let (back_r, back_w) = std::io::pipe().context("pipe")?;
     ping_pong(there_w, back_r, there_r, back_w, n).context("pipe round trips")
+}
+
+/// The bytes of one two-process round trip.
+pub const ECHO_BYTES: usize = 64;
+
+fn proc_socket_round_trips(self_exe: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
+    let (a, b) = UnixStream::pair().context("socketpair")?;
+    let child = Command::new(self_exe)
+        .arg("child-echo")
+        .stdin(std::os::fd::OwnedFd::from(b.try_clone()?))
+        .stdout(std::os::fd::OwnedFd::from(b))
+        .spawn()
+        .with_context(|| format!("cannot run {} child-echo", self_exe.display()))?;
+    let rx = a.try_clone()?;
+    proc_ping_pong(a, rx, child, n).context("two-process unix socket round trips")
+}
+
+fn proc_pipe_round_trips(self_exe: &Path, n: usize) -> anyhow::Result<Vec<u64>> {
+    let (there_r, there_w) = std::io::pipe().context("pipe")?;
+    let (back_r, back_w) = std::io::pipe().context("pipe")?;
+    let child = Command::new(self_exe)
+        .arg("child-echo")
+        .stdin(there_r)
+        .stdout(back_w)
+        .spawn()
+        .with_context(|| format!("cannot run {} child-echo", self_exe.display()))?;
+    proc_ping_pong(there_w, back_r, child, n).context("two-process pipe round trips")
+}
+
+/// Sends [`ECHO_BYTES`] through `tx` to the `child-echo` process, which writes them back, and times
+/// until they arrive on `rx`; `n` times after a warm-up. The child ends when `tx` is closed.
+fn proc_ping_pong(mut tx: impl Write, mut rx: impl Read, mut child: Child, n: usize) -> anyhow::Result<Vec<u64>> {
+    let mut samples = Vec::with_capacity(n);
+    let mut msg = [0u8; ECHO_BYTES];
+    let mut back = [0u8; ECHO_BYTES];
+    let result = (|| -> anyhow::Result<()> {
+        for i in 0..WARM_UP_ROUND_TRIPS + n {
+            // Letters only: the child's stdout is line-buffered, and a newline would split the write.
+            msg.fill(b'a' + (i % 26) as u8);
+            let t = Instant::now();
+            tx.write_all(&msg)?;
+            rx.read_exact(&mut back)?;
+            let ns = t.elapsed().as_nanos() as u64;
+            anyhow::ensure!(back == msg, "the echo process sent back other bytes");
+            if i >= WARM_UP_ROUND_TRIPS {
+                samples.push(ns);
+            }
+        }
+        Ok(())
+    })();
+    drop(tx);
+    drop(rx);
+    let status = child.wait()?;
+    result?;
+    anyhow::ensure!(status.success(), "child-echo: {status}");
+    Ok(samples)
+}
+
+/// `child-echo`: reads [`ECHO_BYTES`] at a time from stdin and writes them back to stdout, until stdin
+/// ends.
+pub fn echo() -> std::process::ExitCode {
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    let mut b = [0u8; ECHO_BYTES];
+    while input.read_exact(&mut b).is_ok() {
+        if output.write_all(&b).and_then(|()| output.flush()).is_err() {
+            break;
+        }
+    }
+    std::process::ExitCode::SUCCESS
 }
 
 /// Sends one byte through `tx`, which a thread reads from `echo_rx` and writes back to `echo_tx`, and

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod corosync;
 mod daemon;
 mod floor;
 mod machine;
@@ -53,6 +54,10 @@ enum Cmd {
     /// all run, vigild's RSS and idle CPU, status of all, K killed at once until all run again, and
     /// single-key CMAP and single-member PSM operations with many keys and members against few.
     Scale(Opts),
+    /// Against corosync: one C program on Debian's libcmap and libsam, run against a private corosync and
+    /// against vigild with vigil's libraries, alternating; one table of both and the ratio. Skipped with
+    /// one line when corosync is not installed.
+    Corosync(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -61,6 +66,9 @@ enum Cmd {
     /// Exits at once: the program of the fork+exec+wait floor.
     #[command(hide = true)]
     ChildNoop,
+    /// Echoes 64-byte messages from stdin to stdout: the other process of the two-process IPC floors.
+    #[command(hide = true)]
+    ChildEcho,
     /// The PSM member of `psm-exit`: reads stdin to its end, stamps its exit, exits 7.
     #[command(hide = true)]
     ChildPsm { stamp: PathBuf },
@@ -129,6 +137,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Child { stamp } => return child::run(&stamp, started_ns),
         Cmd::ChildNoop => return ExitCode::SUCCESS,
+        Cmd::ChildEcho => return floor::echo(),
         Cmd::ChildPsm { stamp } => return child::run_psm(&stamp),
         Cmd::Restart(opts) => bench(&opts, &[metrics::restart::METRIC]),
         Cmd::Start(opts) => bench(&opts, &[metrics::start::METRIC]),
@@ -138,6 +147,7 @@ fn main() -> ExitCode {
         Cmd::Cmap(opts) => bench(&opts, &[metrics::cmap::METRIC]),
         Cmd::Sam(opts) => bench(&opts, &[metrics::sam::METRIC]),
         Cmd::Cluster(opts) => bench(&opts, &[metrics::cluster::METRIC]),
+        Cmd::Corosync(opts) => bench(&opts, &[metrics::corosync::METRIC]),
         Cmd::All(opts) => bench(&opts, metrics::ALL),
     };
     match result {

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod cmap;
 mod cmap_c;
+pub mod corosync;
 pub mod events_throughput;
 pub mod psm_exit;
 pub mod restart;
@@ -65,6 +66,7 @@ pub const ALL: &[Metric] = &[
     events_throughput::METRIC,
     cmap::METRIC,
     sam::METRIC,
+    corosync::METRIC,
     cluster::METRIC,
     scale::METRIC,
 ];
@@ -76,14 +78,18 @@ pub enum Floor {
     RespawnLoop,
     SocketRoundTrip,
     PipeRoundTrip,
+    ProcSocketRoundTrip,
+    ProcPipeRoundTrip,
 }
 
 impl Floor {
-    pub const ALL: [Floor; 4] = [
+    pub const ALL: [Floor; 6] = [
         Floor::ForkExecWait,
         Floor::RespawnLoop,
         Floor::SocketRoundTrip,
         Floor::PipeRoundTrip,
+        Floor::ProcSocketRoundTrip,
+        Floor::ProcPipeRoundTrip,
     ];
 
     pub fn summary(self, f: &Floors) -> &Summary {
@@ -92,6 +98,8 @@ impl Floor {
             Floor::RespawnLoop => &f.respawn,
             Floor::SocketRoundTrip => &f.socket,
             Floor::PipeRoundTrip => &f.pipe,
+            Floor::ProcSocketRoundTrip => &f.proc_socket,
+            Floor::ProcPipeRoundTrip => &f.proc_pipe,
         }
     }
 
@@ -101,6 +109,8 @@ impl Floor {
             Floor::RespawnLoop => "respawn loop restart",
             Floor::SocketRoundTrip => "unix socket round trip",
             Floor::PipeRoundTrip => "pipe round trip",
+            Floor::ProcSocketRoundTrip => "unix socket round trip, 2 processes, 64 B",
+            Floor::ProcPipeRoundTrip => "pipe round trip, 2 processes, 64 B",
         }
     }
 }
