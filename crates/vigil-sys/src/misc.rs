@@ -310,15 +310,18 @@ pub unsafe fn fork() -> Result<Forked, SysError> {
 
 /// [`fork`] for a process that has one thread: the child then inherits no lock another thread held and no
 /// change another thread left half-done, so nothing is asked of the caller. With other threads alive
-/// (still, after up to 100 ms for threads that are just ending) it forks nothing and fails with `EBUSY`
+/// (still, after up to 2 s for threads that are just ending) it forks nothing and fails with `EBUSY`
 /// (`op` "fork (other threads are running)").
 ///
 /// No thread can appear between the count and the fork: the calling thread is the only one that could
 /// make it.
 pub fn fork_single_threaded() -> Result<Forked, SysError> {
     // A thread just joined may still be counted for a moment (the kernel wakes its joiner before it drops
-    // the thread from the count): count again for a little while before refusing.
-    let give_up = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    // the thread from the count): count again for a while before refusing. The while is long because a
+    // SAM supervisor joins its report thread before each recovery fork, and a refusal there leaves the
+    // instance unrestarted: in a CPU-throttled cgroup (`cpu.max`) or on a loaded host the ending thread may
+    // wait several scheduling periods to run. Only a caller that really has other threads pays it.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while thread_count()? != 1 {
         if std::time::Instant::now() >= give_up {
             return Err(SysError::io(

@@ -277,7 +277,9 @@ impl Daemon {
             if let TagState::Failed { reason } = e.tag.state() {
                 let reason = reason.clone();
                 self.pmf.tags.remove(&name);
-                self.pmf.dirty.remove(&name);
+                // Left dirty: the step's mirror drops its CMAP keys, which may be those of a tag of the
+                // same name removed earlier in this step (a dirty tag that is gone is not stored).
+                self.pmf.dirty.insert(name.clone());
                 self.store.batch.delete_tags.push(name.to_string());
                 return Err(err(ErrorCode::ExecFailed, format!("tag {name}: {reason}")));
             }
