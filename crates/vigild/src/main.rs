@@ -106,8 +106,18 @@ fn recover(state_dir: &std::path::Path) -> std::process::ExitCode {
     }
 }
 
+/// A path as given, made absolute against the directory vigild was started in: the state dir and the
+/// socket are handed to every tag (`NOTIFY_SOCKET`, its log's path in status), whose own working
+/// directory is another, so a relative path would name nothing there.
+fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
+}
+
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.state_dir = args.state_dir.map(absolute);
+    args.socket = args.socket.map(absolute);
+    args.config = args.config.map(absolute);
     if args.recover {
         // redb's lock keeps --recover off a sound file in use, but a file refused before redb sees it is
         // not locked: a vigild that answers is one still writing to the file about to be replaced.
@@ -130,14 +140,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Colours only for a person at a terminal: a log file or a journal gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let opts = vigild::Options {
         state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         socket: args.socket.unwrap_or_else(default_socket),
-        config: args.config.map(|c| std::path::absolute(&c).unwrap_or(c)),
+        config: args.config,
         tracking: args.tracking,
         node: args.node,
         cluster: (!args.cluster.is_empty()).then_some(vigild::cluster::ClusterOptions {

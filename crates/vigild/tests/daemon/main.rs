@@ -14,6 +14,7 @@ mod etcd;
 mod harness;
 mod health;
 mod lifecycle;
+mod ops;
 mod pmf;
 mod pmfadm;
 mod psm;
