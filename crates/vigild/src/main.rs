@@ -60,6 +60,10 @@ struct Args {
     /// last clean shutdown, keep the damaged file aside, print what was lost, and exit
     #[arg(long)]
     recover: bool,
+    /// Check the --config file as vigild would load it (TOML, every tag, category and key), say what it
+    /// declares or what is wrong, and exit (0: valid, 1: not); nothing is started or written
+    #[arg(long, requires = "config")]
+    check: bool,
     /// error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -113,11 +117,36 @@ fn absolute(p: PathBuf) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
+/// `--check`: the config file loaded as at start (as the user vigild runs as), nothing else.
+fn check(config: &std::path::Path) -> std::process::ExitCode {
+    let (uid, gid) = (vigil_sys::getuid(), vigil_sys::getgid());
+    match vigild::config::load(config, uid, gid) {
+        Ok(c) => {
+            println!(
+                "vigild: {}: valid: {} tags, {} PSM categories, {} CMAP keys",
+                config.display(),
+                c.tags.len(),
+                c.categories.len(),
+                c.cmap_keys.len()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // The error names the file already ("config PATH: ...").
+            eprintln!("vigild: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let mut args = Args::parse();
     args.state_dir = args.state_dir.map(absolute);
     args.socket = args.socket.map(absolute);
     args.config = args.config.map(absolute);
+    if let (true, Some(config)) = (args.check, &args.config) {
+        return check(config);
+    }
     if args.recover {
         // redb's lock keeps --recover off a sound file in use, but a file refused before redb sees it is
         // not locked: a vigild that answers is one still writing to the file about to be replaced.

@@ -53,3 +53,37 @@ fn the_demo_runs_with_relative_paths_from_another_directory() {
         st.log_path
     );
 }
+
+/// `vigild --check --config FILE` says what a valid file declares and exits 0, names the file and the
+/// problem of an invalid one and exits 1, and in neither case starts anything or creates the state dir.
+#[test]
+fn check_validates_a_config_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let check = |config: &Path| {
+        Command::new(bin("vigild"))
+            .args(["--check", "--state-dir"])
+            .arg(&state)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .expect("run vigild --check")
+    };
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let out = check(&demo);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("valid: 4 tags"),
+        "{:?} {said} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[tag.web]\ncommand = [\"sleep\", \"1\"]\nretries = \"often\"\n").unwrap();
+    let out = check(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bad.toml") && err.contains("retries"), "{err}");
+    assert!(!state.exists(), "--check created the state dir");
+}
