@@ -143,7 +143,7 @@ fn fmt_us(ns: u64) -> String {
 }
 
 /// A Markdown table, columns padded; the first column left-aligned, the others right-aligned.
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {

@@ -343,48 +343,10 @@ fn print_table(z: &Sizes, c: &Side, v: &Side) -> anyhow::Result<()> {
          latencies: every sample):",
         z.rounds
     );
-    let header = ["operation", "corosync", "vigil", "vigil/corosync", "better"];
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            lines
-                .iter()
-                .map(|l| l[i].chars().count())
-                .chain([header[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let print = |cells: &[String]| {
-        let cells: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == 0 {
-                    format!("{c:<w$}", w = widths[i])
-                } else {
-                    format!("{c:>w$}", w = widths[i])
-                }
-            })
-            .collect();
-        println!("| {} |", cells.join(" | "));
-    };
-    print(&header.map(String::from));
-    println!(
-        "|{}|",
-        widths
-            .iter()
-            .enumerate()
-            .map(|(i, w)| if i == 0 {
-                format!(":{}", "-".repeat(w + 1))
-            } else {
-                format!("{}:", "-".repeat(w + 1))
-            })
-            .collect::<Vec<_>>()
-            .join("|")
+    crate::report::print_table(
+        &["operation", "corosync", "vigil", "vigil/corosync", "better"],
+        lines.into_iter().map(Vec::from).collect(),
     );
-    for l in &lines {
-        print(l);
-    }
     let rounds = |what: &str, c: &[f64], v: &[f64]| {
         let f = |s: &[f64]| s.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
         println!("  {what} per round: corosync {}; vigil {}", f(c), f(v));
