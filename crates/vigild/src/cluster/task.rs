@@ -369,6 +369,18 @@ pub(crate) async fn session(
             }
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Leave(done)) => {
+                    // The PSM mirror is what the others read of this node's members once it is down: a clean
+                    // stop writes the one in flight, and the latest if newer, before it leaves.
+                    if let Some(put) = mirroring.take() {
+                        if let Err(e) = put.await {
+                            warn!("cluster: {e:#}");
+                        }
+                    }
+                    if let (true, Some(bytes)) = (mirror_due, life.mirror.clone()) {
+                        if let Err(e) = call("mirror psm", client.put(keys.psm(&me.name), bytes, None)).await {
+                            warn!("cluster: {e:#}");
+                        }
+                    }
                     leave(&mut client, keys, &record, lease).await;
                     let _ = done.send(());
                     return Ok(());
