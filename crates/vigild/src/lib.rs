@@ -85,13 +85,20 @@ pub enum Exit {
 /// Runs the daemon on a runtime of its own until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or
 /// a re-exec request: what the `vigild` program does.
 pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
-    // The loop owns all state and runs on this thread; connections and pidfd watchers run on one worker,
-    // so that a storm of process events cannot keep requests from being read.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    rt.block_on(run(opts, None, std::future::pending()))
+    // One thread: the loop and the connection tasks take turns on it (the loop yields after every step
+    // that was not a batch of requests, so a storm of process events cannot keep requests from being
+    // read). A request's way in and its answer's way out cost no wake-up of another thread: on a
+    // closed loop of small requests that was half of a request's time (docs/performance.md, "IPC").
+    // The loop is a task, not the runtime's main future, so that waking it is a local queue push rather
+    // than a write to the driver's eventfd.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let ended = rt.block_on(async { tokio::spawn(run(opts, None, std::future::pending())).await });
+    match ended {
+        Ok(exit) => exit,
+        // A panic ends vigild as it would have on the main thread.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The daemon as a library function, on the caller's runtime: serves `listener` (None: binds
@@ -387,6 +394,7 @@ async fn serve(
             tokio::time::Instant::now() + wait
         });
         // Not biased: under a storm of process events, requests must still get their turn.
+        let mut requests = false;
         tokio::select! {
             _ = sigchld.recv() => d.reap(),
             ready = async { match &connector_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
@@ -408,6 +416,7 @@ async fn serve(
                 for msg in batch {
                     d.on_msg(msg);
                 }
+                requests = true;
                 d.psm_mirror();
             }
             ready = async { match &notify_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
@@ -437,9 +446,12 @@ async fn serve(
             },
         }
         d.finish_step();
-        // The loop is the runtime's main future: when process events never stop coming, it must still
-        // let the connection tasks (accepting, reading requests, writing answers) run.
-        tokio::task::yield_now().await;
+        // When process events never stop coming, the loop must still let the connection tasks
+        // (accepting, reading requests, writing answers) run. After a batch of requests it need not:
+        // the next select! finds nothing ready unless more came, and then it is their turn anyway.
+        if !requests {
+            tokio::task::yield_now().await;
+        }
         if d.shutdown_done() {
             break Exit::Shutdown;
         }
