@@ -88,18 +88,30 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
     // One thread: the loop and the connection tasks take turns on it (the loop yields after every step
     // that was not a batch of requests, so a storm of process events cannot keep requests from being
     // read). A request's way in and its answer's way out cost no wake-up of another thread: on a
-    // closed loop of small requests that was half of a request's time (docs/performance.md, "IPC").
-    // The loop is a task, not the runtime's main future, so that waking it is a local queue push rather
-    // than a write to the driver's eventfd.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let ended = rt.block_on(async { tokio::spawn(run(opts, None, std::future::pending())).await });
-    match ended {
-        Ok(exit) => exit,
-        // A panic ends vigild as it would have on the main thread.
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(e.into()),
-    }
+    // closed loop of small requests that was half of a request's time (docs/performance.md, "vigild's
+    // one thread"). The loop is a task, not the runtime's main future, so that waking it is a push on
+    // the local queue rather than a write to the driver's eventfd. The thread has a stack of a known
+    // size, whatever RLIMIT_STACK vigild was started with: decoding a request must fit in it
+    // (docs/fuzzing.md).
+    let daemon = std::thread::Builder::new()
+        .name("vigild".into())
+        .stack_size(LOOP_STACK)
+        .spawn(move || -> anyhow::Result<Exit> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let ended = rt.block_on(async { tokio::spawn(run(opts, None, std::future::pending())).await });
+            match ended {
+                Ok(exit) => exit,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .context("cannot start vigild's thread")?;
+    // A panic ends vigild as it would have on the main thread.
+    daemon.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
+
+/// The stack of the thread that runs the loop and reads the connections.
+pub const LOOP_STACK: usize = 8 << 20;
 
 /// The daemon as a library function, on the caller's runtime: serves `listener` (None: binds
 /// `opts.socket` once the state dir is this vigild's) until SIGTERM, SIGINT or `shutdown` stops every tag

@@ -24,6 +24,7 @@ mod rel_store;
 mod remote;
 mod remote_store;
 mod sam;
+mod sam_behind;
 mod sam_compat;
 mod sam_faults;
 mod sec_client;
