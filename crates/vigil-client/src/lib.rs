@@ -20,6 +20,9 @@ pub mod sam;
 
 pub use vigil_proto as proto;
 
+mod pipeline;
+pub use pipeline::PIPELINE_WINDOW_MAX;
+
 /// What the command-line programs built on this crate need of their own process, so that they need no
 /// other vigil crate (ARCHITECTURE.md).
 pub mod process {

@@ -15,6 +15,7 @@ mod harness;
 mod health;
 mod lifecycle;
 mod ops;
+mod pipeline;
 mod pmf;
 mod pmfadm;
 mod psm;
