@@ -311,6 +311,30 @@ pub enum AttrValue {
     Str(String),
 }
 
+impl From<i64> for AttrValue {
+    fn from(v: i64) -> AttrValue {
+        AttrValue::Int(v)
+    }
+}
+
+impl From<bool> for AttrValue {
+    fn from(v: bool) -> AttrValue {
+        AttrValue::Bool(v)
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(v: String) -> AttrValue {
+        AttrValue::Str(v)
+    }
+}
+
+impl From<&str> for AttrValue {
+    fn from(v: &str) -> AttrValue {
+        AttrValue::Str(v.into())
+    }
+}
+
 impl From<&msg::Value> for AttrValue {
     fn from(v: &msg::Value) -> AttrValue {
         match v {
