@@ -30,17 +30,37 @@ use done::Done;
                   malformed value; 3 vigild cannot be reached. The global options go before or after the command."
 )]
 struct Cli {
-    /// vigild's socket [default: $VIGIL_SOCKET, /run/vigil/vigild.sock for root, else $XDG_RUNTIME_DIR/vigil/vigild.sock]
-    #[arg(long, global = true, value_name = "PATH", help_heading = "Global options")]
+    // The global options: one line each in every command's -h, the whole story in --help.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options",
+        help = "vigild's socket [default: $VIGIL_SOCKET, else root's or the user's: see --help]",
+        long_help = "vigild's socket [default: $VIGIL_SOCKET, /run/vigil/vigild.sock for root, else \
+                     $XDG_RUNTIME_DIR/vigil/vigild.sock]"
+    )]
     socket: Option<PathBuf>,
-    /// Print JSON (the shapes of docs/json.md) instead of text, for every command that prints something
-    /// but `logs` and `query`
-    #[arg(long, global = true, help_heading = "Global options")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        help = "Print JSON instead of text (docs/json.md)",
+        long_help = "Print JSON instead of text, in the documented shapes of docs/json.md, for every command \
+                     that prints something but `logs` and `query`"
+    )]
     json: bool,
-    /// Cluster mode: the node to ask (this one by default); `status`, `list` and `psm get` also take a
-    /// comma list or `all`, and succeed when any node answered (the others' errors go to stderr);
-    /// `events` with any `--node` reads the cluster stream of those nodes, in etcd revision order
-    #[arg(long, global = true, value_name = "NODE", help_heading = "Global options")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NODE",
+        help_heading = "Global options",
+        help = "Cluster mode: the node to ask, or for some commands a comma list or `all` (see --help)",
+        long_help = "Cluster mode: the node to ask (this one by default); `status`, `list` and `psm get` also \
+                     take a comma list or `all`, and succeed when any node answered (the others' errors go to \
+                     stderr); `events` with any `--node` reads the cluster stream of those nodes, in etcd \
+                     revision order"
+    )]
     node: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -62,10 +82,10 @@ enum Cmd {
         /// The tag
         tag: String,
         /// Restarts allowed within the period (-1: no limit)
-        #[arg(long, short = 'n', allow_hyphen_values = true)]
+        #[arg(long, short = 'n', value_name = "N", allow_hyphen_values = true)]
         retries: Option<i64>,
         /// The period in seconds (-1: no limit)
-        #[arg(long, short = 't', allow_hyphen_values = true)]
+        #[arg(long, short = 't', value_name = "SECS", allow_hyphen_values = true)]
         period: Option<i64>,
     },
     /// Stop restarting and signal every process of the tag; SIGKILL follows after the wait (pmfadm -s)
@@ -73,10 +93,10 @@ enum Cmd {
         /// The tag
         tag: String,
         /// The first signal [default: the tag's stop signal, SIGTERM]
-        #[arg(long, short)]
+        #[arg(long, short, value_name = "SIG")]
         signal: Option<String>,
         /// Wait up to SECS for every process to exit; SIGKILL is sent when the wait runs out
-        #[arg(long, short)]
+        #[arg(long, short, value_name = "SECS")]
         wait: Option<f64>,
     },
     /// Send a signal to every process of the tag without stopping monitoring (pmfadm -k)
@@ -84,9 +104,10 @@ enum Cmd {
         /// The tag
         tag: String,
         /// Signal name or number [default: TERM]
+        #[arg(value_name = "SIG")]
         signal: Option<String>,
         /// Wait up to SECS for the signalled processes to exit
-        #[arg(long, short)]
+        #[arg(long, short, value_name = "SECS")]
         wait: Option<f64>,
     },
     /// Stop the tag's processes and start the command again (not counted against the budget)
@@ -130,7 +151,7 @@ enum Cmd {
         #[arg(long, short)]
         follow: bool,
         /// Lines from the end to start with
-        #[arg(long, short = 'n', default_value_t = 50)]
+        #[arg(long, short = 'n', value_name = "N", default_value_t = 50)]
         lines: usize,
     },
     /// Show the newest events (or those since a time), and follow new ones with -f (with --node: the
@@ -217,7 +238,7 @@ enum CmapCmd {
         #[arg(short = 'p', long)]
         prefix: bool,
         /// Which changes: any of add, delete, modify [default: all]
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_name = "EVENTS", value_delimiter = ',')]
         events: Vec<String>,
     },
     /// Set keys from a file of `KEY TYPE VALUE` lines (`-KEY` deletes; `#` comments)
@@ -309,37 +330,37 @@ struct RunArgs {
     #[arg(short = 'E', long = "inherit-env")]
     inherit_env: bool,
     /// Working directory [default: the user's home, or /]
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
     /// Instance number of a multi-instance resource
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     instance: u32,
     /// Program type: svc, mon or other
-    #[arg(long = "type", default_value = "svc")]
+    #[arg(long = "type", value_name = "TYPE", default_value = "svc")]
     program_type: String,
     /// Child monitor level: 0 the process, 1 its children, ..., -1 all descendants
-    #[arg(long, short = 'C', default_value_t = -1, allow_hyphen_values = true)]
+    #[arg(long, short = 'C', value_name = "N", default_value_t = -1, allow_hyphen_values = true)]
     level: i64,
     /// Restarts allowed within the period: 0 never restart, -1 no limit
-    #[arg(long, short = 'n', default_value_t = 0, allow_hyphen_values = true)]
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 0, allow_hyphen_values = true)]
     retries: i64,
     /// The period in seconds over which restarts are counted (-1: no limit)
-    #[arg(long, short = 't', default_value_t = -1, allow_hyphen_values = true)]
+    #[arg(long, short = 't', value_name = "SECS", default_value_t = -1, allow_hyphen_values = true)]
     period: i64,
     /// Program run as `PROGRAM failed TAG` when the budget is spent: exit 0 restarts, else removes
-    #[arg(long, short = 'a')]
+    #[arg(long, short = 'a', value_name = "PROGRAM")]
     action: Option<String>,
     /// Exponential backoff between restarts, MIN:MAX seconds
-    #[arg(long)]
+    #[arg(long, value_name = "MIN:MAX")]
     backoff: Option<String>,
     /// Start only once these tags are running (repeatable)
-    #[arg(long)]
+    #[arg(long, value_name = "TAG")]
     after: Vec<String>,
     /// Signal that a stop sends first
-    #[arg(long)]
+    #[arg(long, value_name = "SIG")]
     stop_signal: Option<String>,
     /// Seconds between the stop signal and SIGKILL
-    #[arg(long)]
+    #[arg(long, value_name = "SECS")]
     stop_timeout: Option<f64>,
     /// Restart the tag unless it sends WATCHDOG=1 to $NOTIFY_SOCKET at least every SECS (sd_notify)
     #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
@@ -357,7 +378,7 @@ struct RunArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     probe_threshold: Option<i64>,
     /// The command and its arguments
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
@@ -530,20 +551,29 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             let mut c = connect()?;
             c.set_read_timeout(None).ok();
+            let before = c.status(&tag)?.last_exit;
             let began = std::time::Instant::now();
             c.stop(&tag, sig, wait)?;
             let took = began.elapsed();
+            let st = c.status(&tag)?;
             let mut d = Done::new(&tag, "stopped");
             if let Some(s) = sig {
                 d = d.detail("signal", proto::signal_name(s));
             }
-            if wait.is_some() {
-                // The answer came once every process was gone.
-                d = d
-                    .note(format!("gone after {:.1} s", took.as_secs_f64()))
-                    .detail("waited_ms", took.as_millis() as i64);
+            if let Some(w) = wait {
+                // The answer came once every process was gone; the last one's exit says whether the
+                // wait ran out and SIGKILL ended it.
+                let killed = st.last_exit != before
+                    && matches!(st.last_exit, Some((_, proto::ExitStatus::Signal(9))))
+                    && sig != Some(9);
+                d = if killed {
+                    d.note(format!("SIGKILL after {:.1} s", w.as_secs_f64()))
+                } else {
+                    d.note(format!("gone after {:.1} s", took.as_secs_f64()))
+                };
+                d = d.detail("sigkill", killed).detail("waited_ms", took.as_millis() as i64);
             }
-            d.tag(&c.status(&tag)?).print(json)
+            d.tag(&st).print(json)
         }
         Cmd::Kill { tag, signal: sig, wait } => {
             let sig = signal(sig.as_deref().unwrap_or("TERM"))?;

@@ -281,6 +281,19 @@ fn mutating_commands_say_what_they_did() {
     d.text(&["run", "web", "-n", "-1", "--", "sleep", "1000"]);
     let stop = d.text(&["stop", "web", "--wait", "5"]);
     assert!(stop.starts_with("web: stopped (gone after "), "{stop}");
+    // A command that ignores SIGTERM is killed when the wait runs out, and the line says so.
+    d.text(&[
+        "run",
+        "deaf",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(
+        d.text(&["stop", "deaf", "--wait", "0.5"]),
+        "deaf: stopped (SIGKILL after 0.5 s)\n"
+    );
     let start = d.text(&["start", "web"]);
     assert!(start.starts_with("web: started (running, pid "), "{start}");
     let kill = d.text(&["kill", "web", "HUP", "--wait", "5"]);
@@ -463,6 +476,16 @@ fn psm_sam_quorum_nodes_daemon_reload() {
         serde_json::json!({"started": ["new"], "stopped": [], "restarted": ["cfg"], "unchanged": []})
     );
     golden("daemon_reexec", d.json(&["daemon", "reexec"]), &[]);
+    // The new image is up once it has posted its start; a SIGTERM before that could be lost in the exec.
+    wait_for("vigild back from its re-exec", || {
+        let mut c = d.client().ok()?;
+        let e = c.events(0, 10_000).ok()?;
+        e.iter()
+            .any(|e| {
+                e.name == "sys.vigil.daemon.start" && e.attr("reexec") == Some(&vigil_client::proto::Value::Bool(true))
+            })
+            .then_some(())
+    });
 }
 
 #[test]
