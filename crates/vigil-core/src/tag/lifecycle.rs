@@ -11,7 +11,7 @@
 //! | Action                 | RunAction                                | Spawn (restart, uncounted)       |
 //! | Stopped, enabled       | Spawn (fresh budget)                     | Spawn (fresh budget)             |
 //! | Stopped, disabled      | nothing                                  | Spawn (fresh budget), enabled    |
-//! | Failed                 | nothing                                  | Spawn (fresh budget)             |
+//! | Failed, Exited         | nothing                                  | Spawn (fresh budget)             |
 //! | Waiting                | nothing (the step's scan decides)        | Spawn (restart, uncounted)       |
 //! | Running, none watched  | Spawn (fresh budget): they vanished      | Spawn (restart, uncounted)       |
 //! | Running, processes     | health clocks start over from `now`      | stop signal + Stopping(restart)  |
@@ -60,12 +60,11 @@ impl Tag {
     }
 }
 
-/// Whether a tag declared to start after `after` may start: every one of them exists and is running.
+/// Whether a tag declared to start after `after` may start: every one of them exists and counts as
+/// running (it lived its `start_secs`, or said `READY=1` when it uses notify).
 /// `lookup` finds a tag by name.
 pub fn after_ready<'a>(after: &[TagName], lookup: impl Fn(&TagName) -> Option<&'a Tag>) -> bool {
-    after
-        .iter()
-        .all(|d| lookup(d).is_some_and(|t| t.state == TagState::Running))
+    after.iter().all(|d| lookup(d).is_some_and(|t| t.is_up()))
 }
 
 #[cfg(test)]
