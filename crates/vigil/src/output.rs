@@ -76,9 +76,46 @@ pub fn tag_started(st: &TagStatus, json: bool) {
         return print_json(st);
     }
     match st.main_pid {
-        Some(pid) => println!("{}: {} (pid {pid})", esc(&st.name), esc(&st.state)),
-        None => println!("{}: {}", esc(&st.name), esc(&st.state)),
+        Some(pid) => println!("{}: {} (pid {pid})", esc(&st.name), esc(shown_state(st))),
+        None => println!("{}: {}", esc(&st.name), esc(shown_state(st))),
     }
+}
+
+/// A running tag whose start does not count yet (start_secs, READY=1) is shown as `starting`.
+fn shown_state(st: &TagStatus) -> &str {
+    if st.state == "running" && !st.up {
+        "starting"
+    } else {
+        &st.state
+    }
+}
+
+/// The supervision settings, when they are not pmfadm's.
+fn supervision_line(s: &vigil_client::proto::Supervision) -> Option<String> {
+    use vigil_client::proto::RestartPolicy;
+    if *s == vigil_client::proto::Supervision::default() {
+        return None;
+    }
+    let policy = match s.restart {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    };
+    let codes: Vec<String> = s.success_exit_codes.iter().map(u8::to_string).collect();
+    let mut line = format!("{policy}; success: exit {}", codes.join(","));
+    if !s.success_signals.is_empty() {
+        let sigs: Vec<String> = s
+            .success_signals
+            .iter()
+            .map(|n| vigil_client::proto::signal_name(*n))
+            .collect();
+        line.push_str(&format!(", signal {}", sigs.join(",")));
+    }
+    line.push_str(&format!("; start_secs {} s", seconds(s.start_secs_ms)));
+    if s.notify {
+        line.push_str("; notify (READY=1)");
+    }
+    Some(line)
 }
 
 pub fn list(tags: &[TagSummary], json: bool) {
@@ -147,7 +184,7 @@ pub fn status(tags: &[TagStatus], json: bool) {
                 human_duration(Duration::from_millis(now_ms().saturating_sub(s)))
             )
         });
-        println!("{}: {}{}", esc(&st.name), esc(&st.state), up.unwrap_or_default());
+        println!("{}: {}{}", esc(&st.name), esc(shown_state(st)), up.unwrap_or_default());
         if let Some(r) = &st.reason {
             println!("  reason:    {}", esc(r));
         }
@@ -176,6 +213,9 @@ pub fn status(tags: &[TagStatus], json: bool) {
         );
         if !st.after.is_empty() {
             println!("  after:     {}", esc_join(&st.after));
+        }
+        if let Some(line) = supervision_line(&st.supervision) {
+            println!("  restart:   {line}");
         }
         if let Some(w) = st.watchdog_ms {
             println!("  watchdog:  {} s", seconds(w));

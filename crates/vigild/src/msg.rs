@@ -39,7 +39,7 @@ pub enum Msg {
     RunChecked {
         caller: Caller,
         id: u64,
-        run: vigil_proto::RunSpec,
+        run: crate::pmf::requests::RunArgs,
         /// A `RunOnce`: an active tag with the same spec is the answer.
         once: bool,
         out: ConnTx,

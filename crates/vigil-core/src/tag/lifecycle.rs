@@ -15,6 +15,9 @@
 //! | Waiting                | nothing (the step's scan decides)        | Spawn (restart, uncounted)       |
 //! | Running, none watched  | Spawn (fresh budget): they vanished      | Spawn (restart, uncounted)       |
 //! | Running, processes     | health clocks start over from `now`      | stop signal + Stopping(restart)  |
+//!
+//! A tag declared with `autostart = false` is created stopped and disabled (`declare_stopped`), and a
+//! reload that changes its spec leaves it so when it is not under way (`respec_manual`).
 
 use super::{Effect, StopMode, Tag, TagState};
 use crate::names::TagName;
@@ -56,6 +59,25 @@ impl Tag {
             self.start().unwrap_or_default()
         } else {
             self.restart(now)
+        }
+    }
+}
+
+impl Tag {
+    /// A tag declared with `autostart = false`: it exists, stopped, until a user starts it, and stays
+    /// so across restarts of vigild.
+    pub fn declare_stopped(&mut self) {
+        self.enabled = false;
+    }
+
+    /// A reload gives a tag declared with `autostart = false` a new spec: one that is not under way
+    /// takes it and stays as it is; one that runs restarts with it, as with `respec`.
+    pub fn respec_manual(&mut self, spec: TagSpec, now: Timestamp) -> Vec<Effect> {
+        if self.tree.is_empty() && !self.is_active() {
+            self.spec = spec;
+            vec![]
+        } else {
+            self.respec(spec, now)
         }
     }
 }

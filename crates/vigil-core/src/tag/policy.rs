@@ -48,6 +48,16 @@ impl Tag {
         }
     }
 
+    /// New supervision settings (`vigil modify`): they apply from the next exit, and nothing restarts
+    /// for them. A start that no longer needs to wait counts as running at once.
+    pub fn modify_supervision(&mut self, supervision: crate::policy::Supervision) -> Vec<Effect> {
+        self.spec.supervision = supervision;
+        if self.state == TagState::Running && !self.up && self.spec.supervision.up_at_start() {
+            self.up = true;
+        }
+        self.up_due().map(Effect::Timer).into_iter().collect()
+    }
+
     /// Why an instance's end is a failure, for the status and the `failed` event.
     pub(super) fn failure_reason(&self, exit: Option<Exit>, then: &str) -> String {
         let how = match exit {

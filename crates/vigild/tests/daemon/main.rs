@@ -17,6 +17,7 @@ mod lifecycle;
 mod ops;
 mod pmf;
 mod pmfadm;
+mod policy;
 mod psm;
 mod rel_fork;
 mod rel_kill;
