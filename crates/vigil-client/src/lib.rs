@@ -27,8 +27,8 @@ pub mod process {
 }
 use vigil_proto::{
     ClientMsg, ClusterEvent, ClusterEvents, CmapEntry, CmapMap, CmapNotification, CmapValue, DaemonInfo, ErrorCode,
-    Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RunSpec,
-    RestartPolicy, ServerMsg, Supervision, TagStatus, TagSummary, WaitUntil, WireError, PROTOCOL_VERSION,
+    Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RestartPolicy,
+    RunSpec, ServerMsg, Supervision, TagStatus, TagSummary, WaitUntil, WireError, PROTOCOL_VERSION,
 };
 
 /// What can go wrong talking to vigild.

@@ -56,9 +56,7 @@ fn policy(s: &str) -> Result<RestartPolicy, Failure> {
         "always" => Ok(RestartPolicy::Always),
         "on-failure" => Ok(RestartPolicy::OnFailure),
         "never" => Ok(RestartPolicy::Never),
-        other => Err(usage(format!(
-            "--restart {other:?}: use always, on-failure or never"
-        ))),
+        other => Err(usage(format!("--restart {other:?}: use always, on-failure or never"))),
     }
 }
 
@@ -113,11 +111,7 @@ impl RunSupervision {
                     1,
                     format!(
                         "{tag}: {} after {} s; left as it is (see vigil status {tag})",
-                        if self.notify {
-                            "no READY=1"
-                        } else {
-                            "not running"
-                        },
+                        if self.notify { "no READY=1" } else { "not running" },
                         self.ready_timeout
                     ),
                 ),

@@ -279,10 +279,8 @@ impl Daemon {
                             }
                             WaitFor::Reaches { tag, until, .. } => {
                                 let state = self.pmf.tags.get(tag).map_or("gone", |e| e.tag.state().name());
-                                format!("{tag}: not {until:?} at the end of the wait (it is {state})").replace(
-                                    &format!("{until:?}"),
-                                    &format!("{until:?}").to_lowercase(),
-                                )
+                                format!("{tag}: not {until:?} at the end of the wait (it is {state})")
+                                    .replace(&format!("{until:?}"), &format!("{until:?}").to_lowercase())
                             }
                             WaitFor::ProcsGone(n, ids) => {
                                 let alive: Vec<String> = ids

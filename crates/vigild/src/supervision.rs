@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use vigil_core::policy::{RestartPolicy, Supervision};
 use vigil_core::{Signal, Tag, TagName, TagSpec, TagState};
-use vigil_proto::{self as proto, ErrorCode, Response, WireError, WaitUntil};
+use vigil_proto::{self as proto, ErrorCode, Response, WaitUntil, WireError};
 use vigil_store as store;
 
 use crate::clock::now;
@@ -120,7 +120,10 @@ fn why_not(tag: &Tag, instance_ended: bool, now: vigil_core::Timestamp) -> Strin
     let spec = tag.spec();
     match tag.state() {
         TagState::Failed { reason } => parts.push(format!("failed: {reason}")),
-        TagState::Exited => parts.push(format!("not restarted (restart = {})", spec.supervision.restart.as_str())),
+        TagState::Exited => parts.push(format!(
+            "not restarted (restart = {})",
+            spec.supervision.restart.as_str()
+        )),
         TagState::Stopped => parts.push("stopped".to_string()),
         TagState::Stopping { .. } => parts.push("being stopped".to_string()),
         TagState::Action => parts.push("its action program decides".to_string()),
@@ -129,7 +132,10 @@ fn why_not(tag: &Tag, instance_ended: bool, now: vigil_core::Timestamp) -> Strin
                 -1 => "no limit".to_string(),
                 n => format!("{n} allowed"),
             };
-            parts.push(format!("restarting ({} restart(s) used, {limit})", tag.restarts_used(now)));
+            parts.push(format!(
+                "restarting ({} restart(s) used, {limit})",
+                tag.restarts_used(now)
+            ));
         }
     }
     parts.join("; ")
@@ -152,13 +158,7 @@ impl Daemon {
             w.start_secs_ms = ms;
         }
         let s = from_wire(&w).map_err(|e| invalid(format!("tag {name}: {e}")))?;
-        let fx = self
-            .pmf
-            .tags
-            .get_mut(&name)
-            .expect("owned")
-            .tag
-            .modify_supervision(s);
+        let fx = self.pmf.tags.get_mut(&name).expect("owned").tag.modify_supervision(s);
         self.pmf.dirty.insert(name.clone());
         self.apply(&name, fx);
         Ok(Response::Ok)
@@ -206,18 +206,9 @@ impl Daemon {
     }
 
     /// Whether a `WaitFor` is settled: `Some` with its answer, or `None` while it may still be met.
-    pub fn reaches(
-        &self,
-        name: &TagName,
-        until: WaitUntil,
-        instance: Option<u64>,
-        viewer: u32,
-    ) -> Option<Answer> {
+    pub fn reaches(&self, name: &TagName, until: WaitUntil, instance: Option<u64>, viewer: u32) -> Option<Answer> {
         let Some(e) = self.pmf.tags.get(name) else {
-            return Some(Err(WireError::new(
-                ErrorCode::NotFound,
-                format!("{name}: removed"),
-            )));
+            return Some(Err(WireError::new(ErrorCode::NotFound, format!("{name}: removed"))));
         };
         let t = &e.tag;
         let status = || Ok(Response::Tag(self.status_for(name, viewer)));

@@ -92,7 +92,16 @@ fn vigil_run_waits_for_start_secs_and_says_how_a_quick_death_ended() {
     );
     // A death before start_secs is a failed start, even with exit 0 and a budget left: it is said so.
     let out = v.cli(&[
-        "run", "early", "-n", "-1", "--start-secs", "5", "--", "sh", "-c", "sleep 0.2",
+        "run",
+        "early",
+        "-n",
+        "-1",
+        "--start-secs",
+        "5",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -111,10 +120,7 @@ fn vigil_run_waits_for_start_secs_and_says_how_a_quick_death_ended() {
         stdout(&out).trim(),
         format!("lives: running (pid {})", st.main_pid.unwrap())
     );
-    assert!(v
-        .tag_events("lives")
-        .iter()
-        .any(|e| e.name == "sys.vigil.pmf.tag.up"));
+    assert!(v.tag_events("lives").iter().any(|e| e.name == "sys.vigil.pmf.tag.up"));
     // Bad settings are usage errors, named.
     let out = v.cli(&["run", "x", "--restart", "sometimes", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
@@ -167,15 +173,15 @@ fn after_waits_for_ready_from_a_notify_tag_and_vigil_wait_reports_it() {
     let out = v.cli(&["wait", "db", "web", "--ready", "--timeout", "20"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("db: running (pid") && text.contains("web: running (pid"), "{text}");
+    assert!(
+        text.contains("db: running (pid") && text.contains("web: running (pid"),
+        "{text}"
+    );
     assert!(v.status("db").ready);
     // A tag that cannot get there any more fails the wait at once, saying why.
     v.run(sh("gone", "exit 4"));
     v.wait_state("gone", "failed");
-    let err = v
-        .client()
-        .wait_for("gone", WaitUntil::Ready, None, false)
-        .unwrap_err();
+    let err = v.client().wait_for("gone", WaitUntil::Ready, None, false).unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ExecFailed));
     assert!(err.to_string().contains("gone: failed: retry budget spent"), "{err}");
     let out = v.cli(&["wait", "gone", "--stopped"]);
