@@ -52,7 +52,7 @@ impl Daemon {
                 once,
                 out,
                 result,
-            } => self.on_run_checked(caller, id, run, once, &out, result),
+            } => self.on_run_checked(caller, id, *run, once, &out, result),
         }
     }
 
@@ -95,7 +95,7 @@ impl Daemon {
             } => self.modify_supervision(
                 caller,
                 &tag,
-                crate::supervision::Change {
+                crate::pmf::policy::Change {
                     restart,
                     success_exit_codes,
                     success_signals,

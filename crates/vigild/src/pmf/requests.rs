@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use vigil_core::{Period, Refused, Retries, Signal, StopMode, Tag, TagName, TagState};
-use vigil_proto::{ErrorCode, Response, RunSpec, TagSummary, WireError};
+use vigil_proto::{ErrorCode, Response, TagSummary, WireError};
 
 use crate::clock::now;
 use crate::conn::{Caller, ConnTx};
+use crate::msg::RunArgs;
 use crate::pmf::state::{Entry, WaitFor, Waiter};
 use crate::state::Daemon;
 
@@ -156,7 +157,7 @@ impl Daemon {
                     let _ = tx.send(crate::msg::Msg::RunChecked {
                         caller,
                         id,
-                        run: job.run,
+                        run: Box::new(job.run),
                         once,
                         out,
                         result,
@@ -548,9 +549,6 @@ struct RunCheck {
     path: std::ffi::OsString,
     run: RunArgs,
 }
-
-/// A run request: the pmfadm spec and the supervision settings (the default for `Run` and `RunOnce`).
-pub type RunArgs = (RunSpec, vigil_proto::Supervision);
 
 impl RunCheck {
     /// Checks each program as the tag's user, in its working directory and PATH (as `spawn` will
