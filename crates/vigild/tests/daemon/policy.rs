@@ -236,7 +236,15 @@ fn config_keys_and_autostart_false() {
         (st.supervision.restart, st.supervision.success_signals.clone()),
         (RestartPolicy::Always, vec![])
     );
-    // Bad keys are refused by --check, naming the tag and the key.
+    // The example of the docs is valid; bad keys are refused by --check, naming the tag and the key.
+    let example = repo_root().join("examples/supervision.toml");
+    let out = Command::new(bin("vigild"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("valid: 4 tags"), "{}", stderr(&out));
     let bad = v.path("bad.toml");
     for (text, want) in [
         (
