@@ -191,6 +191,73 @@ mod tests {
     }
 
     #[test]
+    fn a_start_still_counting_when_vigild_restarts_is_timed_from_its_start() {
+        let mut t = tag(-1, policy(RestartPolicy::Always, 1000));
+        t.spawned(p(100), ms(0));
+        let saved = crate::tag::Saved {
+            state: t.state().clone(),
+            enabled: true,
+            main: t.main(),
+            budget: vec![],
+            started_at: t.started_at(),
+            last_exit: None,
+            starts: t.starts(),
+            quick_failures: 0,
+            pending: None,
+            ready: false,
+            status: None,
+            up: t.up(),
+        };
+        let mut back = Tag::restored(t.name().clone(), t.spec().clone(), saved);
+        back.adopt(p(100), 0);
+        assert_eq!(
+            back.resumed(ms(400)),
+            vec![Effect::Timer(ms(1000))],
+            "not from the resume"
+        );
+        assert_eq!(back.timer(ms(1000)), vec![Effect::Emit(TagEvent::Up { pid: 100 })]);
+        assert!(back.is_up());
+    }
+
+    #[test]
+    fn autostart_false_stays_stopped_until_started_and_a_new_spec_does_not_start_it() {
+        let mut t = Tag::new(TagName::new("t").unwrap(), crate::spec::test_spec(0, -1));
+        t.declare_stopped();
+        assert_eq!(t.resumed(ms(0)), vec![], "a restart of vigild leaves it stopped");
+        let mut spec = crate::spec::test_spec(3, -1);
+        spec.supervision.restart = RestartPolicy::Never;
+        assert_eq!(t.respec_manual(spec.clone(), ms(1)), vec![]);
+        assert_eq!((t.state(), t.spec()), (&TagState::Stopped, &spec));
+        assert_eq!(t.start(), Ok(vec![Effect::Spawn]));
+        t.spawned(p(100), ms(2));
+        // Running, a new spec restarts it as any changed tag.
+        let fx = t.respec_manual(crate::spec::test_spec(1, -1), ms(3));
+        assert_eq!(
+            fx.first(),
+            Some(&Effect::Signal {
+                signal: Signal::TERM,
+                procs: vec![p(100)]
+            })
+        );
+    }
+
+    #[test]
+    fn modify_supervision_applies_from_the_next_exit() {
+        let mut t = tag(-1, policy(RestartPolicy::Always, 5000));
+        t.spawned(p(100), ms(0));
+        assert!(!t.is_up());
+        // No start_secs any more: the start counts at once.
+        assert_eq!(t.modify_supervision(policy(RestartPolicy::OnFailure, 0)), vec![]);
+        assert!(t.is_up());
+        assert_eq!(
+            t.exited(100, Exit::Code(0), ms(10)).len(),
+            1,
+            "exit posted, not restarted"
+        );
+        assert_eq!(t.state(), &TagState::Exited);
+    }
+
+    #[test]
     fn a_health_stop_is_a_failure_whatever_the_status() {
         let mut sup = policy(RestartPolicy::OnFailure, 0);
         sup.success_signals = vec![Signal::TERM];
