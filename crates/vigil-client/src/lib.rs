@@ -612,23 +612,24 @@ impl Client {
         }
     }
 
-    /// Blocks until the tag reaches `until` and returns its status (`Request::WaitFor`); refused when
-    /// it cannot any more (with `this_start`: when the instance running or about to start ended
-    /// first), or with `Timeout`.
+    /// Blocks until the tag reaches `until` and returns its status (`Request::WaitFor`; None: it was
+    /// removed, which is `Stopped`); refused when it cannot any more (with `this_start`: when the
+    /// instance running or about to start ended first), or with `Timeout`.
     pub fn wait_for(
         &mut self,
         tag: &str,
         until: WaitUntil,
         timeout: Option<Duration>,
         this_start: bool,
-    ) -> Result<TagStatus> {
+    ) -> Result<Option<TagStatus>> {
         match self.request(Request::WaitFor {
             tag: tag.into(),
             until,
             timeout_ms: timeout.map(|d| d.as_millis() as u64),
             this_start,
         })? {
-            Response::Tag(t) => Ok(t),
+            Response::Tag(t) => Ok(Some(t)),
+            Response::Ok if until == WaitUntil::Stopped => Ok(None),
             other => Err(unexpected(other)),
         }
     }

@@ -550,10 +550,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let got = supervise::wait(&mut connect()?, &tags, until, timeout)?;
             if json {
+                let got: Vec<_> = got.into_iter().filter_map(|(_, st)| st).collect();
                 output::status(&got, true);
             } else {
-                for st in &got {
-                    output::tag_started(st, false);
+                for (tag, st) in &got {
+                    match st {
+                        Some(st) => output::tag_started(st, false),
+                        None => println!("{}: removed", vigil_client::escape_terminal(tag)),
+                    }
                 }
             }
         }

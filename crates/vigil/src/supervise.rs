@@ -106,6 +106,11 @@ impl RunSupervision {
         let timeout = secs(self.ready_timeout, "--ready-timeout")?;
         c.set_read_timeout(None).ok();
         c.wait_for(&tag, WaitUntil::Ready, Some(timeout), true)
+            .and_then(|st| {
+                st.ok_or_else(|| {
+                    ClientError::Server(proto::WireError::new(ErrorCode::NotFound, format!("{tag}: removed")))
+                })
+            })
             .map_err(|e| match e.code() {
                 Some(ErrorCode::Timeout) => Failure(
                     1,
@@ -138,19 +143,20 @@ impl ModifySupervision {
 }
 
 /// `vigil wait TAG... --ready | --running | --stopped`: one tag after the other, each within what is
-/// left of the timeout; the first that cannot get there fails the command.
+/// left of the timeout; the first that cannot get there fails the command. A tag removed (`--stopped`)
+/// is `None`.
 pub fn wait(
     c: &mut Client,
     tags: &[String],
     until: WaitUntil,
     timeout: Option<Duration>,
-) -> Result<Vec<TagStatus>, ClientError> {
+) -> Result<Vec<(String, Option<TagStatus>)>, ClientError> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     c.set_read_timeout(None).ok();
     let mut out = Vec::new();
     for t in tags {
         let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        out.push(c.wait_for(t, until, left, false)?);
+        out.push((t.clone(), c.wait_for(t, until, left, false)?));
     }
     Ok(out)
 }

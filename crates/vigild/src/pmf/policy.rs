@@ -126,6 +126,10 @@ impl Daemon {
     /// Whether a `WaitFor` is settled: `Some` with its answer, or `None` while it may still be met.
     pub fn reaches(&self, name: &TagName, until: WaitUntil, instance: Option<u64>, viewer: u32) -> Option<Answer> {
         let Some(e) = self.pmf.tags.get(name) else {
+            // Gone is as stopped as a tag gets.
+            if until == WaitUntil::Stopped {
+                return Some(Ok(Response::Ok));
+            }
             return Some(Err(WireError::new(ErrorCode::NotFound, format!("{name}: removed"))));
         };
         let t = &e.tag;
