@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::budget::{Backoff, Period, Retries};
 use crate::health::{HealthError, HealthSpec};
 use crate::names::TagName;
+use crate::policy::{PolicyError, Supervision};
 use crate::signal::Signal;
 
 /// The PMF program type of `scds_pmf_start`: a service, a fault monitor, or something else.
@@ -109,6 +110,8 @@ pub enum SpecError {
     },
     #[error(transparent)]
     Health(#[from] HealthError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// Everything needed to (re)start a tag, exactly as the user gave it.
@@ -132,6 +135,8 @@ pub struct TagSpec {
     pub gid: u32,
     /// The watchdog and the probes.
     pub health: HealthSpec,
+    /// The restart policy, the minimum uptime of a start, the readiness protocol.
+    pub supervision: Supervision,
 }
 
 impl TagSpec {
@@ -175,6 +180,7 @@ impl TagSpec {
             return Err(SpecError::StopTimeout(self.stop_timeout));
         }
         self.health.validate()?;
+        self.supervision.validate()?;
         Ok(())
     }
 }
@@ -287,6 +293,7 @@ pub(crate) fn test_spec(retries: i64, period: i64) -> TagSpec {
         uid: 0,
         gid: 0,
         health: HealthSpec::default(),
+        supervision: Supervision::default(),
     }
 }
 
@@ -312,6 +319,7 @@ mod tests {
             uid: 0,
             gid: 0,
             health: HealthSpec::default(),
+            supervision: Supervision::default(),
         }
     }
 

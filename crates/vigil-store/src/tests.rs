@@ -41,6 +41,7 @@ pub(crate) fn tag(name: &str) -> TagRecord {
         probes: vec![],
         ready: false,
         status_text: None,
+        supervision: SupervisionRecord::default(),
     }
 }
 
@@ -183,6 +184,43 @@ fn migrates_schema_3_fixture() {
         s.tags().unwrap().into_iter().find(|t| t.name == "checked"),
         Some(checked)
     );
+}
+
+/// A state file of schema 4 (before supervision settings): its tags load with the settings they
+/// behaved by, and a tag with settings and the new `Exited` state round-trips after the migration.
+#[test]
+fn migrates_schema_4_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema4.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let s = Store::open(&copy).unwrap();
+    let mut fixture = tag("fixture");
+    fixture.watchdog_ms = Some(2000);
+    fixture.ready = true;
+    fixture.status_text = Some("serving".into());
+    let mut done = tag("done");
+    done.state = StateRecord::Stopped;
+    done.procs = vec![];
+    assert_eq!(s.tags().unwrap(), vec![done, fixture]);
+    let mut exited = tag("exited");
+    exited.state = StateRecord::Exited;
+    exited.supervision = SupervisionRecord {
+        restart: 1,
+        success_exit_codes: vec![0, 3],
+        success_signals: vec![15],
+        start_secs_ms: 1500,
+        notify: true,
+        up: false,
+    };
+    s.commit(&Batch {
+        put_tags: vec![exited.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    drop(s);
+    let s = Store::open(&copy).unwrap();
+    assert_eq!(s.tags().unwrap().into_iter().find(|t| t.name == "exited"), Some(exited));
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod cmap;
 mod done;
 mod events;
 mod output;
+mod supervise;
 mod when;
 
 use std::path::PathBuf;
@@ -88,6 +89,8 @@ enum Cmd {
         /// The period in seconds (-1: no limit)
         #[arg(long, short = 't', value_name = "SECS", allow_hyphen_values = true)]
         period: Option<i64>,
+        #[command(flatten)]
+        supervision: supervise::ModifySupervision,
     },
     /// Stop restarting and signal every process of the tag; SIGKILL follows after the wait (pmfadm -s)
     Stop {
@@ -136,11 +139,22 @@ enum Cmd {
         /// The tag [default: every tag]
         tag: Option<String>,
     },
-    /// Wait until the tag no longer runs (stopped, failed or removed)
+    /// Wait until each tag no longer runs (stopped, failed, exited or removed), or with --running or
+    /// --ready until each runs; exit 1 when one cannot get there any more or the timeout passes
     Wait {
-        /// The tag
-        tag: String,
-        /// Give up after SECS (exit 1)
+        /// The tags
+        #[arg(required = true)]
+        tags: Vec<String>,
+        /// Until a process of each tag runs
+        #[arg(long, conflicts_with_all = ["ready", "stopped"])]
+        running: bool,
+        /// Until each tag counts as running: it lived its start_secs, or sent READY=1 when it uses notify
+        #[arg(long, conflicts_with = "stopped")]
+        ready: bool,
+        /// Until each tag has no process and will get none (the default)
+        #[arg(long)]
+        stopped: bool,
+        /// Give up after SECS (for all the tags together)
         #[arg(long, value_name = "SECS")]
         timeout: Option<f64>,
     },
@@ -317,6 +331,8 @@ struct RunArgs {
     /// Consecutive failed probes that restart the tag [default: 3]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     probe_threshold: Option<i64>,
+    #[command(flatten)]
+    supervision: supervise::RunSupervision,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -462,10 +478,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
     }
     match cli.cmd {
-        Cmd::Run(a) => {
+        Cmd::Run(mut a) => {
+            let sup = std::mem::take(&mut a.supervision);
             let spec = run_spec(a)?;
             // Safe to type again after an unanswered run: a tag already running this spec is the answer.
-            let status = connect()?.run_once(spec)?;
+            let status = sup.run(&mut connect()?, spec)?;
             output::tag_started(&status, json);
         }
         Cmd::Start { tag } => {
@@ -473,12 +490,25 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             c.start(&tag)?;
             Done::new(&tag, "started").tag(&c.status(&tag)?).print(json)
         }
-        Cmd::Modify { tag, retries, period } => {
-            if retries.is_none() && period.is_none() {
-                return Err(usage("modify needs --retries and/or --period"));
+        Cmd::Modify {
+            tag,
+            retries,
+            period,
+            supervision,
+        } => {
+            if retries.is_none() && period.is_none() && supervision.is_empty() {
+                return Err(usage(
+                    "modify needs --retries, --period, --restart, --success-exit-codes, --success-signals \
+                     or --start-secs",
+                ));
             }
             let mut c = connect()?;
-            c.modify(&tag, retries, period)?;
+            if retries.is_some() || period.is_some() {
+                c.modify(&tag, retries, period)?;
+            }
+            if !supervision.is_empty() {
+                supervision.send(&mut c, &tag)?;
+            }
             let st = c.status(&tag)?;
             Done::new(&tag, "modified")
                 .note(format!("retries {}", output::budget(&st)))
@@ -598,7 +628,34 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Cmd::Status { tag: Some(tag) } => output::status(&[connect()?.status(&tag)?], json),
         Cmd::Status { tag: None } => output::status(&connect()?.status_all()?, json),
-        Cmd::Wait { tag, timeout } => {
+        Cmd::Wait {
+            tags,
+            running,
+            ready,
+            stopped: _,
+            timeout,
+        } if running || ready || tags.len() > 1 => {
+            let timeout = timeout.map(|t| secs(t, "--timeout")).transpose()?;
+            let until = match (running, ready) {
+                (true, _) => proto::WaitUntil::Running,
+                (_, true) => proto::WaitUntil::Ready,
+                _ => proto::WaitUntil::Stopped,
+            };
+            let got = supervise::wait(&mut connect()?, &tags, until, timeout)?;
+            if json {
+                let got: Vec<_> = got.into_iter().filter_map(|(_, st)| st).collect();
+                output::status(&got, true);
+            } else {
+                for (tag, st) in &got {
+                    match st {
+                        Some(st) => output::tag_started(st, false),
+                        None => println!("{}: removed", vigil_client::escape_terminal(tag)),
+                    }
+                }
+            }
+        }
+        Cmd::Wait { tags, timeout, .. } => {
+            let tag = tags.into_iter().next().expect("one tag at least");
             let timeout = timeout.map(|t| secs(t, "--timeout")).transpose()?;
             match connect()?.wait(&tag, timeout)? {
                 Some(st) if json => output::status(&[st], true),

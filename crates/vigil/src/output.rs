@@ -104,9 +104,46 @@ pub fn tag_started(st: &TagStatus, json: bool) {
         return print_json(&view::Tag::from(st));
     }
     match st.main_pid {
-        Some(pid) => println!("{}: {} (pid {pid})", esc(&st.name), esc(&st.state)),
-        None => println!("{}: {}", esc(&st.name), esc(&st.state)),
+        Some(pid) => println!("{}: {} (pid {pid})", esc(&st.name), esc(shown_state(st))),
+        None => println!("{}: {}", esc(&st.name), esc(shown_state(st))),
     }
+}
+
+/// A running tag whose start does not count yet (start_secs, READY=1) is shown as `starting`.
+fn shown_state(st: &TagStatus) -> &str {
+    if st.state == "running" && !st.up {
+        "starting"
+    } else {
+        &st.state
+    }
+}
+
+/// The supervision settings, when they are not pmfadm's.
+fn supervision_line(s: &vigil_client::proto::Supervision) -> Option<String> {
+    use vigil_client::proto::RestartPolicy;
+    if *s == vigil_client::proto::Supervision::default() {
+        return None;
+    }
+    let policy = match s.restart {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    };
+    let codes: Vec<String> = s.success_exit_codes.iter().map(u8::to_string).collect();
+    let mut line = format!("{policy}; success: exit {}", codes.join(","));
+    if !s.success_signals.is_empty() {
+        let sigs: Vec<String> = s
+            .success_signals
+            .iter()
+            .map(|n| vigil_client::proto::signal_name(*n))
+            .collect();
+        line.push_str(&format!(", signal {}", sigs.join(",")));
+    }
+    line.push_str(&format!("; start_secs {} s", seconds(s.start_secs_ms)));
+    if s.notify {
+        line.push_str("; notify (READY=1)");
+    }
+    Some(line)
 }
 
 /// `list`: one line per tag with its state, processes, uptime, restarts and last exit; over several
@@ -149,7 +186,7 @@ pub fn list(tags: &[(Option<String>, TagStatus)], json: bool) {
         let last = s.last_exit.as_ref().map_or("-".into(), |(_, e)| exit_text(e));
         let mut row = vec![
             esc(&s.name),
-            esc(&s.state),
+            esc(shown_state(s)),
             or_dash(pids.join(" ")),
             uptime,
             restarts,
@@ -208,7 +245,7 @@ pub fn status(tags: &[TagStatus], json: bool) {
                 local(s)
             )
         });
-        println!("{}: {}{}", esc(&st.name), esc(&st.state), up.unwrap_or_default());
+        println!("{}: {}{}", esc(&st.name), esc(shown_state(st)), up.unwrap_or_default());
         if let Some(r) = &st.reason {
             println!("  reason:    {}", esc(r));
         }
@@ -237,6 +274,9 @@ pub fn status(tags: &[TagStatus], json: bool) {
         );
         if !st.after.is_empty() {
             println!("  after:     {}", esc_join(&st.after));
+        }
+        if let Some(line) = supervision_line(&st.supervision) {
+            println!("  restart:   {line}");
         }
         if let Some(w) = st.watchdog_ms {
             println!("  watchdog:  {} s", seconds(w));

@@ -254,7 +254,7 @@ fn tags_run_list_status_and_wait() {
     ]);
     golden("run", run, &[]);
     // A tag that has run and failed: its last exit.
-    d.text(&["run", "bad", "-n", "1", "--", "sh", "-c", "exit 3"]);
+    d.text(&["run", "bad", "-n", "1", "--start-secs", "0", "--", "sh", "-c", "exit 3"]);
     d.wait_state("bad", "failed");
     golden("list", d.json(&["list"]), &[]);
     golden("status", d.json(&["status", "web"]), &[]);
@@ -324,7 +324,7 @@ fn mutating_commands_say_what_they_did() {
 fn events_newest_first_since_and_follow() {
     let d = Daemon::start(None);
     for i in 0..3 {
-        d.text(&["run", &format!("t{i}"), "--", "sh", "-c", "exit 3"]);
+        d.text(&["run", &format!("t{i}"), "--start-secs", "0", "--", "sh", "-c", "exit 3"]);
         d.wait_state(&format!("t{i}"), "failed");
     }
     // The newest by default (20), oldest first.

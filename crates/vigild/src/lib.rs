@@ -27,6 +27,7 @@ pub mod server;
 pub mod spec;
 pub mod state;
 pub mod storage;
+pub mod supervision;
 #[cfg(test)]
 mod tidy_tests;
 
@@ -343,7 +344,7 @@ async fn serve(
     d.restore()?;
     if let Some(c) = config {
         d.ensure_categories(&c.categories);
-        let report = d.apply_config(c.tags);
+        let report = d.apply_config(c.tags, &c.manual);
         info!(
             "config: started {:?}, restarted {:?}, stopped {:?}",
             report.started, report.restarted, report.stopped

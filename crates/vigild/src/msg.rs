@@ -11,6 +11,9 @@ use crate::conn::{Caller, ConnTx};
 /// What the loop receives.
 // Short-lived, one per request: boxing the request would buy nothing.
 #[allow(clippy::large_enum_variant)]
+/// A run request: the pmfadm spec and the supervision settings (the default for `Run` and `RunOnce`).
+pub type RunArgs = (vigil_proto::RunSpec, vigil_proto::Supervision);
+
 pub enum Msg {
     Request {
         caller: Caller,
@@ -39,7 +42,7 @@ pub enum Msg {
     RunChecked {
         caller: Caller,
         id: u64,
-        run: vigil_proto::RunSpec,
+        run: Box<RunArgs>,
         /// A `RunOnce`: an active tag with the same spec is the answer.
         once: bool,
         out: ConnTx,

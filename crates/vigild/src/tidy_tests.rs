@@ -29,7 +29,11 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "storage",
         ],
     ),
-    ("conversions and config", false, &["convert", "spec", "config"]),
+    (
+        "conversions and config",
+        false,
+        &["supervision", "convert", "spec", "config"],
+    ),
     ("messages", false, &["conn", "msg", "node"]),
     (
         "service state and the cluster task",
@@ -67,6 +71,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "pmf::health",
             "pmf::restore",
             "pmf::requests",
+            "pmf::policy",
         ],
     ),
     ("the loop", false, &["router", "server", "lib"]),

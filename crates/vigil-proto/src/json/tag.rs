@@ -45,6 +45,36 @@ pub struct Probe {
     pub last_error: Option<String>,
 }
 
+/// When an instance that ended is started again, and what counts as running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    /// always, on-failure or never.
+    pub restart: String,
+    pub success_exit_codes: Vec<u8>,
+    /// Signal names (`SIGTERM`).
+    pub success_signals: Vec<String>,
+    pub start_secs_ms: u64,
+    /// The program says `READY=1` when it serves.
+    pub notify: bool,
+}
+
+impl From<&msg::Supervision> for Supervision {
+    fn from(s: &msg::Supervision) -> Supervision {
+        Supervision {
+            restart: match s.restart {
+                msg::RestartPolicy::Always => "always",
+                msg::RestartPolicy::OnFailure => "on-failure",
+                msg::RestartPolicy::Never => "never",
+            }
+            .into(),
+            success_exit_codes: s.success_exit_codes.clone(),
+            success_signals: s.success_signals.iter().map(|n| crate::signal_name(*n)).collect(),
+            start_secs_ms: s.start_secs_ms,
+            notify: s.notify,
+        }
+    }
+}
+
 fn program_type(t: msg::ProgramType) -> &'static str {
     match t {
         msg::ProgramType::Svc => "svc",
@@ -92,6 +122,9 @@ pub struct Tag {
     /// The current instance sent `READY=1`.
     pub ready: bool,
     pub status_text: Option<String>,
+    pub supervision: Supervision,
+    /// The current instance counts as running: it lived its start_secs (or sent READY=1 with notify).
+    pub up: bool,
     /// The node that answered, when several were asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -147,6 +180,8 @@ impl From<&msg::TagStatus> for Tag {
                 .collect(),
             ready: s.ready,
             status_text: s.status_text.clone(),
+            supervision: (&s.supervision).into(),
+            up: s.up,
             node: None,
         }
     }

@@ -70,6 +70,14 @@ fn status() -> msg::TagStatus {
         probes: vec![],
         ready: false,
         status_text: None,
+        supervision: msg::Supervision {
+            restart: msg::RestartPolicy::OnFailure,
+            success_exit_codes: vec![0, 3],
+            success_signals: vec![15],
+            start_secs_ms: 1000,
+            notify: false,
+        },
+        up: true,
     }
 }
 
@@ -86,6 +94,12 @@ fn a_tag() {
     assert_eq!(v["started_ms"], 1_796_234_400_123u64);
     assert_eq!(v["last_exit"], json!({"pid": 6, "code": 1}));
     assert_eq!(v["backoff"], json!({"min_ms": 100, "max_ms": 2000}));
+    assert_eq!(
+        v["supervision"],
+        json!({"restart": "on-failure", "success_exit_codes": [0, 3], "success_signals": ["SIGTERM"],
+               "start_secs_ms": 1000, "notify": false})
+    );
+    assert_eq!(v["up"], json!(true));
     assert!(v.get("node").is_none());
     let back: Tag = serde_json::from_str(&text).unwrap();
     assert_eq!(back, Tag::from(&status()));

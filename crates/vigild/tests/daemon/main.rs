@@ -18,6 +18,7 @@ mod ops;
 mod pipeline;
 mod pmf;
 mod pmfadm;
+mod policy;
 mod psm;
 mod rel_fork;
 mod rel_kill;

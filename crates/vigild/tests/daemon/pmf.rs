@@ -350,7 +350,19 @@ fn levels_without_the_process_connector() {
         assert_eq!(err.code(), Some(ErrorCode::PermissionDenied), "{err}");
         let out = v.cli_as(
             Some(65534),
-            &["run", tag, "-C", &level.to_string(), "--", "sh", "-c", script],
+            // A script that fails on purpose: `run` must not wait for it to count as running.
+            &[
+                "run",
+                tag,
+                "-C",
+                &level.to_string(),
+                "--start-secs",
+                "0",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
         );
         assert!(out.status.success(), "{}", stderr(&out));
     }

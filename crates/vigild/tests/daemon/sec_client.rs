@@ -438,7 +438,7 @@ fn nobody_cannot_learn_which_files_exist_where_only_root_may_look() {
     let ok = v.cli_as(Some(NOBODY), &["run", "fine", "--", "sleep", "60"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     v.wait_state("fine", "running");
-    let ok = v.cli(&["run", "rootprog", "--", &prog]);
+    let ok = v.cli(&["run", "rootprog", "--start-secs", "0", "--", &prog]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     // vigild answered each refusal and stays up.
     assert!(v.client().list().unwrap().iter().all(|t| !t.name.starts_with('o')));
