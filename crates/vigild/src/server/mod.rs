@@ -294,6 +294,34 @@ async fn write_frame(
     Ok(())
 }
 
+/// Encodes a message for the wire; an answer too large to encode becomes an error answer, so that the
+/// client does not wait forever for it.
+fn encode_out(msg: &ServerMsg) -> Option<Vec<u8>> {
+    match (vigil_proto::encode(msg), msg) {
+        (Ok(b), _) => Some(b),
+        (Err(e), ServerMsg::Response { id, .. }) => {
+            warn!("cannot encode a reply: {e}");
+            let err = vigil_proto::WireError::new(
+                vigil_proto::ErrorCode::LimitExceeded,
+                format!("the answer cannot be sent: {e}; ask for less"),
+            );
+            vigil_proto::encode(&ServerMsg::Response {
+                id: *id,
+                result: Err(err),
+            })
+            .ok()
+        }
+        (Err(e), _) => {
+            warn!("cannot encode a message: {e}");
+            None
+        }
+    }
+}
+
+/// Bytes of frames the writer gathers for one write: the answers of many pipelined requests (or a
+/// burst of notifications) go out in one system call rather than one each.
+const WRITE_BATCH: usize = 64 << 10;
+
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut out_rx: mpsc::UnboundedReceiver<(Outgoing, Queued)>,
@@ -301,9 +329,11 @@ async fn write_loop(
     send_timeout: Duration,
 ) {
     let mut events: Option<mpsc::Receiver<ServerMsg>> = None;
-    loop {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut batch: Vec<(Outgoing, Option<Queued>)> = Vec::new();
+    'conn: loop {
         // Replies first: a subscription's answer is queued there before any of its events.
-        let (o, q) = tokio::select! {
+        let first = tokio::select! {
             biased;
             o = out_rx.recv() => match o {
                 Some((mut o, q)) => {
@@ -322,57 +352,69 @@ async fn write_loop(
                 }
             },
         };
-        let answer = matches!(o.msg, ServerMsg::Response { .. });
-        let bytes = match (vigil_proto::encode(&o.msg), &o.msg) {
-            (Ok(b), _) => Some(b),
-            (Err(e), ServerMsg::Response { id, .. }) => {
-                // Too large, most likely: the client must not wait forever for an answer.
-                warn!("cannot encode a reply: {e}");
-                let err = vigil_proto::WireError::new(
-                    vigil_proto::ErrorCode::LimitExceeded,
-                    format!("the answer cannot be sent: {e}; ask for less"),
-                );
-                vigil_proto::encode(&ServerMsg::Response {
-                    id: *id,
-                    result: Err(err),
-                })
-                .ok()
+        // Whatever else is queued already goes in the same write, in order, up to the batch's size.
+        buf.clear();
+        batch.clear();
+        let mut next = Some(first);
+        while let Some((o, q)) = next.take() {
+            // Notifications that found no room are told as a count, after those queued before them
+            // and before any queued after.
+            let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
+                    buf.extend_from_slice(&b);
+                }
             }
-            (Err(e), _) => {
-                warn!("cannot encode a message: {e}");
-                None
+            if let Some(b) = encode_out(&o.msg) {
+                buf.extend_from_slice(&b);
             }
+            let goodbye = matches!(o.msg, ServerMsg::Goodbye { .. });
+            batch.push((o, q));
+            if goodbye || buf.len() >= WRITE_BATCH {
+                break;
+            }
+            if let Ok((mut o, q)) = out_rx.try_recv() {
+                if let Some(rx) = o.events.take() {
+                    events = Some(rx);
+                }
+                next = Some((o, Some(q)));
+            }
+        }
+        // An answer must make progress; notifications or events alone may wait for their reader.
+        let must = batch.iter().any(|(_, q)| q.is_some_and(|q| !q.note));
+        let mut written = if buf.is_empty() {
+            Ok(())
+        } else {
+            write_frame(&mut wr, &buf, &shared, must, send_timeout).await
         };
-        // An answer must make progress; a notification or an event alone may wait for its reader.
-        let must = q.is_some_and(|q| !q.note);
-        let mut written = match bytes {
-            Some(b) => write_frame(&mut wr, &b, &shared, must, send_timeout).await,
-            None => Ok(()),
-        };
-        match q {
-            Some(Queued { size, note: true }) => shared.noted.fetch_sub(size, Ordering::Relaxed),
-            Some(Queued { size, note: false }) => shared.queued.fetch_sub(size, Ordering::Relaxed),
-            None => 0,
-        };
-        // Notifications that found no room are told as a count, after those queued before them and
-        // before any queued after.
+        // A loss while the batch was written is told now, not with the next message (if any comes).
         let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
         if lost > 0 && written.is_ok() {
             if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
                 written = write_frame(&mut wr, &b, &shared, false, send_timeout).await;
             }
         }
+        for (o, q) in batch.drain(..) {
+            match q {
+                Some(Queued { size, note: true }) => shared.noted.fetch_sub(size, Ordering::Relaxed),
+                Some(Queued { size, note: false }) => shared.queued.fetch_sub(size, Ordering::Relaxed),
+                None => 0,
+            };
+            if written.is_err() {
+                continue;
+            }
+            if matches!(o.msg, ServerMsg::Response { .. }) {
+                shared.answered();
+            }
+            if let Some(w) = o.written {
+                let _ = w.send(());
+            }
+            if matches!(o.msg, ServerMsg::Goodbye { .. }) {
+                break 'conn;
+            }
+        }
         if let Err(reason) = written {
             shared.close(reason);
-            break;
-        }
-        if answer {
-            shared.answered();
-        }
-        if let Some(w) = o.written {
-            let _ = w.send(());
-        }
-        if matches!(o.msg, ServerMsg::Goodbye { .. }) {
             break;
         }
     }
