@@ -64,9 +64,52 @@ struct Args {
     /// declares or what is wrong, and exit (0: valid, 1: not); nothing is started or written
     #[arg(long, requires = "config")]
     check: bool,
-    /// error, warn, info, debug or trace (or a tracing filter)
-    #[arg(long, default_value = "info")]
+    /// What to log: error, warn, info, debug or trace, or a tracing filter (`info,vigild::pmf=debug`)
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: String,
+    /// How the log on stderr is written: text (for people; colours only on a terminal) or json (one
+    /// object per line, for log shippers)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    log_format: LogFormat,
+    /// Print the completion script for SHELL (bash, zsh, fish, ...) and exit (`make install` runs it)
+    #[arg(long, hide = true, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
+    /// Write vigild's man page into DIR and exit (`make install` runs it)
+    #[arg(long, hide = true, value_name = "DIR", exclusive = true)]
+    manpage: Option<PathBuf>,
+}
+
+/// The shape of vigild's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// A line per record: time, level, message, fields
+    Text,
+    /// A JSON object per line: timestamp, level, target, fields (message among them), spans
+    Json,
+}
+
+/// `--completions` and `--manpage`: the files `make install` puts in place, made from these very
+/// definitions so that they cannot drift from the options.
+fn generate(args: &Args) -> Option<std::process::ExitCode> {
+    use clap::CommandFactory;
+    if let Some(shell) = args.completions {
+        clap_complete::generate(shell, &mut Args::command(), "vigild", &mut std::io::stdout());
+        return Some(std::process::ExitCode::SUCCESS);
+    }
+    let dir = args.manpage.as_ref()?;
+    let page = dir.join("vigild.8");
+    let r = std::fs::File::create(&page).and_then(|mut f| {
+        clap_mangen::Man::new(Args::command().name("vigild"))
+            .section("8")
+            .render(&mut f)
+    });
+    Some(match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigild: --manpage: cannot write {}: {e}", page.display());
+            std::process::ExitCode::FAILURE
+        }
+    })
 }
 
 fn default_state_dir() -> PathBuf {
@@ -141,6 +184,15 @@ fn check(config: &std::path::Path) -> std::process::ExitCode {
 
 fn main() -> std::process::ExitCode {
     let mut args = Args::parse();
+    if let Some(code) = generate(&args) {
+        return code;
+    }
+    // A usage error, not a failure at start worth a retry by whoever started vigild.
+    #[cfg(not(feature = "cluster"))]
+    if !args.cluster.is_empty() {
+        eprintln!("vigild: --cluster: {}", vigild::cluster::without::DISABLED);
+        return std::process::ExitCode::from(2);
+    }
     args.state_dir = args.state_dir.map(absolute);
     args.socket = args.socket.map(absolute);
     args.config = args.config.map(absolute);
@@ -169,12 +221,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    // Colours only for a person at a terminal: a log file or a journal gets plain text.
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        // Colours only for a person at a terminal: a log file or a journal gets plain text.
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The message beside the other fields at the top of the object, where shippers look for it.
+        LogFormat::Json => log.json().flatten_event(true).with_ansi(false).init(),
+    }
     let opts = vigild::Options {
         state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         socket: args.socket.unwrap_or_else(default_socket),
