@@ -6,6 +6,7 @@
 // The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
 #![forbid(unsafe_code)]
 
+mod generate;
 mod output;
 
 use std::path::PathBuf;
@@ -150,6 +151,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DaemonCmd,
     },
+    /// Print the completion script for SHELL (`make install` runs it)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write vigil's man pages into DIR (`make install` runs it)
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -637,6 +644,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 println!("vigild (pid {before}) is re-executing in place");
             }
         }
+        Cmd::Completions { shell } => generate::completions(shell),
+        Cmd::Manpage { dir } => generate::manpages(&dir).map_err(|e| Failure(1, format!("manpage: {e}")))?,
     }
     Ok(0)
 }

@@ -10,51 +10,80 @@ use clap::Parser;
 
 /// vigil's daemon: keeps vital processes alive.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "vigil's daemon: keeps vital processes alive, serves `vigil`, `pmfadm` and the C libraries on its socket",
+    long_about = "vigil's daemon: keeps vital processes alive, serves `vigil`, `pmfadm` and the C libraries on its \
+                  socket. It runs in the foreground and logs to stderr; under systemd (Type=notify) it says READY=1 \
+                  once its socket serves.\n\nSignals: TERM or INT stop every tag and exit; HUP re-executes vigild in \
+                  place (no process is touched).\n\nExit codes: 0 a clean stop; 2 a usage error; 65 a damaged \
+                  state file (see --recover); 111 a failure worth a retry (the socket in use, say).",
+    after_help = "See docs/vigild.md for the config file, the files vigild keeps and its permissions."
+)]
 struct Args {
     /// Directory for the state file and the logs [default: /var/lib/vigil for root, else
     /// $XDG_STATE_HOME/vigil or ~/.local/state/vigil]
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Socket to listen on [default: /run/vigil/vigild.sock for root, else $XDG_RUNTIME_DIR/vigil/vigild.sock]
-    #[arg(long, env = "VIGIL_SOCKET")]
+    #[arg(long, env = "VIGIL_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// TOML file declaring tags that start with vigild
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// How descendants are found: the netlink process connector (exact parentage, levels and exit
     /// statuses), a /proc scan on every exit, or auto (the connector when the kernel allows it)
-    #[arg(long, value_enum, default_value_t = vigild::Tracking::Auto)]
+    #[arg(long, value_enum, default_value_t = vigild::Tracking::Auto, value_name = "HOW")]
     tracking: vigild::Tracking,
     /// This node's name, in events and PSM answers [default: the host name]
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     node: Option<String>,
-    /// Cluster mode: etcd's client URLs, comma-separated (http://HOST:2379, or https:// with --etcd-ca)
-    #[arg(long, value_delimiter = ',', requires = "node")]
+    /// Join the cluster on etcd at these client URLs, comma-separated (http://HOST:2379, or https:// with
+    /// --etcd-ca); needs --node. Not in a build without the `cluster` feature
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "node",
+        value_name = "URLS",
+        help_heading = "Cluster mode"
+    )]
     cluster: Vec<String>,
     /// The cluster's name in etcd: keys live under /vigil/NAME/
-    #[arg(long, default_value = "vigil", requires = "cluster")]
+    #[arg(
+        long,
+        default_value = "vigil",
+        requires = "cluster",
+        value_name = "NAME",
+        help_heading = "Cluster mode"
+    )]
     cluster_name: String,
     /// Seconds a node stays up in etcd after its last keepalive (etcd's minimum is 2)
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=3600), requires = "cluster")]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=3600), requires = "cluster", value_name = "SECS", help_heading = "Cluster mode")]
     lease_ttl: u64,
     /// PEM file of the CA that signed etcd's certificates
-    #[arg(long, requires = "cluster")]
+    #[arg(long, requires = "cluster", value_name = "FILE", help_heading = "Cluster mode")]
     etcd_ca: Option<PathBuf>,
     /// PEM client certificate for etcd (with --etcd-key)
-    #[arg(long, requires_all = ["cluster", "etcd_key"])]
+    #[arg(long, requires_all = ["cluster", "etcd_key"], value_name = "FILE", help_heading = "Cluster mode")]
     etcd_cert: Option<PathBuf>,
     /// PEM private key of --etcd-cert
-    #[arg(long, requires_all = ["cluster", "etcd_cert"])]
+    #[arg(long, requires_all = ["cluster", "etcd_cert"], value_name = "FILE", help_heading = "Cluster mode")]
     etcd_key: Option<PathBuf>,
     /// etcd user (with --etcd-password)
-    #[arg(long, requires_all = ["cluster", "etcd_password"])]
+    #[arg(long, requires_all = ["cluster", "etcd_password"], value_name = "USER", help_heading = "Cluster mode")]
     etcd_user: Option<String>,
     /// etcd password of --etcd-user
-    #[arg(long, env = "VIGIL_ETCD_PASSWORD", hide_env_values = true, requires = "etcd_user")]
+    #[arg(
+        long,
+        env = "VIGIL_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user",
+        value_name = "PASSWORD",
+        help_heading = "Cluster mode"
+    )]
     etcd_password: Option<String>,
     /// Connections one user other than root may hold [default: `[daemon] max_connections_per_uid`, or 256]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
     max_connections_per_uid: Option<u64>,
     /// Recover a damaged state file: salvage what can be read, fill the gaps from the copy kept at the
     /// last clean shutdown, keep the damaged file aside, print what was lost, and exit
