@@ -92,3 +92,152 @@ fn log_format_json_writes_one_object_per_line() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("xml"), "{}", stderr(&bad));
 }
+
+/// The sections of an ELF file, by name (`readelf -S -W`).
+fn sections(file: &Path) -> Vec<String> {
+    let out = Command::new("readelf")
+        .arg("-S")
+        .arg("-W")
+        .arg(file)
+        .output()
+        .expect("run readelf");
+    assert!(out.status.success(), "readelf {}: {}", file.display(), stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter_map(|l| l.split_once(']').map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+/// `make install DESTDIR=... PREFIX=/usr`, as a distribution's package build runs it (of the debug build,
+/// which the tests already have: BUILD=no builds nothing): the systemd unit, the tmpfiles entry, an
+/// example config that vigild accepts and that a second install leaves alone once edited, man pages and
+/// completions made by the installed programs, and binaries and libraries stripped, their debug info in
+/// /usr/lib/debug behind a .gnu_debuglink.
+#[test]
+fn make_install_puts_everything_a_package_needs_in_place() {
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    let target = bin("vigild").parent().unwrap().to_path_buf();
+    let install = || {
+        let out = Command::new("make")
+            .current_dir(repo_root())
+            .args(["--no-print-directory", "install", "BUILD=no", "PREFIX=/usr"])
+            .arg(format!("DESTDIR={}", d.display()))
+            .arg(format!("RELEASE={}", target.display()))
+            .output()
+            .expect("run make");
+        assert!(out.status.success(), "make install: {}", stderr(&out));
+    };
+    install();
+    let read = |p: &str| std::fs::read_to_string(d.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+
+    let unit = read("usr/lib/systemd/system/vigild.service");
+    for line in [
+        "Type=notify",
+        "ExecStart=/usr/bin/vigild --config /etc/vigil/vigild.toml",
+        "ExecReload=/usr/bin/vigil reload",
+        "KillMode=process",
+        "RestartPreventExitStatus=2 65",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "no {line:?} in the unit:\n{unit}");
+    }
+    assert!(!unit.contains('@'), "a placeholder left in the unit:\n{unit}");
+    let tmpfiles = read("usr/lib/tmpfiles.d/vigil.conf");
+    assert!(
+        tmpfiles.lines().any(|l| l == "d /run/vigil 0755 root root -"),
+        "{tmpfiles}"
+    );
+    assert!(
+        tmpfiles.lines().any(|l| l == "d /var/lib/vigil 0711 root root -"),
+        "{tmpfiles}"
+    );
+
+    // The example config is one the installed vigild starts with.
+    let config = d.join("etc/vigil/vigild.toml");
+    let check = Command::new(d.join("usr/bin/vigild"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+
+    for (page, mentions) in [
+        ("usr/share/man/man8/vigild.8", "log\\-format"),
+        ("usr/share/man/man8/pmfadm.8", "nametag"),
+        ("usr/share/man/man1/vigil.1", "vigil\\-run(1)"),
+        ("usr/share/man/man1/vigil-run.1", "retries"),
+        ("usr/share/man/man1/vigil-cmap-set.1", "vigil cmap set"),
+    ] {
+        let text = read(page);
+        assert!(
+            text.starts_with(".ie") || text.contains("\n.TH "),
+            "{page} is no man page:\n{text}"
+        );
+        assert!(text.contains(mentions), "{page} does not mention {mentions:?}:\n{text}");
+    }
+    for b in ["vigil", "vigild", "pmfadm"] {
+        let bash = read(&format!("usr/share/bash-completion/completions/{b}"));
+        assert!(
+            bash.contains(&format!("complete -F _{b}")),
+            "bash completion of {b}:\n{bash}"
+        );
+        let zsh = read(&format!("usr/share/zsh/site-functions/_{b}"));
+        assert!(
+            zsh.starts_with(&format!("#compdef {b}")),
+            "zsh completion of {b}:\n{zsh}"
+        );
+        let fish = read(&format!("usr/share/fish/vendor_completions.d/{b}.fish"));
+        assert!(
+            fish.contains(&format!("complete -c {b}")),
+            "fish completion of {b}:\n{fish}"
+        );
+    }
+    // Made from each program's own definitions: vigil's commands, vigild's options.
+    assert!(read("usr/share/bash-completion/completions/vigil").contains("cmap"));
+    assert!(read("usr/share/bash-completion/completions/vigild").contains("--log-format"));
+
+    for (file, debug) in [
+        ("usr/bin/vigild", "usr/lib/debug/usr/bin/vigild.debug"),
+        ("usr/bin/vigil", "usr/lib/debug/usr/bin/vigil.debug"),
+        ("usr/bin/pmfadm", "usr/lib/debug/usr/bin/pmfadm.debug"),
+        ("usr/lib/libsam.so.4.4.0", "usr/lib/debug/usr/lib/libsam.so.4.4.0.debug"),
+        (
+            "usr/lib/libcmap.so.4.1.0",
+            "usr/lib/debug/usr/lib/libcmap.so.4.1.0.debug",
+        ),
+        (
+            "usr/lib/libdsdev.so.1.0.0",
+            "usr/lib/debug/usr/lib/libdsdev.so.1.0.0.debug",
+        ),
+    ] {
+        let s = sections(&d.join(file));
+        assert!(
+            // (`.debug_gdb_scripts` is loaded data, rustc's pretty-printers, not debug info.)
+            !s.iter()
+                .any(|n| n == ".debug_info" || n == ".debug_line" || n == ".symtab"),
+            "{file} is not stripped: {s:?}"
+        );
+        assert!(
+            s.iter().any(|n| n == ".gnu_debuglink"),
+            "{file} has no .gnu_debuglink: {s:?}"
+        );
+        assert!(
+            sections(&d.join(debug)).iter().any(|n| n == ".debug_info"),
+            "{debug} has no debug info"
+        );
+    }
+    // Stripped, the programs still run, and a library still exports its API.
+    let v = Command::new(d.join("usr/bin/vigil")).arg("--version").output().unwrap();
+    assert!(v.status.success() && stdout(&v).starts_with("vigil "), "{}", stderr(&v));
+    assert!(exports(&d.join("usr/lib/libsam.so.4.4.0"))
+        .iter()
+        .any(|(_, name)| name == "sam_initialize"));
+
+    // An operator's edited config survives a reinstall.
+    std::fs::write(&config, "# mine\n").unwrap();
+    install();
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "# mine\n");
+}
