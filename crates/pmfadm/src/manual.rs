@@ -151,8 +151,21 @@ pub fn generate(words: &[String]) -> Option<Result<(), String>> {
 
 #[cfg(test)]
 mod tests {
+    /// The definitions are consistent, and `--help` and the man page describe every mode and option.
     #[test]
-    fn the_manual_command_is_consistent() {
-        super::command().debug_assert();
+    fn the_manual_command_is_consistent_and_describes_every_option() {
+        let cmd = super::command();
+        cmd.clone().debug_assert();
+        for a in cmd.get_arguments() {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "{} has no help", a.get_id());
+        }
+        // Every letter pmfadm's own parser knows is described.
+        for letter in crate::args::WITH_VALUE.chars().chain(crate::args::FLAGS.chars()) {
+            assert!(
+                cmd.get_arguments().any(|a| a.get_short() == Some(letter)),
+                "-{letter} is not described"
+            );
+        }
     }
 }

@@ -319,3 +319,19 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `vigild --help` and the man page describe every option, and the definitions are consistent.
+    #[test]
+    fn every_option_is_described() {
+        let cmd = super::Args::command();
+        cmd.clone().debug_assert();
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "--{} has no help", a.get_id());
+        }
+    }
+}
