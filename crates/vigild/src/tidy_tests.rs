@@ -17,6 +17,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
         &[
             "clock",
             "fit",
+            "sd_notify",
             "events::attr",
             "events::subscription",
             "config::settings",
@@ -51,6 +52,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "cluster::remote_ops",
             "cluster::life",
             "cluster::task",
+            "cluster::without",
         ],
     ),
     ("the daemon", false, &["state"]),
