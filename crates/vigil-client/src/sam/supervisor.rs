@@ -461,8 +461,9 @@ impl Supervisor {
                     // Written behind: the supervisor keeps it (as corosync's does), vigild gets it from
                     // the reporter, within one commit; a newer store replaces one not yet sent.
                     self.data = data.clone();
-                    self.report(SamChange::Data(data)).ok();
+                    // The application first: it waits for this reply, vigild does not.
                     Self::reply(link, Ok(()));
+                    self.report(SamChange::Data(data)).ok();
                 } else {
                     self.report_then_reply(SamChange::Data(data.clone()), link, Pending::Data(data));
                 }
