@@ -109,6 +109,8 @@ pub enum SpecError {
     },
     #[error(transparent)]
     Health(#[from] HealthError),
+    #[error(transparent)]
+    Res(#[from] crate::res::ResError),
 }
 
 /// Everything needed to (re)start a tag, exactly as the user gave it.
@@ -132,6 +134,8 @@ pub struct TagSpec {
     pub gid: u32,
     /// The watchdog and the probes.
     pub health: HealthSpec,
+    /// User and group names, limits, nice, umask, stderr log, tag group.
+    pub res: crate::res::Resources,
 }
 
 impl TagSpec {
@@ -175,6 +179,7 @@ impl TagSpec {
             return Err(SpecError::StopTimeout(self.stop_timeout));
         }
         self.health.validate()?;
+        self.res.validate()?;
         Ok(())
     }
 }
@@ -287,6 +292,7 @@ pub(crate) fn test_spec(retries: i64, period: i64) -> TagSpec {
         uid: 0,
         gid: 0,
         health: HealthSpec::default(),
+        res: Default::default(),
     }
 }
 
@@ -312,6 +318,7 @@ mod tests {
             uid: 0,
             gid: 0,
             health: HealthSpec::default(),
+            res: Default::default(),
         }
     }
 

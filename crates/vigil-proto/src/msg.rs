@@ -399,6 +399,19 @@ pub enum Request {
     /// tag with another spec is `AlreadyExists`). A command that has already ended when the retry arrives
     /// is started again: the tag keeps no memory of which request started it.
     RunOnce(RunSpec),
+    /// `Run` (or `RunOnce` with `once`) with the tag's resources: user and group, limits, nice, umask,
+    /// stderr log, tag group. A separate variant so that `Run`'s bytes stay those of
+    /// protocol 2; clients send it only when a resource is asked for.
+    RunWith {
+        spec: RunSpec,
+        resources: crate::res::Resources,
+        once: bool,
+    },
+    /// The resources of one tag (or of every tag), answered with `Response::Resources`: anyone may
+    /// read them, as `Status`.
+    Resources {
+        tag: Option<String>,
+    },
 }
 
 /// Successful answers.
@@ -423,6 +436,7 @@ pub enum Response {
     Quorate(bool),
     Nodes(Vec<NodeInfo>),
     ClusterEvents(ClusterEvents),
+    Resources(Vec<crate::res::TagResources>),
 }
 
 /// One event of the cluster stream: a node's event and the etcd revision that orders it among every

@@ -50,6 +50,9 @@ pub(crate) fn migrate(path: &Path, db: &Database) -> Result<bool, StoreError> {
                 if v < 4 {
                     migrate_3_to_4(&tx)?;
                 }
+                if v < 5 {
+                    crate::migrate_res::migrate_4_to_5(&tx)?;
+                }
             }
         }
         meta.insert("schema", SCHEMA_VERSION)?;

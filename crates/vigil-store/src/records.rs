@@ -84,6 +84,8 @@ pub struct TagRecord {
     pub ready: bool,
     /// The current instance's last STATUS= text (schema 4).
     pub status_text: Option<String>,
+    /// User and group names, limits, nice, umask, stderr log, tag group (schema 5).
+    pub res: ResRecord,
 }
 
 /// What a probe checks (schema 4).
@@ -169,6 +171,7 @@ impl From<TagRecordV3> for TagRecord {
             probes: Vec::new(),
             ready: false,
             status_text: None,
+            res: ResRecord::default(),
         }
     }
 }
@@ -280,4 +283,25 @@ pub struct SamRecord {
     pub state: u8,
     pub last_updated_ms: u64,
     pub registered_ms: u64,
+}
+
+/// One resource limit of a tag (schema 5): `None` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitRecord {
+    pub name: String,
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// A tag's resources (schema 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResRecord {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub groups: Vec<u32>,
+    pub limits: Vec<LimitRecord>,
+    pub nice: Option<i32>,
+    pub umask: Option<u32>,
+    pub stderr_log: Option<String>,
+    pub tag_group: Option<String>,
 }

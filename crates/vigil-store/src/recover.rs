@@ -314,6 +314,8 @@ fn salvage_copy(copy: &Path) -> Result<Salvage, String> {
     let tags = salvage_table!(&tx, TAGS, |k, v| {
         let t = if schema < 4 {
             postcard::from_bytes::<TagRecordV3>(v).ok().map(TagRecord::from)
+        } else if schema < 5 {
+            postcard::from_bytes::<crate::TagRecordV4>(v).ok().map(TagRecord::from)
         } else {
             postcard::from_bytes::<TagRecord>(v).ok()
         };

@@ -41,6 +41,7 @@ pub(crate) fn tag(name: &str) -> TagRecord {
         probes: vec![],
         ready: false,
         status_text: None,
+        res: ResRecord::default(),
     }
 }
 
@@ -363,4 +364,43 @@ fn appended_batches_commit_as_if_one_after_the_other() {
     assert_eq!(tags[0].starts, 99);
     assert!(store.cmap().unwrap().is_empty());
     assert_eq!(store.last_seq().unwrap(), 3);
+}
+
+/// A state file of schema 4 (before resources): its tags load with none (user and group names, limits...
+/// empty), and a tag with resources round-trips after the migration.
+#[test]
+fn migrates_schema_4_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema4.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let s = Store::open(&copy).unwrap();
+    let mut want = tag("fixture");
+    want.watchdog_ms = Some(2000);
+    want.uid = 33;
+    want.gid = 33;
+    assert_eq!(s.tags().unwrap(), vec![want]);
+    let mut with = tag("with");
+    with.res = ResRecord {
+        user: Some("www-data".into()),
+        group: Some("www-data".into()),
+        groups: vec![33, 4],
+        limits: vec![LimitRecord {
+            name: "nofile".into(),
+            soft: Some(4096),
+            hard: None,
+        }],
+        nice: Some(5),
+        umask: Some(0o27),
+        stderr_log: Some("/var/log/with.err".into()),
+        tag_group: Some("web".into()),
+    };
+    s.commit(&Batch {
+        put_tags: vec![with.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    drop(s);
+    let s = Store::open(&copy).unwrap();
+    assert!(s.tags().unwrap().contains(&with));
 }

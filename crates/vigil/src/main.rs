@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod output;
+mod res;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,8 +41,12 @@ struct Cli {
 enum Cmd {
     /// Create a tag and start COMMAND under it (pmfadm -c)
     Run(RunArgs),
-    /// Start a stopped or failed tag again, with a fresh retry budget
-    Start { tag: String },
+    /// Start stopped or failed tags again, with a fresh retry budget (TAG: a name, a glob such as
+    /// 'web*', or @GROUP)
+    Start {
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
+    },
     /// Change the retry budget of a tag (pmfadm -m)
     Modify {
         tag: String,
@@ -52,9 +57,11 @@ enum Cmd {
         #[arg(long, short = 't', allow_hyphen_values = true)]
         period: Option<i64>,
     },
-    /// Stop restarting and signal every process of the tag; SIGKILL follows after the wait (pmfadm -s)
+    /// Stop restarting and signal every process of the tags; SIGKILL follows after the wait (pmfadm -s)
+    /// (TAG: a name, a glob such as 'web*', or @GROUP)
     Stop {
-        tag: String,
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
         /// The first signal [default: the tag's stop signal, SIGTERM]
         #[arg(long, short)]
         signal: Option<String>,
@@ -71,8 +78,12 @@ enum Cmd {
         #[arg(long, short)]
         wait: Option<f64>,
     },
-    /// Stop the tag's processes and start the command again (not counted against the budget)
-    Restart { tag: String },
+    /// Stop the tags' processes and start their command again (not counted against the budget)
+    /// (TAG: a name, a glob such as 'web*', or @GROUP)
+    Restart {
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
+    },
     /// Stop the tag if needed and forget it
     Rm {
         tag: String,
@@ -83,8 +94,11 @@ enum Cmd {
     Query { tag: String },
     /// List tags (pmfadm -L)
     List,
-    /// Show the state of one tag or of all (pmfadm -l)
-    Status { tag: Option<String> },
+    /// Show the state of tags, or of all (pmfadm -l) (TAG: a name, a glob such as 'web*', or @GROUP)
+    Status {
+        #[arg(value_name = "TAG")]
+        tags: Vec<String>,
+    },
     /// Wait until the tag no longer runs (stopped, failed or removed)
     Wait {
         tag: String,
@@ -290,6 +304,8 @@ struct RunArgs {
     /// Consecutive failed probes that restart the tag [default: 3]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     probe_threshold: Option<i64>,
+    #[command(flatten)]
+    res: res::ResArgs,
     /// The command and its arguments
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -407,7 +423,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         let several_ok = matches!(
             cli.cmd,
             Cmd::List
-                | Cmd::Status { tag: _ }
+                | Cmd::Status { tags: _ }
                 | Cmd::Psm {
                     cmd: PsmCmd::Get { .. }
                 }
@@ -422,31 +438,36 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
     match cli.cmd {
         Cmd::Run(a) => {
+            let resources = a.res.to_wire()?;
             let spec = run_spec(a)?;
             // Safe to type again after an unanswered run: a tag already running this spec is the answer.
-            let status = connect()?.run_once(spec)?;
+            let status = connect()?.run_with(spec, resources, true)?;
             output::tag_started(&status, json);
         }
-        Cmd::Start { tag } => connect()?.start(&tag)?,
+        Cmd::Start { tags } => res::each(&mut connect()?, &tags, "started", |c, t| c.start(t))?,
         Cmd::Modify { tag, retries, period } => {
             if retries.is_none() && period.is_none() {
                 return Err(usage("modify needs --retries and/or --period"));
             }
             connect()?.modify(&tag, retries, period)?
         }
-        Cmd::Stop { tag, signal: sig, wait } => {
+        Cmd::Stop {
+            tags,
+            signal: sig,
+            wait,
+        } => {
             let sig = sig.as_deref().map(signal).transpose()?;
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             let mut c = connect()?;
             c.set_read_timeout(None).ok();
-            c.stop(&tag, sig, wait)?
+            res::each(&mut c, &tags, "stopped", |c, t| c.stop(t, sig, wait))?
         }
         Cmd::Kill { tag, signal: sig, wait } => {
             let sig = signal(sig.as_deref().unwrap_or("TERM"))?;
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             connect()?.kill(&tag, sig, wait)?
         }
-        Cmd::Restart { tag } => connect()?.restart(&tag)?,
+        Cmd::Restart { tags } => res::each(&mut connect()?, &tags, "restarted", |c, t| c.restart(t))?,
         Cmd::Rm { tag, wait } => {
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             connect()?.remove(&tag, wait)?
@@ -469,11 +490,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     let got = each_node(&mut c, &nodes, |c| c.list())?;
                     output::list_nodes(&got, json)
                 }
-                Cmd::Status { tag: Some(tag) } => {
-                    let got = each_node(&mut c, &nodes, |c| c.status(&tag).map(|s| vec![s]))?;
+                Cmd::Status { tags } if !tags.is_empty() && res::several(&tags) => {
+                    return Err(usage("with several nodes, status takes one tag name or none"));
+                }
+                Cmd::Status { tags } if tags.len() == 1 => {
+                    let tag = &tags[0];
+                    let got = each_node(&mut c, &nodes, |c| c.status(tag).map(|s| vec![s]))?;
                     output::status_nodes(&got, json)
                 }
-                Cmd::Status { tag: None } => {
+                Cmd::Status { .. } => {
                     let got = each_node(&mut c, &nodes, |c| c.status_all())?;
                     output::status_nodes(&got, json)
                 }
@@ -501,8 +526,38 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Cmd::List => output::list(&connect()?.list()?, json),
-        Cmd::Status { tag: Some(tag) } => output::status(&[connect()?.status(&tag)?], json),
-        Cmd::Status { tag: None } => output::status(&connect()?.status_all()?, json),
+        Cmd::Status { tags } if tags.is_empty() => {
+            let mut c = connect()?;
+            let all = c.status_all()?;
+            res::print_status(&mut c, &all, json)
+        }
+        Cmd::Status { tags } => {
+            let mut c = connect()?;
+            if !res::several(&tags) {
+                let st = c.status(&tags[0])?;
+                res::print_status(&mut c, &[st], json);
+            } else {
+                let mut got = Vec::new();
+                let mut failed = 0;
+                for t in res::select(&mut c, &tags)? {
+                    match c.status(&t) {
+                        Ok(st) => got.push(st),
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!(
+                                "vigil: {}: {}",
+                                vigil_client::escape_terminal(&t),
+                                vigil_client::escape_terminal(&e.to_string())
+                            );
+                        }
+                    }
+                }
+                res::print_status(&mut c, &got, json);
+                if failed > 0 {
+                    return Ok(1);
+                }
+            }
+        }
         Cmd::Wait { tag, timeout } => {
             let timeout = timeout.map(|t| secs(t, "--timeout")).transpose()?;
             match connect()?.wait(&tag, timeout)? {
@@ -700,9 +755,14 @@ fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
         .map(|w| secs(w, "--watchdog"))
         .transpose()?
         .map(|d| d.as_millis() as u64);
-    let mut env = Vec::new();
+    let mut env: Vec<(String, String)> = Vec::new();
     if a.inherit_env {
         env.extend(std::env::vars());
+    }
+    // The file's variables over the inherited ones, and -e over both.
+    for (k, v) in a.res.env_file()? {
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
     }
     for kv in &a.env {
         let (k, v) = kv

@@ -195,6 +195,7 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
         probes: s.health.probes.iter().map(probe_to_record).collect(),
         ready: tag.health().ready,
         status_text: tag.health().status.clone(),
+        res: crate::tag_res::to_record(&s.res),
     }
 }
 
@@ -228,6 +229,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             watchdog: r.watchdog_ms.map(Duration::from_millis),
             probes: r.probes.iter().map(probe_from_record).collect(),
         },
+        res: crate::tag_res::from_record(&r.res)?,
     };
     let state = match &r.state {
         store::StateRecord::Waiting => TagState::Waiting,

@@ -27,6 +27,7 @@ pub mod server;
 pub mod spec;
 pub mod state;
 pub mod storage;
+pub mod tag_res;
 #[cfg(test)]
 mod tidy_tests;
 

@@ -40,6 +40,8 @@ pub enum Msg {
         caller: Caller,
         id: u64,
         run: vigil_proto::RunSpec,
+        /// The resources of a `RunWith` (default for `Run`).
+        res: vigil_proto::Resources,
         /// A `RunOnce`: an active tag with the same spec is the answer.
         once: bool,
         out: ConnTx,

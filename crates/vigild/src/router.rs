@@ -49,10 +49,11 @@ impl Daemon {
                 caller,
                 id,
                 run,
+                res,
                 once,
                 out,
                 result,
-            } => self.on_run_checked(caller, id, run, once, &out, result),
+            } => self.on_run_checked(caller, id, run, res, once, &out, result),
         }
     }
 
@@ -73,8 +74,12 @@ impl Daemon {
             Err(e) => return Some(Err(e)),
         };
         Some(match req {
-            Request::Run(spec) => return self.run_request(caller, id, spec, out, false),
-            Request::RunOnce(spec) => return self.run_request(caller, id, spec, out, true),
+            Request::Run(spec) => return self.run_request(caller, id, spec, Default::default(), out, false),
+            Request::RunOnce(spec) => return self.run_request(caller, id, spec, Default::default(), out, true),
+            Request::RunWith { spec, resources, once } => {
+                return self.run_request(caller, id, spec, resources, out, once)
+            }
+            Request::Resources { tag } => self.resources(tag),
             Request::Start { tag } => self.start(caller, &tag),
             Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
             Request::Stop { tag, signal, wait_ms } => {

@@ -29,7 +29,11 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "storage",
         ],
     ),
-    ("conversions and config", false, &["convert", "spec", "config"]),
+    (
+        "conversions and config",
+        false,
+        &["tag_res", "convert", "spec", "config::res_keys", "config"],
+    ),
     ("messages", false, &["conn", "msg", "node"]),
     (
         "service state and the cluster task",
@@ -67,6 +71,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "pmf::health",
             "pmf::restore",
             "pmf::requests",
+            "pmf::resources",
         ],
     ),
     ("the loop", false, &["router", "server", "lib"]),

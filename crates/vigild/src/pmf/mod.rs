@@ -8,6 +8,7 @@ pub mod marks;
 pub mod procs;
 pub mod reap_scan;
 pub mod requests;
+pub mod resources;
 pub mod restore;
 pub mod state;
 

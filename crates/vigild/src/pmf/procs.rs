@@ -194,6 +194,22 @@ impl Daemon {
             .then_some("WATCHDOG_PID"),
             search_path: if switch { path } else { None },
             cwd_or_root,
+            ..SpawnSpec::new(&program, &[], &[], vigil_sys::Output::Null)
+        };
+        let limits = crate::tag_res::child_limits(&spec.res);
+        let sspec = SpawnSpec {
+            groups: (switch && !spec.res.groups.is_empty()).then_some(spec.res.groups.as_slice()),
+            limits: &limits,
+            nice: spec.res.nice,
+            umask: spec.res.umask,
+            // A probe's output goes to /dev/null, its stderr too.
+            stderr: spec
+                .res
+                .stderr_log
+                .as_deref()
+                .filter(|_| role != Role::Probe)
+                .map(std::path::Path::new),
+            ..sspec
         };
         vigil_sys::spawn(&sspec).map_err(|e| SpawnFailure {
             temporary: e.is_resource_shortage(),

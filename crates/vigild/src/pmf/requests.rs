@@ -101,7 +101,7 @@ impl Daemon {
         uid != 0 && uid != self.node.uid
     }
 
-    fn known(&self, tag: &str) -> Result<TagName, WireError> {
+    pub(crate) fn known(&self, tag: &str) -> Result<TagName, WireError> {
         let name = TagName::existing(tag).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?;
         if !self.pmf.tags.contains_key(&name) {
             return Err(err(ErrorCode::NotFound, format!("no such tag: {name}")));
@@ -144,8 +144,16 @@ impl Daemon {
 
     /// `Run` and `RunOnce` (`once`): another user's programs are checked off the loop (see `run`), and
     /// the answer comes when the check is done (`Msg::RunChecked`).
-    pub fn run_request(&mut self, caller: Caller, id: u64, run: RunSpec, out: &ConnTx, once: bool) -> Option<Answer> {
-        match self.run(caller, run, false, once) {
+    pub fn run_request(
+        &mut self,
+        caller: Caller,
+        id: u64,
+        run: RunSpec,
+        res: vigil_proto::Resources,
+        out: &ConnTx,
+        once: bool,
+    ) -> Option<Answer> {
+        match self.run(caller, run, &res, false, once) {
             Ok(RunOutcome::Done(r)) => Some(Ok(r)),
             Err(e) => Some(Err(e)),
             Ok(RunOutcome::Check(job)) => {
@@ -157,6 +165,7 @@ impl Daemon {
                         caller,
                         id,
                         run: job.run,
+                        res,
                         once,
                         out,
                         result,
@@ -169,15 +178,32 @@ impl Daemon {
 
     /// The end of a `Run` whose programs were checked off the loop: everything else is checked again,
     /// since the tags may have changed meanwhile.
-    pub fn on_run_checked(&mut self, caller: Caller, id: u64, run: RunSpec, once: bool, out: &ConnTx, result: Answer) {
-        let answer = result.and_then(|_| match self.run(caller, run, true, once)? {
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_run_checked(
+        &mut self,
+        caller: Caller,
+        id: u64,
+        run: RunSpec,
+        res: vigil_proto::Resources,
+        once: bool,
+        out: &ConnTx,
+        result: Answer,
+    ) {
+        let answer = result.and_then(|_| match self.run(caller, run, &res, true, once)? {
             RunOutcome::Done(r) => Ok(r),
             RunOutcome::Check(_) => unreachable!("a checked run is not checked again"),
         });
         self.reply(out, id, answer);
     }
 
-    fn run(&mut self, caller: Caller, run: RunSpec, checked: bool, once: bool) -> Result<RunOutcome, WireError> {
+    fn run(
+        &mut self,
+        caller: Caller,
+        run: RunSpec,
+        res: &vigil_proto::Resources,
+        checked: bool,
+        once: bool,
+    ) -> Result<RunOutcome, WireError> {
         self.refuse_if_shutting_down()?;
         if self.node.uid != 0 && caller.uid != self.node.uid {
             return Err(err(
@@ -188,7 +214,13 @@ impl Daemon {
                 ),
             ));
         }
-        let (name, spec) = crate::spec::build(&run, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
+        let (name, mut spec) = crate::spec::build(&run, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
+        let asker = crate::tag_res::Asker {
+            uid: caller.uid,
+            gid: caller.gid,
+            may_switch: caller.uid == 0 && self.node.uid == 0,
+        };
+        crate::tag_res::apply(&name, &mut spec, res, asker)?;
         if let Some(old) = self.pmf.tags.get(&name) {
             // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
             if once && old.tag.is_active() && *old.tag.spec() == spec {

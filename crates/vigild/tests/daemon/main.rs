@@ -23,6 +23,7 @@ mod rel_kill;
 mod rel_store;
 mod remote;
 mod remote_store;
+mod resources;
 mod sam;
 mod sam_compat;
 mod sam_faults;

@@ -1,0 +1,193 @@
+//! `vigil run`'s resource flags (`--user`, `--group`, `--limit`, `--nice`, `--umask`, `--stderr-log`,
+//! `--env-file`, `--tag-group`), the resource lines of `vigil status`, and the commands that act on
+//! several tags at once (`vigil stop 'web*' @db other`).
+
+use std::path::PathBuf;
+
+use vigil_client::proto::{LimitSpec, Resources, TagResources, TagStatus};
+use vigil_client::{Client, ClientError, SelectError};
+
+use crate::{usage, Failure};
+
+#[derive(clap::Args, Default)]
+pub struct ResArgs {
+    /// Run as this user (name or number; a name brings its supplementary groups); only root may name
+    /// another user [default: the caller]
+    #[arg(long, short = 'u')]
+    user: Option<String>,
+    /// Run with this group (name or number) [default: the user's primary group]
+    #[arg(long, short = 'g')]
+    group: Option<String>,
+    /// A resource limit, NAME=VALUE or NAME=SOFT:HARD (`unlimited` allowed), e.g. nofile=4096 (repeatable)
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    limits: Vec<String>,
+    /// Nice value, -20 to 19 (below 0: root only)
+    #[arg(long, allow_hyphen_values = true)]
+    nice: Option<i32>,
+    /// File mode creation mask, in octal (e.g. 027)
+    #[arg(long)]
+    umask: Option<String>,
+    /// Append stderr to this file (created by the tag's user if missing) instead of the tag's log
+    #[arg(long, value_name = "PATH")]
+    stderr_log: Option<PathBuf>,
+    /// Read environment variables from FILE: KEY=VALUE lines, `#` comments (-e wins over it)
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Put the tag in a group of tags, which `vigil stop|start|restart|status @GROUP` acts on
+    #[arg(long, value_name = "GROUP")]
+    tag_group: Option<String>,
+}
+
+impl ResArgs {
+    pub fn to_wire(&self) -> Result<Resources, Failure> {
+        let mut limits = Vec::new();
+        for l in &self.limits {
+            let l = vigil_core::Limit::parse(l).map_err(|e| usage(format!("--limit {l:?}: {e}")))?;
+            limits.push(LimitSpec {
+                name: l.kind.name().into(),
+                soft: l.soft,
+                hard: l.hard,
+            });
+        }
+        let umask = self
+            .umask
+            .as_deref()
+            .map(|u| u32::from_str_radix(u, 8).map_err(|_| usage(format!("--umask {u:?} is not an octal number"))))
+            .transpose()?;
+        Ok(Resources {
+            user: self.user.clone(),
+            group: self.group.clone(),
+            limits,
+            nice: self.nice,
+            umask,
+            // A relative path means the caller's directory, not vigild's.
+            stderr_log: self
+                .stderr_log
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or(p.clone()).display().to_string()),
+            tag_group: self.tag_group.clone(),
+        })
+    }
+
+    /// The variables of `--env-file`, read by this command (as the caller), none without it.
+    pub fn env_file(&self) -> Result<Vec<(String, String)>, Failure> {
+        let Some(f) = &self.env_file else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("--env-file {}: {e}", f.display())))?;
+        vigil_core::envfile::parse(&text).map_err(|e| usage(format!("--env-file {}: {e}", f.display())))
+    }
+}
+
+/// The lines `vigil status` adds for a tag's resources (nothing for a vigild without them).
+pub fn print_resources(r: &TagResources) {
+    let esc = vigil_client::escape_terminal;
+    let name = |n: &Option<String>, id: u32| match n {
+        Some(n) => format!("{} ({id})", esc(n)),
+        None => id.to_string(),
+    };
+    let mut who = format!(
+        "  run as:    user {}, group {}",
+        name(&r.user, r.uid),
+        name(&r.group, r.gid)
+    );
+    if !r.groups.is_empty() {
+        let g: Vec<String> = r.groups.iter().map(u32::to_string).collect();
+        who.push_str(&format!(", groups {}", g.join(",")));
+    }
+    println!("{who}");
+    let res = &r.resources;
+    if !res.limits.is_empty() {
+        let v = |n: Option<u64>| n.map_or("unlimited".to_string(), |n| n.to_string());
+        let ls: Vec<String> = res
+            .limits
+            .iter()
+            .map(|l| {
+                if l.soft == l.hard {
+                    format!("{}={}", esc(&l.name), v(l.soft))
+                } else {
+                    format!("{}={}:{}", esc(&l.name), v(l.soft), v(l.hard))
+                }
+            })
+            .collect();
+        println!("  limits:    {}", ls.join(" "));
+    }
+    if let Some(n) = res.nice {
+        println!("  nice:      {n}");
+    }
+    if let Some(m) = res.umask {
+        println!("  umask:     {m:03o}");
+    }
+    if let Some(p) = &res.stderr_log {
+        println!("  stderr:    {}", esc(p));
+    }
+    if let Some(g) = &res.tag_group {
+        println!("  tag group: {}", esc(g));
+    }
+}
+
+/// `vigil status` of the given statuses, each with its resource lines when vigild has them.
+pub fn print_status(c: &mut Client, tags: &[TagStatus], json: bool) {
+    if json {
+        return crate::output::status(tags, true);
+    }
+    let all = if tags.len() > 1 { c.resources(None).ok() } else { None };
+    for (i, st) in tags.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        crate::output::status(std::slice::from_ref(st), false);
+        let res = match &all {
+            Some(all) => all.iter().find(|r| r.tag == st.name).cloned(),
+            None => c.resources(Some(&st.name)).ok().and_then(|mut v| v.pop()),
+        };
+        if let Some(r) = res {
+            print_resources(&r);
+        }
+    }
+}
+
+/// The tags named on the command line (names, globs, `@GROUP`).
+pub fn select(c: &mut Client, targets: &[String]) -> Result<Vec<String>, Failure> {
+    c.select_tags(targets).map_err(|e| match e {
+        SelectError::Client(e) => Failure::from(e),
+        e @ SelectError::NoMatch(_) => Failure(1, e.to_string()),
+    })
+}
+
+/// Whether the targets are more than one plain tag name: then each tag gets a result line.
+pub fn several(targets: &[String]) -> bool {
+    targets.len() != 1 || targets[0].starts_with('@') || targets[0].contains(['*', '?'])
+}
+
+/// Does `act` on each tag, printing `TAG: DONE` or `TAG: error: WHY` per tag; fails (exit 1) if any
+/// failed. A single plain name keeps the plain behaviour: silent success, the error as the failure.
+pub fn each(
+    c: &mut Client,
+    targets: &[String],
+    done: &str,
+    mut act: impl FnMut(&mut Client, &str) -> Result<(), ClientError>,
+) -> Result<(), Failure> {
+    if !several(targets) {
+        return act(c, &targets[0]).map_err(Failure::from);
+    }
+    let tags = select(c, targets)?;
+    let mut failed = 0;
+    for t in &tags {
+        match act(c, t) {
+            Ok(()) => println!("{}: {done}", vigil_client::escape_terminal(t)),
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "{}: error: {}",
+                    vigil_client::escape_terminal(t),
+                    vigil_client::escape_terminal(&e.to_string())
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure(1, format!("{failed} of {} tags failed", tags.len())));
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! A tag's user and group (with supplementary groups), resource limits, nice and umask, stderr to its own
+//! file, environment files, and the commands that act on several tags at once (globs, `@GROUP`). The
+//! child's real ids, groups, limits, nice value and umask are read from /proc.
+
+use std::process::Output;
+
+use crate::harness::*;
+
+const NOBODY: u32 = 65534;
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "stdout {} stderr {}", stdout(o), stderr(o));
+}
+
+/// A line of /proc/PID/status, after its `Name:`.
+fn proc_status(pid: i32, field: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// (soft, hard) of a limit as /proc/PID/limits shows it ("Max open files  4096  4096  files").
+fn proc_limit(pid: i32, title: &str) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(title))
+        .unwrap_or_else(|| panic!("no {title} in /proc/{pid}/limits"));
+    let mut rest = line[title.len()..].split_whitespace();
+    (rest.next().unwrap().into(), rest.next().unwrap().into())
+}
+
+fn nice_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    // Fields after the name start at 3 (state); nice is field 19.
+    rest.split_whitespace().nth(19 - 3).unwrap().parse().unwrap()
+}
+
+/// A user of this machine that belongs to a group other than its primary one (/etc/group's members),
+/// with that user's groups as `id -G` prints them, sorted.
+fn user_with_supplementary_groups() -> (String, Vec<u32>) {
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    for line in groups.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        for member in f.get(3).unwrap_or(&"").split(',').filter(|m| !m.is_empty()) {
+            let out = std::process::Command::new("id").arg("-G").arg(member).output().unwrap();
+            if out.status.success() {
+                let mut ids: Vec<u32> = stdout(&out).split_whitespace().map(|g| g.parse().unwrap()).collect();
+                ids.sort();
+                if ids.len() > 1 {
+                    return (member.to_string(), ids);
+                }
+            }
+        }
+    }
+    panic!("this test needs a user with a supplementary group in /etc/group (Debian's postgres in ssl-cert)");
+}
+
+fn groups_of(pid: i32) -> Vec<u32> {
+    let mut g: Vec<u32> = proc_status(pid, "Groups")
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    g.sort();
+    g
+}
+
+#[test]
+fn config_tags_run_as_their_user_and_group_with_the_users_groups() {
+    let (user, want_groups) = user_with_supplementary_groups();
+    let config = format!(
+        r#"
+[tag.named]
+command = ["sleep", "1000"]
+user = "{user}"
+
+[tag.numbers]
+command = ["sleep", "1000"]
+user = 33
+group = "nogroup"
+"#
+    );
+    let v = Vigild::start_with(Some(&config));
+    let pid = v.running_pid("named", None);
+    let out = std::process::Command::new("id").arg("-u").arg(&user).output().unwrap();
+    let uid = stdout(&out).trim().to_string();
+    assert_eq!(proc_status(pid, "Uid"), format!("{uid} {uid} {uid} {uid}"));
+    assert_eq!(groups_of(pid), want_groups, "initgroups of {user}");
+    let st = stdout(&v.cli(&["status", "named"]));
+    assert!(st.contains(&format!("run as:    user {user} ({uid}), group ")), "{st}");
+
+    let pid = v.running_pid("numbers", None);
+    assert_eq!(proc_status(pid, "Uid"), "33 33 33 33");
+    assert_eq!(proc_status(pid, "Gid"), "65534 65534 65534 65534");
+    // A number brings no supplementary groups: the group alone.
+    assert_eq!(groups_of(pid), vec![65534]);
+    let st = stdout(&v.cli(&["status", "numbers"]));
+    assert!(
+        st.contains("run as:    user www-data (33), group nogroup (65534)"),
+        "{st}"
+    );
+}
+
+#[test]
+fn only_root_runs_a_tag_as_another_user() {
+    let v = Vigild::start();
+    ok(&v.cli(&["run", "as-www", "--user", "www-data", "--", "sleep", "1000"]));
+    let pid = v.running_pid("as-www", None);
+    assert_eq!(proc_status(pid, "Uid"), "33 33 33 33");
+    assert_eq!(proc_status(pid, "Gid"), "33 33 33 33");
+
+    // nobody may not become www-data, nor take another group...
+    let out = v.cli_as(
+        Some(NOBODY),
+        &["run", "steal", "--user", "www-data", "--", "sleep", "1000"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only root may run a tag as another user"),
+        "{}",
+        stderr(&out)
+    );
+    let out = v.cli_as(Some(NOBODY), &["run", "steal", "--group", "0", "--", "sleep", "1000"]);
+    assert!(
+        stderr(&out).contains("only root may run a tag as another user"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!v.client().query("steal").unwrap());
+    // ...but may name itself.
+    ok(&v.cli_as(Some(NOBODY), &["run", "own", "--user", "nobody", "--", "sleep", "1000"]));
+    let pid = v.running_pid("own", None);
+    assert_eq!(proc_status(pid, "Uid"), "65534 65534 65534 65534");
+    // An unknown user is named in the error.
+    let out = v.cli(&["run", "ghost", "--user", "no-such-user-here", "--", "true"]);
+    assert!(
+        stderr(&out).contains("no such user: no-such-user-here"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn limits_nice_and_umask_reach_the_child() {
+    let config = r#"
+[tag.limited]
+command = ["sleep", "1000"]
+limits = { nofile = 4096, nproc = 100, core = "0:unlimited" }
+nice = 5
+umask = 0o027
+"#;
+    let v = Vigild::start_with(Some(config));
+    let pid = v.running_pid("limited", None);
+    assert_eq!(proc_limit(pid, "Max open files"), ("4096".into(), "4096".into()));
+    assert_eq!(proc_limit(pid, "Max processes"), ("100".into(), "100".into()));
+    assert_eq!(proc_limit(pid, "Max core file size"), ("0".into(), "unlimited".into()));
+    assert_eq!(nice_of(pid), 5);
+    assert_eq!(proc_status(pid, "Umask"), "0027");
+    let st = stdout(&v.cli(&["status", "limited"]));
+    assert!(st.contains("limits:    core=0:unlimited nofile=4096 nproc=100"), "{st}");
+    assert!(st.contains("nice:      5") && st.contains("umask:     027"), "{st}");
+
+    // The same from the command line, as an ordinary user within its own limits.
+    ok(&v.cli_as(
+        Some(NOBODY),
+        &[
+            "run",
+            "mine",
+            "--limit",
+            "nofile=64:128",
+            "--nice",
+            "3",
+            "--umask",
+            "077",
+            "--",
+            "sleep",
+            "1000",
+        ],
+    ));
+    let pid = v.running_pid("mine", None);
+    assert_eq!(proc_limit(pid, "Max open files"), ("64".into(), "128".into()));
+    assert_eq!(nice_of(pid), 3);
+    assert_eq!(proc_status(pid, "Umask"), "0077");
+}
+
+#[test]
+fn an_ordinary_user_cannot_raise_a_hard_limit_or_lower_nice() {
+    let v = Vigild::start();
+    let out = v.cli_as(
+        Some(NOBODY),
+        &["run", "greedy", "--limit", "nofile=unlimited", "--", "sleep", "1000"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only root may raise a hard limit"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!v.client().query("greedy").unwrap());
+    // A negative nice value is refused by the kernel to the tag's user, and the start fails saying so.
+    let out = v.cli_as(Some(NOBODY), &["run", "pushy", "--nice", "-5", "--", "sleep", "1000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("setpriority(-5)"), "{}", stderr(&out));
+    // Bad values are usage errors of the command line.
+    let out = v.cli(&["run", "x", "--limit", "files=3", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown resource limit \"files\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn stderr_goes_to_its_own_file_and_env_files_are_read() {
+    // An empty config, for the reload below.
+    let v = Vigild::start_with(Some(""));
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("app.env");
+    std::fs::write(&env_file, "# settings\nGREETING=hello from the file\nWHO=file\n").unwrap();
+    let err_log = dir.path().join("app.err");
+    ok(&v.cli(&[
+        "run",
+        "app",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-e",
+        "WHO=flag",
+        "--stderr-log",
+        err_log.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo \"out: $GREETING by $WHO\"; echo 'err: oops' >&2; sleep 1000",
+    ]));
+    let st = v.status("app");
+    wait_for("the stderr line", || {
+        std::fs::read_to_string(&err_log).ok().filter(|s| s == "err: oops\n")
+    });
+    let log = wait_for("the stdout line", || {
+        std::fs::read_to_string(&st.log_path)
+            .ok()
+            .filter(|s| s.contains("out:"))
+    });
+    assert_eq!(
+        log, "out: hello from the file by flag\n",
+        "stdout only, -e over the file"
+    );
+    let shown = stdout(&v.cli(&["status", "app"]));
+    assert!(shown.contains(&format!("stderr:    {}", err_log.display())), "{shown}");
+
+    // A config tag's env_file is relative to the config file, read at each reload.
+    std::fs::write(v.path("web.env"), "PORT=8080\n").unwrap();
+    std::fs::write(
+        v.path("vigil.toml"),
+        "[tag.web]\ncommand = [\"sh\", \"-c\", \"echo port=$PORT; sleep 1000\"]\nenv_file = \"web.env\"\n",
+    )
+    .unwrap();
+    ok(&v.cli(&["reload"]));
+    let st = v.wait_state("web", "running");
+    wait_for("web's output", || {
+        std::fs::read_to_string(&st.log_path)
+            .ok()
+            .filter(|s| s == "port=8080\n")
+    });
+    std::fs::write(v.path("web.env"), "PORT=oops no equals\nBROKEN\n").unwrap();
+    let out = v.cli(&["reload"]);
+    assert!(
+        stderr(&out).contains("web.env: line 2: \"BROKEN\" is not KEY=VALUE"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn several_tags_at_once_by_name_glob_and_group() {
+    let v = Vigild::start();
+    for (tag, group) in [("web1", "web"), ("web2", "web"), ("db1", "db")] {
+        ok(&v.cli(&["run", tag, "--tag-group", group, "--", "sleep", "1000"]));
+    }
+    let out = v.cli(&["stop", "web*"]);
+    ok(&out);
+    assert_eq!(stdout(&out), "web1: stopped\nweb2: stopped\n");
+    v.wait_state("web1", "stopped");
+    v.wait_state("web2", "stopped");
+    assert_eq!(v.status("db1").state, "running");
+
+    let out = v.cli(&["start", "@web"]);
+    ok(&out);
+    assert_eq!(stdout(&out), "web1: started\nweb2: started\n");
+    v.wait_state("web2", "running");
+
+    // One line per tag, and a nonzero exit when any failed.
+    let out = v.cli(&["restart", "db1", "nosuch", "@web"]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], "db1: restarted");
+    assert!(lines[1].starts_with("nosuch: error: no such tag"), "{lines:?}");
+    assert_eq!(&lines[2..], ["web1: restarted", "web2: restarted"]);
+    // A pattern that matches nothing is an error of its own.
+    let out = v.cli(&["stop", "@nobody-here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("@nobody-here matches no tag"), "{}", stderr(&out));
+
+    let shown = stdout(&v.cli(&["status", "@web"]));
+    assert!(shown.starts_with("web1: ") && shown.contains("\nweb2: "), "{shown}");
+    assert!(!shown.contains("db1"), "{shown}");
+    assert!(shown.contains("tag group: web"), "{shown}");
+}
