@@ -24,6 +24,17 @@ pub struct Asker {
 /// that `may_switch` may name another user or group than its own; `spec.uid`/`gid` (the asker's) are
 /// replaced by the ones named.
 pub fn apply(name: &TagName, spec: &mut TagSpec, wire: &proto::Resources, asker: Asker) -> Result<(), WireError> {
+    // Bounded before anything is looked at: each name at most once, and checking that is quadratic.
+    if wire.limits.len() > LimitKind::ALL.len() {
+        return Err(invalid(
+            name,
+            format!(
+                "{} resource limits; there are {} kinds",
+                wire.limits.len(),
+                LimitKind::ALL.len()
+            ),
+        ));
+    }
     let mut res = Resources::default();
     let (mut uid, mut gid) = (spec.uid, spec.gid);
     let mut user_name = None;

@@ -290,6 +290,7 @@ impl Daemon {
                 cwd: spec.cwd.clone().map(Into::into),
                 uid: spec.uid,
                 gid: spec.gid,
+                groups: spec.res.groups.clone(),
                 path,
                 run,
             }));
@@ -560,6 +561,8 @@ struct RunCheck {
     cwd: Option<std::path::PathBuf>,
     uid: u32,
     gid: u32,
+    /// The supplementary groups the tag will have (a named user's): they may open the way to a program.
+    groups: Vec<u32>,
     path: std::ffi::OsString,
     run: RunSpec,
 }
@@ -574,6 +577,7 @@ impl RunCheck {
                     cwd: Some(self.cwd.as_deref().unwrap_or(std::path::Path::new("/"))),
                     uid: Some(self.uid),
                     gid: Some(self.gid),
+                    groups: (!self.groups.is_empty()).then_some(self.groups.as_slice()),
                     search_path: Some(&self.path),
                     ..vigil_sys::SpawnSpec::new(std::path::Path::new(program), &[], &[], vigil_sys::Output::Null)
                 },
