@@ -180,6 +180,8 @@ pub struct Resources {
     pub umask: Option<u32>,
     /// stderr to this file rather than to the tag's log (which keeps stdout).
     pub stderr_log: Option<String>,
+    /// Each line of the tag's log starts with the time it was written, as svlogd -tt.
+    pub log_timestamps: bool,
     /// The group of tags this tag belongs to (`vigil stop @web`).
     pub tag_group: Option<String>,
 }

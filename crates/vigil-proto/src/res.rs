@@ -28,6 +28,9 @@ pub struct Resources {
     /// An absolute path: stderr goes there (appended, created owned by the tag's user) rather than to
     /// the tag's log, which keeps stdout.
     pub stderr_log: Option<String>,
+    /// Each line of the tag's log starts with the UTC time it was read (`2026-12-02_19:21:48.12345 `, as
+    /// svlogd -tt); stderr too unless it has its own file.
+    pub log_timestamps: bool,
     /// The group of tags this tag belongs to (`vigil stop @web`): a name with the rules of tag names.
     pub tag_group: Option<String>,
 }

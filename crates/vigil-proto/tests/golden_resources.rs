@@ -19,6 +19,7 @@ fn resources() -> Resources {
         nice: Some(-1),
         umask: Some(0o27),
         stderr_log: None,
+        log_timestamps: true,
         tag_group: Some("web".into()),
     }
 }

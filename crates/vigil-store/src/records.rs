@@ -303,5 +303,6 @@ pub struct ResRecord {
     pub nice: Option<i32>,
     pub umask: Option<u32>,
     pub stderr_log: Option<String>,
+    pub log_timestamps: bool,
     pub tag_group: Option<String>,
 }

@@ -393,6 +393,7 @@ fn migrates_schema_4_fixture() {
         nice: Some(5),
         umask: Some(0o27),
         stderr_log: Some("/var/log/with.err".into()),
+        log_timestamps: true,
         tag_group: Some("web".into()),
     };
     s.commit(&Batch {

@@ -30,6 +30,9 @@ pub struct ResArgs {
     /// Append stderr to this file (created by the tag's user if missing) instead of the tag's log
     #[arg(long, value_name = "PATH")]
     stderr_log: Option<PathBuf>,
+    /// Start each line of the tag's log with the UTC time it was written (as svlogd -tt)
+    #[arg(long)]
+    log_timestamps: bool,
     /// Read environment variables from FILE: KEY=VALUE lines, `#` comments (-e wins over it)
     #[arg(long, value_name = "FILE")]
     env_file: Option<PathBuf>,
@@ -65,6 +68,7 @@ impl ResArgs {
                 .stderr_log
                 .as_ref()
                 .map(|p| std::path::absolute(p).unwrap_or(p.clone()).display().to_string()),
+            log_timestamps: self.log_timestamps,
             tag_group: self.tag_group.clone(),
         })
     }
@@ -120,6 +124,9 @@ pub fn print_resources(r: &TagResources) {
     }
     if let Some(p) = &res.stderr_log {
         println!("  stderr:    {}", esc(p));
+    }
+    if res.log_timestamps {
+        println!("  log:       timestamped lines");
     }
     if let Some(g) = &res.tag_group {
         println!("  tag group: {}", esc(g));

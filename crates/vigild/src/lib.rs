@@ -25,6 +25,7 @@ mod run_tests;
 pub mod sam;
 pub mod server;
 pub mod spec;
+pub mod stamp;
 pub mod state;
 pub mod storage;
 pub mod tag_res;

@@ -67,6 +67,9 @@ struct Args {
     /// error, warn, info, debug or trace (or a tracing filter)
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Internal: copy stdin to stdout with a timestamp before each line (a tag's `log_timestamps`)
+    #[arg(long, hide = true)]
+    stamp_log: bool,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -141,6 +144,9 @@ fn check(config: &std::path::Path) -> std::process::ExitCode {
 
 fn main() -> std::process::ExitCode {
     let mut args = Args::parse();
+    if args.stamp_log {
+        return vigild::stamp::run();
+    }
     args.state_dir = args.state_dir.map(absolute);
     args.socket = args.socket.map(absolute);
     args.config = args.config.map(absolute);

@@ -131,6 +131,7 @@ pub fn apply(name: &TagName, spec: &mut TagSpec, wire: &proto::Resources, asker:
     res.nice = wire.nice;
     res.umask = wire.umask;
     res.stderr_log = wire.stderr_log.clone();
+    res.log_timestamps = wire.log_timestamps;
     res.tag_group = wire.tag_group.clone();
     res.validate().map_err(|e| invalid(name, e))?;
     spec.uid = uid;
@@ -177,6 +178,7 @@ pub fn to_wire(name: &TagName, spec: &TagSpec) -> proto::TagResources {
             nice: r.nice,
             umask: r.umask,
             stderr_log: r.stderr_log.clone(),
+            log_timestamps: r.log_timestamps,
             tag_group: r.tag_group.clone(),
         },
     }
@@ -199,6 +201,7 @@ pub fn to_record(r: &Resources) -> store::ResRecord {
         nice: r.nice,
         umask: r.umask,
         stderr_log: r.stderr_log.clone(),
+        log_timestamps: r.log_timestamps,
         tag_group: r.tag_group.clone(),
     }
 }
@@ -222,6 +225,7 @@ pub fn from_record(r: &store::ResRecord) -> Result<Resources, String> {
         nice: r.nice,
         umask: r.umask,
         stderr_log: r.stderr_log.clone(),
+        log_timestamps: r.log_timestamps,
         tag_group: r.tag_group.clone(),
     })
 }

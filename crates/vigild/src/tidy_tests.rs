@@ -17,6 +17,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
         &[
             "clock",
             "fit",
+            "stamp",
             "events::attr",
             "events::subscription",
             "config::settings",

@@ -171,6 +171,8 @@ struct TagSection {
     nice: Option<i32>,
     umask: Option<res_keys::Umask>,
     stderr_log: Option<String>,
+    #[serde(default)]
+    log_timestamps: bool,
     env_file: Option<String>,
     tag_group: Option<String>,
 }
@@ -385,6 +387,7 @@ pub fn parse_in(text: &str, uid: u32, gid: u32, dir: Option<&Path>) -> anyhow::R
             nice: t.nice,
             umask: t.umask.as_ref(),
             stderr_log: t.stderr_log.as_deref(),
+            log_timestamps: t.log_timestamps,
             tag_group: t.tag_group.as_deref(),
         }
         .to_wire()

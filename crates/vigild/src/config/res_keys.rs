@@ -1,5 +1,5 @@
 //! The resource keys of a `[tag.NAME]` table: `user`, `group`, `limits`, `nice`, `umask`, `stderr_log`,
-//! `env_file`, `tag_group`.
+//! `log_timestamps`, `env_file`, `tag_group`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,6 +49,7 @@ pub(super) struct ResKeys<'a> {
     pub nice: Option<i32>,
     pub umask: Option<&'a Umask>,
     pub stderr_log: Option<&'a str>,
+    pub log_timestamps: bool,
     pub tag_group: Option<&'a str>,
 }
 
@@ -87,6 +88,7 @@ impl ResKeys<'_> {
             nice: self.nice,
             umask,
             stderr_log: self.stderr_log.map(str::to_string),
+            log_timestamps: self.log_timestamps,
             tag_group: self.tag_group.map(str::to_string),
         })
     }

@@ -313,3 +313,96 @@ fn several_tags_at_once_by_name_glob_and_group() {
     assert!(!shown.contains("db1"), "{shown}");
     assert!(shown.contains("tag group: web"), "{shown}");
 }
+
+/// `2026-12-02_19:21:48.12345 ` at the start of a line.
+fn stamped(line: &str) -> Option<&str> {
+    let (ts, rest) = line.split_once(' ')?;
+    let b = ts.as_bytes();
+    let ok = b.len() == 25
+        && b[10] == b'_'
+        && b[19] == b'.'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10, 13, 16, 19].contains(&i) || c.is_ascii_digit());
+    ok.then_some(rest)
+}
+
+/// vigild's children that are vigild too (the stampers): (pid, state letter, real uid).
+fn stampers(vigild: u32) -> Vec<(i32, char, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if head.ends_with("(vigild") && f[1] == vigild.to_string() {
+            let uid = proc_status(pid, "Uid").split(' ').next().unwrap().parse().unwrap();
+            out.push((pid, f[0].chars().next().unwrap(), uid));
+        }
+    }
+    out
+}
+
+#[test]
+fn log_lines_get_timestamps_and_outlive_a_kill_of_vigild() {
+    let mut v = Vigild::start();
+    let go = v.path("go");
+    let script = format!(
+        "echo one; echo two >&2; printf part; while [ ! -e {} ]; do sleep 0.02; done; echo ial; echo after; sleep 1000",
+        go.display()
+    );
+    ok(&v.cli_as(
+        Some(NOBODY),
+        &["run", "stamped", "--log-timestamps", "--", "sh", "-c", &script],
+    ));
+    let st = v.status("stamped");
+    let pid = v.running_pid("stamped", None);
+    let text = wait_for("the stamped lines", || {
+        std::fs::read_to_string(&st.log_path)
+            .ok()
+            .filter(|s| s.lines().count() >= 2)
+    });
+    let lines: Vec<Option<&str>> = text.lines().map(stamped).collect();
+    assert_eq!(lines, [Some("one"), Some("two")], "{text:?}");
+    let shown = stdout(&v.cli(&["status", "stamped"]));
+    assert!(shown.contains("log:       timestamped lines"), "{shown}");
+    let s = stampers(v.pid());
+    assert!(
+        s.len() == 1 && s[0].2 == NOBODY,
+        "one stamper, as the tag's user: {s:?}"
+    );
+    // The stamper is a process of its own, of the tag's user: a kill -9 of vigild leaves the output
+    // flowing, and a line written in two parts stays one line.
+    v.kill9();
+    v.spawn();
+    assert_eq!(v.running_pid("stamped", None), pid, "re-adopted");
+    std::fs::write(&go, "").unwrap();
+    let text = wait_for("the last lines", || {
+        std::fs::read_to_string(&st.log_path)
+            .ok()
+            .filter(|s| s.lines().count() >= 4)
+    });
+    let lines: Vec<Option<&str>> = text.lines().map(stamped).collect();
+    assert_eq!(
+        lines,
+        [Some("one"), Some("two"), Some("partial"), Some("after")],
+        "{text:?}"
+    );
+    // A stamper of this vigild ends with its tag's output, and is reaped.
+    ok(&v.cli(&["run", "brief", "--log-timestamps", "--", "sh", "-c", "echo bye"]));
+    let st = v.status("brief");
+    wait_for("brief's line", || {
+        std::fs::read_to_string(&st.log_path)
+            .ok()
+            .filter(|s| s.ends_with(" bye\n"))
+    });
+    wait_for("the stamper to be reaped", || {
+        stampers(v.pid()).is_empty().then_some(())
+    });
+}
