@@ -138,7 +138,14 @@ pub fn print_status(c: &mut Client, tags: &[TagStatus], json: bool) {
     if json {
         return crate::output::status(tags, true);
     }
-    let all = if tags.len() > 1 { c.resources(None).ok() } else { None };
+    // One request per tag shows each whole; past `PER_TAG` tags, the list (without stderr logs, names
+    // and groups cut: it must fit one answer) saves the round trips.
+    const PER_TAG: usize = 100;
+    let all = if tags.len() > PER_TAG {
+        c.resources(None).ok()
+    } else {
+        None
+    };
     for (i, st) in tags.iter().enumerate() {
         if i > 0 {
             println!();
