@@ -92,8 +92,15 @@ pub fn apply(name: &TagName, spec: &mut TagSpec, wire: &proto::Resources, asker:
     if let Some(u) = &user_name {
         res.groups = vigil_sys::group_list(u, gid);
     }
-    res.user = user_name.or_else(|| vigil_sys::user_by_uid(uid).map(|(n, _, _)| n));
-    res.group = vigil_sys::group_name(gid);
+    // Names are kept only when a user or group was asked for: a tag without resources keeps the spec
+    // it had before they existed, so that a tag restored from an older state file compares equal to
+    // its config entry and is not restarted by the upgrade. Status looks the others up (`to_wire`).
+    if wire.user.is_some() {
+        res.user = user_name.or_else(|| vigil_sys::user_by_uid(uid).map(|(n, _, _)| n));
+    }
+    if wire.user.is_some() || wire.group.is_some() {
+        res.group = vigil_sys::group_name(gid);
+    }
     for l in &wire.limits {
         let kind = LimitKind::parse(&l.name)
             .ok_or_else(|| invalid(name, vigil_core::ResError::UnknownLimit(l.name.clone())))?;
@@ -156,12 +163,17 @@ pub fn child_limits(res: &Resources) -> Vec<ChildLimit> {
 
 pub fn to_wire(name: &TagName, spec: &TagSpec) -> proto::TagResources {
     let r = &spec.res;
+    let user = r
+        .user
+        .clone()
+        .or_else(|| vigil_sys::user_by_uid(spec.uid).map(|(n, _, _)| n));
+    let group = r.group.clone().or_else(|| vigil_sys::group_name(spec.gid));
     proto::TagResources {
         tag: name.to_string(),
         uid: spec.uid,
         gid: spec.gid,
-        user: r.user.clone(),
-        group: r.group.clone(),
+        user,
+        group,
         groups: r.groups.clone(),
         resources: proto::Resources {
             user: r.user.clone(),

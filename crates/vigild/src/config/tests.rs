@@ -228,3 +228,11 @@ fn env_file_is_read_relative_to_the_config_and_env_wins() {
         ]
     );
 }
+
+#[test]
+fn a_tag_without_resources_keeps_the_spec_it_had_before_them() {
+    // A tag restored from a schema-4 state file has no resources: its config entry must compare
+    // equal, or the first start of a new vigild would restart every config tag.
+    let c = parse("[tag.a]\ncommand = [\"x\"]\n", 0, 0).unwrap();
+    assert_eq!(c.tags[0].1.res, vigil_core::Resources::default());
+}
