@@ -164,7 +164,7 @@ struct TagSection {
     probe: Vec<ProbeSection>,
     /// This tag's restart-storm throttling, instead of `daemon.storm`.
     storm: Option<String>,
-    // Resources (config/res.rs).
+    // Resources (config/res_keys.rs).
     user: Option<res_keys::NameOrId>,
     group: Option<res_keys::NameOrId>,
     limits: Option<BTreeMap<String, res_keys::LimitValue>>,
