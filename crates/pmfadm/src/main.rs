@@ -102,7 +102,7 @@ fn main() -> ExitCode {
 
 /// Whether pmfadm counts the tag as registered (see the module's comment).
 fn active(st: &TagStatus) -> bool {
-    !matches!(st.state.as_str(), "stopped" | "failed")
+    !matches!(st.state.as_str(), "stopped" | "failed" | "exited")
 }
 
 /// The tag's status if it is registered; exit 1 with a sentence if not.

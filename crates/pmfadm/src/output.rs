@@ -126,6 +126,8 @@ mod tests {
             probes: vec![],
             ready: false,
             status_text: None,
+            supervision: Default::default(),
+            up: true,
         };
         assert_eq!(
             status(&st, "root"),

@@ -23,6 +23,9 @@ pub use resources::SelectError;
 
 pub use vigil_proto as proto;
 
+mod pipeline;
+pub use pipeline::PIPELINE_WINDOW_MAX;
+
 /// What the command-line programs built on this crate need of their own process, so that they need no
 /// other vigil crate (ARCHITECTURE.md).
 pub mod process {
@@ -30,8 +33,8 @@ pub mod process {
 }
 use vigil_proto::{
     ClientMsg, ClusterEvent, ClusterEvents, CmapEntry, CmapMap, CmapNotification, CmapValue, DaemonInfo, ErrorCode,
-    Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RunSpec,
-    ServerMsg, TagStatus, TagSummary, WireError, PROTOCOL_VERSION,
+    Event, EventFilter, FrameError, PsmCategory, PsmMember, PsmNode, ReloadReport, Request, Response, RestartPolicy,
+    RunSpec, ServerMsg, Supervision, TagStatus, TagSummary, WaitUntil, WireError, PROTOCOL_VERSION,
 };
 
 /// What can go wrong talking to vigild.
@@ -594,6 +597,65 @@ impl Client {
             Response::Tag(t) => Ok(t),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// As [`Client::run`] (or [`Client::run_once`] with `once`), with supervision settings: a
+    /// restart policy, a minimum uptime, readiness (`Request::RunSupervised`). Default settings are
+    /// sent as a plain `Run`, which any vigild of protocol 2 or later understands.
+    pub fn run_supervised(&mut self, spec: RunSpec, supervision: Supervision, once: bool) -> Result<TagStatus> {
+        let body = match (supervision == Supervision::default(), once) {
+            (true, false) => Request::Run(spec),
+            (true, true) => Request::RunOnce(spec),
+            (false, _) => Request::RunSupervised {
+                spec,
+                supervision,
+                once,
+            },
+        };
+        match self.request(body)? {
+            Response::Tag(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Blocks until the tag reaches `until` and returns its status (`Request::WaitFor`; None: it was
+    /// removed, which is `Stopped`); refused when it cannot any more (with `this_start`: when the
+    /// instance running or about to start ended first), or with `Timeout`.
+    pub fn wait_for(
+        &mut self,
+        tag: &str,
+        until: WaitUntil,
+        timeout: Option<Duration>,
+        this_start: bool,
+    ) -> Result<Option<TagStatus>> {
+        match self.request(Request::WaitFor {
+            tag: tag.into(),
+            until,
+            timeout_ms: timeout.map(|d| d.as_millis() as u64),
+            this_start,
+        })? {
+            Response::Tag(t) => Ok(Some(t)),
+            Response::Ok if until == WaitUntil::Stopped => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Changes a tag's supervision settings (`Request::ModifySupervision`); `None` keeps a setting.
+    pub fn modify_supervision(
+        &mut self,
+        tag: &str,
+        restart: Option<RestartPolicy>,
+        success_exit_codes: Option<Vec<u8>>,
+        success_signals: Option<Vec<i32>>,
+        start_secs: Option<Duration>,
+    ) -> Result<()> {
+        self.ok(Request::ModifySupervision {
+            tag: tag.into(),
+            restart,
+            success_exit_codes,
+            success_signals,
+            start_secs_ms: start_secs.map(|d| d.as_millis() as u64),
+        })
     }
 
     pub fn start(&mut self, tag: &str) -> Result<()> {

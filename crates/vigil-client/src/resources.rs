@@ -1,7 +1,7 @@
 //! Tags with resources (user and group, limits, nice, umask, stderr log, tag group), and tags named by
 //! pattern or group.
 
-use vigil_proto::{Request, Resources, Response, RunSpec, TagResources, TagStatus};
+use vigil_proto::{Request, Resources, Response, RunSpec, Supervision, TagResources, TagStatus};
 
 use crate::{unexpected, Client, Result};
 
@@ -9,10 +9,27 @@ impl Client {
     /// `run` (or `run_once` with `once`) with resources. With none asked for, the plain request is sent,
     /// which a vigild without resources understands too.
     pub fn run_with(&mut self, spec: RunSpec, resources: Resources, once: bool) -> Result<TagStatus> {
+        self.run_supervised_with(spec, Supervision::default(), resources, once)
+    }
+
+    /// `run_supervised` with resources: with none asked for, the request `run_supervised` sends (a plain
+    /// `Run` for default settings), so that a vigild without resources understands it.
+    pub fn run_supervised_with(
+        &mut self,
+        spec: RunSpec,
+        supervision: Supervision,
+        resources: Resources,
+        once: bool,
+    ) -> Result<TagStatus> {
         if resources == Resources::default() {
-            return if once { self.run_once(spec) } else { self.run(spec) };
+            return self.run_supervised(spec, supervision, once);
         }
-        match self.request(Request::RunWith { spec, resources, once })? {
+        match self.request(Request::RunWith {
+            spec,
+            resources,
+            once,
+            supervision,
+        })? {
             Response::Tag(t) => Ok(t),
             other => Err(unexpected(other)),
         }

@@ -36,6 +36,7 @@ use vigil_proto::{SamChange, SamState, SAM_DATA_MAX};
 
 use crate::{Client, ClientError};
 
+mod inbox;
 mod report;
 mod supervisor;
 
@@ -269,6 +270,9 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
         pending: None,
         answers: Vec::new(),
         epoch: Instant::now(),
+        inbox: Default::default(),
+        accepted: 0,
+        ended: None,
     };
     loop {
         let (ours, theirs) =
@@ -308,6 +312,7 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
                     }
                     Next::Quit { failed } => {
                         let code = exit_code(status);
+                        sup.report_ended();
                         let _ = sup.report(SamChange::Quit { code, failed });
                         std::process::exit(code);
                     }

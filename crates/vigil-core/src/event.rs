@@ -41,6 +41,9 @@ pub enum TagEvent {
         attempt: u32,
         delay: Duration,
     },
+    /// The instance lived its `start_secs`: it counts as running (tags without notify only; with
+    /// notify, `Ready` says it).
+    Up { pid: i32 },
 }
 
 impl TagEvent {
@@ -61,6 +64,7 @@ impl TagEvent {
             TagEvent::LogFailed { .. } => "sys.vigil.pmf.tag.log_failed",
             TagEvent::Throttled { .. } => "sys.vigil.pmf.tag.throttled",
             TagEvent::SpawnRetry { .. } => "sys.vigil.pmf.tag.spawn_retry",
+            TagEvent::Up { .. } => "sys.vigil.pmf.tag.up",
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::budget::{Backoff, Period, Retries};
 use crate::health::{HealthError, HealthSpec};
 use crate::names::TagName;
+use crate::policy::{PolicyError, Supervision};
 use crate::signal::Signal;
 
 /// The PMF program type of `scds_pmf_start`: a service, a fault monitor, or something else.
@@ -110,6 +111,8 @@ pub enum SpecError {
     #[error(transparent)]
     Health(#[from] HealthError),
     #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
     Res(#[from] crate::res::ResError),
 }
 
@@ -134,6 +137,8 @@ pub struct TagSpec {
     pub gid: u32,
     /// The watchdog and the probes.
     pub health: HealthSpec,
+    /// The restart policy, the minimum uptime of a start, the readiness protocol.
+    pub supervision: Supervision,
     /// User and group names, limits, nice, umask, stderr log, tag group.
     pub res: crate::res::Resources,
 }
@@ -179,6 +184,7 @@ impl TagSpec {
             return Err(SpecError::StopTimeout(self.stop_timeout));
         }
         self.health.validate()?;
+        self.supervision.validate()?;
         self.res.validate()?;
         Ok(())
     }
@@ -292,6 +298,7 @@ pub(crate) fn test_spec(retries: i64, period: i64) -> TagSpec {
         uid: 0,
         gid: 0,
         health: HealthSpec::default(),
+        supervision: Supervision::default(),
         res: Default::default(),
     }
 }
@@ -318,6 +325,7 @@ mod tests {
             uid: 0,
             gid: 0,
             health: HealthSpec::default(),
+            supervision: Supervision::default(),
             res: Default::default(),
         }
     }

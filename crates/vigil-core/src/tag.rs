@@ -21,6 +21,12 @@
 //! | Running   | probe failed `threshold` times| as a missed watchdog                                       |
 //! | Running   | notify from a process of ours | ready / status / ping; WATCHDOG=trigger as a missed one    |
 //! | Stopping  | tree empty, recover           | Emit exit; as "last watched process exits" (budget counts) |
+//! | Running   | timer: up `start_secs`        | counts as running (`up`); Emit up                          |
+//! | Running   | READY=1, the tag uses notify  | counts as running (`up`); Emit ready                       |
+//! | Running   | last exit, a success, was up  | `on-failure`/`never`: Exited, the budget untouched         |
+//! | Running   | last exit, a failure, `never` | Failed                                                     |
+//!
+//! What counts as a success, and the restart policies: `policy.rs`.
 //!
 //! What a tag does when vigild starts again, when a reload changes its spec, and when the tags it starts
 //! after are running: `tag/lifecycle.rs`, with its own table.
@@ -38,6 +44,7 @@ use crate::tree::{Exit, ProcId, ProcTree};
 
 mod access;
 mod lifecycle;
+mod policy;
 
 pub use access::Saved;
 pub use lifecycle::after_ready;
@@ -64,6 +71,8 @@ pub enum TagState {
     Failed {
         reason: String,
     },
+    /// The last instance ended in a success and the restart policy does not restart it.
+    Exited,
 }
 
 impl TagState {
@@ -76,6 +85,7 @@ impl TagState {
             TagState::Stopping { .. } => "stopping",
             TagState::Stopped => "stopped",
             TagState::Failed { .. } => "failed",
+            TagState::Exited => "exited",
         }
     }
 }
@@ -216,6 +226,9 @@ pub struct Tag {
     deferred: Option<StartKind>,
     /// Why the current `Backoff` waits, when storm throttling or a resource shortage made it.
     throttle: Option<Throttle>,
+    /// The current instance counts as running: it lived `start_secs`, or said `READY=1` when the tag
+    /// uses notify. A death before that is a failed start.
+    up: bool,
 }
 
 impl Tag {
@@ -240,6 +253,7 @@ impl Tag {
             spawn_retries: 0,
             deferred: None,
             throttle: None,
+            up: false,
         }
     }
 
@@ -249,7 +263,15 @@ impl Tag {
 
     /// Whether the tag has a process or is about to (a second `run` of it is an error).
     pub fn is_active(&self) -> bool {
-        !matches!(self.state, TagState::Stopped | TagState::Failed { .. })
+        !matches!(
+            self.state,
+            TagState::Stopped | TagState::Failed { .. } | TagState::Exited
+        )
+    }
+
+    /// Whether the current instance counts as running (see `up`).
+    pub fn is_up(&self) -> bool {
+        self.state == TagState::Running && self.up
     }
 
     pub fn restarts_used(&self, now: Timestamp) -> u32 {
@@ -259,7 +281,9 @@ impl Tag {
     /// Starts a stopped or failed tag with a fresh budget.
     pub fn start(&mut self) -> Result<Vec<Effect>, Refused> {
         match self.state {
-            TagState::Stopped | TagState::Failed { .. } | TagState::Waiting if self.tree.is_empty() => {
+            TagState::Stopped | TagState::Failed { .. } | TagState::Exited | TagState::Waiting
+                if self.tree.is_empty() =>
+            {
                 self.enabled = true;
                 self.budget.reset();
                 self.quick_failures = 0;
@@ -318,12 +342,14 @@ impl Tag {
         self.throttle = None;
         self.state = TagState::Running;
         self.health = Health::start(&self.spec.health, now);
+        self.up = self.spec.supervision.up_at_start();
         let ev = match kind {
             StartKind::First => TagEvent::Start { pid: id.pid },
             StartKind::Restart { counted } => TagEvent::Restart { pid: id.pid, counted },
         };
         let mut fx = vec![Effect::Emit(ev)];
         fx.extend(self.health.next_due().map(Effect::Timer));
+        fx.extend(self.up_due().map(Effect::Timer));
         fx
     }
 
@@ -406,7 +432,7 @@ impl Tag {
             TagState::Running if watched && self.tree.watched(self.spec.level).next().is_none() => {
                 let (pid, exit) = self.last_exit.unwrap_or(last);
                 let mut fx = vec![Effect::Emit(TagEvent::Exit { pid, exit })];
-                fx.extend(self.after_last_exit(now));
+                fx.extend(self.after_last_exit(Some(exit), now));
                 fx
             }
             TagState::Stopping { then, .. } if self.tree.is_empty() => self.finish_stop(then, now),
@@ -414,12 +440,17 @@ impl Tag {
         }
     }
 
-    /// The last watched process is gone: restart within the budget, or give the action program the say.
-    fn after_last_exit(&mut self, now: Timestamp) -> Vec<Effect> {
+    /// The last watched process is gone, having ended with `exit` (None: stopped for a failed health
+    /// check, a failure whatever its status): the restart policy may end the tag here; else restart
+    /// within the budget, or give the action program the say.
+    fn after_last_exit(&mut self, exit: Option<Exit>, now: Timestamp) -> Vec<Effect> {
         let ran_for = self.started_at.map_or(Duration::ZERO, |s| now.since(s));
         match self.storm {
             Some(s) if s.is_quick(ran_for) => self.quick_deaths = self.quick_deaths.saturating_add(1),
             _ => self.quick_deaths = 0,
+        }
+        if let Some(fx) = self.by_policy(exit) {
+            return fx;
         }
         if !self.budget.try_consume(self.spec.retries, self.spec.period, now) {
             return match &self.spec.action {
@@ -501,18 +532,18 @@ impl Tag {
     /// Time has passed: a backoff may be over, a stop may need SIGKILL, a health check may be due.
     pub fn timer(&mut self, now: Timestamp) -> Vec<Effect> {
         match self.state {
-            TagState::Running => match self.health.due(now) {
-                Err(failure) => self.unhealthy(failure, now),
-                Ok(due) => {
-                    let instance = self.starts;
-                    let mut fx: Vec<Effect> = due
-                        .into_iter()
-                        .map(|index| Effect::RunProbe { index, instance })
-                        .collect();
-                    fx.extend(self.health.next_due().map(Effect::Timer));
-                    fx
+            TagState::Running => {
+                let mut fx = self.up_timer(now);
+                match self.health.due(now) {
+                    Err(failure) => fx.extend(self.unhealthy(failure, now)),
+                    Ok(due) => {
+                        let instance = self.starts;
+                        fx.extend(due.into_iter().map(|index| Effect::RunProbe { index, instance }));
+                        fx.extend(self.health.next_due().map(Effect::Timer));
+                    }
                 }
-            },
+                fx
+            }
             TagState::Backoff { until } if until <= now => {
                 let kind = self.deferred.take().unwrap_or(StartKind::Restart { counted: true });
                 self.spawn(kind)
@@ -619,7 +650,7 @@ impl Tag {
                 if let Some((pid, exit)) = self.last_exit.filter(|(p, _)| self.instance_pids_contain(*p)) {
                     fx.push(Effect::Emit(TagEvent::Exit { pid, exit }));
                 }
-                fx.extend(self.after_last_exit(now));
+                fx.extend(self.after_last_exit(None, now));
                 fx
             }
             StopMode::Stay | StopMode::Shutdown => {
@@ -684,6 +715,9 @@ impl Tag {
             match m {
                 Notify::Ready if !self.health.ready => {
                     self.health.ready = true;
+                    if self.spec.supervision.notify {
+                        self.up = true;
+                    }
                     let pid = self.health.main_pid.or(self.main.map(|m| m.pid)).unwrap_or(pid);
                     fx.push(Effect::Emit(TagEvent::Ready { pid }));
                 }
@@ -728,7 +762,9 @@ impl Tag {
             return vec![];
         }
         self.health.resume(&self.spec.health, now);
-        self.health.next_due().map(Effect::Timer).into_iter().collect()
+        let mut fx: Vec<Effect> = self.health.next_due().map(Effect::Timer).into_iter().collect();
+        fx.extend(self.up_due().map(Effect::Timer));
+        fx
     }
 
     pub fn modify(&mut self, retries: Option<Retries>, period: Option<Period>) {

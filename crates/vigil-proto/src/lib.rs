@@ -16,6 +16,7 @@ mod cmap;
 mod error;
 mod event;
 mod frame;
+pub mod json;
 mod msg;
 mod psm;
 mod res;
@@ -37,4 +38,5 @@ pub use signal::{signal_from_str, signal_name};
 
 /// The protocol version this crate speaks. A peer with another version is refused at the handshake.
 /// 2: tags have a watchdog and probes (`RunSpec` and `TagStatus` grew fields).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: tags have supervision settings (`TagStatus` grew fields; new requests carry them).
+pub const PROTOCOL_VERSION: u32 = 3;

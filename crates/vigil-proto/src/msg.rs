@@ -399,19 +399,98 @@ pub enum Request {
     /// tag with another spec is `AlreadyExists`). A command that has already ended when the retry arrives
     /// is started again: the tag keeps no memory of which request started it.
     RunOnce(RunSpec),
+    /// `Run` (or `RunOnce` with `once`) with supervision settings beyond pmfadm's (protocol 3). A client
+    /// sends it only when `supervision` is not the default, so that plain runs stay `Run` frames.
+    RunSupervised {
+        spec: RunSpec,
+        supervision: Supervision,
+        once: bool,
+    },
+    /// Answer when the tag reaches `until` (protocol 3): `Tag(TagStatus)` then. Refused with
+    /// `ExecFailed` when it cannot get there any more (it failed, exited, was stopped or removed, or,
+    /// with `this_start`, the instance running or about to start when the request came ended), with
+    /// `Timeout` at the deadline.
+    WaitFor {
+        tag: String,
+        until: WaitUntil,
+        timeout_ms: Option<u64>,
+        this_start: bool,
+    },
+    /// Change the supervision settings of a tag (protocol 3); `None` keeps a setting. They apply from
+    /// the next exit of the tag, which is not restarted for it.
+    ModifySupervision {
+        tag: String,
+        restart: Option<RestartPolicy>,
+        success_exit_codes: Option<Vec<u8>>,
+        success_signals: Option<Vec<i32>>,
+        start_secs_ms: Option<u64>,
+    },
     /// `Run` (or `RunOnce` with `once`) with the tag's resources: user and group, limits, nice, umask,
-    /// stderr log, tag group. A separate variant so that `Run`'s bytes stay those of
-    /// protocol 2; clients send it only when a resource is asked for.
+    /// stderr log, tag group (protocol 3), and its supervision settings as `RunSupervised` carries them.
+    /// A separate variant so that `Run`'s bytes stay those of protocol 2; clients send it only when a
+    /// resource is asked for.
     RunWith {
         spec: RunSpec,
         resources: crate::res::Resources,
         once: bool,
+        supervision: Supervision,
     },
     /// The resources of one tag (or of every tag), answered with `Response::Resources`: anyone may
-    /// read them, as `Status`.
+    /// read them, as `Status` (protocol 3).
     Resources {
         tag: Option<String>,
     },
+}
+
+/// Whether an instance that ended is started again (protocol 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartPolicy {
+    /// Every exit restarts, under the budget (pmfadm's behaviour).
+    #[default]
+    Always,
+    /// A successful exit ends the tag as `exited`; a failure restarts.
+    OnFailure,
+    /// Nothing restarts: a success ends the tag as `exited`, a failure as `failed`.
+    Never,
+}
+
+/// How a tag is supervised beyond its budget (protocol 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    pub restart: RestartPolicy,
+    /// Exit codes that are a success.
+    pub success_exit_codes: Vec<u8>,
+    /// Signals whose deaths are a success.
+    pub success_signals: Vec<i32>,
+    /// How long an instance must live before it counts as running; a death before is a failed start.
+    pub start_secs_ms: u64,
+    /// The program says `READY=1` through `NOTIFY_SOCKET` when it serves: it counts as running then,
+    /// and tags that start after it wait for that.
+    pub notify: bool,
+}
+
+impl Default for Supervision {
+    /// pmfadm's: every exit restarts, exit 0 is the success, a start counts at once.
+    fn default() -> Supervision {
+        Supervision {
+            restart: RestartPolicy::Always,
+            success_exit_codes: vec![0],
+            success_signals: vec![],
+            start_secs_ms: 0,
+            notify: false,
+        }
+    }
+}
+
+/// What a `WaitFor` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WaitUntil {
+    /// A process of the tag runs.
+    Running,
+    /// The tag counts as running: it lived its `start_secs`, or said `READY=1` when it uses notify.
+    Ready,
+    /// The tag has no process and will not get one (stopped, failed, exited or removed).
+    Stopped,
 }
 
 /// Successful answers.
@@ -533,6 +612,10 @@ pub struct TagStatus {
     pub ready: bool,
     /// The current instance's last `STATUS=` text.
     pub status_text: Option<String>,
+    /// The supervision settings (protocol 3).
+    pub supervision: Supervision,
+    /// The current instance counts as running (protocol 3): see `WaitUntil::Ready`.
+    pub up: bool,
 }
 
 /// One line of `vigil list`.

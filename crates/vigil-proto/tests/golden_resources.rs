@@ -35,6 +35,13 @@ fn golden_resources_frames() {
                     spec: RunSpec::new("web", vec!["true".into()]),
                     resources: resources(),
                     once: true,
+                    supervision: Supervision {
+                        restart: RestartPolicy::OnFailure,
+                        success_exit_codes: vec![0],
+                        success_signals: vec![],
+                        start_secs_ms: 0,
+                        notify: false,
+                    },
                 },
             })
             .unwrap(),

@@ -53,6 +53,7 @@ fn tag(i: usize) -> TagRecord {
         probes: vec![],
         ready: true,
         status_text: None,
+        supervision: Default::default(),
         res: Default::default(),
     }
 }

@@ -12,10 +12,10 @@
 mod check;
 mod lock;
 mod migrate;
-mod migrate_res;
 mod records;
-mod records_res;
 mod recover;
+mod schema5;
+mod schema6;
 
 use std::path::{Path, PathBuf};
 
@@ -24,11 +24,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 pub use check::previous_path;
 pub use lock::{lock_state_dir, StateLock, LOCK_NAME};
 pub use records::*;
-pub use records_res::TagRecordV4;
 pub use recover::{recover, KindReport, Recovery, Source, SEQ_JUMP};
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// How many events are kept by default; older ones are trimmed.
 pub const EVENTS_KEPT: u64 = 100_000;

@@ -5,8 +5,8 @@ use std::path::Path;
 use redb::{Database, ReadableTable, TableHandle};
 
 use crate::{
-    check, EventRecord, EventRecordV1, StoreError, TagRecord, TagRecordV3, CATEGORIES, CMAP, EVENTS, MEMBERS, META,
-    SAM, SAM_DATA, SCHEMA_VERSION, TAGS,
+    check, EventRecord, EventRecordV1, StoreError, TagRecordV3, CATEGORIES, CMAP, EVENTS, MEMBERS, META, SAM, SAM_DATA,
+    SCHEMA_VERSION, TAGS,
 };
 
 /// Brings an opened file to the current schema; returns whether it was new (no schema yet).
@@ -51,7 +51,10 @@ pub(crate) fn migrate(path: &Path, db: &Database) -> Result<bool, StoreError> {
                     migrate_3_to_4(&tx)?;
                 }
                 if v < 5 {
-                    crate::migrate_res::migrate_4_to_5(&tx)?;
+                    crate::schema5::migrate_4_to_5(&tx)?;
+                }
+                if v < 6 {
+                    crate::schema6::migrate_5_to_6(&tx)?;
                 }
             }
         }
@@ -100,7 +103,7 @@ fn migrate_3_to_4(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
             what: format!("tag {} (schema 3)", k.value()),
             source,
         })?;
-        rewritten.push(TagRecord::from(old));
+        rewritten.push(crate::schema5::TagRecordV4::from(old));
     }
     for t in rewritten {
         let bytes = postcard::to_allocvec(&t).map_err(|source| StoreError::Record {

@@ -43,6 +43,9 @@ pub enum StateRecord {
     Failed {
         reason: String,
     },
+    /// Ended in a success its restart policy does not restart (appended in schema 5: records written
+    /// before it read unchanged).
+    Exited,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,8 +87,38 @@ pub struct TagRecord {
     pub ready: bool,
     /// The current instance's last STATUS= text (schema 4).
     pub status_text: Option<String>,
-    /// User and group names, limits, nice, umask, stderr log, tag group (schema 5).
+    /// The supervision settings and whether the instance counts as running (schema 5).
+    pub supervision: SupervisionRecord,
+    /// User and group names, limits, nice, umask, stderr log, tag group (schema 6).
     pub res: ResRecord,
+}
+
+/// A tag's supervision settings (schema 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisionRecord {
+    /// 0 always, 1 on-failure, 2 never.
+    pub restart: u8,
+    pub success_exit_codes: Vec<u8>,
+    pub success_signals: Vec<i32>,
+    pub start_secs_ms: u64,
+    pub notify: bool,
+    /// The current instance counts as running.
+    pub up: bool,
+}
+
+impl Default for SupervisionRecord {
+    /// What a tag of schema 4 or older had: every exit restarts, exit 0 the success, and a running
+    /// instance counts as running.
+    fn default() -> SupervisionRecord {
+        SupervisionRecord {
+            restart: 0,
+            success_exit_codes: vec![0],
+            success_signals: vec![],
+            start_secs_ms: 0,
+            notify: false,
+            up: true,
+        }
+    }
 }
 
 /// What a probe checks (schema 4).
@@ -137,9 +170,9 @@ pub struct TagRecordV3 {
     pub pending: Option<u8>,
 }
 
-impl From<TagRecordV3> for TagRecord {
-    fn from(v: TagRecordV3) -> TagRecord {
-        TagRecord {
+impl From<TagRecordV3> for crate::schema5::TagRecordV4 {
+    fn from(v: TagRecordV3) -> crate::schema5::TagRecordV4 {
+        crate::schema5::TagRecordV4 {
             name: v.name,
             command: v.command,
             env: v.env,
@@ -171,7 +204,6 @@ impl From<TagRecordV3> for TagRecord {
             probes: Vec::new(),
             ready: false,
             status_text: None,
-            res: ResRecord::default(),
         }
     }
 }
@@ -285,7 +317,7 @@ pub struct SamRecord {
     pub registered_ms: u64,
 }
 
-/// One resource limit of a tag (schema 5): `None` is unlimited.
+/// One resource limit of a tag (schema 6): `None` is unlimited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitRecord {
     pub name: String,
@@ -293,7 +325,7 @@ pub struct LimitRecord {
     pub hard: Option<u64>,
 }
 
-/// A tag's resources (schema 5).
+/// A tag's resources (schema 6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ResRecord {
     pub user: Option<String>,

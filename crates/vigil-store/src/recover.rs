@@ -313,9 +313,17 @@ fn salvage_copy(copy: &Path) -> Result<Salvage, String> {
     let schema = meta.got.get("schema").copied().unwrap_or(crate::SCHEMA_VERSION);
     let tags = salvage_table!(&tx, TAGS, |k, v| {
         let t = if schema < 4 {
-            postcard::from_bytes::<TagRecordV3>(v).ok().map(TagRecord::from)
+            postcard::from_bytes::<TagRecordV3>(v)
+                .ok()
+                .map(|t| TagRecord::from(crate::schema6::TagRecordV5::from(crate::schema5::TagRecordV4::from(t))))
         } else if schema < 5 {
-            postcard::from_bytes::<crate::TagRecordV4>(v).ok().map(TagRecord::from)
+            postcard::from_bytes::<crate::schema5::TagRecordV4>(v)
+                .ok()
+                .map(|t| TagRecord::from(crate::schema6::TagRecordV5::from(t)))
+        } else if schema < 6 {
+            postcard::from_bytes::<crate::schema6::TagRecordV5>(v)
+                .ok()
+                .map(TagRecord::from)
         } else {
             postcard::from_bytes::<TagRecord>(v).ok()
         };

@@ -41,6 +41,7 @@ pub(crate) fn tag(name: &str) -> TagRecord {
         probes: vec![],
         ready: false,
         status_text: None,
+        supervision: SupervisionRecord::default(),
         res: ResRecord::default(),
     }
 }
@@ -184,6 +185,43 @@ fn migrates_schema_3_fixture() {
         s.tags().unwrap().into_iter().find(|t| t.name == "checked"),
         Some(checked)
     );
+}
+
+/// A state file of schema 4 (before supervision settings): its tags load with the settings they
+/// behaved by, and a tag with settings and the new `Exited` state round-trips after the migration.
+#[test]
+fn migrates_schema_4_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema4.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let s = Store::open(&copy).unwrap();
+    let mut fixture = tag("fixture");
+    fixture.watchdog_ms = Some(2000);
+    fixture.ready = true;
+    fixture.status_text = Some("serving".into());
+    let mut done = tag("done");
+    done.state = StateRecord::Stopped;
+    done.procs = vec![];
+    assert_eq!(s.tags().unwrap(), vec![done, fixture]);
+    let mut exited = tag("exited");
+    exited.state = StateRecord::Exited;
+    exited.supervision = SupervisionRecord {
+        restart: 1,
+        success_exit_codes: vec![0, 3],
+        success_signals: vec![15],
+        start_secs_ms: 1500,
+        notify: true,
+        up: false,
+    };
+    s.commit(&Batch {
+        put_tags: vec![exited.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    drop(s);
+    let s = Store::open(&copy).unwrap();
+    assert_eq!(s.tags().unwrap().into_iter().find(|t| t.name == "exited"), Some(exited));
 }
 
 #[test]
@@ -366,20 +404,36 @@ fn appended_batches_commit_as_if_one_after_the_other() {
     assert_eq!(store.last_seq().unwrap(), 3);
 }
 
-/// A state file of schema 4 (before resources): its tags load with none (user and group names, limits...
-/// empty), and a tag with resources round-trips after the migration.
+/// A state file of schema 5 (before resources): its tags load with none (user and group names, limits...
+/// empty) and keep their supervision settings, and a tag with resources round-trips after the migration.
 #[test]
-fn migrates_schema_4_fixture() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema4.redb");
+fn migrates_schema_5_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema5.redb");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.redb");
     std::fs::copy(&fixture, &copy).unwrap();
     let s = Store::open(&copy).unwrap();
     let mut want = tag("fixture");
     want.watchdog_ms = Some(2000);
+    want.ready = true;
+    want.status_text = Some("serving".into());
     want.uid = 33;
     want.gid = 33;
-    assert_eq!(s.tags().unwrap(), vec![want]);
+    want.supervision = SupervisionRecord {
+        restart: 1,
+        success_exit_codes: vec![0, 3],
+        success_signals: vec![15],
+        start_secs_ms: 1500,
+        notify: true,
+        up: true,
+    };
+    let mut exited = tag("exited");
+    exited.state = StateRecord::Exited;
+    exited.procs = vec![];
+    exited.main = None;
+    exited.supervision.restart = 2;
+    exited.supervision.up = false;
+    assert_eq!(s.tags().unwrap(), vec![exited, want]);
     let mut with = tag("with");
     with.res = ResRecord {
         user: Some("www-data".into()),

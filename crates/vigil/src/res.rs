@@ -1,11 +1,10 @@
 //! `vigil run`'s resource flags (`--user`, `--group`, `--limit`, `--nice`, `--umask`, `--stderr-log`,
-//! `--env-file`, `--tag-group`), the resource lines of `vigil status`, and the commands that act on
-//! several tags at once (`vigil stop 'web*' @db other`).
+//! `--env-file`, `--tag-group`) and the resource lines of `vigil status`.
 
 use std::path::PathBuf;
 
 use vigil_client::proto::{LimitSpec, Resources, TagResources, TagStatus};
-use vigil_client::{Client, ClientError, SelectError};
+use vigil_client::Client;
 
 use crate::{usage, Failure};
 
@@ -159,49 +158,4 @@ pub fn print_status(c: &mut Client, tags: &[TagStatus], json: bool) {
             print_resources(&r);
         }
     }
-}
-
-/// The tags named on the command line (names, globs, `@GROUP`).
-pub fn select(c: &mut Client, targets: &[String]) -> Result<Vec<String>, Failure> {
-    c.select_tags(targets).map_err(|e| match e {
-        SelectError::Client(e) => Failure::from(e),
-        e @ SelectError::NoMatch(_) => Failure(1, e.to_string()),
-    })
-}
-
-/// Whether the targets are more than one plain tag name: then each tag gets a result line.
-pub fn several(targets: &[String]) -> bool {
-    targets.len() != 1 || targets[0].starts_with('@') || targets[0].contains(['*', '?'])
-}
-
-/// Does `act` on each tag, printing `TAG: DONE` or `TAG: error: WHY` per tag; fails (exit 1) if any
-/// failed. A single plain name keeps the plain behaviour: silent success, the error as the failure.
-pub fn each(
-    c: &mut Client,
-    targets: &[String],
-    done: &str,
-    mut act: impl FnMut(&mut Client, &str) -> Result<(), ClientError>,
-) -> Result<(), Failure> {
-    if !several(targets) {
-        return act(c, &targets[0]).map_err(Failure::from);
-    }
-    let tags = select(c, targets)?;
-    let mut failed = 0;
-    for t in &tags {
-        match act(c, t) {
-            Ok(()) => println!("{}: {done}", vigil_client::escape_terminal(t)),
-            Err(e) => {
-                failed += 1;
-                println!(
-                    "{}: error: {}",
-                    vigil_client::escape_terminal(t),
-                    vigil_client::escape_terminal(&e.to_string())
-                );
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(Failure(1, format!("{failed} of {} tags failed", tags.len())));
-    }
-    Ok(())
 }

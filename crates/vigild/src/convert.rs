@@ -177,6 +177,7 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
             },
             TagState::Stopped => store::StateRecord::Stopped,
             TagState::Failed { reason } => store::StateRecord::Failed { reason: reason.clone() },
+            TagState::Exited => store::StateRecord::Exited,
         },
         enabled: tag.enabled(),
         procs: tag.tree().all().map(|p| proc_record(p.id, p.depth)).collect(),
@@ -195,6 +196,7 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
         probes: s.health.probes.iter().map(probe_to_record).collect(),
         ready: tag.health().ready,
         status_text: tag.health().status.clone(),
+        supervision: crate::supervision::to_record(tag),
         res: crate::tag_res::to_record(&s.res),
     }
 }
@@ -229,6 +231,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             watchdog: r.watchdog_ms.map(Duration::from_millis),
             probes: r.probes.iter().map(probe_from_record).collect(),
         },
+        supervision: crate::supervision::from_record(&r.supervision)?,
         res: crate::tag_res::from_record(&r.res)?,
     };
     let state = match &r.state {
@@ -249,6 +252,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
         },
         store::StateRecord::Stopped => TagState::Stopped,
         store::StateRecord::Failed { reason } => TagState::Failed { reason: reason.clone() },
+        store::StateRecord::Exited => TagState::Exited,
     };
     let saved = core::tag::Saved {
         state,
@@ -269,6 +273,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
         }),
         ready: r.ready,
         status: r.status_text.clone(),
+        up: r.supervision.up,
     };
     let tag = Tag::restored(name, spec, saved);
     let procs = r
@@ -355,6 +360,8 @@ pub fn tag_status(tag: &Tag, from_config: bool, log_path: String, now: Timestamp
         // Of the current instance: a tag without processes has none to be ready.
         ready: tag.health().ready && !tag.tree().is_empty(),
         status_text: tag.health().status.clone(),
+        supervision: crate::supervision::to_wire(&s.supervision),
+        up: tag.is_up(),
     }
 }
 
@@ -382,7 +389,7 @@ pub fn event_data(ev: &TagEvent) -> Vec<(String, Attr)> {
         TagEvent::ActionExit { exit } => exit_attrs(exit),
         TagEvent::Stop | TagEvent::Remove => vec![],
         TagEvent::Lost { proc } => vec![attr_i("pid", i64::from(proc.pid))],
-        TagEvent::Ready { pid } => vec![attr_i("pid", i64::from(*pid))],
+        TagEvent::Ready { pid } | TagEvent::Up { pid } => vec![attr_i("pid", i64::from(*pid))],
         TagEvent::Throttled { quick_deaths, delay } => vec![
             attr_i("quick_exits", i64::from(*quick_deaths)),
             attr_i("delay_ms", delay.as_millis() as i64),

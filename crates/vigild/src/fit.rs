@@ -146,6 +146,8 @@ mod tests {
             probes: vec![],
             ready: false,
             status_text: None,
+            supervision: Default::default(),
+            up: true,
         }
     }
 

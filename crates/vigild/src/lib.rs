@@ -28,6 +28,7 @@ pub mod spec;
 pub mod stamp;
 pub mod state;
 pub mod storage;
+pub mod supervision;
 pub mod tag_res;
 #[cfg(test)]
 mod tidy_tests;
@@ -87,14 +88,33 @@ pub enum Exit {
 /// Runs the daemon on a runtime of its own until SIGTERM/SIGINT (every tag stopped, `Exit::Shutdown`) or
 /// a re-exec request: what the `vigild` program does.
 pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
-    // The loop owns all state and runs on this thread; connections and pidfd watchers run on one worker,
-    // so that a storm of process events cannot keep requests from being read.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    rt.block_on(run(opts, None, std::future::pending()))
+    // One thread: the loop and the connection tasks take turns on it (the loop yields after every step
+    // that was not a batch of requests, so a storm of process events cannot keep requests from being
+    // read). A request's way in and its answer's way out cost no wake-up of another thread: on a
+    // closed loop of small requests that was half of a request's time (docs/performance.md, "vigild's
+    // one thread"). The loop is a task, not the runtime's main future, so that waking it is a push on
+    // the local queue rather than a write to the driver's eventfd. The thread has a stack of a known
+    // size, whatever RLIMIT_STACK vigild was started with: decoding a request must fit in it
+    // (docs/fuzzing.md).
+    let daemon = std::thread::Builder::new()
+        .name("vigild".into())
+        .stack_size(LOOP_STACK)
+        .spawn(move || -> anyhow::Result<Exit> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let ended = rt.block_on(async { tokio::spawn(run(opts, None, std::future::pending())).await });
+            match ended {
+                Ok(exit) => exit,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .context("cannot start vigild's thread")?;
+    // A panic ends vigild as it would have on the main thread.
+    daemon.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
+
+/// The stack of the thread that runs the loop and reads the connections.
+pub const LOOP_STACK: usize = 8 << 20;
 
 /// The daemon as a library function, on the caller's runtime: serves `listener` (None: binds
 /// `opts.socket` once the state dir is this vigild's) until SIGTERM, SIGINT or `shutdown` stops every tag
@@ -326,7 +346,7 @@ async fn serve(
     d.restore()?;
     if let Some(c) = config {
         d.ensure_categories(&c.categories);
-        let report = d.apply_config(c.tags);
+        let report = d.apply_config(c.tags, &c.manual);
         info!(
             "config: started {:?}, restarted {:?}, stopped {:?}",
             report.started, report.restarted, report.stopped
@@ -389,6 +409,7 @@ async fn serve(
             tokio::time::Instant::now() + wait
         });
         // Not biased: under a storm of process events, requests must still get their turn.
+        let mut requests = false;
         tokio::select! {
             _ = sigchld.recv() => d.reap(),
             ready = async { match &connector_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
@@ -410,6 +431,7 @@ async fn serve(
                 for msg in batch {
                     d.on_msg(msg);
                 }
+                requests = true;
                 d.psm_mirror();
             }
             ready = async { match &notify_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
@@ -439,9 +461,12 @@ async fn serve(
             },
         }
         d.finish_step();
-        // The loop is the runtime's main future: when process events never stop coming, it must still
-        // let the connection tasks (accepting, reading requests, writing answers) run.
-        tokio::task::yield_now().await;
+        // When process events never stop coming, the loop must still let the connection tasks
+        // (accepting, reading requests, writing answers) run. After a batch of requests it need not:
+        // the next select! finds nothing ready unless more came, and then it is their turn anyway.
+        if !requests {
+            tokio::task::yield_now().await;
+        }
         if d.shutdown_done() {
             break Exit::Shutdown;
         }

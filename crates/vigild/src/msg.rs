@@ -11,6 +11,10 @@ use crate::conn::{Caller, ConnTx};
 /// What the loop receives.
 // Short-lived, one per request: boxing the request would buy nothing.
 #[allow(clippy::large_enum_variant)]
+/// A run request: the pmfadm spec, the supervision settings and the resources (the defaults for `Run` and
+/// `RunOnce`).
+pub type RunArgs = (vigil_proto::RunSpec, vigil_proto::Supervision, vigil_proto::Resources);
+
 pub enum Msg {
     Request {
         caller: Caller,
@@ -39,9 +43,7 @@ pub enum Msg {
     RunChecked {
         caller: Caller,
         id: u64,
-        run: vigil_proto::RunSpec,
-        /// The resources of a `RunWith` (default for `Run`).
-        res: vigil_proto::Resources,
+        run: Box<RunArgs>,
         /// A `RunOnce`: an active tag with the same spec is the answer.
         once: bool,
         out: ConnTx,

@@ -49,11 +49,10 @@ impl Daemon {
                 caller,
                 id,
                 run,
-                res,
                 once,
                 out,
                 result,
-            } => self.on_run_checked(caller, id, run, res, once, &out, result),
+            } => self.on_run_checked(caller, id, *run, once, &out, result),
         }
     }
 
@@ -74,11 +73,45 @@ impl Daemon {
             Err(e) => return Some(Err(e)),
         };
         Some(match req {
-            Request::Run(spec) => return self.run_request(caller, id, spec, Default::default(), out, false),
-            Request::RunOnce(spec) => return self.run_request(caller, id, spec, Default::default(), out, true),
-            Request::RunWith { spec, resources, once } => {
-                return self.run_request(caller, id, spec, resources, out, once)
+            Request::Run(spec) => {
+                return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, false)
             }
+            Request::RunOnce(spec) => {
+                return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, true)
+            }
+            Request::RunSupervised {
+                spec,
+                supervision,
+                once,
+            } => return self.run_request(caller, id, (spec, supervision, Default::default()), out, once),
+            Request::WaitFor {
+                tag,
+                until,
+                timeout_ms,
+                this_start,
+            } => return self.wait_for(caller, &tag, until, timeout_ms, this_start, id, out),
+            Request::ModifySupervision {
+                tag,
+                restart,
+                success_exit_codes,
+                success_signals,
+                start_secs_ms,
+            } => self.modify_supervision(
+                caller,
+                &tag,
+                crate::pmf::policy::Change {
+                    restart,
+                    success_exit_codes,
+                    success_signals,
+                    start_secs_ms,
+                },
+            ),
+            Request::RunWith {
+                spec,
+                resources,
+                once,
+                supervision,
+            } => return self.run_request(caller, id, (spec, supervision, resources), out, once),
             Request::Resources { tag } => self.resources(tag),
             Request::Start { tag } => self.start(caller, &tag),
             Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),

@@ -97,6 +97,7 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
             watchdog: run.watchdog_ms.map(Duration::from_millis),
             probes,
         },
+        supervision: Default::default(),
         res: Default::default(),
     };
     spec.validate(&name).map_err(|e| invalid(format!("tag {name}: {e}")))?;

@@ -203,9 +203,9 @@ impl Daemon {
         }
         // The request's kind only: its arguments are the caller's own, and can be long.
         let what = match req {
-            R::Run(_) | R::RunOnce(_) | R::RunWith { .. } => "run",
+            R::Run(_) | R::RunOnce(_) | R::RunSupervised { .. } | R::RunWith { .. } => "run",
             R::Start { .. } => "start",
-            R::Modify { .. } => "modify",
+            R::Modify { .. } | R::ModifySupervision { .. } => "modify",
             R::Stop { .. } => "stop",
             R::Remove { .. } => "remove",
             R::Restart { .. } => "restart",
@@ -262,6 +262,12 @@ impl Daemon {
                     .iter()
                     .all(|id| self.pmf.procs.get(&id.pid).is_none_or(|p| p.id != *id))
                     .then_some(Ok(vigil_proto::Response::Ok)),
+                WaitFor::Reaches {
+                    tag,
+                    until,
+                    instance,
+                    viewer,
+                } => self.reaches(tag, *until, *instance, *viewer),
             };
             let result = done.or_else(|| {
                 w.deadline.filter(|d| *d <= now).map(|_| {
@@ -270,6 +276,11 @@ impl Daemon {
                         match &w.until {
                             WaitFor::TagIdle { tag, .. } => {
                                 format!("tag {tag} is still running at the end of the wait")
+                            }
+                            WaitFor::Reaches { tag, until, .. } => {
+                                let state = self.pmf.tags.get(tag).map_or("gone", |e| e.tag.state().name());
+                                format!("{tag}: not {until:?} at the end of the wait (it is {state})")
+                                    .replace(&format!("{until:?}"), &format!("{until:?}").to_lowercase())
                             }
                             WaitFor::ProcsGone(n, ids) => {
                                 let alive: Vec<String> = ids

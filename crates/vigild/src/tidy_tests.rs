@@ -33,7 +33,14 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
     (
         "conversions and config",
         false,
-        &["tag_res", "convert", "spec", "config::res_keys", "config"],
+        &[
+            "supervision",
+            "tag_res",
+            "convert",
+            "spec",
+            "config::res_keys",
+            "config",
+        ],
     ),
     ("messages", false, &["conn", "msg", "node"]),
     (
@@ -72,6 +79,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "pmf::health",
             "pmf::restore",
             "pmf::requests",
+            "pmf::policy",
             "pmf::resources",
         ],
     ),

@@ -495,6 +495,8 @@ fn frames_server(c: &Corpus) {
         }],
         ready: true,
         status_text: Some("serving".into()),
+        supervision: Supervision::default(),
+        up: true,
     };
     let event = Event {
         seq: 9,

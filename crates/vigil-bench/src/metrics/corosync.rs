@@ -84,6 +84,10 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             run_program(cmd, &format!("{name} cmap"))?;
             side.add_cmap(&std::fs::read_to_string(&out)?, &z)
                 .with_context(|| format!("{name}'s cmap output"))?;
+            if vigil {
+                side.pipelined_rate
+                    .push(pipelined_sets(&vigild, z.n * 10, round).context("the pipelined sets")?);
+            }
 
             let out = dir.path().join(format!("{name}-{round}.sam"));
             let mut cmd = Command::new(&exe);
@@ -201,6 +205,29 @@ struct Side {
     flood_rate: Vec<f64>,
     flood_lost: u64,
     hc_rate: Vec<f64>,
+    /// vigil only: sets of one key from the Rust client with many in flight, per round.
+    pipelined_rate: Vec<f64>,
+}
+
+/// vigil's Rust client setting one key `n` times with up to [`vigil_client::PIPELINE_WINDOW_MAX`] sets in
+/// flight on one connection ([`vigil_client::Client::pipeline`]): ops/s, every set answered Ok.
+fn pipelined_sets(vigild: &Vigild, n: usize, round: usize) -> anyhow::Result<f64> {
+    use vigil_client::proto::{CmapValue, Request};
+    let mut c = vigil_client::Client::connect(vigild.socket())?;
+    let key = format!("bench.pipelined.r{round}");
+    let t = Instant::now();
+    let got = c.pipeline(
+        (0..n).map(|i| Request::CmapSet {
+            key: key.clone(),
+            value: CmapValue::U32(i as u32),
+            persist: false,
+        }),
+        vigil_client::PIPELINE_WINDOW_MAX,
+    )?;
+    let ns = t.elapsed().as_nanos() as u64;
+    let refused = got.iter().filter(|r| r.is_err()).count();
+    anyhow::ensure!(refused == 0, "{refused} of {n} pipelined sets were refused");
+    Ok(rate(n, ns))
 }
 
 fn lines<'a>(text: &'a str, kind: &'a str) -> impl Iterator<Item = anyhow::Result<u64>> + 'a {
@@ -298,6 +325,13 @@ fn print_table(z: &Sizes, c: &Side, v: &Side) -> anyhow::Result<()> {
         &v.flood_rate,
     );
     rate_line("sam_hc_send, calls/s", &c.hc_rate, &v.hc_rate);
+    // corosync's library has no way to have several requests in flight: its synchronous rate is the
+    // figure a pipelined client of vigil is measured against.
+    rate_line(
+        "cmap set, one key: corosync sync C / vigil pipelined Rust, ops/s",
+        &c.set_rate,
+        &v.pipelined_rate,
+    );
     let mut lat_line = |what: &str, c: &[u64], v: &[u64]| -> anyhow::Result<()> {
         let (sc, sv) = (summary(c, what)?, summary(v, what)?);
         for (p, a, b) in [("p50", sc.p50, sv.p50), ("p99", sc.p99, sv.p99)] {

@@ -244,6 +244,11 @@ impl Reporter {
             let mut q = lock(&self.queues);
             // Heartbeats in a row say nothing more than the last one: a stall of vigild leaves one behind.
             let beat = matches!(change, SamChange::Heartbeat);
+            // A data store replaces the whole blob: one not yet sent is dropped for the newer one, so
+            // that a stalled vigild holds at most one blob here besides the one being sent.
+            if matches!(change, SamChange::Data(_)) && !answer {
+                q.jobs.retain(|j| j.answer || !matches!(j.change, SamChange::Data(_)));
+            }
             match q.jobs.back_mut() {
                 Some(last) if beat && !answer && matches!(last.change, SamChange::Heartbeat) => last.info = info,
                 _ => q.jobs.push_back(Job { change, info, answer }),

@@ -2,19 +2,18 @@
 //! ladder, quorum and its deadline, the data), and tells vigild through the reporter thread of
 //! [`super::report`], so that nothing here ever waits for vigild while an instance runs.
 
-use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::net::RecvFlags;
 use vigil_core::sam::{Ending, Policy, Step, Watch};
 use vigil_proto::{ErrorCode, SamChange, SamInfo, SamState, SAM_DATA_MAX};
 
+use super::inbox::Inbox;
 use super::report;
 use super::{
-    recv_exact, send_all, Result, SamError, CMD_DATA, CMD_HB, CMD_MARK_FAILED, CMD_START, CMD_STOP, CMD_WARN_SIGNAL,
-    REPLY_ERROR, REPLY_OK, SIGKILL,
+    send_all, Result, SamError, CMD_DATA, CMD_HB, CMD_MARK_FAILED, CMD_START, CMD_STOP, CMD_WARN_SIGNAL, REPLY_ERROR,
+    REPLY_OK, SIGKILL,
 };
 use crate::QuorumLease;
 
@@ -45,6 +44,14 @@ pub(super) struct Supervisor {
     /// vigild's answers to the reports that asked for one, not yet acted on.
     pub(super) answers: Vec<std::result::Result<(), ErrorCode>>,
     pub(super) epoch: Instant,
+    /// What the application sent, read ahead.
+    pub(super) inbox: Inbox,
+    /// The size of the data vigild last took: a store no larger cannot go over the user's quota (the
+    /// blob it replaces does not count), so it is written behind (docs/sam.md, "The data").
+    pub(super) accepted: usize,
+    /// The end of the last instance, told to vigild once the next one is forked (fork first, report
+    /// after): with the record as it was then.
+    pub(super) ended: Option<(SamChange, SamInfo)>,
 }
 
 /// A reply that waits for vigild.
@@ -182,6 +189,7 @@ impl Supervisor {
             Err(ErrorCode::LimitExceeded) => Err(SamError::NoMemory),
             Err(_) => Err(SamError::Library),
             Ok(()) => {
+                self.accepted = data.as_ref().map_or(0, Vec::len);
                 self.data = data;
                 Ok(())
             }
@@ -225,26 +233,61 @@ impl Supervisor {
         self.state = SamState::Stopped;
         let pidfd = vigil_sys::PidFd::open(pid).map_err(|_| SamError::Library)?;
         let mut watch = Watch::new(self.interval_ms.into());
-        self.report(SamChange::Instance).ok();
-        if self.instance == 1 {
-            if let Some(d) = self.data.clone() {
-                self.report(SamChange::Data(Some(d))).ok();
-            }
+        if self.policy.cmap() {
+            // corosync's keys (state "stopped") are there when register returns: the instance waits
+            // for vigild to have them.
+            self.announce();
+            Self::reply(&link, Ok(()));
+            self.start_reporter();
+        } else {
+            // Nothing the application can see waits for vigild: it runs at once, and vigild hears of
+            // the last instance's end and of this one from the reporter.
+            Self::reply(&link, Ok(()));
+            self.start_reporter();
+            self.announce();
         }
-        // The instance may return from register now: its keys are written.
-        Self::reply(&link, Ok(()));
-        self.start_reporter();
         let watched = self.watch_instance(&pidfd, &link, &mut watch);
         // Reaped before the reports are flushed: a stalled vigild must not keep a dead instance around.
         let status = watched.and_then(|()| vigil_sys::reap_child(pid).map_err(|_| SamError::Library));
         self.stop_reporter();
         let status = status?;
-        self.report(SamChange::Exit {
-            status: status.to_raw(),
-        })
-        .ok();
+        // Told with the next instance, after its fork (or before the supervisor quits).
+        self.ended = Some((
+            SamChange::Exit {
+                status: status.to_raw(),
+            },
+            self.info(),
+        ));
         self.child = 0;
         Ok((watch.ended(), status))
+    }
+
+    /// Tells vigild that the last instance ended, if it has not heard yet.
+    pub(super) fn report_ended(&mut self) {
+        if let Some((change, info)) = self.ended.take() {
+            match &self.reporter {
+                Some(r) => r.report(change, info, false),
+                None => {
+                    if let Some(l) = self.link.as_mut() {
+                        l.report(change, info).ok();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells vigild of the instance that has just been forked (and the data the first one starts with).
+    fn announce(&mut self) {
+        self.report_ended();
+        self.report(SamChange::Instance).ok();
+        if self.instance == 1 {
+            if let Some(d) = self.data.clone() {
+                let size = d.len();
+                if self.report(SamChange::Data(Some(d))).is_ok() && self.reporter.is_none() {
+                    self.accepted = size;
+                }
+            }
+        }
     }
 
     fn watch_instance(&mut self, pidfd: &vigil_sys::PidFd, link: &OwnedFd, watch: &mut Watch) -> Result<()> {
@@ -276,12 +319,17 @@ impl Supervisor {
             let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
             ms = Some(ms.map_or(left, |m| m.min(left)));
         }
+        // While a data store waits for vigild the application waits for its reply: nothing to read.
+        let read_link = *link_open && self.pending.is_none();
+        // Commands already read ahead are handled now; the poll only looks at what else happened.
+        let buffered = read_link && !self.inbox.is_empty();
+        if buffered {
+            ms = Some(0);
+        }
         let timeout = ms.map(|ms| rustix::time::Timespec {
             tv_sec: (ms / 1000) as i64,
             tv_nsec: ((ms % 1000) * 1_000_000) as _,
         });
-        // While a data store waits for vigild the application waits for its reply: nothing to read.
-        let read_link = *link_open && self.pending.is_none();
         let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
         if read_link {
             fds.push(PollFd::new(link, PollFlags::IN));
@@ -302,10 +350,17 @@ impl Supervisor {
         drop(fds);
         let mut i = 1;
         if read_link {
-            if ready[i] {
-                match self.incoming(link) {
-                    Incoming::Closed => *link_open = false,
-                    Incoming::Command(c) => self.command(c, link, watch, pidfd)?,
+            if ready[i] || buffered {
+                // Every command of the read; the next read once they are handled (or one waits for
+                // vigild, whose reply the application waits for).
+                loop {
+                    match self.incoming(link) {
+                        Incoming::Closed => *link_open = false,
+                        Incoming::Command(c) => self.command(c, link, watch, pidfd)?,
+                    }
+                    if !*link_open || self.pending.is_some() || self.inbox.is_empty() {
+                        break;
+                    }
                 }
             }
             i += 1;
@@ -344,7 +399,7 @@ impl Supervisor {
 
     fn incoming(&mut self, link: &OwnedFd) -> Incoming {
         let mut b = [0u8; 1];
-        match recv_exact(link, &mut b) {
+        match self.inbox.read_exact(link, &mut b) {
             Ok(()) => Incoming::Command(b[0]),
             Err(_) => Incoming::Closed,
         }
@@ -386,27 +441,35 @@ impl Supervisor {
             }
             CMD_DATA => {
                 let mut head = [0u8; 9];
-                if recv_exact(link, &mut head).is_err() {
+                if self.inbox.read_exact(link, &mut head).is_err() {
                     return Ok(());
                 }
                 let len = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")) as usize;
                 let mut d = Vec::new();
                 if len > SAM_DATA_MAX || d.try_reserve_exact(len).is_err() {
                     // Drain what the application sends, then say why.
-                    let _ = io::copy(&mut LinkReader(link).take(len as u64), &mut io::sink());
+                    let _ = self.inbox.skip(link, len as u64);
                     Self::reply(link, Err(SamError::NoMemory));
                     return Ok(());
                 }
                 d.resize(len, 0);
-                if recv_exact(link, &mut d).is_err() {
+                if self.inbox.read_exact(link, &mut d).is_err() {
                     return Ok(());
                 }
                 let data = (head[0] != 0).then_some(d);
-                self.report_then_reply(SamChange::Data(data.clone()), link, Pending::Data(data));
+                if self.reporter.is_some() && data.as_ref().map_or(0, Vec::len) <= self.accepted {
+                    // Written behind: the supervisor keeps it (as corosync's does), vigild gets it from
+                    // the reporter, within one commit; a newer store replaces one not yet sent.
+                    self.data = data.clone();
+                    self.report(SamChange::Data(data)).ok();
+                    Self::reply(link, Ok(()));
+                } else {
+                    self.report_then_reply(SamChange::Data(data.clone()), link, Pending::Data(data));
+                }
             }
             CMD_WARN_SIGNAL => {
                 let mut s = [0u8; 4];
-                if recv_exact(link, &mut s).is_err() {
+                if self.inbox.read_exact(link, &mut s).is_err() {
                     return Ok(());
                 }
                 self.warn_signal = i32::from_le_bytes(s);
@@ -470,16 +533,5 @@ impl Supervisor {
                 }
             }
         }
-    }
-}
-
-/// Reads from the link socket.
-struct LinkReader<'a>(&'a OwnedFd);
-
-impl Read for LinkReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        rustix::net::recv(self.0, buf, RecvFlags::empty())
-            .map(|(n, _)| n)
-            .map_err(io::Error::from)
     }
 }

@@ -27,6 +27,8 @@ pub struct Saved {
     /// `READY=1` was received, and the last `STATUS=` text.
     pub ready: bool,
     pub status: Option<String>,
+    /// The current instance counts as running (see `Tag::is_up`).
+    pub up: bool,
 }
 
 impl Tag {
@@ -44,6 +46,7 @@ impl Tag {
         tag.starts = saved.starts;
         tag.quick_failures = saved.quick_failures;
         tag.pending = saved.pending;
+        tag.up = saved.up;
         tag
     }
 
@@ -112,6 +115,11 @@ impl Tag {
         self.pending
     }
 
+    /// The current instance counts as running, or will once its state is `Running` again (stored).
+    pub fn up(&self) -> bool {
+        self.up
+    }
+
     /// The health checks of the current instance.
     pub fn health(&self) -> &Health {
         &self.health
@@ -154,6 +162,7 @@ mod tests {
             pending: Some(StartKind::Restart { counted: true }),
             ready: true,
             status: Some("serving".into()),
+            up: true,
         };
         let tag = Tag::restored(TagName::new("db").unwrap(), spec(), saved.clone());
         let back = Saved {
@@ -168,6 +177,7 @@ mod tests {
             pending: tag.pending(),
             ready: tag.health().ready,
             status: tag.health().status.clone(),
+            up: tag.up(),
         };
         assert_eq!(back, saved);
         assert_eq!(tag.name().as_str(), "db");

@@ -11,10 +11,13 @@
 //! | Action                 | RunAction                                | Spawn (restart, uncounted)       |
 //! | Stopped, enabled       | Spawn (fresh budget)                     | Spawn (fresh budget)             |
 //! | Stopped, disabled      | nothing                                  | Spawn (fresh budget), enabled    |
-//! | Failed                 | nothing                                  | Spawn (fresh budget)             |
+//! | Failed, Exited         | nothing                                  | Spawn (fresh budget)             |
 //! | Waiting                | nothing (the step's scan decides)        | Spawn (restart, uncounted)       |
 //! | Running, none watched  | Spawn (fresh budget): they vanished      | Spawn (restart, uncounted)       |
 //! | Running, processes     | health clocks start over from `now`      | stop signal + Stopping(restart)  |
+//!
+//! A tag declared with `autostart = false` is created stopped and disabled (`declare_stopped`), and a
+//! reload that changes its spec leaves it so when it is not under way (`respec_manual`).
 
 use super::{Effect, StopMode, Tag, TagState};
 use crate::names::TagName;
@@ -60,12 +63,30 @@ impl Tag {
     }
 }
 
-/// Whether a tag declared to start after `after` may start: every one of them exists and is running.
+impl Tag {
+    /// A tag declared with `autostart = false`: it exists, stopped, until a user starts it, and stays
+    /// so across restarts of vigild.
+    pub fn declare_stopped(&mut self) {
+        self.enabled = false;
+    }
+
+    /// A reload gives a tag declared with `autostart = false` a new spec: one that is not under way
+    /// takes it and stays as it is; one that runs restarts with it, as with `respec`.
+    pub fn respec_manual(&mut self, spec: TagSpec, now: Timestamp) -> Vec<Effect> {
+        if self.tree.is_empty() && !self.is_active() {
+            self.spec = spec;
+            vec![]
+        } else {
+            self.respec(spec, now)
+        }
+    }
+}
+
+/// Whether a tag declared to start after `after` may start: every one of them exists and counts as
+/// running (it lived its `start_secs`, or said `READY=1` when it uses notify).
 /// `lookup` finds a tag by name.
 pub fn after_ready<'a>(after: &[TagName], lookup: impl Fn(&TagName) -> Option<&'a Tag>) -> bool {
-    after
-        .iter()
-        .all(|d| lookup(d).is_some_and(|t| t.state == TagState::Running))
+    after.iter().all(|d| lookup(d).is_some_and(|t| t.is_up()))
 }
 
 #[cfg(test)]

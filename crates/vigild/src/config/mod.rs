@@ -175,6 +175,32 @@ struct TagSection {
     log_timestamps: bool,
     env_file: Option<String>,
     tag_group: Option<String>,
+    /// `always` (the default), `on-failure` or `never`.
+    restart: Option<String>,
+    /// Exit codes that are a success (default: 0).
+    success_exit_codes: Option<Vec<u8>>,
+    /// Signals whose deaths are a success, by name or number (default: none).
+    success_signals: Option<Vec<SignalName>>,
+    /// Seconds an instance must live before it counts as running (default: 0).
+    start_secs: Option<f64>,
+    /// The program sends READY=1 when it serves (systemd's Type=notify).
+    #[serde(default)]
+    notify: bool,
+    /// false: declared, stopped, started by `vigil start` (default: true).
+    #[serde(default = "yes")]
+    autostart: bool,
+}
+
+/// A signal as a config file gives it: `"TERM"`, `"SIGTERM"` or `15`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SignalName {
+    Name(String),
+    Number(i32),
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One probe: exactly one of `exec`, `tcp`, `http`.
@@ -233,6 +259,8 @@ pub struct Config {
     pub categories: Vec<vigil_core::psm::CategoryName>,
     /// CMAP keys to preload.
     pub cmap_keys: Vec<(String, vigil_core::cmap::CmapValue)>,
+    /// Tags declared with `autostart = false`.
+    pub manual: BTreeSet<TagName>,
 }
 
 fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
@@ -337,6 +365,7 @@ pub fn parse_in(text: &str, uid: u32, gid: u32, dir: Option<&Path>) -> anyhow::R
         .map(|c| vigil_core::psm::CategoryName::new(c).map_err(|e| anyhow::anyhow!("psm.categories: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut tags = Vec::new();
+    let mut manual = BTreeSet::new();
     for (name, t) in file.tag {
         let ctx = |e: String| anyhow::anyhow!("tag.{name}: {e}");
         let program_type = match t.program_type.as_deref() {
@@ -380,6 +409,8 @@ pub fn parse_in(text: &str, uid: u32, gid: u32, dir: Option<&Path>) -> anyhow::R
             .enumerate()
             .map(|(i, p)| p.to_wire(i).map_err(|e| ctx(e.to_string())))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let supervision = supervision_of(&t).map_err(ctx)?;
+        let autostart = t.autostart;
         let wire_res = res_keys::ResKeys {
             user: t.user.as_ref(),
             group: t.group.as_ref(),
@@ -431,6 +462,10 @@ pub fn parse_in(text: &str, uid: u32, gid: u32, dir: Option<&Path>) -> anyhow::R
             may_switch: uid == 0,
         };
         crate::tag_res::apply(&tag, &mut spec, &wire_res, asker).map_err(|e| ctx(e.message))?;
+        let spec = crate::supervision::with_supervision(&tag, spec, &supervision).map_err(|e| ctx(e.message))?;
+        if !autostart {
+            manual.insert(tag.clone());
+        }
         tags.push((tag, spec));
     }
     check_after(&tags)?;
@@ -439,7 +474,41 @@ pub fn parse_in(text: &str, uid: u32, gid: u32, dir: Option<&Path>) -> anyhow::R
         tags,
         categories,
         cmap_keys,
+        manual,
     })
+}
+
+/// The supervision keys of a tag, as the wire carries them (vigild checks them as for a request).
+fn supervision_of(t: &TagSection) -> Result<vigil_proto::Supervision, String> {
+    let mut s = vigil_proto::Supervision::default();
+    if let Some(r) = &t.restart {
+        s.restart = match vigil_core::RestartPolicy::parse(r).map_err(|e| format!("restart: {e}"))? {
+            vigil_core::RestartPolicy::Always => vigil_proto::RestartPolicy::Always,
+            vigil_core::RestartPolicy::OnFailure => vigil_proto::RestartPolicy::OnFailure,
+            vigil_core::RestartPolicy::Never => vigil_proto::RestartPolicy::Never,
+        };
+    }
+    if let Some(codes) = &t.success_exit_codes {
+        s.success_exit_codes = codes.clone();
+    }
+    if let Some(sigs) = &t.success_signals {
+        s.success_signals = sigs
+            .iter()
+            .map(|g| match g {
+                SignalName::Number(n) => Ok(*n),
+                SignalName::Name(n) => vigil_proto::signal_from_str(n)
+                    .ok_or_else(|| format!("success_signals: {n:?} is not a signal name or number")),
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(v) = t.start_secs {
+        if !(0.0..=3600.0).contains(&v) {
+            return Err(format!("start_secs = {v} is outside 0..=3600 seconds"));
+        }
+        s.start_secs_ms = (v * 1000.0).round() as u64;
+    }
+    s.notify = t.notify;
+    Ok(s)
 }
 
 /// Every `after` names a declared tag, and there is no cycle.

@@ -5,6 +5,7 @@ pub mod health;
 pub mod lineage;
 pub mod logs;
 pub mod marks;
+pub mod policy;
 pub mod procs;
 pub mod reap_scan;
 pub mod requests;

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use vigil_core::{Period, Refused, Retries, Signal, StopMode, Tag, TagName, TagState};
-use vigil_proto::{ErrorCode, Response, RunSpec, TagSummary, WireError};
+use vigil_proto::{ErrorCode, Response, TagSummary, WireError};
 
 use crate::clock::now;
 use crate::conn::{Caller, ConnTx};
+use crate::msg::RunArgs;
 use crate::pmf::state::{Entry, WaitFor, Waiter};
 use crate::state::Daemon;
 
@@ -110,7 +111,7 @@ impl Daemon {
     }
 
     /// The tag exists and the caller owns it (or is root).
-    fn owned(&self, caller: Caller, tag: &str, verb: &str) -> Result<TagName, WireError> {
+    pub(crate) fn owned(&self, caller: Caller, tag: &str, verb: &str) -> Result<TagName, WireError> {
         let name = self.known(tag)?;
         let owner = self.pmf.tags[&name].tag.spec().uid;
         if caller.uid != 0 && caller.uid != owner {
@@ -144,16 +145,8 @@ impl Daemon {
 
     /// `Run` and `RunOnce` (`once`): another user's programs are checked off the loop (see `run`), and
     /// the answer comes when the check is done (`Msg::RunChecked`).
-    pub fn run_request(
-        &mut self,
-        caller: Caller,
-        id: u64,
-        run: RunSpec,
-        res: vigil_proto::Resources,
-        out: &ConnTx,
-        once: bool,
-    ) -> Option<Answer> {
-        match self.run(caller, run, &res, false, once) {
+    pub fn run_request(&mut self, caller: Caller, id: u64, run: RunArgs, out: &ConnTx, once: bool) -> Option<Answer> {
+        match self.run(caller, run, false, once) {
             Ok(RunOutcome::Done(r)) => Some(Ok(r)),
             Err(e) => Some(Err(e)),
             Ok(RunOutcome::Check(job)) => {
@@ -164,8 +157,7 @@ impl Daemon {
                     let _ = tx.send(crate::msg::Msg::RunChecked {
                         caller,
                         id,
-                        run: job.run,
-                        res,
+                        run: Box::new(job.run),
                         once,
                         out,
                         result,
@@ -178,32 +170,15 @@ impl Daemon {
 
     /// The end of a `Run` whose programs were checked off the loop: everything else is checked again,
     /// since the tags may have changed meanwhile.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_run_checked(
-        &mut self,
-        caller: Caller,
-        id: u64,
-        run: RunSpec,
-        res: vigil_proto::Resources,
-        once: bool,
-        out: &ConnTx,
-        result: Answer,
-    ) {
-        let answer = result.and_then(|_| match self.run(caller, run, &res, true, once)? {
+    pub fn on_run_checked(&mut self, caller: Caller, id: u64, run: RunArgs, once: bool, out: &ConnTx, result: Answer) {
+        let answer = result.and_then(|_| match self.run(caller, run, true, once)? {
             RunOutcome::Done(r) => Ok(r),
             RunOutcome::Check(_) => unreachable!("a checked run is not checked again"),
         });
         self.reply(out, id, answer);
     }
 
-    fn run(
-        &mut self,
-        caller: Caller,
-        run: RunSpec,
-        res: &vigil_proto::Resources,
-        checked: bool,
-        once: bool,
-    ) -> Result<RunOutcome, WireError> {
+    fn run(&mut self, caller: Caller, run: RunArgs, checked: bool, once: bool) -> Result<RunOutcome, WireError> {
         self.refuse_if_shutting_down()?;
         if self.node.uid != 0 && caller.uid != self.node.uid {
             return Err(err(
@@ -214,13 +189,14 @@ impl Daemon {
                 ),
             ));
         }
-        let (name, mut spec) = crate::spec::build(&run, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
+        let (name, mut spec) = crate::spec::build(&run.0, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
         let asker = crate::tag_res::Asker {
             uid: caller.uid,
             gid: caller.gid,
             may_switch: caller.uid == 0 && self.node.uid == 0,
         };
-        crate::tag_res::apply(&name, &mut spec, res, asker)?;
+        crate::tag_res::apply(&name, &mut spec, &run.2, asker)?;
+        let spec = crate::supervision::with_supervision(&name, spec, &run.1)?;
         if let Some(old) = self.pmf.tags.get(&name) {
             // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
             if once && old.tag.is_active() && *old.tag.spec() == spec {
@@ -365,6 +341,22 @@ impl Daemon {
         );
         self.pmf.dirty.insert(name.clone());
         self.apply(&name, fx);
+    }
+
+    /// Adds a config tag declared with `autostart = false`: stopped until a user starts it.
+    pub fn insert_stopped(&mut self, name: TagName, spec: vigil_core::TagSpec) {
+        let mut tag = Tag::new(name.clone(), spec);
+        tag.set_storm(self.storm_for(&name, true));
+        tag.declare_stopped();
+        self.pmf.tags.insert(
+            name.clone(),
+            Entry {
+                tag,
+                from_config: true,
+                session: None,
+            },
+        );
+        self.pmf.dirty.insert(name);
     }
 
     pub fn start(&mut self, caller: Caller, tag: &str) -> Answer {
@@ -564,7 +556,7 @@ struct RunCheck {
     /// The supplementary groups the tag will have (a named user's): they may open the way to a program.
     groups: Vec<u32>,
     path: std::ffi::OsString,
-    run: RunSpec,
+    run: RunArgs,
 }
 
 impl RunCheck {

@@ -155,7 +155,13 @@ impl Daemon {
 
     /// Makes the config-declared tags match `tags`: new ones start, changed ones restart with the new
     /// spec, ones no longer declared are stopped and removed.
-    pub fn apply_config(&mut self, tags: Vec<(TagName, TagSpec)>) -> ReloadReport {
+    /// Tags in `manual` (`autostart = false`) are created stopped, and a changed spec does not start
+    /// them.
+    pub fn apply_config(
+        &mut self,
+        tags: Vec<(TagName, TagSpec)>,
+        manual: &std::collections::BTreeSet<TagName>,
+    ) -> ReloadReport {
         let mut report = ReloadReport::default();
         let declared: std::collections::BTreeSet<TagName> = tags.iter().map(|(n, _)| n.clone()).collect();
         let gone: Vec<TagName> = self
@@ -180,6 +186,10 @@ impl Daemon {
         // Tags are started in an order where every `after` comes first; the rest wait for their turn.
         for (name, spec) in tags {
             match self.pmf.tags.get_mut(&name) {
+                None if manual.contains(&name) => {
+                    self.insert_stopped(name.clone(), spec);
+                    report.unchanged.push(name.to_string());
+                }
                 None => {
                     self.insert_and_start(name.clone(), spec, true);
                     report.started.push(name.to_string());
@@ -187,7 +197,11 @@ impl Daemon {
                 Some(e) if *e.tag.spec() == spec && e.from_config => report.unchanged.push(name.to_string()),
                 Some(e) => {
                     e.from_config = true;
-                    let fx = e.tag.respec(spec, now);
+                    let fx = if manual.contains(&name) {
+                        e.tag.respec_manual(spec, now)
+                    } else {
+                        e.tag.respec(spec, now)
+                    };
                     self.pmf.dirty.insert(name.clone());
                     self.apply(&name, fx);
                     report.restarted.push(name.to_string());
@@ -239,7 +253,7 @@ impl Daemon {
         self.pmf.users.clear();
         self.store.db.set_events_kept(config.settings.events_kept);
         self.ensure_categories(&config.categories);
-        let report = self.apply_config(config.tags);
+        let report = self.apply_config(config.tags, &config.manual);
         self.apply_storm_settings();
         Ok(vigil_proto::Response::Reload(report))
     }

@@ -116,4 +116,12 @@ pub enum WaitFor {
     },
     /// None of these processes is alive.
     ProcsGone(TagName, Vec<ProcId>),
+    /// `WaitFor`: the tag reaches `until`; with `instance`, that start of it (see
+    /// `Daemon::wait_for`). The answer is the tag's status as `viewer` may see it.
+    Reaches {
+        tag: TagName,
+        until: vigil_proto::WaitUntil,
+        instance: Option<u64>,
+        viewer: u32,
+    },
 }

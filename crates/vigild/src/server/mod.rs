@@ -25,6 +25,10 @@ use vigil_proto::{ClientMsg, FrameError, ServerMsg, HEADER_LEN, PROTOCOL_VERSION
 use crate::conn::{Caller, ConnTx, Limits, Outgoing, Queued, Shared};
 use crate::msg::Msg;
 
+/// Bytes read from a connection ahead of the frame being decoded: a request's frame is rarely larger,
+/// and a connection that is not read (backpressure) holds at most this much beyond its socket buffer.
+const READ_BUFFER: usize = 8 << 10;
+
 /// Open connections per uid, kept by the accept loop and released when a connection ends.
 #[derive(Default)]
 struct Counts {
@@ -389,7 +393,10 @@ async fn connection(
         conn,
     };
     debug!(uid = caller.uid, "connected");
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    // A frame (and whatever follows it) in one read, rather than a read for its first byte, one for the
+    // rest of its header and one for its payload.
+    let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
     let (out_tx, out_rx) = ConnTx::new(conn, Some(limits));
     let shared = out_tx.shared.clone();
     let mut writer = tokio::spawn(write_loop(wr, out_rx, shared.clone(), limits.send_timeout));
@@ -441,7 +448,7 @@ async fn connection(
                 _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
                 // The peer may hang up meanwhile: its waiting requests must go with it, though the
                 // requests it left unread keep the socket readable.
-                _ = hung_up(&rd) => return Ok(()),
+                _ = hung_up(rd.get_ref()) => return Ok(()),
             };
             let len = tokio::select! {
                 l = read_header(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => l,
@@ -471,7 +478,7 @@ async fn connection(
                             tokio::select! {
                                 p = b.clone().acquire_many_owned(cost) => p.map_err(|_| "closed".to_string())?,
                                 _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
-                                _ = hung_up(&rd) => return Ok(()),
+                                _ = hung_up(rd.get_ref()) => return Ok(()),
                             }
                         }
                     };

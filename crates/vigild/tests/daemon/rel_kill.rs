@@ -501,8 +501,8 @@ fn a_run_sent_again_is_answered_with_the_running_tag() {
         (again.main_pid, again.starts, again.state.as_str()),
         (Some(pid), 1, "running")
     );
-    // The CLI's run is the same request.
-    let out = v.cli(&["run", "again", "--", "sh", "-c", "exec sleep 1000"]);
+    // The CLI's run is the same request (with the library's start secs, 0: the CLI's default is 1 s).
+    let out = v.cli(&["run", "again", "--start-secs", "0", "--", "sh", "-c", "exec sleep 1000"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(v.status("again").starts, 1);
     // Another spec under that name is still refused, and `Run` itself keeps its meaning.

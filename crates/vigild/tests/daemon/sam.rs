@@ -99,7 +99,7 @@ pub(crate) fn names(evs: &[Event]) -> Vec<String> {
         .collect()
 }
 
-fn attr(e: &Event, k: &str) -> Option<i64> {
+pub(crate) fn attr(e: &Event, k: &str) -> Option<i64> {
     e.attrs.iter().find(|(n, _)| n == k).and_then(|(_, v)| match v {
         Value::Int(i) => Some(*i),
         _ => None,

@@ -341,7 +341,7 @@ fn environment_values_are_shown_to_the_owner_and_root_only() {
         let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         j[0]["env"].clone()
     };
-    let pair = |k: &str, val: &str| serde_json::json!([[k, val]]);
+    let pair = |k: &str, val: &str| serde_json::json!({ k: val });
     // Root and the owner see the values; others the names only.
     assert_eq!(env_of(None, "rootdb"), pair("DB_PASSWORD", "r00tsecret"));
     assert_eq!(env_of(Some(NOBODY), "rootdb"), pair("DB_PASSWORD", "<hidden>"));
@@ -438,7 +438,7 @@ fn nobody_cannot_learn_which_files_exist_where_only_root_may_look() {
     let ok = v.cli_as(Some(NOBODY), &["run", "fine", "--", "sleep", "60"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     v.wait_state("fine", "running");
-    let ok = v.cli(&["run", "rootprog", "--", &prog]);
+    let ok = v.cli(&["run", "rootprog", "--start-secs", "0", "--", &prog]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     // vigild answered each refusal and stays up.
     assert!(v.client().list().unwrap().iter().all(|t| !t.name.starts_with('o')));

@@ -41,7 +41,10 @@ fn assert_private(p: &Path, uid: u32) {
 }
 
 fn run_as_nobody(v: &Vigild, tag: &str, script: &str) {
-    let out = v.cli_as(Some(NOBODY), &["run", tag, "--", "sh", "-c", script]);
+    let out = v.cli_as(
+        Some(NOBODY),
+        &["run", tag, "--start-secs", "0", "--", "sh", "-c", script],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

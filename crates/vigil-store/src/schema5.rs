@@ -1,11 +1,17 @@
-//! Schema 5: a tag's resources (user and group names, limits, nice, umask, stderr log, tag group), and
-//! the frozen layout of schema 4's tag record that the migration reads.
+//! Schema 5: tags gain their supervision settings (restart policy, success statuses, start_secs,
+//! notify) and whether the instance counts as running. Tags of schema 4 are rewritten with the settings
+//! they behaved by (`SupervisionRecord::default`), in schema 5's layout (`TagRecordV5`), which the step
+//! to schema 6 then reads.
 
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::records::{ExitRecord, ProbeRecord, ProcRecord, ResRecord, StateRecord, TagRecord};
+use crate::records::{ExitRecord, ProbeRecord, ProcRecord, StateRecord, SupervisionRecord};
+use crate::schema6::TagRecordV5;
+use crate::{StoreError, TAGS};
 
-/// A tag as schema 4 stored it: without resources. Read only, by the migration.
+/// A tag as schema 4 stored it: without supervision settings. Read only, by the migration (and written
+/// by the step from schema 3, so that each step reads what the one before wrote).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagRecordV4 {
     pub name: String,
@@ -47,9 +53,9 @@ pub struct TagRecordV4 {
     pub status_text: Option<String>,
 }
 
-impl From<TagRecordV4> for TagRecord {
-    fn from(v: TagRecordV4) -> TagRecord {
-        TagRecord {
+impl From<TagRecordV4> for TagRecordV5 {
+    fn from(v: TagRecordV4) -> TagRecordV5 {
+        TagRecordV5 {
             name: v.name,
             command: v.command,
             env: v.env,
@@ -81,7 +87,29 @@ impl From<TagRecordV4> for TagRecord {
             probes: v.probes,
             ready: v.ready,
             status_text: v.status_text,
-            res: ResRecord::default(),
+            supervision: SupervisionRecord::default(),
         }
     }
+}
+
+/// Rewrites every tag of schema 4 at schema 5.
+pub(crate) fn migrate_4_to_5(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut tags = tx.open_table(TAGS)?;
+    let mut rewritten = Vec::new();
+    for row in tags.iter()? {
+        let (k, v) = row?;
+        let old: TagRecordV4 = postcard::from_bytes(v.value()).map_err(|source| StoreError::Record {
+            what: format!("tag {} (schema 4)", k.value()),
+            source,
+        })?;
+        rewritten.push(TagRecordV5::from(old));
+    }
+    for t in rewritten {
+        let bytes = postcard::to_allocvec(&t).map_err(|source| StoreError::Record {
+            what: format!("tag {}", t.name),
+            source,
+        })?;
+        tags.insert(t.name.as_str(), bytes.as_slice())?;
+    }
+    Ok(())
 }

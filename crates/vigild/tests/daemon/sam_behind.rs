@@ -1,0 +1,129 @@
+//! SAM without waiting for vigild: what corosync's library does in the application's own supervisor
+//! (keep the data, start the next instance) does not wait for vigild's commit. vigild is stopped
+//! (SIGSTOP) while the application acts, so anything that still waited for it would not return.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::sam::SamApp;
+
+/// vigild, stopped until dropped.
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(v: &Vigild) -> Stopped {
+        let pid = v.pid() as i32;
+        kill(pid, "STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        kill(self.0, "CONT");
+    }
+}
+
+fn lines_with(app: &SamApp, prefix: &str) -> usize {
+    app.lines().iter().filter(|l| l.starts_with(prefix)).count()
+}
+
+/// The record vigild keeps for the application's supervisor (with its data size), once it has one.
+fn record(v: &Vigild, pid: i32) -> Option<vigil_client::proto::SamProcess> {
+    v.client().sam_list().ok()?.into_iter().find(|p| p.pid == pid)
+}
+
+#[test]
+fn a_data_store_no_larger_than_the_last_one_vigild_took_is_written_behind() {
+    let v = Vigild::start();
+    let go = v.path("go");
+    let app = SamApp::start(
+        Some(&v),
+        v.dir.path(),
+        &[
+            "--interval",
+            "60000",
+            "--on",
+            &format!("1:store:aaaa;wait:{};store:bbbb;store:cccccccc;exit:0", go.display()),
+        ],
+    );
+    wait_for("vigild has the first store", || {
+        record(&v, app.pid()).filter(|r| r.data_size == 4)
+    });
+    {
+        let _stopped = Stopped::new(&v);
+        std::fs::write(&go, "").unwrap();
+        // The same size: the supervisor keeps it and answers at once.
+        wait_for_within(
+            "the second store returns while vigild is stopped",
+            Duration::from_secs(5),
+            || (lines_with(&app, "1 store:") == 2).then_some(()),
+        );
+        // Larger: it could go over the user's quota, so it waits for vigild's word.
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            assert_eq!(
+                lines_with(&app, "1 store:"),
+                2,
+                "a larger store returned while vigild was stopped"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    wait_for("the larger store returns once vigild runs", || {
+        (lines_with(&app, "1 store:") == 3).then_some(())
+    });
+    assert!(
+        app.lines()
+            .iter()
+            .filter(|l| l.starts_with("1 store:"))
+            .all(|l| l.ends_with(" ok")),
+        "{:#?}",
+        app.lines()
+    );
+    // vigild got the blob written behind, and the larger one after it.
+    let evs = crate::sam::sam_events(&v, app.pid());
+    let sizes: Vec<i64> = evs
+        .iter()
+        .filter(|e| e.name.ends_with(".data"))
+        .filter_map(|e| crate::sam::attr(e, "size"))
+        .collect();
+    assert_eq!(sizes, vec![4, 4, 8], "{evs:#?}");
+}
+
+#[test]
+fn the_next_instance_runs_before_vigild_hears_that_the_last_one_ended() {
+    let v = Vigild::start();
+    let go = v.path("go");
+    let mut app = SamApp::start(
+        Some(&v),
+        v.dir.path(),
+        &[
+            "--interval",
+            "60000",
+            "--on",
+            &format!("1:start;wait:{};abort", go.display()),
+            "--on",
+            "2:exit:0",
+        ],
+    );
+    wait_for("vigild has the first instance", || {
+        record(&v, app.pid()).filter(|r| r.info.instance == 1)
+    });
+    {
+        let _stopped = Stopped::new(&v);
+        std::fs::write(&go, "").unwrap();
+        wait_for_within(
+            "the second instance's register returns while vigild is stopped",
+            Duration::from_secs(5),
+            || app.result(2, "exit:0"),
+        );
+    }
+    assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
+    assert_eq!(app.result(2, "register"), Some("2".into()), "{:#?}", app.lines());
+    // vigild heard all of it, in order: the first instance's end before the second one.
+    let n = crate::sam::names(&crate::sam::sam_events(&v, app.pid()));
+    let exit = n.iter().position(|x| x == "exit").expect("an exit event");
+    let restart = n.iter().position(|x| x == "restart").expect("a restart event");
+    assert!(exit < restart, "{n:?}");
+}
