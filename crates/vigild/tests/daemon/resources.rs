@@ -285,14 +285,23 @@ fn several_tags_at_once_by_name_glob_and_group() {
     }
     let out = v.cli(&["stop", "web*"]);
     ok(&out);
-    assert_eq!(stdout(&out), "web1: stopped\nweb2: stopped\n");
+    // Each line says what was done, then the tag's state when it is not that yet
+    // (`web1: stopped (stopping, pid 42)`).
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("web1: stopped"), "{lines:?}");
+    assert!(lines[1].starts_with("web2: stopped"), "{lines:?}");
     v.wait_state("web1", "stopped");
     v.wait_state("web2", "stopped");
     assert_eq!(v.status("db1").state, "running");
 
     let out = v.cli(&["start", "@web"]);
     ok(&out);
-    assert_eq!(stdout(&out), "web1: started\nweb2: started\n");
+    // Each line is what was done and the tag now: `web1: started (running, pid 42)`.
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("web1: started (running, pid "), "{lines:?}");
+    assert!(lines[1].starts_with("web2: started (running, pid "), "{lines:?}");
     v.wait_state("web2", "running");
 
     // One line per tag, and a nonzero exit when any failed.
@@ -300,9 +309,21 @@ fn several_tags_at_once_by_name_glob_and_group() {
     assert_eq!(out.status.code(), Some(1));
     let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
     assert_eq!(lines.len(), 4, "{lines:?}");
-    assert_eq!(lines[0], "db1: restarted");
+    assert!(lines[0].starts_with("db1: restarted ("), "{lines:?}");
     assert!(lines[1].starts_with("nosuch: error: no such tag"), "{lines:?}");
-    assert_eq!(&lines[2..], ["web1: restarted", "web2: restarted"]);
+    assert!(lines[2].starts_with("web1: restarted ("), "{lines:?}");
+    assert!(lines[3].starts_with("web2: restarted ("), "{lines:?}");
+    // With --json, an array of what was done, one object per tag.
+    let out = v.cli(&["--json", "stop", "@web"]);
+    ok(&out);
+    let done: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let subjects: Vec<(&str, &str)> = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["subject"].as_str().unwrap(), d["done"].as_str().unwrap()))
+        .collect();
+    assert_eq!(subjects, [("web1", "stopped"), ("web2", "stopped")], "{done}");
     // A pattern that matches nothing is an error of its own.
     let out = v.cli(&["stop", "@nobody-here"]);
     assert_eq!(out.status.code(), Some(1));
@@ -395,7 +416,17 @@ fn log_lines_get_timestamps_and_outlive_a_kill_of_vigild() {
         "{text:?}"
     );
     // A stamper of this vigild ends with its tag's output, and is reaped.
-    ok(&v.cli(&["run", "brief", "--log-timestamps", "--", "sh", "-c", "echo bye"]));
+    ok(&v.cli(&[
+        "run",
+        "brief",
+        "--log-timestamps",
+        "--start-secs",
+        "0",
+        "--",
+        "sh",
+        "-c",
+        "echo bye",
+    ]));
     let st = v.status("brief");
     wait_for("brief's line", || {
         std::fs::read_to_string(&st.log_path)
@@ -405,4 +436,46 @@ fn log_lines_get_timestamps_and_outlive_a_kill_of_vigild() {
     wait_for("the stamper to be reaped", || {
         stampers(v.pid()).is_empty().then_some(())
     });
+}
+
+/// A run with resources keeps its supervision settings (they travel together in one `RunWith`), and a
+/// kill -9 of vigild keeps both (the store holds them side by side).
+#[test]
+fn resources_and_supervision_settings_go_together() {
+    let mut v = Vigild::start();
+    ok(&v.cli(&[
+        "run",
+        "both",
+        "--nice",
+        "3",
+        "--tag-group",
+        "pair",
+        "--restart",
+        "never",
+        "--success-exit-codes",
+        "0,3",
+        "--start-secs",
+        "0",
+        "--",
+        "sleep",
+        "1000",
+    ]));
+    let st = v.status("both");
+    assert_eq!(st.supervision.restart, vigil_client::proto::RestartPolicy::Never);
+    assert_eq!(st.supervision.success_exit_codes, vec![0, 3]);
+    let pid = st.main_pid.expect("running");
+    assert_eq!(nice_of(pid), 3);
+    v.kill9();
+    v.spawn();
+    let st = v.status("both");
+    assert_eq!(st.supervision.restart, vigil_client::proto::RestartPolicy::Never);
+    assert_eq!(st.supervision.success_exit_codes, vec![0, 3]);
+    let res = v.client().resources(Some("both")).unwrap();
+    assert_eq!(res[0].resources.nice, Some(3));
+    assert_eq!(res[0].resources.tag_group.as_deref(), Some("pair"));
+    // `never` still holds after the restart: a death by SIGTERM (no success) fails the tag, unrestarted.
+    assert_eq!(st.main_pid, Some(pid), "the same process, adopted");
+    kill(pid, "TERM");
+    let st = v.wait_state("both", "failed");
+    assert_eq!(st.starts, 1, "never restarted");
 }
