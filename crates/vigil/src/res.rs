@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use vigil_client::proto::json as view;
 use vigil_client::proto::{LimitSpec, Resources, TagResources, TagStatus};
 use vigil_client::Client;
 
@@ -132,11 +133,9 @@ pub fn print_resources(r: &TagResources) {
     }
 }
 
-/// `vigil status` of the given statuses, each with its resource lines when vigild has them.
+/// `vigil status` of the given statuses, each with its resource lines (with `--json`, its `resources`
+/// object) when vigild has them.
 pub fn print_status(c: &mut Client, tags: &[TagStatus], json: bool) {
-    if json {
-        return crate::output::status(tags, true);
-    }
     // One request per tag shows each whole; past `PER_TAG` tags, the list (without stderr logs, names
     // and groups cut: it must fit one answer) saves the round trips.
     const PER_TAG: usize = 100;
@@ -145,16 +144,26 @@ pub fn print_status(c: &mut Client, tags: &[TagStatus], json: bool) {
     } else {
         None
     };
+    let mut res_of = |st: &TagStatus| match &all {
+        Some(all) => all.iter().find(|r| r.tag == st.name).cloned(),
+        None => c.resources(Some(&st.name)).ok().and_then(|mut v| v.pop()),
+    };
+    if json {
+        let v: Vec<view::Tag> = tags
+            .iter()
+            .map(|st| view::Tag {
+                resources: res_of(st).as_ref().map(view::Resources::from),
+                ..view::Tag::from(st)
+            })
+            .collect();
+        return crate::output::print_json(&v);
+    }
     for (i, st) in tags.iter().enumerate() {
         if i > 0 {
             println!();
         }
         crate::output::status(std::slice::from_ref(st), false);
-        let res = match &all {
-            Some(all) => all.iter().find(|r| r.tag == st.name).cloned(),
-            None => c.resources(Some(&st.name)).ok().and_then(|mut v| v.pop()),
-        };
-        if let Some(r) = res {
+        if let Some(r) = res_of(st) {
             print_resources(&r);
         }
     }

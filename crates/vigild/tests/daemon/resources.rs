@@ -473,6 +473,14 @@ fn resources_and_supervision_settings_go_together() {
     let res = v.client().resources(Some("both")).unwrap();
     assert_eq!(res[0].resources.nice, Some(3));
     assert_eq!(res[0].resources.tag_group.as_deref(), Some("pair"));
+    // `vigil status --json` shows them beside the supervision settings.
+    let out = v.cli(&["--json", "status", "both"]);
+    ok(&out);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown[0]["supervision"]["restart"], "never", "{shown}");
+    assert_eq!(shown[0]["resources"]["nice"], 3, "{shown}");
+    assert_eq!(shown[0]["resources"]["tag_group"], "pair", "{shown}");
+    assert_eq!(shown[0]["resources"]["user"], "root", "{shown}");
     // `never` still holds after the restart: a death by SIGTERM (no success) fails the tag, unrestarted.
     assert_eq!(st.main_pid, Some(pid), "the same process, adopted");
     kill(pid, "TERM");
