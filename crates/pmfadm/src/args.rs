@@ -106,9 +106,9 @@ usage: pmfadm -c nametag [-a action] [[-e ENV_VAR=env.var...] | -E] [-n retries]
 /// The mode letters, each followed by a nametag except `-L`.
 const MODES: &str = "cklLmqs";
 /// Letters that take a value.
-const WITH_VALUE: &str = "acCehklmnqstw";
+pub(crate) const WITH_VALUE: &str = "acCehklmnqstw";
 /// Letters that stand alone.
-const FLAGS: &str = "EL";
+pub(crate) const FLAGS: &str = "EL";
 
 #[derive(Default)]
 struct Raw {

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod manual;
 mod output;
 
 use std::process::ExitCode;
@@ -81,6 +82,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(Code::Usage as u8);
             }
         }
+    }
+    if let Some(r) = manual::generate(&words) {
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("pmfadm: {msg}");
+                ExitCode::from(Code::Usage as u8)
+            }
+        };
     }
     let inv = match args::parse(&words) {
         Ok(inv) => inv,

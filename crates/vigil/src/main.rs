@@ -9,6 +9,7 @@
 mod cmap;
 mod done;
 mod events;
+mod generate;
 mod output;
 mod res;
 mod several;
@@ -208,6 +209,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DaemonCmd,
     },
+    /// Print the completion script for SHELL (`make install` runs it)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write vigil's man pages into DIR (`make install` runs it)
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -755,6 +762,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .detail("pid", i64::from(before))
                 .print(json)
         }
+        Cmd::Completions { shell } => generate::completions(shell),
+        Cmd::Manpage { dir } => generate::manpages(&dir).map_err(|e| Failure(1, format!("manpage: {e}")))?,
     }
     Ok(0)
 }

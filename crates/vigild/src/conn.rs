@@ -23,7 +23,8 @@ pub struct Caller {
 /// A message to a connection's writer; `written` is told once the bytes are on the socket. `events`
 /// hands the writer the bounded channel of a new subscription.
 pub struct Outgoing {
-    pub msg: ServerMsg,
+    /// Boxed: an answer is moved to the outbox, the connection's channel and the writer's batch.
+    pub msg: Box<ServerMsg>,
     pub written: Option<oneshot::Sender<()>>,
     pub events: Option<mpsc::Receiver<ServerMsg>>,
 }
@@ -31,7 +32,7 @@ pub struct Outgoing {
 impl Outgoing {
     pub fn msg(msg: ServerMsg) -> Outgoing {
         Outgoing {
-            msg,
+            msg: Box::new(msg),
             written: None,
             events: None,
         }

@@ -23,6 +23,7 @@ pub mod router;
 #[cfg(test)]
 mod run_tests;
 pub mod sam;
+pub mod sd_notify;
 pub mod server;
 pub mod spec;
 pub mod stamp;
@@ -390,6 +391,16 @@ async fn serve(
     });
     d.cluster.cmds = leave.clone();
     tokio::spawn(server::accept_loop(listener, tx, limits));
+    // The socket is bound and listening: a client that connects now is served, so the service manager
+    // may start what is ordered after vigild.
+    let ready = format!(
+        "READY=1\nMAINPID={}\nSTATUS=vigild ready with {} tag(s)",
+        std::process::id(),
+        d.pmf.tags.len()
+    );
+    if let Err(e) = sd_notify::notify(&ready) {
+        warn!("cannot tell the service manager that vigild is ready: {e}");
+    }
     let connector_fd = match &d.pmf.connector {
         Some(c) => Some(SharedFd::register(c.clone())?),
         None => None,

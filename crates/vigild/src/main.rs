@@ -10,51 +10,80 @@ use clap::Parser;
 
 /// vigil's daemon: keeps vital processes alive.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "vigil's daemon: keeps vital processes alive, serves `vigil`, `pmfadm` and the C libraries on its socket",
+    long_about = "vigil's daemon: keeps vital processes alive, serves `vigil`, `pmfadm` and the C libraries on its \
+                  socket. It runs in the foreground and logs to stderr; under systemd (Type=notify) it says READY=1 \
+                  once its socket serves.\n\nSignals: TERM or INT stop every tag and exit; HUP re-executes vigild in \
+                  place (no process is touched).\n\nExit codes: 0 a clean stop; 2 a usage error; 65 a damaged \
+                  state file (see --recover); 111 a failure worth a retry (the socket in use, say).",
+    after_help = "See docs/vigild.md for the config file, the files vigild keeps and its permissions."
+)]
 struct Args {
     /// Directory for the state file and the logs [default: /var/lib/vigil for root, else
     /// $XDG_STATE_HOME/vigil or ~/.local/state/vigil]
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Socket to listen on [default: /run/vigil/vigild.sock for root, else $XDG_RUNTIME_DIR/vigil/vigild.sock]
-    #[arg(long, env = "VIGIL_SOCKET")]
+    #[arg(long, env = "VIGIL_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// TOML file declaring tags that start with vigild
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// How descendants are found: the netlink process connector (exact parentage, levels and exit
     /// statuses), a /proc scan on every exit, or auto (the connector when the kernel allows it)
-    #[arg(long, value_enum, default_value_t = vigild::Tracking::Auto)]
+    #[arg(long, value_enum, default_value_t = vigild::Tracking::Auto, value_name = "HOW")]
     tracking: vigild::Tracking,
     /// This node's name, in events and PSM answers [default: the host name]
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     node: Option<String>,
-    /// Cluster mode: etcd's client URLs, comma-separated (http://HOST:2379, or https:// with --etcd-ca)
-    #[arg(long, value_delimiter = ',', requires = "node")]
+    /// Join the cluster on etcd at these client URLs, comma-separated (http://HOST:2379, or https:// with
+    /// --etcd-ca); needs --node. Not in a build without the `cluster` feature
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "node",
+        value_name = "URLS",
+        help_heading = "Cluster mode"
+    )]
     cluster: Vec<String>,
     /// The cluster's name in etcd: keys live under /vigil/NAME/
-    #[arg(long, default_value = "vigil", requires = "cluster")]
+    #[arg(
+        long,
+        default_value = "vigil",
+        requires = "cluster",
+        value_name = "NAME",
+        help_heading = "Cluster mode"
+    )]
     cluster_name: String,
     /// Seconds a node stays up in etcd after its last keepalive (etcd's minimum is 2)
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=3600), requires = "cluster")]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=3600), requires = "cluster", value_name = "SECS", help_heading = "Cluster mode")]
     lease_ttl: u64,
     /// PEM file of the CA that signed etcd's certificates
-    #[arg(long, requires = "cluster")]
+    #[arg(long, requires = "cluster", value_name = "FILE", help_heading = "Cluster mode")]
     etcd_ca: Option<PathBuf>,
     /// PEM client certificate for etcd (with --etcd-key)
-    #[arg(long, requires_all = ["cluster", "etcd_key"])]
+    #[arg(long, requires_all = ["cluster", "etcd_key"], value_name = "FILE", help_heading = "Cluster mode")]
     etcd_cert: Option<PathBuf>,
     /// PEM private key of --etcd-cert
-    #[arg(long, requires_all = ["cluster", "etcd_cert"])]
+    #[arg(long, requires_all = ["cluster", "etcd_cert"], value_name = "FILE", help_heading = "Cluster mode")]
     etcd_key: Option<PathBuf>,
     /// etcd user (with --etcd-password)
-    #[arg(long, requires_all = ["cluster", "etcd_password"])]
+    #[arg(long, requires_all = ["cluster", "etcd_password"], value_name = "USER", help_heading = "Cluster mode")]
     etcd_user: Option<String>,
     /// etcd password of --etcd-user
-    #[arg(long, env = "VIGIL_ETCD_PASSWORD", hide_env_values = true, requires = "etcd_user")]
+    #[arg(
+        long,
+        env = "VIGIL_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user",
+        value_name = "PASSWORD",
+        help_heading = "Cluster mode"
+    )]
     etcd_password: Option<String>,
     /// Connections one user other than root may hold [default: `[daemon] max_connections_per_uid`, or 256]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000), value_name = "N")]
     max_connections_per_uid: Option<u64>,
     /// Recover a damaged state file: salvage what can be read, fill the gaps from the copy kept at the
     /// last clean shutdown, keep the damaged file aside, print what was lost, and exit
@@ -64,12 +93,55 @@ struct Args {
     /// declares or what is wrong, and exit (0: valid, 1: not); nothing is started or written
     #[arg(long, requires = "config")]
     check: bool,
-    /// error, warn, info, debug or trace (or a tracing filter)
-    #[arg(long, default_value = "info")]
+    /// What to log: error, warn, info, debug or trace, or a tracing filter (`info,vigild::pmf=debug`)
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: String,
     /// Internal: copy stdin to stdout with a timestamp before each line (a tag's `log_timestamps`)
     #[arg(long, hide = true)]
     stamp_log: bool,
+    /// How the log on stderr is written: text (for people; colours only on a terminal) or json (one
+    /// object per line, for log shippers)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    log_format: LogFormat,
+    /// Print the completion script for SHELL (bash, zsh, fish, ...) and exit (`make install` runs it)
+    #[arg(long, hide = true, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
+    /// Write vigild's man page into DIR and exit (`make install` runs it)
+    #[arg(long, hide = true, value_name = "DIR", exclusive = true)]
+    manpage: Option<PathBuf>,
+}
+
+/// The shape of vigild's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// A line per record: time, level, message, fields
+    Text,
+    /// A JSON object per line: timestamp, level, target, fields (message among them), spans
+    Json,
+}
+
+/// `--completions` and `--manpage`: the files `make install` puts in place, made from these very
+/// definitions so that they cannot drift from the options.
+fn generate(args: &Args) -> Option<std::process::ExitCode> {
+    use clap::CommandFactory;
+    if let Some(shell) = args.completions {
+        clap_complete::generate(shell, &mut Args::command(), "vigild", &mut std::io::stdout());
+        return Some(std::process::ExitCode::SUCCESS);
+    }
+    let dir = args.manpage.as_ref()?;
+    let page = dir.join("vigild.8");
+    let r = std::fs::File::create(&page).and_then(|mut f| {
+        clap_mangen::Man::new(Args::command().name("vigild"))
+            .section("8")
+            .render(&mut f)
+    });
+    Some(match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigild: --manpage: cannot write {}: {e}", page.display());
+            std::process::ExitCode::FAILURE
+        }
+    })
 }
 
 fn default_state_dir() -> PathBuf {
@@ -147,6 +219,15 @@ fn main() -> std::process::ExitCode {
     if args.stamp_log {
         return vigild::stamp::run();
     }
+    if let Some(code) = generate(&args) {
+        return code;
+    }
+    // A usage error, not a failure at start worth a retry by whoever started vigild.
+    #[cfg(not(feature = "cluster"))]
+    if !args.cluster.is_empty() {
+        eprintln!("vigild: --cluster: {}", vigild::cluster::without::DISABLED);
+        return std::process::ExitCode::from(2);
+    }
     args.state_dir = args.state_dir.map(absolute);
     args.socket = args.socket.map(absolute);
     args.config = args.config.map(absolute);
@@ -175,12 +256,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    // Colours only for a person at a terminal: a log file or a journal gets plain text.
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        // Colours only for a person at a terminal: a log file or a journal gets plain text.
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The message beside the other fields at the top of the object, where shippers look for it.
+        LogFormat::Json => log.json().flatten_event(true).with_ansi(false).init(),
+    }
     let opts = vigild::Options {
         state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         socket: args.socket.unwrap_or_else(default_socket),
@@ -236,6 +322,22 @@ fn main() -> std::process::ExitCode {
             eprintln!("vigild: {e:#}");
             // 111: a temporary failure (s6's convention), worth a retry by whoever started us.
             std::process::ExitCode::from(111)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `vigild --help` and the man page describe every option, and the definitions are consistent.
+    #[test]
+    fn every_option_is_described() {
+        let cmd = super::Args::command();
+        cmd.clone().debug_assert();
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "--{} has no help", a.get_id());
         }
     }
 }

@@ -25,7 +25,7 @@ impl Daemon {
                 out,
                 held,
             } => {
-                if let Some(answer) = self.handle(caller, id, req, &out) {
+                if let Some(answer) = self.handle(caller, id, *req, &out) {
                     self.reply(&out, id, answer);
                 }
                 // Handled: its bytes leave the uid's budget of requests waiting for the loop.
@@ -52,7 +52,7 @@ impl Daemon {
                 once,
                 out,
                 result,
-            } => self.on_run_checked(caller, id, *run, once, &out, result),
+            } => self.on_run_checked(caller, id, *run, once, &out, *result),
         }
     }
 
@@ -198,7 +198,7 @@ impl Daemon {
         self.outbox.push((
             out.clone(),
             Outgoing {
-                msg,
+                msg: Box::new(msg),
                 written: Some(tx),
                 events: None,
             },

@@ -165,7 +165,7 @@ impl Daemon {
                 for (_, o) in &mut self.outbox {
                     if let ServerMsg::Response {
                         result: result @ Ok(_), ..
-                    } = &mut o.msg
+                    } = &mut *o.msg
                     {
                         *result = Err(WireError::new(
                             vigil_proto::ErrorCode::Internal,

@@ -15,21 +15,37 @@
 //!   writer's lease so that abandoned ones vanish;
 //! - `events/n/<name>` and `events/m`: the cluster event stream (module `stream`).
 
+// Built without the `cluster` feature, vigild has no etcd client: the loop's side of cluster mode (the
+// view, remote routing, the records) stays, never fed, and `--cluster` is refused at the door.
+#![cfg_attr(not(feature = "cluster"), allow(dead_code, unused_imports))]
+
 pub mod cmd;
+#[cfg(feature = "cluster")]
 pub mod conn;
+#[cfg(feature = "cluster")]
 pub mod etcd;
+#[cfg(feature = "cluster")]
 pub mod life;
+#[cfg(feature = "cluster")]
 pub mod membership;
 pub mod nodes;
 pub mod quorum_lease;
 pub mod records;
 pub mod remote;
+#[cfg(feature = "cluster")]
 pub mod remote_ops;
 pub mod stream;
+#[cfg(feature = "cluster")]
 pub mod task;
 pub mod view;
 
 pub use cmd::{Cmd, REMOTE_TIMEOUT};
+#[cfg(feature = "cluster")]
 pub use membership::{node_id, ID_FILE};
 pub use records::{ClusterOptions, NodeRecord, NodeState};
+#[cfg(feature = "cluster")]
 pub use task::run;
+#[cfg(not(feature = "cluster"))]
+pub mod without;
+#[cfg(not(feature = "cluster"))]
+pub use without::{node_id, run};

@@ -60,7 +60,7 @@ impl Daemon {
                 gid,
                 req,
             } => {
-                self.on_inbox(key, from, uid, gid, req);
+                self.on_inbox(key, from, uid, gid, *req);
                 return;
             }
             ClusterMsg::Resync { epoch, after } => {

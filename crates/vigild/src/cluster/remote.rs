@@ -168,7 +168,7 @@ impl Daemon {
         }
         tokio::spawn(async move {
             while let Some((o, _)) = rx.recv().await {
-                if let ServerMsg::Response { result, .. } = o.msg {
+                if let ServerMsg::Response { result, .. } = *o.msg {
                     let _ = cmds.send(Cmd::Reply { key, result });
                     break;
                 }

@@ -13,14 +13,20 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+#[cfg(feature = "cluster")]
 use anyhow::Context;
+#[cfg(feature = "cluster")]
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+#[cfg(feature = "cluster")]
 use tokio::sync::mpsc;
+#[cfg(feature = "cluster")]
 use tokio::time::timeout;
 use tracing::debug;
 use vigil_proto::{ClusterEvent, ClusterEvents, ErrorCode, Event, EventFilter, ServerMsg, Value, WireError};
 
+#[cfg(feature = "cluster")]
 use super::conn::reader;
+#[cfg(feature = "cluster")]
 use super::etcd::{call, Keys, RETRY};
 use super::records::{ClusterOptions, NodeRecord};
 use crate::clock::now;
@@ -28,6 +34,7 @@ use crate::events::subscription::Subscription;
 
 /// At most this many bytes of events in one etcd write (etcd refuses requests above 1.5 MiB).
 const BATCH_BYTES: usize = 1 << 20;
+#[cfg(feature = "cluster")]
 /// How long a `ClusterEvents` request may take, all of it.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -131,6 +138,7 @@ impl Publisher {
     }
 }
 
+#[cfg(feature = "cluster")]
 /// The last sequence number of this node's last batch in etcd, if it ever published one.
 pub(crate) async fn last_published(client: &mut Client, keys: &Keys, me: &str) -> anyhow::Result<Option<u64>> {
     let got = call("read last events", client.get(keys.events_of(me), None)).await?;
@@ -169,6 +177,7 @@ impl Selection {
     }
 }
 
+#[cfg(feature = "cluster")]
 fn unavailable(e: impl std::fmt::Display) -> WireError {
     WireError::new(
         ErrorCode::Timeout,
@@ -176,6 +185,7 @@ fn unavailable(e: impl std::fmt::Display) -> WireError {
     )
 }
 
+#[cfg(feature = "cluster")]
 /// `ClusterEvents`: the kept history above `after`, whole revisions up to about `limit` events.
 pub(crate) async fn history(
     opts: ClusterOptions,
@@ -194,6 +204,7 @@ pub(crate) async fn history(
     }
 }
 
+#[cfg(feature = "cluster")]
 /// The newest revision of any event key (0 if there are none): the history ends there.
 async fn newest(client: &mut Client, keys: &Keys) -> anyhow::Result<i64> {
     let got = call(
@@ -207,6 +218,7 @@ async fn newest(client: &mut Client, keys: &Keys) -> anyhow::Result<i64> {
     Ok(got.kvs().iter().map(|kv| kv.mod_revision()).max().unwrap_or(0))
 }
 
+#[cfg(feature = "cluster")]
 async fn read_history(
     opts: &ClusterOptions,
     keys: &Keys,
@@ -264,6 +276,7 @@ async fn read_history(
     Ok(out)
 }
 
+#[cfg(feature = "cluster")]
 /// `ClusterSubscribe`: the events above `after` (or only new ones), then live ones, into the
 /// subscriber's bounded queue until it goes away. A subscriber that falls behind gets a loss marker of
 /// revisions, as the local stream's; so does one whose history etcd compacted. Outages of etcd are
@@ -301,6 +314,7 @@ pub(crate) async fn follow(
     }
 }
 
+#[cfg(feature = "cluster")]
 /// One watch of the stream; returns Ok when the subscriber is gone.
 async fn watch_events(
     opts: &ClusterOptions,

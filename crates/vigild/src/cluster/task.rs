@@ -341,7 +341,7 @@ pub(crate) async fn session(
                                 from: e.from,
                                 uid: e.uid,
                                 gid: e.gid,
-                                req: e.req,
+                                req: Box::new(e.req),
                             }));
                         }
                         Err(e) => warn!("cluster: ignoring {:?}: not a request ({e})", kv.key_str()),

@@ -8,7 +8,7 @@ use vigil_proto::{CmapMap, CmapValue, ErrorCode, WireError};
 use vigil_store::CmapRecord;
 
 use crate::config::Settings;
-use crate::conn::ConnTx;
+use crate::conn::{Caller, ConnTx};
 
 /// Keys under these prefixes are vigild's own: users read and track them, never write them.
 pub const READONLY_PREFIXES: [&str; 3] = ["runtime.", "vigil.", "quorum."];
@@ -34,6 +34,9 @@ pub struct Cmap {
     pub next_track: u64,
     /// Where each tracking connection's notifications go.
     pub conns: HashMap<u64, ConnTx>,
+    /// Requests of each connection this step, not yet in `stats.ipcs.<conn>.requests`: counted per
+    /// request, written once per step.
+    pub counted: HashMap<u64, (Caller, u64)>,
 }
 
 /// CMAP tracks one uid other than root (and vigild's own) may hold over all its connections.
@@ -54,6 +57,7 @@ impl Cmap {
             tracks_per_uid: HashMap::new(),
             next_track: 1,
             conns: HashMap::new(),
+            counted: HashMap::new(),
         }
     }
 }

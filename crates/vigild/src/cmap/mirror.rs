@@ -47,6 +47,7 @@ impl Daemon {
         for (category, pid) in std::mem::take(&mut self.psm.members_changed) {
             self.cmap_member_keys(&category, pid);
         }
+        self.cmap_conn_stats();
         self.cmap_daemon_stats();
     }
 
@@ -95,16 +96,23 @@ impl Daemon {
 impl Daemon {
     /// `stats.ipcs.<conn>.*`: who is connected and how busy each connection is.
     pub fn cmap_count_request(&mut self, caller: Caller) {
-        let prefix = format!("stats.ipcs.{}.", caller.conn);
-        let requests = match self.cmap.stats.get(&format!("{prefix}requests")) {
-            Ok(V::U64(n)) => n + 1,
-            _ => {
-                self.cmap_stat(&format!("{prefix}uid"), V::U32(caller.uid));
-                self.cmap_stat(&format!("{prefix}pid"), V::I32(caller.pid.unwrap_or(0)));
-                1
-            }
-        };
-        self.cmap_stat(&format!("{prefix}requests"), V::U64(requests));
+        self.cmap.counted.entry(caller.conn).or_insert((caller, 0)).1 += 1;
+    }
+
+    /// `stats.ipcs.<conn>.*`: the requests of each connection counted this step.
+    fn cmap_conn_stats(&mut self) {
+        for (conn, (caller, n)) in std::mem::take(&mut self.cmap.counted) {
+            let prefix = format!("stats.ipcs.{conn}.");
+            let requests = match self.cmap.stats.get(&format!("{prefix}requests")) {
+                Ok(V::U64(before)) => before + n,
+                _ => {
+                    self.cmap_stat(&format!("{prefix}uid"), V::U32(caller.uid));
+                    self.cmap_stat(&format!("{prefix}pid"), V::I32(caller.pid.unwrap_or(0)));
+                    n
+                }
+            };
+            self.cmap_stat(&format!("{prefix}requests"), V::U64(requests));
+        }
     }
 
     /// `stats.vigild.*`: vigild's own counters.

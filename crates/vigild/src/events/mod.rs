@@ -184,7 +184,7 @@ impl Daemon {
         self.outbox.push((
             out.clone(),
             Outgoing {
-                msg: ok,
+                msg: Box::new(ok),
                 written: None,
                 events: Some(rx),
             },

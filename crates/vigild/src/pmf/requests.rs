@@ -160,7 +160,7 @@ impl Daemon {
                         run: Box::new(job.run),
                         once,
                         out,
-                        result,
+                        result: Box::new(result),
                     });
                 });
                 None

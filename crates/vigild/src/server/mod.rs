@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -199,7 +199,7 @@ fn mid_frame(e: std::io::Error) -> ReadError {
 /// likes; from there the whole frame must come within `frame_timeout`, and the buffer grows with the
 /// bytes that actually arrive, so a header alone costs nothing.
 async fn read_payload<R: AsyncRead + Unpin>(
-    r: &mut R,
+    r: &mut BufReader<R>,
     max: usize,
     frame_timeout: Duration,
 ) -> Result<Vec<u8>, ReadError> {
@@ -216,23 +216,43 @@ fn too_slow(frame_timeout: Duration) -> ReadError {
 
 /// Reads a frame's header and returns the length of its payload, at most `max`. The first byte may
 /// take as long as the peer likes, the rest must come within `frame_timeout`.
-async fn read_header<R: AsyncRead + Unpin>(r: &mut R, max: usize, frame_timeout: Duration) -> Result<usize, ReadError> {
+async fn read_header<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    max: usize,
+    frame_timeout: Duration,
+) -> Result<usize, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     match r.read(&mut header[..1]).await {
         Ok(0) => return Err(ReadError::Closed),
         Ok(_) => {}
         Err(e) => return Err(FrameError::Io(e).into()),
     }
-    tokio::time::timeout(frame_timeout, r.read_exact(&mut header[1..]))
-        .await
-        .map_err(|_| too_slow(frame_timeout))?
-        .map_err(mid_frame)?;
+    if r.buffer().len() >= HEADER_LEN - 1 {
+        // Read ahead with the first byte: no wait, so no timer.
+        header[1..].copy_from_slice(&r.buffer()[..HEADER_LEN - 1]);
+        r.consume(HEADER_LEN - 1);
+    } else {
+        tokio::time::timeout(frame_timeout, r.read_exact(&mut header[1..]))
+            .await
+            .map_err(|_| too_slow(frame_timeout))?
+            .map_err(mid_frame)?;
+    }
     Ok(vigil_proto::frame_payload_len_max(header, max)?)
 }
 
 /// Reads a payload of `len` bytes within `frame_timeout`; the buffer grows with the bytes that
 /// actually arrive, so a header alone costs nothing.
-async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize, frame_timeout: Duration) -> Result<Vec<u8>, ReadError> {
+async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    len: usize,
+    frame_timeout: Duration,
+) -> Result<Vec<u8>, ReadError> {
+    if r.buffer().len() >= len {
+        // The whole payload was read ahead (the common case of a small request).
+        let payload = r.buffer()[..len].to_vec();
+        r.consume(len);
+        return Ok(payload);
+    }
     let rest = async {
         let mut payload = Vec::with_capacity(len.min(64 << 10));
         (&mut *r)
@@ -277,6 +297,16 @@ async fn write_frame(
     send_timeout: Duration,
 ) -> Result<(), String> {
     let mut pos = 0;
+    // Most often the socket takes it all at once: no wait, so no timer.
+    while pos < bytes.len() {
+        match wr.try_write(&bytes[pos..]) {
+            Ok(0) => return Err("the client is gone".into()),
+            Ok(n) => pos += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot write: {e}")),
+        }
+    }
     while pos < bytes.len() {
         match tokio::time::timeout(send_timeout, wr.write(&bytes[pos..])).await {
             Ok(Ok(0)) => return Err("the client is gone".into()),
@@ -294,6 +324,34 @@ async fn write_frame(
     Ok(())
 }
 
+/// Encodes a message for the wire; an answer too large to encode becomes an error answer, so that the
+/// client does not wait forever for it.
+fn encode_out(msg: &ServerMsg) -> Option<Vec<u8>> {
+    match (vigil_proto::encode(msg), msg) {
+        (Ok(b), _) => Some(b),
+        (Err(e), ServerMsg::Response { id, .. }) => {
+            warn!("cannot encode a reply: {e}");
+            let err = vigil_proto::WireError::new(
+                vigil_proto::ErrorCode::LimitExceeded,
+                format!("the answer cannot be sent: {e}; ask for less"),
+            );
+            vigil_proto::encode(&ServerMsg::Response {
+                id: *id,
+                result: Err(err),
+            })
+            .ok()
+        }
+        (Err(e), _) => {
+            warn!("cannot encode a message: {e}");
+            None
+        }
+    }
+}
+
+/// Bytes of frames the writer gathers for one write: the answers of many pipelined requests (or a
+/// burst of notifications) go out in one system call rather than one each.
+const WRITE_BATCH: usize = 64 << 10;
+
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut out_rx: mpsc::UnboundedReceiver<(Outgoing, Queued)>,
@@ -301,9 +359,11 @@ async fn write_loop(
     send_timeout: Duration,
 ) {
     let mut events: Option<mpsc::Receiver<ServerMsg>> = None;
-    loop {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut batch: Vec<(Outgoing, Option<Queued>)> = Vec::new();
+    'conn: loop {
         // Replies first: a subscription's answer is queued there before any of its events.
-        let (o, q) = tokio::select! {
+        let first = tokio::select! {
             biased;
             o = out_rx.recv() => match o {
                 Some((mut o, q)) => {
@@ -322,57 +382,69 @@ async fn write_loop(
                 }
             },
         };
-        let answer = matches!(o.msg, ServerMsg::Response { .. });
-        let bytes = match (vigil_proto::encode(&o.msg), &o.msg) {
-            (Ok(b), _) => Some(b),
-            (Err(e), ServerMsg::Response { id, .. }) => {
-                // Too large, most likely: the client must not wait forever for an answer.
-                warn!("cannot encode a reply: {e}");
-                let err = vigil_proto::WireError::new(
-                    vigil_proto::ErrorCode::LimitExceeded,
-                    format!("the answer cannot be sent: {e}; ask for less"),
-                );
-                vigil_proto::encode(&ServerMsg::Response {
-                    id: *id,
-                    result: Err(err),
-                })
-                .ok()
+        // Whatever else is queued already goes in the same write, in order, up to the batch's size.
+        buf.clear();
+        batch.clear();
+        let mut next = Some(first);
+        while let Some((o, q)) = next.take() {
+            // Notifications that found no room are told as a count, after those queued before them
+            // and before any queued after.
+            let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
+                    buf.extend_from_slice(&b);
+                }
             }
-            (Err(e), _) => {
-                warn!("cannot encode a message: {e}");
-                None
+            if let Some(b) = encode_out(&o.msg) {
+                buf.extend_from_slice(&b);
             }
+            let goodbye = matches!(*o.msg, ServerMsg::Goodbye { .. });
+            batch.push((o, q));
+            if goodbye || buf.len() >= WRITE_BATCH {
+                break;
+            }
+            if let Ok((mut o, q)) = out_rx.try_recv() {
+                if let Some(rx) = o.events.take() {
+                    events = Some(rx);
+                }
+                next = Some((o, Some(q)));
+            }
+        }
+        // An answer must make progress; notifications or events alone may wait for their reader.
+        let must = batch.iter().any(|(_, q)| q.is_some_and(|q| !q.note));
+        let mut written = if buf.is_empty() {
+            Ok(())
+        } else {
+            write_frame(&mut wr, &buf, &shared, must, send_timeout).await
         };
-        // An answer must make progress; a notification or an event alone may wait for its reader.
-        let must = q.is_some_and(|q| !q.note);
-        let mut written = match bytes {
-            Some(b) => write_frame(&mut wr, &b, &shared, must, send_timeout).await,
-            None => Ok(()),
-        };
-        match q {
-            Some(Queued { size, note: true }) => shared.noted.fetch_sub(size, Ordering::Relaxed),
-            Some(Queued { size, note: false }) => shared.queued.fetch_sub(size, Ordering::Relaxed),
-            None => 0,
-        };
-        // Notifications that found no room are told as a count, after those queued before them and
-        // before any queued after.
+        // A loss while the batch was written is told now, not with the next message (if any comes).
         let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
         if lost > 0 && written.is_ok() {
             if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
                 written = write_frame(&mut wr, &b, &shared, false, send_timeout).await;
             }
         }
+        for (o, q) in batch.drain(..) {
+            match q {
+                Some(Queued { size, note: true }) => shared.noted.fetch_sub(size, Ordering::Relaxed),
+                Some(Queued { size, note: false }) => shared.queued.fetch_sub(size, Ordering::Relaxed),
+                None => 0,
+            };
+            if written.is_err() {
+                continue;
+            }
+            if matches!(*o.msg, ServerMsg::Response { .. }) {
+                shared.answered();
+            }
+            if let Some(w) = o.written {
+                let _ = w.send(());
+            }
+            if matches!(*o.msg, ServerMsg::Goodbye { .. }) {
+                break 'conn;
+            }
+        }
         if let Err(reason) = written {
             shared.close(reason);
-            break;
-        }
-        if answer {
-            shared.answered();
-        }
-        if let Some(w) = o.written {
-            let _ = w.send(());
-        }
-        if matches!(o.msg, ServerMsg::Goodbye { .. }) {
             break;
         }
     }
@@ -396,7 +468,7 @@ async fn connection(
     let (rd, wr) = stream.into_split();
     // A frame (and whatever follows it) in one read, rather than a read for its first byte, one for the
     // rest of its header and one for its payload.
-    let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let (out_tx, out_rx) = ConnTx::new(conn, Some(limits));
     let shared = out_tx.shared.clone();
     let mut writer = tokio::spawn(write_loop(wr, out_rx, shared.clone(), limits.send_timeout));
@@ -443,12 +515,18 @@ async fn connection(
         loop {
             // Backpressure: while `in_flight` requests wait for their answers to be written, the next
             // request stays unread in the socket.
-            let permit = tokio::select! {
+            // Most often there is room at once: then no wait, and no hang-up watch (whose timer would
+            // be set and cleared for every request).
+            let ready = shared.in_flight.try_acquire().ok();
+            let permit = match ready {
+                Some(p) => p,
+                None => tokio::select! {
                 p = shared.in_flight.acquire() => p.map_err(|_| "closed".to_string())?,
                 _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
                 // The peer may hang up meanwhile: its waiting requests must go with it, though the
                 // requests it left unread keep the socket readable.
                 _ = hung_up(rd.get_ref()) => return Ok(()),
+                },
             };
             let len = tokio::select! {
                 l = read_header(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => l,
@@ -502,7 +580,7 @@ async fn connection(
                     let msg = Msg::Request {
                         caller,
                         id,
-                        req: body,
+                        req: Box::new(body),
                         out: out_tx.clone(),
                         held,
                     };

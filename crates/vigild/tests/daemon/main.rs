@@ -13,6 +13,7 @@ mod compat_c;
 mod etcd;
 mod harness;
 mod health;
+mod install;
 mod lifecycle;
 mod ops;
 mod pipeline;
