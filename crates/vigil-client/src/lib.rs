@@ -16,7 +16,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod resources;
 pub mod sam;
+
+pub use resources::SelectError;
 
 pub use vigil_proto as proto;
 

@@ -12,11 +12,13 @@
 
 pub mod budget;
 pub mod cmap;
+pub mod envfile;
 pub mod event;
 pub mod health;
 pub mod names;
 pub mod policy;
 pub mod psm;
+pub mod res;
 pub mod sam;
 pub mod signal;
 pub mod spec;
@@ -29,6 +31,7 @@ pub use event::TagEvent;
 pub use health::{Health, HealthFailure, HealthSpec, Notify, ProbeCheck, ProbeSpec};
 pub use names::{NameError, TagName};
 pub use policy::{RestartPolicy, Supervision};
+pub use res::{Limit, LimitKind, ResError, Resources};
 pub use signal::{BadSignal, Signal};
 pub use spec::{Level, ProgramType, SpecError, TagSpec};
 pub use tag::{Effect, Refused, SpawnFailure, StopMode, Tag, TagState, Throttle};

@@ -112,6 +112,8 @@ pub enum SpecError {
     Health(#[from] HealthError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Res(#[from] crate::res::ResError),
 }
 
 /// Everything needed to (re)start a tag, exactly as the user gave it.
@@ -137,6 +139,8 @@ pub struct TagSpec {
     pub health: HealthSpec,
     /// The restart policy, the minimum uptime of a start, the readiness protocol.
     pub supervision: Supervision,
+    /// User and group names, limits, nice, umask, stderr log, tag group.
+    pub res: crate::res::Resources,
 }
 
 impl TagSpec {
@@ -181,6 +185,7 @@ impl TagSpec {
         }
         self.health.validate()?;
         self.supervision.validate()?;
+        self.res.validate()?;
         Ok(())
     }
 }
@@ -294,6 +299,7 @@ pub(crate) fn test_spec(retries: i64, period: i64) -> TagSpec {
         gid: 0,
         health: HealthSpec::default(),
         supervision: Supervision::default(),
+        res: Default::default(),
     }
 }
 
@@ -320,6 +326,7 @@ mod tests {
             gid: 0,
             health: HealthSpec::default(),
             supervision: Supervision::default(),
+            res: Default::default(),
         }
     }
 

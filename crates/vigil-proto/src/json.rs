@@ -142,12 +142,14 @@ mod cmap;
 mod daemon;
 mod event;
 mod psm;
+mod res;
 mod tag;
 
 pub use cmap::{CmapChange, CmapEntry, CmapScalar, CmapType, CmapTyped, CmapValueError};
 pub use daemon::{Daemon, Node, Quorum, Reload};
 pub use event::{AttrValue, Event, Lost, LostRange};
 pub use psm::{PsmCategory, PsmMember, SamApp};
+pub use res::{Limit, Resources};
 pub use tag::{Backoff, Probe, Proc, Tag, TagItem};
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod frame;
 pub mod json;
 mod msg;
 mod psm;
+mod res;
 mod sam;
 mod signal;
 
@@ -31,6 +32,7 @@ pub use frame::{
 };
 pub use msg::*;
 pub use psm::{PSM_FL_ARGTRUNC, PSM_FL_EXIT, PSM_FL_UNREACHABLE};
+pub use res::{LimitSpec, Resources, TagResources};
 pub use sam::{SAM_DATA_MAX, SAM_POLICY_CMAP, SAM_POLICY_QUIT, SAM_POLICY_QUORUM, SAM_POLICY_RESTART};
 pub use signal::{signal_from_str, signal_name};
 

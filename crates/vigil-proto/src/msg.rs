@@ -425,6 +425,21 @@ pub enum Request {
         success_signals: Option<Vec<i32>>,
         start_secs_ms: Option<u64>,
     },
+    /// `Run` (or `RunOnce` with `once`) with the tag's resources: user and group, limits, nice, umask,
+    /// stderr log, tag group (protocol 3), and its supervision settings as `RunSupervised` carries them.
+    /// A separate variant so that `Run`'s bytes stay those of protocol 2; clients send it only when a
+    /// resource is asked for.
+    RunWith {
+        spec: RunSpec,
+        resources: crate::res::Resources,
+        once: bool,
+        supervision: Supervision,
+    },
+    /// The resources of one tag (or of every tag), answered with `Response::Resources`: anyone may
+    /// read them, as `Status` (protocol 3).
+    Resources {
+        tag: Option<String>,
+    },
 }
 
 /// Whether an instance that ended is started again (protocol 3).
@@ -500,6 +515,7 @@ pub enum Response {
     Quorate(bool),
     Nodes(Vec<NodeInfo>),
     ClusterEvents(ClusterEvents),
+    Resources(Vec<crate::res::TagResources>),
 }
 
 /// One event of the cluster stream: a node's event and the etcd revision that orders it among every

@@ -54,6 +54,7 @@ fn tag(i: usize) -> TagRecord {
         ready: true,
         status_text: None,
         supervision: Default::default(),
+        res: Default::default(),
     }
 }
 

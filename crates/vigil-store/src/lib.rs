@@ -15,6 +15,7 @@ mod migrate;
 mod records;
 mod recover;
 mod schema5;
+mod schema6;
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ pub use records::*;
 pub use recover::{recover, KindReport, Recovery, Source, SEQ_JUMP};
 
 /// The schema this build writes. Older files are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// How many events are kept by default; older ones are trimmed.
 pub const EVENTS_KEPT: u64 = 100_000;

@@ -53,6 +53,9 @@ pub(crate) fn migrate(path: &Path, db: &Database) -> Result<bool, StoreError> {
                 if v < 5 {
                     crate::schema5::migrate_4_to_5(&tx)?;
                 }
+                if v < 6 {
+                    crate::schema6::migrate_5_to_6(&tx)?;
+                }
             }
         }
         meta.insert("schema", SCHEMA_VERSION)?;

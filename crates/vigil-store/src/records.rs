@@ -89,6 +89,8 @@ pub struct TagRecord {
     pub status_text: Option<String>,
     /// The supervision settings and whether the instance counts as running (schema 5).
     pub supervision: SupervisionRecord,
+    /// User and group names, limits, nice, umask, stderr log, tag group (schema 6).
+    pub res: ResRecord,
 }
 
 /// A tag's supervision settings (schema 5).
@@ -313,4 +315,26 @@ pub struct SamRecord {
     pub state: u8,
     pub last_updated_ms: u64,
     pub registered_ms: u64,
+}
+
+/// One resource limit of a tag (schema 6): `None` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitRecord {
+    pub name: String,
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// A tag's resources (schema 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResRecord {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub groups: Vec<u32>,
+    pub limits: Vec<LimitRecord>,
+    pub nice: Option<i32>,
+    pub umask: Option<u32>,
+    pub stderr_log: Option<String>,
+    pub log_timestamps: bool,
+    pub tag_group: Option<String>,
 }

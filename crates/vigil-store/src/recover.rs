@@ -315,9 +315,13 @@ fn salvage_copy(copy: &Path) -> Result<Salvage, String> {
         let t = if schema < 4 {
             postcard::from_bytes::<TagRecordV3>(v)
                 .ok()
-                .map(|t| TagRecord::from(crate::schema5::TagRecordV4::from(t)))
+                .map(|t| TagRecord::from(crate::schema6::TagRecordV5::from(crate::schema5::TagRecordV4::from(t))))
         } else if schema < 5 {
             postcard::from_bytes::<crate::schema5::TagRecordV4>(v)
+                .ok()
+                .map(|t| TagRecord::from(crate::schema6::TagRecordV5::from(t)))
+        } else if schema < 6 {
+            postcard::from_bytes::<crate::schema6::TagRecordV5>(v)
                 .ok()
                 .map(TagRecord::from)
         } else {

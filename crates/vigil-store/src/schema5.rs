@@ -1,11 +1,13 @@
 //! Schema 5: tags gain their supervision settings (restart policy, success statuses, start_secs,
 //! notify) and whether the instance counts as running. Tags of schema 4 are rewritten with the settings
-//! they behaved by (`SupervisionRecord::default`).
+//! they behaved by (`SupervisionRecord::default`), in schema 5's layout (`TagRecordV5`), which the step
+//! to schema 6 then reads.
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::records::{ExitRecord, ProbeRecord, ProcRecord, StateRecord, SupervisionRecord, TagRecord};
+use crate::records::{ExitRecord, ProbeRecord, ProcRecord, StateRecord, SupervisionRecord};
+use crate::schema6::TagRecordV5;
 use crate::{StoreError, TAGS};
 
 /// A tag as schema 4 stored it: without supervision settings. Read only, by the migration (and written
@@ -51,9 +53,9 @@ pub struct TagRecordV4 {
     pub status_text: Option<String>,
 }
 
-impl From<TagRecordV4> for TagRecord {
-    fn from(v: TagRecordV4) -> TagRecord {
-        TagRecord {
+impl From<TagRecordV4> for TagRecordV5 {
+    fn from(v: TagRecordV4) -> TagRecordV5 {
+        TagRecordV5 {
             name: v.name,
             command: v.command,
             env: v.env,
@@ -100,7 +102,7 @@ pub(crate) fn migrate_4_to_5(tx: &redb::WriteTransaction) -> Result<(), StoreErr
             what: format!("tag {} (schema 4)", k.value()),
             source,
         })?;
-        rewritten.push(TagRecord::from(old));
+        rewritten.push(TagRecordV5::from(old));
     }
     for t in rewritten {
         let bytes = postcard::to_allocvec(&t).map_err(|source| StoreError::Record {

@@ -42,6 +42,7 @@ pub(crate) fn tag(name: &str) -> TagRecord {
         ready: false,
         status_text: None,
         supervision: SupervisionRecord::default(),
+        res: ResRecord::default(),
     }
 }
 
@@ -401,4 +402,60 @@ fn appended_batches_commit_as_if_one_after_the_other() {
     assert_eq!(tags[0].starts, 99);
     assert!(store.cmap().unwrap().is_empty());
     assert_eq!(store.last_seq().unwrap(), 3);
+}
+
+/// A state file of schema 5 (before resources): its tags load with none (user and group names, limits...
+/// empty) and keep their supervision settings, and a tag with resources round-trips after the migration.
+#[test]
+fn migrates_schema_5_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema5.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::copy(&fixture, &copy).unwrap();
+    let s = Store::open(&copy).unwrap();
+    let mut want = tag("fixture");
+    want.watchdog_ms = Some(2000);
+    want.ready = true;
+    want.status_text = Some("serving".into());
+    want.uid = 33;
+    want.gid = 33;
+    want.supervision = SupervisionRecord {
+        restart: 1,
+        success_exit_codes: vec![0, 3],
+        success_signals: vec![15],
+        start_secs_ms: 1500,
+        notify: true,
+        up: true,
+    };
+    let mut exited = tag("exited");
+    exited.state = StateRecord::Exited;
+    exited.procs = vec![];
+    exited.main = None;
+    exited.supervision.restart = 2;
+    exited.supervision.up = false;
+    assert_eq!(s.tags().unwrap(), vec![exited, want]);
+    let mut with = tag("with");
+    with.res = ResRecord {
+        user: Some("www-data".into()),
+        group: Some("www-data".into()),
+        groups: vec![33, 4],
+        limits: vec![LimitRecord {
+            name: "nofile".into(),
+            soft: Some(4096),
+            hard: None,
+        }],
+        nice: Some(5),
+        umask: Some(0o27),
+        stderr_log: Some("/var/log/with.err".into()),
+        log_timestamps: true,
+        tag_group: Some("web".into()),
+    };
+    s.commit(&Batch {
+        put_tags: vec![with.clone()],
+        ..Default::default()
+    })
+    .unwrap();
+    drop(s);
+    let s = Store::open(&copy).unwrap();
+    assert!(s.tags().unwrap().contains(&with));
 }

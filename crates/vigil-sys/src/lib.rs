@@ -21,6 +21,7 @@ mod resolve;
 mod spawn;
 #[cfg(test)]
 mod testutil;
+mod users;
 
 pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
@@ -35,7 +36,10 @@ pub use procfs::{
     start_time_to_boot_ns, uids, uptime_ticks, ProcStat, ProcTable,
 };
 pub use resolve::resolve_program;
-pub use spawn::{check_exec, check_exec_within, spawn, Output, SpawnSpec, Spawned, MAX_PATH_ENTRIES, SPAWNING_COMM};
+pub use spawn::{
+    check_exec, check_exec_within, spawn, ChildLimit, Output, SpawnSpec, Spawned, MAX_PATH_ENTRIES, SPAWNING_COMM,
+};
+pub use users::{group_by_name, group_list, group_name, user_by_name};
 
 /// A process id (or process group id), as the kernel's `pid_t`.
 pub type Pid = i32;

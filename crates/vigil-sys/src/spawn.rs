@@ -52,6 +52,74 @@ pub struct SpawnSpec<'a> {
     /// If `cwd` cannot be entered (by the new user), start in / instead: for a default such as the
     /// user's home, which may be missing.
     pub cwd_or_root: bool,
+    /// Supplementary groups set with `gid` (a named user's, as initgroups(3) gives them); `None`: `gid`
+    /// alone. Only with `gid`.
+    pub groups: Option<&'a [u32]>,
+    /// Resource limits, set after the uid switch: as the new user, the kernel refuses to raise a hard
+    /// limit (EPERM), so a user's tag gets no more than that user may give itself.
+    pub limits: &'a [ChildLimit],
+    /// The nice value, set after the uid switch (a user may not lower it below 0).
+    pub nice: Option<i32>,
+    /// The file mode creation mask, 0 to 0o777.
+    pub umask: Option<u32>,
+    /// stderr to this file (absolute) rather than with stdout: opened for appending, and created 0640
+    /// if missing, by the child after the uid switch (so as the new user, never through a symlink).
+    pub stderr: Option<&'a Path>,
+}
+
+/// A resource limit for a child: `resource` is a `RLIMIT_*` number; `u64::MAX` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildLimit {
+    /// `RLIMIT_*`.
+    pub resource: u32,
+    /// The soft limit (`u64::MAX`: unlimited).
+    pub soft: u64,
+    /// The hard limit (`u64::MAX`: unlimited).
+    pub hard: u64,
+}
+
+impl ChildLimit {
+    /// The `RLIMIT_*` number of a limit named as `ulimit` and systemd name it (`nofile`, `core`...).
+    // The RLIMIT_ constants are u32 on glibc but c_int on musl: the cast is a no-op only here.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn resource_by_name(name: &str) -> Option<u32> {
+        Some(match name {
+            "as" => libc::RLIMIT_AS,
+            "core" => libc::RLIMIT_CORE,
+            "cpu" => libc::RLIMIT_CPU,
+            "data" => libc::RLIMIT_DATA,
+            "fsize" => libc::RLIMIT_FSIZE,
+            "locks" => libc::RLIMIT_LOCKS,
+            "memlock" => libc::RLIMIT_MEMLOCK,
+            "msgqueue" => libc::RLIMIT_MSGQUEUE,
+            "nice" => libc::RLIMIT_NICE,
+            "nofile" => libc::RLIMIT_NOFILE,
+            "nproc" => libc::RLIMIT_NPROC,
+            "rss" => libc::RLIMIT_RSS,
+            "rtprio" => libc::RLIMIT_RTPRIO,
+            "rttime" => libc::RLIMIT_RTTIME,
+            "sigpending" => libc::RLIMIT_SIGPENDING,
+            "stack" => libc::RLIMIT_STACK,
+            _ => return None,
+        } as u32)
+    }
+
+    /// This process's own (soft, hard) limit of `resource`, which a child inherits.
+    pub fn current(resource: u32) -> Option<(u64, u64)> {
+        let mut cur = [0u64; 2];
+        // SAFETY: prlimit64 on ourselves (pid 0), no new limit, writing the old one into a local
+        // array laid out as `struct rlimit64` (two u64).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                resource as libc::c_long,
+                std::ptr::null::<u64>(),
+                cur.as_mut_ptr(),
+            )
+        };
+        (r == 0).then_some((cur[0], cur[1]))
+    }
 }
 
 impl<'a> SpawnSpec<'a> {
@@ -69,6 +137,11 @@ impl<'a> SpawnSpec<'a> {
             pid_env: None,
             search_path: None,
             cwd_or_root: false,
+            groups: None,
+            limits: &[],
+            nice: None,
+            umask: None,
+            stderr: None,
         }
     }
 }
@@ -114,7 +187,12 @@ enum Step {
     Execve,
     OpenOutput,
     Unshare,
+    Setpriority,
+    OpenStderr,
 }
+
+/// A failed setrlimit reports this plus the index of its limit as its step.
+const LIMIT_STEP: u32 = 1000;
 
 impl Step {
     fn from_u32(v: u32) -> Step {
@@ -128,6 +206,8 @@ impl Step {
             7 => Step::Dup2,
             9 => Step::OpenOutput,
             10 => Step::Unshare,
+            11 => Step::Setpriority,
+            12 => Step::OpenStderr,
             _ => Step::Execve,
         }
     }
@@ -169,6 +249,12 @@ struct Prepared {
     output: PreparedOutput,
     new_session: bool,
     nofile: Option<libc::rlimit>,
+    /// Supplementary groups for `setgroups` (with `gid`).
+    groups: Vec<libc::gid_t>,
+    limits: Vec<ChildLimit>,
+    nice: Option<i32>,
+    umask: Option<u32>,
+    stderr: Option<CString>,
     /// `NAME=` followed by room for the pid's digits and the NUL, which the child fills in.
     pid_slot: Option<PidSlot>,
     /// Keeps the strings `argv_ptrs`/`envp_ptrs` point into alive.
@@ -517,6 +603,10 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         .chain(std::iter::once(std::ptr::null()))
         .collect();
 
+    let stderr = match spec.stderr {
+        Some(p) => Some(CString::new(p.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "stderr path"))?),
+        None => None,
+    };
     Ok(Prepared {
         _programs: programs,
         program_ptrs,
@@ -530,6 +620,15 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         output,
         new_session: spec.new_session,
         nofile: misc::original_nofile_limit(),
+        groups: match (spec.groups, spec.gid) {
+            (Some(g), Some(_)) if !g.is_empty() => g.to_vec(),
+            (_, Some(gid)) => vec![gid],
+            _ => vec![],
+        },
+        limits: spec.limits.to_vec(),
+        nice: spec.nice,
+        umask: spec.umask,
+        stderr,
         pid_slot,
         _strings: (argv, env),
     })
@@ -715,6 +814,23 @@ fn wait_for(pid: Pid) {
 
 fn exec_error(program: &str, spec: &SpawnSpec, step: u32, errno: i32) -> SysError {
     let os = io::Error::from_raw_os_error(errno);
+    if let Some(l) = step.checked_sub(LIMIT_STEP).and_then(|i| spec.limits.get(i as usize)) {
+        let v = |n: u64| {
+            if n == u64::MAX {
+                "unlimited".to_owned()
+            } else {
+                n.to_string()
+            }
+        };
+        let mut what = format!("setrlimit(resource {}, {}:{})", l.resource, v(l.soft), v(l.hard));
+        if errno == libc::EPERM {
+            what.push_str(" (only root may raise a hard limit above the one the tag inherits)");
+        }
+        return SysError::Exec {
+            program: program.to_owned(),
+            source: io::Error::new(os.kind(), StepError { what, source: os }),
+        };
+    }
     // As another user, a path that is missing and one behind a directory that user may not search
     // get one answer: telling them apart would tell that user what exists where only others may look.
     if let Some(uid) = spec.uid {
@@ -748,7 +864,10 @@ fn exec_error(program: &str, spec: &SpawnSpec, step: u32, errno: i32) -> SysErro
             }
         }
         Step::Setsid => "setsid".to_owned(),
-        Step::Setgroups => format!("setgroups([{}])", spec.gid.unwrap_or_default()),
+        Step::Setgroups => match spec.groups {
+            Some(g) if !g.is_empty() => format!("setgroups({g:?})"),
+            _ => format!("setgroups([{}])", spec.gid.unwrap_or_default()),
+        },
         Step::Setgid => format!("setgid({})", spec.gid.unwrap_or_default()),
         Step::Setuid => format!("setuid({})", spec.uid.unwrap_or_default()),
         Step::Chdir => format!("chdir to {:?}", spec.cwd.unwrap_or(Path::new(""))),
@@ -759,6 +878,8 @@ fn exec_error(program: &str, spec: &SpawnSpec, step: u32, errno: i32) -> SysErro
             _ => "open the output".to_owned(),
         },
         Step::Unshare => "unshare the descriptor table".to_owned(),
+        Step::Setpriority => format!("setpriority({})", spec.nice.unwrap_or_default()),
+        Step::OpenStderr => format!("open {:?} for stderr", spec.stderr.unwrap_or(Path::new(""))),
     };
     SysError::Exec {
         program: program.to_owned(),
@@ -785,12 +906,13 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
     // to data prepared before the clone or to locals on this stack; nothing allocates, takes
     // locks or can panic.
     unsafe {
-        let fail = |step: Step| -> ! {
+        let fail_at = |step: u32| -> ! {
             // Plain (lock-free) atomic stores into the `Report` shared with the parent.
             report.errno.store(*libc::__errno_location(), Ordering::Relaxed);
-            report.step.store(step as u32, Ordering::Release);
+            report.step.store(step, Ordering::Release);
             libc::_exit(127)
         };
+        let fail = |step: Step| -> ! { fail_at(step as u32) };
 
         // Until execve this child's environment is still vigild's. Named so, a child whose vigild was
         // killed mid-spawn is known to the next vigild, which waits for its exec (and its start
@@ -830,6 +952,7 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
                 }
             }
         }
+        let mut err_log = -1;
 
         // Every disposition that is not SIG_DFL goes back to SIG_DFL: ignored ones because
         // they would survive the exec, handlers because they are our code (on our memory)
@@ -881,9 +1004,8 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
         }
         let [sys_setgroups, sys_setgid, sys_setuid] = SYS_SETGROUPS_SETGID_SETUID;
         if let Some(gid) = p.gid {
-            let groups = [gid];
-            let ngroups: libc::c_long = 1;
-            if libc::syscall(sys_setgroups, ngroups, groups.as_ptr()) < 0 {
+            let ngroups = p.groups.len() as libc::c_long;
+            if libc::syscall(sys_setgroups, ngroups, p.groups.as_ptr()) < 0 {
                 fail(Step::Setgroups);
             }
             // The kernel takes the low 32 bits of the register as the id.
@@ -894,6 +1016,36 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
         if let Some(uid) = p.uid {
             if libc::syscall(sys_setuid, uid as libc::c_long) < 0 {
                 fail(Step::Setuid);
+            }
+        }
+        // As the new user: what it may not do for itself (raise a hard limit, lower its nice value)
+        // is refused here by the kernel, and reported.
+        if let Some(n) = p.nice {
+            if libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, n as libc::c_long) < 0 {
+                fail(Step::Setpriority);
+            }
+        }
+        if let Some(m) = p.umask {
+            libc::syscall(libc::SYS_umask, m as libc::c_long);
+        }
+        // A separate stderr file is the user's choice of path: opened (and created) as the new user,
+        // so that it can name nothing that user could not write itself.
+        if let Some(path) = &p.stderr {
+            err_log = libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC,
+                0o640 as libc::c_uint,
+            ) as c_int;
+            if err_log < 0 {
+                fail(Step::OpenStderr);
+            }
+            if err_log < 3 {
+                err_log = libc::fcntl(err_log, libc::F_DUPFD_CLOEXEC, 3);
+                if err_log < 0 {
+                    fail(Step::OpenStderr);
+                }
             }
         }
         if let Some(cwd) = &p.cwd {
@@ -922,6 +1074,7 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
             PreparedOutput::Fd(fd) => fd,
         };
         for target in [1, 2] {
+            let out = if target == 2 && err_log >= 0 { err_log } else { out };
             if out == target {
                 // dup2 onto itself would keep FD_CLOEXEC; clear it explicitly.
                 if libc::fcntl(out, libc::F_SETFD, 0) < 0 {
@@ -938,9 +1091,27 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
         if log >= 0 {
             libc::syscall(libc::SYS_close, log);
         }
+        if err_log >= 0 {
+            libc::syscall(libc::SYS_close, err_log);
+        }
 
         if let Some(lim) = &p.nofile {
             libc::setrlimit(libc::RLIMIT_NOFILE, lim);
+        }
+        // The tag's own limits come after vigild's soft RLIMIT_NOFILE is given back, which they
+        // override; the raw syscall, as everything here.
+        for (i, l) in p.limits.iter().enumerate() {
+            let new = [l.soft, l.hard];
+            if libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                l.resource as libc::c_long,
+                new.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+            ) < 0
+            {
+                fail_at(LIMIT_STEP + i as u32);
+            }
         }
         // Belt and braces: nothing above fd 2 is meant to be inherited.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
@@ -1321,5 +1492,65 @@ mod tests {
                 core_dumped: false
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod resource_tests {
+    use super::*;
+    use crate::testutil::*;
+    use crate::WaitStatus;
+
+    #[test]
+    fn limits_nice_umask_and_a_separate_stderr_reach_the_child() {
+        let _g = child_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
+        std::fs::write(&out, "").unwrap();
+        std::fs::write(&err, "").unwrap();
+        let argv: Vec<OsString> = [
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn; umask; cut -d' ' -f19 /proc/self/stat; echo oops >&2",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+        let nofile = ChildLimit::resource_by_name("nofile").unwrap();
+        let limits = [ChildLimit {
+            resource: nofile,
+            soft: 100,
+            hard: 200,
+        }];
+        let spec = SpawnSpec {
+            limits: &limits,
+            nice: Some(7),
+            umask: Some(0o027),
+            stderr: Some(&err),
+            ..SpawnSpec::new(Path::new("/bin/sh"), &argv, &env, Output::Append(&out))
+        };
+        let s = spawn(&spec).unwrap();
+        assert_eq!(wait_child(&s), WaitStatus::Exited(0));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "100\n200\n0027\n7\n");
+        assert_eq!(std::fs::read_to_string(&err).unwrap(), "oops\n");
+    }
+
+    #[test]
+    fn a_limit_the_kernel_refuses_is_named() {
+        let _g = child_lock();
+        let argv = [OsString::from("true")];
+        // Soft above hard: EINVAL from the kernel, for root too.
+        let limits = [ChildLimit {
+            resource: ChildLimit::resource_by_name("core").unwrap(),
+            soft: 10,
+            hard: 5,
+        }];
+        let spec = SpawnSpec {
+            limits: &limits,
+            ..SpawnSpec::new(Path::new("/bin/true"), &argv, &[], Output::Null)
+        };
+        let msg = spawn(&spec).unwrap_err().to_string();
+        assert!(msg.contains("setrlimit(resource 4, 10:5)"), "{msg}");
     }
 }

@@ -47,14 +47,19 @@ impl Done {
         self
     }
 
+    /// The JSON object.
+    pub fn view(self) -> view::Done {
+        view::Done {
+            subject: self.subject,
+            done: self.done.into(),
+            state: self.state,
+            details: Pairs(self.details),
+        }
+    }
+
     pub fn print(self, json: bool) {
         if json {
-            return print_json(&view::Done {
-                subject: self.subject,
-                done: self.done.into(),
-                state: self.state,
-                details: Pairs(self.details),
-            });
+            return print_json(&self.view());
         }
         let mut notes: Vec<String> = self.note.into_iter().collect();
         if let Some(state) = self.state.as_deref().filter(|s| *s != self.done) {

@@ -11,6 +11,8 @@ mod done;
 mod events;
 mod generate;
 mod output;
+mod res;
+mod several;
 mod supervise;
 mod when;
 
@@ -75,10 +77,11 @@ struct Cli {
 enum Cmd {
     /// Create a tag and start COMMAND under it (pmfadm -c)
     Run(RunArgs),
-    /// Start a stopped or failed tag again, with a fresh retry budget
+    /// Start stopped or failed tags again, with a fresh retry budget
     Start {
-        /// The tag
-        tag: String,
+        /// The tags: names, globs such as 'web*', or @GROUP
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
     },
     /// Change the retry budget of a tag (pmfadm -m)
     Modify {
@@ -93,10 +96,11 @@ enum Cmd {
         #[command(flatten)]
         supervision: supervise::ModifySupervision,
     },
-    /// Stop restarting and signal every process of the tag; SIGKILL follows after the wait (pmfadm -s)
+    /// Stop restarting and signal every process of the tags; SIGKILL follows after the wait (pmfadm -s)
     Stop {
-        /// The tag
-        tag: String,
+        /// The tags: names, globs such as 'web*', or @GROUP
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
         /// The first signal [default: the tag's stop signal, SIGTERM]
         #[arg(long, short, value_name = "SIG")]
         signal: Option<String>,
@@ -115,10 +119,11 @@ enum Cmd {
         #[arg(long, short, value_name = "SECS")]
         wait: Option<f64>,
     },
-    /// Stop the tag's processes and start the command again (not counted against the budget)
+    /// Stop the tags' processes and start their command again (not counted against the budget)
     Restart {
-        /// The tag
-        tag: String,
+        /// The tags: names, globs such as 'web*', or @GROUP
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
     },
     /// Stop the tag if needed and forget it
     Rm {
@@ -135,10 +140,11 @@ enum Cmd {
     },
     /// List tags: state, processes, uptime, restarts used of the budget and last exit (pmfadm -L)
     List,
-    /// Show the state of one tag or of all (pmfadm -l)
+    /// Show the state of tags, or of all (pmfadm -l)
     Status {
-        /// The tag [default: every tag]
-        tag: Option<String>,
+        /// The tags: names, globs such as 'web*', or @GROUP [default: every tag]
+        #[arg(value_name = "TAG")]
+        tags: Vec<String>,
     },
     /// Wait until each tag no longer runs (stopped, failed, exited or removed), or with --running or
     /// --ready until each runs; exit 1 when one cannot get there any more or the timeout passes
@@ -340,6 +346,8 @@ struct RunArgs {
     probe_threshold: Option<i64>,
     #[command(flatten)]
     supervision: supervise::RunSupervision,
+    #[command(flatten)]
+    res: res::ResArgs,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -471,7 +479,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         let several_ok = matches!(
             cli.cmd,
             Cmd::List
-                | Cmd::Status { tag: _ }
+                | Cmd::Status { tags: _ }
                 | Cmd::Psm {
                     cmd: PsmCmd::Get { .. }
                 }
@@ -487,16 +495,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.cmd {
         Cmd::Run(mut a) => {
             let sup = std::mem::take(&mut a.supervision);
+            let resources = a.res.to_wire()?;
             let spec = run_spec(a)?;
             // Safe to type again after an unanswered run: a tag already running this spec is the answer.
-            let status = sup.run(&mut connect()?, spec)?;
+            let status = sup.run(&mut connect()?, spec, resources)?;
             output::tag_started(&status, json);
         }
-        Cmd::Start { tag } => {
-            let mut c = connect()?;
-            c.start(&tag)?;
-            Done::new(&tag, "started").tag(&c.status(&tag)?).print(json)
-        }
+        Cmd::Start { tags } => several::each(&mut connect()?, &tags, json, |c, t| {
+            c.start(t)?;
+            Ok(Done::new(t, "started").tag(&c.status(t)?))
+        })?,
         Cmd::Modify {
             tag,
             retries,
@@ -523,34 +531,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .detail("period", st.period)
                 .print(json)
         }
-        Cmd::Stop { tag, signal: sig, wait } => {
+        Cmd::Stop {
+            tags,
+            signal: sig,
+            wait,
+        } => {
             let sig = sig.as_deref().map(signal).transpose()?;
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             let mut c = connect()?;
             c.set_read_timeout(None).ok();
-            let before = c.status(&tag)?.last_exit;
-            let began = std::time::Instant::now();
-            c.stop(&tag, sig, wait)?;
-            let took = began.elapsed();
-            let st = c.status(&tag)?;
-            let mut d = Done::new(&tag, "stopped");
-            if let Some(s) = sig {
-                d = d.detail("signal", proto::signal_name(s));
-            }
-            if let Some(w) = wait {
-                // The answer came once every process was gone; the last one's exit says whether the
-                // wait ran out and SIGKILL ended it.
-                let killed = st.last_exit != before
-                    && matches!(st.last_exit, Some((_, proto::ExitStatus::Signal(9))))
-                    && sig != Some(9);
-                d = if killed {
-                    d.note(format!("SIGKILL after {:.1} s", w.as_secs_f64()))
-                } else {
-                    d.note(format!("gone after {:.1} s", took.as_secs_f64()))
-                };
-                d = d.detail("sigkill", killed).detail("waited_ms", took.as_millis() as i64);
-            }
-            d.tag(&st).print(json)
+            several::each(&mut c, &tags, json, |c, t| several::stop(c, t, sig, wait))?
         }
         Cmd::Kill { tag, signal: sig, wait } => {
             let sig = signal(sig.as_deref().unwrap_or("TERM"))?;
@@ -569,11 +559,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 .detail("processes", procs as i64)
                 .print(json)
         }
-        Cmd::Restart { tag } => {
-            let mut c = connect()?;
-            c.restart(&tag)?;
-            Done::new(&tag, "restarted").tag(&c.status(&tag)?).print(json)
-        }
+        Cmd::Restart { tags } => several::each(&mut connect()?, &tags, json, |c, t| {
+            c.restart(t)?;
+            Ok(Done::new(t, "restarted").tag(&c.status(t)?))
+        })?,
         Cmd::Rm { tag, wait } => {
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             connect()?.remove(&tag, wait)?;
@@ -598,11 +587,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     let got: Vec<_> = got.into_iter().map(|(n, t)| (Some(n), t)).collect();
                     output::list(&got, json)
                 }
-                Cmd::Status { tag: Some(tag) } => {
-                    let got = each_node(&mut c, &nodes, |c| c.status(&tag).map(|s| vec![s]))?;
+                Cmd::Status { tags } if !tags.is_empty() && several::several(&tags) => {
+                    return Err(usage("with several nodes, status takes one tag name or none"));
+                }
+                Cmd::Status { tags } if tags.len() == 1 => {
+                    let tag = &tags[0];
+                    let got = each_node(&mut c, &nodes, |c| c.status(tag).map(|s| vec![s]))?;
                     output::status_nodes(&got, json)
                 }
-                Cmd::Status { tag: None } => {
+                Cmd::Status { .. } => {
                     let got = each_node(&mut c, &nodes, |c| c.status_all())?;
                     output::status_nodes(&got, json)
                 }
@@ -633,8 +626,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let tags: Vec<_> = connect()?.status_all()?.into_iter().map(|t| (None, t)).collect();
             output::list(&tags, json)
         }
-        Cmd::Status { tag: Some(tag) } => output::status(&[connect()?.status(&tag)?], json),
-        Cmd::Status { tag: None } => output::status(&connect()?.status_all()?, json),
+        Cmd::Status { tags } => return several::status(&mut connect()?, &tags, json),
         Cmd::Wait {
             tags,
             running,
@@ -835,9 +827,14 @@ fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
         .map(|w| secs(w, "--watchdog"))
         .transpose()?
         .map(|d| d.as_millis() as u64);
-    let mut env = Vec::new();
+    let mut env: Vec<(String, String)> = Vec::new();
     if a.inherit_env {
         env.extend(std::env::vars());
+    }
+    // The file's variables over the inherited ones, and -e over both.
+    for (k, v) in a.res.env_file()? {
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
     }
     for kv in &a.env {
         let (k, v) = kv

@@ -95,11 +95,11 @@ impl RunSupervision {
         self.notify || self.start_secs > 0.0
     }
 
-    /// Creates the tag, then waits for the start it made to count as running: the answer is the
+    /// Creates the tag (with its resources), then waits for the start it made to count as running: the answer is the
     /// status then, or a failure that says how that start ended and what the tag does now.
-    pub fn run(&self, c: &mut Client, spec: proto::RunSpec) -> Result<TagStatus, Failure> {
+    pub fn run(&self, c: &mut Client, spec: proto::RunSpec, resources: proto::Resources) -> Result<TagStatus, Failure> {
         let tag = spec.tag.clone();
-        let status = c.run_supervised(spec, self.supervision()?, true)?;
+        let status = c.run_supervised_with(spec, self.supervision()?, resources, true)?;
         if !self.waits() {
             return Ok(status);
         }

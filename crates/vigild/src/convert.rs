@@ -197,6 +197,7 @@ pub fn tag_to_record(tag: &Tag, from_config: bool) -> store::TagRecord {
         ready: tag.health().ready,
         status_text: tag.health().status.clone(),
         supervision: crate::supervision::to_record(tag),
+        res: crate::tag_res::to_record(&s.res),
     }
 }
 
@@ -231,6 +232,7 @@ pub fn tag_from_record(r: &store::TagRecord) -> Result<(Tag, Vec<(ProcId, u32)>)
             probes: r.probes.iter().map(probe_from_record).collect(),
         },
         supervision: crate::supervision::from_record(&r.supervision)?,
+        res: crate::tag_res::from_record(&r.res)?,
     };
     let state = match &r.state {
         store::StateRecord::Waiting => TagState::Waiting,

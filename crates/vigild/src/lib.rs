@@ -26,9 +26,11 @@ pub mod sam;
 pub mod sd_notify;
 pub mod server;
 pub mod spec;
+pub mod stamp;
 pub mod state;
 pub mod storage;
 pub mod supervision;
+pub mod tag_res;
 #[cfg(test)]
 mod tidy_tests;
 

@@ -96,6 +96,9 @@ struct Args {
     /// What to log: error, warn, info, debug or trace, or a tracing filter (`info,vigild::pmf=debug`)
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: String,
+    /// Internal: copy stdin to stdout with a timestamp before each line (a tag's `log_timestamps`)
+    #[arg(long, hide = true)]
+    stamp_log: bool,
     /// How the log on stderr is written: text (for people; colours only on a terminal) or json (one
     /// object per line, for log shippers)
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
@@ -213,6 +216,9 @@ fn check(config: &std::path::Path) -> std::process::ExitCode {
 
 fn main() -> std::process::ExitCode {
     let mut args = Args::parse();
+    if args.stamp_log {
+        return vigild::stamp::run();
+    }
     if let Some(code) = generate(&args) {
         return code;
     }

@@ -8,8 +8,9 @@ use vigil_proto::Request;
 use crate::cluster::records::NodeState;
 use crate::conn::{Caller, ConnTx};
 
-/// A run request: the pmfadm spec and the supervision settings (the default for `Run` and `RunOnce`).
-pub type RunArgs = (vigil_proto::RunSpec, vigil_proto::Supervision);
+/// A run request: the pmfadm spec, the supervision settings and the resources (the defaults for `Run` and
+/// `RunOnce`).
+pub type RunArgs = (vigil_proto::RunSpec, vigil_proto::Supervision, vigil_proto::Resources);
 
 /// What the loop receives. Kept small (the request and any answer are boxed): a message is moved from
 /// the connection to the channel, to the loop's batch and to its handler, and a large enum is copied

@@ -73,13 +73,17 @@ impl Daemon {
             Err(e) => return Some(Err(e)),
         };
         Some(match req {
-            Request::Run(spec) => return self.run_request(caller, id, (spec, Default::default()), out, false),
-            Request::RunOnce(spec) => return self.run_request(caller, id, (spec, Default::default()), out, true),
+            Request::Run(spec) => {
+                return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, false)
+            }
+            Request::RunOnce(spec) => {
+                return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, true)
+            }
             Request::RunSupervised {
                 spec,
                 supervision,
                 once,
-            } => return self.run_request(caller, id, (spec, supervision), out, once),
+            } => return self.run_request(caller, id, (spec, supervision, Default::default()), out, once),
             Request::WaitFor {
                 tag,
                 until,
@@ -102,6 +106,13 @@ impl Daemon {
                     start_secs_ms,
                 },
             ),
+            Request::RunWith {
+                spec,
+                resources,
+                once,
+                supervision,
+            } => return self.run_request(caller, id, (spec, supervision, resources), out, once),
+            Request::Resources { tag } => self.resources(tag),
             Request::Start { tag } => self.start(caller, &tag),
             Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
             Request::Stop { tag, signal, wait_ms } => {

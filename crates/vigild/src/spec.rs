@@ -98,6 +98,7 @@ pub fn build(run: &RunSpec, uid: u32, gid: u32, default_stop: Duration) -> Resul
             probes,
         },
         supervision: Default::default(),
+        res: Default::default(),
     };
     spec.validate(&name).map_err(|e| invalid(format!("tag {name}: {e}")))?;
     // Only for root's tags: another user's working directory is checked as that user, when the

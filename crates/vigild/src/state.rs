@@ -203,7 +203,7 @@ impl Daemon {
         }
         // The request's kind only: its arguments are the caller's own, and can be long.
         let what = match req {
-            R::Run(_) | R::RunOnce(_) | R::RunSupervised { .. } => "run",
+            R::Run(_) | R::RunOnce(_) | R::RunSupervised { .. } | R::RunWith { .. } => "run",
             R::Start { .. } => "start",
             R::Modify { .. } | R::ModifySupervision { .. } => "modify",
             R::Stop { .. } => "stop",

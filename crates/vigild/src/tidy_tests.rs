@@ -17,6 +17,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
         &[
             "clock",
             "fit",
+            "stamp",
             "sd_notify",
             "events::attr",
             "events::subscription",
@@ -33,7 +34,14 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
     (
         "conversions and config",
         false,
-        &["supervision", "convert", "spec", "config"],
+        &[
+            "supervision",
+            "tag_res",
+            "convert",
+            "spec",
+            "config::res_keys",
+            "config",
+        ],
     ),
     ("messages", false, &["conn", "msg", "node"]),
     (
@@ -74,6 +82,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "pmf::restore",
             "pmf::requests",
             "pmf::policy",
+            "pmf::resources",
         ],
     ),
     ("the loop", false, &["router", "server", "lib"]),

@@ -556,26 +556,36 @@ fn frames_server(c: &Corpus) {
         conn.extend(bytes);
         c.put(t, &format!("welcome_hostile_{name}"), &conn);
     }
-    // The golden frames of the protocol's tests: every one a real message of one side or the other.
-    let golden = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/vigil-proto/tests/golden.txt"),
-    )
-    .expect("golden frames");
-    for line in golden.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
-        let Some((name, hex)) = line.split_once(' ') else {
-            continue;
-        };
-        let bytes: Vec<u8> = (0..hex.trim().len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex.trim()[i..i + 2], 16).expect("golden hex"))
-            .collect();
-        // A golden frame is a client's or a server's: each side's target gets it after its greeting.
-        let mut to_server = hello();
-        to_server.extend(&bytes);
-        c.put("frame_client", &format!("golden_{name}"), &to_server);
-        let mut to_client = welcome();
-        to_client.extend(&bytes);
-        c.put(t, &format!("golden_{name}"), &to_client);
+    // The golden frames of the protocol's tests: every one a real message of one side or the other. The
+    // frames of appended requests live in files of their own (no name is in two of them).
+    for file in [
+        "golden.txt",
+        "golden_quorum_lease.txt",
+        "golden_supervision.txt",
+        "golden_resources.txt",
+    ] {
+        let golden = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../crates/vigil-proto/tests")
+                .join(file),
+        )
+        .expect("golden frames");
+        for line in golden.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+            let Some((name, hex)) = line.split_once(' ') else {
+                continue;
+            };
+            let bytes: Vec<u8> = (0..hex.trim().len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex.trim()[i..i + 2], 16).expect("golden hex"))
+                .collect();
+            // A golden frame is a client's or a server's: each side's target gets it after its greeting.
+            let mut to_server = hello();
+            to_server.extend(&bytes);
+            c.put("frame_client", &format!("golden_{name}"), &to_server);
+            let mut to_client = welcome();
+            to_client.extend(&bytes);
+            c.put(t, &format!("golden_{name}"), &to_client);
+        }
     }
 }
 
@@ -616,6 +626,12 @@ stop_signal = "SIGINT"
 stop_timeout = 10
 watchdog = 30
 env = { PGPORT = "5432" }
+restart = "on-failure"
+success_exit_codes = [0, 3]
+success_signals = ["TERM", 1]
+start_secs = 1.5
+notify = true
+autostart = false
 
 [tag.web]
 command = ["/usr/bin/python3", "-m", "http.server"]
@@ -623,6 +639,15 @@ after = ["db"]
 type = "svc"
 level = 0
 cwd = "/srv"
+user = "www-data"
+group = 33
+limits = { nofile = 4096, core = "0:unlimited" }
+nice = 5
+umask = 0o027
+stderr_log = "/var/log/web.err"
+log_timestamps = true
+env_file = "web.env"
+tag_group = "web"
 
 [[tag.web.probe]]
 tcp = "127.0.0.1:8000"

@@ -128,6 +128,9 @@ pub struct Tag {
     /// The node that answered, when several were asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The tag's user, groups and resources, where they were asked for (`vigil status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<super::Resources>,
 }
 
 impl From<&msg::TagStatus> for Tag {
@@ -183,6 +186,7 @@ impl From<&msg::TagStatus> for Tag {
             supervision: (&s.supervision).into(),
             up: s.up,
             node: None,
+            resources: None,
         }
     }
 }

@@ -324,3 +324,40 @@ fn done() {
         json!({"subject": "web", "done": "stopped", "state": "stopped", "details": {"signal": "SIGTERM"}})
     );
 }
+
+#[test]
+fn resources_show_names_octal_umask_and_unlimited_as_null() {
+    let r = crate::TagResources {
+        tag: "web".into(),
+        uid: 33,
+        gid: 33,
+        user: Some("www-data".into()),
+        group: None,
+        groups: vec![33, 4],
+        resources: crate::Resources {
+            user: Some("www-data".into()),
+            group: None,
+            limits: vec![crate::LimitSpec {
+                name: "core".into(),
+                soft: Some(0),
+                hard: None,
+            }],
+            nice: Some(5),
+            umask: Some(0o27),
+            stderr_log: None,
+            log_timestamps: true,
+            tag_group: Some("web".into()),
+        },
+    };
+    let v = Resources::from(&r);
+    assert_eq!(
+        to(&v),
+        json!({"user": "www-data", "group": null, "groups": [33, 4],
+               "limits": [{"name": "core", "soft": 0, "hard": null}], "nice": 5, "umask": "027",
+               "stderr_log": null, "log_timestamps": true, "tag_group": "web"})
+    );
+    let back: Resources = serde_json::from_value(to(&v)).unwrap();
+    assert_eq!(back, v);
+    // A tag's view has no `resources` key unless they were asked for.
+    assert!(to(Tag::from(&status())).get("resources").is_none());
+}

@@ -1,5 +1,6 @@
 //! The TOML config file: daemon settings and the tags that start with vigild.
 
+mod res_keys;
 mod settings;
 
 pub use settings::{limits_from, Quotas, Settings, SUBSCRIBER_QUEUE, TAGS_PER_UID};
@@ -163,6 +164,17 @@ struct TagSection {
     probe: Vec<ProbeSection>,
     /// This tag's restart-storm throttling, instead of `daemon.storm`.
     storm: Option<String>,
+    // Resources (config/res_keys.rs).
+    user: Option<res_keys::NameOrId>,
+    group: Option<res_keys::NameOrId>,
+    limits: Option<BTreeMap<String, res_keys::LimitValue>>,
+    nice: Option<i32>,
+    umask: Option<res_keys::Umask>,
+    stderr_log: Option<String>,
+    #[serde(default)]
+    log_timestamps: bool,
+    env_file: Option<String>,
+    tag_group: Option<String>,
     /// `always` (the default), `on-failure` or `never`.
     restart: Option<String>,
     /// Exit codes that are a success (default: 0).
@@ -262,10 +274,15 @@ fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
 pub fn load(path: &Path, uid: u32, gid: u32) -> anyhow::Result<Config> {
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-    parse(&text, uid, gid).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    parse_in(&text, uid, gid, path.parent()).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
 }
 
 pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
+    parse_in(text, uid, gid, None)
+}
+
+/// `parse`, with relative `env_file`s taken from `dir` (the config file's directory).
+pub fn parse_in(text: &str, uid: u32, gid: u32, dir: Option<&Path>) -> anyhow::Result<Config> {
     let file: File = toml::from_str(text)?;
     let mut settings = Settings::default();
     if let Some(t) = file.daemon.stop_timeout {
@@ -394,10 +411,34 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let supervision = supervision_of(&t).map_err(ctx)?;
         let autostart = t.autostart;
+        let wire_res = res_keys::ResKeys {
+            user: t.user.as_ref(),
+            group: t.group.as_ref(),
+            limits: t.limits.as_ref(),
+            nice: t.nice,
+            umask: t.umask.as_ref(),
+            stderr_log: t.stderr_log.as_deref(),
+            log_timestamps: t.log_timestamps,
+            tag_group: t.tag_group.as_deref(),
+        }
+        .to_wire()
+        .map_err(ctx)?;
+        // The file's variables first: the `env` table's win over them.
+        let mut env: Vec<(String, String)> = match &t.env_file {
+            Some(f) => res_keys::read_env_file(f, dir).map_err(ctx)?,
+            None => Vec::new(),
+        };
+        env.retain(|(k, _)| !t.env.contains_key(k));
+        let mut seen = BTreeSet::new();
+        // A later line of the file wins over an earlier one.
+        env.reverse();
+        env.retain(|(k, _)| seen.insert(k.clone()));
+        env.reverse();
+        env.extend(t.env);
         let run = RunSpec {
             tag: name.clone(),
             command: t.command,
-            env: t.env.into_iter().collect(),
+            env,
             inherit_env: false,
             cwd: t.cwd,
             instance: t.instance,
@@ -413,7 +454,14 @@ pub fn parse(text: &str, uid: u32, gid: u32) -> anyhow::Result<Config> {
             watchdog_ms,
             probes,
         };
-        let (tag, spec) = crate::spec::build(&run, uid, gid, settings.stop_timeout).map_err(|e| ctx(e.message))?;
+        let (tag, mut spec) = crate::spec::build(&run, uid, gid, settings.stop_timeout).map_err(|e| ctx(e.message))?;
+        // vigild's config speaks for vigild's user: as root, for any user.
+        let asker = crate::tag_res::Asker {
+            uid,
+            gid,
+            may_switch: uid == 0,
+        };
+        crate::tag_res::apply(&tag, &mut spec, &wire_res, asker).map_err(|e| ctx(e.message))?;
         let spec = crate::supervision::with_supervision(&tag, spec, &supervision).map_err(|e| ctx(e.message))?;
         if !autostart {
             manual.insert(tag.clone());

@@ -167,3 +167,72 @@ tcp = "[::1]:8000"
     assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\nthreshold = 0").contains("threshold 0 is out of range"));
     assert!(e("[[tag.a.probe]]\ntcp = \"h:1\"\ninterval = 0").contains("probe[0].interval = 0 is outside"));
 }
+
+#[test]
+fn resource_keys_and_their_errors() {
+    let c = parse(
+        r#"
+[tag.a]
+command = ["x"]
+user = "root"
+group = 0
+limits = { nofile = 4096, core = "0:unlimited" }
+nice = 3
+umask = "027"
+stderr_log = "/tmp/a.err"
+tag_group = "web"
+"#,
+        0,
+        0,
+    )
+    .unwrap();
+    let r = &c.tags[0].1.res;
+    assert_eq!((r.user.as_deref(), r.group.as_deref()), (Some("root"), Some("root")));
+    assert_eq!(
+        r.limits.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+        ["core=0:unlimited", "nofile=4096"]
+    );
+    assert_eq!((r.nice, r.umask), (Some(3), Some(0o27)));
+    assert_eq!(r.tag_group.as_deref(), Some("web"));
+
+    let e = |t: &str| parse(t, 0, 0).unwrap_err().to_string();
+    let tag = |extra: &str| format!("[tag.a]\ncommand = [\"x\"]\n{extra}");
+    assert!(e(&tag("limits = { files = 1 }")).contains("tag.a: unknown resource limit \"files\""));
+    assert!(e(&tag("limits = { nofile = \"lots\" }")).contains("nofile=\"lots\" is not NUMBER"));
+    assert!(e(&tag("umask = \"9\"")).contains("umask = \"9\" is not an octal number"));
+    assert!(e(&tag("nice = 30")).contains("nice 30 is outside -20..=19"));
+    assert!(e(&tag("stderr_log = \"rel.err\"")).contains("is not an absolute path"));
+    assert!(e(&tag("user = \"no-such-user-of-vigil\"")).contains("no such user: no-such-user-of-vigil"));
+    assert!(e(&tag("env_file = \"/nonexistent/vigil.env\"")).contains("env_file /nonexistent/vigil.env:"));
+    // A vigild of an ordinary user runs its config's tags as that user only.
+    let e = parse(&tag("user = \"root\""), 1000, 1000).unwrap_err().to_string();
+    assert!(e.contains("only root may run a tag as another user"), "{e}");
+}
+
+#[test]
+fn env_file_is_read_relative_to_the_config_and_env_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.env"), "A=file\nB=file\nB=later\n").unwrap();
+    let c = parse_in(
+        "[tag.a]\ncommand = [\"x\"]\nenv_file = \"a.env\"\nenv = { A = \"table\" }\n",
+        0,
+        0,
+        Some(dir.path()),
+    )
+    .unwrap();
+    assert_eq!(
+        c.tags[0].1.env,
+        vec![
+            ("B".to_string(), "later".to_string()),
+            ("A".to_string(), "table".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_tag_without_resources_keeps_the_spec_it_had_before_them() {
+    // A tag restored from a schema-4 state file has no resources: its config entry must compare
+    // equal, or the first start of a new vigild would restart every config tag.
+    let c = parse("[tag.a]\ncommand = [\"x\"]\n", 0, 0).unwrap();
+    assert_eq!(c.tags[0].1.res, vigil_core::Resources::default());
+}

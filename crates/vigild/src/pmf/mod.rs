@@ -9,6 +9,7 @@ pub mod policy;
 pub mod procs;
 pub mod reap_scan;
 pub mod requests;
+pub mod resources;
 pub mod restore;
 pub mod state;
 

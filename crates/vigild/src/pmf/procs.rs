@@ -173,6 +173,21 @@ impl Daemon {
             None if switch => (home.unwrap_or_else(|| "/".into()), true),
             None => (home.filter(|h| h.is_dir()).unwrap_or_else(|| "/".into()), false),
         };
+        // With timestamps, the output goes through the stamper's pipe (see stamp.rs); if it cannot be
+        // started, to the log as it is, which the event says.
+        let mut stamped = None;
+        let (timestamps, ids) = (spec.res.log_timestamps, switch.then_some((spec.uid, spec.gid)));
+        if let (Some(path), true, false) = (&log, timestamps, role == Role::Probe) {
+            match crate::stamp::start(path, ids) {
+                Ok(w) => stamped = Some(w),
+                Err(e) => {
+                    warn!(tag = %name, "cannot start the log's timestamps: {e}");
+                    let reason = format!("cannot start the log's timestamps ({e}); lines go to the log without");
+                    self.emit_tag_event(name, TagEvent::LogFailed { reason });
+                }
+            }
+        }
+        let spec = self.pmf.tags[name].tag.spec();
         let sspec = SpawnSpec {
             program: &program,
             argv: &argv,
@@ -180,9 +195,10 @@ impl Daemon {
             cwd: Some(&cwd),
             uid: switch.then_some(spec.uid),
             gid: switch.then_some(spec.gid),
-            output: match &log {
-                Some(path) => vigil_sys::Output::Append(path),
-                None => vigil_sys::Output::Null,
+            output: match (&stamped, &log) {
+                (Some(pipe), _) => vigil_sys::Output::Fd(std::os::fd::AsFd::as_fd(pipe)),
+                (None, Some(path)) => vigil_sys::Output::Append(path),
+                (None, None) => vigil_sys::Output::Null,
             },
             // Each in a session of its own: a stop signals the tag's processes, and a probe that runs
             // out of time is killed with its whole process group.
@@ -194,6 +210,22 @@ impl Daemon {
             .then_some("WATCHDOG_PID"),
             search_path: if switch { path } else { None },
             cwd_or_root,
+            ..SpawnSpec::new(&program, &[], &[], vigil_sys::Output::Null)
+        };
+        let limits = crate::tag_res::child_limits(&spec.res);
+        let sspec = SpawnSpec {
+            groups: (switch && !spec.res.groups.is_empty()).then_some(spec.res.groups.as_slice()),
+            limits: &limits,
+            nice: spec.res.nice,
+            umask: spec.res.umask,
+            // A probe's output goes to /dev/null, its stderr too.
+            stderr: spec
+                .res
+                .stderr_log
+                .as_deref()
+                .filter(|_| role != Role::Probe)
+                .map(std::path::Path::new),
+            ..sspec
         };
         vigil_sys::spawn(&sspec).map_err(|e| SpawnFailure {
             temporary: e.is_resource_shortage(),

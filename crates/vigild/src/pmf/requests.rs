@@ -189,7 +189,13 @@ impl Daemon {
                 ),
             ));
         }
-        let (name, spec) = crate::spec::build(&run.0, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
+        let (name, mut spec) = crate::spec::build(&run.0, caller.uid, caller.gid, self.node.settings.stop_timeout)?;
+        let asker = crate::tag_res::Asker {
+            uid: caller.uid,
+            gid: caller.gid,
+            may_switch: caller.uid == 0 && self.node.uid == 0,
+        };
+        crate::tag_res::apply(&name, &mut spec, &run.2, asker)?;
         let spec = crate::supervision::with_supervision(&name, spec, &run.1)?;
         if let Some(old) = self.pmf.tags.get(&name) {
             // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
@@ -260,6 +266,7 @@ impl Daemon {
                 cwd: spec.cwd.clone().map(Into::into),
                 uid: spec.uid,
                 gid: spec.gid,
+                groups: spec.res.groups.clone(),
                 path,
                 run,
             }));
@@ -546,6 +553,8 @@ struct RunCheck {
     cwd: Option<std::path::PathBuf>,
     uid: u32,
     gid: u32,
+    /// The supplementary groups the tag will have (a named user's): they may open the way to a program.
+    groups: Vec<u32>,
     path: std::ffi::OsString,
     run: RunArgs,
 }
@@ -560,6 +569,7 @@ impl RunCheck {
                     cwd: Some(self.cwd.as_deref().unwrap_or(std::path::Path::new("/"))),
                     uid: Some(self.uid),
                     gid: Some(self.gid),
+                    groups: (!self.groups.is_empty()).then_some(self.groups.as_slice()),
                     search_path: Some(&self.path),
                     ..vigil_sys::SpawnSpec::new(std::path::Path::new(program), &[], &[], vigil_sys::Output::Null)
                 },

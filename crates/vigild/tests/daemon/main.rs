@@ -26,6 +26,7 @@ mod rel_kill;
 mod rel_store;
 mod remote;
 mod remote_store;
+mod resources;
 mod sam;
 mod sam_behind;
 mod sam_compat;

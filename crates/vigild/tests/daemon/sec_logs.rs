@@ -342,14 +342,14 @@ fn long_tag_names_are_refused() {
     let v = Vigild::start_with(Some(SMALL_LOGS));
     let long = "n".repeat(241);
     let out = v.cli_as(Some(NOBODY), &["run", &long, "--", "sleep", "1000"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("tag name is 241 bytes long; the limit is 240"),
         "{}",
         stderr(&out)
     );
     let out = v.cli_as(Some(NOBODY), &["run", &"n".repeat(255), "--", "sleep", "1000"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(v.client().list().unwrap().is_empty(), "nothing was created");
 
     // The longest name has a log that rotates.
