@@ -27,7 +27,8 @@ pub use connector::{ProcConnector, ProcEvent};
 pub use inotify::Inotify;
 pub use misc::{
     data_extents, default_sigpipe, fork, fork_single_threaded, getgid, getuid, kill_process_group, pipe_cloexec,
-    raise_nofile_limit, reap_child, send_signal, set_child_subreaper, set_nonblocking, user_by_uid, yield_cpu, Forked,
+    raise_nofile_limit, reap_child, send_signal, set_child_subreaper, set_nonblocking, set_stop_signals_blocked,
+    signal_self, user_by_uid, yield_cpu, Forked,
 };
 pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
 pub use pidfd::{reap_any, try_reap_child, PidFd};

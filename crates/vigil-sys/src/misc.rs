@@ -399,3 +399,36 @@ pub fn data_extents<F: AsFd>(fd: F, from: u64, to: u64) -> Result<Vec<(u64, u64)
     }
     Ok(out)
 }
+
+/// The signals that stop vigild (TERM, INT) or re-execute it (HUP).
+const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Blocks (or unblocks) the signals that stop or re-execute vigild in the calling thread. Blocked
+/// across a re-exec, one that comes meanwhile stays pending for the new image (pending signals and the
+/// mask are kept by execve) instead of being caught by a handler the exec throws away.
+pub fn set_stop_signals_blocked(blocked: bool) -> Result<(), SysError> {
+    // SAFETY: sigemptyset/sigaddset fill a sigset_t on our stack; pthread_sigmask reads it and
+    // writes no old set (null).
+    let r = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in STOP_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        let how = if blocked { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut())
+    };
+    if r != 0 {
+        return Err(SysError::io(
+            "pthread_sigmask",
+            None,
+            std::io::Error::from_raw_os_error(r),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends `sig` to this process as a whole (pending until a thread takes it).
+pub fn signal_self(sig: i32) -> Result<(), SysError> {
+    send_signal(std::process::id() as Pid, sig)
+}

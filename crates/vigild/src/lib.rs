@@ -97,6 +97,9 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
     // the local queue rather than a write to the driver's eventfd. The thread has a stack of a known
     // size, whatever RLIMIT_STACK vigild was started with: decoding a request must fit in it
     // (docs/fuzzing.md).
+    // Blocked in every thread but the loop's (which unblocks them once its handlers are in place), so
+    // that a stop sent during a re-exec is kept pending for the new image rather than lost.
+    vigil_sys::set_stop_signals_blocked(true).context("cannot block the stop signals")?;
     let daemon = std::thread::Builder::new()
         .name("vigild".into())
         .stack_size(LOOP_STACK)
@@ -112,6 +115,17 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
         .context("cannot start vigild's thread")?;
     // A panic ends vigild as it would have on the main thread.
     daemon.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// A TERM or INT caught since the loop's last turn would be lost with this image: it is sent again, to
+/// the process, where it waits (every thread blocks it now, and execve keeps pending signals and the
+/// mask) until the new image's loop has its handlers and unblocks it, and then it stops vigild.
+async fn keep_stops_for_new_image(sigterm: &mut tokio::signal::unix::Signal, sigint: &mut tokio::signal::unix::Signal) {
+    for (s, n) in [(sigterm, libc::SIGTERM), (sigint, libc::SIGINT)] {
+        if tokio::time::timeout(std::time::Duration::ZERO, s.recv()).await.is_ok() {
+            let _ = vigil_sys::signal_self(n);
+        }
+    }
 }
 
 /// The stack of the thread that runs the loop and reads the connections.
@@ -281,6 +295,9 @@ async fn serve(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    // `vigild` blocks these before its thread starts (so that one sent across a re-exec waits for the
+    // new image): with the handlers in place, they may come now.
+    vigil_sys::set_stop_signals_blocked(false)?;
 
     let node = opts.node.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -482,11 +499,16 @@ async fn serve(
             break Exit::Shutdown;
         }
         if let Some(rx) = &mut d.node.reexec {
+            // From here a stop waits for the new image (see `keep_stops_for_new_image`).
+            let _ = vigil_sys::set_stop_signals_blocked(true);
             // Let the reply reach the client before the process image goes away.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx).await;
+            keep_stops_for_new_image(&mut sigterm, &mut sigint).await;
             break Exit::Reexec;
         }
         if d.node.reexec_now {
+            let _ = vigil_sys::set_stop_signals_blocked(true);
+            keep_stops_for_new_image(&mut sigterm, &mut sigint).await;
             break Exit::Reexec;
         }
     };

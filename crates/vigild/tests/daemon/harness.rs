@@ -466,3 +466,18 @@ pub fn quit_app_info() -> vigil_client::proto::SamInfo {
         state: vigil_client::proto::SamState::Stopped,
     }
 }
+
+impl Vigild {
+    /// Waits for vigild to exit by itself (a stop already sent); its exit status.
+    pub fn terminate_waited(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "vigild did not exit after the stop it was sent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -83,6 +83,19 @@ fn reexec_keeps_every_process() {
     assert_eq!(v.status("stay").last_exit, Some((pid, ExitStatus::Signal(9))));
 }
 
+/// A stop sent the moment a re-exec is answered (while the old image hands over) is not lost: it waits
+/// for the new image, which stops every tag and exits.
+#[test]
+fn a_sigterm_during_a_reexec_stops_the_new_vigild() {
+    let mut v = Vigild::start();
+    let pid = v.run(sh("t", "exec sleep 1000")).main_pid.unwrap();
+    v.client().reexec().unwrap();
+    kill(v.pid() as i32, "TERM");
+    let st = v.terminate_waited();
+    assert!(st.success(), "{st}");
+    assert!(!alive(pid), "the tag's process outlived vigild's stop");
+}
+
 #[test]
 fn sighup_reexecs_too() {
     let v = Vigild::start();
