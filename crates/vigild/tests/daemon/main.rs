@@ -13,6 +13,7 @@ mod compat_c;
 mod etcd;
 mod harness;
 mod health;
+mod http;
 mod lifecycle;
 mod ops;
 mod pmf;
