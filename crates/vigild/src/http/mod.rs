@@ -65,6 +65,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/quorum", get(r::quorum))
         .route("/api/nodes", get(r::nodes))
         .route("/api/daemon", get(r::daemon))
+        .route("/api/whoami", get(r::whoami))
         .route("/api/openapi.json", get(dash::openapi))
         .route("/api/login", post(dash::login))
         .route("/metrics", get(metrics::metrics))

@@ -463,6 +463,11 @@ pub async fn daemon(State(api): State<Arc<Api>>, who: Asker, Q(n): Q<NodeQ>) -> 
     answer(&api, who, on(&n, Request::DaemonStatus)).await
 }
 
+/// Who the request acts as: the dashboard shows buttons only for what the viewer may change.
+pub async fn whoami(who: Asker) -> Json<Value> {
+    Json(serde_json::json!({ "uid": who.uid, "gid": who.gid }))
+}
+
 pub async fn not_found() -> HttpError {
     HttpError::new(
         StatusCode::NOT_FOUND,

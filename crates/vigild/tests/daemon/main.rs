@@ -14,6 +14,7 @@ mod etcd;
 mod harness;
 mod health;
 mod http;
+mod http_dash;
 mod lifecycle;
 mod ops;
 mod pmf;
