@@ -44,7 +44,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/tags/{tag}/stop", post(r::stop))
         .route("/api/tags/{tag}/restart", post(r::restart))
         .route("/api/tags/{tag}/kill", post(r::kill))
-        .route("/api/tags/{tag}/logs", get(r::logs))
+        .route("/api/tags/{tag}/logs", get(sse::logs))
         .route("/api/events", get(sse::events))
         .route("/api/events/stored", get(r::stored_events))
         .route("/api/psm/categories", get(r::psm_categories).post(r::psm_category_add))

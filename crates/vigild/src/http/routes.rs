@@ -201,12 +201,15 @@ pub async fn remove(State(api): State<Arc<Api>>, who: Asker, Path(tag): Path<Str
 
 #[derive(Debug, Default, Deserialize)]
 pub struct LogsQ {
-    lines: Option<usize>,
+    pub lines: Option<usize>,
+    /// Then new lines as they are written, as Server-Sent Events.
+    #[serde(default)]
+    pub follow: bool,
 }
 
-/// The last lines of a tag's log, for its owner or root (logs may hold secrets: docs/security.md).
-pub async fn logs(State(api): State<Arc<Api>>, who: Asker, Path(tag): Path<String>, Q(q): Q<LogsQ>) -> Answer {
-    let status = status_of(&api, who, &NodeQ::default(), &tag).await?;
+/// The path of a tag's log, for its owner or root (logs may hold secrets: docs/security.md).
+pub async fn log_path(api: &Arc<Api>, who: Asker, tag: &str) -> Result<String, HttpError> {
+    let status = status_of(api, who, &NodeQ::default(), tag).await?;
     if who.uid != 0 && who.uid != status.uid {
         return Err(HttpError::new(
             StatusCode::FORBIDDEN,
@@ -217,15 +220,19 @@ pub async fn logs(State(api): State<Arc<Api>>, who: Asker, Path(tag): Path<Strin
             ),
         ));
     }
+    Ok(status.log_path)
+}
+
+/// The last lines of a tag's log, for its owner or root.
+pub async fn logs(api: &Arc<Api>, who: Asker, tag: String, q: &LogsQ) -> Answer {
+    let path = log_path(api, who, &tag).await?;
     let lines = q.lines.unwrap_or(100).min(10_000);
-    let path = status.log_path.clone();
-    let text = tokio::task::spawn_blocking(move || tail(&path, lines))
+    let p = path.clone();
+    let text = tokio::task::spawn_blocking(move || tail(&p, lines))
         .await
         .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|e| HttpError::new(StatusCode::NOT_FOUND, "not_found", format!("no log for tag {tag}: {e}")))?;
-    Ok(Json(
-        serde_json::json!({ "tag": tag, "path": status.log_path, "lines": text }),
-    ))
+    Ok(Json(serde_json::json!({ "tag": tag, "path": path, "lines": text })))
 }
 
 /// The last `n` lines of a file, from at most its last 1 MiB; never through a symbolic link.

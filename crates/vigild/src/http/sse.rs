@@ -6,10 +6,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use vigil_proto::{Request, ServerMsg};
@@ -18,7 +20,7 @@ use crate::http::auth::Asker;
 use crate::http::call::Api;
 use crate::http::errors::HttpError;
 use crate::http::json::cmap_note;
-use crate::http::routes::{filter, Q};
+use crate::http::routes::{self, filter, LogsQ, Q};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct EventsQ {
@@ -119,4 +121,80 @@ pub async fn cmap_track(
         }
     });
     Ok(Sse::new(s).keep_alive(keep_alive()))
+}
+
+/// `GET /api/tags/{tag}/logs`: the last lines as JSON; with `?follow=true`, then every new line as
+/// `log` events `{"lines": [...]}`, across rotations (a copy-and-truncate: the file shrinks, reading
+/// starts again at its beginning). The file is looked at twice a second: a log has no event to wait on
+/// that would not cost vigild a watch per follower.
+pub async fn logs(
+    State(api): State<Arc<Api>>,
+    who: Asker,
+    Path(tag): Path<String>,
+    Q(q): Q<LogsQ>,
+) -> Result<Response, HttpError> {
+    if !q.follow {
+        return Ok(routes::logs(&api, who, tag, &q).await?.into_response());
+    }
+    let first = routes::logs(&api, who, tag.clone(), &q).await?.0;
+    let path = routes::log_path(&api, who, &tag).await?;
+    // Reads of a regular file, at most 64 KiB a tick: short enough to do in place.
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| {
+            HttpError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no log for tag {tag}: {e}"),
+            )
+        })?;
+    let pos = f
+        .seek(std::io::SeekFrom::End(0))
+        .map_err(|e| HttpError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let head = stream::once(async move { Ok::<_, Infallible>(data(json!({ "lines": first["lines"] })).event("log")) });
+    let tick = tokio::time::interval(Duration::from_millis(500));
+    let rest = stream::unfold(
+        (f, pos, Vec::<u8>::new(), tick),
+        |(mut f, mut pos, mut partial, mut tick)| async move {
+            loop {
+                tick.tick().await;
+                let len = f.metadata().ok()?.len();
+                if len < pos {
+                    pos = 0;
+                    partial.clear();
+                }
+                if len == pos {
+                    continue;
+                }
+                f.seek(std::io::SeekFrom::Start(pos)).ok()?;
+                let mut buf = Vec::new();
+                let n = (&mut f).take(64 << 10).read_to_end(&mut buf).ok()?;
+                pos += n as u64;
+                partial.extend_from_slice(&buf);
+                let Some(end) = partial.iter().rposition(|b| *b == b'\n') else {
+                    // A line longer than any reader wants is sent as it is.
+                    if partial.len() < 64 << 10 {
+                        continue;
+                    }
+                    let taken: Vec<u8> = std::mem::take(&mut partial);
+                    let line = String::from_utf8_lossy(&taken).into_owned();
+                    return Some((
+                        Ok(data(json!({ "lines": [line] })).event("log")),
+                        (f, pos, partial, tick),
+                    ));
+                };
+                let done: Vec<u8> = partial.drain(..=end).collect();
+                let lines: Vec<String> = String::from_utf8_lossy(&done).lines().map(String::from).collect();
+                return Some((
+                    Ok(data(json!({ "lines": lines })).event("log")),
+                    (f, pos, partial, tick),
+                ));
+            }
+        },
+    );
+    Ok(Sse::new(head.chain(rest)).keep_alive(keep_alive()).into_response())
 }

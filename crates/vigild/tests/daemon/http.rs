@@ -665,3 +665,39 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn http_logs_follow_streams_new_lines() {
+    let v = Vigild::start();
+    v.run(sh(
+        "talker",
+        "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.1; done",
+    ));
+    wait_for("a first line", || {
+        let l = ok(&v, "GET", "/api/tags/talker/logs?lines=1", None);
+        (!l["lines"].as_array()?.is_empty()).then_some(())
+    });
+    let to = To::Unix(http_sock(&v));
+    let mut s = Stream::open(&to, None, "/api/tags/talker/logs?follow=true&lines=1", &[]);
+    let (name, _, first) = s.next();
+    assert_eq!(name, "log", "{first}");
+    let n = |l: &Value| -> u64 {
+        l.as_str()
+            .and_then(|s| s.strip_prefix("line-"))
+            .and_then(|x| x.parse().ok())
+            .unwrap()
+    };
+    let start = n(&first["lines"][0]);
+    // Later lines come in order, none skipped.
+    let mut next = start + 1;
+    while next < start + 10 {
+        let (name, _, e) = s.next();
+        assert_eq!(name, "log");
+        for l in e["lines"].as_array().unwrap() {
+            assert_eq!(n(l), next, "{e}");
+            next += 1;
+        }
+    }
+    let (code, e) = req_as(&to, Some(NOBODY), "GET", "/api/tags/talker/logs?follow=true", None);
+    assert_eq!(code, 403, "{e}");
+}
