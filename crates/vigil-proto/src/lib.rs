@@ -16,6 +16,7 @@ mod cmap;
 mod error;
 mod event;
 mod frame;
+pub mod json;
 mod msg;
 mod psm;
 mod sam;

@@ -1,34 +1,67 @@
 //! `vigil`: the command line of vigild.
 //!
 //! Exit codes: 0 success; 1 the daemon refused or the operation failed (and `query`: no such tag);
-//! 2 a usage error; 3 vigild cannot be reached.
+//! 2 a usage error or a malformed value (whether vigil or vigild finds it); 3 vigild cannot be reached.
 
 // The workspace denies unsafe code; its safe crates forbid it outright, so that no module can allow it.
 #![forbid(unsafe_code)]
 
+mod cmap;
+mod done;
+mod events;
 mod output;
+mod when;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use vigil_client::proto::ErrorCode;
 use vigil_client::proto::{self, Backoff, ProbeCheck, ProbeSpec, ProgramType, RunSpec};
 use vigil_client::{Client, ClientError};
 
+use done::Done;
+
 #[derive(Parser)]
-#[command(version, about = "Keep vital processes alive: the command line of vigild")]
+#[command(
+    version,
+    about = "Keep vital processes alive: the command line of vigild",
+    after_help = "Exit status: 0 success; 1 vigild refused or the operation failed; 2 a usage error or a \
+                  malformed value; 3 vigild cannot be reached. The global options go before or after the command."
+)]
 struct Cli {
-    /// vigild's socket [default: $VIGIL_SOCKET, /run/vigil/vigild.sock for root, else $XDG_RUNTIME_DIR/vigil/vigild.sock]
-    #[arg(long, global = true)]
+    // The global options: one line each in every command's -h, the whole story in --help.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options",
+        help = "vigild's socket [default: $VIGIL_SOCKET, else root's or the user's: see --help]",
+        long_help = "vigild's socket [default: $VIGIL_SOCKET, /run/vigil/vigild.sock for root, else \
+                     $XDG_RUNTIME_DIR/vigil/vigild.sock]"
+    )]
     socket: Option<PathBuf>,
-    /// Print JSON instead of text
-    #[arg(long, global = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        help = "Print JSON instead of text (docs/json.md)",
+        long_help = "Print JSON instead of text, in the documented shapes of docs/json.md, for every command \
+                     that prints something but `logs` and `query`"
+    )]
     json: bool,
-    /// Cluster mode: the node to ask (this one by default); `status`, `list` and `psm get` also take a
-    /// comma list or `all`, and succeed when any node answered (the others' errors go to stderr);
-    /// `events` with any `--node` reads the cluster stream of those nodes, in etcd revision order
-    #[arg(long, global = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "NODE",
+        help_heading = "Global options",
+        help = "Cluster mode: the node to ask, or for some commands a comma list or `all` (see --help)",
+        long_help = "Cluster mode: the node to ask (this one by default); `status`, `list` and `psm get` also \
+                     take a comma list or `all`, and succeed when any node answered (the others' errors go to \
+                     stderr); `events` with any `--node` reads the cluster stream of those nodes, in etcd \
+                     revision order"
+    )]
     node: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -41,92 +74,97 @@ enum Cmd {
     /// Create a tag and start COMMAND under it (pmfadm -c)
     Run(RunArgs),
     /// Start a stopped or failed tag again, with a fresh retry budget
-    Start { tag: String },
+    Start {
+        /// The tag
+        tag: String,
+    },
     /// Change the retry budget of a tag (pmfadm -m)
     Modify {
+        /// The tag
         tag: String,
         /// Restarts allowed within the period (-1: no limit)
-        #[arg(long, short = 'n', allow_hyphen_values = true)]
+        #[arg(long, short = 'n', value_name = "N", allow_hyphen_values = true)]
         retries: Option<i64>,
         /// The period in seconds (-1: no limit)
-        #[arg(long, short = 't', allow_hyphen_values = true)]
+        #[arg(long, short = 't', value_name = "SECS", allow_hyphen_values = true)]
         period: Option<i64>,
     },
     /// Stop restarting and signal every process of the tag; SIGKILL follows after the wait (pmfadm -s)
     Stop {
+        /// The tag
         tag: String,
         /// The first signal [default: the tag's stop signal, SIGTERM]
-        #[arg(long, short)]
+        #[arg(long, short, value_name = "SIG")]
         signal: Option<String>,
         /// Wait up to SECS for every process to exit; SIGKILL is sent when the wait runs out
-        #[arg(long, short)]
+        #[arg(long, short, value_name = "SECS")]
         wait: Option<f64>,
     },
     /// Send a signal to every process of the tag without stopping monitoring (pmfadm -k)
     Kill {
+        /// The tag
         tag: String,
         /// Signal name or number [default: TERM]
+        #[arg(value_name = "SIG")]
         signal: Option<String>,
         /// Wait up to SECS for the signalled processes to exit
-        #[arg(long, short)]
+        #[arg(long, short, value_name = "SECS")]
         wait: Option<f64>,
     },
     /// Stop the tag's processes and start the command again (not counted against the budget)
-    Restart { tag: String },
+    Restart {
+        /// The tag
+        tag: String,
+    },
     /// Stop the tag if needed and forget it
     Rm {
+        /// The tag
         tag: String,
-        #[arg(long, short)]
+        /// Wait up to SECS for its processes to exit; SIGKILL is sent when the wait runs out
+        #[arg(long, short, value_name = "SECS")]
         wait: Option<f64>,
     },
     /// Exit 0 if the tag exists, 1 if not; print nothing (pmfadm -q)
-    Query { tag: String },
-    /// List tags (pmfadm -L)
+    Query {
+        /// The tag
+        tag: String,
+    },
+    /// List tags: state, processes, uptime, restarts used of the budget and last exit (pmfadm -L)
     List,
     /// Show the state of one tag or of all (pmfadm -l)
-    Status { tag: Option<String> },
+    Status {
+        /// The tag [default: every tag]
+        tag: Option<String>,
+    },
     /// Wait until the tag no longer runs (stopped, failed or removed)
     Wait {
+        /// The tag
         tag: String,
-        #[arg(long)]
+        /// Give up after SECS (exit 1)
+        #[arg(long, value_name = "SECS")]
         timeout: Option<f64>,
     },
     /// Show a tag's output log
     Logs {
+        /// The tag
         tag: String,
         /// Keep printing what is written
         #[arg(long, short)]
         follow: bool,
         /// Lines from the end to start with
-        #[arg(long, short = 'n', default_value_t = 50)]
+        #[arg(long, short = 'n', value_name = "N", default_value_t = 50)]
         lines: usize,
     },
-    /// Show stored events, or follow new ones (with --node: the cluster stream, by etcd revision)
-    Events {
-        /// Only events whose name matches: a glob (`sys.*.exited`) or a dotted prefix (`sys.unix.psm`)
-        filter: Vec<String>,
-        /// Only events with a sequence number above SEQ (with --node: an etcd revision above SEQ)
-        #[arg(long, alias = "after", default_value_t = 0)]
-        since: u64,
-        /// Only events about this PSM category
-        #[arg(long)]
-        category: Option<String>,
-        /// Only events about this PMF tag
-        #[arg(long)]
-        tag: Option<String>,
-        /// Keep printing new events (after the stored ones since SEQ)
-        #[arg(long, short)]
-        follow: bool,
-        #[arg(long, default_value_t = 1000)]
-        limit: u32,
-    },
+    /// Show the newest events (or those since a time), and follow new ones with -f (with --node: the
+    /// cluster stream, by etcd revision)
+    Events(events::EventsArgs),
     /// The configuration map: typed keys with change tracking (as corosync-cmapctl)
     Cmap {
         /// Use the read-only stats map instead of the main one
         #[arg(long, global = true)]
         stats: bool,
         #[command(subcommand)]
-        cmd: CmapCmd,
+        cmd: cmap::CmapCmd,
     },
     /// The process set manager: categories of vital processes and their members
     Psm {
@@ -153,44 +191,6 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
-enum CmapCmd {
-    /// Print a key as `key (type) = value`
-    Get { key: String },
-    /// Set a key: TYPE is i8 u8 i16 u16 i32 u32 i64 u64 flt dbl str bin (bin: hex)
-    Set {
-        key: String,
-        #[arg(value_name = "TYPE")]
-        ty: String,
-        value: String,
-        /// Keep it across restarts of vigild
-        #[arg(long)]
-        persist: bool,
-    },
-    /// Delete a key
-    Del { key: String },
-    /// Add one to an integer key (wrapping)
-    Inc { key: String },
-    /// Subtract one from an integer key (wrapping)
-    Dec { key: String },
-    /// List keys under a prefix (all without one)
-    Ls { prefix: Option<String> },
-    /// Print changes of a key, or of a prefix with -p, until interrupted
-    Track {
-        key: String,
-        /// Track every key under KEY as a prefix
-        #[arg(short = 'p', long)]
-        prefix: bool,
-        /// Which changes: any of add, delete, modify [default: all]
-        #[arg(long, value_delimiter = ',')]
-        events: Vec<String>,
-    },
-    /// Set keys from a file of `KEY TYPE VALUE` lines (`-KEY` deletes; `#` comments)
-    Load { file: PathBuf },
-    /// Print every key
-    Dump,
-}
-
-#[derive(Subcommand)]
 enum SamCmd {
     /// Every SAM application on this node: supervisor, instance, state, policy
     Ls,
@@ -204,24 +204,50 @@ enum PsmCmd {
         cmd: CategoryCmd,
     },
     /// Register a running process (any pid of the node) in a category
-    Add { category: String, pid: i32 },
+    Add {
+        /// The category
+        category: String,
+        /// The process
+        pid: i32,
+    },
     /// Forget a member
-    Rm { category: String, pid: i32 },
+    Rm {
+        /// The category
+        category: String,
+        /// The member's pid
+        pid: i32,
+    },
     /// Show members: all, of a category, or one pid
-    Get { category: Option<String>, pid: Option<i32> },
+    Get {
+        /// The category [default: every category]
+        category: Option<String>,
+        /// The member's pid [default: every member]
+        pid: Option<i32>,
+    },
     /// Set a member's state string
-    State { category: String, pid: i32, state: String },
+    State {
+        /// The category
+        category: String,
+        /// The member's pid
+        pid: i32,
+        /// The new state, any text
+        state: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum CategoryCmd {
+    /// Create a category
     Add {
+        /// The category
         name: String,
     },
     /// Remove an empty category
     Rm {
+        /// The category
         name: String,
     },
+    /// List categories with their members and how many run
     Ls,
 }
 
@@ -235,6 +261,7 @@ enum DaemonCmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
+    /// The tag: 1 to 240 letters, digits and `. _ - : @ + ,`
     tag: String,
     /// Environment variable for the command (repeatable)
     #[arg(short = 'e', long = "env", value_name = "K=V")]
@@ -243,37 +270,37 @@ struct RunArgs {
     #[arg(short = 'E', long = "inherit-env")]
     inherit_env: bool,
     /// Working directory [default: the user's home, or /]
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
     /// Instance number of a multi-instance resource
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     instance: u32,
     /// Program type: svc, mon or other
-    #[arg(long = "type", default_value = "svc")]
+    #[arg(long = "type", value_name = "TYPE", default_value = "svc")]
     program_type: String,
     /// Child monitor level: 0 the process, 1 its children, ..., -1 all descendants
-    #[arg(long, short = 'C', default_value_t = -1, allow_hyphen_values = true)]
+    #[arg(long, short = 'C', value_name = "N", default_value_t = -1, allow_hyphen_values = true)]
     level: i64,
     /// Restarts allowed within the period: 0 never restart, -1 no limit
-    #[arg(long, short = 'n', default_value_t = 0, allow_hyphen_values = true)]
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 0, allow_hyphen_values = true)]
     retries: i64,
     /// The period in seconds over which restarts are counted (-1: no limit)
-    #[arg(long, short = 't', default_value_t = -1, allow_hyphen_values = true)]
+    #[arg(long, short = 't', value_name = "SECS", default_value_t = -1, allow_hyphen_values = true)]
     period: i64,
     /// Program run as `PROGRAM failed TAG` when the budget is spent: exit 0 restarts, else removes
-    #[arg(long, short = 'a')]
+    #[arg(long, short = 'a', value_name = "PROGRAM")]
     action: Option<String>,
     /// Exponential backoff between restarts, MIN:MAX seconds
-    #[arg(long)]
+    #[arg(long, value_name = "MIN:MAX")]
     backoff: Option<String>,
     /// Start only once these tags are running (repeatable)
-    #[arg(long)]
+    #[arg(long, value_name = "TAG")]
     after: Vec<String>,
     /// Signal that a stop sends first
-    #[arg(long)]
+    #[arg(long, value_name = "SIG")]
     stop_signal: Option<String>,
     /// Seconds between the stop signal and SIGKILL
-    #[arg(long)]
+    #[arg(long, value_name = "SECS")]
     stop_timeout: Option<f64>,
     /// Restart the tag unless it sends WATCHDOG=1 to $NOTIFY_SOCKET at least every SECS (sd_notify)
     #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
@@ -291,7 +318,7 @@ struct RunArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     probe_threshold: Option<i64>,
     /// The command and its arguments
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
@@ -302,10 +329,19 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         let code = match e {
             ClientError::Connect { .. } => 3,
+            // A malformed value is a usage error whoever finds it: vigild checks most of them.
+            _ if e.code() == Some(ErrorCode::InvalidArgument) => 2,
             _ => 1,
         };
         Failure(code, e.to_string())
     }
+}
+
+/// An error that is not the command's: a broken config file makes `reload` and `reexec` fail (1), though
+/// vigild calls it an invalid argument.
+fn refused(e: ClientError) -> Failure {
+    let f = Failure::from(e);
+    Failure(if f.0 == 2 { 1 } else { f.0 }, f.1)
 }
 
 fn usage(msg: impl Into<String>) -> Failure {
@@ -403,6 +439,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Ok::<Client, Failure>(c)
     };
     let json = cli.json;
+    if json && matches!(cli.cmd, Cmd::Query { .. } | Cmd::Logs { .. }) {
+        return Err(usage(
+            "--json: query answers with its exit status and logs prints the log as written; neither prints JSON",
+        ));
+    }
     if let Some(n) = node.as_deref().filter(|_| single.is_none()) {
         let several_ok = matches!(
             cli.cmd,
@@ -427,29 +468,79 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let status = connect()?.run_once(spec)?;
             output::tag_started(&status, json);
         }
-        Cmd::Start { tag } => connect()?.start(&tag)?,
+        Cmd::Start { tag } => {
+            let mut c = connect()?;
+            c.start(&tag)?;
+            Done::new(&tag, "started").tag(&c.status(&tag)?).print(json)
+        }
         Cmd::Modify { tag, retries, period } => {
             if retries.is_none() && period.is_none() {
                 return Err(usage("modify needs --retries and/or --period"));
             }
-            connect()?.modify(&tag, retries, period)?
+            let mut c = connect()?;
+            c.modify(&tag, retries, period)?;
+            let st = c.status(&tag)?;
+            Done::new(&tag, "modified")
+                .note(format!("retries {}", output::budget(&st)))
+                .detail("retries", st.retries)
+                .detail("period", st.period)
+                .print(json)
         }
         Cmd::Stop { tag, signal: sig, wait } => {
             let sig = sig.as_deref().map(signal).transpose()?;
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
             let mut c = connect()?;
             c.set_read_timeout(None).ok();
-            c.stop(&tag, sig, wait)?
+            let before = c.status(&tag)?.last_exit;
+            let began = std::time::Instant::now();
+            c.stop(&tag, sig, wait)?;
+            let took = began.elapsed();
+            let st = c.status(&tag)?;
+            let mut d = Done::new(&tag, "stopped");
+            if let Some(s) = sig {
+                d = d.detail("signal", proto::signal_name(s));
+            }
+            if let Some(w) = wait {
+                // The answer came once every process was gone; the last one's exit says whether the
+                // wait ran out and SIGKILL ended it.
+                let killed = st.last_exit != before
+                    && matches!(st.last_exit, Some((_, proto::ExitStatus::Signal(9))))
+                    && sig != Some(9);
+                d = if killed {
+                    d.note(format!("SIGKILL after {:.1} s", w.as_secs_f64()))
+                } else {
+                    d.note(format!("gone after {:.1} s", took.as_secs_f64()))
+                };
+                d = d.detail("sigkill", killed).detail("waited_ms", took.as_millis() as i64);
+            }
+            d.tag(&st).print(json)
         }
         Cmd::Kill { tag, signal: sig, wait } => {
             let sig = signal(sig.as_deref().unwrap_or("TERM"))?;
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
-            connect()?.kill(&tag, sig, wait)?
+            let mut c = connect()?;
+            let procs = c.status(&tag)?.procs.len();
+            c.kill(&tag, sig, wait)?;
+            Done::new(&tag, "signalled")
+                .note(format!(
+                    "{} to {procs} process{}{}",
+                    proto::signal_name(sig),
+                    if procs == 1 { "" } else { "es" },
+                    if wait.is_some() { ", all gone" } else { "" }
+                ))
+                .detail("signal", proto::signal_name(sig))
+                .detail("processes", procs as i64)
+                .print(json)
         }
-        Cmd::Restart { tag } => connect()?.restart(&tag)?,
+        Cmd::Restart { tag } => {
+            let mut c = connect()?;
+            c.restart(&tag)?;
+            Done::new(&tag, "restarted").tag(&c.status(&tag)?).print(json)
+        }
         Cmd::Rm { tag, wait } => {
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
-            connect()?.remove(&tag, wait)?
+            connect()?.remove(&tag, wait)?;
+            Done::new(&tag, "removed").print(json)
         }
         Cmd::Query { tag } => {
             let exists = Client::connect(&path)
@@ -466,8 +557,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let nodes = several(&mut c, &node)?.unwrap_or_default();
             match cli.cmd {
                 Cmd::List => {
-                    let got = each_node(&mut c, &nodes, |c| c.list())?;
-                    output::list_nodes(&got, json)
+                    let got = each_node(&mut c, &nodes, |c| c.status_all())?;
+                    let got: Vec<_> = got.into_iter().map(|(n, t)| (Some(n), t)).collect();
+                    output::list(&got, json)
                 }
                 Cmd::Status { tag: Some(tag) } => {
                     let got = each_node(&mut c, &nodes, |c| c.status(&tag).map(|s| vec![s]))?;
@@ -500,7 +592,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 _ => unreachable!("matched above"),
             }
         }
-        Cmd::List => output::list(&connect()?.list()?, json),
+        Cmd::List => {
+            let tags: Vec<_> = connect()?.status_all()?.into_iter().map(|t| (None, t)).collect();
+            output::list(&tags, json)
+        }
         Cmd::Status { tag: Some(tag) } => output::status(&[connect()?.status(&tag)?], json),
         Cmd::Status { tag: None } => output::status(&connect()?.status_all()?, json),
         Cmd::Wait { tag, timeout } => {
@@ -532,60 +627,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             output::logs(&st.log_path, lines, follow).map_err(|e| Failure(1, format!("{}: {e}", st.log_path)))?;
         }
-        Cmd::Events {
-            filter,
-            since,
-            category,
-            tag,
-            follow,
-            limit,
-        } => {
-            let filter = proto::EventFilter {
-                names: filter,
-                category,
-                tag,
-            };
-            if let Some(n) = &node {
-                // The cluster stream, of the named nodes.
-                let nodes: Vec<String> = n
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                let mut c = Client::connect(&path).map_err(Failure::from)?;
-                if follow {
-                    c.cluster_subscribe(Some(since), filter, nodes)?;
-                    loop {
-                        match c.next_cluster_item()? {
-                            vigil_client::ClusterItem::Event(e) => output::cluster_event(&e, json),
-                            vigil_client::ClusterItem::Lost { from, to } => output::lost_revisions(from, to, json),
-                        }
-                    }
-                }
-                let got = c.cluster_events(since, limit, filter, nodes)?;
-                if let Some((from, to)) = got.lost {
-                    output::lost_revisions(from, to, json);
-                }
-                for e in &got.events {
-                    output::cluster_event(e, json);
-                }
-                return Ok(0);
-            }
-            let mut c = connect()?;
-            if follow {
-                c.subscribe_filtered(Some(since), filter)?;
-                loop {
-                    match c.next_item()? {
-                        vigil_client::StreamItem::Event(e) => output::event(&e, json),
-                        vigil_client::StreamItem::Lost { from, to } => output::lost(from, to, json),
-                    }
-                }
-            }
-            for e in c.events_filtered(since, limit, filter)? {
-                output::event(&e, json);
-            }
-        }
-        Cmd::Cmap { stats, cmd } => cmap(connect()?, stats, cmd, json)?,
+        Cmd::Events(args) => events::run(&path, node.as_deref(), args, json)?,
+        Cmd::Cmap { stats, cmd } => cmap::run(connect()?, stats, cmd, json)?,
         Cmd::Psm { cmd } => {
             // The node goes in the request itself, as libcfg sends it.
             let node = proto::PsmNode(single.clone().unwrap_or_default());
@@ -593,15 +636,40 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             match cmd {
                 PsmCmd::Category {
                     cmd: CategoryCmd::Add { name },
-                } => c.psm_category_add(&node, &name)?,
+                } => {
+                    c.psm_category_add(&node, &name)?;
+                    Done::new(&name, "created").print(json)
+                }
                 PsmCmd::Category {
                     cmd: CategoryCmd::Rm { name },
-                } => c.psm_category_remove(&node, &name)?,
+                } => {
+                    c.psm_category_remove(&node, &name)?;
+                    Done::new(&name, "removed").print(json)
+                }
                 PsmCmd::Category { cmd: CategoryCmd::Ls } => output::categories(&c.psm_categories(&node)?, json),
-                PsmCmd::Add { category, pid } => c.psm_add(&node, &category, pid)?,
-                PsmCmd::Rm { category, pid } => c.psm_remove(&node, Some(&category), pid)?,
+                PsmCmd::Add { category, pid } => {
+                    c.psm_add(&node, &category, pid)?;
+                    Done::new(&category, "added")
+                        .note(format!("pid {pid}"))
+                        .detail("pid", i64::from(pid))
+                        .print(json)
+                }
+                PsmCmd::Rm { category, pid } => {
+                    c.psm_remove(&node, Some(&category), pid)?;
+                    Done::new(&category, "removed")
+                        .note(format!("pid {pid}"))
+                        .detail("pid", i64::from(pid))
+                        .print(json)
+                }
                 PsmCmd::Get { category, pid } => output::members(&c.psm_get(&node, category.as_deref(), pid)?, json),
-                PsmCmd::State { category, pid, state } => c.psm_set_state(&node, Some(&category), pid, &state)?,
+                PsmCmd::State { category, pid, state } => {
+                    c.psm_set_state(&node, Some(&category), pid, &state)?;
+                    Done::new(&category, "state set")
+                        .note(format!("pid {pid}: {}", output::word(&state)))
+                        .detail("pid", i64::from(pid))
+                        .detail("state", state.as_str())
+                        .print(json)
+                }
             }
         }
         Cmd::Sam { cmd: SamCmd::Ls } => output::sam(&connect()?.sam_list()?, json),
@@ -627,15 +695,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 );
             }
         }
-        Cmd::Reload => output::reload(&connect()?.reload()?, json),
+        Cmd::Reload => output::reload(&connect()?.reload().map_err(refused)?, json),
         Cmd::Daemon { cmd: DaemonCmd::Status } => output::daemon(&connect()?.daemon_status()?, json),
         Cmd::Daemon { cmd: DaemonCmd::Reexec } => {
             let mut c = connect()?;
             let before = c.daemon_pid();
-            c.reexec()?;
-            if !json {
-                println!("vigild (pid {before}) is re-executing in place");
-            }
+            c.reexec().map_err(refused)?;
+            Done::new("vigild", "re-executing")
+                .note(format!("pid {before}, in place"))
+                .detail("pid", i64::from(before))
+                .print(json)
         }
     }
     Ok(0)
@@ -780,80 +849,4 @@ fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
         watchdog_ms,
         probes,
     })
-}
-
-fn cmap(mut c: Client, stats: bool, cmd: CmapCmd, json: bool) -> Result<(), Failure> {
-    use proto::CmapMap;
-    let map = if stats { CmapMap::Stats } else { CmapMap::Main };
-    match cmd {
-        CmapCmd::Get { key } => {
-            let v = c.cmap_get_in(map, &key, None)?;
-            output::cmap_entries(&[proto::CmapEntry { key, value: v }], json);
-        }
-        CmapCmd::Set {
-            key,
-            ty,
-            value,
-            persist,
-        } => c.cmap_set_text(&key, &ty, &value, persist)?,
-        CmapCmd::Del { key } => c.cmap_delete(&key)?,
-        CmapCmd::Inc { key } => {
-            let v = c.cmap_inc(&key)?;
-            output::cmap_entries(&[proto::CmapEntry { key, value: v }], json);
-        }
-        CmapCmd::Dec { key } => {
-            let v = c.cmap_dec(&key)?;
-            output::cmap_entries(&[proto::CmapEntry { key, value: v }], json);
-        }
-        CmapCmd::Ls { prefix } => output::cmap_entries(&c.cmap_iter(map, prefix.as_deref().unwrap_or(""))?, json),
-        CmapCmd::Dump => output::cmap_entries(&c.cmap_iter(map, "")?, json),
-        CmapCmd::Track { key, prefix, events } => {
-            let mut flags = 0;
-            for e in if events.is_empty() {
-                vec!["add".into(), "delete".into(), "modify".into()]
-            } else {
-                events
-            } {
-                flags |= match e.as_str() {
-                    "add" => output::TRACK_ADD,
-                    "delete" | "del" => output::TRACK_DELETE,
-                    "modify" | "mod" => output::TRACK_MODIFY,
-                    other => return Err(usage(format!("--events {other:?}: use add, delete and/or modify"))),
-                };
-            }
-            if prefix {
-                flags |= output::TRACK_PREFIX;
-            }
-            c.cmap_track_add(map, &key, flags, 0)?;
-            loop {
-                output::cmap_notification(&c.next_notification()?, json);
-            }
-        }
-        CmapCmd::Load { file } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| Failure(1, format!("{}: {e}", file.display())))?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let at = |e: ClientError| Failure(1, format!("{}:{}: {e}", file.display(), n + 1));
-                if let Some(key) = line.strip_prefix('-') {
-                    c.cmap_delete(key.trim()).map_err(at)?;
-                    continue;
-                }
-                let mut parts = line.splitn(3, char::is_whitespace);
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some(k), Some(t), Some(v)) => c.cmap_set_text(k, t, v.trim_start(), false).map_err(at)?,
-                    (Some(k), Some("str"), None) => c.cmap_set_text(k, "str", "", false).map_err(at)?,
-                    _ => {
-                        return Err(Failure(
-                            1,
-                            format!("{}:{}: expected KEY TYPE VALUE", file.display(), n + 1),
-                        ))
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,14 +1,16 @@
 //! How answers are shown: short lines and tables for people, JSON for scripts.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
 use vigil_client::proto::{
-    ClusterEvent, CmapEntry, CmapNotification, CmapValue, DaemonInfo, Event, ExitStatus, PsmCategory, PsmMember,
-    ReloadReport, TagStatus, TagSummary,
+    json as view, CmapEntry, CmapNotification, CmapValue, DaemonInfo, ExitStatus, PsmCategory, PsmMember, ReloadReport,
+    TagStatus,
 };
+
+use crate::when::{local, now_ms};
 
 /// User-controlled text for human output (see `vigil_client::escape_terminal`); JSON stays exact.
 fn esc(s: &str) -> String {
@@ -20,26 +22,39 @@ fn esc_join(words: &[String]) -> String {
     words.iter().map(|w| esc(w)).collect::<Vec<_>>().join(" ")
 }
 
-/// `k=v` pairs, escaped.
-fn esc_pairs<V: std::fmt::Display>(pairs: &[(String, V)]) -> String {
+/// A value as one shell word: escaped, and in double quotes when it is empty or has a space or a quote
+/// (`status="exit 1"`), so that `k=v` lists split where they seem to.
+pub fn word(s: &str) -> String {
+    let e = esc(s);
+    if e.is_empty() || e.contains([' ', '"', '\'']) {
+        format!("\"{}\"", e.replace('"', "\\\""))
+    } else {
+        e
+    }
+}
+
+/// `k=v` pairs, escaped and quoted where needed.
+pub fn esc_pairs<V: std::fmt::Display>(pairs: &[(String, V)]) -> String {
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", esc(k), esc(&v.to_string())))
+        .map(|(k, v)| format!("{}={}", esc(k), word(&v.to_string())))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn print_json<T: Serialize>(v: &T) {
+/// A document: indented, for people and `jq` alike.
+pub fn print_json<T: Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("plain data serializes"));
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// One item of a stream (events, CMAP changes): one object per line, so that a reader can act on each as
+/// it comes (JSON Lines).
+pub fn print_json_line<T: Serialize>(v: &T) {
+    println!("{}", serde_json::to_string(v).expect("plain data serializes"));
+    let _ = std::io::stdout().flush();
 }
 
-fn human_duration(d: Duration) -> String {
+pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=59 => format!("{s}s"),
@@ -49,7 +64,7 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-fn exit_text(e: &ExitStatus) -> String {
+pub fn exit_text(e: &ExitStatus) -> String {
     match e {
         ExitStatus::Code(c) => format!("exit code {c}"),
         ExitStatus::Signal(s) => format!("killed by {}", vigil_client::proto::signal_name(*s)),
@@ -71,9 +86,22 @@ fn limit(n: i64) -> String {
     }
 }
 
+/// The retry budget: `3 within 60 s`, `unlimited within no period`.
+pub fn budget(st: &TagStatus) -> String {
+    format!(
+        "{} within {}",
+        limit(st.retries),
+        if st.period < 0 {
+            "no period".to_string()
+        } else {
+            format!("{} s", st.period)
+        }
+    )
+}
+
 pub fn tag_started(st: &TagStatus, json: bool) {
     if json {
-        return print_json(st);
+        return print_json(&view::Tag::from(st));
     }
     match st.main_pid {
         Some(pid) => println!("{}: {} (pid {pid})", esc(&st.name), esc(&st.state)),
@@ -81,38 +109,78 @@ pub fn tag_started(st: &TagStatus, json: bool) {
     }
 }
 
-pub fn list(tags: &[TagSummary], json: bool) {
+/// `list`: one line per tag with its state, processes, uptime, restarts and last exit; over several
+/// nodes (`--node all`) a NODE column first (JSON: a `node` field).
+pub fn list(tags: &[(Option<String>, TagStatus)], json: bool) {
     if json {
-        return print_json(&tags);
+        let items: Vec<view::TagItem> = tags
+            .iter()
+            .map(|(n, t)| view::TagItem {
+                node: n.clone(),
+                ..view::TagItem::from(t)
+            })
+            .collect();
+        return print_json(&items);
+    }
+    let nodes = tags.iter().any(|(n, _)| n.is_some());
+    let mut header = vec!["TAG", "STATE", "PIDS", "UPTIME", "RESTARTS", "LAST EXIT"];
+    if nodes {
+        header.insert(0, "NODE");
     }
     let mut t = Table::new();
-    t.load_style(NOTHING).set_header(["TAG", "STATE", "PIDS"]);
-    for s in tags {
-        let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
-        t.add_row([esc(&s.name), esc(&s.state), pids.join(" ")]);
+    t.load_style(NOTHING).set_header(header);
+    let now = now_ms();
+    for (n, s) in tags {
+        let pids: Vec<String> = s.procs.iter().map(|p| p.pid.to_string()).collect();
+        let uptime = match s.started_ms {
+            Some(ms) if !s.procs.is_empty() => human_duration(Duration::from_millis(now.saturating_sub(ms))),
+            _ => "-".into(),
+        };
+        // Restarts used of the budget: `1/3`, or `1/-` with no limit.
+        let restarts = format!(
+            "{}/{}",
+            s.restarts_used,
+            if s.retries < 0 {
+                "-".to_string()
+            } else {
+                s.retries.to_string()
+            }
+        );
+        let last = s.last_exit.as_ref().map_or("-".into(), |(_, e)| exit_text(e));
+        let mut row = vec![
+            esc(&s.name),
+            esc(&s.state),
+            or_dash(pids.join(" ")),
+            uptime,
+            restarts,
+            last,
+        ];
+        if nodes {
+            row.insert(0, esc(n.as_deref().unwrap_or_default()));
+        }
+        t.add_row(row);
     }
     println!("{t}");
 }
 
-/// `list` over several nodes: a NODE column (JSON: each tag with a `node` field).
-pub fn list_nodes(tags: &[(String, TagSummary)], json: bool) {
-    if json {
-        let v: Vec<serde_json::Value> = tags.iter().map(|(n, t)| with_node(n, t)).collect();
-        return print_json(&v);
+fn or_dash(s: String) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s
     }
-    let mut t = Table::new();
-    t.load_style(NOTHING).set_header(["NODE", "TAG", "STATE", "PIDS"]);
-    for (n, s) in tags {
-        let pids: Vec<String> = s.pids.iter().map(|p| p.to_string()).collect();
-        t.add_row([esc(n), esc(&s.name), esc(&s.state), pids.join(" ")]);
-    }
-    println!("{t}");
 }
 
 /// `status` over several nodes: each tag's name as `node:tag` (JSON: a `node` field).
 pub fn status_nodes(tags: &[(String, TagStatus)], json: bool) {
     if json {
-        let v: Vec<serde_json::Value> = tags.iter().map(|(n, t)| with_node(n, t)).collect();
+        let v: Vec<view::Tag> = tags
+            .iter()
+            .map(|(n, t)| view::Tag {
+                node: Some(n.clone()),
+                ..view::Tag::from(t)
+            })
+            .collect();
         return print_json(&v);
     }
     let named: Vec<TagStatus> = tags
@@ -125,26 +193,19 @@ pub fn status_nodes(tags: &[(String, TagStatus)], json: bool) {
     status(&named, false)
 }
 
-fn with_node<T: serde::Serialize>(node: &str, t: &T) -> serde_json::Value {
-    let mut v = serde_json::to_value(t).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("node".into(), node.into());
-    }
-    v
-}
-
 pub fn status(tags: &[TagStatus], json: bool) {
     if json {
-        return print_json(&tags);
+        return print_json(&tags.iter().map(view::Tag::from).collect::<Vec<_>>());
     }
     for (i, st) in tags.iter().enumerate() {
         if i > 0 {
             println!();
         }
-        let up = st.started_ms.map(|s| {
+        let up = st.started_ms.filter(|_| !st.procs.is_empty()).map(|s| {
             format!(
-                ", up {}",
-                human_duration(Duration::from_millis(now_ms().saturating_sub(s)))
+                ", up {} (since {})",
+                human_duration(Duration::from_millis(now_ms().saturating_sub(s))),
+                local(s)
             )
         });
         println!("{}: {}{}", esc(&st.name), esc(&st.state), up.unwrap_or_default());
@@ -220,62 +281,9 @@ pub fn status(tags: &[TagStatus], json: bool) {
     }
 }
 
-pub fn event(e: &Event, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(e).expect("plain data serializes"));
-        return;
-    }
-    println!(
-        "{:>6} {} {} {} {} {}",
-        e.seq,
-        e.time_ms,
-        esc(&e.node),
-        esc(&e.name),
-        esc(&e.subject),
-        esc_pairs(&e.attrs)
-    );
-}
-
-/// An event of the cluster stream: its etcd revision first, then the node's own sequence number.
-pub fn cluster_event(e: &ClusterEvent, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(e).expect("plain data serializes"));
-        return;
-    }
-    let ev = &e.event;
-    println!(
-        "{:>6} {} {}#{} {} {} {}",
-        e.rev,
-        ev.time_ms,
-        esc(&ev.node),
-        ev.seq,
-        esc(&ev.name),
-        esc(&ev.subject),
-        esc_pairs(&ev.attrs)
-    );
-}
-
-/// A loss marker of the cluster stream, in etcd revisions.
-pub fn lost_revisions(from: u64, to: u64, json: bool) {
-    if json {
-        println!("{}", serde_json::json!({ "lost": { "from_rev": from, "to_rev": to } }));
-    } else {
-        println!("lost revisions {from}..{to}; resume from {}", to + 1);
-    }
-}
-
-/// A loss marker: never silent.
-pub fn lost(from: u64, to: u64, json: bool) {
-    if json {
-        println!("{}", serde_json::json!({ "lost": { "from": from, "to": to } }));
-    } else {
-        println!("lost events {from}..{to}; resume from {}", to + 1);
-    }
-}
-
 pub fn categories(cats: &[PsmCategory], json: bool) {
     if json {
-        return print_json(&cats);
+        return print_json(&cats.iter().map(view::PsmCategory::from).collect::<Vec<_>>());
     }
     let mut t = Table::new();
     t.load_style(NOTHING).set_header(["CATEGORY", "MEMBERS", "RUNNING"]);
@@ -287,7 +295,7 @@ pub fn categories(cats: &[PsmCategory], json: bool) {
 
 pub fn members(ms: &[PsmMember], json: bool) {
     if json {
-        return print_json(&ms);
+        return print_json(&ms.iter().map(view::PsmMember::from).collect::<Vec<_>>());
     }
     let mut t = Table::new();
     t.load_style(NOTHING)
@@ -316,7 +324,7 @@ pub fn members(ms: &[PsmMember], json: bool) {
 
 pub fn reload(r: &ReloadReport, json: bool) {
     if json {
-        return print_json(r);
+        return print_json(&view::Reload::from(r));
     }
     for (what, names) in [
         ("started", &r.started),
@@ -335,12 +343,13 @@ pub fn reload(r: &ReloadReport, json: bool) {
 
 pub fn daemon(d: &DaemonInfo, json: bool) {
     if json {
-        return print_json(d);
+        return print_json(&view::Daemon::from(d));
     }
     println!("vigild {} (pid {}, uid {})", esc(&d.version), d.pid, d.uid);
     println!(
-        "  up:        {}",
-        human_duration(Duration::from_millis(now_ms().saturating_sub(d.started_ms)))
+        "  up:        {} (since {})",
+        human_duration(Duration::from_millis(now_ms().saturating_sub(d.started_ms))),
+        local(d.started_ms)
     );
     println!("  state dir: {}", esc(&d.state_dir));
     println!("  socket:    {}", esc(&d.socket));
@@ -414,30 +423,10 @@ fn cmap_text(v: &CmapValue) -> (&'static str, String) {
     }
 }
 
-fn cmap_json(v: &CmapValue) -> serde_json::Value {
-    let (ty, text) = cmap_text(v);
-    let value = match v {
-        CmapValue::Str(_) | CmapValue::StrBytes(_) | CmapValue::Binary(_) => serde_json::Value::String(text),
-        CmapValue::Float(x) if x.is_finite() => serde_json::json!(x),
-        CmapValue::Double(x) if x.is_finite() => serde_json::json!(x),
-        CmapValue::Float(_) | CmapValue::Double(_) => serde_json::Value::String(text),
-        _ => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    };
-    serde_json::json!({ "type": ty, "value": value })
-}
-
 /// `key (type) = value` lines, as corosync-cmapctl prints them.
 pub fn cmap_entries(entries: &[CmapEntry], json: bool) {
     if json {
-        let list: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|e| {
-                let mut j = cmap_json(&e.value);
-                j["key"] = serde_json::Value::String(e.key.clone());
-                j
-            })
-            .collect();
-        return print_json(&list);
+        return print_json(&entries.iter().map(view::CmapEntry::from).collect::<Vec<_>>());
     }
     for e in entries {
         let (ty, text) = cmap_text(&e.value);
@@ -453,14 +442,7 @@ pub fn cmap_notification(n: &CmapNotification, json: bool) {
         _ => "?",
     };
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": event, "key": n.key, "track": n.track,
-                "new": n.new.as_ref().map(cmap_json), "old": n.old.as_ref().map(cmap_json),
-            })
-        );
-        return;
+        return print_json_line(&view::CmapChange::from(n));
     }
     let show = |v: &Option<CmapValue>| match v {
         Some(v) => {
@@ -475,7 +457,7 @@ pub fn cmap_notification(n: &CmapNotification, json: bool) {
 
 pub fn sam(ps: &[vigil_client::proto::SamProcess], json: bool) {
     if json {
-        return print_json(&ps);
+        return print_json(&ps.iter().map(view::SamApp::from).collect::<Vec<_>>());
     }
     let mut t = Table::new();
     t.load_style(NOTHING).set_header([
@@ -505,10 +487,7 @@ pub fn sam(ps: &[vigil_client::proto::SamProcess], json: bool) {
         let last = if p.last_updated_ms == 0 {
             "-".to_string()
         } else {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            format!("{:.1}s ago", now.saturating_sub(p.last_updated_ms) as f64 / 1000.0)
+            format!("{:.1}s ago", now_ms().saturating_sub(p.last_updated_ms) as f64 / 1000.0)
         };
         let mut pid = p.pid.to_string();
         if !p.connected {
@@ -530,14 +509,10 @@ pub fn sam(ps: &[vigil_client::proto::SamProcess], json: bool) {
 }
 
 pub fn quorum(quorate: bool, expected: &CmapValue, votes: &CmapValue, json: bool) {
-    let (expected, votes) = (cmap_text(expected).1, cmap_text(votes).1);
     if json {
-        return print_json(&serde_json::json!({
-            "quorate": quorate,
-            "expected_votes": expected.parse::<u64>().ok(),
-            "votes": votes.parse::<u64>().ok(),
-        }));
+        return print_json(&view::Quorum::new(quorate, votes, expected));
     }
+    let (expected, votes) = (cmap_text(expected).1, cmap_text(votes).1);
     // The rule itself, so that the numbers explain the answer.
     println!(
         "{} (votes {votes}, expected votes {expected}: quorate while votes > 0 and votes > expected votes / 2)",
@@ -547,7 +522,7 @@ pub fn quorum(quorate: bool, expected: &CmapValue, votes: &CmapValue, json: bool
 
 pub fn nodes(ns: &[vigil_client::proto::NodeInfo], json: bool) {
     if json {
-        return print_json(&ns);
+        return print_json(&ns.iter().map(view::Node::from).collect::<Vec<_>>());
     }
     let mut t = Table::new();
     t.load_style(NOTHING)

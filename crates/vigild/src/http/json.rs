@@ -1,67 +1,36 @@
-//! The JSON shapes of answers and bodies. Answers are the protocol's types as the CLI's `--json` prints
-//! them (serde's plain objects), and CMAP values as `{"type": "u16", "value": 8080}`.
+//! The JSON shapes of answers and bodies. Answers are `vigil_proto::json`'s documented views
+//! (docs/json.md), the same contract as `vigil --json`: plain objects, lower-case names, RFC 3339 beside
+//! epoch milliseconds, CMAP values as `{"type": "u16", "value": 8080}`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vigil_proto::{Backoff, CmapEntry, CmapNotification, CmapValue, Response, RunSpec};
-
-/// A CMAP value's type name and text, as `vigil cmap` shows them.
-pub fn cmap_text(v: &CmapValue) -> (&'static str, String) {
-    match v {
-        CmapValue::I8(x) => ("i8", x.to_string()),
-        CmapValue::U8(x) => ("u8", x.to_string()),
-        CmapValue::I16(x) => ("i16", x.to_string()),
-        CmapValue::U16(x) => ("u16", x.to_string()),
-        CmapValue::I32(x) => ("i32", x.to_string()),
-        CmapValue::U32(x) => ("u32", x.to_string()),
-        CmapValue::I64(x) => ("i64", x.to_string()),
-        CmapValue::U64(x) => ("u64", x.to_string()),
-        CmapValue::Float(x) => ("flt", x.to_string()),
-        CmapValue::Double(x) => ("dbl", x.to_string()),
-        CmapValue::Str(x) => ("str", x.clone()),
-        CmapValue::StrBytes(x) => ("str", String::from_utf8_lossy(x).into_owned()),
-        CmapValue::Binary(x) => ("bin", x.iter().map(|b| format!("{b:02x}")).collect()),
-    }
-}
-
-/// `{"type": ..., "value": ...}`: numbers as JSON numbers (64-bit ones too; a reader that needs them
-/// exact reads them as such), text and binary (hex) as strings, a float that is not finite as text.
-pub fn cmap_json(v: &CmapValue) -> Value {
-    let (ty, text) = cmap_text(v);
-    let value = match v {
-        CmapValue::Str(_) | CmapValue::StrBytes(_) | CmapValue::Binary(_) => Value::String(text),
-        CmapValue::Float(x) if x.is_finite() => json!(x),
-        CmapValue::Double(x) if x.is_finite() => json!(x),
-        CmapValue::Float(_) | CmapValue::Double(_) => Value::String(text),
-        _ => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    };
-    json!({ "type": ty, "value": value })
-}
-
-pub fn cmap_entry(e: &CmapEntry) -> Value {
-    let mut j = cmap_json(&e.value);
-    j["key"] = Value::String(e.key.clone());
-    j
-}
-
-pub fn cmap_note(n: &CmapNotification) -> Value {
-    let event = match n.event {
-        4 => "add",
-        1 => "delete",
-        _ => "modify",
-    };
-    json!({
-        "event": event,
-        "key": n.key,
-        "new": n.new.as_ref().map(cmap_json),
-        "old": n.old.as_ref().map(cmap_json),
-    })
-}
+use vigil_proto::json as j;
+use vigil_proto::{Backoff, CmapNotification, CmapValue, Response, RunSpec};
 
 fn plain<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn all<'a, W: 'a, V: serde::Serialize + From<&'a W>>(items: &'a [W]) -> Value {
+    plain(&items.iter().map(V::from).collect::<Vec<V>>())
+}
+
+pub fn cmap_json(v: &CmapValue) -> Value {
+    plain(&j::CmapTyped::from(v))
+}
+
+pub fn cmap_note(n: &CmapNotification) -> Value {
+    plain(&j::CmapChange::from(n))
+}
+
+pub fn event(e: &vigil_proto::Event) -> Value {
+    plain(&j::Event::from(e))
+}
+
+pub fn tag(t: &vigil_proto::TagStatus) -> Value {
+    plain(&j::Tag::from(t))
 }
 
 /// A successful answer as JSON.
@@ -69,21 +38,25 @@ pub fn response(r: &Response) -> Value {
     match r {
         Response::Ok => json!({ "ok": true }),
         Response::Exists(b) => json!({ "exists": b }),
-        Response::Tag(t) => plain(t),
-        Response::Tags(t) => plain(t),
+        Response::Tag(t) => tag(t),
+        Response::Tags(t) => all::<_, j::Tag>(t),
         Response::List(l) => plain(l),
-        Response::Events(e) => plain(e),
-        Response::Reload(r) => plain(r),
-        Response::Daemon(d) => plain(d),
-        Response::PsmMembers(m) => plain(m),
-        Response::PsmCategories(c) => plain(c),
+        Response::Events(e) => all::<_, j::Event>(e),
+        Response::Reload(r) => plain(&j::Reload::from(r)),
+        Response::Daemon(d) => plain(&j::Daemon::from(d)),
+        Response::PsmMembers(m) => all::<_, j::PsmMember>(m),
+        Response::PsmCategories(c) => all::<_, j::PsmCategory>(c),
         Response::CmapValue(v) => cmap_json(v),
-        Response::CmapEntries(e) => Value::Array(e.iter().map(cmap_entry).collect()),
+        Response::CmapEntries(e) => all::<_, j::CmapEntry>(e),
         Response::CmapTrack(t) => json!({ "track": t }),
-        Response::SamProcesses(p) => plain(p),
+        Response::SamProcesses(p) => all::<_, j::SamApp>(p),
         Response::Quorate(q) => json!({ "quorate": q }),
-        Response::Nodes(n) => plain(n),
-        Response::ClusterEvents(c) => plain(c),
+        Response::Nodes(n) => all::<_, j::Node>(n),
+        Response::ClusterEvents(c) => json!({
+            "events": c.events.iter().map(|e| plain(&j::Event::from(e))).collect::<Vec<_>>(),
+            "lost": c.lost.map(|(from_rev, to_rev)| json!({ "from_rev": from_rev, "to_rev": to_rev })),
+            "upto": c.upto,
+        }),
     }
 }
 

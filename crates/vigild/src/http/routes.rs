@@ -93,7 +93,7 @@ async fn status_of(api: &Arc<Api>, who: Asker, n: &NodeQ, tag: &str) -> Result<v
 
 pub async fn tag(State(api): State<Arc<Api>>, who: Asker, Path(tag): Path<String>, Q(n): Q<NodeQ>) -> Answer {
     let t = status_of(&api, who, &n, &tag).await?;
-    Ok(Json(serde_json::to_value(&t).unwrap_or(Value::Null)))
+    Ok(Json(json::tag(&t)))
 }
 
 #[derive(Debug, Default, Deserialize)]

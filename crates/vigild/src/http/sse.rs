@@ -70,7 +70,7 @@ pub async fn events(
             let ev = match rx.recv().await? {
                 ServerMsg::Event(e) => SseEvent::default()
                     .id(e.seq.to_string())
-                    .data(serde_json::to_string(&e).unwrap_or_default()),
+                    .data(crate::http::json::event(&e).to_string()),
                 // Resuming after `to` is right: the events up to it are gone for good.
                 ServerMsg::Lost { from, to } => {
                     data(json!({ "from": from, "to": to })).event("lost").id(to.to_string())

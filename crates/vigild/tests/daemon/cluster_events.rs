@@ -170,7 +170,8 @@ fn every_nodes_events_in_one_stream_in_revision_order_with_filters_and_replay() 
     child.wait().unwrap();
 
     // The CLI: `vigil events --node all` is the cluster stream, the revision first.
-    let out = a.cli(&["events", "--node", "all", "sys.vigil.pmf.tag.start"]);
+    // `--after 0`: the whole stream, not only the newest 20.
+    let out = a.cli(&["events", "--node", "all", "--after", "0", "sys.vigil.pmf.tag.start"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let a1 = text

@@ -103,6 +103,9 @@ fn http_tag_routes_do_what_the_cli_does() {
     assert_eq!(list.as_array().map(|a| a.len()), Some(1), "{list}");
     let one = ok(&v, "GET", "/api/tags/web", None);
     assert_eq!(one["state"], "running");
+    // The shapes of docs/json.md: RFC 3339 beside the epoch milliseconds, the environment an object.
+    assert!(one["started"].as_str().is_some_and(|t| t.ends_with('Z')), "{one}");
+    assert!(one["env"].is_object(), "{one}");
 
     let (code, e) = req(&v, "GET", "/api/tags/nope", None);
     assert_eq!((code, e["kind"].as_str()), (404, Some("not_found")), "{e}");
@@ -217,7 +220,7 @@ fn http_psm_cmap_sam_and_cluster_routes() {
     assert_eq!(ok(&v, "GET", "/api/sam", None), json!([]));
     assert_eq!(ok(&v, "GET", "/api/quorum", None), json!({"quorate": true}));
     let nodes = ok(&v, "GET", "/api/nodes", None);
-    assert_eq!(nodes[0]["up"], true, "{nodes}");
+    assert_eq!(nodes[0]["state"], "up", "{nodes}");
     assert_eq!(ok(&v, "GET", "/api/daemon", None)["pid"], v.pid());
     let (code, e) = req(&v, "GET", "/api/tags?node=elsewhere", None);
     assert_eq!(code, 501, "{e}");

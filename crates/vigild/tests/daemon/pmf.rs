@@ -378,7 +378,7 @@ fn wait_returns_when_the_tag_ends() {
     assert!(out.status.success(), "{}", stderr(&out));
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st[0]["state"], "failed");
-    assert_eq!(st[0]["last_exit"][1]["Code"], 4);
+    assert_eq!(st[0]["last_exit"]["code"], 4);
     let out = v.cli(&["wait", "nope"]);
     assert_eq!(out.status.code(), Some(1));
 }

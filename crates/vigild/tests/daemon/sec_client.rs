@@ -341,7 +341,7 @@ fn environment_values_are_shown_to_the_owner_and_root_only() {
         let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         j[0]["env"].clone()
     };
-    let pair = |k: &str, val: &str| serde_json::json!([[k, val]]);
+    let pair = |k: &str, val: &str| serde_json::json!({ k: val });
     // Root and the owner see the values; others the names only.
     assert_eq!(env_of(None, "rootdb"), pair("DB_PASSWORD", "r00tsecret"));
     assert_eq!(env_of(Some(NOBODY), "rootdb"), pair("DB_PASSWORD", "<hidden>"));

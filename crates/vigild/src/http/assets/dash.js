@@ -164,7 +164,7 @@ function noteRestart(e) {
 
 async function loadPsm() {
   const m = await api("/api/psm/members");
-  const exit = (x) => !x.exit ? "" : x.exit.Code !== undefined ? "exit " + x.exit.Code : x.exit.Signal !== undefined ? "signal " + x.exit.Signal : "unknown";
+  const exit = (x) => !x.exit ? "" : x.exit.code !== undefined ? "exit " + x.exit.code : x.exit.name || (x.exit.unknown ? "unknown" : "");
   $("#psm tbody").replaceChildren(...m.map((x) =>
     el("tr", {}, el("td", {}, x.category), el("td", {}, x.pid), el("td", {}, x.state),
       el("td", {}, exit(x)), el("td", { class: "argv" }, (x.argv || []).join(" ")))));
@@ -180,16 +180,15 @@ async function loadCmap() {
 async function loadSam() {
   const s = await api("/api/sam");
   $("#sam tbody").replaceChildren(...s.map((a) =>
-    el("tr", {}, el("td", {}, a.pid), el("td", {}, a.name), el("td", {}, a.info.instance),
-      el("td", {}, typeof a.info.state === "string" ? a.info.state : JSON.stringify(a.info.state)),
-      el("td", { class: "muted" }, ago(a.last_updated_ms)))));
+    el("tr", {}, el("td", {}, a.pid), el("td", {}, a.name), el("td", {}, a.instance),
+      el("td", {}, a.state), el("td", { class: "muted" }, ago(a.last_heartbeat_ms)))));
 }
 
 async function loadNodes() {
   const [n, q] = await Promise.all([api("/api/nodes"), api("/api/quorum")]);
   $("#nodes tbody").replaceChildren(...n.map((x) =>
     el("tr", {}, el("td", {}, x.name + (x.this_node ? " (this)" : "")), el("td", {}, x.id),
-      el("td", {}, el("span", { class: "pill " + (x.up ? "ok" : "bad") }, x.up ? "up" : "down")),
+      el("td", {}, el("span", { class: "pill " + (x.state === "up" ? "ok" : "bad") }, x.state)),
       el("td", { class: "muted" }, ago(x.since_ms)), el("td", { class: "muted" }, x.version))));
   const qp = $("#quorum");
   qp.textContent = q.quorate ? "quorate" : "not quorate";
