@@ -15,6 +15,7 @@ pub mod conn;
 pub mod convert;
 pub mod events;
 pub mod fit;
+pub mod http;
 pub mod msg;
 pub mod node;
 pub mod pmf;
@@ -216,6 +217,38 @@ fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
+/// The HTTP API's listeners (docs/http.md): `http.sock` in the state dir, and TCP when configured. A
+/// token file others could read refuses the start, since whoever reads it acts as its owner.
+async fn start_http(
+    h: &config::HttpSettings,
+    state_dir: &std::path::Path,
+    tx: &mpsc::UnboundedSender<msg::Msg>,
+    limits: &conn::Limits,
+) -> anyhow::Result<()> {
+    let token = match &h.token_file {
+        Some(p) => Some(http::read_token(p)?),
+        None => None,
+    };
+    let api = Arc::new(http::call::Api::new(
+        tx.clone(),
+        limits.clone(),
+        token,
+        h.max_body_bytes,
+    ));
+    if h.unix {
+        let l = bind(&state_dir.join("http.sock"))?;
+        tokio::spawn(http::serve_unix(l, api.clone()));
+    }
+    if let Some(addr) = h.listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on [http] listen = {addr}"))?;
+        info!("HTTP API on http://{}", l.local_addr().unwrap_or(addr));
+        tokio::spawn(http::serve_tcp(l, api));
+    }
+    Ok(())
+}
+
 async fn serve(
     opts: Options,
     listener: Option<tokio::net::UnixListener>,
@@ -407,6 +440,7 @@ async fn serve(
         cmd_tx
     });
     d.cluster.cmds = leave.clone();
+    start_http(&d.node.settings.http, &opts.state_dir, &tx, &limits).await?;
     tokio::spawn(server::accept_loop(listener, tx, limits));
     // The socket is bound and listening: a client that connects now is served, so the service manager
     // may start what is ordered after vigild.

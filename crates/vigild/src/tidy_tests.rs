@@ -85,7 +85,24 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "pmf::resources",
         ],
     ),
-    ("the loop", false, &["router", "server", "lib"]),
+    (
+        "the loop",
+        false,
+        &[
+            "router",
+            "server",
+            "http::errors",
+            "http::call",
+            "http::auth",
+            "http::json",
+            "http::routes",
+            "http::sse",
+            "http::metrics",
+            "http::dash",
+            "http",
+            "lib",
+        ],
+    ),
 ];
 
 /// Folders whose `mod.rs` only declares and re-exports: they are the crate's face to its users (tests,

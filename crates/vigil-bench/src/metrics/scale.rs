@@ -45,6 +45,8 @@ const RSS_MAX: u64 = 64 << 20;
 /// 1% of one CPU, in parts per million.
 const IDLE_CPU_MAX_PPM: u64 = 10_000;
 const STATUS_MAX: Duration = Duration::from_millis(200);
+/// A Prometheus scrape of every tag (issue 21).
+const METRICS_MAX: Duration = Duration::from_millis(100);
 const KILLED_BACK: Duration = Duration::from_secs(2);
 /// All killed tags running again within this factor of the time a bare loop needs to start as many
 /// processes of the same program (issue 15).
@@ -180,6 +182,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 
     // 3. Status of all.
     rows.extend(status_rows(ctx, &vigild, &mut client, size.tags)?);
+    rows.push(metrics_row(ctx, &vigild, size.tags)?);
 
     // 4. Killed at once, after the floor: the same program started as many times by a bare loop, right
     // now, beside the tags' processes. The machine must be in the same state for both: with 10,000
@@ -491,6 +494,58 @@ fn status_rows(ctx: &Ctx, vigild: &Vigild, client: &mut Client, n: usize) -> any
             )],
         },
     ])
+}
+
+/// A scrape of `GET /metrics` on vigild's HTTP socket with every tag (issue 21: under 100 ms with
+/// 10,000 tags), by curl as Prometheus would fetch it: connection, request, the whole exposition.
+fn metrics_row(ctx: &Ctx, vigild: &Vigild, n: usize) -> anyhow::Result<Row> {
+    let runs = if ctx.smoke { STATUS_RUNS_SMOKE } else { STATUS_RUNS };
+    let sock = vigild
+        .socket()
+        .parent()
+        .context("the socket has no directory")?
+        .join("state")
+        .join("http.sock");
+    let mut samples = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--unix-socket"])
+            .arg(&sock)
+            .arg("http://vigil/metrics")
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run curl")?;
+        samples.push(t.elapsed().as_nanos() as u64);
+        anyhow::ensure!(
+            out.status.success(),
+            "GET /metrics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ups = out
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| l.starts_with(b"vigil_tag_up{"))
+            .count();
+        anyhow::ensure!(ups == n, "/metrics showed {ups} tags, not {n}");
+        bytes = out.stdout.len();
+    }
+    Ok(Row {
+        metric: format!("scale: GET /metrics with {} tags", thousands(n as u64)),
+        summary: Summary::of(&samples).context("no samples")?,
+        floor: Against::Nothing,
+        target: Some(Target::AtMost {
+            stat: Stat::P50,
+            value: METRICS_MAX.as_nanos() as u64,
+        }),
+        rate: None,
+        unit: Unit::Millis,
+        notes: vec![format!(
+            "{runs} scrapes by curl on http.sock, each its own process and connection; {} KiB of OpenMetrics text",
+            bytes / 1024
+        )],
+    })
 }
 
 /// Kills the main process of `k` tags at once; each tag's sample is until its restart event arrives.

@@ -3,7 +3,7 @@
 mod res_keys;
 mod settings;
 
-pub use settings::{limits_from, Quotas, Settings, SUBSCRIBER_QUEUE, TAGS_PER_UID};
+pub use settings::{limits_from, HttpSettings, Quotas, Settings, SUBSCRIBER_QUEUE, TAGS_PER_UID};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,6 +24,57 @@ struct File {
     psm: PsmSection,
     #[serde(default)]
     cmap: CmapSection,
+    #[serde(default)]
+    http: HttpSection,
+}
+
+/// The HTTP API (docs/http.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    /// Serve `http.sock` in the state dir (default true).
+    unix: Option<bool>,
+    /// A TCP address to serve too, `127.0.0.1:9797`; requests there need the bearer token.
+    listen: Option<String>,
+    /// The token's file: readable by its owner only; TCP requests act as its owner.
+    token_file: Option<std::path::PathBuf>,
+    /// Let `listen` be an address other than loopback.
+    allow_remote: Option<bool>,
+    /// The largest request body, in bytes.
+    max_body_bytes: Option<usize>,
+}
+
+impl HttpSection {
+    fn apply(&self, s: &mut Settings) -> anyhow::Result<()> {
+        let h = &mut s.http;
+        if let Some(u) = self.unix {
+            h.unix = u;
+        }
+        if let Some(n) = self.max_body_bytes {
+            anyhow::ensure!(
+                (1024..=64 << 20).contains(&n),
+                "http.max_body_bytes = {n} is outside 1024..=67108864"
+            );
+            h.max_body_bytes = n;
+        }
+        let Some(listen) = &self.listen else {
+            anyhow::ensure!(self.token_file.is_none(), "http.token_file is set without http.listen");
+            return Ok(());
+        };
+        let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
+            anyhow::anyhow!("http.listen = {listen:?} is not an address and port ({e}), as 127.0.0.1:9797")
+        })?;
+        anyhow::ensure!(
+            addr.ip().is_loopback() || self.allow_remote == Some(true),
+            "http.listen = {listen:?} is not a loopback address: set http.allow_remote = true to serve other hosts"
+        );
+        let Some(token_file) = &self.token_file else {
+            anyhow::bail!("http.listen is set without http.token_file: TCP requests need a bearer token");
+        };
+        h.listen = Some(addr);
+        h.token_file = Some(token_file.clone());
+        Ok(())
+    }
 }
 
 /// CMAP's settings.
@@ -311,6 +362,7 @@ pub fn parse_in(text: &str, uid: u32, gid: u32, dir: Option<&Path>) -> anyhow::R
         settings.events_kept = k;
     }
     file.daemon.apply_wire(&mut settings)?;
+    file.http.apply(&mut settings)?;
     if let Some(b) = file.daemon.sam_data_per_uid {
         anyhow::ensure!(b <= 1 << 40, "daemon.sam_data_per_uid = {b} is above 1 TiB");
         settings.quotas.sam_data_per_uid = b;

@@ -41,6 +41,30 @@ pub struct Settings {
     pub storm: Option<vigil_core::Storm>,
     /// Config-declared tags whose storm throttling differs from `storm`.
     pub storm_overrides: BTreeMap<TagName, Option<vigil_core::Storm>>,
+    /// The HTTP API (`[http]`, docs/http.md).
+    pub http: HttpSettings,
+}
+
+/// Where and how the HTTP API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `http.sock` in the state dir.
+    pub unix: bool,
+    /// TCP, with a bearer token read from `token_file`.
+    pub listen: Option<std::net::SocketAddr>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings {
+            unix: true,
+            listen: None,
+            token_file: None,
+            max_body_bytes: 1 << 20,
+        }
+    }
 }
 
 /// What one uid other than root (and vigild's own) may keep in vigild, and so in the state file.
@@ -92,6 +116,7 @@ impl Default for Settings {
             quotas: Quotas::default(),
             storm: Some(vigil_core::Storm::default()),
             storm_overrides: BTreeMap::new(),
+            http: HttpSettings::default(),
         }
     }
 }

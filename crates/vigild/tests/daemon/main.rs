@@ -13,6 +13,8 @@ mod compat_c;
 mod etcd;
 mod harness;
 mod health;
+mod http;
+mod http_dash;
 mod install;
 mod lifecycle;
 mod ops;

@@ -1,0 +1,300 @@
+//! The HTTP API (docs/http.md): REST over JSON for what the CLI does, Server-Sent Events, `/metrics`,
+//! and the dashboard, served on `http.sock` in the state dir (the caller is the peer, from
+//! SO_PEERCRED, as on the main socket) and, if configured, on TCP with a bearer token.
+//!
+//! Requests reach the loop as socket requests do ([`call`]); nothing here holds state of its own but
+//! counts. Connections are bounded as the main socket's (`[daemon] max_connections_per_uid` and
+//! `max_connections`, counted apart from the main socket's, root and vigild's own uid exempt), bodies
+//! by `[http] max_body_bytes`, and the time to send a request's head by `[daemon] hello_timeout`.
+
+pub mod auth;
+pub mod call;
+pub mod dash;
+pub mod errors;
+pub mod json;
+pub mod metrics;
+pub mod routes;
+pub mod sse;
+
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::{get, post, put};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::http::call::{Api, Peer, Token};
+
+/// Every route.
+pub fn router(api: Arc<Api>) -> Router {
+    use routes as r;
+    Router::new()
+        .route("/api/tags", get(r::tags).post(r::run))
+        .route("/api/tags/{tag}", get(r::tag).patch(r::modify).delete(r::remove))
+        .route("/api/tags/{tag}/start", post(r::start))
+        .route("/api/tags/{tag}/stop", post(r::stop))
+        .route("/api/tags/{tag}/restart", post(r::restart))
+        .route("/api/tags/{tag}/kill", post(r::kill))
+        .route("/api/tags/{tag}/logs", get(sse::logs))
+        .route("/api/events", get(sse::events))
+        .route("/api/events/stored", get(r::stored_events))
+        .route("/api/psm/categories", get(r::psm_categories).post(r::psm_category_add))
+        .route(
+            "/api/psm/categories/{category}",
+            axum::routing::delete(r::psm_category_remove),
+        )
+        .route("/api/psm/members", get(r::psm_members).post(r::psm_member_add))
+        .route("/api/psm/members/{pid}", axum::routing::delete(r::psm_member_remove))
+        .route("/api/psm/members/{pid}/state", put(r::psm_member_state))
+        .route("/api/cmap/keys", get(r::cmap_list))
+        .route(
+            "/api/cmap/keys/{*key}",
+            get(r::cmap_get).put(r::cmap_set).delete(r::cmap_delete),
+        )
+        .route("/api/cmap/track", get(sse::cmap_track))
+        .route("/api/sam", get(r::sam))
+        .route("/api/quorum", get(r::quorum))
+        .route("/api/nodes", get(r::nodes))
+        .route("/api/daemon", get(r::daemon))
+        .route("/api/whoami", get(r::whoami))
+        .route("/api/openapi.json", get(dash::openapi))
+        .route("/api/login", post(dash::login))
+        .route("/metrics", get(metrics::metrics))
+        .route("/", get(dash::index))
+        .route("/dash.js", get(dash::script))
+        .route("/dash.css", get(dash::style))
+        .fallback(r::not_found)
+        .with_state(api)
+}
+
+/// Reads the bearer token: the file must be its owner's alone (no group or other bits), since whoever
+/// reads it acts as that owner.
+pub fn read_token(path: &Path) -> anyhow::Result<Token> {
+    let meta = std::fs::metadata(path).with_context(|| format!("[http] token_file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "[http] token_file {} has mode {mode:03o}: others could read it and act as uid {}; chmod 600 it",
+        path.display(),
+        meta.uid()
+    );
+    let secret = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read [http] token_file {}", path.display()))?
+        .trim()
+        .to_string();
+    anyhow::ensure!(
+        secret.len() >= 16 && secret.bytes().all(|b| b.is_ascii_graphic()),
+        "[http] token_file {} must hold a token of at least 16 printable characters without spaces",
+        path.display()
+    );
+    Ok(Token {
+        secret,
+        uid: meta.uid(),
+        gid: meta.gid(),
+    })
+}
+
+/// Connections being turned away at once, each holding a descriptor for up to a second.
+static REFUSING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(64)));
+
+/// Open HTTP connections per limited uid.
+#[derive(Default)]
+struct Counts {
+    per_uid: HashMap<u32, usize>,
+    limited: usize,
+}
+
+/// One counted connection; dropping it gives the place back.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    uid: Option<u32>,
+    api: Arc<Api>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.api.open.fetch_sub(1, Ordering::Relaxed);
+        let Some(uid) = self.uid else { return };
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.limited = c.limited.saturating_sub(1);
+        if let Some(n) = c.per_uid.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_uid.remove(&uid);
+            }
+        }
+    }
+}
+
+/// Takes a place for a connection of `uid`, or says which limit it is over. Root and vigild's own
+/// uid are not counted, so no user can keep them out.
+fn admit(counts: &Arc<Mutex<Counts>>, api: &Arc<Api>, uid: u32) -> Result<Slot, String> {
+    let l = &api.limits;
+    let slot = |uid| {
+        api.open.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            counts: counts.clone(),
+            uid,
+            api: api.clone(),
+        }
+    };
+    if l.exempt(uid) {
+        return Ok(slot(None));
+    }
+    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = c.per_uid.get(&uid).copied().unwrap_or(0);
+    if mine >= l.per_uid {
+        return Err(format!(
+            "too many HTTP connections: uid {uid} already has {mine} open, the limit per uid \
+             ([daemon] max_connections_per_uid = {})",
+            l.per_uid
+        ));
+    }
+    if c.limited >= l.total {
+        return Err(format!(
+            "too many HTTP connections: users other than root hold {} open, the limit ([daemon] max_connections = {})",
+            c.limited, l.total
+        ));
+    }
+    c.limited += 1;
+    *c.per_uid.entry(uid).or_insert(0) += 1;
+    drop(c);
+    Ok(slot(Some(uid)))
+}
+
+/// A connection over a limit gets a 503 with the reason, and is closed. Its request's head is read
+/// first (what comes within a second, 8 KiB at most), so that the client finds the answer rather than a
+/// reset connection.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, reason: String) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let body = serde_json::json!({ "error": reason, "kind": "unavailable" }).to_string();
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(resp.as_bytes())).await;
+}
+
+/// Serves one connection whose requests act as `peer`.
+async fn connection<S>(io: S, peer: Peer, app: Router, api: Arc<Api>, head_timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let api_svc = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        api.requests.fetch_add(1, Ordering::Relaxed);
+        req.extensions_mut().insert(peer);
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let svc = hyper_util::service::TowerToHyperService::new(api_svc);
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+    if let Err(e) = b.serve_connection(TokioIo::new(io), svc).await {
+        debug!("http connection: {e}");
+    }
+}
+
+/// Serves `http.sock`.
+pub async fn serve_unix(listener: UnixListener, api: Arc<Api>) {
+    let app = router(api.clone());
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let head = api.limits.hello_timeout;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!("http accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("http: no peer credentials: {e}");
+                continue;
+            }
+        };
+        let peer = Peer::Unix {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+        };
+        count_and_serve(stream, cred.uid(), peer, &counts, &api, &app, head);
+    }
+}
+
+fn count_and_serve<S>(
+    io: S,
+    uid: u32,
+    peer: Peer,
+    counts: &Arc<Mutex<Counts>>,
+    api: &Arc<Api>,
+    app: &Router,
+    head: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match admit(counts, api, uid) {
+        Ok(slot) => {
+            let app = app.clone();
+            let api = api.clone();
+            tokio::spawn(async move {
+                connection(io, peer, app, api, head).await;
+                drop(slot);
+            });
+        }
+        Err(reason) => {
+            debug!(uid, "http refused: {reason}");
+            // Bounded as the main socket's refusals: beyond that many at once, closed without a word.
+            if let Ok(permit) = REFUSING.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(io, reason).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// Serves TCP. Who connects is not known before a request shows the token, so every TCP connection
+/// counts against one limited pseudo-uid: a flood of them reaches its bound and no further, while root
+/// keeps `http.sock` and the main socket.
+pub async fn serve_tcp(listener: TcpListener, api: Arc<Api>) {
+    let app = router(api.clone());
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let head = api.limits.hello_timeout;
+    let uid = u32::MAX;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!("http accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        count_and_serve(stream, uid, Peer::Tcp, &counts, &api, &app, head);
+    }
+}

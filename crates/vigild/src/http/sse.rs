@@ -1,0 +1,200 @@
+//! Live streams as Server-Sent Events: the event stream with replay (`Last-Event-ID` or `?since=` is
+//! the sequence number the client has; it gets every later event, and a `lost` event where the
+//! history or its queue dropped some, never a silent gap), and CMAP tracking by key or prefix.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use vigil_proto::{Request, ServerMsg};
+
+use crate::http::auth::Asker;
+use crate::http::call::Api;
+use crate::http::errors::HttpError;
+use crate::http::json::cmap_note;
+use crate::http::routes::{self, filter, LogsQ, Q};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQ {
+    /// The last sequence number the client has (0: every stored event).
+    since: Option<u64>,
+    name: Option<String>,
+    tag: Option<String>,
+    category: Option<String>,
+}
+
+fn keep_alive() -> KeepAlive {
+    // Also how a vanished client is noticed while nothing happens.
+    KeepAlive::new().interval(Duration::from_secs(15))
+}
+
+fn data(v: serde_json::Value) -> SseEvent {
+    SseEvent::default().data(v.to_string())
+}
+
+/// `GET /api/events`.
+pub async fn events(
+    State(api): State<Arc<Api>>,
+    who: Asker,
+    headers: HeaderMap,
+    Q(q): Q<EventsQ>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, HttpError> {
+    // A reconnecting EventSource sends the id of the last event it received; it wins over the URL's
+    // `since`, which only said where the first connection started.
+    let last = match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
+        Some(Ok(v)) if !v.is_empty() => Some(
+            v.parse::<u64>()
+                .map_err(|_| HttpError::bad(format!("Last-Event-ID {v:?} is not a sequence number")))?,
+        ),
+        Some(Err(_)) => return Err(HttpError::bad("Last-Event-ID is not text")),
+        _ => None,
+    };
+    let after = last.or(q.since);
+    let mut session = who.session(&api);
+    let req = Request::Subscribe {
+        after,
+        filter: filter(q.name.as_deref(), q.tag, q.category),
+    };
+    let (_, rx) = session.ask(req).await?;
+    let rx = rx.ok_or_else(|| HttpError::bad("the subscription gave no stream"))?;
+    let s = stream::unfold((session, rx), |(session, mut rx)| async move {
+        loop {
+            let ev = match rx.recv().await? {
+                ServerMsg::Event(e) => SseEvent::default()
+                    .id(e.seq.to_string())
+                    .data(crate::http::json::event(&e).to_string()),
+                // Resuming after `to` is right: the events up to it are gone for good.
+                ServerMsg::Lost { from, to } => {
+                    data(json!({ "from": from, "to": to })).event("lost").id(to.to_string())
+                }
+                _ => continue,
+            };
+            return Some((Ok(ev), (session, rx)));
+        }
+    });
+    Ok(Sse::new(s).keep_alive(keep_alive()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TrackQ {
+    key: Option<String>,
+    prefix: Option<String>,
+}
+
+/// `GET /api/cmap/track?prefix=` (or `?key=`): additions, deletions and changes as `cmap` events.
+pub async fn cmap_track(
+    State(api): State<Arc<Api>>,
+    who: Asker,
+    Q(q): Q<TrackQ>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, HttpError> {
+    const ALL: u32 = 4 | 1 | 2;
+    const PREFIX: u32 = 8;
+    let (key, flags) = match (q.key, q.prefix) {
+        (Some(k), None) => (k, ALL),
+        (None, Some(p)) => (p, ALL | PREFIX),
+        _ => return Err(HttpError::bad("give one of ?key= and ?prefix=")),
+    };
+    let mut session = who.session(&api);
+    let req = Request::CmapTrackAdd {
+        map: vigil_proto::CmapMap::Main,
+        key,
+        flags,
+        context: 0,
+    };
+    session.ask(req).await?;
+    let s = stream::unfold(session, |mut session| async move {
+        loop {
+            let ev = match session.pushed().await? {
+                ServerMsg::CmapNotify(n) => data(cmap_note(&n)).event("cmap"),
+                ServerMsg::CmapLost { count } => data(json!({ "count": count })).event("lost"),
+                _ => continue,
+            };
+            return Some((Ok(ev), session));
+        }
+    });
+    Ok(Sse::new(s).keep_alive(keep_alive()))
+}
+
+/// `GET /api/tags/{tag}/logs`: the last lines as JSON; with `?follow=true`, then every new line as
+/// `log` events `{"lines": [...]}`, across rotations (a copy-and-truncate: the file shrinks, reading
+/// starts again at its beginning). The file is looked at twice a second: a log has no event to wait on
+/// that would not cost vigild a watch per follower.
+pub async fn logs(
+    State(api): State<Arc<Api>>,
+    who: Asker,
+    Path(tag): Path<String>,
+    Q(q): Q<LogsQ>,
+) -> Result<Response, HttpError> {
+    if !q.follow {
+        return Ok(routes::logs(&api, who, tag, &q).await?.into_response());
+    }
+    let first = routes::logs(&api, who, tag.clone(), &q).await?.0;
+    let path = routes::log_path(&api, who, &tag).await?;
+    // Reads of a regular file, at most 64 KiB a tick: short enough to do in place.
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| {
+            HttpError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no log for tag {tag}: {e}"),
+            )
+        })?;
+    let pos = f
+        .seek(std::io::SeekFrom::End(0))
+        .map_err(|e| HttpError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let head = stream::once(async move { Ok::<_, Infallible>(data(json!({ "lines": first["lines"] })).event("log")) });
+    let tick = tokio::time::interval(Duration::from_millis(500));
+    let rest = stream::unfold(
+        (f, pos, Vec::<u8>::new(), tick),
+        |(mut f, mut pos, mut partial, mut tick)| async move {
+            loop {
+                tick.tick().await;
+                let len = f.metadata().ok()?.len();
+                if len < pos {
+                    pos = 0;
+                    partial.clear();
+                }
+                if len == pos {
+                    continue;
+                }
+                f.seek(std::io::SeekFrom::Start(pos)).ok()?;
+                let mut buf = Vec::new();
+                let n = (&mut f).take(64 << 10).read_to_end(&mut buf).ok()?;
+                pos += n as u64;
+                partial.extend_from_slice(&buf);
+                let Some(end) = partial.iter().rposition(|b| *b == b'\n') else {
+                    // A line longer than any reader wants is sent as it is.
+                    if partial.len() < 64 << 10 {
+                        continue;
+                    }
+                    let taken: Vec<u8> = std::mem::take(&mut partial);
+                    let line = String::from_utf8_lossy(&taken).into_owned();
+                    return Some((
+                        Ok(data(json!({ "lines": [line] })).event("log")),
+                        (f, pos, partial, tick),
+                    ));
+                };
+                let done: Vec<u8> = partial.drain(..=end).collect();
+                let lines: Vec<String> = String::from_utf8_lossy(&done).lines().map(String::from).collect();
+                return Some((
+                    Ok(data(json!({ "lines": lines })).event("log")),
+                    (f, pos, partial, tick),
+                ));
+            }
+        },
+    );
+    Ok(Sse::new(head.chain(rest)).keep_alive(keep_alive()).into_response())
+}
