@@ -105,7 +105,14 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
         .name("vigild".into())
         .stack_size(LOOP_STACK)
         .spawn(move || -> anyhow::Result<Exit> {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                // The blocking pool's threads copy the mask of whoever starts them (the loop's thread,
+                // which takes the stop signals): they must not take one meant for a new image.
+                .on_thread_start(|| {
+                    let _ = vigil_sys::set_stop_signals_blocked(true);
+                })
+                .build()?;
             let ended = rt.block_on(async { tokio::spawn(run(opts, None, std::future::pending())).await });
             match ended {
                 Ok(exit) => exit,
@@ -394,6 +401,11 @@ async fn serve(
     }
     d.psm_restore()?;
     d.sam_restore()?;
+    // A token file others could read refuses the start, before any tag is started again: a failure
+    // after that would leave the tags running with nobody watching them.
+    if let Some(p) = &d.node.settings.http.token_file {
+        http::read_token(p)?;
+    }
     d.restore()?;
     if let Some(c) = config {
         d.ensure_categories(&c.categories);
@@ -440,7 +452,11 @@ async fn serve(
         cmd_tx
     });
     d.cluster.cmds = leave.clone();
-    start_http(&d.node.settings.http, &opts.state_dir, &tx, &limits).await?;
+    // The tags run now: a listener that cannot be had (a TCP port someone else holds) costs the HTTP
+    // API, not their supervision.
+    if let Err(e) = start_http(&d.node.settings.http, &opts.state_dir, &tx, &limits).await {
+        error!("the HTTP API is not served: {e:#}");
+    }
     tokio::spawn(server::accept_loop(listener, tx, limits));
     // The socket is bound and listening: a client that connects now is served, so the service manager
     // may start what is ordered after vigild.

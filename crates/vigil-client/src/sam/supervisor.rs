@@ -231,6 +231,8 @@ impl Supervisor {
     pub(super) fn supervise(&mut self, pid: i32, link: OwnedFd) -> Result<(Ending, vigil_sys::WaitStatus)> {
         self.child = pid;
         self.state = SamState::Stopped;
+        // Commands read ahead from the last instance's link are not this one's.
+        self.inbox = Inbox::default();
         let pidfd = vigil_sys::PidFd::open(pid).map_err(|_| SamError::Library)?;
         let mut watch = Watch::new(self.interval_ms.into());
         if self.policy.cmap() {
@@ -461,6 +463,9 @@ impl Supervisor {
                     // Written behind: the supervisor keeps it (as corosync's does), vigild gets it from
                     // the reporter, within one commit; a newer store replaces one not yet sent.
                     self.data = data.clone();
+                    // What vigild holds for it shrinks with it: a later store may not assume room
+                    // given back meanwhile.
+                    self.accepted = data.as_ref().map_or(0, Vec::len);
                     // The application first: it waits for this reply, vigild does not.
                     Self::reply(link, Ok(()));
                     self.report(SamChange::Data(data)).ok();

@@ -387,6 +387,9 @@ async fn write_loop(
         batch.clear();
         let mut next = Some(first);
         while let Some((o, q)) = next.take() {
+            if let Some(b) = encode_out(&o.msg) {
+                buf.extend_from_slice(&b);
+            }
             // Notifications that found no room are told as a count, after those queued before them
             // and before any queued after.
             let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
@@ -394,9 +397,6 @@ async fn write_loop(
                 if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
                     buf.extend_from_slice(&b);
                 }
-            }
-            if let Some(b) = encode_out(&o.msg) {
-                buf.extend_from_slice(&b);
             }
             let goodbye = matches!(*o.msg, ServerMsg::Goodbye { .. });
             batch.push((o, q));
@@ -446,6 +446,10 @@ async fn write_loop(
         if let Err(reason) = written {
             shared.close(reason);
             break;
+        }
+        // One large answer must not stay held by an idle connection.
+        if buf.capacity() > 2 * WRITE_BATCH {
+            buf = Vec::new();
         }
     }
 }
