@@ -93,6 +93,11 @@ impl Supervisor {
     /// Ok at once; between instances it is made here.
     pub(super) fn report(&mut self, change: SamChange) -> std::result::Result<(), ErrorCode> {
         let info = self.info();
+        self.report_with(change, info)
+    }
+
+    /// [`Supervisor::report`] with the record as it was at another moment.
+    fn report_with(&mut self, change: SamChange, info: SamInfo) -> std::result::Result<(), ErrorCode> {
         if let Some(r) = &self.reporter {
             r.report(change, info, false);
             return Ok(());
@@ -267,14 +272,7 @@ impl Supervisor {
     /// Tells vigild that the last instance ended, if it has not heard yet.
     pub(super) fn report_ended(&mut self) {
         if let Some((change, info)) = self.ended.take() {
-            match &self.reporter {
-                Some(r) => r.report(change, info, false),
-                None => {
-                    if let Some(l) = self.link.as_mut() {
-                        l.report(change, info).ok();
-                    }
-                }
-            }
+            self.report_with(change, info).ok();
         }
     }
 

@@ -348,6 +348,14 @@ fn encode_out(msg: &ServerMsg) -> Option<Vec<u8>> {
     }
 }
 
+/// The frame that tells how many CMAP notifications found no room since the last one, if any did.
+fn lost_marker(shared: &Shared) -> Option<Vec<u8>> {
+    let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
+    (lost > 0)
+        .then(|| vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }).ok())
+        .flatten()
+}
+
 /// Bytes of frames the writer gathers for one write: the answers of many pipelined requests (or a
 /// burst of notifications) go out in one system call rather than one each.
 const WRITE_BATCH: usize = 64 << 10;
@@ -392,11 +400,8 @@ async fn write_loop(
             }
             // Notifications that found no room are told as a count, after those queued before them
             // and before any queued after.
-            let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
-            if lost > 0 {
-                if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
-                    buf.extend_from_slice(&b);
-                }
+            if let Some(b) = lost_marker(&shared) {
+                buf.extend_from_slice(&b);
             }
             let goodbye = matches!(*o.msg, ServerMsg::Goodbye { .. });
             batch.push((o, q));
@@ -418,9 +423,8 @@ async fn write_loop(
             write_frame(&mut wr, &buf, &shared, must, send_timeout).await
         };
         // A loss while the batch was written is told now, not with the next message (if any comes).
-        let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
-        if lost > 0 && written.is_ok() {
-            if let Ok(b) = vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }) {
+        if written.is_ok() {
+            if let Some(b) = lost_marker(&shared) {
                 written = write_frame(&mut wr, &b, &shared, false, send_timeout).await;
             }
         }
