@@ -278,11 +278,20 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
         ended: None,
     };
     loop {
-        let (ours, theirs) =
-            rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
-                .map_err(|_| SamError::Library)?;
+        // The last instance's end is told after the next fork (fork first, report after); when no next
+        // instance can be made, register answers `Library` in the supervisor as corosync's does, and
+        // vigild hears of that end first.
+        let pair = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None);
+        let Ok((ours, theirs)) = pair else {
+            sup.report_ended();
+            return Err(SamError::Library);
+        };
         sup.instance = sup.instance.wrapping_add(1);
-        match fork().map_err(|_| SamError::Library)? {
+        let Ok(forked) = fork() else {
+            sup.report_ended();
+            return Err(SamError::Library);
+        };
+        match forked {
             Forked::Child => {
                 drop(ours);
                 // corosync writes the CMAP keys (state "stopped") before it forks, so they are there when

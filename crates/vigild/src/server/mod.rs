@@ -499,7 +499,7 @@ async fn connection(
         })?;
         let payload = match hello {
             Ok(p) => p,
-            Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Closed) => return Ok(false),
             Err(ReadError::Bad(e)) => return Err(goodbye(e)),
         };
         match vigil_proto::decode_hello(&payload) {
@@ -533,7 +533,7 @@ async fn connection(
                 _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
                 // The peer may hang up meanwhile: its waiting requests must go with it, though the
                 // requests it left unread keep the socket readable.
-                _ = hung_up(rd.get_ref()) => return Ok(()),
+                _ = hung_up(rd.get_ref()) => return Ok(false),
                 },
             };
             let len = tokio::select! {
@@ -542,7 +542,7 @@ async fn connection(
             };
             let len = match len {
                 Ok(l) => l,
-                Err(ReadError::Closed) => return Ok(()),
+                Err(ReadError::Closed) => return Ok(true),
                 Err(ReadError::Bad(e)) => return Err(goodbye(e)),
             };
             // Backpressure across the uid's connections: the payload is read only once its bytes fit
@@ -564,7 +564,7 @@ async fn connection(
                             tokio::select! {
                                 p = b.clone().acquire_many_owned(cost) => p.map_err(|_| "closed".to_string())?,
                                 _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
-                                _ = hung_up(rd.get_ref()) => return Ok(()),
+                                _ = hung_up(rd.get_ref()) => return Ok(false),
                             }
                         }
                     };
@@ -578,7 +578,7 @@ async fn connection(
             };
             let payload = match frame {
                 Ok(p) => p,
-                Err(ReadError::Closed) => return Ok(()),
+                Err(ReadError::Closed) => return Ok(false),
                 Err(ReadError::Bad(e)) => return Err(goodbye(e)),
             };
             match vigil_proto::decode::<ClientMsg>(&payload) {
@@ -602,6 +602,21 @@ async fn connection(
         }
     }
     .await;
+    let result = match result {
+        // The peer shut its writing end after its last request (`printf ... | nc -U` does): it still
+        // reads, so its requests are answered before the loop forgets the connection.
+        Ok(true) => {
+            let all = u32::try_from(shared.max_in_flight).unwrap_or(u32::MAX);
+            tokio::select! {
+                _ = shared.in_flight.acquire_many(all) => {}
+                _ = shared.kill.notified() => {}
+                _ = hung_up(rd.get_ref()) => {}
+            }
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    };
     // The loop forgets what the connection held, its waiting requests included.
     let _ = tx.send(Msg::Closed { conn });
     drop(out_tx);

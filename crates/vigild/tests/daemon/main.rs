@@ -11,6 +11,7 @@ mod cluster_faults;
 mod cmap;
 mod compat_c;
 mod etcd;
+mod halfclose;
 mod harness;
 mod health;
 mod http;

@@ -199,3 +199,68 @@ fn a_reexec_of_vigild_in_cluster_mode_does_not_fail_a_quorum_application() {
     let evs = names(&sam_events(&a, app.pid()));
     assert!(!evs.iter().any(|n| n == "warn" || n == "kill"), "{evs:?}");
 }
+
+/// The last instance's end is told after the next fork. When the recovery's fork fails (here: the
+/// supervisor's uid may have no more processes), `register` answers `Library` in the supervisor, as corosync's does, and
+/// vigild has still heard how the last instance ended.
+#[test]
+fn when_the_next_instance_cannot_be_forked_vigild_still_hears_the_last_one_end() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+
+    let v = Vigild::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dir.path().join("app.out");
+    let go = dir.path().join("go");
+    // The supervisor's uid may hold 50 processes; the test's own fill the rest once instance 1 runs.
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let mut app = Command::new("prlimit")
+        .arg("--nproc=50:50")
+        .arg("setpriv")
+        .args(nobody)
+        .arg(bin("vigil-sam-app"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--interval", "300", "--policy", "restart", "--on"])
+        .arg(format!("1:wait:{};start;hang", go.display()))
+        .env("VIGIL_SOCKET", v.socket())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let supervisor = app.id() as i32;
+    let lines = || std::fs::read_to_string(&out).unwrap_or_default();
+    wait_for("instance 1", || lines().contains("1 register 1").then_some(()));
+    instance_pid(&v, supervisor);
+    let fill: Vec<Killed> = (0..50)
+        .map(|_| {
+            let c = Command::new("setpriv")
+                .args(nobody)
+                .args(["sleep", "600"])
+                .spawn()
+                .unwrap();
+            Killed(c)
+        })
+        .collect();
+    std::fs::write(&go, "").unwrap();
+
+    let status = wait_deadline(&mut app, "the supervisor");
+    assert_eq!(status.code(), Some(70), "{}", lines());
+    assert!(lines().contains("0 register Library"), "{}", lines());
+    let evs = sam_events(&v, supervisor);
+    let exit = evs.iter().find(|e| e.name == "sys.vigil.sam.exit");
+    let exit = exit.unwrap_or_else(|| panic!("no exit event: {:?}", names(&evs)));
+    // Ended by the warn signal (SIGTERM) for the heartbeat it missed: the recovery that could not be forked.
+    assert_eq!(crate::sam::attr(exit, "signal"), Some(15), "{exit:?}");
+    drop(fill);
+}
+
+/// A child killed and reaped when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
