@@ -243,6 +243,7 @@ async fn start_http(
         limits.clone(),
         token,
         h.max_body_bytes,
+        tls.is_some(),
     ));
     if h.unix {
         let l = bind(&state_dir.join("http.sock"))?;
