@@ -118,3 +118,54 @@ pub async fn handshake(acceptor: &TlsAcceptor, tcp: TcpStream, limit: Duration) 
         Err(_) => Handshake::Failed(format!("TLS handshake not done within {limit:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Each file problem found before rustls sees the files, named with its key and path.
+    #[test]
+    fn file_problems_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        let err = |files: &TlsFiles| format!("{:#}", server_config(files).unwrap_err());
+        assert!(
+            err(&files).starts_with(&format!("[http] tls_key {}: ", key.display())),
+            "{}",
+            err(&files)
+        );
+        std::fs::write(&key, "not a key\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let want = format!(
+            "[http] tls_key {} has mode 640: others could read it and pose as this server; chmod 600 it",
+            key.display()
+        );
+        assert_eq!(err(&files), want);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            err(&files).starts_with(&format!("cannot read [http] tls_cert {}", cert.display())),
+            "{}",
+            err(&files)
+        );
+        std::fs::write(&cert, "not a certificate\n").unwrap();
+        assert!(
+            err(&files).ends_with("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+            "{}",
+            err(&files)
+        );
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+        assert!(err(&files).contains("is not valid PEM"), "{}", err(&files));
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(err(&files).contains("holds no PEM private key"), "{}", err(&files));
+        // With the files right as files, rustls judges the contents.
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+        assert!(err(&files).contains("cannot serve TLS"), "{}", err(&files));
+        assert!(check(&HttpSettings::default()).is_ok());
+    }
+}
