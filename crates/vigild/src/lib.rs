@@ -224,10 +224,12 @@ fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-/// The HTTP API's listeners (docs/http.md): `http.sock` in the state dir, and TCP when configured. A
-/// token file others could read refuses the start, since whoever reads it acts as its owner.
+/// The HTTP API's listeners (docs/http.md): `http.sock` in the state dir, and TCP when configured,
+/// over TLS with `tls`. A token file others could read refuses the start, since whoever reads it acts
+/// as its owner.
 async fn start_http(
     h: &config::HttpSettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state_dir: &std::path::Path,
     tx: &mpsc::UnboundedSender<msg::Msg>,
     limits: &conn::Limits,
@@ -241,6 +243,7 @@ async fn start_http(
         limits.clone(),
         token,
         h.max_body_bytes,
+        tls.is_some(),
     ));
     if h.unix {
         let l = bind(&state_dir.join("http.sock"))?;
@@ -250,8 +253,9 @@ async fn start_http(
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on [http] listen = {addr}"))?;
-        info!("HTTP API on http://{}", l.local_addr().unwrap_or(addr));
-        tokio::spawn(http::serve_tcp(l, api));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        info!("HTTP API on {scheme}://{}", l.local_addr().unwrap_or(addr));
+        tokio::spawn(http::serve_tcp(l, api, tls));
     }
     Ok(())
 }
@@ -406,6 +410,11 @@ async fn serve(
     if let Some(p) = &d.node.settings.http.token_file {
         http::read_token(p)?;
     }
+    // So do TLS files that do not load, for the same reason.
+    let tls = match &d.node.settings.http.tls {
+        Some(files) => Some(http::tls::server_config(files)?),
+        None => None,
+    };
     d.restore()?;
     if let Some(c) = config {
         d.ensure_categories(&c.categories);
@@ -454,7 +463,7 @@ async fn serve(
     d.cluster.cmds = leave.clone();
     // The tags run now: a listener that cannot be had (a TCP port someone else holds) costs the HTTP
     // API, not their supervision.
-    if let Err(e) = start_http(&d.node.settings.http, &opts.state_dir, &tx, &limits).await {
+    if let Err(e) = start_http(&d.node.settings.http, tls, &opts.state_dir, &tx, &limits).await {
         error!("the HTTP API is not served: {e:#}");
     }
     tokio::spawn(server::accept_loop(listener, tx, limits));
@@ -533,7 +542,7 @@ async fn serve(
                 shutdown_asked = true;
                 d.begin_shutdown();
             }
-            _ = sighup.recv() => match d.check_config() {
+            _ = sighup.recv() => match d.check_new_image() {
                 Ok(()) => d.node.reexec_now = true,
                 Err(e) => tracing::error!("SIGHUP: not re-executing: {}", e.message),
             },

@@ -195,7 +195,10 @@ fn absolute(p: PathBuf) -> PathBuf {
 /// `--check`: the config file loaded as at start (as the user vigild runs as), nothing else.
 fn check(config: &std::path::Path) -> std::process::ExitCode {
     let (uid, gid) = (vigil_sys::getuid(), vigil_sys::getgid());
-    match vigild::config::load(config, uid, gid) {
+    // The files the start reads besides the config: the HTTP API's TLS certificate and key.
+    let loaded =
+        vigild::config::load(config, uid, gid).and_then(|c| vigild::http::tls::check(&c.settings.http).map(|()| c));
+    match loaded {
         Ok(c) => {
             println!(
                 "vigild: {}: valid: {} tags, {} PSM categories, {} CMAP keys",

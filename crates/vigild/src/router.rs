@@ -185,9 +185,23 @@ impl Daemon {
         })
     }
 
+    /// Whether a new image would start as this one did: the config file loads, and the files it names
+    /// that are read at start only (the HTTP API's TLS certificate and key) do too. A re-exec is refused
+    /// while not, so that this image keeps serving as it does.
+    pub fn check_new_image(&self) -> Result<(), WireError> {
+        let Some(config) = self.check_config()? else {
+            return Ok(());
+        };
+        crate::http::tls::check(&config.settings.http)
+            .map_err(|e| WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}; fix it first")))
+    }
+
     /// `Reexec`: answered before vigild executes itself again, once the answer is written.
     fn reexec(&mut self, caller: Caller, id: u64, out: &ConnTx) -> Option<Answer> {
-        if let Err(e) = self.admin(caller, "re-exec vigild").and_then(|_| self.check_config()) {
+        if let Err(e) = self
+            .admin(caller, "re-exec vigild")
+            .and_then(|_| self.check_new_image())
+        {
             return Some(Err(e));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();

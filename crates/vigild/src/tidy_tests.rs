@@ -89,6 +89,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
         "the loop",
         false,
         &[
+            "http::tls",
             "router",
             "server",
             "http::errors",

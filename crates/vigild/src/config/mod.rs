@@ -3,7 +3,7 @@
 mod res_keys;
 mod settings;
 
-pub use settings::{limits_from, HttpSettings, Quotas, Settings, SUBSCRIBER_QUEUE, TAGS_PER_UID};
+pub use settings::{limits_from, HttpSettings, Quotas, Settings, TlsFiles, SUBSCRIBER_QUEUE, TAGS_PER_UID};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -42,6 +42,10 @@ struct HttpSection {
     allow_remote: Option<bool>,
     /// The largest request body, in bytes.
     max_body_bytes: Option<usize>,
+    /// Serve `listen` over TLS with this PEM certificate (its chain may follow it in the file).
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `tls_cert`: readable by its owner only.
+    tls_key: Option<std::path::PathBuf>,
 }
 
 impl HttpSection {
@@ -57,8 +61,21 @@ impl HttpSection {
             );
             h.max_body_bytes = n;
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(settings::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (Some(_), None) => anyhow::bail!("http.tls_cert is set without http.tls_key: give both or neither"),
+            (None, Some(_)) => anyhow::bail!("http.tls_key is set without http.tls_cert: give both or neither"),
+        };
         let Some(listen) = &self.listen else {
             anyhow::ensure!(self.token_file.is_none(), "http.token_file is set without http.listen");
+            anyhow::ensure!(
+                tls.is_none(),
+                "http.tls_cert and http.tls_key are set without http.listen: TLS is for the TCP listener"
+            );
             return Ok(());
         };
         let addr: std::net::SocketAddr = listen.parse().map_err(|e| {
@@ -73,6 +90,7 @@ impl HttpSection {
         };
         h.listen = Some(addr);
         h.token_file = Some(token_file.clone());
+        h.tls = tls;
         Ok(())
     }
 }

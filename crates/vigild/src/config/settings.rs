@@ -53,7 +53,19 @@ pub struct HttpSettings {
     /// TCP, with a bearer token read from `token_file`.
     pub listen: Option<std::net::SocketAddr>,
     pub token_file: Option<std::path::PathBuf>,
+    /// TLS on `listen` (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
     pub max_body_bytes: usize,
+}
+
+/// The PEM files of the TCP listener's TLS. `http::tls` reads and checks them (`--check`, the start, a
+/// re-exec), as it must build the server's TLS config from them anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate, then its chain.
+    pub cert: std::path::PathBuf,
+    /// The private key; its owner alone may read it.
+    pub key: std::path::PathBuf,
 }
 
 impl Default for HttpSettings {
@@ -62,6 +74,7 @@ impl Default for HttpSettings {
             unix: true,
             listen: None,
             token_file: None,
+            tls: None,
             max_body_bytes: 1 << 20,
         }
     }

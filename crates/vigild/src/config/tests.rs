@@ -236,3 +236,24 @@ fn a_tag_without_resources_keeps_the_spec_it_had_before_them() {
     let c = parse("[tag.a]\ncommand = [\"x\"]\n", 0, 0).unwrap();
     assert_eq!(c.tags[0].1.res, vigil_core::Resources::default());
 }
+
+#[test]
+fn http_tls_takes_both_files_and_a_listener() {
+    let base = "[http]\nlisten = \"127.0.0.1:9797\"\ntoken_file = \"/t\"\n";
+    let c = parse(&format!("{base}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n"), 0, 0).unwrap();
+    assert_eq!(
+        c.settings.http.tls,
+        Some(TlsFiles {
+            cert: "/c.pem".into(),
+            key: "/k.pem".into()
+        })
+    );
+    assert_eq!(parse(base, 0, 0).unwrap().settings.http.tls, None);
+    let e = |t: &str| parse(t, 0, 0).unwrap_err().to_string();
+    let got = e(&format!("{base}tls_cert = \"/c.pem\"\n"));
+    assert!(got.contains("http.tls_cert is set without http.tls_key"), "{got}");
+    let got = e(&format!("{base}tls_key = \"/k.pem\"\n"));
+    assert!(got.contains("http.tls_key is set without http.tls_cert"), "{got}");
+    let got = e("[http]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n");
+    assert!(got.contains("set without http.listen"), "{got}");
+}

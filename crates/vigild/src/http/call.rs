@@ -39,6 +39,8 @@ pub struct Api {
     pub limits: Limits,
     pub token: Option<Token>,
     pub max_body: usize,
+    /// TCP is served over TLS only: the dashboard's cookie may be `Secure`.
+    pub tls: bool,
     next_conn: AtomicU64,
     /// HTTP connections open now (for /metrics).
     pub open: AtomicUsize,
@@ -47,12 +49,19 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(tx: mpsc::UnboundedSender<Msg>, limits: Limits, token: Option<Token>, max_body: usize) -> Api {
+    pub fn new(
+        tx: mpsc::UnboundedSender<Msg>,
+        limits: Limits,
+        token: Option<Token>,
+        max_body: usize,
+        tls: bool,
+    ) -> Api {
         Api {
             tx,
             limits,
             token,
             max_body,
+            tls,
             next_conn: AtomicU64::new(FIRST_CONN),
             open: AtomicUsize::new(0),
             requests: AtomicU64::new(0),

@@ -75,7 +75,10 @@ pub async fn login(State(api): State<Arc<Api>>, req: axum::extract::Request) -> 
             "the token is wrong",
         ));
     }
-    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", l.token);
+    // Over TLS the browser keeps the cookie to https:// pages: a plain HTTP server on another port of
+    // the same host (the same site, to a browser) is not sent it.
+    let secure = if api.tls { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}", l.token);
     Ok((
         [(header::SET_COOKIE, cookie)],
         axum::Json(serde_json::json!({ "ok": true })),

@@ -1,6 +1,7 @@
 //! The HTTP API (docs/http.md): REST over JSON for what the CLI does, Server-Sent Events, `/metrics`,
 //! and the dashboard, served on `http.sock` in the state dir (the caller is the peer, from
-//! SO_PEERCRED, as on the main socket) and, if configured, on TCP with a bearer token.
+//! SO_PEERCRED, as on the main socket) and, if configured, on TCP with a bearer token, over TLS when
+//! `[http] tls_cert` and `tls_key` are set ([`tls`]).
 //!
 //! Requests reach the loop as socket requests do ([`call`]); nothing here holds state of its own but
 //! counts. Connections are bounded as the main socket's (`[daemon] max_connections_per_uid` and
@@ -15,9 +16,11 @@ pub mod json;
 pub mod metrics;
 pub mod routes;
 pub mod sse;
+pub mod tls;
 
 use std::collections::HashMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::future::Future;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -28,11 +31,12 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::http::call::{Api, Peer, Token};
+use crate::http::tls::Handshake;
 
 /// Every route.
 pub fn router(api: Arc<Api>) -> Router {
@@ -79,14 +83,7 @@ pub fn router(api: Arc<Api>) -> Router {
 /// Reads the bearer token: the file must be its owner's alone (no group or other bits), since whoever
 /// reads it acts as that owner.
 pub fn read_token(path: &Path) -> anyhow::Result<Token> {
-    let meta = std::fs::metadata(path).with_context(|| format!("[http] token_file {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    anyhow::ensure!(
-        mode & 0o077 == 0,
-        "[http] token_file {} has mode {mode:03o}: others could read it and act as uid {}; chmod 600 it",
-        path.display(),
-        meta.uid()
-    );
+    let meta = tls::owner_only(path, "[http] token_file", |uid| format!("act as uid {uid}"))?;
     let secret = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read [http] token_file {}", path.display()))?
         .trim()
@@ -172,10 +169,15 @@ fn admit(counts: &Arc<Mutex<Counts>>, api: &Arc<Api>, uid: u32) -> Result<Slot, 
     Ok(slot(Some(uid)))
 }
 
-/// A connection over a limit gets a 503 with the reason, and is closed. Its request's head is read
-/// first (what comes within a second, 8 KiB at most), so that the client finds the answer rather than a
-/// reset connection.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, reason: String) {
+/// A connection over a limit gets a 503 with the reason, and is closed.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(io: S, reason: String) {
+    answer_and_close(io, "503 Service Unavailable", "unavailable", reason).await;
+}
+
+/// Answers a connection not served with `status` and the reason, and closes it. Its request's head is
+/// read first (what comes within a second, 8 KiB at most), so that the client finds the answer rather
+/// than a reset connection.
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, status: &str, kind: &str, reason: String) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -187,13 +189,59 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, reason: String) {
         }
     })
     .await;
-    let body = serde_json::json!({ "error": reason, "kind": "unavailable" }).to_string();
+    let body = serde_json::json!({ "error": reason, "kind": kind }).to_string();
     let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          connection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(resp.as_bytes())).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        io.write_all(resp.as_bytes()).await?;
+        io.shutdown().await
+    })
+    .await;
+}
+
+/// What a connection goes through before HTTP: nothing, or the TLS handshake. It runs in the
+/// connection's task, after the connection took its place in the limits, so that a client stalling
+/// it holds one place for `limit` at most and keeps no other client waiting.
+trait Open<S>: Clone + Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn open(self, io: S, limit: Duration) -> impl Future<Output = Option<Self::Io>> + Send;
+}
+
+/// Plain HTTP.
+#[derive(Clone)]
+struct Plain;
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Open<S> for Plain {
+    type Io = S;
+    async fn open(self, io: S, _limit: Duration) -> Option<S> {
+        Some(io)
+    }
+}
+
+/// HTTPS. A client that speaks plain HTTP to it is told so (in plain HTTP) and closed.
+#[derive(Clone)]
+struct Tls(tokio_rustls::TlsAcceptor);
+
+impl Open<TcpStream> for Tls {
+    type Io = Box<tokio_rustls::server::TlsStream<TcpStream>>;
+    async fn open(self, io: TcpStream, limit: Duration) -> Option<Self::Io> {
+        match tls::handshake(&self.0, io, limit).await {
+            Handshake::Done(s) => Some(s),
+            Handshake::Plain(io) => {
+                debug!("http: plain HTTP on the TLS listener");
+                let reason = "this port serves HTTPS only: use an https:// URL".to_string();
+                answer_and_close(io, "400 Bad Request", "invalid_argument", reason).await;
+                None
+            }
+            Handshake::Failed(reason) => {
+                debug!("http: {reason}");
+                None
+            }
+        }
+    }
 }
 
 /// Serves one connection whose requests act as `peer`.
@@ -216,9 +264,7 @@ where
 
 /// Serves `http.sock`.
 pub async fn serve_unix(listener: UnixListener, api: Arc<Api>) {
-    let app = router(api.clone());
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let head = api.limits.hello_timeout;
+    let l = Listener::new(api);
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -240,50 +286,70 @@ pub async fn serve_unix(listener: UnixListener, api: Arc<Api>) {
             gid: cred.gid(),
             pid: cred.pid(),
         };
-        count_and_serve(stream, cred.uid(), peer, &counts, &api, &app, head);
+        l.count_and_serve(stream, Plain, cred.uid(), peer);
     }
 }
 
-fn count_and_serve<S>(
-    io: S,
-    uid: u32,
-    peer: Peer,
-    counts: &Arc<Mutex<Counts>>,
-    api: &Arc<Api>,
-    app: &Router,
+/// What one listener's connections share.
+struct Listener {
+    app: Router,
+    counts: Arc<Mutex<Counts>>,
+    api: Arc<Api>,
+    /// The time to send a request's head (and, before it, to complete the TLS handshake).
     head: Duration,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    match admit(counts, api, uid) {
-        Ok(slot) => {
-            let app = app.clone();
-            let api = api.clone();
-            tokio::spawn(async move {
-                connection(io, peer, app, api, head).await;
-                drop(slot);
-            });
+}
+
+impl Listener {
+    fn new(api: Arc<Api>) -> Listener {
+        Listener {
+            app: router(api.clone()),
+            counts: Arc::new(Mutex::new(Counts::default())),
+            head: api.limits.hello_timeout,
+            api,
         }
-        Err(reason) => {
-            debug!(uid, "http refused: {reason}");
-            // Bounded as the main socket's refusals: beyond that many at once, closed without a word.
-            if let Ok(permit) = REFUSING.clone().try_acquire_owned() {
+    }
+
+    /// Serves one connection of `uid` (opened by `open`), or tells it which limit it is over.
+    fn count_and_serve<S, O>(&self, io: S, open: O, uid: u32, peer: Peer)
+    where
+        S: Send + 'static,
+        O: Open<S>,
+    {
+        let head = self.head;
+        match admit(&self.counts, &self.api, uid) {
+            Ok(slot) => {
+                let app = self.app.clone();
+                let api = self.api.clone();
                 tokio::spawn(async move {
-                    refuse(io, reason).await;
-                    drop(permit);
+                    // The handshake, then the request's head, each within the head's time.
+                    if let Some(io) = open.open(io, head).await {
+                        connection(io, peer, app, api, head).await;
+                    }
+                    drop(slot);
                 });
+            }
+            Err(reason) => {
+                debug!(uid, "http refused: {reason}");
+                // Bounded as the main socket's refusals: beyond that many at once, closed without a word.
+                if let Ok(permit) = REFUSING.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        if let Some(io) = open.open(io, Duration::from_secs(1)).await {
+                            refuse(io, reason).await;
+                        }
+                        drop(permit);
+                    });
+                }
             }
         }
     }
 }
 
-/// Serves TCP. Who connects is not known before a request shows the token, so every TCP connection
-/// counts against one limited pseudo-uid: a flood of them reaches its bound and no further, while root
-/// keeps `http.sock` and the main socket.
-pub async fn serve_tcp(listener: TcpListener, api: Arc<Api>) {
-    let app = router(api.clone());
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let head = api.limits.hello_timeout;
+/// Serves TCP, over TLS with `tls`. Who connects is not known before a request shows the token, so
+/// every TCP connection counts against one limited pseudo-uid: a flood of them reaches its bound and no
+/// further, while root keeps `http.sock` and the main socket.
+pub async fn serve_tcp(listener: TcpListener, api: Arc<Api>, tls: Option<Arc<rustls::ServerConfig>>) {
+    let tls = tls.map(|c| Tls(tokio_rustls::TlsAcceptor::from(c)));
+    let l = Listener::new(api);
     let uid = u32::MAX;
     loop {
         let stream = match listener.accept().await {
@@ -295,6 +361,9 @@ pub async fn serve_tcp(listener: TcpListener, api: Arc<Api>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        count_and_serve(stream, uid, Peer::Tcp, &counts, &api, &app, head);
+        match &tls {
+            Some(t) => l.count_and_serve(stream, t.clone(), uid, Peer::Tcp),
+            None => l.count_and_serve(stream, Plain, uid, Peer::Tcp),
+        }
     }
 }

@@ -211,8 +211,9 @@ impl Daemon {
         report
     }
 
-    /// Whether the config file (if any) still loads: a re-exec is refused when it does not.
-    pub fn check_config(&self) -> Result<(), vigil_proto::WireError> {
+    /// Whether the config file (if any) still loads, and what it says: a re-exec is refused when it
+    /// does not.
+    pub fn check_config(&self) -> Result<Option<crate::config::Config>, vigil_proto::WireError> {
         // A new image starts from the state file, which lacks the changes kept in memory.
         if let Some(f) = &self.store.failing {
             return Err(vigil_proto::WireError::new(
@@ -224,9 +225,9 @@ impl Daemon {
             ));
         }
         match &self.node.paths.config {
-            None => Ok(()),
+            None => Ok(None),
             Some(p) => crate::config::load(p, self.node.uid, self.node.gid)
-                .map(|_| ())
+                .map(Some)
                 .map_err(|e| {
                     vigil_proto::WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}; fix it first"))
                 }),
