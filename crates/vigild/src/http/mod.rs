@@ -3,11 +3,15 @@
 //! SO_PEERCRED, as on the main socket) and, if configured, on TCP with a bearer token.
 //!
 //! Requests reach the loop as socket requests do ([`call`]); nothing here holds state of its own but
-//! counts. Connections are bounded as the main socket's (`[daemon] max_connections_per_uid` and
-//! `max_connections`, counted apart from the main socket's, root and vigild's own uid exempt), bodies
-//! by `[http] max_body_bytes`, and the time to send a request's head by `[daemon] hello_timeout`.
+//! counts. Connections are held to the main socket's bounds, in the same accounts ([`crate::conn::Admission`]): a
+//! uid's HTTP connections count in its one share of `[daemon] max_connections_per_uid` and
+//! `max_connections` (root and vigild's own uid exempt), their request bodies in its one budget of
+//! `request_bytes_per_uid`; a body must arrive within `frame_timeout` (and be no larger than `[http]
+//! max_body_bytes`), a request's head within `hello_timeout`, and a client that reads nothing of an
+//! answer or a stream for `send_timeout` is dropped ([`bounds`]).
 
 pub mod auth;
+pub mod bounds;
 pub mod call;
 pub mod dash;
 pub mod errors;
@@ -16,11 +20,10 @@ pub mod metrics;
 pub mod routes;
 pub mod sse;
 
-use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -67,7 +70,6 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/daemon", get(r::daemon))
         .route("/api/whoami", get(r::whoami))
         .route("/api/openapi.json", get(dash::openapi))
-        .route("/api/login", post(dash::login))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(dash::index))
         .route("/dash.js", get(dash::script))
@@ -107,69 +109,20 @@ pub fn read_token(path: &Path) -> anyhow::Result<Token> {
 static REFUSING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
     std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(64)));
 
-/// Open HTTP connections per limited uid.
-#[derive(Default)]
-struct Counts {
-    per_uid: HashMap<u32, usize>,
-    limited: usize,
-}
+/// An open HTTP connection, for /metrics.
+struct Open(Arc<Api>);
 
-/// One counted connection; dropping it gives the place back.
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    uid: Option<u32>,
-    api: Arc<Api>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.api.open.fetch_sub(1, Ordering::Relaxed);
-        let Some(uid) = self.uid else { return };
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.limited = c.limited.saturating_sub(1);
-        if let Some(n) = c.per_uid.get_mut(&uid) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_uid.remove(&uid);
-            }
-        }
-    }
-}
-
-/// Takes a place for a connection of `uid`, or says which limit it is over. Root and vigild's own
-/// uid are not counted, so no user can keep them out.
-fn admit(counts: &Arc<Mutex<Counts>>, api: &Arc<Api>, uid: u32) -> Result<Slot, String> {
-    let l = &api.limits;
-    let slot = |uid| {
+impl Open {
+    fn new(api: &Arc<Api>) -> Open {
         api.open.fetch_add(1, Ordering::Relaxed);
-        Slot {
-            counts: counts.clone(),
-            uid,
-            api: api.clone(),
-        }
-    };
-    if l.exempt(uid) {
-        return Ok(slot(None));
+        Open(api.clone())
     }
-    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-    let mine = c.per_uid.get(&uid).copied().unwrap_or(0);
-    if mine >= l.per_uid {
-        return Err(format!(
-            "too many HTTP connections: uid {uid} already has {mine} open, the limit per uid \
-             ([daemon] max_connections_per_uid = {})",
-            l.per_uid
-        ));
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
-    if c.limited >= l.total {
-        return Err(format!(
-            "too many HTTP connections: users other than root hold {} open, the limit ([daemon] max_connections = {})",
-            c.limited, l.total
-        ));
-    }
-    c.limited += 1;
-    *c.per_uid.entry(uid).or_insert(0) += 1;
-    drop(c);
-    Ok(slot(Some(uid)))
 }
 
 /// A connection over a limit gets a 503 with the reason, and is closed. Its request's head is read
@@ -196,19 +149,37 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, reason: String) {
     let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(resp.as_bytes())).await;
 }
 
-/// Serves one connection whose requests act as `peer`.
-async fn connection<S>(io: S, peer: Peer, app: Router, api: Arc<Api>, head_timeout: Duration)
+/// Bytes hyper may buffer for one connection (a request's head, an answer's pieces): past it, a head
+/// is refused with 431; a connection holds no more than this beyond its socket's buffers.
+const MAX_BUF: usize = 64 << 10;
+
+/// Serves one connection whose requests act as `peer`, with `budget` the uid's budget of request
+/// bytes (None for root and vigild's own uid).
+async fn connection<S>(io: S, peer: Peer, app: Router, api: Arc<Api>, budget: Option<Arc<tokio::sync::Semaphore>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = api.limits.clone();
     let api_svc = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         api.requests.fetch_add(1, Ordering::Relaxed);
         req.extensions_mut().insert(peer);
-        app.clone().oneshot(req.map(axum::body::Body::new))
+        // The bytes its body takes of the uid's budget are held until the request is answered.
+        let b = bounds::Budget::new(budget.clone());
+        req.extensions_mut().insert(b.clone());
+        let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+        async move {
+            let r = answer.await;
+            b.release();
+            r
+        }
     });
     let svc = hyper_util::service::TowerToHyperService::new(api_svc);
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+    // The head of every request, the first or one after an idle wait, within `hello_timeout`.
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.hello_timeout)
+        .max_buf_size(MAX_BUF);
+    let io = bounds::SendDeadline::new(io, limits.send_timeout);
     if let Err(e) = b.serve_connection(TokioIo::new(io), svc).await {
         debug!("http connection: {e}");
     }
@@ -217,8 +188,6 @@ where
 /// Serves `http.sock`.
 pub async fn serve_unix(listener: UnixListener, api: Arc<Api>) {
     let app = router(api.clone());
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let head = api.limits.hello_timeout;
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -240,28 +209,23 @@ pub async fn serve_unix(listener: UnixListener, api: Arc<Api>) {
             gid: cred.gid(),
             pid: cred.pid(),
         };
-        count_and_serve(stream, cred.uid(), peer, &counts, &api, &app, head);
+        count_and_serve(stream, cred.uid(), peer, &api, &app);
     }
 }
 
-fn count_and_serve<S>(
-    io: S,
-    uid: u32,
-    peer: Peer,
-    counts: &Arc<Mutex<Counts>>,
-    api: &Arc<Api>,
-    app: &Router,
-    head: Duration,
-) where
+fn count_and_serve<S>(io: S, uid: u32, peer: Peer, api: &Arc<Api>, app: &Router)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match admit(counts, api, uid) {
+    match api.admission.admit(uid, "HTTP ") {
         Ok(slot) => {
             let app = app.clone();
             let api = api.clone();
+            let open = Open::new(&api);
+            let budget = slot.as_ref().map(|s| s.budget.clone());
             tokio::spawn(async move {
-                connection(io, peer, app, api, head).await;
-                drop(slot);
+                connection(io, peer, app, api, budget).await;
+                drop((slot, open));
             });
         }
         Err(reason) => {
@@ -278,12 +242,11 @@ fn count_and_serve<S>(
 }
 
 /// Serves TCP. Who connects is not known before a request shows the token, so every TCP connection
-/// counts against one limited pseudo-uid: a flood of them reaches its bound and no further, while root
-/// keeps `http.sock` and the main socket.
+/// counts against one limited pseudo-uid (u32::MAX, which no process has): a flood of them reaches
+/// its share and no further, while root keeps `http.sock` and the main socket, and every other user
+/// their own share.
 pub async fn serve_tcp(listener: TcpListener, api: Arc<Api>) {
     let app = router(api.clone());
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let head = api.limits.hello_timeout;
     let uid = u32::MAX;
     loop {
         let stream = match listener.accept().await {
@@ -295,6 +258,6 @@ pub async fn serve_tcp(listener: TcpListener, api: Arc<Api>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        count_and_serve(stream, uid, Peer::Tcp, &counts, &api, &app, head);
+        count_and_serve(stream, uid, Peer::Tcp, &api, &app);
     }
 }

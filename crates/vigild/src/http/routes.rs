@@ -258,7 +258,7 @@ fn tail(path: &str, n: usize) -> std::io::Result<Vec<String>> {
 }
 
 /// Only a regular file is read (not a FIFO that would block, nor a device).
-fn regular_file(f: &std::fs::File) -> std::io::Result<()> {
+pub(crate) fn regular_file(f: &std::fs::File) -> std::io::Result<()> {
     if !f.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
