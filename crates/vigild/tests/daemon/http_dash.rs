@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's headless Chromium driven by chromedriver over its W3C
 //! protocol (curl as the HTTP client), against a real vigild serving the page on TCP loopback. It signs
-//! in with the token, sees the tags, stops one with its button and sees the state change; the
-//! screenshot is saved under target/ and its path printed.
+//! in with the token (kept for the tab, sent as a header: no cookie is set), sees the tags, stops one
+//! with its button and sees the state change from the event stream (read with `fetch`), which resumes
+//! after vigild drops it; the screenshot is saved under target/ and its path printed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
@@ -149,13 +150,34 @@ fn http_dashboard_in_chromium_shows_tags_and_stops_one() {
         Some(json!({"url": format!("http://127.0.0.1:{port}/")})),
     )
     .unwrap();
-    // Without the cookie, the page asks for the token.
+    // A wrong token is told and stays out of the tab's storage.
+    d.type_in("#token", "wrong-token-0123456789");
+    d.click("#login-form button");
+    wait_for("the wrong token told", || {
+        let v = d
+            .s(
+                "POST",
+                "/execute/sync",
+                Some(json!({"script": "return document.querySelector('#login-error').textContent", "args": []})),
+            )
+            .ok()?;
+        (v["value"] == "wrong token").then_some(())
+    });
+    // The page asks for the token; it keeps it for the tab (sessionStorage), not in a cookie.
     d.type_in("#token", token);
     d.click("#login-form button");
     d.wait_find(r#"tr[data-tag="web"] span[data-state="running"]"#);
     d.wait_find(r#"tr[data-tag="db"] span[data-state="running"]"#);
     d.wait_find(r#"tr[data-tag="flappy"] span[data-state="failed"]"#);
     d.wait_find(r#"#live.ok"#);
+    let stored = d
+        .s(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": "return [sessionStorage.getItem('vigil_token'), document.cookie]", "args": []})),
+        )
+        .unwrap();
+    assert_eq!(stored["value"], json!([token, ""]), "{stored}");
     d.click(r#"button[data-action="stop"][data-tag="web"]"#);
     // The row changes from the event stream, without a reload.
     d.wait_find(r#"tr[data-tag="web"] span[data-state="stopped"]"#);

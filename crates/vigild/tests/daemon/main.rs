@@ -15,6 +15,7 @@ mod harness;
 mod health;
 mod http;
 mod http_dash;
+mod http_sec;
 mod install;
 mod lifecycle;
 mod ops;
