@@ -31,9 +31,16 @@ impl Asker {
     }
 }
 
-/// Compares in time that does not depend on where the strings differ.
-pub fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `shown` is `secret`, in time that depends on neither where they differ nor how long
+/// `shown` is (only on the secret's length).
+pub fn same(shown: &[u8], secret: &[u8]) -> bool {
+    let differ = secret
+        .iter()
+        .enumerate()
+        .fold(u8::from(shown.len() != secret.len()), |acc, (i, s)| {
+            acc | (s ^ shown.get(i).copied().unwrap_or(0))
+        });
+    differ == 0
 }
 
 /// The token a request shows, from `Authorization: Bearer` (a cookie is not looked at).
@@ -152,5 +159,25 @@ impl<T: DeserializeOwned> FromRequest<Arc<Api>> for JsonBody<T> {
         serde_json::from_slice(bytes)
             .map(JsonBody)
             .map_err(|e| HttpError::bad(format!("the body is not the JSON expected: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn same_only_for_the_very_secret() {
+        let secret = b"0123456789abcdef";
+        assert!(same(secret, secret));
+        for shown in [
+            &b""[..],
+            b"0123456789abcde",
+            b"0123456789abcdeF",
+            b"0123456789abcdef0",
+            b"\0",
+        ] {
+            assert!(!same(shown, secret), "{shown:?}");
+        }
     }
 }

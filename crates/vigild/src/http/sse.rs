@@ -136,14 +136,14 @@ const FOLLOW_READ: usize = 64 << 10;
 impl Follow {
     /// Opens a log at its end; never through a symbolic link, and only a regular file (not a FIFO that
     /// would block, nor a device).
-    fn open(path: &str) -> std::io::Result<Follow> {
+    fn open(log: &routes::LogFile) -> std::io::Result<Follow> {
         use std::io::Seek;
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)?;
-        routes::regular_file(&f)?;
+            .open(&log.path)?;
+        routes::log_file(&f, log.owner)?;
         let pos = f.seek(std::io::SeekFrom::End(0))?;
         Ok(Follow {
             f,
@@ -196,8 +196,8 @@ pub async fn logs(
         return Ok(routes::logs(&api, who, tag, &q).await?.into_response());
     }
     let first = routes::logs(&api, who, tag.clone(), &q).await?.0;
-    let path = routes::log_path(&api, who, &tag).await?;
-    let follow = tokio::task::spawn_blocking(move || Follow::open(&path))
+    let log = routes::log_path(&api, who, &tag).await?;
+    let follow = tokio::task::spawn_blocking(move || Follow::open(&log))
         .await
         .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|e| HttpError::new(StatusCode::NOT_FOUND, "not_found", format!("no log for tag {tag}: {e}")))?;
