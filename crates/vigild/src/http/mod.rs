@@ -178,6 +178,7 @@ where
     // The head of every request, the first or one after an idle wait, within `hello_timeout`.
     b.timer(TokioTimer::new())
         .header_read_timeout(limits.hello_timeout)
+        .max_header_size(MAX_BUF)
         .max_buf_size(MAX_BUF);
     let io = bounds::SendDeadline::new(io, limits.send_timeout);
     if let Err(e) = b.serve_connection(TokioIo::new(io), svc).await {

@@ -157,6 +157,10 @@ fn http_sec_a_trickled_body_gets_408_and_frees_its_slot() {
     let body = raw.until("body");
     assert!(body.contains("frame_timeout"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    println!(
+        "a trickled body answered 408 after {:?} (frame_timeout 3 s)",
+        started.elapsed()
+    );
     // Its place is free again; nothing was created.
     wait_for("nobody's place back", || {
         (nobody_code(&v, "/api/whoami").0 == 200).then_some(())
@@ -267,6 +271,7 @@ fn http_sec_a_client_that_does_not_read_is_dropped() {
     // `send_timeout` for it, then drops the connection and its track.
     let mut c = v.client();
     let mut n = 0u32;
+    let started = Instant::now();
     wait_for("the reader that does not read dropped", || {
         n += 1;
         let value = format!("{n}-{}", "x".repeat(512 << 10));
@@ -274,6 +279,10 @@ fn http_sec_a_client_that_does_not_read_is_dropped() {
             .unwrap();
         (nobody_code(&v, "/api/whoami").0 == 200).then_some(())
     });
+    println!(
+        "a tracker that reads nothing dropped {:?} after the first change, {n} changes of 512 KiB (send_timeout 2 s)",
+        started.elapsed()
+    );
     drop(raw);
 }
 
@@ -316,4 +325,32 @@ fn http_sec_the_token_counts_only_in_the_authorization_header() {
     for path in ["/api/tags", "/api/events", "/metrics", "/api/whoami", "/api/daemon"] {
         assert_eq!(curl(&[], "GET", path), 401, "{path}");
     }
+}
+
+#[test]
+fn http_sec_heads_are_bounded_in_size_and_time() {
+    let v = Vigild::start_with(Some("[daemon]\nhello_timeout = 1\n"));
+    // A head larger than vigild buffers for a connection.
+    let big = format!(
+        "GET /api/whoami HTTP/1.1\r\nHost: vigil\r\nX-Pad: {}\r\n\r\n",
+        "x".repeat(100 << 10)
+    );
+    let raw = Raw::start(&v, &http_sock(&v), json!([{"send": big}, {"read": true}]));
+    let closed = raw.until("closed");
+    assert!(closed.contains(" 431 "), "{closed}");
+    // A connection kept alive after its answer, then idle: closed after `hello_timeout`.
+    let one = "GET /api/whoami HTTP/1.1\r\nHost: vigil\r\n\r\n";
+    let started = Instant::now();
+    let raw = Raw::start(&v, &http_sock(&v), json!([{"send": one}, {"read": true}]));
+    let answer = raw.until("recv");
+    assert!(answer.contains(" 200 "), "{answer}");
+    raw.until("closed");
+    println!("an idle connection closed after {:?}", started.elapsed());
+    // A head that never ends, likewise.
+    let raw = Raw::start(
+        &v,
+        &http_sock(&v),
+        json!([{"trickle": "GET /api/whoami HTTP/1.1\r\nX: ".to_string() + &"y".repeat(200), "every": 0.1}, {"read": true}]),
+    );
+    raw.until("closed");
 }
