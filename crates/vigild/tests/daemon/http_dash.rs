@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: Debian's headless Chromium driven by chromedriver over its W3C
 //! protocol (curl as the HTTP client), against a real vigild serving the page on TCP loopback. It signs
 //! in with the token (kept for the tab, sent as a header: no cookie is set), sees the tags, stops one
-//! with its button and sees the state change from the event stream (read with `fetch`), which resumes
-//! after vigild drops it; the screenshot is saved under target/ and its path printed.
+//! with its button and sees the state change from the event stream (read with `fetch`); after vigild
+//! re-executes (the stream breaks), the page reconnects and a change made meanwhile still shows; the
+//! screenshot is saved under target/ and its path printed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
@@ -183,6 +184,19 @@ fn http_dashboard_in_chromium_shows_tags_and_stops_one() {
     d.wait_find(r#"tr[data-tag="web"] span[data-state="stopped"]"#);
     assert_eq!(v.status("web").state, "stopped");
     assert_eq!(v.status("db").state, "running");
+    // vigild re-executes: the stream breaks, and the page reconnects with Last-Event-ID. A change
+    // made meanwhile shows from the stream (the page reloads tags only on an event).
+    let seen = |css: &str| {
+        let script = format!("return document.querySelector('{css}') !== null");
+        d.s("POST", "/execute/sync", Some(json!({"script": script, "args": []})))
+            .ok()
+            .is_some_and(|v| v["value"] == true)
+    };
+    assert!(v.client().reexec().is_ok());
+    wait_for("the page sees the stream break", || seen("#live.bad").then_some(()));
+    assert!(v.cli(&["stop", "db"]).status.success());
+    d.wait_find(r#"tr[data-tag="db"] span[data-state="stopped"]"#);
+    d.wait_find(r#"#live.ok"#);
     d.click(r#"tr[data-tag="db"]"#);
     d.wait_find("#log-panel:not([hidden])");
     std::thread::sleep(Duration::from_millis(300));
