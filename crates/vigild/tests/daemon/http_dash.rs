@@ -194,7 +194,13 @@ fn http_dashboard_in_chromium_shows_tags_and_stops_one() {
     };
     assert!(v.client().reexec().is_ok());
     wait_for("the page sees the stream break", || seen("#live.bad").then_some(()));
-    assert!(v.cli(&["stop", "db"]).status.success());
+    // The new image may not listen yet: the CLI is refused until it does.
+    wait_for("db stopped through the new image", || {
+        let out = v.cli(&["stop", "db"]);
+        let err = stderr(&out);
+        assert!(out.status.success() || err.contains("cannot connect"), "{err}");
+        out.status.success().then_some(())
+    });
     d.wait_find(r#"tr[data-tag="db"] span[data-state="stopped"]"#);
     d.wait_find(r#"#live.ok"#);
     d.click(r#"tr[data-tag="db"]"#);
