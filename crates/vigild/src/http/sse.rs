@@ -224,3 +224,78 @@ pub async fn logs(
     });
     Ok(Sse::new(head.chain(rest)).keep_alive(keep_alive()).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn log(dir: &std::path::Path) -> (std::path::PathBuf, routes::LogFile) {
+        let p = dir.join("t.log");
+        std::fs::write(&p, "before\n").unwrap();
+        let owner = std::fs::metadata(&p).unwrap().uid();
+        let path = p.to_str().unwrap().to_string();
+        (p, routes::LogFile { path, owner })
+    }
+
+    #[test]
+    fn follow_gives_whole_lines_from_the_end_and_starts_again_after_a_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, lf) = log(dir.path());
+        let mut f = Follow::open(&lf).unwrap();
+        assert_eq!(f.step().unwrap(), None, "what was there before is not followed");
+        let mut w = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        w.write_all(b"one\ntw").unwrap();
+        assert_eq!(f.step().unwrap(), Some(vec!["one".to_string()]));
+        // The end of a line waits for its newline.
+        assert_eq!(f.step().unwrap(), None);
+        w.write_all(b"o\n").unwrap();
+        assert_eq!(f.step().unwrap(), Some(vec!["two".to_string()]));
+        // Copy-and-truncate: reading starts again at the beginning.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert_eq!(f.step().unwrap(), None);
+        w.write_all(b"three\n").unwrap();
+        assert_eq!(f.step().unwrap(), Some(vec!["three".to_string()]));
+        // A line longer than a read is sent as it is.
+        w.write_all(&vec![b'x'; FOLLOW_READ]).unwrap();
+        assert_eq!(f.step().unwrap().map(|l| l[0].len()), Some(FOLLOW_READ));
+    }
+
+    #[test]
+    fn follow_opens_only_the_regular_file_of_the_owner_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, lf) = log(dir.path());
+        let wrong = routes::LogFile {
+            path: lf.path.clone(),
+            owner: lf.owner + 1,
+        };
+        let e = Follow::open(&wrong).err().unwrap();
+        assert!(e.to_string().contains("belongs to uid"), "{e}");
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let via_link = routes::LogFile {
+            path: link.to_str().unwrap().to_string(),
+            owner: lf.owner,
+        };
+        assert!(Follow::open(&via_link).is_err(), "a symbolic link is not followed");
+        let fifo = dir.path().join("fifo.log");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let fifo = routes::LogFile {
+            path: fifo.to_str().unwrap().to_string(),
+            owner: lf.owner,
+        };
+        let e = Follow::open(&fifo).err().unwrap();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+}
