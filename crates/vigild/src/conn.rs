@@ -144,6 +144,11 @@ impl Admission {
     /// of connection refused, for the message). Root and vigild's own uid are not counted (None), so
     /// no user can keep them out.
     pub fn admit(&self, uid: u32, what: &str) -> Result<Option<Slot>, String> {
+        self.admit_named(uid, what, &format!("uid {uid}"))
+    }
+
+    /// As [`Admission::admit`], with `name` saying who `uid` is in the message (a pseudo-user).
+    pub fn admit_named(&self, uid: u32, what: &str, name: &str) -> Result<Option<Slot>, String> {
         let limits = &self.limits;
         if limits.exempt(uid) {
             return Ok(None);
@@ -152,7 +157,7 @@ impl Admission {
         let mine = c.per_uid.get(&uid).copied().unwrap_or(0);
         if mine >= limits.per_uid {
             return Err(format!(
-                "too many {what}connections: uid {uid} already has {mine} open (the main socket and the HTTP API \
+                "too many {what}connections: {name} already has {mine} open (the main socket and the HTTP API \
                  together), the limit per uid ([daemon] max_connections_per_uid = {})",
                 limits.per_uid
             ));

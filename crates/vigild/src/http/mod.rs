@@ -218,7 +218,11 @@ fn count_and_serve<S>(io: S, uid: u32, peer: Peer, api: &Arc<Api>, app: &Router)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match api.admission.admit(uid, "HTTP ") {
+    let name = match peer {
+        Peer::Unix { .. } => format!("uid {uid}"),
+        Peer::Tcp => "the TCP listener's clients, counted as one user,".to_string(),
+    };
+    match api.admission.admit_named(uid, "HTTP ", &name) {
         Ok(slot) => {
             let app = app.clone();
             let api = api.clone();

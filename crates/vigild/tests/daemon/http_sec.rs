@@ -354,3 +354,27 @@ fn http_sec_heads_are_bounded_in_size_and_time() {
     );
     raw.until("closed");
 }
+
+#[test]
+fn http_sec_tcp_clients_share_one_pseudo_users_place() {
+    let keep = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (token, cfg) = token_config(keep.path(), port, 0o600);
+    let v = Vigild::start_with(Some(&format!("{cfg}[daemon]\nmax_connections_per_uid = 2\n")));
+    let tcp = To::Tcp(port, Some(token));
+    let a = Stream::open(&tcp, None, "/api/events", &[]);
+    let b = Stream::open(&tcp, None, "/api/events", &[]);
+    wait_for("two subscribers", || {
+        (v.client().daemon_status().unwrap().subscribers == 2).then_some(())
+    });
+    // A third TCP client, token or not, is refused with the reason ...
+    let (code, e) = req_as(&tcp, None, "GET", "/api/whoami", None);
+    assert_eq!((code, e["kind"].as_str()), (503, Some("unavailable")), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("TCP listener's clients"), "{e}");
+    // ... while nobody keeps their own share, and root both sockets.
+    assert_eq!(nobody_code(&v, "/api/whoami").0, 200);
+    assert!(v.cli_as(Some(NOBODY), &["list"]).status.success());
+    assert_eq!(req(&v, "GET", "/api/whoami", None).0, 200);
+    assert!(v.cli(&["list"]).status.success());
+    drop((a, b));
+}
