@@ -3,12 +3,12 @@
 //! SO_PEERCRED, as on the main socket) and, if configured, on TCP with a bearer token.
 //!
 //! Requests reach the loop as socket requests do ([`call`]); nothing here holds state of its own but
-//! counts. Connections are held to the main socket's bounds, in the same accounts ([`crate::conn::Admission`]): a
-//! uid's HTTP connections count in its one share of `[daemon] max_connections_per_uid` and
-//! `max_connections` (root and vigild's own uid exempt), their request bodies in its one budget of
-//! `request_bytes_per_uid`; a body must arrive within `frame_timeout` (and be no larger than `[http]
-//! max_body_bytes`), a request's head within `hello_timeout`, and a client that reads nothing of an
-//! answer or a stream for `send_timeout` is dropped ([`bounds`]).
+//! counts. Connections are held to the main socket's bounds, in the same accounts
+//! ([`crate::conn::Admission`]): a uid's HTTP connections count in its one share of `[daemon]
+//! max_connections_per_uid` and `max_connections` (root and vigild's own uid exempt), their request
+//! bodies in its one budget of `request_bytes_per_uid`; a body must arrive within `frame_timeout` (and
+//! be no larger than `[http] max_body_bytes`), a request's head within `hello_timeout`, and a client
+//! that reads nothing of an answer or a stream for `send_timeout` is dropped ([`bounds`]).
 
 pub mod auth;
 pub mod bounds;
