@@ -1,8 +1,9 @@
 //! A connection as the loop sees it: who asks ([`Caller`]) and where its answers go ([`ConnTx`]), with
 //! the bounds that keep a slow reader from holding vigild's memory (docs/security.md).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
@@ -82,6 +83,107 @@ impl Limits {
 
     pub(crate) fn exempt(&self, uid: u32) -> bool {
         uid == 0 || uid == self.own_uid
+    }
+}
+
+/// Open connections per uid, of the main socket and the HTTP API's listeners together, kept by the
+/// accept loops and released when a connection ends.
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(crate) per_uid: HashMap<u32, usize>,
+    /// Connections of uids that are limited.
+    pub(crate) limited: usize,
+    /// Each limited uid's budget of request bytes, shared by its connections and held by its requests
+    /// until the loop has handled them: a uid that closes its connections and opens new ones while
+    /// its requests still wait finds the same budget, not a fresh one.
+    pub(crate) budgets: HashMap<u32, Weak<Semaphore>>,
+}
+
+/// Who may connect: one share of connections and one budget of request bytes per uid, for every
+/// socket vigild serves (the main socket, `http.sock`, HTTP over TCP), so that a user cannot take
+/// more by spreading over them.
+#[derive(Clone)]
+pub struct Admission {
+    pub(crate) counts: Arc<Mutex<Counts>>,
+    pub limits: Arc<Limits>,
+}
+
+/// One counted connection; dropping it releases its place.
+pub struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    uid: u32,
+    /// The uid's budget of request bytes not yet handled.
+    pub budget: Arc<Semaphore>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.limited = c.limited.saturating_sub(1);
+        if let Some(n) = c.per_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_uid.remove(&self.uid);
+            }
+        }
+        // Budgets no connection nor waiting request holds any more (this slot still holds its own).
+        let uid = self.uid;
+        c.budgets.retain(|u, b| b.strong_count() > usize::from(*u == uid));
+    }
+}
+
+impl Admission {
+    pub fn new(limits: Limits) -> Admission {
+        Admission {
+            counts: Arc::default(),
+            limits: Arc::new(limits),
+        }
+    }
+
+    /// Takes a place for a connection of `uid`, or says which limit it is over (`what` names the kind
+    /// of connection refused, for the message). Root and vigild's own uid are not counted (None), so
+    /// no user can keep them out.
+    pub fn admit(&self, uid: u32, what: &str) -> Result<Option<Slot>, String> {
+        self.admit_named(uid, what, &format!("uid {uid}"))
+    }
+
+    /// As [`Admission::admit`], with `name` saying who `uid` is in the message (a pseudo-user).
+    pub fn admit_named(&self, uid: u32, what: &str, name: &str) -> Result<Option<Slot>, String> {
+        let limits = &self.limits;
+        if limits.exempt(uid) {
+            return Ok(None);
+        }
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = c.per_uid.get(&uid).copied().unwrap_or(0);
+        if mine >= limits.per_uid {
+            return Err(format!(
+                "too many {what}connections: {name} already has {mine} open (the main socket and the HTTP API \
+                 together), the limit per uid ([daemon] max_connections_per_uid = {})",
+                limits.per_uid
+            ));
+        }
+        if c.limited >= limits.total {
+            return Err(format!(
+                "too many {what}connections: users other than root hold {} open, the limit ([daemon] \
+                 max_connections = {})",
+                c.limited, limits.total
+            ));
+        }
+        c.limited += 1;
+        *c.per_uid.entry(uid).or_insert(0) += 1;
+        let budget = match c.budgets.get(&uid).and_then(Weak::upgrade) {
+            Some(b) => b,
+            None => {
+                let b = Arc::new(Semaphore::new(limits.request_bytes));
+                c.budgets.insert(uid, Arc::downgrade(&b));
+                b
+            }
+        };
+        Ok(Some(Slot {
+            counts: self.counts.clone(),
+            uid,
+            budget,
+        }))
     }
 }
 

@@ -232,7 +232,7 @@ async fn start_http(
     tls: Option<Arc<rustls::ServerConfig>>,
     state_dir: &std::path::Path,
     tx: &mpsc::UnboundedSender<msg::Msg>,
-    limits: &conn::Limits,
+    admission: &conn::Admission,
 ) -> anyhow::Result<()> {
     let token = match &h.token_file {
         Some(p) => Some(http::read_token(p)?),
@@ -240,10 +240,9 @@ async fn start_http(
     };
     let api = Arc::new(http::call::Api::new(
         tx.clone(),
-        limits.clone(),
+        admission.clone(),
         token,
         h.max_body_bytes,
-        tls.is_some(),
     ));
     if h.unix {
         let l = bind(&state_dir.join("http.sock"))?;
@@ -463,10 +462,13 @@ async fn serve(
     d.cluster.cmds = leave.clone();
     // The tags run now: a listener that cannot be had (a TCP port someone else holds) costs the HTTP
     // API, not their supervision.
-    if let Err(e) = start_http(&d.node.settings.http, tls, &opts.state_dir, &tx, &limits).await {
+    // One admission for every listener: a uid's connections and request bytes count once, wherever
+    // they come from.
+    let admission = conn::Admission::new(limits);
+    if let Err(e) = start_http(&d.node.settings.http, tls, &opts.state_dir, &tx, &admission).await {
         error!("the HTTP API is not served: {e:#}");
     }
-    tokio::spawn(server::accept_loop(listener, tx, limits));
+    tokio::spawn(server::accept_loop(listener, tx, admission));
     // The socket is bound and listening: a client that connects now is served, so the service manager
     // may start what is ordered after vigild.
     let ready = format!(

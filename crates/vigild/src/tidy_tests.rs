@@ -94,6 +94,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "server",
             "http::errors",
             "http::call",
+            "http::bounds",
             "http::auth",
             "http::json",
             "http::routes",

@@ -1,6 +1,8 @@
 //! Who asks, and whether a request may act at all: the peer's credentials on the Unix socket, the
-//! bearer token (header or the dashboard's cookie) on TCP; and the checks that keep another web site
-//! from making a browser act for its user (CSRF): a request that changes anything must be JSON (which a
+//! bearer token on TCP, in the `Authorization` header only (never a cookie: a browser sends a host's
+//! cookies to every port of it, docs/http.md); and the checks that keep another web site from making a
+//! browser act for its user (CSRF). A header-carried token is itself safe from CSRF, since another site
+//! cannot make a browser add it; besides, a request that changes anything must be JSON (which a
 //! cross-site form cannot send without a preflight vigild never grants) and, when the browser names its
 //! Origin, come from the page's own origin.
 
@@ -11,11 +13,9 @@ use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::http::bounds::body_bytes;
 use crate::http::call::{Api, Peer, Session};
 use crate::http::errors::HttpError;
-
-/// The dashboard's cookie that carries the token on TCP.
-pub const COOKIE: &str = "vigil_token";
 
 /// The caller of a request, checked.
 #[derive(Debug, Clone, Copy)]
@@ -31,23 +31,23 @@ impl Asker {
     }
 }
 
-/// Compares in time that does not depend on where the strings differ.
-pub fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `shown` is `secret`, in time that depends on neither where they differ nor how long
+/// `shown` is (only on the secret's length).
+pub fn same(shown: &[u8], secret: &[u8]) -> bool {
+    let differ = secret
+        .iter()
+        .enumerate()
+        .fold(u8::from(shown.len() != secret.len()), |acc, (i, s)| {
+            acc | (s ^ shown.get(i).copied().unwrap_or(0))
+        });
+    differ == 0
 }
 
-/// The token a request shows, from `Authorization: Bearer` or the dashboard's cookie.
+/// The token a request shows, from `Authorization: Bearer` (a cookie is not looked at).
 fn shown_token(parts: &Parts) -> Option<&str> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return v.strip_prefix("Bearer ").map(str::trim);
-    }
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Whom a request acts as, or why it may not act.
@@ -142,14 +142,15 @@ impl FromRequestParts<Arc<Api>> for Asker {
     }
 }
 
-/// A JSON body within `[http] max_body_bytes`, parsed with errors that say what is wrong.
+/// A JSON body within `[http] max_body_bytes` and `[daemon] frame_timeout`, parsed with errors that say
+/// what is wrong.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Arc<Api>> for JsonBody<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, api: &Arc<Api>) -> Result<JsonBody<T>, HttpError> {
-        let bytes = body_bytes(req, api.max_body).await?;
+        let bytes = body_bytes(req, api).await?;
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             &b"{}"[..]
         } else {
@@ -161,13 +162,22 @@ impl<T: DeserializeOwned> FromRequest<Arc<Api>> for JsonBody<T> {
     }
 }
 
-/// The request's body, refused with 413 past `max` bytes.
-pub async fn body_bytes(req: Request, max: usize) -> Result<axum::body::Bytes, HttpError> {
-    axum::body::to_bytes(req.into_body(), max).await.map_err(|e| {
-        HttpError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is larger than {max} bytes ([http] max_body_bytes), or broken: {e}"),
-        )
-    })
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn same_only_for_the_very_secret() {
+        let secret = b"0123456789abcdef";
+        assert!(same(secret, secret));
+        for shown in [
+            &b""[..],
+            b"0123456789abcde",
+            b"0123456789abcdeF",
+            b"0123456789abcdef0",
+            b"\0",
+        ] {
+            assert!(!same(shown, secret), "{shown:?}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use vigil_proto::{ErrorCode, Request, Response, ServerMsg, WireError};
 
-use crate::conn::{Caller, ConnTx, Limits, Outgoing, Queued};
+use crate::conn::{Admission, Caller, ConnTx, Limits, Outgoing, Queued};
 use crate::msg::Msg;
 
 /// Connection numbers of HTTP sessions start here, far above the socket's (which count from 1) and
@@ -37,10 +37,10 @@ pub struct Token {
 pub struct Api {
     pub tx: mpsc::UnboundedSender<Msg>,
     pub limits: Limits,
+    /// Shared with the main socket: one share of connections and one budget of request bytes per uid.
+    pub admission: Admission,
     pub token: Option<Token>,
     pub max_body: usize,
-    /// TCP is served over TLS only: the dashboard's cookie may be `Secure`.
-    pub tls: bool,
     next_conn: AtomicU64,
     /// HTTP connections open now (for /metrics).
     pub open: AtomicUsize,
@@ -49,19 +49,13 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(
-        tx: mpsc::UnboundedSender<Msg>,
-        limits: Limits,
-        token: Option<Token>,
-        max_body: usize,
-        tls: bool,
-    ) -> Api {
+    pub fn new(tx: mpsc::UnboundedSender<Msg>, admission: Admission, token: Option<Token>, max_body: usize) -> Api {
         Api {
             tx,
-            limits,
+            limits: Limits::clone(&admission.limits),
+            admission,
             token,
             max_body,
-            tls,
             next_conn: AtomicU64::new(FIRST_CONN),
             open: AtomicUsize::new(0),
             requests: AtomicU64::new(0),

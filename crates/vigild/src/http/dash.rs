@@ -1,18 +1,11 @@
 //! The dashboard (one page, its script and style, embedded: no build step) and the OpenAPI document.
-//! The page reads the same API as anyone; on TCP, `POST /api/login` turns the token into a cookie
-//! (HttpOnly, SameSite=Strict) so that the browser's EventSource, which cannot send headers, is
-//! authenticated too.
+//! The page reads the same API as anyone; on TCP it asks for the token, keeps it for the tab
+//! (sessionStorage) and sends it in the `Authorization` header of every request, the event stream's
+//! included (read with `fetch`, since EventSource cannot send headers). No cookie: a browser would send
+//! it to every port of the host (docs/http.md).
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-
-use crate::http::auth::{body_bytes, csrf, same, COOKIE};
-use crate::http::call::Api;
-use crate::http::errors::HttpError;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/dash.js");
@@ -49,41 +42,6 @@ pub async fn style() -> Response {
 
 pub async fn openapi() -> Response {
     asset("application/json", OPENAPI)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    token: String,
-}
-
-/// `POST /api/login {"token": ...}`: on TCP, the token as a cookie for the dashboard.
-pub async fn login(State(api): State<Arc<Api>>, req: axum::extract::Request) -> Result<Response, HttpError> {
-    let (parts, body) = req.into_parts();
-    csrf(&parts)?;
-    let bytes = body_bytes(axum::extract::Request::from_parts(parts, body), api.max_body).await?;
-    let l: Login = serde_json::from_slice(&bytes)
-        .map_err(|e| HttpError::bad(format!("the body is not the JSON expected: {e}")))?;
-    if !api
-        .token
-        .as_ref()
-        .is_some_and(|t| same(t.secret.as_bytes(), l.token.as_bytes()))
-    {
-        return Err(HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the token is wrong",
-        ));
-    }
-    // Over TLS the browser keeps the cookie to https:// pages: a plain HTTP server on another port of
-    // the same host (the same site, to a browser) is not sent it.
-    let secure = if api.tls { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}", l.token);
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        axum::Json(serde_json::json!({ "ok": true })),
-    )
-        .into_response())
 }
 
 #[cfg(test)]

@@ -4,11 +4,15 @@
 //! `[http] tls_cert` and `tls_key` are set ([`tls`]).
 //!
 //! Requests reach the loop as socket requests do ([`call`]); nothing here holds state of its own but
-//! counts. Connections are bounded as the main socket's (`[daemon] max_connections_per_uid` and
-//! `max_connections`, counted apart from the main socket's, root and vigild's own uid exempt), bodies
-//! by `[http] max_body_bytes`, and the time to send a request's head by `[daemon] hello_timeout`.
+//! counts. Connections are held to the main socket's bounds, in the same accounts
+//! ([`crate::conn::Admission`]): a uid's HTTP connections count in its one share of `[daemon]
+//! max_connections_per_uid` and `max_connections` (root and vigild's own uid exempt), their request
+//! bodies in its one budget of `request_bytes_per_uid`; a body must arrive within `frame_timeout` (and
+//! be no larger than `[http] max_body_bytes`), a request's head within `hello_timeout`, and a client
+//! that reads nothing of an answer or a stream for `send_timeout` is dropped ([`bounds`]).
 
 pub mod auth;
+pub mod bounds;
 pub mod call;
 pub mod dash;
 pub mod errors;
@@ -18,12 +22,11 @@ pub mod routes;
 pub mod sse;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -71,7 +74,6 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/daemon", get(r::daemon))
         .route("/api/whoami", get(r::whoami))
         .route("/api/openapi.json", get(dash::openapi))
-        .route("/api/login", post(dash::login))
         .route("/metrics", get(metrics::metrics))
         .route("/", get(dash::index))
         .route("/dash.js", get(dash::script))
@@ -104,69 +106,20 @@ pub fn read_token(path: &Path) -> anyhow::Result<Token> {
 static REFUSING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
     std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(64)));
 
-/// Open HTTP connections per limited uid.
-#[derive(Default)]
-struct Counts {
-    per_uid: HashMap<u32, usize>,
-    limited: usize,
-}
+/// An open HTTP connection, for /metrics.
+struct OpenConn(Arc<Api>);
 
-/// One counted connection; dropping it gives the place back.
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    uid: Option<u32>,
-    api: Arc<Api>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.api.open.fetch_sub(1, Ordering::Relaxed);
-        let Some(uid) = self.uid else { return };
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.limited = c.limited.saturating_sub(1);
-        if let Some(n) = c.per_uid.get_mut(&uid) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_uid.remove(&uid);
-            }
-        }
-    }
-}
-
-/// Takes a place for a connection of `uid`, or says which limit it is over. Root and vigild's own
-/// uid are not counted, so no user can keep them out.
-fn admit(counts: &Arc<Mutex<Counts>>, api: &Arc<Api>, uid: u32) -> Result<Slot, String> {
-    let l = &api.limits;
-    let slot = |uid| {
+impl OpenConn {
+    fn new(api: &Arc<Api>) -> OpenConn {
         api.open.fetch_add(1, Ordering::Relaxed);
-        Slot {
-            counts: counts.clone(),
-            uid,
-            api: api.clone(),
-        }
-    };
-    if l.exempt(uid) {
-        return Ok(slot(None));
+        OpenConn(api.clone())
     }
-    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-    let mine = c.per_uid.get(&uid).copied().unwrap_or(0);
-    if mine >= l.per_uid {
-        return Err(format!(
-            "too many HTTP connections: uid {uid} already has {mine} open, the limit per uid \
-             ([daemon] max_connections_per_uid = {})",
-            l.per_uid
-        ));
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
-    if c.limited >= l.total {
-        return Err(format!(
-            "too many HTTP connections: users other than root hold {} open, the limit ([daemon] max_connections = {})",
-            c.limited, l.total
-        ));
-    }
-    c.limited += 1;
-    *c.per_uid.entry(uid).or_insert(0) += 1;
-    drop(c);
-    Ok(slot(Some(uid)))
 }
 
 /// A connection over a limit gets a 503 with the reason, and is closed.
@@ -244,19 +197,38 @@ impl Open<TcpStream> for Tls {
     }
 }
 
-/// Serves one connection whose requests act as `peer`.
-async fn connection<S>(io: S, peer: Peer, app: Router, api: Arc<Api>, head_timeout: Duration)
+/// Bytes hyper may buffer for one connection (a request's head, an answer's pieces): past it, a head
+/// is refused with 431; a connection holds no more than this beyond its socket's buffers.
+const MAX_BUF: usize = 64 << 10;
+
+/// Serves one connection whose requests act as `peer`, with `budget` the uid's budget of request
+/// bytes (None for root and vigild's own uid).
+async fn connection<S>(io: S, peer: Peer, app: Router, api: Arc<Api>, budget: Option<Arc<tokio::sync::Semaphore>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = api.limits.clone();
     let api_svc = tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         api.requests.fetch_add(1, Ordering::Relaxed);
         req.extensions_mut().insert(peer);
-        app.clone().oneshot(req.map(axum::body::Body::new))
+        // The bytes its body takes of the uid's budget are held until the request is answered.
+        let b = bounds::Budget::new(budget.clone());
+        req.extensions_mut().insert(b.clone());
+        let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+        async move {
+            let r = answer.await;
+            b.release();
+            r
+        }
     });
     let svc = hyper_util::service::TowerToHyperService::new(api_svc);
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+    // The head of every request, the first or one after an idle wait, within `hello_timeout`.
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.hello_timeout)
+        .max_header_size(MAX_BUF)
+        .max_buf_size(MAX_BUF);
+    let io = bounds::SendDeadline::new(io, limits.send_timeout);
     if let Err(e) = b.serve_connection(TokioIo::new(io), svc).await {
         debug!("http connection: {e}");
     }
@@ -293,7 +265,6 @@ pub async fn serve_unix(listener: UnixListener, api: Arc<Api>) {
 /// What one listener's connections share.
 struct Listener {
     app: Router,
-    counts: Arc<Mutex<Counts>>,
     api: Arc<Api>,
     /// The time to send a request's head (and, before it, to complete the TLS handshake).
     head: Duration,
@@ -303,7 +274,6 @@ impl Listener {
     fn new(api: Arc<Api>) -> Listener {
         Listener {
             app: router(api.clone()),
-            counts: Arc::new(Mutex::new(Counts::default())),
             head: api.limits.hello_timeout,
             api,
         }
@@ -316,16 +286,22 @@ impl Listener {
         O: Open<S>,
     {
         let head = self.head;
-        match admit(&self.counts, &self.api, uid) {
+        let name = match peer {
+            Peer::Unix { .. } => format!("uid {uid}"),
+            Peer::Tcp => "the TCP listener's clients, counted as one user,".to_string(),
+        };
+        match self.api.admission.admit_named(uid, "HTTP ", &name) {
             Ok(slot) => {
                 let app = self.app.clone();
                 let api = self.api.clone();
+                let counted = OpenConn::new(&api);
+                let budget = slot.as_ref().map(|s| s.budget.clone());
                 tokio::spawn(async move {
                     // The handshake, then the request's head, each within the head's time.
                     if let Some(io) = open.open(io, head).await {
-                        connection(io, peer, app, api, head).await;
+                        connection(io, peer, app, api, budget).await;
                     }
-                    drop(slot);
+                    drop((slot, counted));
                 });
             }
             Err(reason) => {
@@ -345,8 +321,9 @@ impl Listener {
 }
 
 /// Serves TCP, over TLS with `tls`. Who connects is not known before a request shows the token, so
-/// every TCP connection counts against one limited pseudo-uid: a flood of them reaches its bound and no
-/// further, while root keeps `http.sock` and the main socket.
+/// every TCP connection counts against one limited pseudo-uid (u32::MAX, which no process has): a flood
+/// of them reaches its share and no further, while root keeps `http.sock` and the main socket, and
+/// every other user their own share.
 pub async fn serve_tcp(listener: TcpListener, api: Arc<Api>, tls: Option<Arc<rustls::ServerConfig>>) {
     let tls = tls.map(|c| Tls(tokio_rustls::TlsAcceptor::from(c)));
     let l = Listener::new(api);

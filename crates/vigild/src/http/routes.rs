@@ -207,8 +207,15 @@ pub struct LogsQ {
     pub follow: bool,
 }
 
-/// The path of a tag's log, for its owner or root (logs may hold secrets: docs/security.md).
-pub async fn log_path(api: &Arc<Api>, who: Asker, tag: &str) -> Result<String, HttpError> {
+/// A tag's log as the loop told it: its path, and the owner its file must have when it is opened (the
+/// tag's user, or vigild's own when vigild is not root: `pmf::logs` gives it so).
+pub struct LogFile {
+    pub path: String,
+    pub owner: u32,
+}
+
+/// The log of a tag, for its owner or root (logs may hold secrets: docs/security.md).
+pub async fn log_path(api: &Arc<Api>, who: Asker, tag: &str) -> Result<LogFile, HttpError> {
     let status = status_of(api, who, &NodeQ::default(), tag).await?;
     if who.uid != 0 && who.uid != status.uid {
         return Err(HttpError::new(
@@ -220,15 +227,19 @@ pub async fn log_path(api: &Arc<Api>, who: Asker, tag: &str) -> Result<String, H
             ),
         ));
     }
-    Ok(status.log_path)
+    let me = vigil_sys::getuid();
+    Ok(LogFile {
+        path: status.log_path,
+        owner: if me == 0 { status.uid } else { me },
+    })
 }
 
 /// The last lines of a tag's log, for its owner or root.
 pub async fn logs(api: &Arc<Api>, who: Asker, tag: String, q: &LogsQ) -> Answer {
-    let path = log_path(api, who, &tag).await?;
+    let LogFile { path, owner } = log_path(api, who, &tag).await?;
     let lines = q.lines.unwrap_or(100).min(10_000);
     let p = path.clone();
-    let text = tokio::task::spawn_blocking(move || tail(&p, lines))
+    let text = tokio::task::spawn_blocking(move || tail(&p, owner, lines))
         .await
         .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|e| HttpError::new(StatusCode::NOT_FOUND, "not_found", format!("no log for tag {tag}: {e}")))?;
@@ -236,12 +247,12 @@ pub async fn logs(api: &Arc<Api>, who: Asker, tag: String, q: &LogsQ) -> Answer 
 }
 
 /// The last `n` lines of a file, from at most its last 1 MiB; never through a symbolic link.
-fn tail(path: &str, n: usize) -> std::io::Result<Vec<String>> {
+fn tail(path: &str, owner: u32, n: usize) -> std::io::Result<Vec<String>> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    regular_file(&f)?;
+    log_file(&f, owner)?;
     let len = f.metadata()?.len();
     let from = len.saturating_sub(1 << 20);
     f.seek(SeekFrom::Start(from))?;
@@ -257,10 +268,20 @@ fn tail(path: &str, n: usize) -> std::io::Result<Vec<String>> {
     Ok(all[start..].iter().map(|s| s.to_string()).collect())
 }
 
-/// Only a regular file is read (not a FIFO that would block, nor a device).
-fn regular_file(f: &std::fs::File) -> std::io::Result<()> {
-    if !f.metadata()?.is_file() {
+/// Only a regular file is read (not a FIFO that would block, nor a device), and only the one the
+/// permission was checked for: between the loop's answer and the open, the tag may have been removed
+/// and its name taken by another user, whose new log has that user as its owner.
+pub(crate) fn log_file(f: &std::fs::File, owner: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    if !m.is_file() {
         return Err(std::io::Error::other("not a regular file"));
+    }
+    if m.uid() != owner {
+        return Err(std::io::Error::other(format!(
+            "the file belongs to uid {}, not to the tag's uid {owner} (the tag was replaced meanwhile)",
+            m.uid()
+        )));
     }
     Ok(())
 }

@@ -10,9 +10,8 @@
 //! yet handled by the loop are bounded per uid: beyond `request_bytes_per_uid`, the uid's connections
 //! are not read until the loop has handled earlier requests.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -22,84 +21,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, warn, Instrument};
 use vigil_proto::{ClientMsg, FrameError, ServerMsg, HEADER_LEN, PROTOCOL_VERSION};
 
-use crate::conn::{Caller, ConnTx, Limits, Outgoing, Queued, Shared};
+use crate::conn::{Admission, Caller, ConnTx, Limits, Outgoing, Queued, Shared};
 use crate::msg::Msg;
 
 /// Bytes read from a connection ahead of the frame being decoded: a request's frame is rarely larger,
 /// and a connection that is not read (backpressure) holds at most this much beyond its socket buffer.
 const READ_BUFFER: usize = 8 << 10;
-
-/// Open connections per uid, kept by the accept loop and released when a connection ends.
-#[derive(Default)]
-struct Counts {
-    per_uid: HashMap<u32, usize>,
-    /// Connections of uids that are limited.
-    limited: usize,
-    /// Each limited uid's budget of request bytes, shared by its connections and held by its requests
-    /// until the loop has handled them: a uid that closes its connections and opens new ones while
-    /// its requests still wait finds the same budget, not a fresh one.
-    budgets: HashMap<u32, Weak<Semaphore>>,
-}
-
-/// One counted connection; dropping it releases its place.
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    uid: u32,
-    budget: Arc<Semaphore>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        c.limited = c.limited.saturating_sub(1);
-        if let Some(n) = c.per_uid.get_mut(&self.uid) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_uid.remove(&self.uid);
-            }
-        }
-        // Budgets no connection nor waiting request holds any more (this slot still holds its own).
-        let uid = self.uid;
-        c.budgets.retain(|u, b| b.strong_count() > usize::from(*u == uid));
-    }
-}
-
-/// Takes a place for a connection of `uid`, or says which limit it is over.
-fn admit(counts: &Arc<Mutex<Counts>>, limits: &Limits, uid: u32) -> Result<Option<Slot>, String> {
-    if limits.exempt(uid) {
-        return Ok(None);
-    }
-    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-    let mine = c.per_uid.get(&uid).copied().unwrap_or(0);
-    if mine >= limits.per_uid {
-        return Err(format!(
-            "too many connections: uid {uid} already has {mine} open, the limit per uid \
-             ([daemon] max_connections_per_uid = {})",
-            limits.per_uid
-        ));
-    }
-    if c.limited >= limits.total {
-        return Err(format!(
-            "too many connections: users other than root hold {} open, the limit ([daemon] max_connections = {})",
-            c.limited, limits.total
-        ));
-    }
-    c.limited += 1;
-    *c.per_uid.entry(uid).or_insert(0) += 1;
-    let budget = match c.budgets.get(&uid).and_then(Weak::upgrade) {
-        Some(b) => b,
-        None => {
-            let b = Arc::new(Semaphore::new(limits.request_bytes));
-            c.budgets.insert(uid, Arc::downgrade(&b));
-            b
-        }
-    };
-    Ok(Some(Slot {
-        counts: counts.clone(),
-        uid,
-        budget,
-    }))
-}
 
 /// Connections being turned away at once: each gets its Goodbye within a second, and no more than this
 /// many hold a descriptor for it (beyond that they are closed without one).
@@ -125,9 +52,10 @@ async fn refuse(stream: UnixStream, reason: String) {
     .await;
 }
 
-pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, limits: Limits) {
-    let limits = Arc::new(limits);
-    let counts = Arc::new(Mutex::new(Counts::default()));
+/// Serves the main socket. `admission` is shared with the HTTP API's listeners: a uid's connections
+/// of both count in one share, and its request bytes in one budget.
+pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, admission: Admission) {
+    let limits = admission.limits.clone();
     let refusing = Arc::new(Semaphore::new(REFUSING));
     let mut next_conn = 1u64;
     loop {
@@ -142,7 +70,7 @@ pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>,
                         continue;
                     }
                 };
-                let slot = match admit(&counts, &limits, cred.uid()) {
+                let slot = match admission.admit(cred.uid(), "") {
                     Ok(slot) => slot,
                     Err(reason) => {
                         debug!(conn, uid = cred.uid(), "refused: {reason}");

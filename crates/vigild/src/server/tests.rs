@@ -13,25 +13,25 @@ fn limits(per_uid: usize, total: usize) -> Limits {
 #[test]
 fn connections_per_uid_and_in_total_root_keeps_room() {
     let l = limits(2, 3);
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let a1 = admit(&counts, &l, 10).unwrap();
-    let _a2 = admit(&counts, &l, 10).unwrap();
-    let e = admit(&counts, &l, 10).err().unwrap();
+    let adm = Admission::new(l.clone());
+    let a1 = adm.admit(10, "").unwrap();
+    let _a2 = adm.admit(10, "").unwrap();
+    let e = adm.admit(10, "").err().unwrap();
     assert!(
         e.contains("uid 10 already has 2 open") && e.contains("max_connections_per_uid = 2"),
         "{e}"
     );
-    let _b1 = admit(&counts, &l, 11).unwrap();
-    let e = admit(&counts, &l, 12).err().unwrap();
+    let _b1 = adm.admit(11, "").unwrap();
+    let e = adm.admit(12, "").err().unwrap();
     assert!(e.contains("max_connections = 3"), "{e}");
     // Root and vigild's own user are never counted nor refused.
     for _ in 0..10 {
-        assert!(admit(&counts, &l, 0).unwrap().is_none());
-        assert!(admit(&counts, &l, 1000).unwrap().is_none());
+        assert!(adm.admit(0, "").unwrap().is_none());
+        assert!(adm.admit(1000, "").unwrap().is_none());
     }
     // A connection that ends gives its place back.
     drop(a1);
-    assert!(admit(&counts, &l, 12).unwrap().is_some());
+    assert!(adm.admit(12, "").unwrap().is_some());
 }
 
 #[test]
@@ -40,23 +40,23 @@ fn a_uids_connections_share_one_budget_that_outlives_them() {
         request_bytes: 1000,
         ..limits(10, 10)
     };
-    let counts = Arc::new(Mutex::new(Counts::default()));
-    let a = admit(&counts, &l, 10).unwrap().unwrap();
-    let b = admit(&counts, &l, 10).unwrap().unwrap();
+    let adm = Admission::new(l.clone());
+    let a = adm.admit(10, "").unwrap().unwrap();
+    let b = adm.admit(10, "").unwrap().unwrap();
     assert!(Arc::ptr_eq(&a.budget, &b.budget));
-    let other = admit(&counts, &l, 11).unwrap().unwrap();
+    let other = adm.admit(11, "").unwrap().unwrap();
     assert!(!Arc::ptr_eq(&a.budget, &other.budget));
     // A request still waiting for the loop keeps its bytes after its connections are gone: the uid's
     // next connection finds the same budget, not a fresh one.
     let held = a.budget.clone().try_acquire_many_owned(800).unwrap();
     drop((a, b));
-    let c = admit(&counts, &l, 10).unwrap().unwrap();
+    let c = adm.admit(10, "").unwrap().unwrap();
     assert_eq!(c.budget.available_permits(), 200);
     drop(held);
     assert_eq!(c.budget.available_permits(), 1000);
     // Once nothing holds it, it is forgotten.
     drop(c);
-    assert!(!counts.lock().unwrap().budgets.contains_key(&10));
+    assert!(!adm.counts.lock().unwrap().budgets.contains_key(&10));
 }
 
 #[test]

@@ -13,20 +13,20 @@ use vigil_client::proto::RunSpec;
 
 use crate::harness::*;
 
-const NOBODY: u32 = 65534;
+pub const NOBODY: u32 = 65534;
 
-fn http_sock(v: &Vigild) -> PathBuf {
+pub fn http_sock(v: &Vigild) -> PathBuf {
     v.path("state").join("http.sock")
 }
 
 /// How curl reaches vigild: its Unix socket, or TCP with a token.
 #[derive(Clone)]
-enum To {
+pub enum To {
     Unix(PathBuf),
     Tcp(u16, Option<String>),
 }
 
-fn curl_cmd(to: &To, uid: Option<u32>, args: &[&str]) -> Command {
+pub fn curl_cmd(to: &To, uid: Option<u32>, args: &[&str]) -> Command {
     let mut cmd = match uid {
         Some(u) => {
             let mut c = Command::new("setpriv");
@@ -52,7 +52,7 @@ fn curl_cmd(to: &To, uid: Option<u32>, args: &[&str]) -> Command {
     cmd
 }
 
-fn url(to: &To, path: &str) -> String {
+pub fn url(to: &To, path: &str) -> String {
     match to {
         To::Unix(_) => format!("http://vigil{path}"),
         To::Tcp(port, _) => format!("http://127.0.0.1:{port}{path}"),
@@ -60,7 +60,7 @@ fn url(to: &To, path: &str) -> String {
 }
 
 /// One request: (status, body as JSON or as a string).
-fn req_as(to: &To, uid: Option<u32>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+pub fn req_as(to: &To, uid: Option<u32>, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     let u = url(to, path);
     let mut args = vec!["-X", method, "-w", "\n%{http_code}", &u];
     if let Some(b) = body {
@@ -76,7 +76,7 @@ fn req_as(to: &To, uid: Option<u32>, method: &str, path: &str, body: Option<&str
     (code, v)
 }
 
-fn req(v: &Vigild, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+pub fn req(v: &Vigild, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     req_as(&To::Unix(http_sock(v)), None, method, path, body)
 }
 
@@ -354,17 +354,17 @@ fn http_bad_input_is_a_clear_4xx_and_changes_nothing() {
 }
 
 /// A `curl -N` reading an SSE stream, line by line.
-struct Stream {
+pub struct Stream {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
     /// The event being read: name, id, data.
     cur: (String, Option<u64>, String),
 }
 
-type SseEv = (String, Option<u64>, Value);
+pub type SseEv = (String, Option<u64>, Value);
 
 impl Stream {
-    fn open(to: &To, uid: Option<u32>, path: &str, headers: &[&str]) -> Stream {
+    pub fn open(to: &To, uid: Option<u32>, path: &str, headers: &[&str]) -> Stream {
         let u = url(to, path);
         let mut args = vec!["-N"];
         for h in headers {
@@ -390,7 +390,7 @@ impl Stream {
     }
 
     /// The next SSE event as (event name, id, data), if one comes within `d`.
-    fn next_within(&mut self, d: Duration) -> Option<SseEv> {
+    pub fn next_within(&mut self, d: Duration) -> Option<SseEv> {
         let end = std::time::Instant::now() + d;
         loop {
             let left = end.saturating_duration_since(std::time::Instant::now());
@@ -412,7 +412,7 @@ impl Stream {
         }
     }
 
-    fn next(&mut self) -> SseEv {
+    pub fn next(&mut self) -> SseEv {
         self.next_within(DEADLINE).expect("an SSE event within the deadline")
     }
 }
@@ -568,7 +568,7 @@ print(json.dumps(out))
     assert!(get(r#"vigild_resident_memory_bytes{}"#) > 1e6);
 }
 
-fn token_config(dir: &std::path::Path, port: u16, mode: u32) -> (String, String) {
+pub fn token_config(dir: &std::path::Path, port: u16, mode: u32) -> (String, String) {
     let token = "s3cret-token-0123456789".to_string();
     let path = dir.join("token");
     std::fs::write(&path, format!("{token}\n")).unwrap();
@@ -600,25 +600,6 @@ fn http_tcp_needs_the_token_and_acts_as_its_owner() {
     let run = json!({"tag": "viatcp", "command": ["sleep", "1000"]}).to_string();
     let (code, st) = req_as(&tcp, None, "POST", "/api/tags", Some(&run));
     assert_eq!((code, st["uid"].as_u64()), (201, Some(0)), "{st}");
-    // The dashboard's login turns the token into a cookie.
-    let u = url(&tcp, "/api/login");
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-i",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "--data",
-        ])
-        .arg(json!({"token": token}).to_string())
-        .arg(&u)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.to_lowercase().contains("set-cookie: vigil_token="), "{text}");
-    assert!(text.contains("HttpOnly; SameSite=Strict"), "{text}");
     let page = Command::new("curl").args(["-sS", &url(&tcp, "/")]).output().unwrap();
     assert!(String::from_utf8_lossy(&page.stdout).contains("<html"), "the dashboard");
     drop(v);
@@ -661,7 +642,7 @@ fn http_connection_limits_keep_root_served() {
     drop(b);
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

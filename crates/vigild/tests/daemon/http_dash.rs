@@ -1,6 +1,8 @@
 //! The dashboard in a real browser: Debian's headless Chromium driven by chromedriver over its W3C
 //! protocol (curl as the HTTP client), against a real vigild serving the page on TCP loopback. It signs
-//! in with the token, sees the tags, stops one with its button and sees the state change; the
+//! in with the token (kept for the tab, sent as a header: no cookie is set), sees the tags, stops one
+//! with its button and sees the state change from the event stream (read with `fetch`); after vigild
+//! re-executes (the stream breaks), the page reconnects and a change made meanwhile still shows; the
 //! screenshot is saved under target/ and its path printed.
 
 use std::os::unix::fs::PermissionsExt;
@@ -149,18 +151,58 @@ fn http_dashboard_in_chromium_shows_tags_and_stops_one() {
         Some(json!({"url": format!("http://127.0.0.1:{port}/")})),
     )
     .unwrap();
-    // Without the cookie, the page asks for the token.
+    // A wrong token is told and stays out of the tab's storage.
+    d.type_in("#token", "wrong-token-0123456789");
+    d.click("#login-form button");
+    wait_for("the wrong token told", || {
+        let v = d
+            .s(
+                "POST",
+                "/execute/sync",
+                Some(json!({"script": "return document.querySelector('#login-error').textContent", "args": []})),
+            )
+            .ok()?;
+        (v["value"] == "wrong token").then_some(())
+    });
+    // The page asks for the token; it keeps it for the tab (sessionStorage), not in a cookie.
     d.type_in("#token", token);
     d.click("#login-form button");
     d.wait_find(r#"tr[data-tag="web"] span[data-state="running"]"#);
     d.wait_find(r#"tr[data-tag="db"] span[data-state="running"]"#);
     d.wait_find(r#"tr[data-tag="flappy"] span[data-state="failed"]"#);
     d.wait_find(r#"#live.ok"#);
+    let stored = d
+        .s(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": "return [sessionStorage.getItem('vigil_token'), document.cookie]", "args": []})),
+        )
+        .unwrap();
+    assert_eq!(stored["value"], json!([token, ""]), "{stored}");
     d.click(r#"button[data-action="stop"][data-tag="web"]"#);
     // The row changes from the event stream, without a reload.
     d.wait_find(r#"tr[data-tag="web"] span[data-state="stopped"]"#);
     assert_eq!(v.status("web").state, "stopped");
     assert_eq!(v.status("db").state, "running");
+    // vigild re-executes: the stream breaks, and the page reconnects with Last-Event-ID. A change
+    // made meanwhile shows from the stream (the page reloads tags only on an event).
+    let seen = |css: &str| {
+        let script = format!("return document.querySelector('{css}') !== null");
+        d.s("POST", "/execute/sync", Some(json!({"script": script, "args": []})))
+            .ok()
+            .is_some_and(|v| v["value"] == true)
+    };
+    assert!(v.client().reexec().is_ok());
+    wait_for("the page sees the stream break", || seen("#live.bad").then_some(()));
+    // The new image may not listen yet: the CLI is refused until it does.
+    wait_for("db stopped through the new image", || {
+        let out = v.cli(&["stop", "db"]);
+        let err = stderr(&out);
+        assert!(out.status.success() || err.contains("cannot connect"), "{err}");
+        out.status.success().then_some(())
+    });
+    d.wait_find(r#"tr[data-tag="db"] span[data-state="stopped"]"#);
+    d.wait_find(r#"#live.ok"#);
     d.click(r#"tr[data-tag="db"]"#);
     d.wait_find("#log-panel:not([hidden])");
     std::thread::sleep(Duration::from_millis(300));

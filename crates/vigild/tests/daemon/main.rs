@@ -16,6 +16,7 @@ mod harness;
 mod health;
 mod http;
 mod http_dash;
+mod http_sec;
 mod http_tls;
 mod install;
 mod lifecycle;

@@ -19,8 +19,21 @@ function el(tag, attrs, ...kids) {
 
 class Unauthorized extends Error {}
 
+// On TCP the token lives in this tab only (sessionStorage) and goes in the Authorization header of
+// every request: never in a cookie, which a browser would send to every port of the host.
+const TOKEN_KEY = "vigil_token";
+
+function authHeaders(extra) {
+  const h = Object.assign({}, extra || {});
+  const t = sessionStorage.getItem(TOKEN_KEY);
+  if (t) h["authorization"] = "Bearer " + t;
+  return h;
+}
+
 async function api(path, opts) {
-  const r = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
+  const o = Object.assign({ credentials: "omit" }, opts || {});
+  o.headers = authHeaders(o.headers);
+  const r = await fetch(path, o);
   if (r.status === 401) throw new Unauthorized();
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || r.statusText);
@@ -201,29 +214,82 @@ function soon(name, fn) {
   state.refresh[name] = setTimeout(() => { state.refresh[name] = null; fn().catch(() => {}); }, 300);
 }
 
-function stream() {
-  const es = new EventSource("/api/events?since=" + state.lastSeq);
-  const live = $("#live");
-  es.onopen = () => { live.textContent = "live"; live.className = "pill ok"; };
-  es.onerror = () => { live.textContent = "reconnecting"; live.className = "pill bad"; };
-  es.onmessage = (m) => {
-    const e = JSON.parse(m.data);
-    state.lastSeq = e.seq;
-    state.events.unshift(e);
-    state.events.length = Math.min(state.events.length, 2000);
-    noteRestart(e);
-    renderEvents();
-    if (e.name.startsWith("sys.vigil.pmf")) soon("tags", loadTags);
-    if (e.name.startsWith("sys.unix.psm")) soon("psm", loadPsm);
-    if (e.name.startsWith("sys.vigil.sam")) soon("sam", loadSam);
-    if (e.name.startsWith("sys.vigil.node")) soon("nodes", loadNodes);
-  };
-  es.addEventListener("lost", (m) => {
-    const l = JSON.parse(m.data);
+// One Server-Sent Event from its lines (the fields of the SSE format that vigild sends).
+function parseEvent(block) {
+  const ev = { event: "message", data: [], id: null };
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const i = line.indexOf(":");
+    const field = i < 0 ? line : line.slice(0, i);
+    let value = i < 0 ? "" : line.slice(i + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") ev.event = value;
+    else if (field === "data") ev.data.push(value);
+    else if (field === "id") ev.id = value;
+  }
+  return ev;
+}
+
+function onEvent(ev) {
+  if (ev.event === "lost") {
+    const l = JSON.parse(ev.data.join("\n"));
     state.events.unshift({ seq: l.to, time_ms: Date.now(), name: "lost events " + l.from + "–" + l.to, subject: "", lost: true });
     renderEvents();
     soon("tags", loadTags);
-  });
+    return;
+  }
+  if (ev.event !== "message" || !ev.data.length) return;
+  const e = JSON.parse(ev.data.join("\n"));
+  state.events.unshift(e);
+  state.events.length = Math.min(state.events.length, 2000);
+  noteRestart(e);
+  renderEvents();
+  if (e.name.startsWith("sys.vigil.pmf")) soon("tags", loadTags);
+  if (e.name.startsWith("sys.unix.psm")) soon("psm", loadPsm);
+  if (e.name.startsWith("sys.vigil.sam")) soon("sam", loadSam);
+  if (e.name.startsWith("sys.vigil.node")) soon("nodes", loadNodes);
+}
+
+// The event stream read with fetch (EventSource cannot send the Authorization header), parsed as it
+// arrives; after a break it resumes with Last-Event-ID, the sequence number of the last event seen.
+async function streamOnce(live) {
+  const headers = authHeaders({ accept: "text/event-stream", "last-event-id": String(state.lastSeq) });
+  const r = await fetch("/api/events", { headers, credentials: "omit", cache: "no-store" });
+  if (r.status === 401) throw new Unauthorized();
+  if (!r.ok || !r.body) throw new Error("the event stream answered " + r.status);
+  live.textContent = "live";
+  live.className = "pill ok";
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const ev = parseEvent(buf.slice(0, end));
+      buf = buf.slice(end + 2);
+      if (ev.id !== null && /^[0-9]+$/.test(ev.id)) state.lastSeq = Number(ev.id);
+      onEvent(ev);
+    }
+  }
+}
+
+async function stream() {
+  const live = $("#live");
+  let wait = 1000;
+  for (;;) {
+    try {
+      await streamOnce(live);
+      wait = 1000;
+    } catch (e) {
+      if (e instanceof Unauthorized) return showLogin();
+    }
+    live.textContent = "reconnecting";
+    live.className = "pill bad";
+    await new Promise((ok) => setTimeout(ok, wait));
+    wait = Math.min(wait * 2, 30000);
+  }
 }
 
 async function start() {
@@ -243,7 +309,7 @@ async function start() {
   state.events = recent.reverse();
   renderEvents();
   await Promise.all([loadTags(), loadPsm(), loadCmap(), loadSam(), loadNodes()].map((p) => p.catch((e) => toast(e.message))));
-  stream();
+  stream().catch((e) => toast(e.message));
   // Uptimes and sparklines move with time, not only with events.
   setInterval(renderTags, 5000);
 }
@@ -256,12 +322,14 @@ function showLogin() {
 document.addEventListener("DOMContentLoaded", () => {
   $("#login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    $("#token").value = "";
     try {
-      await post("/api/login", { token: $("#token").value });
-      $("#token").value = "";
+      await api("/api/whoami");
       $("#login-error").textContent = "";
       await start();
     } catch (e) {
+      if (e instanceof Unauthorized) sessionStorage.removeItem(TOKEN_KEY);
       $("#login-error").textContent = e instanceof Unauthorized ? "wrong token" : e.message;
     }
   });
