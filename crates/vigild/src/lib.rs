@@ -24,6 +24,7 @@ pub mod router;
 #[cfg(test)]
 mod run_tests;
 pub mod sam;
+pub mod scrape;
 pub mod sd_notify;
 pub mod server;
 pub mod spec;
@@ -231,6 +232,7 @@ async fn start_http(
     state_dir: &std::path::Path,
     tx: &mpsc::UnboundedSender<msg::Msg>,
     limits: &conn::Limits,
+    socket_open: &Arc<std::sync::atomic::AtomicUsize>,
 ) -> anyhow::Result<()> {
     let token = match &h.token_file {
         Some(p) => Some(http::read_token(p)?),
@@ -241,6 +243,7 @@ async fn start_http(
         limits.clone(),
         token,
         h.max_body_bytes,
+        socket_open.clone(),
     ));
     if h.unix {
         let l = bind(&state_dir.join("http.sock"))?;
@@ -454,10 +457,11 @@ async fn serve(
     d.cluster.cmds = leave.clone();
     // The tags run now: a listener that cannot be had (a TCP port someone else holds) costs the HTTP
     // API, not their supervision.
-    if let Err(e) = start_http(&d.node.settings.http, &opts.state_dir, &tx, &limits).await {
+    let socket_open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    if let Err(e) = start_http(&d.node.settings.http, &opts.state_dir, &tx, &limits, &socket_open).await {
         error!("the HTTP API is not served: {e:#}");
     }
-    tokio::spawn(server::accept_loop(listener, tx, limits));
+    tokio::spawn(server::accept_loop(listener, tx, limits, socket_open));
     // The socket is bound and listening: a client that connects now is served, so the service manager
     // may start what is ordered after vigild.
     let ready = format!(

@@ -11,7 +11,7 @@
 //! are not read until the loop has handled earlier requests.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -125,7 +125,29 @@ async fn refuse(stream: UnixStream, reason: String) {
     .await;
 }
 
-pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, limits: Limits) {
+/// One open connection in the count `/metrics` shows; dropping it takes it off.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts the socket's connections; `open` counts those being served (for `/metrics`).
+pub async fn accept_loop(
+    listener: UnixListener,
+    tx: mpsc::UnboundedSender<Msg>,
+    limits: Limits,
+    open: Arc<AtomicUsize>,
+) {
     let limits = Arc::new(limits);
     let counts = Arc::new(Mutex::new(Counts::default()));
     let refusing = Arc::new(Semaphore::new(REFUSING));
@@ -158,12 +180,14 @@ pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>,
                 let tx = tx.clone();
                 let limits = limits.clone();
                 let budget = slot.as_ref().map(|s| s.budget.clone());
+                let counted = Open::new(&open);
                 tokio::spawn(
                     async move {
                         if let Err(reason) = connection(stream, cred, conn, tx, &limits, budget).await {
                             warn!("closed: {reason}");
                         }
                         drop(slot);
+                        drop(counted);
                     }
                     .instrument(tracing::info_span!("conn", conn)),
                 );
