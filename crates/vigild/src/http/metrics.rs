@@ -320,3 +320,32 @@ pub async fn metrics(State(api): State<Arc<Api>>, who: Asker) -> Result<HttpResp
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_quoted_as_openmetrics_says() {
+        let cases = [
+            ("web", "web"),
+            ("a\"b", "a\\\"b"),
+            ("back\\slash", "back\\\\slash"),
+            ("two\nlines", "two\\nlines"),
+            ("é\"", "é\\\""),
+        ];
+        for (raw, quoted) in cases {
+            let mut out = String::new();
+            escape(&mut out, raw);
+            assert_eq!(out, quoted, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn seconds_from_milliseconds_keep_three_decimals() {
+        for (ms, text) in [(0, "0.000"), (7, "0.007"), (1500, "1.500"), (86_400_123, "86400.123")] {
+            assert_eq!(Value::Millis(ms).to_string(), text);
+        }
+        assert_eq!(Value::Int(-3).to_string(), "-3");
+    }
+}
