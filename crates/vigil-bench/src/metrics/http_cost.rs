@@ -87,7 +87,8 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 
     // samples[setting][op]
     let mut samples = vec![vec![Vec::with_capacity(ctx.count); OPS.len()]; SETTINGS.len()];
-    let rounds = ctx.count.div_ceil(BATCH);
+    // Whole turns: each setting goes first as often as the others (a smoke run too).
+    let rounds = ctx.count.div_ceil(BATCH).next_multiple_of(SETTINGS.len());
     let mut scraped_ns = 0u64;
     let mut scrapes_in = 0;
     for round in 0..rounds {
