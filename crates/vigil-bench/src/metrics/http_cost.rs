@@ -65,7 +65,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         }
     }
 
-    // The scraper: scrapes while `scraping` is set, waits otherwise.
+    // The scraper: scrapes while `scraping` is set, parked otherwise.
     let scraping = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let scrapes = Arc::new(AtomicUsize::new(0));
@@ -74,7 +74,8 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         std::thread::spawn(move || -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 if !scraping.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(1));
+                    // Asleep until its setting's turn: no wake-ups of its own in the others'.
+                    std::thread::park();
                     continue;
                 }
                 let body = scrape(&sock)?;
@@ -99,6 +100,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             let before = scrapes.load(Ordering::Relaxed);
             scraping.store(s == 2, Ordering::Relaxed);
             if s == 2 {
+                scraper.thread().unpark();
                 // The scraper is at work before the first sample.
                 while scrapes.load(Ordering::Relaxed) == before {
                     if scraper.is_finished() {
@@ -137,6 +139,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     }
     scraping.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
+    scraper.thread().unpark();
     scraper
         .join()
         .map_err(|_| anyhow::anyhow!("the scraper thread panicked"))??;
