@@ -58,6 +58,9 @@ enum Cmd {
     /// against vigild with vigil's libraries, alternating; one table of both and the ratio. Skipped with
     /// one line when corosync is not installed.
     Corosync(Opts),
+    /// What the HTTP API costs the socket: CMAP set, CMAP get and the status of one tag, timed on a
+    /// vigild without HTTP, one with it, and one with it while `GET /metrics` is scraped, taking turns.
+    HttpCost(Opts),
     /// Every metric.
     All(Opts),
     /// The supervised program of `restart`: stamps its start, lives briefly, stamps its exit.
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
         Cmd::Sam(opts) => bench(&opts, &[metrics::sam::METRIC]),
         Cmd::Cluster(opts) => bench(&opts, &[metrics::cluster::METRIC]),
         Cmd::Corosync(opts) => bench(&opts, &[metrics::corosync::METRIC]),
+        Cmd::HttpCost(opts) => bench(&opts, &[metrics::http_cost::METRIC]),
         Cmd::All(opts) => bench(&opts, metrics::ALL),
     };
     match result {

@@ -24,6 +24,7 @@ pub mod router;
 #[cfg(test)]
 mod run_tests;
 pub mod sam;
+pub mod scrape;
 pub mod sd_notify;
 pub mod server;
 pub mod spec;
@@ -233,6 +234,7 @@ async fn start_http(
     state_dir: &std::path::Path,
     tx: &mpsc::UnboundedSender<msg::Msg>,
     admission: &conn::Admission,
+    socket_open: &Arc<std::sync::atomic::AtomicUsize>,
 ) -> anyhow::Result<()> {
     let token = match &h.token_file {
         Some(p) => Some(http::read_token(p)?),
@@ -243,6 +245,7 @@ async fn start_http(
         admission.clone(),
         token,
         h.max_body_bytes,
+        socket_open.clone(),
     ));
     if h.unix {
         let l = bind(&state_dir.join("http.sock"))?;
@@ -465,10 +468,20 @@ async fn serve(
     // One admission for every listener: a uid's connections and request bytes count once, wherever
     // they come from.
     let admission = conn::Admission::new(limits);
-    if let Err(e) = start_http(&d.node.settings.http, tls, &opts.state_dir, &tx, &admission).await {
+    let socket_open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    if let Err(e) = start_http(
+        &d.node.settings.http,
+        tls,
+        &opts.state_dir,
+        &tx,
+        &admission,
+        &socket_open,
+    )
+    .await
+    {
         error!("the HTTP API is not served: {e:#}");
     }
-    tokio::spawn(server::accept_loop(listener, tx, admission));
+    tokio::spawn(server::accept_loop(listener, tx, admission, socket_open));
     // The socket is bound and listening: a client that connects now is served, so the service manager
     // may start what is ordered after vigild.
     let ready = format!(

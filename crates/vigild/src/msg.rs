@@ -7,6 +7,7 @@ use vigil_proto::Request;
 
 use crate::cluster::records::NodeState;
 use crate::conn::{Caller, ConnTx};
+use crate::scrape::Scrape;
 
 /// A run request: the pmfadm spec, the supervision settings and the resources (the defaults for `Run` and
 /// `RunOnce`).
@@ -36,6 +37,11 @@ pub enum Msg {
         index: usize,
         pid: Option<i32>,
         result: Result<(), String>,
+    },
+    /// `GET /metrics`: the figures `caller` may see, taken in one step.
+    Scrape {
+        caller: Caller,
+        reply: tokio::sync::oneshot::Sender<Box<Scrape>>,
     },
     /// What the cluster task learned from etcd.
     Cluster(ClusterMsg),

@@ -2,12 +2,15 @@
 //! The checks every request passes first (routing to another node, the store gate, bounded filters)
 //! are here too; what a request does is its service's.
 
-use vigil_core::StopMode;
+use std::collections::BTreeMap;
+
+use vigil_core::{Exit, StopMode, TagState};
 use vigil_proto::{DaemonInfo, Request, Response, WireError};
 
 use crate::cluster::remote::Route;
 use crate::conn::{Caller, ConnTx, Outgoing};
 use crate::msg::Msg;
+use crate::scrape::{CmapFigures, Scrape, TagFigures};
 use crate::state::Daemon;
 
 type Answer = Result<Response, WireError>;
@@ -44,6 +47,10 @@ impl Daemon {
                 pid,
                 result,
             } => self.on_probe_done(&tag, instance, index, pid, result),
+            Msg::Scrape { caller, reply } => {
+                // Nobody waits any more when the scrape's client went away.
+                let _ = reply.send(Box::new(self.scrape(caller)));
+            }
             Msg::Cluster(m) => self.on_cluster(m),
             Msg::RunChecked {
                 caller,
@@ -72,7 +79,8 @@ impl Daemon {
             Ok(req) => req,
             Err(e) => return Some(Err(e)),
         };
-        Some(match req {
+        let cmap_op = crate::cmap::map::op_of(&req);
+        let answer = match req {
             Request::Run(spec) => {
                 return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, false)
             }
@@ -182,7 +190,12 @@ impl Daemon {
             Request::Nodes => self.nodes(),
             Request::OnNode { .. } => unreachable!("route() unwraps OnNode"),
             Request::DaemonStatus => Ok(self.daemon_status()),
-        })
+        };
+        // Counted once carried out (`/metrics`): a refused request changed and read nothing.
+        if let (Some(op), Ok(_)) = (cmap_op, &answer) {
+            self.cmap.ops[op] += 1;
+        }
+        Some(answer)
     }
 
     /// Whether a new image would start as this one did: the config file loads, and the files it names
@@ -219,6 +232,80 @@ impl Daemon {
         ));
         self.node.reexec = Some(rx);
         None
+    }
+
+    /// What `GET /metrics` shows to `caller`: the counters as they stand and a few facts of each tag,
+    /// nothing built that the exposition does not print.
+    fn scrape(&self, caller: Caller) -> Scrape {
+        let now = crate::clock::now().as_millis();
+        let tags = self
+            .pmf
+            .tags
+            .iter()
+            .map(|(name, e)| {
+                let t = &e.tag;
+                let running = *t.state() == TagState::Running;
+                let procs = t.tree().all().count() as u64;
+                TagFigures {
+                    name: name.to_string(),
+                    state: t.state().name(),
+                    restarts: t.starts().saturating_sub(1),
+                    last_exit_code: t.last_exit().and_then(|(_, x)| match x {
+                        Exit::Code(c) => Some(i64::from(c)),
+                        // As a shell reports a death by signal.
+                        Exit::Signal(n) => Some(128 + i64::from(n)),
+                        Exit::Unknown => None,
+                    }),
+                    uptime_ms: match t.started_at() {
+                        Some(at) if running && procs > 0 => now.saturating_sub(at.as_millis()),
+                        _ => 0,
+                    },
+                    processes: procs,
+                    probe_failing: t.health().probes.iter().map(|p| u64::from(p.failures)).sum(),
+                    probe_failures: e.probe_failures,
+                }
+            })
+            .collect();
+        let mut psm: BTreeMap<&str, (u64, u64)> = self
+            .psm
+            .registry
+            .categories
+            .keys()
+            .map(|c| (c.as_str(), (0, 0)))
+            .collect();
+        for m in self.psm.registry.members.values() {
+            let n = psm.entry(m.category.as_str()).or_default();
+            if m.exited() {
+                n.1 += 1;
+            } else {
+                n.0 += 1;
+            }
+        }
+        let cmap = self.cmap_may_read(caller).ok().map(|()| CmapFigures {
+            keys: self.cmap.main.len() as u64,
+            ops: crate::cmap::map::OPS.iter().copied().zip(self.cmap.ops).collect(),
+            notifications: self.cmap.notified,
+        });
+        let (nodes_up, nodes_down) = match self.nodes() {
+            Ok(Response::Nodes(n)) => {
+                let up = n.iter().filter(|n| n.up).count() as u64;
+                (up, n.len() as u64 - up)
+            }
+            _ => (0, 0),
+        };
+        Scrape {
+            tags,
+            psm: psm.into_iter().map(|(c, (r, x))| (c.to_string(), r, x)).collect(),
+            cmap,
+            sam_applications: self.sam.procs.len() as u64,
+            sam_heartbeats: self.sam.heartbeats,
+            sam_recoveries: self.sam.recoveries,
+            nodes_up,
+            nodes_down,
+            quorate: self.sam.quorate,
+            last_seq: self.events.seq,
+            subscribers: self.events.subscriptions.len() as u64,
+        }
     }
 
     /// `DaemonStatus`: what this vigild is and holds.

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "pmf::reap_scan",
             "psm::state",
             "storage",
+            "scrape",
         ],
     ),
     (

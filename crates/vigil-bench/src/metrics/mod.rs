@@ -9,6 +9,7 @@ pub mod cmap;
 mod cmap_c;
 pub mod corosync;
 pub mod events_throughput;
+pub mod http_cost;
 pub mod psm_exit;
 pub mod restart;
 pub mod sam;
@@ -68,6 +69,7 @@ pub const ALL: &[Metric] = &[
     sam::METRIC,
     corosync::METRIC,
     cluster::METRIC,
+    http_cost::METRIC,
     scale::METRIC,
 ];
 

@@ -37,6 +37,42 @@ pub struct Cmap {
     /// Requests of each connection this step, not yet in `stats.ipcs.<conn>.requests`: counted per
     /// request, written once per step.
     pub counted: HashMap<u64, (Caller, u64)>,
+    /// Requests carried out since vigild started, by kind (the index in [`OPS`]), for `/metrics`.
+    pub ops: [u64; OPS.len()],
+    /// Track notifications sent since vigild started (those a slow reader lost included).
+    pub notified: u64,
+}
+
+/// The kinds of CMAP request `/metrics` counts, by the name of its `op` label.
+pub const OPS: [&str; 10] = [
+    "get",
+    "set",
+    "delete",
+    "inc",
+    "dec",
+    "compare_and_set",
+    "set_text",
+    "iter",
+    "track_add",
+    "track_delete",
+];
+
+/// The index in [`OPS`] of a CMAP request, None for any other request.
+pub fn op_of(req: &vigil_proto::Request) -> Option<usize> {
+    use vigil_proto::Request as R;
+    Some(match req {
+        R::CmapGet { .. } => 0,
+        R::CmapSet { .. } => 1,
+        R::CmapDelete { .. } => 2,
+        R::CmapInc { .. } => 3,
+        R::CmapDec { .. } => 4,
+        R::CmapCompareAndSet { .. } => 5,
+        R::CmapSetText { .. } => 6,
+        R::CmapIter { .. } => 7,
+        R::CmapTrackAdd { .. } => 8,
+        R::CmapTrackDelete { .. } => 9,
+        _ => return None,
+    })
 }
 
 /// CMAP tracks one uid other than root (and vigild's own) may hold over all its connections.
@@ -58,6 +94,8 @@ impl Cmap {
             next_track: 1,
             conns: HashMap::new(),
             counted: HashMap::new(),
+            ops: [0; OPS.len()],
+            notified: 0,
         }
     }
 }

@@ -35,7 +35,7 @@ impl Daemon {
         caller.gid == gid || groups_of(caller.pid).contains(&gid)
     }
 
-    fn cmap_may_read(&self, caller: Caller) -> Result<(), WireError> {
+    pub(crate) fn cmap_may_read(&self, caller: Caller) -> Result<(), WireError> {
         match self.cmap.read_gid {
             Some(g) if caller.uid != 0 && caller.uid != self.node.uid && !self.cmap_in_group(caller, g) => {
                 Err(WireError::new(
@@ -89,6 +89,7 @@ impl Daemon {
             });
             // Lost and counted, not queued without bound, when the tracker does not read them.
             self.outbox.push((out.for_notes(), Outgoing::msg(msg)));
+            self.cmap.notified += 1;
         }
     }
 

@@ -46,10 +46,18 @@ pub struct Api {
     pub open: AtomicUsize,
     /// HTTP requests answered since start (for /metrics).
     pub requests: AtomicU64,
+    /// Connections open now on the main socket (for /metrics), counted by its accept loop.
+    pub socket_open: Arc<AtomicUsize>,
 }
 
 impl Api {
-    pub fn new(tx: mpsc::UnboundedSender<Msg>, admission: Admission, token: Option<Token>, max_body: usize) -> Api {
+    pub fn new(
+        tx: mpsc::UnboundedSender<Msg>,
+        admission: Admission,
+        token: Option<Token>,
+        max_body: usize,
+        socket_open: Arc<AtomicUsize>,
+    ) -> Api {
         Api {
             tx,
             limits: Limits::clone(&admission.limits),
@@ -59,6 +67,7 @@ impl Api {
             next_conn: AtomicU64::new(FIRST_CONN),
             open: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
+            socket_open,
         }
     }
 
@@ -74,6 +83,13 @@ impl Api {
             next_id: 1,
             pushed: VecDeque::new(),
         }
+    }
+
+    /// A caller of its own for a message that is not a request (a scrape of `/metrics`): the loop
+    /// keeps nothing for it, so no `Closed` follows.
+    pub fn caller(&self, uid: u32, gid: u32, pid: Option<i32>) -> Caller {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        Caller { uid, gid, pid, conn }
     }
 
     /// One request, answered.

@@ -201,7 +201,12 @@ impl Daemon {
             debug!(tag = %name, index, "probe failed: {e}");
         }
         let fx = match self.pmf.tags.get_mut(name) {
-            Some(e) => e.tag.probe_done(instance, index, result, now()),
+            Some(e) => {
+                // Counted as the rules judge it: a late result of an instance that is gone is not.
+                let current = *e.tag.state() == vigil_core::TagState::Running && e.tag.starts() == instance;
+                e.probe_failures += u64::from(result.is_err() && current);
+                e.tag.probe_done(instance, index, result, now())
+            }
             None => return,
         };
         self.apply(name, fx);

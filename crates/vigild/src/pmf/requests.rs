@@ -337,6 +337,7 @@ impl Daemon {
                 tag,
                 from_config,
                 session: None,
+                probe_failures: 0,
             },
         );
         self.pmf.dirty.insert(name.clone());
@@ -354,6 +355,7 @@ impl Daemon {
                 tag,
                 from_config: true,
                 session: None,
+                probe_failures: 0,
             },
         );
         self.pmf.dirty.insert(name);

@@ -26,6 +26,7 @@ impl Daemon {
                             tag,
                             from_config: r.from_config,
                             session: None,
+                            probe_failures: 0,
                         },
                     );
                     restored.push((name, procs));

@@ -82,6 +82,8 @@ pub struct Entry {
     pub from_config: bool,
     /// The session of the latest instance, to attribute orphans when the process connector is absent.
     pub session: Option<i32>,
+    /// Health-probe runs that failed since vigild started (of every instance), for `/metrics`.
+    pub probe_failures: u64,
 }
 
 /// A process being watched through its pidfd.

@@ -143,6 +143,11 @@ impl Daemon {
             attr_i("instance", info.instance as i64),
             attr_s("state", info.state.cmap_str()),
         ];
+        match &change {
+            SamChange::Heartbeat => self.sam.heartbeats += 1,
+            SamChange::Instance if info.instance > 1 && !first => self.sam.recoveries += 1,
+            _ => {}
+        }
         let event = match &change {
             SamChange::Instance if info.instance <= 1 || first => Some(("register", vec![])),
             SamChange::Instance => Some(("restart", vec![])),

@@ -32,6 +32,11 @@ pub struct Sam {
     pub lease_conns: HashMap<u64, ConnTx>,
     /// Cluster mode: etcd cannot expire this node's lease before this instant (the last keepalive).
     pub lease_until: Option<std::time::Instant>,
+    /// Heartbeat reports received since vigild started (an application's supervisor sends one for
+    /// the heartbeats that came while the previous one was on its way), for `/metrics`.
+    pub heartbeats: u64,
+    /// Recoveries (an instance after an application's first) reported since vigild started.
+    pub recoveries: u64,
 }
 
 pub fn state_code(s: SamState) -> u8 {

@@ -10,7 +10,7 @@
 //! yet handled by the loop are bounded per uid: beyond `request_bytes_per_uid`, the uid's connections
 //! are not read until the loop has handled earlier requests.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,9 +52,31 @@ async fn refuse(stream: UnixStream, reason: String) {
     .await;
 }
 
+/// One open connection in the count `/metrics` shows; dropping it takes it off.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves the main socket. `admission` is shared with the HTTP API's listeners: a uid's connections
-/// of both count in one share, and its request bytes in one budget.
-pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>, admission: Admission) {
+/// of both count in one share, and its request bytes in one budget. `open` counts the connections
+/// being served (for `/metrics`).
+pub async fn accept_loop(
+    listener: UnixListener,
+    tx: mpsc::UnboundedSender<Msg>,
+    admission: Admission,
+    open: Arc<AtomicUsize>,
+) {
     let limits = admission.limits.clone();
     let refusing = Arc::new(Semaphore::new(REFUSING));
     let mut next_conn = 1u64;
@@ -86,12 +108,14 @@ pub async fn accept_loop(listener: UnixListener, tx: mpsc::UnboundedSender<Msg>,
                 let tx = tx.clone();
                 let limits = limits.clone();
                 let budget = slot.as_ref().map(|s| s.budget.clone());
+                let counted = Open::new(&open);
                 tokio::spawn(
                     async move {
                         if let Err(reason) = connection(stream, cred, conn, tx, &limits, budget).await {
                             warn!("closed: {reason}");
                         }
                         drop(slot);
+                        drop(counted);
                     }
                     .instrument(tracing::info_span!("conn", conn)),
                 );

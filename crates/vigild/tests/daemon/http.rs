@@ -506,22 +506,15 @@ fn http_sse_loss_marker_and_cmap_tracking() {
     assert!(n["old"]["value"].as_u64().is_some(), "{n}");
 }
 
-#[test]
-fn http_metrics_parse_and_match_status() {
-    let v = Vigild::start();
-    v.run(RunSpec::new("up1", vec!["sleep".into(), "1000".into()]));
-    let mut sp = sh("flap", "exit 3");
-    sp.retries = 2;
-    v.run(sp);
-    wait_for("flap failed", || (v.status("flap").state == "failed").then_some(()));
-    let (code, _) = req(&v, "POST", "/api/psm/categories", Some(r#"{"category": "mcat"}"#));
-    assert_eq!(code, 201);
-    let u = url(&To::Unix(http_sock(&v)), "/metrics");
-    let out = curl_cmd(&To::Unix(http_sock(&v)), None, &["-i", &u]).output().unwrap();
+/// `GET /metrics` as `uid` (None: root), read by Debian's python3-prometheus-client (scripts/install-deps),
+/// whose OpenMetrics parser is strict: `{"NAME{labels as sorted JSON}": value}`.
+fn scrape(v: &Vigild, uid: Option<u32>) -> Value {
+    let to = To::Unix(http_sock(v));
+    let u = url(&to, "/metrics");
+    let out = curl_cmd(&to, uid, &["-i", &u]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("application/openmetrics-text"), "{text}");
     let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
-    // Debian's python3-prometheus-client (scripts/install-deps): the OpenMetrics parser is strict.
     let script = r#"
 import sys, json
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -547,7 +540,20 @@ print(json.dumps(out))
         "the parser refused the exposition: {}\n{body}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let m: Value = serde_json::from_slice(&o.stdout).unwrap();
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn http_metrics_parse_and_match_status() {
+    let v = Vigild::start();
+    v.run(RunSpec::new("up1", vec!["sleep".into(), "1000".into()]));
+    let mut sp = sh("flap", "exit 3");
+    sp.retries = 2;
+    v.run(sp);
+    wait_for("flap failed", || (v.status("flap").state == "failed").then_some(()));
+    let (code, _) = req(&v, "POST", "/api/psm/categories", Some(r#"{"category": "mcat"}"#));
+    assert_eq!(code, 201);
+    let m = scrape(&v, None);
     let get = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("no {k} in {m}"));
     let up1 = v.status("up1");
     let flap = v.status("flap");
@@ -566,6 +572,100 @@ print(json.dumps(out))
     assert_eq!(get(r#"vigild_tags{}"#), f64::from(d.tags));
     assert!(get(r#"vigild_event_sequence{}"#) <= d.last_seq as f64);
     assert!(get(r#"vigild_resident_memory_bytes{}"#) > 1e6);
+}
+
+/// The counters vigild keeps for `/metrics` follow what was done: CMAP operations and track
+/// notifications, SAM heartbeats and recoveries, failed probe runs, open connections; a caller who may
+/// not read CMAP sees none of its figures.
+#[test]
+fn http_metrics_count_what_was_done() {
+    use vigil_client::proto::{CmapMap, CmapValue, ProbeCheck, ProbeSpec, Request, SamChange, SamInfo, SamState};
+    let v = Vigild::start_with(Some("[cmap]\nread_gid = 4242\n"));
+    let mut probed = RunSpec::new("probed", vec!["sleep".into(), "1000".into()]);
+    probed.probes = vec![ProbeSpec {
+        check: ProbeCheck::Exec {
+            command: vec!["false".into()],
+        },
+        interval_ms: Some(150),
+        timeout_ms: Some(100),
+        threshold: Some(1000),
+    }];
+    v.run(probed);
+    let get = |m: &Value, k: &str| m[k].as_f64().unwrap_or_else(|| panic!("no {k} in {m}"));
+
+    // CMAP: each set carried out counts once, a refused one not at all; each notification sent counts.
+    let mut c = v.client();
+    let mut tracker = v.client();
+    tracker.cmap_track_add(CmapMap::Main, "m.t.", 4 | 2 | 8, 0).unwrap();
+    let before = scrape(&v, None);
+    for i in 0..5u32 {
+        c.cmap_set(&format!("m.t.k{i}"), CmapValue::U32(i), false).unwrap();
+    }
+    c.cmap_set("m.other", CmapValue::U32(1), false).unwrap();
+    assert!(c.cmap_set("runtime.nope", CmapValue::U32(1), false).is_err());
+    c.cmap_get("m.other").unwrap();
+    let after = scrape(&v, None);
+    let set = r#"vigil_cmap_operations_total{"op": "set"}"#;
+    assert_eq!(get(&after, set) - get(&before, set), 6.0, "{after}");
+    let gets = r#"vigil_cmap_operations_total{"op": "get"}"#;
+    assert_eq!(get(&after, gets) - get(&before, gets), 1.0);
+    let notes = "vigil_cmap_notifications_total{}";
+    assert_eq!(get(&after, notes) - get(&before, notes), 5.0, "{after}");
+    let keys = c.cmap_iter(CmapMap::Main, "").unwrap().len() as f64;
+    assert_eq!(get(&after, "vigil_cmap_keys{}"), keys);
+    // This connection, the tracker's and the harness's own are open on the main socket.
+    assert!(get(&after, "vigild_connections{}") >= 2.0, "{after}");
+    // Another uid, outside [cmap] read_gid, sees no CMAP figure, and the rest.
+    let nobody = scrape(&v, Some(NOBODY));
+    assert!(
+        nobody.get(set).is_none() && nobody.get("vigil_cmap_keys{}").is_none(),
+        "{nobody}"
+    );
+    assert_eq!(get(&nobody, r#"vigil_tag_up{"tag": "probed"}"#), 1.0);
+
+    // SAM, as an application's supervisor reports (this test's process is the application).
+    let info = |instance| SamInfo {
+        instance,
+        child: std::process::id() as i32,
+        interval_ms: 0,
+        policy: vigil_client::proto::SAM_POLICY_RESTART,
+        warn_signal: 15,
+        state: SamState::Running,
+    };
+    let mut sam = v.client();
+    let report = |sam: &mut vigil_client::Client, change, instance| {
+        sam.request(Request::SamReport {
+            change,
+            info: info(instance),
+        })
+        .unwrap()
+    };
+    report(&mut sam, SamChange::Instance, 1);
+    for _ in 0..3 {
+        report(&mut sam, SamChange::Heartbeat, 1);
+    }
+    report(&mut sam, SamChange::Instance, 2);
+    report(&mut sam, SamChange::Heartbeat, 2);
+    let m = scrape(&v, None);
+    assert_eq!(get(&m, "vigil_sam_heartbeats_total{}"), 4.0, "{m}");
+    assert_eq!(get(&m, "vigil_sam_recoveries_total{}"), 1.0, "{m}");
+    assert_eq!(
+        get(&m, "vigil_sam_applications{}"),
+        v.client().sam_list().unwrap().len() as f64
+    );
+
+    // Probes: every failed run counts; with no pass in between, as many as the consecutive failures.
+    wait_for("three failed probe runs", || {
+        (v.status("probed").probes[0].failures >= 3).then_some(())
+    });
+    let low = u64::from(v.status("probed").probes[0].failures);
+    let m = scrape(&v, None);
+    let high = u64::from(v.status("probed").probes[0].failures);
+    let total = get(&m, r#"vigil_tag_health_check_failures_total{"tag": "probed"}"#) as u64;
+    let failing = get(&m, r#"vigil_tag_probe_failures{"tag": "probed"}"#) as u64;
+    assert!((low..=high).contains(&total), "{low} <= {total} <= {high}");
+    assert_eq!(total, failing);
+    drop(tracker);
 }
 
 pub fn token_config(dir: &std::path::Path, port: u16, mode: u32) -> (String, String) {
