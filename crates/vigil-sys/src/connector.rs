@@ -366,6 +366,51 @@ mod tests {
         assert_eq!(out.len(), 6);
     }
 
+    /// More datagrams queued than one recvmmsg takes: `read_some` stops at its bound and says more may be
+    /// queued, and the rest is read after.
+    #[test]
+    fn reads_in_batches_up_to_the_bound() {
+        let conn = ProcConnector::open().expect("the process connector (root, or a kernel that allows it)");
+        let mut events = Vec::new();
+        conn.read_events(&mut events).ok();
+        let _g = child_lock();
+        let argv = [OsString::from("true")];
+        let spec = SpawnSpec::new(Path::new("/bin/true"), &argv, &[], crate::Output::Null);
+        let mut pids = Vec::new();
+        // Each is a fork, an exec and an exit: well over two batches.
+        for _ in 0..(BATCH * 2 / 3 + 1) {
+            let s = spawn(&spec).unwrap();
+            assert_eq!(wait_child(&s), WaitStatus::Exited(0));
+            pids.push(s.pid);
+        }
+        let mut first = Vec::new();
+        match conn.read_some(&mut first, 5) {
+            Ok(more) => assert!(more, "5 datagrams read, and more are queued"),
+            Err(SysError::Overrun) => return,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(first.len() <= 5, "{first:?}");
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left: std::collections::BTreeSet<Pid> = pids.iter().copied().collect();
+        while !left.is_empty() {
+            assert!(Instant::now() < deadline, "no exit event for {left:?}");
+            match conn.read_some(&mut rest, usize::MAX) {
+                Ok(more) => assert!(!more, "an unbounded read stops only at an empty queue"),
+                Err(SysError::Overrun) => return,
+                Err(e) => panic!("{e}"),
+            }
+            for e in first.iter().chain(&rest) {
+                if let ProcEvent::Exit { pid, status } = e {
+                    if left.remove(pid) {
+                        assert_eq!(*status, WaitStatus::Exited(0));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn sees_fork_exec_exit_of_real_processes() {
         // Runs as root in CI; a failure to open here is a failure, never a silent skip.

@@ -368,14 +368,17 @@ const REPORT_ROOM: usize = 16;
 /// Memory for the cloned child: a PROT_NONE guard page, its stack (stacks grow down on every
 /// Linux architecture Rust supports, except the unsupported hppa) and, at the very top, the
 /// `Report`. Private if the child shares our memory anyway (cheaper: no shmem object), else
-/// (no CLONE_VM) MAP_SHARED so that the report reaches us. Unmapped on drop, which is only done
-/// after `clone` returned, i.e. after the child has exec'd (it then has a new address space) or
-/// exited.
+/// (no CLONE_VM) MAP_SHARED so that the report reaches us. Unmapped on drop, or kept by its thread
+/// for the next spawn (`take`, `give_back`), either only after `clone` returned, i.e. after the
+/// child has exec'd (it then has a new address space) or exited.
 struct ChildMem {
     base: *mut c_void,
     len: usize,
     /// MAP_PRIVATE, for a child that shares our memory (else MAP_SHARED).
     shared: bool,
+    /// The process that mapped it: a process forked since shares a MAP_SHARED mapping with it, and must
+    /// not reuse it (its spawns and ours would write into the same stack).
+    owner: u32,
 }
 
 thread_local! {
@@ -399,13 +402,14 @@ impl ChildMem {
             .ok()
             .flatten();
         match spare {
-            Some(m) => {
+            Some(m) if m.owner == std::process::id() => {
                 let r = m.report();
                 r.step.store(0, Ordering::Relaxed);
                 r.errno.store(0, Ordering::Relaxed);
                 Ok(m)
             }
-            None => ChildMem::new(shared_vm),
+            // Unmapped (for this process only) on drop.
+            _ => ChildMem::new(shared_vm),
         }
     }
 
@@ -443,6 +447,7 @@ impl ChildMem {
             base,
             len,
             shared: shared_vm,
+            owner: std::process::id(),
         };
         // SAFETY: the first page of the mapping we own, which nothing references yet.
         if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } < 0 {
@@ -457,7 +462,8 @@ impl ChildMem {
         self.base.wrapping_byte_add(self.len - REPORT_ROOM)
     }
 
-    /// The child's report, in the top `REPORT_ROOM` bytes (zero-filled by mmap: no report).
+    /// The child's report, in the top `REPORT_ROOM` bytes (zero-filled by mmap, cleared by `take`: no
+    /// report).
     fn report(&self) -> &Report {
         const { assert!(std::mem::size_of::<Report>() <= REPORT_ROOM && std::mem::align_of::<Report>() <= 16) };
         // SAFETY: the address is inside our read-write mapping, 16-byte aligned and followed
@@ -1336,6 +1342,38 @@ mod tests {
         let nul = [OsString::from("a\0b")];
         spec.argv = &nul;
         assert!(matches!(spawn(&spec), Err(SysError::Exec { .. })));
+    }
+
+    /// The child's memory is kept from one spawn to the next: a failed spawn's report must not make the
+    /// next one fail, and each spawn's pidfd (from clone) names its own child.
+    #[test]
+    fn a_failed_spawn_leaves_nothing_to_the_next() {
+        let _g = child_lock();
+        let argv = [OsString::from("x")];
+        let bad = SpawnSpec::new(Path::new("/nonexistent/program"), &argv, &[], Output::Null);
+        let bad_cwd = SpawnSpec {
+            cwd: Some(Path::new("/nonexistent/dir")),
+            ..SpawnSpec::new(Path::new("/bin/true"), &argv, &[], Output::Null)
+        };
+        let sleep_argv = [OsString::from("sleep"), OsString::from("5")];
+        let good = SpawnSpec::new(Path::new("/bin/sleep"), &sleep_argv, &[], Output::Null);
+        for failing in [&bad, &bad_cwd, &bad] {
+            assert!(spawn(failing).is_err());
+            let s = spawn(&good).unwrap();
+            assert_eq!(s.pidfd.pid(), s.pid);
+            assert_eq!(crate::start_time(s.pid).unwrap(), s.start_time);
+            assert!(!s.pidfd.has_exited());
+            s.pidfd.send_signal(libc::SIGKILL).unwrap();
+            assert!(s.pidfd.wait_exited(Some(Duration::from_secs(5))));
+            assert_eq!(
+                wait_child(&s),
+                WaitStatus::Signaled {
+                    signal: libc::SIGKILL,
+                    core_dumped: false
+                }
+            );
+        }
+        assert!(crate::reap_any().unwrap().is_none());
     }
 
     #[test]
