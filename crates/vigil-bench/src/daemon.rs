@@ -196,8 +196,7 @@ impl Vigild {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_with_children(&mut child);
                 bail!("vigild still running {limit:?} after SIGTERM{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -225,11 +224,48 @@ impl Vigild {
     }
 }
 
+/// How long a vigild dropped without [`Vigild::stop`] (a metric failed half way) has to stop its tags after
+/// SIGTERM: thousands of them take a while.
+const DROP_STOP_DEADLINE: Duration = Duration::from_secs(60);
+
 impl Drop for Vigild {
+    /// A metric that fails half way must not leave its tags' processes behind (10,000 `sleep`s of the
+    /// scale metric, say): SIGTERM first, which stops every tag, and if vigild is still there after
+    /// [`DROP_STOP_DEADLINE`], SIGKILL to it and to its children and their process groups.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) && vigil_sys::send_signal(child.id() as i32, 15).is_ok() {
+            let deadline = Instant::now() + DROP_STOP_DEADLINE;
+            while Instant::now() < deadline {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        kill_with_children(&mut child);
+    }
+}
+
+/// SIGKILL to vigild and then to every child it had (each tag's process leads a process group of its
+/// own, which gets it too): the children are held by pidfds taken before vigild dies, so that none of
+/// them, reparented then, is missed or mistaken for a later process with its pid.
+fn kill_with_children(child: &mut Child) {
+    let pid = child.id() as i32;
+    // vigild stopped first, so that it starts nothing new between the list and its death.
+    let _ = vigil_sys::send_signal(pid, 19 /* SIGSTOP */);
+    let held: Vec<vigil_sys::PidFd> = vigil_sys::children(pid)
+        .into_iter()
+        .filter_map(|c| vigil_sys::PidFd::open(c).ok())
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    for fd in &held {
+        if !fd.has_exited() {
+            let _ = vigil_sys::kill_process_group(fd.pid(), 9);
+            let _ = fd.send_signal(9);
         }
     }
 }

@@ -46,6 +46,11 @@ const CN_MSG_HDRLEN: usize = 20;
 /// Offset of proc_event.event_data: u32 what, u32 cpu, u64 timestamp_ns (8-aligned, at 8).
 const EVENT_DATA: usize = 16;
 
+/// Datagrams taken by one recvmmsg, and the room for each: the kernel sends one event per datagram,
+/// 76 bytes (nlmsghdr, cn_msg and a 40-byte proc_event).
+const BATCH: usize = 64;
+const SLOT: usize = 512;
+
 /// Receive buffer asked for, so bursts of forks do not overrun the socket.
 const RCVBUF: libc::c_int = 8 << 20;
 
@@ -121,20 +126,40 @@ impl ProcConnector {
     /// each), so that a caller can bound its work under a storm of forks. Returns true when it stopped
     /// at the bound: more may be queued, and the socket stays readable.
     pub fn read_some(&self, out: &mut Vec<ProcEvent>, max_messages: usize) -> Result<bool, SysError> {
-        let mut buf = [0u8; 8192];
-        for _ in 0..max_messages {
-            // SAFETY: sockaddr_nl is a plain C struct; all-zero is valid.
-            let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-            let mut fromlen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-            // SAFETY: buf and from are valid writable buffers of the sizes passed.
+        // Datagrams are taken BATCH at a time with recvmmsg: one syscall for a burst of events (a mass
+        // restart is a fork, an exec and an exit per process) where recvfrom took one each.
+        let mut bufs = [[0u8; SLOT]; BATCH];
+        // SAFETY: sockaddr_nl, iovec and mmsghdr are plain C structs; all-zero is valid for each.
+        let mut from: [libc::sockaddr_nl; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let mut left = max_messages;
+        while left > 0 {
+            let want = left.min(BATCH);
+            for i in 0..want {
+                iov[i] = libc::iovec {
+                    iov_base: bufs[i].as_mut_ptr().cast(),
+                    iov_len: SLOT,
+                };
+                let h = &mut msgs[i].msg_hdr;
+                h.msg_name = (&mut from[i] as *mut libc::sockaddr_nl).cast();
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+                h.msg_iov = &mut iov[i];
+                h.msg_iovlen = 1;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+                h.msg_flags = 0;
+                msgs[i].msg_len = 0;
+            }
+            // SAFETY: `want` headers, each pointing to its own valid buffer, iovec and address of the
+            // sizes given; no timeout.
             let n = unsafe {
-                libc::recvfrom(
+                libc::recvmmsg(
                     self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
+                    msgs.as_mut_ptr(),
+                    want as libc::c_uint,
                     libc::MSG_DONTWAIT,
-                    (&mut from as *mut libc::sockaddr_nl).cast(),
-                    &mut fromlen,
+                    std::ptr::null_mut(),
                 )
             };
             if n < 0 {
@@ -146,9 +171,18 @@ impl ProcConnector {
                     _ => Err(SysError::io("recv(NETLINK_CONNECTOR)", None, e)),
                 };
             }
-            // Only the kernel (port 0) speaks for the process connector.
-            if from.nl_pid == 0 {
-                decode(&buf[..n as usize], out);
+            let n = n as usize;
+            for i in 0..n {
+                // Only the kernel (port 0) speaks for the process connector; a datagram cut short (no
+                // event is near SLOT bytes) is not decoded.
+                if from[i].nl_pid == 0 && msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC == 0 {
+                    decode(&bufs[i][..(msgs[i].msg_len as usize).min(SLOT)], out);
+                }
+            }
+            left -= n;
+            if n < want {
+                // The queue is empty (an error met after some datagrams is reported by the next call).
+                return Ok(false);
             }
         }
         Ok(true)
@@ -330,6 +364,51 @@ mod tests {
         );
         decode(&[1, 2, 3], &mut out);
         assert_eq!(out.len(), 6);
+    }
+
+    /// More datagrams queued than one recvmmsg takes: `read_some` stops at its bound and says more may be
+    /// queued, and the rest is read after.
+    #[test]
+    fn reads_in_batches_up_to_the_bound() {
+        let conn = ProcConnector::open().expect("the process connector (root, or a kernel that allows it)");
+        let mut events = Vec::new();
+        conn.read_events(&mut events).ok();
+        let _g = child_lock();
+        let argv = [OsString::from("true")];
+        let spec = SpawnSpec::new(Path::new("/bin/true"), &argv, &[], crate::Output::Null);
+        let mut pids = Vec::new();
+        // Each is a fork, an exec and an exit: well over two batches.
+        for _ in 0..(BATCH * 2 / 3 + 1) {
+            let s = spawn(&spec).unwrap();
+            assert_eq!(wait_child(&s), WaitStatus::Exited(0));
+            pids.push(s.pid);
+        }
+        let mut first = Vec::new();
+        match conn.read_some(&mut first, 5) {
+            Ok(more) => assert!(more, "5 datagrams read, and more are queued"),
+            Err(SysError::Overrun) => return,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(first.len() <= 5, "{first:?}");
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left: std::collections::BTreeSet<Pid> = pids.iter().copied().collect();
+        while !left.is_empty() {
+            assert!(Instant::now() < deadline, "no exit event for {left:?}");
+            match conn.read_some(&mut rest, usize::MAX) {
+                Ok(more) => assert!(!more, "an unbounded read stops only at an empty queue"),
+                Err(SysError::Overrun) => return,
+                Err(e) => panic!("{e}"),
+            }
+            for e in first.iter().chain(&rest) {
+                if let ProcEvent::Exit { pid, status } = e {
+                    if left.remove(pid) {
+                        assert_eq!(*status, WaitStatus::Exited(0));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

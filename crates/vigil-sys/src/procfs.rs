@@ -76,9 +76,105 @@ pub fn proc_stat(pid: Pid) -> Result<ProcStat, SysError> {
     })
 }
 
+/// Room for a whole /proc/PID/stat line: 52 fields of at most 20 digits and a command name of at most
+/// 64 bytes fit in about 1.2 KiB.
+const STAT_BUF: usize = 2048;
+
 /// Field 22 of /proc/PID/stat.
+///
+/// On every start of a tag's process, and for each check of a watched pid: one open, one read into a
+/// buffer on the stack and one close, and no allocation (`std::fs::read` would add a statx, a second
+/// read to see the end of the file, and the path's and the contents' allocations).
 pub fn start_time(pid: Pid) -> Result<u64, SysError> {
-    proc_stat(pid).map(|s| s.start_time)
+    if pid <= 0 {
+        return Err(SysError::NoSuchProcess(pid));
+    }
+    let mut path = [0u8; 32];
+    let len = stat_path(pid, &mut path);
+    debug_assert!(len < path.len());
+    // SAFETY: `path` is NUL-terminated (zero-filled, `len` < its length) and the flags take no mode.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ESRCH) => SysError::NoSuchProcess(pid),
+            _ => SysError::io("read /proc/PID/stat", Some(pid), e),
+        });
+    }
+    let mut buf = [0u8; STAT_BUF];
+    let n = loop {
+        // SAFETY: `buf` is a writable buffer of the length passed; `fd` is ours, open.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break n;
+        }
+    };
+    let err = (n < 0).then(io::Error::last_os_error);
+    // SAFETY: closing the descriptor opened above, used by nothing else.
+    unsafe { libc::close(fd) };
+    if let Some(e) = err {
+        return Err(match e.raw_os_error() {
+            Some(libc::ESRCH) => SysError::NoSuchProcess(pid),
+            _ => SysError::io("read /proc/PID/stat", Some(pid), e),
+        });
+    }
+    let n = n as usize;
+    if n == buf.len() {
+        // Not the whole line (the kernel gives it in one read when there is room): the general path.
+        return proc_stat(pid).map(|s| s.start_time);
+    }
+    parse_start_time(&buf[..n]).ok_or_else(|| {
+        SysError::io(
+            "parse /proc/PID/stat",
+            Some(pid),
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ),
+        )
+    })
+}
+
+/// Writes `/proc/PID/stat` into `out` (left NUL-terminated by its zeroes); returns its length.
+fn stat_path(pid: Pid, out: &mut [u8; 32]) -> usize {
+    const PREFIX: &[u8] = b"/proc/";
+    out[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut v = pid.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut at = PREFIX.len();
+    for &d in &digits[i..] {
+        out[at] = d;
+        at += 1;
+    }
+    for &b in b"/stat" {
+        out[at] = b;
+        at += 1;
+    }
+    at
+}
+
+/// Field 22 of a /proc/PID/stat line, as `parse_stat` reads it, without allocating.
+pub(crate) fn parse_start_time(buf: &[u8]) -> Option<u64> {
+    // comm may contain ')' itself, so the last one ends it.
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    if !buf[..close].contains(&b'(') {
+        return None;
+    }
+    // After ')' comes field 3: field 22 is the 20th word.
+    let word = buf[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .nth(19)?;
+    std::str::from_utf8(word).ok()?.parse().ok()
 }
 
 /// The argv of `pid` from /proc/PID/cmdline (empty for zombies and kernel threads).
@@ -222,6 +318,31 @@ mod tests {
         );
         assert!(parse_stat(b"12 (x) S 1 2").is_none());
         assert!(parse_stat(b"garbage").is_none());
+        // The allocation-free reader of field 22 agrees.
+        assert_eq!(parse_start_time(line), Some(987654));
+        assert_eq!(parse_start_time(b"12 (x) S 1 2"), None);
+        assert_eq!(parse_start_time(b"garbage"), None);
+        assert_eq!(
+            parse_start_time(b"1 x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0"),
+            None
+        );
+    }
+
+    #[test]
+    fn start_time_of_live_processes_and_of_none() {
+        let me = std::process::id() as Pid;
+        assert_eq!(start_time(me).unwrap(), proc_stat(me).unwrap().start_time);
+        assert_eq!(start_time(1).unwrap(), proc_stat(1).unwrap().start_time);
+        for pid in [0, -3, 1 << 23, i32::MAX] {
+            assert!(
+                matches!(start_time(pid), Err(SysError::NoSuchProcess(p)) if p == pid),
+                "{pid}"
+            );
+        }
+        let mut path = [0u8; 32];
+        let n = stat_path(i32::MAX, &mut path);
+        assert_eq!(&path[..n], b"/proc/2147483647/stat");
+        assert_eq!(path[n], 0);
     }
 
     #[test]

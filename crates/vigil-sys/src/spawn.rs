@@ -368,15 +368,62 @@ const REPORT_ROOM: usize = 16;
 /// Memory for the cloned child: a PROT_NONE guard page, its stack (stacks grow down on every
 /// Linux architecture Rust supports, except the unsupported hppa) and, at the very top, the
 /// `Report`. Private if the child shares our memory anyway (cheaper: no shmem object), else
-/// (no CLONE_VM) MAP_SHARED so that the report reaches us. Unmapped on drop, which is only done
-/// after `clone` returned, i.e. after the child has exec'd (it then has a new address space) or
-/// exited.
+/// (no CLONE_VM) MAP_SHARED so that the report reaches us. Unmapped on drop, or kept by its thread
+/// for the next spawn (`take`, `give_back`), either only after `clone` returned, i.e. after the
+/// child has exec'd (it then has a new address space) or exited.
 struct ChildMem {
     base: *mut c_void,
     len: usize,
+    /// MAP_PRIVATE, for a child that shares our memory (else MAP_SHARED).
+    shared: bool,
+    /// The process that mapped it: a process forked since shares a MAP_SHARED mapping with it, and must
+    /// not reuse it (its spawns and ours would write into the same stack).
+    owner: u32,
+}
+
+thread_local! {
+    /// The last `ChildMem` of each kind (index: `shared_vm`) used by a finished spawn of this thread, for
+    /// the next one: an mmap, an mprotect and an munmap per spawn otherwise, and the munmap of a
+    /// multi-threaded process interrupts every CPU that runs one of its threads (a TLB shootdown).
+    static SPARE: std::cell::RefCell<[Option<ChildMem>; 2]> = const { std::cell::RefCell::new([None, None]) };
 }
 
 impl ChildMem {
+    /// A `ChildMem` kept by this thread from an earlier spawn, its report cleared, or a new one. Only for
+    /// a child waited for in clone (CLONE_VFORK): give it back with [`ChildMem::give_back`] once clone
+    /// has returned.
+    fn take(shared_vm: bool) -> Result<ChildMem, SysError> {
+        let spare = SPARE
+            .try_with(|s| {
+                s.try_borrow_mut()
+                    .ok()
+                    .and_then(|mut s| s[usize::from(shared_vm)].take())
+            })
+            .ok()
+            .flatten();
+        match spare {
+            Some(m) if m.owner == std::process::id() => {
+                let r = m.report();
+                r.step.store(0, Ordering::Relaxed);
+                r.errno.store(0, Ordering::Relaxed);
+                Ok(m)
+            }
+            // Unmapped (for this process only) on drop.
+            _ => ChildMem::new(shared_vm),
+        }
+    }
+
+    /// Keeps this memory for the next spawn of this thread: its child has exec'd or exited (clone with
+    /// CLONE_VFORK returned), and neither that child nor anything else uses it any more.
+    fn give_back(self) {
+        let kind = usize::from(self.shared);
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s[kind].get_or_insert(self);
+            }
+        });
+    }
+
     fn new(shared_vm: bool) -> Result<ChildMem, SysError> {
         // SAFETY: sysconf has no preconditions.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
@@ -396,7 +443,12 @@ impl ChildMem {
         if base == libc::MAP_FAILED {
             return Err(SysError::last_os("mmap (child stack)", None));
         }
-        let mem = ChildMem { base, len };
+        let mem = ChildMem {
+            base,
+            len,
+            shared: shared_vm,
+            owner: std::process::id(),
+        };
         // SAFETY: the first page of the mapping we own, which nothing references yet.
         if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } < 0 {
             return Err(SysError::last_os("mprotect (child stack guard)", None));
@@ -410,7 +462,8 @@ impl ChildMem {
         self.base.wrapping_byte_add(self.len - REPORT_ROOM)
     }
 
-    /// The child's report, in the top `REPORT_ROOM` bytes (zero-filled by mmap: no report).
+    /// The child's report, in the top `REPORT_ROOM` bytes (zero-filled by mmap, cleared by `take`: no
+    /// report).
     fn report(&self) -> &Report {
         const { assert!(std::mem::size_of::<Report>() <= REPORT_ROOM && std::mem::align_of::<Report>() <= 16) };
         // SAFETY: the address is inside our read-write mapping, 16-byte aligned and followed
@@ -644,15 +697,8 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
 /// The child gets an empty signal mask, default signal dispositions and, if
 /// `raise_nofile_limit` was called, the original soft RLIMIT_NOFILE.
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
-    let pid = start_child(spec, false)?;
-    let pidfd = match PidFd::open(pid) {
-        Ok(p) => p,
-        Err(e) => {
-            // Do not leave an unsupervised child behind; reap_any will collect it.
-            misc::send_signal(pid, libc::SIGKILL).ok();
-            return Err(e);
-        }
-    };
+    let (pid, pidfd) = start_child(spec, false)?;
+    // The child is ours and not reaped, so its pid names it still: one read of /proc/PID/stat.
     let start_time = match procfs::start_time(pid) {
         Ok(t) => t,
         Err(e) => {
@@ -667,7 +713,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SysError> {
 /// that the program could be executed, without executing it: so a request can be refused now, with the
 /// answer the new user would get, rather than fail at its first start. The child is reaped.
 pub fn check_exec(spec: &SpawnSpec) -> Result<(), SysError> {
-    let pid = start_child(spec, true)?;
+    let (pid, _pidfd) = start_child(spec, true)?;
     wait_for(pid);
     Ok(())
 }
@@ -740,9 +786,12 @@ pub fn check_exec_within(spec: &SpawnSpec, timeout: std::time::Duration) -> Resu
     Ok(())
 }
 
-/// Clones the child of `spawn` (or of `check_exec`), and returns its pid once it has exec'd (or, checking
-/// only, exited); a failed child is reaped and its error returned.
-fn start_child(spec: &SpawnSpec, check_only: bool) -> Result<Pid, SysError> {
+/// Clones the child of `spawn` (or of `check_exec`), and returns its pid and a pidfd on it once it has
+/// exec'd (or, checking only, exited); a failed child is reaped and its error returned.
+///
+/// The pidfd comes from clone itself (CLONE_PIDFD): it names the new process from its birth, so no
+/// `pidfd_open` afterwards (a syscall, and a moment in which only the pid named it).
+fn start_child(spec: &SpawnSpec, check_only: bool) -> Result<(Pid, PidFd), SysError> {
     let program_name = spec.program.to_string_lossy().into_owned();
     let mut prep = prepare(spec, &program_name)?;
     prep.check_only = check_only;
@@ -753,11 +802,12 @@ fn start_child(spec: &SpawnSpec, check_only: bool) -> Result<Pid, SysError> {
     // our memory, until its exec. So such a child gets its own copy of our memory, as after
     // fork, at fork's cost; the rest is the same.
     let shared_vm = prep.uid.is_none() && prep.gid.is_none();
-    let mem = ChildMem::new(shared_vm)?;
+    let mem = ChildMem::take(shared_vm)?;
     let args = ChildArgs {
         prep: &prep,
         report: mem.report(),
     };
+    let mut raw_pidfd: c_int = -1;
     let pid = {
         // No handler of ours may run in the child while it shares our memory: it starts with
         // everything blocked and unblocks only after resetting all dispositions.
@@ -766,7 +816,8 @@ fn start_child(spec: &SpawnSpec, check_only: bool) -> Result<Pid, SysError> {
         // which stays mapped until clone returns; with CLONE_VFORK clone returns only once the
         // child has exec'd or exited, so `args`, `prep` and `mem` outlive its use of them. The
         // child touches no heap, lock or runtime state (see `child_exec`) and never returns
-        // into our code (it ends in execve or _exit).
+        // into our code (it ends in execve or _exit). CLONE_PIDFD stores a new pidfd into
+        // `raw_pidfd`, a valid local int of this (the parent's) frame, before the child runs.
         let pid = unsafe {
             libc::clone(
                 child_main,
@@ -778,8 +829,10 @@ fn start_child(spec: &SpawnSpec, check_only: bool) -> Result<Pid, SysError> {
                         0
                     }
                     | libc::CLONE_VFORK
+                    | libc::CLONE_PIDFD
                     | libc::SIGCHLD,
                 std::ptr::addr_of!(args).cast_mut().cast::<c_void>(),
+                &mut raw_pidfd as *mut c_int,
             )
         };
         if pid < 0 {
@@ -787,17 +840,23 @@ fn start_child(spec: &SpawnSpec, check_only: bool) -> Result<Pid, SysError> {
         }
         pid
     };
+    // SAFETY: CLONE_PIDFD gave us this new descriptor (close-on-exec), which nothing else owns.
+    let pidfd = PidFd::from_owned(
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw_pidfd) },
+        pid,
+    );
 
     // The child's stores happened before its exit, which clone waited for (and an exec'd
     // child stored nothing).
     let step = args.report.step.load(Ordering::Acquire);
     let errno = args.report.errno.load(Ordering::Relaxed);
-    drop(mem);
+    // The child is done with its stack: kept for the next spawn of this thread.
+    mem.give_back();
     if step != 0 {
         wait_for(pid);
         return Err(exec_error(&program_name, spec, step, errno));
     }
-    Ok(pid)
+    Ok((pid, pidfd))
 }
 
 /// Blocks until the failed child (which is about to _exit) is reaped.
@@ -1283,6 +1342,38 @@ mod tests {
         let nul = [OsString::from("a\0b")];
         spec.argv = &nul;
         assert!(matches!(spawn(&spec), Err(SysError::Exec { .. })));
+    }
+
+    /// The child's memory is kept from one spawn to the next: a failed spawn's report must not make the
+    /// next one fail, and each spawn's pidfd (from clone) names its own child.
+    #[test]
+    fn a_failed_spawn_leaves_nothing_to_the_next() {
+        let _g = child_lock();
+        let argv = [OsString::from("x")];
+        let bad = SpawnSpec::new(Path::new("/nonexistent/program"), &argv, &[], Output::Null);
+        let bad_cwd = SpawnSpec {
+            cwd: Some(Path::new("/nonexistent/dir")),
+            ..SpawnSpec::new(Path::new("/bin/true"), &argv, &[], Output::Null)
+        };
+        let sleep_argv = [OsString::from("sleep"), OsString::from("5")];
+        let good = SpawnSpec::new(Path::new("/bin/sleep"), &sleep_argv, &[], Output::Null);
+        for failing in [&bad, &bad_cwd, &bad] {
+            assert!(spawn(failing).is_err());
+            let s = spawn(&good).unwrap();
+            assert_eq!(s.pidfd.pid(), s.pid);
+            assert_eq!(crate::start_time(s.pid).unwrap(), s.start_time);
+            assert!(!s.pidfd.has_exited());
+            s.pidfd.send_signal(libc::SIGKILL).unwrap();
+            assert!(s.pidfd.wait_exited(Some(Duration::from_secs(5))));
+            assert_eq!(
+                wait_child(&s),
+                WaitStatus::Signaled {
+                    signal: libc::SIGKILL,
+                    core_dumped: false
+                }
+            );
+        }
+        assert!(crate::reap_any().unwrap().is_none());
     }
 
     #[test]

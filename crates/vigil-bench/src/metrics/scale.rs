@@ -24,6 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -579,6 +580,7 @@ fn kill_rows(
         }
         Ok(seen)
     });
+    let profile = Profile::start(vigild.pid())?;
     let cpu0 = cpu_ns(vigild.pid())?;
     let t0 = Instant::now();
     for pid in victims.values() {
@@ -590,6 +592,7 @@ fn kill_rows(
         .map_err(|_| anyhow::anyhow!("the event reader panicked"))??;
     let samples: Vec<u64> = seen.iter().map(|(_, at)| (*at - t0).as_nanos() as u64).collect();
     let cpu = cpu_ns(vigild.pid())?.saturating_sub(cpu0);
+    let profiled = profile.map(Profile::end).transpose()?;
     // Every victim runs again, with a new process.
     let now: HashMap<String, (String, Vec<i32>)> = client
         .list()?
@@ -653,9 +656,73 @@ fn kill_rows(
                 cpu as f64 / 1e3 / k.max(1) as f64,
                 spawn_floor.cpu_ns as f64 / 1e3 / k.max(1) as f64
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(profiled.map(|p| format!("vigild profiled meanwhile (perf record -g): {}", p.display())))
+        .collect(),
     };
     Ok(vec![each, all])
+}
+
+/// With `VIGIL_BENCH_PROFILE=FILE`, `perf record -g` of vigild from just before the kill until every
+/// restart event arrived, into FILE (`perf report -i FILE`): where vigild's CPU of a mass restart goes.
+/// The elapsed times of such a run are perf's too; its CPU figures less so.
+struct Profile {
+    perf: Child,
+    out: PathBuf,
+}
+
+impl Profile {
+    fn start(pid: u32) -> anyhow::Result<Option<Profile>> {
+        let Some(out) = std::env::var_os("VIGIL_BENCH_PROFILE").filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let out = PathBuf::from(out);
+        let mut perf = Command::new("perf")
+            .args(["record", "-g", "-q", "-o"])
+            .arg(&out)
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("VIGIL_BENCH_PROFILE: cannot run perf")?;
+        // perf writes its header once it is attached: wait for the file, then a moment for the counters.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&out).map_or(true, |m| m.len() == 0) {
+            if let Some(status) = perf.try_wait()? {
+                bail!("VIGIL_BENCH_PROFILE: perf record ended at once ({status})");
+            }
+            if Instant::now() >= deadline {
+                let _ = perf.kill();
+                let _ = perf.wait();
+                bail!("VIGIL_BENCH_PROFILE: perf record did not start within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(Some(Profile { perf, out }))
+    }
+
+    /// SIGINT, as perf record expects to be stopped, and its exit.
+    fn end(mut self) -> anyhow::Result<PathBuf> {
+        vigil_sys::send_signal(self.perf.id() as i32, 2 /* SIGINT */).context("cannot stop perf")?;
+        let status = self.perf.wait()?;
+        // perf ends with the signal it was stopped by, once its file is written.
+        anyhow::ensure!(
+            status.success() || status.code() == Some(130) || status.signal() == Some(2),
+            "perf record: {status}"
+        );
+        Ok(std::mem::take(&mut self.out))
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        if self.perf.try_wait().ok().flatten().is_none() {
+            let _ = self.perf.kill();
+            let _ = self.perf.wait();
+        }
+    }
 }
 
 /// Processes of this benchmark that PSM registers and removes one at a time.

@@ -47,12 +47,17 @@ impl Watch for Drain<'_> {
     }
 
     fn is_stale(&self, pid: i32) -> bool {
+        let Some(w) = self.d.pmf.procs.get(&pid) else {
+            return false;
+        };
+        // The usual case, the late fork event of a process vigild started itself (or found by a scan):
+        // while the watched process has not exited, its pid can name no other, and its pidfd tells that
+        // without a read of /proc (one poll instead of an open, a read and a close, at every start).
+        if !w.pidfd.has_exited() {
+            return false;
+        }
         // Gone too is not proof: it may be this very process, found by a scan before its fork was read.
-        self.d
-            .pmf
-            .procs
-            .get(&pid)
-            .is_some_and(|w| vigil_sys::start_time(pid).is_ok_and(|st| st != w.id.start_time))
+        vigil_sys::start_time(pid).is_ok_and(|st| st != w.id.start_time)
     }
 
     fn exited(&mut self, pid: i32, status: Option<WaitStatus>) {

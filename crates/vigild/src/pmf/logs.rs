@@ -127,17 +127,22 @@ impl Logs {
         let me = vigil_sys::getuid();
         let uid = if me == 0 { uid } else { me };
         let path = self.path(tag);
-        let file = match open_existing(&path, false)? {
-            Some(f) if is_owned_file(&f, uid)? => f,
-            other => {
-                if other.is_some() {
+        let (file, meta) = match open_existing(&path, false)? {
+            Some(f) => match f.metadata()? {
+                m if m.file_type().is_file() && m.uid() == uid => (f, Some(m)),
+                _ => {
                     // Someone else's log (or not a file at all): it is not reopened, whoever holds it.
                     self.discard(tag)?;
+                    (create_new(&path)?, None)
                 }
-                create_new(&path)?
-            }
+            },
+            None => (create_new(&path)?, None),
         };
-        give(&file, uid, gid, &path)?;
+        // At a restart the log is most often as the last start left it: no chown and chmod then (two
+        // syscalls of every restart).
+        if meta.is_none_or(|m| m.gid() != gid || m.mode() & 0o7777 != LOG_MODE) {
+            give(&file, uid, gid, &path)?;
+        }
         self.watch(tag, &path, uid, gid);
         Ok(path)
     }
