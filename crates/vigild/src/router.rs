@@ -199,13 +199,21 @@ impl Daemon {
     }
 
     /// Whether a new image would start as this one did: the config file loads, and the files it names
-    /// that are read at start only (the HTTP API's TLS certificate and key) do too. A re-exec is refused
+    /// that are read at start only (the HTTP API's token file, TLS certificate and key) do too. A re-exec is refused
     /// while not, so that this image keeps serving as it does.
     pub fn check_new_image(&self) -> Result<(), WireError> {
         let Some(config) = self.check_config()? else {
             return Ok(());
         };
-        crate::http::tls::check(&config.settings.http)
+        let http = &config.settings.http;
+        // The new image refuses to start on a token file it cannot use: its owner (maybe not root) could
+        // otherwise take vigild down at the next re-exec by changing the file's mode.
+        let token = http
+            .token_file
+            .as_deref()
+            .map_or(Ok(()), |p| crate::http::read_token(p).map(drop));
+        token
+            .and_then(|()| crate::http::tls::check(http))
             .map_err(|e| WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}; fix it first")))
     }
 

@@ -14,25 +14,30 @@ pub use map::*;
 
 type Answer = Result<Response, WireError>;
 
-/// The caller's supplementary groups, from /proc (SO_PEERCRED gives only the primary one).
-fn groups_of(pid: Option<i32>) -> Vec<u32> {
+/// The caller's supplementary groups, from /proc (SO_PEERCRED gives only the primary one): none when the
+/// process there is no longer the caller's (its pid reused by another user's process since it connected).
+fn groups_of(pid: Option<i32>, uid: u32) -> Vec<u32> {
     let Some(pid) = pid else { return vec![] };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Groups:")).map(|l| {
-                l["Groups:".len()..]
-                    .split_whitespace()
-                    .filter_map(|g| g.parse().ok())
-                    .collect()
-            })
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return vec![];
+    };
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| {
+            v.split_whitespace()
+                .filter_map(|g| g.parse::<u32>().ok())
+                .collect::<Vec<_>>()
         })
-        .unwrap_or_default()
+    };
+    // Real, effective, saved and file-system uids: the connection was made as the effective one.
+    if field("Uid:").and_then(|u| u.get(1).copied()) != Some(uid) {
+        return vec![];
+    }
+    field("Groups:").unwrap_or_default()
 }
 
 impl Daemon {
     fn cmap_in_group(&self, caller: Caller, gid: u32) -> bool {
-        caller.gid == gid || groups_of(caller.pid).contains(&gid)
+        caller.gid == gid || groups_of(caller.pid, caller.uid).contains(&gid)
     }
 
     pub(crate) fn cmap_may_read(&self, caller: Caller) -> Result<(), WireError> {

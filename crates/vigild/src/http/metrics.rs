@@ -294,8 +294,13 @@ pub fn write(s: &Scrape, api: &Api) -> String {
     t.out
 }
 
+/// Scrapes made at once, by everyone: each costs the loop a pass over every tag and holds its text
+/// (about 3 MB with 10,000 tags) until it is sent, so a user's many connections cannot multiply that.
+static SCRAPING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The whole exposition, as the caller sees vigild.
 pub async fn render(api: &Arc<Api>, who: Asker) -> Result<String, HttpError> {
+    let _turn = SCRAPING.acquire().await.expect("never closed");
     let (reply, answer) = tokio::sync::oneshot::channel();
     let caller = api.caller(who.uid, who.gid, who.pid);
     let gone = || {

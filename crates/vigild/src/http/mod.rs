@@ -29,7 +29,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::routing::{get, post, put};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -85,11 +84,9 @@ pub fn router(api: Arc<Api>) -> Router {
 /// Reads the bearer token: the file must be its owner's alone (no group or other bits), since whoever
 /// reads it acts as that owner.
 pub fn read_token(path: &Path) -> anyhow::Result<Token> {
-    let meta = tls::owner_only(path, "[http] token_file", |uid| format!("act as uid {uid}"))?;
-    let secret = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read [http] token_file {}", path.display()))?
-        .trim()
-        .to_string();
+    let risk = |uid| format!("act as uid {uid}");
+    let (meta, bytes) = tls::read_config_file(path, "[http] token_file", Some(&risk))?;
+    let secret = String::from_utf8_lossy(&bytes).trim().to_string();
     anyhow::ensure!(
         secret.len() >= 16 && secret.bytes().all(|b| b.is_ascii_graphic()),
         "[http] token_file {} must hold a token of at least 16 printable characters without spaces",

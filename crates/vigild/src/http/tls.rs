@@ -23,27 +23,54 @@ use crate::config::{HttpSettings, TlsFiles};
 /// The first byte of a TLS record that starts a handshake: what a TLS client sends first.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Checks that a secret file is its owner's alone (no group or other permission bits), since whoever
-/// reads it can `risk` (given the owner's uid). `key` names it in the config, `[http] token_file`.
-pub fn owner_only(path: &Path, key: &str, risk: impl FnOnce(u32) -> String) -> anyhow::Result<std::fs::Metadata> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{key} {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
+/// The most a certificate chain, a key or a token file may hold.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Reads a file the config names (`key`, e.g. `[http] token_file`), as root: only a regular file (a FIFO
+/// or a device would hold vigild), at most [`MAX_FILE`] bytes. With `risk`, a secret: it must be its
+/// owner's alone (no group or other permission bits), since whoever reads it can `risk` (given the
+/// owner's uid). The checks are made on the file opened, not on its name.
+pub fn read_config_file(
+    path: &Path,
+    key: &str,
+    risk: Option<&dyn Fn(u32) -> String>,
+) -> anyhow::Result<(std::fs::Metadata, Vec<u8>)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .with_context(|| format!("{key} {}", path.display()))?;
+    let meta = f.metadata().with_context(|| format!("{key} {}", path.display()))?;
+    anyhow::ensure!(meta.is_file(), "{key} {} is not a regular file", path.display());
+    if let Some(risk) = risk {
+        let mode = meta.permissions().mode() & 0o777;
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{key} {} has mode {mode:03o}: others could read it and {}; chmod 600 it",
+            path.display(),
+            risk(meta.uid())
+        );
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {key} {}", path.display()))?;
     anyhow::ensure!(
-        mode & 0o077 == 0,
-        "{key} {} has mode {mode:03o}: others could read it and {}; chmod 600 it",
+        bytes.len() as u64 <= MAX_FILE,
+        "{key} {} is larger than {} KiB",
         path.display(),
-        risk(meta.uid())
+        MAX_FILE >> 10
     );
-    Ok(meta)
+    Ok((meta, bytes))
 }
 
 /// Reads the certificate chain and its key into the server's TLS config: the key must be its owner's
 /// alone, the files must hold PEM, and the key must be the certificate's (rustls compares them).
 pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_path, key_path) = (files.cert.as_path(), files.key.as_path());
-    owner_only(key_path, "[http] tls_key", |_| "pose as this server".into())?;
-    let pem =
-        std::fs::read(cert_path).with_context(|| format!("cannot read [http] tls_cert {}", cert_path.display()))?;
+    let (_, pem) = read_config_file(cert_path, "[http] tls_cert", None)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("[http] tls_cert {} is not valid PEM: {e}", cert_path.display()))?;
@@ -52,7 +79,8 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfi
         "[http] tls_cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
         cert_path.display()
     );
-    let pem = std::fs::read(key_path).with_context(|| format!("cannot read [http] tls_key {}", key_path.display()))?;
+    let risk = |_| "pose as this server".to_string();
+    let (_, pem) = read_config_file(key_path, "[http] tls_key", Some(&risk))?;
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => anyhow::anyhow!(
             "[http] tls_key {} holds no PEM private key (-----BEGIN PRIVATE KEY-----, or RSA or EC)",

@@ -238,6 +238,24 @@ fn sighup_with_bad_tls_files_keeps_the_running_listener() {
     assert!(stderr(&out).contains("is not the private key"), "{out:?}");
     assert_eq!(curl(&cert, &url, &[]).0, 200);
 
+    // A token file others may read (its owner may be any user): refused as well, rather than a new
+    // image that would stop on it; a FIFO in its place does not hold vigild either.
+    let token = keep.path().join("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = v.cli(&["daemon", "reexec"]);
+    assert!(
+        stderr(&out).contains("[http] token_file") && stderr(&out).contains("mode 644"),
+        "{out:?}"
+    );
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&cert, keep.path().join("cert.kept")).unwrap();
+    assert!(Command::new("mkfifo").arg(&cert).status().unwrap().success());
+    let out = v.cli(&["daemon", "reexec"]);
+    assert!(stderr(&out).contains("is not a regular file"), "{out:?}");
+    std::fs::remove_file(&cert).unwrap();
+    std::fs::rename(keep.path().join("cert.kept"), &cert).unwrap();
+    assert_eq!(curl(&cert, &url, &[]).0, 200);
+
     // The matching certificate: the new image serves it.
     std::fs::copy(&new_cert, &cert).unwrap();
     kill(v.pid() as i32, "HUP");
