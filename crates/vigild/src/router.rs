@@ -211,7 +211,7 @@ impl Daemon {
         let token = http
             .token_file
             .as_deref()
-            .map_or(Ok(()), |p| crate::http::read_token(p).map(drop));
+            .map_or(Ok(()), |p| crate::http::tls::read_token_file(p).map(drop));
         token
             .and_then(|()| crate::http::tls::check(http))
             .map_err(|e| WireError::new(vigil_proto::ErrorCode::InvalidArgument, format!("{e:#}; fix it first")))

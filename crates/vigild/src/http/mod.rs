@@ -81,17 +81,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// Reads the bearer token: the file must be its owner's alone (no group or other bits), since whoever
-/// reads it acts as that owner.
+/// Reads the bearer token ([`tls::read_token_file`]): the token acts as the file's owner.
 pub fn read_token(path: &Path) -> anyhow::Result<Token> {
-    let risk = |uid| format!("act as uid {uid}");
-    let (meta, bytes) = tls::read_config_file(path, "[http] token_file", Some(&risk))?;
-    let secret = String::from_utf8_lossy(&bytes).trim().to_string();
-    anyhow::ensure!(
-        secret.len() >= 16 && secret.bytes().all(|b| b.is_ascii_graphic()),
-        "[http] token_file {} must hold a token of at least 16 printable characters without spaces",
-        path.display()
-    );
+    let (secret, meta) = tls::read_token_file(path)?;
     Ok(Token {
         secret,
         uid: meta.uid(),

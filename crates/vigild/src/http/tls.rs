@@ -1,4 +1,5 @@
-//! TLS on the TCP listener (`[http] tls_cert` and `tls_key`, docs/http.md): the PEM files read and
+//! TLS on the TCP listener (`[http] tls_cert` and `tls_key`, docs/http.md), and the reading of the
+//! config's secret files (the token file too, so that a re-exec can check it): the PEM files read and
 //! checked into rustls' server config (ring's provider, as etcd's client has it; ALPN `http/1.1`), and
 //! the handshake of one connection, bounded in time.
 //!
@@ -66,10 +67,27 @@ pub fn read_config_file(
     Ok((meta, bytes))
 }
 
+/// Reads the bearer token of `[http] token_file`: the file must be its owner's alone (whoever reads it
+/// acts as that owner) and hold at least 16 printable characters; with the file's metadata (its owner is
+/// who the token acts as).
+pub fn read_token_file(path: &Path) -> anyhow::Result<(String, std::fs::Metadata)> {
+    let risk = |uid| format!("act as uid {uid}");
+    let (meta, bytes) = read_config_file(path, "[http] token_file", Some(&risk))?;
+    let secret = String::from_utf8_lossy(&bytes).trim().to_string();
+    anyhow::ensure!(
+        secret.len() >= 16 && secret.bytes().all(|b| b.is_ascii_graphic()),
+        "[http] token_file {} must hold a token of at least 16 printable characters without spaces",
+        path.display()
+    );
+    Ok((secret, meta))
+}
+
 /// Reads the certificate chain and its key into the server's TLS config: the key must be its owner's
 /// alone, the files must hold PEM, and the key must be the certificate's (rustls compares them).
 pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_path, key_path) = (files.cert.as_path(), files.key.as_path());
+    let risk = |_| "pose as this server".to_string();
+    let (_, key_pem) = read_config_file(key_path, "[http] tls_key", Some(&risk))?;
     let (_, pem) = read_config_file(cert_path, "[http] tls_cert", None)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -79,9 +97,7 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfi
         "[http] tls_cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
         cert_path.display()
     );
-    let risk = |_| "pose as this server".to_string();
-    let (_, pem) = read_config_file(key_path, "[http] tls_key", Some(&risk))?;
-    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => anyhow::anyhow!(
             "[http] tls_key {} holds no PEM private key (-----BEGIN PRIVATE KEY-----, or RSA or EC)",
             key_path.display()
@@ -177,7 +193,7 @@ mod tests {
         assert_eq!(err(&files), want);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(
-            err(&files).starts_with(&format!("cannot read [http] tls_cert {}", cert.display())),
+            err(&files).starts_with(&format!("[http] tls_cert {}: ", cert.display())),
             "{}",
             err(&files)
         );
