@@ -5,11 +5,11 @@
 //! tests running in parallel do not collide; a start that loses a port race is tried again on new ports.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::DEADLINE;
+use crate::harness::{free_port, DEADLINE};
 
 pub struct Member {
     pub name: String,
@@ -25,10 +25,6 @@ pub struct Etcd {
     token: String,
     /// etcd's `--heartbeat-interval` and `--election-timeout`, in ms.
     timing: (u32, u32),
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn etcd_bin() -> &'static str {

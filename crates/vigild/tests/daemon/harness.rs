@@ -481,3 +481,12 @@ impl Vigild {
         }
     }
 }
+
+/// A TCP port on loopback free at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

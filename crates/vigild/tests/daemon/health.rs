@@ -216,14 +216,6 @@ fn the_watchdog_carries_on_across_kill_9_and_reexec_of_vigild() {
     assert!(!names(&v, "kept").iter().any(|n| n.ends_with("unhealthy")));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn probe(check: ProbeCheck, threshold: u32) -> ProbeSpec {
     ProbeSpec {
         check,

@@ -742,14 +742,6 @@ fn http_connection_limits_keep_root_served() {
     drop(b);
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn http_logs_follow_streams_new_lines() {
     let v = Vigild::start();

@@ -16,14 +16,6 @@ use crate::harness::*;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Driver {
     child: Child,
     port: u16,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::harness::*;
-use crate::http::{free_port, http_sock, req, req_as, token_config, url, Stream, To, NOBODY};
+use crate::http::{http_sock, req, req_as, token_config, url, Stream, To, NOBODY};
 
 /// A raw client on a Unix socket, in python3's standard library. It runs the actions of its second
 /// argument (a JSON list) in order: `send` bytes, `trickle` bytes one a time every `every` seconds,

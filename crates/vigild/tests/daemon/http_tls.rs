@@ -48,14 +48,6 @@ fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A config serving `port` over TLS with the token in `dir`, and `extra` after it.
 fn tls_config(dir: &Path, port: u16, cert: &Path, key: &Path, extra: &str) -> String {
     let token = dir.join("token");
