@@ -208,10 +208,10 @@ async function loadNodes() {
   qp.className = "pill " + (q.quorate ? "ok" : "bad");
 }
 
-// Reloads a part at most every 300 ms, however many events ask for it.
-function soon(name, fn) {
+// Reloads a part at most every `ms` (300 ms by default), however many events ask for it.
+function soon(name, fn, ms = 300) {
   if (state.refresh[name]) return;
-  state.refresh[name] = setTimeout(() => { state.refresh[name] = null; fn().catch(() => {}); }, 300);
+  state.refresh[name] = setTimeout(() => { state.refresh[name] = null; fn().catch(() => {}); }, ms);
 }
 
 // One Server-Sent Event from its lines (the fields of the SSE format that vigild sends).
@@ -248,6 +248,9 @@ function onEvent(ev) {
   if (e.name.startsWith("sys.unix.psm")) soon("psm", loadPsm);
   if (e.name.startsWith("sys.vigil.sam")) soon("sam", loadSam);
   if (e.name.startsWith("sys.vigil.node")) soon("nodes", loadNodes);
+  // vigild mirrors tags and SAM applications into CMAP (vigil.pmf.*, resources.process.*): the browser
+  // follows, at most once a second, since a whole prefix is read again.
+  if (e.name.startsWith("sys.vigil.pmf") || e.name.startsWith("sys.vigil.sam")) soon("cmap", loadCmap, 1000);
 }
 
 // The event stream read with fetch (EventSource cannot send the Authorization header), parsed as it
