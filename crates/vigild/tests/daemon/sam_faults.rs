@@ -215,6 +215,7 @@ fn when_the_next_instance_cannot_be_forked_vigild_still_hears_the_last_one_end()
     let go = dir.path().join("go");
     // The supervisor's uid may hold 50 processes; the test's own fill the rest once instance 1 runs.
     let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    use std::os::unix::process::CommandExt;
     let mut app = Command::new("prlimit")
         .arg("--nproc=50:50")
         .arg("setpriv")
@@ -226,9 +227,12 @@ fn when_the_next_instance_cannot_be_forked_vigild_still_hears_the_last_one_end()
         .arg(format!("1:wait:{};start;hang", go.display()))
         .env("VIGIL_SOCKET", v.socket())
         .stdout(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
     let supervisor = app.id() as i32;
+    // The supervisor and its instance share a process group: none outlives the test, however it ends.
+    let _group = Group(supervisor);
     let lines = || std::fs::read_to_string(&out).unwrap_or_default();
     wait_for("instance 1", || lines().contains("1 register 1").then_some(()));
     instance_pid(&v, supervisor);
@@ -253,6 +257,15 @@ fn when_the_next_instance_cannot_be_forked_vigild_still_hears_the_last_one_end()
     // Ended by the warn signal (SIGTERM) for the heartbeat it missed: the recovery that could not be forked.
     assert_eq!(crate::sam::attr(exit, "signal"), Some(15), "{exit:?}");
     drop(fill);
+}
+
+/// A process group killed when the test ends.
+struct Group(i32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = vigil_sys::kill_process_group(self.0, 9);
+    }
 }
 
 /// A child killed and reaped when the test ends, however it ends.
