@@ -203,11 +203,11 @@ impl Vigild {
         }
     }
 
-    /// SIGKILL, no goodbye: what a crashed node looks like to the others.
+    /// SIGKILL, no goodbye: what a crashed node looks like to the others. Its tags' processes, which a
+    /// crash leaves running, are ended too, so that the benchmark leaves nothing behind.
     pub fn kill9(mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_with_children(&mut child);
         }
     }
 
