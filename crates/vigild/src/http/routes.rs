@@ -248,11 +248,7 @@ pub async fn logs(api: &Arc<Api>, who: Asker, tag: String, q: &LogsQ) -> Answer 
 
 /// The last `n` lines of a file, from at most its last 1 MiB; never through a symbolic link.
 fn tail(path: &str, owner: u32, n: usize) -> std::io::Result<Vec<String>> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    log_file(&f, owner)?;
+    let mut f = open_log(path, owner)?;
     let len = f.metadata()?.len();
     let from = len.saturating_sub(1 << 20);
     f.seek(SeekFrom::Start(from))?;
@@ -268,11 +264,16 @@ fn tail(path: &str, owner: u32, n: usize) -> std::io::Result<Vec<String>> {
     Ok(all[start..].iter().map(|s| s.to_string()).collect())
 }
 
-/// Only a regular file is read (not a FIFO that would block, nor a device), and only the one the
-/// permission was checked for: between the loop's answer and the open, the tag may have been removed
-/// and its name taken by another user, whose new log has that user as its owner.
-pub(crate) fn log_file(f: &std::fs::File, owner: u32) -> std::io::Result<()> {
+/// Opens a tag's log for reading: never through a symbolic link, only a regular file (not a FIFO that
+/// would block, nor a device), and only the one the permission was checked for: between the loop's
+/// answer and the open, the tag may have been removed and its name taken by another user, whose new log
+/// has that user as its owner.
+pub(crate) fn open_log(path: &str, owner: u32) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
     let m = f.metadata()?;
     if !m.is_file() {
         return Err(std::io::Error::other("not a regular file"));
@@ -283,7 +284,7 @@ pub(crate) fn log_file(f: &std::fs::File, owner: u32) -> std::io::Result<()> {
             m.uid()
         )));
     }
-    Ok(())
+    Ok(f)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -134,16 +134,10 @@ struct Follow {
 const FOLLOW_READ: usize = 64 << 10;
 
 impl Follow {
-    /// Opens a log at its end; never through a symbolic link, and only a regular file (not a FIFO that
-    /// would block, nor a device).
+    /// Opens a log at its end ([`routes::open_log`]).
     fn open(log: &routes::LogFile) -> std::io::Result<Follow> {
         use std::io::Seek;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&log.path)?;
-        routes::log_file(&f, log.owner)?;
+        let mut f = routes::open_log(&log.path, log.owner)?;
         let pos = f.seek(std::io::SeekFrom::End(0))?;
         Ok(Follow {
             f,
