@@ -1207,7 +1207,6 @@ mod tests {
     use super::*;
     use crate::testutil::*;
     use crate::WaitStatus;
-    use std::time::Duration;
 
     #[test]
     fn appends_to_a_file_and_inherits_no_other_descriptor() {
@@ -1364,14 +1363,7 @@ mod tests {
             assert_eq!(crate::start_time(s.pid).unwrap(), s.start_time);
             assert!(!s.pidfd.has_exited());
             s.pidfd.send_signal(libc::SIGKILL).unwrap();
-            assert!(s.pidfd.wait_exited(Some(Duration::from_secs(5))));
-            assert_eq!(
-                wait_child(&s),
-                WaitStatus::Signaled {
-                    signal: libc::SIGKILL,
-                    core_dumped: false
-                }
-            );
+            assert_killed(&s);
         }
         assert!(crate::reap_any().unwrap().is_none());
     }
@@ -1575,14 +1567,7 @@ mod tests {
         assert_eq!(st.start_time, s.start_time);
         assert!(!s.pidfd.has_exited());
         crate::kill_process_group(s.pid, libc::SIGKILL).unwrap();
-        assert!(s.pidfd.wait_exited(Some(Duration::from_secs(5))));
-        assert_eq!(
-            wait_child(&s),
-            WaitStatus::Signaled {
-                signal: libc::SIGKILL,
-                core_dumped: false
-            }
-        );
+        assert_killed(&s);
     }
 }
 

@@ -31,6 +31,19 @@ pub fn wait_child(s: &Spawned) -> WaitStatus {
     WaitStatus::from_raw(status)
 }
 
+/// Waits (at most 5 s) for a child the caller sent SIGKILL to end, reaps it, and checks that SIGKILL
+/// ended it.
+pub fn assert_killed(s: &Spawned) {
+    assert!(s.pidfd.wait_exited(Some(Duration::from_secs(5))));
+    assert_eq!(
+        wait_child(s),
+        WaitStatus::Signaled {
+            signal: libc::SIGKILL,
+            core_dumped: false
+        }
+    );
+}
+
 /// Reads a pipe until EOF, failing the test if that takes more than 10 s.
 pub fn read_to_end(r: OwnedFd) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);

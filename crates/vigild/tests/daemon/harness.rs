@@ -490,3 +490,16 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// vigild, not started, with its state dir, socket and config (`vigil.toml`, written by the caller) in
+/// `dir`: for a test of how it starts or refuses to.
+pub fn vigild_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("vigild"));
+    cmd.arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--socket")
+        .arg(dir.join("v.sock"))
+        .arg("--config")
+        .arg(dir.join("vigil.toml"));
+    cmd
+}

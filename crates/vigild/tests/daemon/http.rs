@@ -708,15 +708,7 @@ fn http_tcp_needs_the_token_and_acts_as_its_owner() {
     let (_, cfg) = token_config(keep.path(), free_port(), 0o644);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("vigil.toml"), cfg).unwrap();
-    let out = Command::new(bin("vigild"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--socket")
-        .arg(dir.path().join("v.sock"))
-        .arg("--config")
-        .arg(dir.path().join("vigil.toml"))
-        .output()
-        .unwrap();
+    let out = vigild_in(dir.path()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mode 644"), "{out:?}");
 }

@@ -88,13 +88,7 @@ fn start_refused(config: &str) -> (Output, bool) {
         marker.display()
     );
     std::fs::write(dir.path().join("vigil.toml"), config).unwrap();
-    let mut child = Command::new(bin("vigild"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--socket")
-        .arg(dir.path().join("v.sock"))
-        .arg("--config")
-        .arg(dir.path().join("vigil.toml"))
+    let mut child = vigild_in(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
