@@ -164,6 +164,61 @@ impl io::Write for NoSigpipe<'_> {
     }
 }
 
+/// Reads a message that is expected within microseconds: the first read polls the socket for up to
+/// `spin` before it blocks, and notes whether that found something; the reads after it (the rest of the
+/// frame) block at once as usual. See [`answer_spin`].
+struct SpinRead<'a> {
+    stream: &'a UnixStream,
+    spin: Duration,
+    found: Option<bool>,
+}
+
+impl io::Read for SpinRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.found.is_none() {
+            let got = vigil_sys::busy_poll::spin(self.spin, || {
+                match rustix::net::recv(self.stream, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => None,
+                    r => Some(r),
+                }
+            });
+            self.found = Some(got.is_some());
+            if let Some(r) = got {
+                return r.map(|(n, _)| n).map_err(io::Error::from);
+            }
+        }
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+/// The longest a request polls for its answer before it sleeps: `VIGIL_SPIN_US` microseconds from the
+/// environment (0: never poll), by default 50 with more than one CPU online and 0 with one (where
+/// vigild cannot run while this process polls). Waking a process that sleeps costs the answer a
+/// scheduler wake-up, from 4 µs to 25 µs and more on a virtual machine whose CPU went idle; most of
+/// vigild's answers come sooner than the default. How long each request polls adapts
+/// ([`vigil_sys::busy_poll::BusyPoll`]): a client whose answers come late soon stops polling.
+pub fn answer_spin() -> Duration {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var("VIGIL_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cpus > 1 {
+                    DEFAULT_SPIN_US
+                } else {
+                    0
+                }
+            });
+        Duration::from_micros(us.min(MAX_SPIN_US))
+    })
+}
+
+/// The default of `VIGIL_SPIN_US` with more than one CPU, and its largest value.
+const DEFAULT_SPIN_US: u64 = 50;
+const MAX_SPIN_US: u64 = 1000;
+
 /// The node's quorum as one `ServerMsg::QuorumLease` told it, after [`Client::quorum_lease_track`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuorumLease {
@@ -192,6 +247,8 @@ pub struct Client {
     quorum_leases: VecDeque<QuorumLease>,
     /// Cluster mode: the node requests are for (None: the node of this vigild).
     node: Option<String>,
+    /// How long the next request polls for its answer before it sleeps.
+    spin: vigil_sys::busy_poll::BusyPoll,
 }
 
 impl std::os::fd::AsFd for Client {
@@ -259,6 +316,7 @@ impl Client {
             quorum: VecDeque::new(),
             quorum_leases: VecDeque::new(),
             node: None,
+            spin: vigil_sys::busy_poll::BusyPoll::new(answer_spin()),
         };
         let hello = ClientMsg::Hello {
             version: PROTOCOL_VERSION,
@@ -328,11 +386,30 @@ impl Client {
         self.next_id += 1;
         vigil_proto::write_msg(&mut NoSigpipe(&self.stream), &ClientMsg::Request { id, body })?;
         loop {
-            match vigil_proto::read_msg(&mut self.stream)? {
+            match self.read_soon()? {
                 ServerMsg::Response { id: rid, result } if rid == id => return Ok(result?),
                 other => self.keep(other)?,
             }
         }
+    }
+
+    /// Reads the next message, one expected soon (the answer to a request just sent): polling for it
+    /// first, as long as [`answer_spin`] and how soon the last answers came allow.
+    fn read_soon(&mut self) -> Result<ServerMsg> {
+        let max = answer_spin();
+        let began = std::time::Instant::now();
+        let mut r = SpinRead {
+            stream: &self.stream,
+            spin: self.spin.budget(max),
+            found: None,
+        };
+        let msg = vigil_proto::read_msg(&mut r);
+        let found = r.found.unwrap_or(true);
+        self.spin.polled(found, began, max);
+        if !found {
+            self.spin.woken(max, std::time::Instant::now());
+        }
+        Ok(msg?)
     }
 
     /// Queues a pushed message for whoever reads that kind; the end of the connection or a message that has
@@ -998,6 +1075,47 @@ pub fn escape_terminal(s: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spinning_read_finds_what_is_there_waits_for_what_is_not_and_sees_the_end() {
+        use std::io::{Read as _, Write as _};
+        let (a, mut b) = UnixStream::pair().unwrap();
+        // There already: found by the poll.
+        b.write_all(b"hello").unwrap();
+        let mut r = SpinRead {
+            stream: &a,
+            spin: Duration::from_millis(100),
+            found: None,
+        };
+        let mut buf = [0u8; 3];
+        assert_eq!(r.read(&mut buf).unwrap(), 3);
+        assert_eq!((&buf, r.found), (b"hel", Some(true)));
+        // The rest of it: a plain read.
+        assert_eq!(r.read(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"lo");
+        // Not there within the poll: the read sleeps for it.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            b.write_all(b"late").unwrap();
+            b
+        });
+        let mut r = SpinRead {
+            stream: &a,
+            spin: Duration::from_micros(10),
+            found: None,
+        };
+        let mut buf = [0u8; 4];
+        r.read_exact(&mut buf).unwrap();
+        assert_eq!((&buf, r.found), (b"late", Some(false)));
+        // The end of the connection, seen by the poll.
+        drop(writer.join().unwrap());
+        let mut r = SpinRead {
+            stream: &a,
+            spin: Duration::from_millis(100),
+            found: None,
+        };
+        assert_eq!(r.read(&mut buf).unwrap(), 0);
+    }
 
     #[test]
     fn control_characters_are_escaped_for_terminals() {

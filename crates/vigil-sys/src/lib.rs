@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod busy_poll;
 mod connector;
 mod inotify;
 mod misc;

@@ -505,6 +505,7 @@ async fn serve(
         None => None,
     };
 
+    let mut poll = vigil_sys::busy_poll::BusyPoll::new(d.node.settings.busy_poll);
     let exit = loop {
         let deadline = d.next_deadline().map(|t| {
             let wait = t.since(now());
@@ -521,6 +522,7 @@ async fn serve(
                 }
             }
             Some(msg) = rx.recv() => {
+                poll.woken(d.node.settings.busy_poll, std::time::Instant::now());
                 // Take what is queued now, in order, up to a bound: a request never waits behind more
                 // than one turn's worth of process notifications.
                 let mut batch = vec![msg];
@@ -568,6 +570,19 @@ async fn serve(
         // the next select! finds nothing ready unless more came, and then it is their turn anyway.
         if !requests {
             tokio::task::yield_now().await;
+        } else {
+            // The next request may be on its way: poll for it a while rather than sleep, so that it does
+            // not pay for waking vigild (`daemon.busy_poll_us`, vigil_sys::busy_poll). Each turn of
+            // this poll is a yield: the runtime looks at its sockets without sleeping and runs the
+            // connection tasks, which hand what they read to `rx`.
+            let max = d.node.settings.busy_poll;
+            let began = std::time::Instant::now();
+            let budget = poll.budget(max);
+            let until = began + budget;
+            while !budget.is_zero() && rx.is_empty() && std::time::Instant::now() < until {
+                tokio::task::yield_now().await;
+            }
+            poll.polled(!rx.is_empty(), began, max);
         }
         if d.shutdown_done() {
             break Exit::Shutdown;

@@ -162,6 +162,8 @@ struct DaemonSection {
     psm_members_per_uid: Option<u32>,
     /// Restart-storm throttling of every tag: `off` or `AFTER:MIN:MAX[:QUICK]`.
     storm: Option<String>,
+    /// Microseconds the loop may poll for the next request after answering (0: never).
+    busy_poll_us: Option<u64>,
 }
 
 impl DaemonSection {
@@ -188,6 +190,11 @@ impl DaemonSection {
         }
         if let Some(n) = self.max_in_flight {
             s.max_in_flight = range("max_in_flight", n, 1, 65_536)?;
+        }
+        if let Some(us) = self.busy_poll_us {
+            let max = settings::BUSY_POLL_US_MAX;
+            anyhow::ensure!(us <= max, "daemon.busy_poll_us = {us} is outside 0..={max}");
+            s.busy_poll = Duration::from_micros(us);
         }
         if let Some(n) = self.queue_bytes {
             // Room for at least one frame of the largest size, or a large answer could never be sent.

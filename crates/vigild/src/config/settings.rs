@@ -43,6 +43,9 @@ pub struct Settings {
     pub storm_overrides: BTreeMap<TagName, Option<vigil_core::Storm>>,
     /// The HTTP API (`[http]`, docs/http.md).
     pub http: HttpSettings,
+    /// How long the loop may poll for the next request after answering, before it sleeps
+    /// (`daemon.busy_poll_us`, see busy_poll.rs; zero: never).
+    pub busy_poll: Duration,
 }
 
 /// Where and how the HTTP API is served.
@@ -102,6 +105,10 @@ impl Default for Quotas {
     }
 }
 
+/// The default of `daemon.busy_poll_us`, and its largest value.
+pub const BUSY_POLL_US: u64 = 50;
+pub const BUSY_POLL_US_MAX: u64 = 1000;
+
 /// The default of `daemon.tags_per_uid`.
 pub const TAGS_PER_UID: usize = 64;
 
@@ -130,6 +137,7 @@ impl Default for Settings {
             storm: Some(vigil_core::Storm::default()),
             storm_overrides: BTreeMap::new(),
             http: HttpSettings::default(),
+            busy_poll: Duration::from_micros(BUSY_POLL_US),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! vigild's integration tests: real daemons in temp dirs, real processes, the real socket.
 
 mod bad_input;
+mod busy_poll;
 mod c_cfg;
 mod c_cmap;
 mod c_dsdev;
