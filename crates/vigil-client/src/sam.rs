@@ -295,8 +295,11 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
             Forked::Child => {
                 drop(ours);
                 // corosync writes the CMAP keys (state "stopped") before it forks, so they are there when
-                // register returns: wait for the supervisor to have reported this instance.
-                read_reply(&theirs)?;
+                // register returns: wait for the supervisor to have reported this instance. Without CMAP
+                // the instance runs at once, as corosync's does: the supervisor sends nothing to wait for.
+                if policy.cmap() {
+                    read_reply(&theirs)?;
+                }
                 g.status = Status::Registered;
                 g.last_beat = None;
                 g.instance = sup.instance;

@@ -247,9 +247,9 @@ impl Supervisor {
             Self::reply(&link, Ok(()));
             self.start_reporter();
         } else {
-            // Nothing the application can see waits for vigild: it runs at once, and vigild hears of
-            // the last instance's end and of this one from the reporter.
-            Self::reply(&link, Ok(()));
+            // Nothing the application can see waits for vigild, nor for this process: the instance
+            // returned from register without waiting for a reply, and vigild hears of the last
+            // instance's end and of this one from the reporter.
             self.start_reporter();
             self.announce();
         }
