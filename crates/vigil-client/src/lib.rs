@@ -1080,13 +1080,14 @@ mod tests {
     fn a_spinning_read_finds_what_is_there_waits_for_what_is_not_and_sees_the_end() {
         use std::io::{Read as _, Write as _};
         let (a, mut b) = UnixStream::pair().unwrap();
-        // There already: found by the poll.
-        b.write_all(b"hello").unwrap();
-        let mut r = SpinRead {
+        let reader = |spin| SpinRead {
             stream: &a,
-            spin: Duration::from_millis(100),
+            spin,
             found: None,
         };
+        // There already: found by the poll.
+        b.write_all(b"hello").unwrap();
+        let mut r = reader(Duration::from_millis(100));
         let mut buf = [0u8; 3];
         assert_eq!(r.read(&mut buf).unwrap(), 3);
         assert_eq!((&buf, r.found), (b"hel", Some(true)));
@@ -1099,22 +1100,13 @@ mod tests {
             b.write_all(b"late").unwrap();
             b
         });
-        let mut r = SpinRead {
-            stream: &a,
-            spin: Duration::from_micros(10),
-            found: None,
-        };
+        let mut r = reader(Duration::from_micros(10));
         let mut buf = [0u8; 4];
         r.read_exact(&mut buf).unwrap();
         assert_eq!((&buf, r.found), (b"late", Some(false)));
         // The end of the connection, seen by the poll.
         drop(writer.join().unwrap());
-        let mut r = SpinRead {
-            stream: &a,
-            spin: Duration::from_millis(100),
-            found: None,
-        };
-        assert_eq!(r.read(&mut buf).unwrap(), 0);
+        assert_eq!(reader(Duration::from_millis(100)).read(&mut buf).unwrap(), 0);
     }
 
     #[test]
