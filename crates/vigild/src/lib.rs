@@ -513,6 +513,8 @@ async fn serve(
         });
         // Not biased: under a storm of process events, requests must still get their turn.
         let mut requests = false;
+        // Some of them from clients, which may send the next one soon.
+        let mut answered = false;
         tokio::select! {
             _ = sigchld.recv() => d.reap(),
             ready = async { match &connector_fd { Some(f) => f.readable().await, None => std::future::pending().await } } => {
@@ -532,6 +534,7 @@ async fn serve(
                         Err(_) => break,
                     }
                 }
+                answered = batch.iter().any(|m| matches!(m, msg::Msg::Request { .. }));
                 for msg in batch {
                     d.on_msg(msg);
                 }
@@ -570,7 +573,7 @@ async fn serve(
         // the next select! finds nothing ready unless more came, and then it is their turn anyway.
         if !requests {
             tokio::task::yield_now().await;
-        } else {
+        } else if answered {
             // The next request may be on its way: poll for it a while rather than sleep, so that it does
             // not pay for waking vigild (`daemon.busy_poll_us`, vigil_sys::busy_poll). Each turn of
             // this poll is a yield: the runtime looks at its sockets without sleeping and runs the

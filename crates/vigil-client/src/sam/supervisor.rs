@@ -238,7 +238,14 @@ impl Supervisor {
         self.state = SamState::Stopped;
         // Commands read ahead from the last instance's link are not this one's.
         self.inbox = Inbox::default();
-        let pidfd = vigil_sys::PidFd::open(pid).map_err(|_| SamError::Library)?;
+        let Ok(pidfd) = vigil_sys::PidFd::open(pid) else {
+            // The instance may already be running (without CMAP it does not wait for this process):
+            // it must not run unsupervised while register answers Library here. Still an unreaped
+            // child of ours, so the pid names it.
+            let _ = vigil_sys::send_signal(pid, SIGKILL);
+            let _ = vigil_sys::reap_child(pid);
+            return Err(SamError::Library);
+        };
         let mut watch = Watch::new(self.interval_ms.into());
         if self.policy.cmap() {
             // corosync's keys (state "stopped") are there when register returns: the instance waits

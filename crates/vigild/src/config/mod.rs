@@ -192,8 +192,11 @@ impl DaemonSection {
             s.max_in_flight = range("max_in_flight", n, 1, 65_536)?;
         }
         if let Some(us) = self.busy_poll_us {
-            let max = settings::BUSY_POLL_US_MAX;
-            anyhow::ensure!(us <= max, "daemon.busy_poll_us = {us} is outside 0..={max}");
+            let (min, max) = (settings::BUSY_POLL_US_MIN, settings::BUSY_POLL_US_MAX);
+            anyhow::ensure!(
+                us == 0 || (min..=max).contains(&us),
+                "daemon.busy_poll_us = {us} is outside {min}..={max} (0 turns polling off)"
+            );
             s.busy_poll = Duration::from_micros(us);
         }
         if let Some(n) = self.queue_bytes {

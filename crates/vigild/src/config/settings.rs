@@ -105,8 +105,10 @@ impl Default for Quotas {
     }
 }
 
-/// The default of `daemon.busy_poll_us`, and its largest value.
+/// The default of `daemon.busy_poll_us` with more than one CPU online (0 with one), and its bounds
+/// other than 0: a shorter poll is not worth its first `epoll_wait` (vigil_sys::busy_poll::MIN).
 pub const BUSY_POLL_US: u64 = 50;
+pub const BUSY_POLL_US_MIN: u64 = 5;
 pub const BUSY_POLL_US_MAX: u64 = 1000;
 
 /// The default of `daemon.tags_per_uid`.
@@ -137,7 +139,11 @@ impl Default for Settings {
             storm: Some(vigil_core::Storm::default()),
             storm_overrides: BTreeMap::new(),
             http: HttpSettings::default(),
-            busy_poll: Duration::from_micros(BUSY_POLL_US),
+            // With one CPU, vigild polling would keep it from the very client it waits for.
+            busy_poll: match std::thread::available_parallelism() {
+                Ok(n) if n.get() > 1 => Duration::from_micros(BUSY_POLL_US),
+                _ => Duration::ZERO,
+            },
         }
     }
 }

@@ -229,19 +229,7 @@ fn http_sec_a_body_counts_in_the_uids_request_budget() {
     let go = raw.until("recv");
     assert!(go.contains("100 Continue"), "{go}");
     // A request of nobody on the main socket now waits for the budget, until the body is given up.
-    let mut cli = Command::new("setpriv")
-        .arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(bin("vigil"))
-        .arg("--socket")
-        .arg(v.socket())
-        .arg("list")
-        .current_dir("/")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cli = nobody_list(&v);
     // Unanswered for a second (an answer takes milliseconds when nothing holds the budget)...
     let waiting = Instant::now() + Duration::from_secs(1);
     while Instant::now() < waiting {
@@ -257,6 +245,36 @@ fn http_sec_a_body_counts_in_the_uids_request_budget() {
     assert!(st.success(), "{st:?}");
     // Root's requests never wait for it.
     assert!(v.cli(&["list"]).status.success());
+    drop(v);
+
+    // A body that does not come within `frame_timeout` gets 408, and gives the budget back.
+    let v = Vigild::start_with(Some(
+        "[daemon]\nrequest_bytes_per_uid = 4194308\nframe_timeout = 2\n[http]\nmax_body_bytes = 67108864\n",
+    ));
+    let raw = Raw::start(&v, &http_sock(&v), json!([{"send": head}, {"read": true}]));
+    assert!(raw.until("recv").contains("100 Continue"));
+    let closed = raw.until("closed");
+    assert!(closed.contains(" 408 "), "{closed}");
+    let mut cli = nobody_list(&v);
+    let st = wait_for("vigil list as nobody ended after the 408", || cli.try_wait().unwrap());
+    assert!(st.success(), "{st:?}");
+}
+
+/// `vigil list` as nobody on the main socket, started.
+fn nobody_list(v: &Vigild) -> std::process::Child {
+    Command::new("setpriv")
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(bin("vigil"))
+        .arg("--socket")
+        .arg(v.socket())
+        .arg("list")
+        .current_dir("/")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 #[test]
