@@ -266,8 +266,9 @@ impl Reporter {
         (q.answers.drain(..).collect(), q.news.drain(..).collect())
     }
 
-    /// Waits for the queued reports to be made and takes the link back, with the news not yet taken.
-    pub(super) fn finish(self) -> Link {
+    /// Waits for the queued reports to be made and takes the link back, with the news not yet taken,
+    /// and the answers not yet taken (those of the reports made last).
+    pub(super) fn finish(self) -> (Link, Vec<Result<(), ErrorCode>>) {
         lock(&self.queues).closing = true;
         poke(&self.wake);
         // The thread cannot panic short of a bug; the supervisor then goes on without vigild.
@@ -276,7 +277,7 @@ impl Reporter {
         let mut news: VecDeque<News> = q.news.drain(..).collect();
         news.append(&mut link.news);
         link.news = news;
-        link
+        (link, q.answers.drain(..).collect())
     }
 }
 

@@ -115,12 +115,22 @@ impl Supervisor {
         }
     }
 
+    /// Takes the link back from the reporter once the instance is gone. A data store still waiting for
+    /// vigild's answer gets it now (finish waits for the reports queued): the data is the supervisor's
+    /// if vigild took it, as corosync's parent keeps what it read before the instance died, for the
+    /// next instance to restore. Nobody is left to reply to.
     fn stop_reporter(&mut self) {
         if let Some(r) = self.reporter.take() {
-            self.link = Some(r.finish());
+            let (link, answers) = r.finish();
+            self.link = Some(link);
+            self.answers.extend(answers);
         }
         self.take_news();
-        self.answers.clear();
+        for r in std::mem::take(&mut self.answers) {
+            if let Some(Pending::Data(data)) = self.pending.take() {
+                let _ = self.data_reply(data, r);
+            }
+        }
         self.pending = None;
     }
 

@@ -127,3 +127,36 @@ fn the_next_instance_runs_before_vigild_hears_that_the_last_one_ended() {
     let restart = n.iter().position(|x| x == "restart").expect("a restart event");
     assert!(exit < restart, "{n:?}");
 }
+
+#[test]
+fn a_store_vigild_takes_after_its_instance_died_is_the_next_instances_data() {
+    // corosync's parent keeps a store it read before the instance died. vigil's supervisor keeps a first
+    // store once vigild took it; here vigild is stopped from before the store until the instance, blocked
+    // in it, has been warned (SIGTERM ends it) and reaped: vigild's answer comes after that death.
+    let v = Vigild::start();
+    let go = v.path("go");
+    let mut app = SamApp::start(
+        Some(&v),
+        v.dir.path(),
+        &[
+            "--interval",
+            "500",
+            "--on",
+            &format!("1:start;wait:{};store:aaaa;hang", go.display()),
+            "--on",
+            "2:data;exit:0",
+        ],
+    );
+    app.wait_line("1 start ok");
+    {
+        let _stopped = Stopped::new(&v);
+        std::fs::write(&go, "").unwrap();
+        // The supervisor cannot start the next instance before vigild answers the reports it queued.
+        wait_for("instance 1 dead and reaped while vigild is stopped", || {
+            vigil_sys::children(app.pid()).is_empty().then_some(())
+        });
+        assert!(app.result(1, "store:aaaa").is_none(), "{:#?}", app.lines());
+    }
+    assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
+    assert_eq!(app.result(2, "data").as_deref(), Some("aaaa"), "{:#?}", app.lines());
+}
