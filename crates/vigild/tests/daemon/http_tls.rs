@@ -280,7 +280,10 @@ fn a_stalled_handshake_neither_blocks_others_nor_keeps_its_place() {
     }
     let held = opened.elapsed();
     assert!(held < Duration::from_secs(6), "held for {held:?}, hello_timeout is 3 s");
-    assert_eq!(curl(&cert, &url, &[]).0, 200);
+    // The client may see the close a moment before vigild has given the place back.
+    wait_for("a place back after the stalled handshakes", || {
+        (curl(&cert, &url, &[]).0 == 200).then_some(())
+    });
     drop(v);
 
     // With room to spare, a stalled client keeps nobody waiting.
