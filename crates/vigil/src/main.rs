@@ -561,7 +561,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Cmd::Restart { tags } => several::each(&mut connect()?, &tags, json, |c, t| {
             c.restart(t)?;
-            Ok(Done::new(t, "restarted").tag(&c.status(t)?))
+            Ok(Done::new(t, "restarted").tag(&after_restart(c, t)?))
         })?,
         Cmd::Rm { tag, wait } => {
             let wait = wait.map(|w| secs(w, "--wait")).transpose()?;
@@ -913,3 +913,20 @@ fn run_spec(a: RunArgs) -> Result<RunSpec, Failure> {
         probes,
     })
 }
+
+/// The tag's status once its restart is through: vigild answers `restart` as soon as the old processes
+/// are signalled, and the next request can come before they have gone. While the tag is stopping, asks
+/// again (a stop ends within the tag's stop timeout, then SIGKILL), up to [`RESTART_SHOWN_WITHIN`].
+fn after_restart(c: &mut Client, tag: &str) -> Result<proto::TagStatus, ClientError> {
+    let until = std::time::Instant::now() + RESTART_SHOWN_WITHIN;
+    loop {
+        let st = c.status(tag)?;
+        if st.state != "stopping" || std::time::Instant::now() >= until {
+            return Ok(st);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long `vigil restart` waits for the old processes to go before it shows the tag as it is.
+const RESTART_SHOWN_WITHIN: Duration = Duration::from_secs(5);
