@@ -296,7 +296,8 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
                 drop(ours);
                 // corosync writes the CMAP keys (state "stopped") before it forks, so they are there when
                 // register returns: wait for the supervisor to have reported this instance. Without CMAP
-                // the instance runs at once, as corosync's does: the supervisor sends nothing to wait for.
+                // the instance runs at once, as corosync's does (lib/sam.c, sam_register: the child
+                // returns right after the fork): the supervisor sends nothing to wait for.
                 if policy.cmap() {
                     read_reply(&theirs)?;
                 }

@@ -130,7 +130,8 @@ fn the_next_instance_runs_before_vigild_hears_that_the_last_one_ended() {
 
 #[test]
 fn a_store_vigild_takes_after_its_instance_died_is_the_next_instances_data() {
-    // corosync's parent keeps a store it read before the instance died. vigil's supervisor keeps a first
+    // corosync's parent keeps a store it read before the instance died (lib/sam.c, sam_parent_data_store:
+    // the blob is the parent's once read, whatever becomes of the child). vigil's supervisor keeps a first
     // store once vigild took it; here vigild is stopped from before the store until the instance, blocked
     // in it, has been warned (SIGTERM ends it) and reaped: vigild's answer comes after that death.
     let v = Vigild::start();
