@@ -4,13 +4,15 @@
  * every call returned; instance 0 is before sam_register.
  *
  *   sam_test OUT api       every function in every state, with its error codes
- *   sam_test OUT restart   RESTART: instances 1..3 store data and abort; 4 reads it and ends in order
+ *   sam_test OUT restart   RESTART: instances 1..3 store data and abort; 4 reads it and ends in order;
+ *                          each notes its open descriptors and its supervisor's reporter thread
  *   sam_test OUT warn      a missed heartbeat: the warn signal (caught) comes one interval before SIGKILL
  *   sam_test OUT callback  event-driven checking: a callback that fails after three answers
  *   sam_test OUT failed    RESTART|CMAP: sam_mark_failed ends everything with state "failed"
  *   sam_test OUT quorum    QUORUM_RESTART|CMAP: sam_start returns once the node is quorate
  */
 #include <corosync/sam.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,61 @@ static void api(void)
 	exit(0);
 }
 
+/* The descriptors this process has open. */
+static long open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+/* The thread id of the supervisor's thread named "sam-report" (vigil's libsam reports to vigild from
+ * it), waited for up to 5 s (the first instance may run before it starts); 0 without one. */
+static long reporter(void)
+{
+	char path[320], comm[32];
+	int ppid = (int)getppid();
+
+	for (int tries = 0; tries < 500; tries++) {
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(path, sizeof(path), "/proc/%d/task", ppid);
+		d = opendir(path);
+		if (d == NULL)
+			return 0;
+		while ((e = readdir(d)) != NULL) {
+			FILE *f;
+
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", ppid, e->d_name);
+			f = fopen(path, "r");
+			if (f == NULL)
+				continue;
+			if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "sam-report", 10) == 0) {
+				long tid = atol(e->d_name);
+
+				fclose(f);
+				closedir(d);
+				return tid;
+			}
+			fclose(f);
+		}
+		closedir(d);
+		usleep(10000);
+	}
+	return 0;
+}
+
 static void restart(void)
 {
 	char buf[32] = "";
@@ -116,6 +173,8 @@ static void restart(void)
 
 	line("initialize", sam_initialize(5000, SAM_RECOVERY_POLICY_RESTART));
 	line("register", sam_register(&instance));
+	line("fds", open_fds());
+	line("reporter", reporter());
 	line("data_getsize", sam_data_getsize(&size));
 	line("size", (long)size);
 	if (size > 0) {

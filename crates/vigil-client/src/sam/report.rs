@@ -3,13 +3,20 @@
 //! While an instance runs, the link lives on a thread of its own (the [`Reporter`]): a report waits for
 //! vigild there, never in the supervisor's loop, so a stalled vigild holds up neither the heartbeats nor
 //! the warnings nor the quorum deadline (docs/sam.md, "When vigild stalls"). Reports reach vigild in the
-//! order they were made; heartbeats waiting in a row are sent as one. The thread exists only between the
-//! start of an instance and its end, so the supervisor never forks while it runs.
+//! order they were made; heartbeats waiting in a row are sent as one.
+//!
+//! The thread outlives each instance: between instances the supervisor holds the link and the thread
+//! waits, parked, for it to come back. The supervisor forks the next instance with the thread parked,
+//! so the way from an instance's death to the next fork wakes no thread when the thread was idle
+//! (joining one and starting another cost two wake-ups and a thread's exit on every restart). A parked
+//! thread waits on a condition variable and owns nothing: its pipe end, like the connection to vigild,
+//! is kept in what it shares with the supervisor, so a child of the fork closes its copies
+//! ([`Reporter::forget_in_child`]) and inherits no lock it needs.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -172,26 +179,70 @@ struct Job {
 }
 
 #[derive(Default)]
-struct Queues {
+struct State {
     jobs: VecDeque<Job>,
+    /// The link, while nobody is using it: the thread takes it out to make a report (or to wait for
+    /// vigild's pushes, or to reconnect) and puts it back; the supervisor takes it to park the thread.
+    link: Option<Link>,
+    /// The read end of the pipe that wakes the thread while it polls (as it does only to hear vigild's
+    /// quorum news), and the write end of the one it wakes the supervisor by: here, not on the thread,
+    /// so that a child of a fork made while the thread waits closes them.
+    wake_rx: Option<OwnedFd>,
+    woken_tx: Option<OwnedFd>,
+    /// The thread is polling (with `wake_rx` and the link): a poke writes to the pipe, not the condvar.
+    polling: bool,
+    /// The supervisor holds the link (between instances): the thread waits to be given it back.
+    parked: bool,
     /// The supervisor wants the link back once the jobs are done.
     closing: bool,
+    /// The link was just handed over for a new instance: quorum is tracked anew before anything else.
+    fresh: bool,
+    /// The supervisor's handle is gone: the thread ends.
+    ended: bool,
     answers: VecDeque<Result<(), ErrorCode>>,
     news: VecDeque<News>,
 }
 
-/// The supervisor's handle on the thread that owns the link while an instance runs.
-pub(super) struct Reporter {
-    queues: Arc<Mutex<Queues>>,
-    /// Written to wake the thread.
-    wake: OwnedFd,
-    /// Readable when the thread has answers or news: the supervisor polls it.
-    pub(super) woken: OwnedFd,
-    thread: JoinHandle<Link>,
+impl State {
+    /// Wakes the thread, however it waits.
+    fn poke(&self, shared: &Shared, wake: &OwnedFd) {
+        if self.polling {
+            poke(wake);
+        } else {
+            shared.idle.notify_one();
+        }
+    }
 }
 
-fn lock(q: &Mutex<Queues>) -> MutexGuard<'_, Queues> {
-    q.lock().unwrap_or_else(|e| e.into_inner())
+/// Wakes the supervisor.
+fn tell(woken_tx: &Option<OwnedFd>) {
+    if let Some(w) = woken_tx {
+        poke(w);
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Where the thread waits when it has nothing to poll.
+    idle: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The supervisor's handle on the thread that makes its reports.
+pub(super) struct Reporter {
+    shared: Arc<Shared>,
+    /// Written to wake the thread while it polls.
+    wake: OwnedFd,
+    /// Readable when the thread has answers or news, or has parked: the supervisor polls it.
+    pub(super) woken: OwnedFd,
+    /// None only in a child of a fork, where the thread is not.
+    thread: Option<JoinHandle<()>>,
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -215,46 +266,58 @@ impl Reporter {
     pub(super) fn start(held: &mut Option<Link>) -> Option<Reporter> {
         let (wake_rx, wake) = pipe().ok()?;
         let (woken, woken_tx) = pipe().ok()?;
-        let queues = Arc::new(Mutex::new(Queues::default()));
-        let q = queues.clone();
-        // Handed over through a slot, so that it comes back if the thread cannot be spawned.
-        let slot = Arc::new(Mutex::new(held.take()));
-        let s = slot.clone();
-        let spawned = std::thread::Builder::new().name("sam-report".into()).spawn(move || {
-            let link = s.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
-            run(link, &q, &wake_rx, &woken_tx)
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                link: held.take(),
+                wake_rx: Some(wake_rx),
+                woken_tx: Some(woken_tx),
+                fresh: true,
+                ..Default::default()
+            }),
+            idle: Condvar::new(),
         });
+        let q = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sam-report".into())
+            .spawn(move || run(&q));
         match spawned {
             Ok(thread) => Some(Reporter {
-                queues,
+                shared,
                 wake,
                 woken,
-                thread,
+                thread: Some(thread),
             }),
             Err(_) => {
-                *held = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                *held = shared.lock().link.take();
                 None
             }
         }
     }
 
+    /// Hands the link back to a parked thread, for a new instance.
+    pub(super) fn resume(&self, link: Link) {
+        let mut s = self.shared.lock();
+        s.link = Some(link);
+        s.parked = false;
+        s.fresh = true;
+        s.poke(&self.shared, &self.wake);
+    }
+
     /// Queues a report; `answer`: its result comes back through [`Reporter::take`].
     pub(super) fn report(&self, change: SamChange, info: SamInfo, answer: bool) {
-        {
-            let mut q = lock(&self.queues);
-            // Heartbeats in a row say nothing more than the last one: a stall of vigild leaves one behind.
-            let beat = matches!(change, SamChange::Heartbeat);
-            // A data store replaces the whole blob: one not yet sent is dropped for the newer one, so
-            // that a stalled vigild holds at most one blob here besides the one being sent.
-            if matches!(change, SamChange::Data(_)) && !answer {
-                q.jobs.retain(|j| j.answer || !matches!(j.change, SamChange::Data(_)));
-            }
-            match q.jobs.back_mut() {
-                Some(last) if beat && !answer && matches!(last.change, SamChange::Heartbeat) => last.info = info,
-                _ => q.jobs.push_back(Job { change, info, answer }),
-            }
+        let mut q = self.shared.lock();
+        // Heartbeats in a row say nothing more than the last one: a stall of vigild leaves one behind.
+        let beat = matches!(change, SamChange::Heartbeat);
+        // A data store replaces the whole blob: one not yet sent is dropped for the newer one, so that a
+        // stalled vigild holds at most one blob here besides the one being sent.
+        if matches!(change, SamChange::Data(_)) && !answer {
+            q.jobs.retain(|j| j.answer || !matches!(j.change, SamChange::Data(_)));
         }
-        poke(&self.wake);
+        match q.jobs.back_mut() {
+            Some(last) if beat && !answer && matches!(last.change, SamChange::Heartbeat) => last.info = info,
+            _ => q.jobs.push_back(Job { change, info, answer }),
+        }
+        q.poke(&self.shared, &self.wake);
     }
 
     /// What the thread has for the supervisor since the last call: the answers to the reports that asked
@@ -262,77 +325,180 @@ impl Reporter {
     pub(super) fn take(&self) -> (Vec<Result<(), ErrorCode>>, Vec<News>) {
         // Emptied first: anything added after it pokes again.
         drain(&self.woken);
-        let mut q = lock(&self.queues);
+        let mut q = self.shared.lock();
         (q.answers.drain(..).collect(), q.news.drain(..).collect())
     }
 
-    /// Waits for the queued reports to be made and takes the link back, with the news not yet taken,
-    /// and the answers not yet taken (those of the reports made last).
-    pub(super) fn finish(self) -> (Link, Vec<Result<(), ErrorCode>>) {
-        lock(&self.queues).closing = true;
-        poke(&self.wake);
-        // The thread cannot panic short of a bug; the supervisor then goes on without vigild.
-        let mut link = self.thread.join().unwrap_or_default();
-        let mut q = lock(&self.queues);
-        let mut news: VecDeque<News> = q.news.drain(..).collect();
+    /// Takes the link back once the queued reports are made, with the news and the answers not yet
+    /// taken (those of the reports made last), and leaves the thread parked. A thread that waits idle
+    /// (the usual case when an instance dies) is parked where it waits, without being woken.
+    pub(super) fn park(&self) -> (Link, Vec<Result<(), ErrorCode>>) {
+        let mut s = self.shared.lock();
+        let idle = s.link.is_some() && s.jobs.is_empty() && !s.fresh && !s.polling;
+        if !idle {
+            s.closing = true;
+            s.poke(&self.shared, &self.wake);
+            drop(s);
+            loop {
+                let mut fds = [PollFd::new(&self.woken, PollFlags::IN)];
+                let _ = rustix::event::poll(&mut fds, None);
+                drain(&self.woken);
+                s = self.shared.lock();
+                // A thread that ended (it cannot short of a bug) left the link where it was.
+                if s.parked || self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                    break;
+                }
+                drop(s);
+            }
+        }
+        s.parked = true;
+        let mut link = s.link.take().unwrap_or_default();
+        let mut news: VecDeque<News> = s.news.drain(..).collect();
         news.append(&mut link.news);
         link.news = news;
-        (link, q.answers.drain(..).collect())
+        (link, s.answers.drain(..).collect())
+    }
+
+    /// Ends the parked thread, for a fork that must be made with one thread.
+    pub(super) fn end(mut self) {
+        if let Some(t) = self.thread.take() {
+            {
+                let mut s = self.shared.lock();
+                s.ended = true;
+                s.poke(&self.shared, &self.wake);
+            }
+            let _ = t.join();
+        }
+    }
+
+    /// In the child of a fork made with the thread parked: the thread is not there, so its handle is
+    /// let go without a word to it, and the pipe ends it keeps in the shared state are closed (unless
+    /// the fork came while it held the lock, which is then never taken here: they close at exec).
+    pub(super) fn forget_in_child(mut self) {
+        // Detaching a thread this process does not have would touch what the fork left of it.
+        std::mem::forget(self.thread.take());
+        if let Ok(mut s) = self.shared.state.try_lock() {
+            s.wake_rx = None;
+            s.woken_tx = None;
+        }
     }
 }
 
-/// The thread: makes the queued reports in order, reads vigild's pushes in between, and retries a lost
-/// vigild every [`RETRY`] when quorum is tracked.
-fn run(mut link: Link, queues: &Mutex<Queues>, wake: &OwnedFd, woken: &OwnedFd) -> Link {
-    // Pushes older than this instance were read late: a fresh track makes the newest news current.
-    if link.quorum {
-        link.track();
+impl Drop for Reporter {
+    /// The thread ends once it has made the reports queued (the supervisor is going away).
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let mut s = self.shared.lock();
+            s.ended = true;
+            s.poke(&self.shared, &self.wake);
+        }
     }
+}
+
+/// What the thread does next, found under the lock.
+enum Work {
+    Track(Link),
+    Report(Job, Link),
+    /// Wait for a poke or for vigild's pushes, with the link and the pipe end taken out; with a timeout
+    /// when vigild is to be reached again.
+    Poll(Link, OwnedFd),
+}
+
+/// The thread: makes the queued reports in order, reads vigild's quorum pushes in between, and retries a
+/// lost vigild every [`RETRY`] when quorum is tracked; parks while the supervisor holds the link; ends
+/// when the supervisor's handle is gone.
+fn run(shared: &Shared) {
     loop {
-        let job = {
-            let mut q = lock(queues);
-            if !link.news.is_empty() {
-                q.news.extend(link.news.drain(..));
-                poke(woken);
-            }
-            match q.jobs.pop_front() {
-                Some(j) => Some(j),
-                None if q.closing => return link,
-                None => None,
+        let work = {
+            let mut guard = shared.lock();
+            loop {
+                let s = &mut *guard;
+                let Some(link) = s.link.as_mut().filter(|_| !s.parked) else {
+                    if s.ended {
+                        return;
+                    }
+                    guard = shared.idle.wait(guard).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                };
+                if !link.news.is_empty() {
+                    s.news.extend(link.news.drain(..));
+                    tell(&s.woken_tx);
+                }
+                if std::mem::take(&mut s.fresh) {
+                    // Pushes older than this instance were read late: a fresh track makes the newest
+                    // news current.
+                    break Work::Track(s.link.take().expect("matched above"));
+                }
+                if let Some(job) = s.jobs.pop_front() {
+                    break Work::Report(job, s.link.take().expect("matched above"));
+                }
+                if std::mem::take(&mut s.closing) {
+                    s.parked = true;
+                    tell(&s.woken_tx);
+                    continue;
+                }
+                if s.ended {
+                    return;
+                }
+                // Only quorum is pushed: without it there is nothing to read between reports.
+                let listen = link.quorum && (link.vigild.is_some() || link.socket.is_some());
+                if let (true, Some(rx)) = (listen, s.wake_rx.take()) {
+                    s.polling = true;
+                    break Work::Poll(s.link.take().expect("matched above"), rx);
+                }
+                guard = shared.idle.wait(guard).unwrap_or_else(|e| e.into_inner());
             }
         };
-        if let Some(job) = job {
-            let r = link.report(job.change, job.info);
-            if job.answer {
-                lock(queues).answers.push_back(r);
-                poke(woken);
+        match work {
+            Work::Track(mut link) => {
+                if link.quorum {
+                    link.track();
+                }
+                shared.lock().link = Some(link);
             }
-            continue;
+            Work::Report(job, mut link) => {
+                let r = link.report(job.change, job.info);
+                let mut s = shared.lock();
+                s.link = Some(link);
+                if job.answer {
+                    s.answers.push_back(r);
+                    tell(&s.woken_tx);
+                }
+            }
+            Work::Poll(mut link, rx) => {
+                listen(&mut link, &rx);
+                let mut s = shared.lock();
+                s.polling = false;
+                s.link = Some(link);
+                s.wake_rx = Some(rx);
+            }
         }
-        let retry = link.quorum && link.vigild.is_none() && link.socket.is_some();
-        let timeout = retry.then(|| rustix::time::Timespec {
-            tv_sec: RETRY.as_secs() as i64,
-            tv_nsec: RETRY.subsec_nanos() as _,
-        });
-        let mut fds = vec![PollFd::new(wake, PollFlags::IN)];
-        if let Some(c) = link.vigild.as_ref() {
-            fds.push(PollFd::new(c, PollFlags::IN));
-        }
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            // Nothing sensible is left to wait on: the supervisor takes the link back.
-            Err(_) => return link,
-        }
-        let pushed = fds.get(1).is_some_and(|f| !f.revents().is_empty());
-        let woke = !fds[0].revents().is_empty();
-        drop(fds);
-        if woke {
-            drain(wake);
-        }
-        if pushed {
-            link.read_push();
-        } else if retry && !woke {
-            link.reconnect();
-        }
+    }
+}
+
+/// One wait for a poke, for a push from vigild, or (vigild lost) for the time to reach it again.
+fn listen(link: &mut Link, wake: &OwnedFd) {
+    let retry = link.vigild.is_none();
+    let timeout = retry.then(|| rustix::time::Timespec {
+        tv_sec: RETRY.as_secs() as i64,
+        tv_nsec: RETRY.subsec_nanos() as _,
+    });
+    let mut fds = vec![PollFd::new(wake, PollFlags::IN)];
+    if let Some(c) = link.vigild.as_ref() {
+        fds.push(PollFd::new(c, PollFlags::IN));
+    }
+    if matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Err(e) if e != rustix::io::Errno::INTR) {
+        return;
+    }
+    let pushed = fds.get(1).is_some_and(|f| !f.revents().is_empty());
+    let woke = !fds[0].revents().is_empty();
+    drop(fds);
+    if woke {
+        drain(wake);
+    }
+    if pushed {
+        link.read_push();
+    } else if retry && !woke {
+        link.reconnect();
     }
 }

@@ -33,6 +33,10 @@ pub(super) struct Supervisor {
     pub(super) link: Option<report::Link>,
     /// The thread that holds the link while an instance runs.
     pub(super) reporter: Option<report::Reporter>,
+    /// That thread between instances, parked: the link is back in `link`.
+    pub(super) parked: Option<report::Reporter>,
+    /// The thread is parked between instances, not ended: the forks may be made beside it.
+    pub(super) keep_thread: bool,
     /// Quorum as vigild last told it, and until when that holds without news (None: no limit).
     pub(super) quorate: bool,
     pub(super) quorum_until: Option<Instant>,
@@ -110,20 +114,34 @@ impl Supervisor {
 
     fn start_reporter(&mut self) {
         // Without a thread (none could be made) reports are made in the loop, as a last resort.
-        if self.link.is_some() {
-            self.reporter = report::Reporter::start(&mut self.link);
+        let Some(link) = self.link.take() else { return };
+        match self.parked.take() {
+            Some(r) => {
+                r.resume(link);
+                self.reporter = Some(r);
+            }
+            None => {
+                self.link = Some(link);
+                self.reporter = report::Reporter::start(&mut self.link);
+            }
         }
     }
 
-    /// Takes the link back from the reporter once the instance is gone. A data store still waiting for
-    /// vigild's answer gets it now (finish waits for the reports queued): the data is the supervisor's
-    /// if vigild took it, as corosync's parent keeps what it read before the instance died, for the
-    /// next instance to restore. Nobody is left to reply to.
+    /// Takes the link back from the reporter once the instance is gone, and parks it (or ends it, for
+    /// forks made with one thread). A data store still waiting for vigild's answer gets it now (park
+    /// waits for the reports queued): the data is the supervisor's if vigild took it, as corosync's
+    /// parent keeps what it read before the instance died, for the next instance to restore. Nobody is
+    /// left to reply to.
     fn stop_reporter(&mut self) {
         if let Some(r) = self.reporter.take() {
-            let (link, answers) = r.finish();
+            let (link, answers) = r.park();
             self.link = Some(link);
             self.answers.extend(answers);
+            if self.keep_thread {
+                self.parked = Some(r);
+            } else {
+                r.end();
+            }
         }
         self.take_news();
         for r in std::mem::take(&mut self.answers) {

@@ -149,6 +149,28 @@ fn c_instances_restart_with_their_data_and_the_warn_signal_comes_first() {
         assert!(lines.contains(&format!("{n} data_gen {}", n - 1)), "{lines:#?}");
     }
     assert!(lines.contains(&"1 size 0".to_string()));
+    // Each later instance is forked beside the supervisor's parked reporter thread (the same thread
+    // throughout, not one started again for each instance), and inherits none of its descriptors.
+    let noted = |what: &str| -> Vec<String> {
+        (1..=4)
+            .map(|n| {
+                let prefix = format!("{n} {what} ");
+                let l = lines.iter().find(|l| l.starts_with(&prefix));
+                l.unwrap_or_else(|| panic!("no {what} line of instance {n}: {lines:#?}"))[prefix.len()..].to_string()
+            })
+            .collect()
+    };
+    let fds = noted("fds");
+    assert!(
+        fds.iter().all(|f| *f == fds[0]),
+        "open descriptors per instance: {fds:?}"
+    );
+    let reporters = noted("reporter");
+    assert_ne!(reporters[0], "0", "no reporter thread in the supervisor");
+    assert!(
+        reporters.iter().all(|r| *r == reporters[0]),
+        "the supervisor's reporter thread per instance: {reporters:?}"
+    );
 
     let (code, lines) = run(&v, &exe, "warn", &c_lib_dir());
     assert_eq!(code, 0, "{lines:#?}");
