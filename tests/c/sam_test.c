@@ -5,7 +5,7 @@
  *
  *   sam_test OUT api       every function in every state, with its error codes
  *   sam_test OUT restart   RESTART: instances 1..3 store data and abort; 4 reads it and ends in order;
- *                          each notes its open descriptors and its supervisor's reporter thread
+ *                          each notes its open descriptors and its supervisor's threads
  *   sam_test OUT warn      a missed heartbeat: the warn signal (caught) comes one interval before SIGKILL
  *   sam_test OUT callback  event-driven checking: a callback that fails after three answers
  *   sam_test OUT failed    RESTART|CMAP: sam_mark_failed ends everything with state "failed"
@@ -126,43 +126,22 @@ static long open_fds(void)
 	return n - 1; /* the directory's own */
 }
 
-/* The thread id of the supervisor's thread named "sam-report" (vigil's libsam reports to vigild from
- * it), waited for up to 5 s (the first instance may run before it starts); 0 without one. */
-static long reporter(void)
+/* The number of threads of the supervisor (Threads: in /proc/PPID/status); 0 if unknown. */
+static long supervisor_threads(void)
 {
-	char path[320], comm[32];
-	int ppid = (int)getppid();
+	char path[64], row[256];
+	long n = 0;
+	FILE *f;
 
-	for (int tries = 0; tries < 500; tries++) {
-		DIR *d;
-		struct dirent *e;
-
-		snprintf(path, sizeof(path), "/proc/%d/task", ppid);
-		d = opendir(path);
-		if (d == NULL)
-			return 0;
-		while ((e = readdir(d)) != NULL) {
-			FILE *f;
-
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", ppid, e->d_name);
-			f = fopen(path, "r");
-			if (f == NULL)
-				continue;
-			if (fgets(comm, sizeof(comm), f) != NULL && strncmp(comm, "sam-report", 10) == 0) {
-				long tid = atol(e->d_name);
-
-				fclose(f);
-				closedir(d);
-				return tid;
-			}
-			fclose(f);
-		}
-		closedir(d);
-		usleep(10000);
-	}
-	return 0;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)getppid());
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(row, sizeof(row), f) != NULL)
+		if (strncmp(row, "Threads:", 8) == 0)
+			n = atol(row + 8);
+	fclose(f);
+	return n;
 }
 
 static void restart(void)
@@ -174,7 +153,7 @@ static void restart(void)
 	line("initialize", sam_initialize(5000, SAM_RECOVERY_POLICY_RESTART));
 	line("register", sam_register(&instance));
 	line("fds", open_fds());
-	line("reporter", reporter());
+	line("supervisor_threads", supervisor_threads());
 	line("data_getsize", sam_data_getsize(&size));
 	line("size", (long)size);
 	if (size > 0) {

@@ -385,9 +385,84 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         vigil_proto::write_msg(&mut NoSigpipe(&self.stream), &ClientMsg::Request { id, body })?;
+        self.response(id)
+    }
+
+    /// Sends one request without waiting for anything: its id, to match the response that
+    /// [`Client::responses_ready`] or [`Client::response`] gives later; None when the connection has no
+    /// room for the frame now (nothing was sent). A frame the connection takes only in part is written to
+    /// its end before this returns (the stream must stay whole), which can wait only for a peer that has
+    /// left a whole socket buffer unread.
+    pub fn send_request_nowait(&mut self, body: Request) -> Result<Option<u64>> {
+        let frame = vigil_proto::encode(&ClientMsg::Request { id: self.next_id, body })?;
+        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+        let sent = loop {
+            match rustix::net::send(&self.stream, &frame, flags) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => return Ok(None),
+                r => break r.map_err(|e| vigil_proto::FrameError::from(io::Error::from(e)))?,
+            }
+        };
+        if sent < frame.len() {
+            io::Write::write_all(&mut NoSigpipe(&self.stream), &frame[sent..])
+                .map_err(vigil_proto::FrameError::from)?;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        Ok(Some(id))
+    }
+
+    /// The responses whose whole frames have arrived, without waiting, oldest first (pushed messages among
+    /// them are kept, as with [`Client::request`]). A frame not yet whole is left in the socket, so that
+    /// a blocking read can take it later. The end of the connection is an error.
+    pub fn responses_ready(&mut self) -> Result<Vec<(u64, std::result::Result<Response, WireError>)>> {
+        let mut out = Vec::new();
+        let flags = rustix::net::RecvFlags::DONTWAIT;
+        loop {
+            let mut header = [0u8; vigil_proto::HEADER_LEN];
+            let peeked = match rustix::net::recv(&self.stream, &mut header, flags | rustix::net::RecvFlags::PEEK) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => return Ok(out),
+                Err(e) => return Err(vigil_proto::FrameError::from(io::Error::from(e)).into()),
+                Ok((0, _)) if out.is_empty() => return Err(vigil_proto::FrameError::Closed.into()),
+                Ok((0, _)) => return Ok(out),
+                Ok((n, _)) => n,
+            };
+            if peeked < header.len() {
+                return Ok(out);
+            }
+            let whole = vigil_proto::HEADER_LEN + vigil_proto::frame_payload_len(header)?;
+            let mut frame = vec![0u8; whole];
+            let (n, _) = rustix::net::recv(&self.stream, &mut frame, flags | rustix::net::RecvFlags::PEEK)
+                .map_err(|e| vigil_proto::FrameError::from(io::Error::from(e)))?;
+            if n < whole {
+                return Ok(out);
+            }
+            // The whole frame is there: take it (a stream socket gives exactly what was peeked).
+            let mut taken = 0;
+            while taken < whole {
+                match rustix::net::recv(&self.stream, &mut frame[taken..], flags) {
+                    Err(rustix::io::Errno::INTR) => {}
+                    Ok((0, _)) => return Err(vigil_proto::FrameError::Truncated.into()),
+                    Ok((n, _)) => taken += n,
+                    Err(e) => return Err(vigil_proto::FrameError::from(io::Error::from(e)).into()),
+                }
+            }
+            match vigil_proto::decode::<ServerMsg>(&frame[vigil_proto::HEADER_LEN..])? {
+                ServerMsg::Response { id, result } => out.push((id, result)),
+                other => self.keep(other)?,
+            }
+        }
+    }
+
+    /// Waits for the response to the request `id` sent by [`Client::send_request_nowait`]; pushed
+    /// messages meanwhile are kept, and the responses to older requests sent without waiting, which
+    /// nobody waits for any more, are passed over.
+    pub fn response(&mut self, id: u64) -> Result<Response> {
         loop {
             match self.read_soon()? {
                 ServerMsg::Response { id: rid, result } if rid == id => return Ok(result?),
+                ServerMsg::Response { id: rid, .. } if rid < id => {}
                 other => self.keep(other)?,
             }
         }

@@ -276,6 +276,8 @@ fn register_with(mut fork: impl FnMut() -> std::result::Result<Forked, ForkError
         reporter: None,
         parked: None,
         keep_thread,
+        nowait: false,
+        inflight: Default::default(),
         quorate: g.quorate,
         quorum_until: None,
         acted_quorate: g.quorate,

@@ -98,6 +98,55 @@ impl Link {
         r
     }
 
+    /// Sends a report without waiting for its answer (the supervisor's loop reads it): its id, or None
+    /// when it cannot go now (no connection, or no room on it), for the reporter thread to make.
+    pub(super) fn send_nowait(&mut self, change: &SamChange, info: &SamInfo) -> Option<u64> {
+        let c = self.vigild.as_mut()?;
+        let body = Request::SamReport {
+            change: change.clone(),
+            info: info.clone(),
+        };
+        match c.send_request_nowait(body) {
+            Ok(Some(id)) => {
+                self.last_info = Some(info.clone());
+                Some(id)
+            }
+            Ok(None) => None,
+            Err(_) => {
+                self.vigild = None;
+                None
+            }
+        }
+    }
+
+    /// vigild answered a report sent by [`Link::send_nowait`]: data it took is what a new connection
+    /// sends again.
+    pub(super) fn answered(&mut self, change: &SamChange, r: &Result<(), ErrorCode>) {
+        if let (SamChange::Data(d), Ok(())) = (change, r) {
+            self.data = d.clone();
+        }
+    }
+
+    /// Waits for the answer to a report sent by [`Link::send_nowait`]; if the connection is lost first,
+    /// the report is made again on a new one.
+    pub(super) fn await_sent(&mut self, id: u64, change: SamChange, info: SamInfo) -> Result<(), ErrorCode> {
+        let r = match self.vigild.as_mut() {
+            Some(c) => c.response(id),
+            None => return self.report(change, info),
+        };
+        self.collect();
+        let r = match r {
+            Ok(_) => Ok(()),
+            Err(ClientError::Server(e)) => Err(e.code),
+            Err(_) => {
+                self.vigild = None;
+                return self.report(change, info);
+            }
+        };
+        self.answered(&change, &r);
+        r
+    }
+
     /// A new connection: the record reattached, the data sent again, quorum tracked again. False when
     /// vigild cannot be reached.
     pub(super) fn reconnect(&mut self) -> bool {
@@ -171,11 +220,13 @@ impl Link {
     }
 }
 
-struct Job {
-    change: SamChange,
-    info: SamInfo,
+pub(super) struct Job {
+    pub(super) change: SamChange,
+    pub(super) info: SamInfo,
     /// The supervisor waits for vigild's answer (a command whose reply waits for it).
-    answer: bool,
+    pub(super) answer: bool,
+    /// Already sent by the supervisor on the link's connection, with this id: only its answer is awaited.
+    pub(super) sent: Option<u64>,
 }
 
 #[derive(Default)]
@@ -262,13 +313,15 @@ fn poke(fd: &OwnedFd) {
 }
 
 impl Reporter {
-    /// Starts the thread with the link in `held`; without a thread (none can be made) the link stays there.
-    pub(super) fn start(held: &mut Option<Link>) -> Option<Reporter> {
+    /// Starts the thread with the link in `held` and the reports in `jobs`; without a thread (none can be
+    /// made) they stay there.
+    pub(super) fn start(held: &mut Option<Link>, jobs: &mut Vec<Job>) -> Option<Reporter> {
         let (wake_rx, wake) = pipe().ok()?;
         let (woken, woken_tx) = pipe().ok()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 link: held.take(),
+                jobs: std::mem::take(jobs).into(),
                 wake_rx: Some(wake_rx),
                 woken_tx: Some(woken_tx),
                 fresh: true,
@@ -288,7 +341,9 @@ impl Reporter {
                 thread: Some(thread),
             }),
             Err(_) => {
-                *held = shared.lock().link.take();
+                let mut s = shared.lock();
+                *held = s.link.take();
+                jobs.extend(s.jobs.drain(..));
                 None
             }
         }
@@ -311,11 +366,19 @@ impl Reporter {
         // A data store replaces the whole blob: one not yet sent is dropped for the newer one, so that a
         // stalled vigild holds at most one blob here besides the one being sent.
         if matches!(change, SamChange::Data(_)) && !answer {
-            q.jobs.retain(|j| j.answer || !matches!(j.change, SamChange::Data(_)));
+            q.jobs
+                .retain(|j| j.answer || j.sent.is_some() || !matches!(j.change, SamChange::Data(_)));
         }
         match q.jobs.back_mut() {
-            Some(last) if beat && !answer && matches!(last.change, SamChange::Heartbeat) => last.info = info,
-            _ => q.jobs.push_back(Job { change, info, answer }),
+            Some(last) if beat && !answer && last.sent.is_none() && matches!(last.change, SamChange::Heartbeat) => {
+                last.info = info
+            }
+            _ => q.jobs.push_back(Job {
+                change,
+                info,
+                answer,
+                sent: None,
+            }),
         }
         q.poke(&self.shared, &self.wake);
     }
@@ -457,7 +520,10 @@ fn run(shared: &Shared) {
                 shared.lock().link = Some(link);
             }
             Work::Report(job, mut link) => {
-                let r = link.report(job.change, job.info);
+                let r = match job.sent {
+                    Some(id) => link.await_sent(id, job.change, job.info),
+                    None => link.report(job.change, job.info),
+                };
                 let mut s = shared.lock();
                 s.link = Some(link);
                 if job.answer {

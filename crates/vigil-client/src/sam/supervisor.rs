@@ -2,6 +2,7 @@
 //! ladder, quorum and its deadline, the data), and tells vigild through the reporter thread of
 //! [`super::report`], so that nothing here ever waits for vigild while an instance runs.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
@@ -37,6 +38,11 @@ pub(super) struct Supervisor {
     pub(super) parked: Option<report::Reporter>,
     /// The thread is parked between instances, not ended: the forks may be made beside it.
     pub(super) keep_thread: bool,
+    /// While an instance runs without the thread: reports are sent from this loop without waiting, and
+    /// their answers read here when they come (see [`Supervisor::start_reporter`]).
+    pub(super) nowait: bool,
+    /// The reports sent so, not yet answered, oldest first.
+    pub(super) inflight: VecDeque<Sent>,
     /// Quorum as vigild last told it, and until when that holds without news (None: no limit).
     pub(super) quorate: bool,
     pub(super) quorum_until: Option<Instant>,
@@ -57,6 +63,22 @@ pub(super) struct Supervisor {
     /// after): with the record as it was then.
     pub(super) ended: Option<(SamChange, SamInfo)>,
 }
+
+/// A report sent without waiting, until vigild answers it.
+pub(super) struct Sent {
+    id: u64,
+    change: SamChange,
+    info: SamInfo,
+    /// Its answer is awaited (it goes to `answers`).
+    answer: bool,
+}
+
+/// Reports sent without waiting for their answers at most, before the thread takes over: a vigild that
+/// leaves more unanswered is slow or stalled, and the thread waits for it instead of this loop (the
+/// socket's buffer, far larger than this many small reports, never fills, so a send never waits).
+const NOWAIT_INFLIGHT_MAX: usize = 8;
+/// A data store larger than this is left to the thread: a send of it could wait for room.
+const NOWAIT_DATA_MAX: usize = 4096;
 
 /// A reply that waits for vigild.
 pub(super) enum Pending {
@@ -93,8 +115,8 @@ impl Supervisor {
         }
     }
 
-    /// Tells vigild. While an instance runs the report is queued for the reporter thread and this is
-    /// Ok at once; between instances it is made here.
+    /// Tells vigild. While an instance runs the report is sent without waiting, or queued for the
+    /// reporter thread, and this is Ok at once; between instances it is made here.
     pub(super) fn report(&mut self, change: SamChange) -> std::result::Result<(), ErrorCode> {
         let info = self.info();
         self.report_with(change, info)
@@ -102,8 +124,8 @@ impl Supervisor {
 
     /// [`Supervisor::report`] with the record as it was at another moment.
     fn report_with(&mut self, change: SamChange, info: SamInfo) -> std::result::Result<(), ErrorCode> {
-        if let Some(r) = &self.reporter {
-            r.report(change, info, false);
+        if self.behind() {
+            self.queue(change, info, false);
             return Ok(());
         }
         match self.link.as_mut() {
@@ -112,17 +134,152 @@ impl Supervisor {
         }
     }
 
-    fn start_reporter(&mut self) {
+    /// Reports are made behind this loop (an instance runs): nothing here waits for vigild.
+    fn behind(&self) -> bool {
+        self.nowait || self.reporter.is_some()
+    }
+
+    /// Makes a report behind this loop; `answer`: vigild's answer goes to `answers`.
+    fn queue(&mut self, change: SamChange, info: SamInfo, answer: bool) {
+        if self.nowait {
+            let small = !matches!(&change, SamChange::Data(Some(d)) if d.len() > NOWAIT_DATA_MAX);
+            if small && self.inflight.len() < NOWAIT_INFLIGHT_MAX {
+                if let Some(id) = self.link.as_mut().and_then(|l| l.send_nowait(&change, &info)) {
+                    self.inflight.push_back(Sent {
+                        id,
+                        change,
+                        info,
+                        answer,
+                    });
+                    return;
+                }
+            }
+            self.hand_to_thread();
+        }
+        if let Some(r) = &self.reporter {
+            r.report(change, info, answer);
+            return;
+        }
         // Without a thread (none could be made) reports are made in the loop, as a last resort.
+        let r = match self.link.as_mut() {
+            Some(l) => l.report(change, info),
+            None => Ok(()),
+        };
+        if answer {
+            self.answers.push(r);
+        }
+    }
+
+    /// For an instance that starts: reports are sent from this loop without waiting for their answers,
+    /// which the loop reads as they come, so that the supervisor has no other thread when it forks the
+    /// next instance and wakes none on the way. The reporter thread takes over when that cannot go on
+    /// without waiting: a connection lost, vigild slow to answer, a large data store; and it always
+    /// makes the reports of a QUORUM application, whose supervisor listens to vigild's news.
+    fn start_reporter(&mut self) {
+        let connected = self.link.as_ref().is_some_and(|l| l.vigild.is_some());
+        if connected && !self.policy.quorum() {
+            self.nowait = true;
+            return;
+        }
+        self.start_thread(&mut Vec::new());
+    }
+
+    /// The reporter thread takes the link, with the reports already sent (whose answers it awaits);
+    /// without a thread (none could be made) `jobs` are left, and reports are made in the loop, as a last
+    /// resort.
+    fn start_thread(&mut self, jobs: &mut Vec<report::Job>) {
         let Some(link) = self.link.take() else { return };
         match self.parked.take() {
             Some(r) => {
+                debug_assert!(jobs.is_empty(), "a parked thread serves QUORUM applications only");
                 r.resume(link);
                 self.reporter = Some(r);
             }
             None => {
                 self.link = Some(link);
-                self.reporter = report::Reporter::start(&mut self.link);
+                self.reporter = report::Reporter::start(&mut self.link, jobs);
+            }
+        }
+    }
+
+    /// From here on the thread makes this instance's reports.
+    fn hand_to_thread(&mut self) {
+        self.nowait = false;
+        let mut jobs = self
+            .inflight
+            .drain(..)
+            .map(|s| report::Job {
+                change: s.change,
+                info: s.info,
+                answer: s.answer,
+                sent: Some(s.id),
+            })
+            .collect();
+        self.start_thread(&mut jobs);
+        for j in jobs {
+            self.await_sent(j.sent, j.change, j.info, j.answer);
+        }
+    }
+
+    /// Waits here for the answer to a report sent without waiting.
+    fn await_sent(&mut self, id: Option<u64>, change: SamChange, info: SamInfo, answer: bool) {
+        let r = match (self.link.as_mut(), id) {
+            (Some(l), Some(id)) => l.await_sent(id, change, info),
+            (Some(l), None) => l.report(change, info),
+            (None, _) => Ok(()),
+        };
+        if answer {
+            self.answers.push(r);
+        }
+    }
+
+    /// Waits here for the answers to the reports sent without waiting, up to the last whose answer
+    /// matters (one that is awaited, or a data store); the later ones are let go (their answers, when
+    /// they come, are passed over).
+    fn await_inflight(&mut self) {
+        let last = self
+            .inflight
+            .iter()
+            .rposition(|s| s.answer || matches!(s.change, SamChange::Data(_)));
+        let waited: Vec<Sent> = self.inflight.drain(..).take(last.map_or(0, |i| i + 1)).collect();
+        self.inflight.clear();
+        for s in waited {
+            self.await_sent(Some(s.id), s.change, s.info, s.answer);
+        }
+    }
+
+    /// Reads the answers vigild has sent to the reports made without waiting (the connection polled
+    /// readable). A lost connection hands the reports over to the thread, which reconnects and makes
+    /// those not yet answered again.
+    fn read_answers(&mut self) {
+        let Some(c) = self.link.as_mut().and_then(|l| l.vigild.as_mut()) else {
+            return self.hand_to_thread();
+        };
+        let got = c.responses_ready();
+        let Ok(got) = got else {
+            if let Some(l) = self.link.as_mut() {
+                l.vigild = None;
+            }
+            return self.hand_to_thread();
+        };
+        for (id, result) in got {
+            // Older ones were let go by an instance that ended.
+            if self.inflight.front().is_none_or(|s| id < s.id) {
+                continue;
+            }
+            let Some(s) = self.inflight.pop_front().filter(|s| s.id == id) else {
+                // Not in order: nothing this side can count on now; a new connection sorts it out.
+                if let Some(l) = self.link.as_mut() {
+                    l.vigild = None;
+                }
+                return self.hand_to_thread();
+            };
+            let r = result.map(|_| ()).map_err(|e| e.code);
+            if let Some(l) = self.link.as_mut() {
+                l.answered(&s.change, &r);
+            }
+            if s.answer {
+                self.answers.push(r);
             }
         }
     }
@@ -133,11 +290,14 @@ impl Supervisor {
     /// parent keeps what it read before the instance died, for the next instance to restore. Nobody is
     /// left to reply to.
     fn stop_reporter(&mut self) {
+        if std::mem::take(&mut self.nowait) {
+            self.await_inflight();
+        }
         if let Some(r) = self.reporter.take() {
             let (link, answers) = r.park();
             self.link = Some(link);
             self.answers.extend(answers);
-            if self.keep_thread {
+            if self.keep_thread && self.policy.quorum() {
                 self.parked = Some(r);
             } else {
                 r.end();
@@ -251,8 +411,8 @@ impl Supervisor {
     /// the reporter thread waits for vigild; at once without one.
     fn report_then_reply(&mut self, change: SamChange, link: &OwnedFd, p: Pending) {
         let info = self.info();
-        if let Some(r) = &self.reporter {
-            r.report(change, info, true);
+        if self.behind() {
+            self.queue(change, info, true);
             self.pending = Some(p);
             return;
         }
@@ -318,7 +478,7 @@ impl Supervisor {
         if self.instance == 1 {
             if let Some(d) = self.data.clone() {
                 let size = d.len();
-                if self.report(SamChange::Data(Some(d))).is_ok() && self.reporter.is_none() {
+                if self.report(SamChange::Data(Some(d))).is_ok() && !self.behind() {
                     self.accepted = size;
                 }
             }
@@ -372,9 +532,16 @@ impl Supervisor {
         // vigild's news: from the reporter thread, or (without one) straight from the connection.
         let quorum_pushes = self.policy.quorum();
         let direct = self.reporter.is_none() && quorum_pushes && self.link.as_ref().is_some_and(|l| l.vigild.is_some());
+        // The answers to the reports sent without waiting.
+        let answers = self.nowait && !self.inflight.is_empty();
         if let Some(r) = &self.reporter {
             fds.push(PollFd::new(&r.woken, PollFlags::IN));
-        } else if let Some(c) = self.link.as_ref().and_then(|l| l.vigild.as_ref()).filter(|_| direct) {
+        } else if let Some(c) = self
+            .link
+            .as_ref()
+            .and_then(|l| l.vigild.as_ref())
+            .filter(|_| direct || answers)
+        {
             fds.push(PollFd::new(c, PollFlags::IN));
         }
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
@@ -405,6 +572,8 @@ impl Supervisor {
                 if let Some(l) = self.link.as_mut() {
                     l.read_push();
                 }
+            } else if answers && self.nowait {
+                self.read_answers();
             }
             self.take_news();
             self.flush_answers(link);
@@ -492,7 +661,7 @@ impl Supervisor {
                     return Ok(());
                 }
                 let data = (head[0] != 0).then_some(d);
-                if self.reporter.is_some() && data.as_ref().map_or(0, Vec::len) <= self.accepted {
+                if self.behind() && data.as_ref().map_or(0, Vec::len) <= self.accepted {
                     // Written behind: the supervisor keeps it (as corosync's does), vigild gets it from
                     // the reporter, within one commit; a newer store replaces one not yet sent.
                     self.data = data.clone();
