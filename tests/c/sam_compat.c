@@ -181,7 +181,9 @@ static void store_after_warn(void)
 
 static void late_hc(void)
 {
-	line("initialize", sam_initialize(500, SAM_RECOVERY_POLICY_RESTART));
+	/* The interval leaves the heartbeat after the warning time to come before the kill on a loaded
+	 * machine (it is sent as soon as the warning is noted). */
+	line("initialize", sam_initialize(1500, SAM_RECOVERY_POLICY_RESTART));
 	line("register", sam_register(&instance));
 	if (instance > 1)
 		exit(0);

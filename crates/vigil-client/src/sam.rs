@@ -229,7 +229,7 @@ pub fn initialize(interval_ms: i32, policy: u32) -> Result<()> {
 /// multi-threaded process inherits locks those threads held. corosync's C library forks whatever threads
 /// the process has; `libsam.so.4` does the same through [`register_forking`].
 pub fn register() -> Result<u32> {
-    register_with(vigil_sys::fork_single_threaded, false)
+    register_forking(vigil_sys::fork_single_threaded)
 }
 
 /// [`register`], with each fork (the first instance's and every recovery's) made by `fork`.
@@ -238,16 +238,9 @@ pub fn register() -> Result<u32> {
 /// other threads, with `unsafe { vigil_client::sam::fork() }` under the contract the C caller accepts.
 /// In the child, `register` itself takes no lock but the SAM lock, which the forking thread holds, and
 /// frees memory (kept usable by glibc) before it returns to the application. In the parent (the
-/// supervisor), the recoveries' forks are made with its reporter thread parked: waiting on a condition
-/// variable, it holds no lock the child takes, and the child closes the descriptors it uses
-/// (`sam/report.rs`). [`register`]'s forks are made with one thread: it ends the reporter before each.
-pub fn register_forking(fork: impl FnMut() -> std::result::Result<Forked, ForkError>) -> Result<u32> {
-    register_with(fork, true)
-}
-
-/// `keep_thread`: the recoveries' forks are made with the reporter thread parked (for a `fork` that
-/// forks beside other threads), else with it ended.
-fn register_with(mut fork: impl FnMut() -> std::result::Result<Forked, ForkError>, keep_thread: bool) -> Result<u32> {
+/// supervisor), the recoveries' forks are made with one thread: the reporter thread, when one was
+/// needed (`sam/report.rs`), is ended before each.
+pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, ForkError>) -> Result<u32> {
     let mut g = lock();
     if g.status != Status::Initialized {
         return Err(SamError::BadHandle);
@@ -274,8 +267,6 @@ fn register_with(mut fork: impl FnMut() -> std::result::Result<Forked, ForkError
             ..Default::default()
         }),
         reporter: None,
-        parked: None,
-        keep_thread,
         nowait: false,
         inflight: Default::default(),
         quorate: g.quorate,
@@ -320,9 +311,6 @@ fn register_with(mut fork: impl FnMut() -> std::result::Result<Forked, ForkError
                 g.link = Some(theirs);
                 // The supervisor's connection to vigild is its own: this copy closes.
                 g.vigild = None;
-                if let Some(r) = sup.parked.take() {
-                    r.forget_in_child();
-                }
                 drop(sup);
                 return Ok(g.instance);
             }

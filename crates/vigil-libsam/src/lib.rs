@@ -88,8 +88,7 @@ unsafe extern "C" fn register(instance_id: *mut c_uint) -> c_int {
         // SAFETY: in the child, vigil-client's `register` takes only the SAM lock, which this thread holds
         // across the fork, and frees memory (glibc keeps malloc usable in the child) before it returns to
         // the caller; what the caller's code does in the child afterwards is its own, as with fork(2) in C.
-        // The supervisor parks its reporter thread before each later fork (it then holds nothing the
-        // child takes).
+        // The supervisor ends its reporter thread (if it needed one) before each later fork.
         unsafe { sam::fork() }
     });
     match forked {

@@ -5,13 +5,12 @@
 //! the warnings nor the quorum deadline (docs/sam.md, "When vigild stalls"). Reports reach vigild in the
 //! order they were made; heartbeats waiting in a row are sent as one.
 //!
-//! The thread outlives each instance: between instances the supervisor holds the link and the thread
-//! waits, parked, for it to come back. The supervisor forks the next instance with the thread parked,
-//! so the way from an instance's death to the next fork wakes no thread when the thread was idle
-//! (joining one and starting another cost two wake-ups and a thread's exit on every restart). A parked
-//! thread waits on a condition variable and owns nothing: its pipe end, like the connection to vigild,
-//! is kept in what it shares with the supervisor, so a child of the fork closes its copies
-//! ([`Reporter::forget_in_child`]) and inherits no lock it needs.
+//! The supervisor uses the thread only when it must (`supervisor.rs`, `start_reporter`): while vigild
+//! keeps up, reports are sent from the supervisor's loop without waiting ([`Link::send_nowait`]), and the
+//! thread takes them over, with those already sent, when that would wait. It is ended before each fork,
+//! so a fork is always made with one thread. Idle, it waits on a condition variable unless it listens
+//! to vigild's quorum news; a supervisor that takes the link back from an idle thread does not wake it
+//! for that.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -236,17 +235,16 @@ struct State {
     /// vigild's pushes, or to reconnect) and puts it back; the supervisor takes it to park the thread.
     link: Option<Link>,
     /// The read end of the pipe that wakes the thread while it polls (as it does only to hear vigild's
-    /// quorum news), and the write end of the one it wakes the supervisor by: here, not on the thread,
-    /// so that a child of a fork made while the thread waits closes them.
+    /// quorum news; taken out meanwhile), and the write end of the one it wakes the supervisor by.
     wake_rx: Option<OwnedFd>,
     woken_tx: Option<OwnedFd>,
     /// The thread is polling (with `wake_rx` and the link): a poke writes to the pipe, not the condvar.
     polling: bool,
-    /// The supervisor holds the link (between instances): the thread waits to be given it back.
+    /// The supervisor has taken the link back: the thread has nothing more to do.
     parked: bool,
     /// The supervisor wants the link back once the jobs are done.
     closing: bool,
-    /// The link was just handed over for a new instance: quorum is tracked anew before anything else.
+    /// The thread has just started: quorum is tracked anew before anything else.
     fresh: bool,
     /// The supervisor's handle is gone: the thread ends.
     ended: bool,
@@ -292,7 +290,7 @@ pub(super) struct Reporter {
     wake: OwnedFd,
     /// Readable when the thread has answers or news, or has parked: the supervisor polls it.
     pub(super) woken: OwnedFd,
-    /// None only in a child of a fork, where the thread is not.
+    /// None once joined.
     thread: Option<JoinHandle<()>>,
 }
 
@@ -349,15 +347,6 @@ impl Reporter {
         }
     }
 
-    /// Hands the link back to a parked thread, for a new instance.
-    pub(super) fn resume(&self, link: Link) {
-        let mut s = self.shared.lock();
-        s.link = Some(link);
-        s.parked = false;
-        s.fresh = true;
-        s.poke(&self.shared, &self.wake);
-    }
-
     /// Queues a report; `answer`: its result comes back through [`Reporter::take`].
     pub(super) fn report(&self, change: SamChange, info: SamInfo, answer: bool) {
         let mut q = self.shared.lock();
@@ -393,9 +382,9 @@ impl Reporter {
     }
 
     /// Takes the link back once the queued reports are made, with the news and the answers not yet
-    /// taken (those of the reports made last), and leaves the thread parked. A thread that waits idle
-    /// (the usual case when an instance dies) is parked where it waits, without being woken.
-    pub(super) fn park(&self) -> (Link, Vec<Result<(), ErrorCode>>) {
+    /// taken (those of the reports made last), and ends the thread. An idle thread (the usual case when
+    /// an instance dies) gives the link up where it waits, without being woken for it.
+    pub(super) fn finish(mut self) -> (Link, Vec<Result<(), ErrorCode>>) {
         let mut s = self.shared.lock();
         let idle = s.link.is_some() && s.jobs.is_empty() && !s.fresh && !s.polling;
         if !idle {
@@ -415,35 +404,18 @@ impl Reporter {
             }
         }
         s.parked = true;
+        s.ended = true;
+        s.poke(&self.shared, &self.wake);
         let mut link = s.link.take().unwrap_or_default();
         let mut news: VecDeque<News> = s.news.drain(..).collect();
         news.append(&mut link.news);
         link.news = news;
-        (link, s.answers.drain(..).collect())
-    }
-
-    /// Ends the parked thread, for a fork that must be made with one thread.
-    pub(super) fn end(mut self) {
+        let answers = s.answers.drain(..).collect();
+        drop(s);
         if let Some(t) = self.thread.take() {
-            {
-                let mut s = self.shared.lock();
-                s.ended = true;
-                s.poke(&self.shared, &self.wake);
-            }
             let _ = t.join();
         }
-    }
-
-    /// In the child of a fork made with the thread parked: the thread is not there, so its handle is
-    /// let go without a word to it, and the pipe ends it keeps in the shared state are closed (unless
-    /// the fork came while it held the lock, which is then never taken here: they close at exec).
-    pub(super) fn forget_in_child(mut self) {
-        // Detaching a thread this process does not have would touch what the fork left of it.
-        std::mem::forget(self.thread.take());
-        if let Ok(mut s) = self.shared.state.try_lock() {
-            s.wake_rx = None;
-            s.woken_tx = None;
-        }
+        (link, answers)
     }
 }
 

@@ -34,10 +34,6 @@ pub(super) struct Supervisor {
     pub(super) link: Option<report::Link>,
     /// The thread that holds the link while an instance runs.
     pub(super) reporter: Option<report::Reporter>,
-    /// That thread between instances, parked: the link is back in `link`.
-    pub(super) parked: Option<report::Reporter>,
-    /// The thread is parked between instances, not ended: the forks may be made beside it.
-    pub(super) keep_thread: bool,
     /// While an instance runs without the thread: reports are sent from this loop without waiting, and
     /// their answers read here when they come (see [`Supervisor::start_reporter`]).
     pub(super) nowait: bool,
@@ -188,17 +184,8 @@ impl Supervisor {
     /// without a thread (none could be made) `jobs` are left, and reports are made in the loop, as a last
     /// resort.
     fn start_thread(&mut self, jobs: &mut Vec<report::Job>) {
-        let Some(link) = self.link.take() else { return };
-        match self.parked.take() {
-            Some(r) => {
-                debug_assert!(jobs.is_empty(), "a parked thread serves QUORUM applications only");
-                r.resume(link);
-                self.reporter = Some(r);
-            }
-            None => {
-                self.link = Some(link);
-                self.reporter = report::Reporter::start(&mut self.link, jobs);
-            }
+        if self.link.is_some() {
+            self.reporter = report::Reporter::start(&mut self.link, jobs);
         }
     }
 
@@ -284,24 +271,18 @@ impl Supervisor {
         }
     }
 
-    /// Takes the link back from the reporter once the instance is gone, and parks it (or ends it, for
-    /// forks made with one thread). A data store still waiting for vigild's answer gets it now (park
-    /// waits for the reports queued): the data is the supervisor's if vigild took it, as corosync's
-    /// parent keeps what it read before the instance died, for the next instance to restore. Nobody is
-    /// left to reply to.
+    /// Takes the link back once the instance is gone (and ends the reporter thread, if one took it
+    /// over). A data store still waiting for vigild's answer gets it now (finish waits for the reports
+    /// queued): the data is the supervisor's if vigild took it, as corosync's parent keeps what it read
+    /// before the instance died, for the next instance to restore. Nobody is left to reply to.
     fn stop_reporter(&mut self) {
         if std::mem::take(&mut self.nowait) {
             self.await_inflight();
         }
         if let Some(r) = self.reporter.take() {
-            let (link, answers) = r.park();
+            let (link, answers) = r.finish();
             self.link = Some(link);
             self.answers.extend(answers);
-            if self.keep_thread && self.policy.quorum() {
-                self.parked = Some(r);
-            } else {
-                r.end();
-            }
         }
         self.take_news();
         for r in std::mem::take(&mut self.answers) {
