@@ -250,17 +250,21 @@ impl Supervisor {
             return self.hand_to_thread();
         };
         for (id, result) in got {
-            // Older ones were let go by an instance that ended.
-            if self.inflight.front().is_none_or(|s| id < s.id) {
-                continue;
-            }
-            let Some(s) = self.inflight.pop_front().filter(|s| s.id == id) else {
-                // Not in order: nothing this side can count on now; a new connection sorts it out.
-                if let Some(l) = self.link.as_mut() {
-                    l.vigild = None;
+            match self.inflight.front() {
+                Some(s) if s.id == id => {}
+                // Older ones were let go by an instance that ended.
+                Some(s) if id < s.id => continue,
+                None => continue,
+                // Not in order: nothing this side can count on now; the thread makes the reports not
+                // yet answered again on a new connection.
+                Some(_) => {
+                    if let Some(l) = self.link.as_mut() {
+                        l.vigild = None;
+                    }
+                    return self.hand_to_thread();
                 }
-                return self.hand_to_thread();
-            };
+            }
+            let s = self.inflight.pop_front().expect("matched above");
             let r = result.map(|_| ()).map_err(|e| e.code);
             if let Some(l) = self.link.as_mut() {
                 l.answered(&s.change, &r);
