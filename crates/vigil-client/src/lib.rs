@@ -394,6 +394,13 @@ impl Client {
     /// its end before this returns (the stream must stay whole), which can wait only for a peer that has
     /// left a whole socket buffer unread.
     pub fn send_request_nowait(&mut self, body: Request) -> Result<Option<u64>> {
+        let body = match &self.node {
+            Some(node) if !matches!(body, Request::OnNode { .. }) => Request::OnNode {
+                node: node.clone(),
+                body: Box::new(body),
+            },
+            _ => body,
+        };
         let frame = vigil_proto::encode(&ClientMsg::Request { id: self.next_id, body })?;
         let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
         let sent = loop {
@@ -414,29 +421,42 @@ impl Client {
 
     /// The responses whose whole frames have arrived, without waiting, oldest first (pushed messages among
     /// them are kept, as with [`Client::request`]). A frame not yet whole is left in the socket, so that
-    /// a blocking read can take it later. The end of the connection is an error.
+    /// a blocking read can take it later. The end of the connection is an error (once the responses
+    /// taken before it are given).
     pub fn responses_ready(&mut self) -> Result<Vec<(u64, std::result::Result<Response, WireError>)>> {
         let mut out = Vec::new();
+        match self.take_whole_frames(&mut out) {
+            Err(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    fn take_whole_frames(&mut self, out: &mut Vec<(u64, std::result::Result<Response, WireError>)>) -> Result<()> {
         let flags = rustix::net::RecvFlags::DONTWAIT;
+        let peek = |stream: &UnixStream, buf: &mut [u8]| loop {
+            match rustix::net::recv(stream, &mut *buf, flags | rustix::net::RecvFlags::PEEK) {
+                Err(rustix::io::Errno::INTR) => {}
+                r => return r,
+            }
+        };
+        let io_err = |e: rustix::io::Errno| ClientError::from(vigil_proto::FrameError::from(io::Error::from(e)));
         loop {
             let mut header = [0u8; vigil_proto::HEADER_LEN];
-            let peeked = match rustix::net::recv(&self.stream, &mut header, flags | rustix::net::RecvFlags::PEEK) {
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(rustix::io::Errno::AGAIN) => return Ok(out),
-                Err(e) => return Err(vigil_proto::FrameError::from(io::Error::from(e)).into()),
-                Ok((0, _)) if out.is_empty() => return Err(vigil_proto::FrameError::Closed.into()),
-                Ok((0, _)) => return Ok(out),
+            let peeked = match peek(&self.stream, &mut header) {
+                Err(rustix::io::Errno::AGAIN) => return Ok(()),
+                Err(e) => return Err(io_err(e)),
+                Ok((0, _)) => return Err(vigil_proto::FrameError::Closed.into()),
                 Ok((n, _)) => n,
             };
             if peeked < header.len() {
-                return Ok(out);
+                return Ok(());
             }
             let whole = vigil_proto::HEADER_LEN + vigil_proto::frame_payload_len(header)?;
             let mut frame = vec![0u8; whole];
-            let (n, _) = rustix::net::recv(&self.stream, &mut frame, flags | rustix::net::RecvFlags::PEEK)
-                .map_err(|e| vigil_proto::FrameError::from(io::Error::from(e)))?;
-            if n < whole {
-                return Ok(out);
+            match peek(&self.stream, &mut frame) {
+                Ok((n, _)) if n == whole => {}
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => return Ok(()),
+                Err(e) => return Err(io_err(e)),
             }
             // The whole frame is there: take it (a stream socket gives exactly what was peeked).
             let mut taken = 0;
@@ -445,7 +465,7 @@ impl Client {
                     Err(rustix::io::Errno::INTR) => {}
                     Ok((0, _)) => return Err(vigil_proto::FrameError::Truncated.into()),
                     Ok((n, _)) => taken += n,
-                    Err(e) => return Err(vigil_proto::FrameError::from(io::Error::from(e)).into()),
+                    Err(e) => return Err(io_err(e)),
                 }
             }
             match vigil_proto::decode::<ServerMsg>(&frame[vigil_proto::HEADER_LEN..])? {

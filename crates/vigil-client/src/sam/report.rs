@@ -33,6 +33,8 @@ const RETRY: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub(super) struct Link {
     pub(super) vigild: Option<Client>,
+    /// One more for each new connection: a report sent without waiting is answered only on its own.
+    pub(super) generation: u64,
     pub(super) socket: Option<PathBuf>,
     /// The data as vigild last accepted it: sent again on a new connection.
     pub(super) data: Option<Vec<u8>>,
@@ -44,6 +46,13 @@ pub(super) struct Link {
     pub(super) news: VecDeque<News>,
     /// The news now read are the answer of a new connection.
     pub(super) reconnecting: bool,
+}
+
+/// A report sent without waiting: on which connection of the link, with which request id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sent {
+    pub(super) generation: u64,
+    pub(super) id: u64,
 }
 
 /// Quorum as vigild told it.
@@ -97,9 +106,10 @@ impl Link {
         r
     }
 
-    /// Sends a report without waiting for its answer (the supervisor's loop reads it): its id, or None
-    /// when it cannot go now (no connection, or no room on it), for the reporter thread to make.
-    pub(super) fn send_nowait(&mut self, change: &SamChange, info: &SamInfo) -> Option<u64> {
+    /// Sends a report without waiting for its answer (the supervisor's loop reads it): where it went
+    /// ([`Sent`]), or None when it cannot go now (no connection, or no room on it), for the reporter
+    /// thread to make.
+    pub(super) fn send_nowait(&mut self, change: &SamChange, info: &SamInfo) -> Option<Sent> {
         let c = self.vigild.as_mut()?;
         let body = Request::SamReport {
             change: change.clone(),
@@ -108,7 +118,10 @@ impl Link {
         match c.send_request_nowait(body) {
             Ok(Some(id)) => {
                 self.last_info = Some(info.clone());
-                Some(id)
+                Some(Sent {
+                    generation: self.generation,
+                    id,
+                })
             }
             Ok(None) => None,
             Err(_) => {
@@ -126,12 +139,12 @@ impl Link {
         }
     }
 
-    /// Waits for the answer to a report sent by [`Link::send_nowait`]; if the connection is lost first,
-    /// the report is made again on a new one.
-    pub(super) fn await_sent(&mut self, id: u64, change: SamChange, info: SamInfo) -> Result<(), ErrorCode> {
+    /// Waits for the answer to a report sent by [`Link::send_nowait`]; if its connection is gone (lost,
+    /// or replaced by a new one, where its id means nothing), the report is made again.
+    pub(super) fn await_sent(&mut self, sent: Sent, change: SamChange, info: SamInfo) -> Result<(), ErrorCode> {
         let r = match self.vigild.as_mut() {
-            Some(c) => c.response(id),
-            None => return self.report(change, info),
+            Some(c) if sent.generation == self.generation => c.response(sent.id),
+            _ => return self.report(change, info),
         };
         self.collect();
         let r = match r {
@@ -153,6 +166,7 @@ impl Link {
         let Ok(mut c) = Client::connect(&path) else {
             return false;
         };
+        self.generation += 1;
         if let Some(info) = self.last_info.clone() {
             let again = |c: &mut Client, change: SamChange| {
                 c.request(Request::SamReport {
@@ -224,8 +238,8 @@ pub(super) struct Job {
     pub(super) info: SamInfo,
     /// The supervisor waits for vigild's answer (a command whose reply waits for it).
     pub(super) answer: bool,
-    /// Already sent by the supervisor on the link's connection, with this id: only its answer is awaited.
-    pub(super) sent: Option<u64>,
+    /// Already sent by the supervisor: only its answer is awaited (on that connection).
+    pub(super) sent: Option<Sent>,
 }
 
 #[derive(Default)]
@@ -391,9 +405,15 @@ impl Reporter {
             s.closing = true;
             s.poke(&self.shared, &self.wake);
             drop(s);
+            // Looked at again every so often: a thread that ended (it cannot short of a bug) says
+            // nothing, and its pipe end stays open in the shared state.
+            let tick = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
             loop {
                 let mut fds = [PollFd::new(&self.woken, PollFlags::IN)];
-                let _ = rustix::event::poll(&mut fds, None);
+                let _ = rustix::event::poll(&mut fds, Some(&tick));
                 drain(&self.woken);
                 s = self.shared.lock();
                 // A thread that ended (it cannot short of a bug) left the link where it was.
@@ -493,7 +513,7 @@ fn run(shared: &Shared) {
             }
             Work::Report(job, mut link) => {
                 let r = match job.sent {
-                    Some(id) => link.await_sent(id, job.change, job.info),
+                    Some(sent) => link.await_sent(sent, job.change, job.info),
                     None => link.report(job.change, job.info),
                 };
                 let mut s = shared.lock();
@@ -526,6 +546,8 @@ fn listen(link: &mut Link, wake: &OwnedFd) {
         fds.push(PollFd::new(c, PollFlags::IN));
     }
     if matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Err(e) if e != rustix::io::Errno::INTR) {
+        // Nothing sensible to wait on: not a busy loop either.
+        std::thread::sleep(RETRY);
         return;
     }
     let pushed = fds.get(1).is_some_and(|f| !f.revents().is_empty());

@@ -38,7 +38,7 @@ pub(super) struct Supervisor {
     /// their answers read here when they come (see [`Supervisor::start_reporter`]).
     pub(super) nowait: bool,
     /// The reports sent so, not yet answered, oldest first.
-    pub(super) inflight: VecDeque<Sent>,
+    pub(super) inflight: VecDeque<InFlight>,
     /// Quorum as vigild last told it, and until when that holds without news (None: no limit).
     pub(super) quorate: bool,
     pub(super) quorum_until: Option<Instant>,
@@ -61,8 +61,8 @@ pub(super) struct Supervisor {
 }
 
 /// A report sent without waiting, until vigild answers it.
-pub(super) struct Sent {
-    id: u64,
+pub(super) struct InFlight {
+    sent: report::Sent,
     change: SamChange,
     info: SamInfo,
     /// Its answer is awaited (it goes to `answers`).
@@ -140,9 +140,9 @@ impl Supervisor {
         if self.nowait {
             let small = !matches!(&change, SamChange::Data(Some(d)) if d.len() > NOWAIT_DATA_MAX);
             if small && self.inflight.len() < NOWAIT_INFLIGHT_MAX {
-                if let Some(id) = self.link.as_mut().and_then(|l| l.send_nowait(&change, &info)) {
-                    self.inflight.push_back(Sent {
-                        id,
+                if let Some(sent) = self.link.as_mut().and_then(|l| l.send_nowait(&change, &info)) {
+                    self.inflight.push_back(InFlight {
+                        sent,
                         change,
                         info,
                         answer,
@@ -199,7 +199,7 @@ impl Supervisor {
                 change: s.change,
                 info: s.info,
                 answer: s.answer,
-                sent: Some(s.id),
+                sent: Some(s.sent),
             })
             .collect();
         self.start_thread(&mut jobs);
@@ -209,9 +209,9 @@ impl Supervisor {
     }
 
     /// Waits here for the answer to a report sent without waiting.
-    fn await_sent(&mut self, id: Option<u64>, change: SamChange, info: SamInfo, answer: bool) {
-        let r = match (self.link.as_mut(), id) {
-            (Some(l), Some(id)) => l.await_sent(id, change, info),
+    fn await_sent(&mut self, sent: Option<report::Sent>, change: SamChange, info: SamInfo, answer: bool) {
+        let r = match (self.link.as_mut(), sent) {
+            (Some(l), Some(sent)) => l.await_sent(sent, change, info),
             (Some(l), None) => l.report(change, info),
             (None, _) => Ok(()),
         };
@@ -228,10 +228,10 @@ impl Supervisor {
             .inflight
             .iter()
             .rposition(|s| s.answer || matches!(s.change, SamChange::Data(_)));
-        let waited: Vec<Sent> = self.inflight.drain(..).take(last.map_or(0, |i| i + 1)).collect();
+        let waited: Vec<InFlight> = self.inflight.drain(..).take(last.map_or(0, |i| i + 1)).collect();
         self.inflight.clear();
         for s in waited {
-            self.await_sent(Some(s.id), s.change, s.info, s.answer);
+            self.await_sent(Some(s.sent), s.change, s.info, s.answer);
         }
     }
 
@@ -251,9 +251,9 @@ impl Supervisor {
         };
         for (id, result) in got {
             match self.inflight.front() {
-                Some(s) if s.id == id => {}
+                Some(s) if s.sent.id == id => {}
                 // Older ones were let go by an instance that ended.
-                Some(s) if id < s.id => continue,
+                Some(s) if id < s.sent.id => continue,
                 None => continue,
                 // Not in order: nothing this side can count on now; the thread makes the reports not
                 // yet answered again on a new connection.

@@ -161,3 +161,81 @@ fn a_store_vigild_takes_after_its_instance_died_is_the_next_instances_data() {
     assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
     assert_eq!(app.result(2, "data").as_deref(), Some("aaaa"), "{:#?}", app.lines());
 }
+
+/// A second vigild, on its own state directory and the first one's socket path; killed when dropped.
+struct Successor(std::process::Child);
+
+impl Successor {
+    /// Takes over `v`'s socket path (the old socket file is moved aside: `v` keeps its connections).
+    fn start(v: &Vigild) -> Successor {
+        std::fs::rename(v.socket(), v.path("aside.sock")).unwrap();
+        let dir = v.path("successor");
+        std::fs::create_dir(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("vigild.log")).unwrap();
+        let child = std::process::Command::new(bin("vigild"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--socket")
+            .arg(v.socket())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the second vigild");
+        let s = Successor(child);
+        wait_for("the second vigild answers", || {
+            vigil_client::Client::connect(&v.socket()).ok()
+        });
+        s
+    }
+}
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn reports_in_flight_when_vigild_dies_are_made_again_on_the_next_connection() {
+    // The supervisor sends its reports without waiting for their answers. When its vigild dies with
+    // several of them unanswered, each goes again on the new connection: the request ids of the dead
+    // one mean nothing there, and waiting for them would wait forever (the application's stop, which
+    // waits for its answer, would never return).
+    let mut v = Vigild::start();
+    let go = v.path("go");
+    let mut app = SamApp::start(
+        Some(&v),
+        v.dir.path(),
+        &[
+            "--interval",
+            "60000",
+            "--policy",
+            "restart+cmap",
+            "--on",
+            &format!("1:start;wait:{};hc;hc;hc;stop;exit:0", go.display()),
+        ],
+    );
+    app.wait_line("1 start ok");
+    kill(v.pid() as i32, "STOP");
+    std::fs::write(&go, "").unwrap();
+    // The heartbeats return at once (their reports wait for vigild's answers); the stop waits.
+    wait_for("three heartbeats", || (lines_with(&app, "1 hc") == 3).then_some(()));
+    let next = Successor::start(&v);
+    v.kill9();
+    wait_for_within("the stop returns", Duration::from_secs(10), || app.result(1, "stop"));
+    assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
+    assert_eq!(app.result(1, "stop").as_deref(), Some("ok"), "{:#?}", app.lines());
+    // The new vigild has the application, told again from its record.
+    let mut c = vigil_client::Client::connect(&v.socket()).unwrap();
+    let subject = format!("sam/{}", app.pid());
+    let evs: Vec<_> = c
+        .events(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject == subject)
+        .collect();
+    let n = crate::sam::names(&evs);
+    assert!(n.contains(&"reattach".to_string()), "{n:?}");
+    drop(next);
+}
