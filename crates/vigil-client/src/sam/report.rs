@@ -68,42 +68,35 @@ impl Link {
     /// nothing to tell: Ok.
     pub(super) fn report(&mut self, change: SamChange, info: SamInfo) -> Result<(), ErrorCode> {
         self.last_info = Some(info.clone());
-        let is_data = matches!(change, SamChange::Data(_));
-        let data = match &change {
-            SamChange::Data(d) => d.clone(),
-            _ => None,
-        };
-        if self.vigild.is_none() && !self.reconnect() {
-            return Ok(());
-        }
-        let c = self.vigild.as_mut().expect("connected above");
-        let r = c.request(Request::SamReport {
+        let body = Request::SamReport {
             change: change.clone(),
-            info: info.clone(),
-        });
-        self.collect();
-        let r = match r {
-            Ok(_) => Ok(()),
-            Err(ClientError::Server(e)) => Err(e.code),
-            Err(_) => {
-                // Lost: once more on a new connection.
-                self.vigild = None;
-                if !self.reconnect() {
-                    return Ok(());
-                }
-                let c = self.vigild.as_mut().expect("connected above");
-                let r = c.request(Request::SamReport { change, info });
-                self.collect();
-                match r {
-                    Err(ClientError::Server(e)) => Err(e.code),
-                    _ => Ok(()),
-                }
-            }
+            info,
         };
-        if is_data && r.is_ok() {
-            self.data = data;
+        // Once, and once more on a new connection if this one was lost.
+        for _ in 0..2 {
+            if self.vigild.is_none() && !self.reconnect() {
+                return Ok(());
+            }
+            let r = self.vigild.as_mut().expect("connected above").request(body.clone());
+            if let Some(r) = self.answer(r) {
+                self.answered(&change, &r);
+                return r;
+            }
         }
-        r
+        Ok(())
+    }
+
+    /// vigild's answer to a report, or None when the connection was lost (then it is let go).
+    fn answer(&mut self, r: crate::Result<vigil_proto::Response>) -> Option<Result<(), ErrorCode>> {
+        self.collect();
+        match r {
+            Ok(_) => Some(Ok(())),
+            Err(ClientError::Server(e)) => Some(Err(e.code)),
+            Err(_) => {
+                self.vigild = None;
+                None
+            }
+        }
     }
 
     /// Sends a report without waiting for its answer (the supervisor's loop reads it): where it went
@@ -146,17 +139,13 @@ impl Link {
             Some(c) if sent.generation == self.generation => c.response(sent.id),
             _ => return self.report(change, info),
         };
-        self.collect();
-        let r = match r {
-            Ok(_) => Ok(()),
-            Err(ClientError::Server(e)) => Err(e.code),
-            Err(_) => {
-                self.vigild = None;
-                return self.report(change, info);
+        match self.answer(r) {
+            Some(r) => {
+                self.answered(&change, &r);
+                r
             }
-        };
-        self.answered(&change, &r);
-        r
+            None => self.report(change, info),
+        }
     }
 
     /// A new connection: the record reattached, the data sent again, quorum tracked again. False when
