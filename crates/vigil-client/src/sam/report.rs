@@ -235,7 +235,8 @@ pub(super) struct Job {
 struct State {
     jobs: VecDeque<Job>,
     /// The link, while nobody is using it: the thread takes it out to make a report (or to wait for
-    /// vigild's pushes, or to reconnect) and puts it back; the supervisor takes it to park the thread.
+    /// vigild's pushes, or to reconnect) and puts it back; the supervisor takes it back when the instance
+    /// is gone ([`Reporter::finish`]).
     link: Option<Link>,
     /// The read end of the pipe that wakes the thread while it polls (as it does only to hear vigild's
     /// quorum news; taken out meanwhile), and the write end of the one it wakes the supervisor by.
@@ -449,8 +450,8 @@ enum Work {
 }
 
 /// The thread: makes the queued reports in order, reads vigild's quorum pushes in between, and retries a
-/// lost vigild every [`RETRY`] when quorum is tracked; parks while the supervisor holds the link; ends
-/// when the supervisor's handle is gone.
+/// lost vigild every [`RETRY`] when quorum is tracked; waits once the supervisor has taken the link
+/// back, and ends when told to (or when the supervisor's handle is gone).
 fn run(shared: &Shared) {
     loop {
         let work = {
