@@ -373,15 +373,20 @@ impl Client {
         self.node.as_deref()
     }
 
-    /// Sends one request and waits for its response; events pushed meanwhile are kept.
-    pub fn request(&mut self, body: Request) -> Result<Response> {
-        let body = match &self.node {
+    /// `body` for the node set by [`Client::set_node`] (as it is without one, or when it names its own).
+    fn addressed(&self, body: Request) -> Request {
+        match &self.node {
             Some(node) if !matches!(body, Request::OnNode { .. }) => Request::OnNode {
                 node: node.clone(),
                 body: Box::new(body),
             },
             _ => body,
-        };
+        }
+    }
+
+    /// Sends one request and waits for its response; events pushed meanwhile are kept.
+    pub fn request(&mut self, body: Request) -> Result<Response> {
+        let body = self.addressed(body);
         let id = self.next_id;
         self.next_id += 1;
         vigil_proto::write_msg(&mut NoSigpipe(&self.stream), &ClientMsg::Request { id, body })?;
@@ -394,13 +399,7 @@ impl Client {
     /// its end before this returns (the stream must stay whole), which can wait only for a peer that has
     /// left a whole socket buffer unread.
     pub fn send_request_nowait(&mut self, body: Request) -> Result<Option<u64>> {
-        let body = match &self.node {
-            Some(node) if !matches!(body, Request::OnNode { .. }) => Request::OnNode {
-                node: node.clone(),
-                body: Box::new(body),
-            },
-            _ => body,
-        };
+        let body = self.addressed(body);
         let frame = vigil_proto::encode(&ClientMsg::Request { id: self.next_id, body })?;
         let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
         let sent = loop {

@@ -34,13 +34,7 @@ impl Client {
                 frames.clear();
                 while sent - answered < window {
                     let Some(body) = bodies.next() else { break };
-                    let body = match &self.node {
-                        Some(node) if !matches!(body, Request::OnNode { .. }) => Request::OnNode {
-                            node: node.clone(),
-                            body: Box::new(body),
-                        },
-                        _ => body,
-                    };
+                    let body = self.addressed(body);
                     let id = self.next_id;
                     self.next_id += 1;
                     frames.extend_from_slice(&vigil_proto::encode(&ClientMsg::Request { id, body })?);

@@ -132,9 +132,17 @@ impl Link {
         }
     }
 
+    /// Makes a queued report: waits for the answer of one already sent, else sends it and waits.
+    pub(super) fn complete(&mut self, job: Job) -> Result<(), ErrorCode> {
+        match job.sent {
+            Some(sent) => self.await_sent(sent, job.change, job.info),
+            None => self.report(job.change, job.info),
+        }
+    }
+
     /// Waits for the answer to a report sent by [`Link::send_nowait`]; if its connection is gone (lost,
     /// or replaced by a new one, where its id means nothing), the report is made again.
-    pub(super) fn await_sent(&mut self, sent: Sent, change: SamChange, info: SamInfo) -> Result<(), ErrorCode> {
+    fn await_sent(&mut self, sent: Sent, change: SamChange, info: SamInfo) -> Result<(), ErrorCode> {
         let r = match self.vigild.as_mut() {
             Some(c) if sent.generation == self.generation => c.response(sent.id),
             _ => return self.report(change, info),
@@ -502,13 +510,11 @@ fn run(shared: &Shared) {
                 shared.lock().link = Some(link);
             }
             Work::Report(job, mut link) => {
-                let r = match job.sent {
-                    Some(sent) => link.await_sent(sent, job.change, job.info),
-                    None => link.report(job.change, job.info),
-                };
+                let answer = job.answer;
+                let r = link.complete(job);
                 let mut s = shared.lock();
                 s.link = Some(link);
-                if job.answer {
+                if answer {
                     s.answers.push_back(r);
                     tell(&s.woken_tx);
                 }

@@ -38,7 +38,7 @@ pub(super) struct Supervisor {
     /// their answers read here when they come (see [`Supervisor::start_reporter`]).
     pub(super) nowait: bool,
     /// The reports sent so, not yet answered, oldest first.
-    pub(super) inflight: VecDeque<InFlight>,
+    pub(super) inflight: VecDeque<report::Job>,
     /// Quorum as vigild last told it, and until when that holds without news (None: no limit).
     pub(super) quorate: bool,
     pub(super) quorum_until: Option<Instant>,
@@ -58,15 +58,6 @@ pub(super) struct Supervisor {
     /// The end of the last instance, told to vigild once the next one is forked (fork first, report
     /// after): with the record as it was then.
     pub(super) ended: Option<(SamChange, SamInfo)>,
-}
-
-/// A report sent without waiting, until vigild answers it.
-pub(super) struct InFlight {
-    sent: report::Sent,
-    change: SamChange,
-    info: SamInfo,
-    /// Its answer is awaited (it goes to `answers`).
-    answer: bool,
 }
 
 /// Reports sent without waiting for their answers at most, before the thread takes over: a vigild that
@@ -141,8 +132,8 @@ impl Supervisor {
             let small = !matches!(&change, SamChange::Data(Some(d)) if d.len() > NOWAIT_DATA_MAX);
             if small && self.inflight.len() < NOWAIT_INFLIGHT_MAX {
                 if let Some(sent) = self.link.as_mut().and_then(|l| l.send_nowait(&change, &info)) {
-                    self.inflight.push_back(InFlight {
-                        sent,
+                    self.inflight.push_back(report::Job {
+                        sent: Some(sent),
                         change,
                         info,
                         answer,
@@ -192,28 +183,19 @@ impl Supervisor {
     /// From here on the thread makes this instance's reports.
     fn hand_to_thread(&mut self) {
         self.nowait = false;
-        let mut jobs = self
-            .inflight
-            .drain(..)
-            .map(|s| report::Job {
-                change: s.change,
-                info: s.info,
-                answer: s.answer,
-                sent: Some(s.sent),
-            })
-            .collect();
+        let mut jobs = self.inflight.drain(..).collect();
         self.start_thread(&mut jobs);
         for j in jobs {
-            self.await_sent(j.sent, j.change, j.info, j.answer);
+            self.complete(j);
         }
     }
 
-    /// Waits here for the answer to a report sent without waiting.
-    fn await_sent(&mut self, sent: Option<report::Sent>, change: SamChange, info: SamInfo, answer: bool) {
-        let r = match (self.link.as_mut(), sent) {
-            (Some(l), Some(sent)) => l.await_sent(sent, change, info),
-            (Some(l), None) => l.report(change, info),
-            (None, _) => Ok(()),
+    /// Makes a report here, waiting for vigild (its answer, if awaited, goes to `answers`).
+    fn complete(&mut self, job: report::Job) {
+        let answer = job.answer;
+        let r = match self.link.as_mut() {
+            Some(l) => l.complete(job),
+            None => Ok(()),
         };
         if answer {
             self.answers.push(r);
@@ -228,10 +210,10 @@ impl Supervisor {
             .inflight
             .iter()
             .rposition(|s| s.answer || matches!(s.change, SamChange::Data(_)));
-        let waited: Vec<InFlight> = self.inflight.drain(..).take(last.map_or(0, |i| i + 1)).collect();
+        let waited: Vec<report::Job> = self.inflight.drain(..).take(last.map_or(0, |i| i + 1)).collect();
         self.inflight.clear();
-        for s in waited {
-            self.await_sent(Some(s.sent), s.change, s.info, s.answer);
+        for j in waited {
+            self.complete(j);
         }
     }
 
@@ -250,10 +232,11 @@ impl Supervisor {
             return self.hand_to_thread();
         };
         for (id, result) in got {
-            match self.inflight.front() {
-                Some(s) if s.sent.id == id => {}
+            // Every report in flight here was sent (its `sent` is Some).
+            match self.inflight.front().and_then(|j| j.sent).map(|s| s.id) {
+                Some(oldest) if oldest == id => {}
                 // Older ones were let go by an instance that ended.
-                Some(s) if id < s.sent.id => continue,
+                Some(oldest) if id < oldest => continue,
                 None => continue,
                 // Not in order: nothing this side can count on now; the thread makes the reports not
                 // yet answered again on a new connection.
