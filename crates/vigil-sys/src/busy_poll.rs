@@ -64,6 +64,72 @@ impl BusyPoll {
     }
 }
 
+/// How many polls in a row that a peer at its last pace would have answered must find nothing to show
+/// that the poller crowds its peer out (see [`Crowding`]).
+pub const CROWDED_TIMES: u32 = 2;
+/// The least time between two moves: a wrong guess costs at most one move in this time.
+pub const MOVE_EVERY: Duration = Duration::from_millis(10);
+
+/// Whether a real-time poller keeps its peer from running by polling on the peer's own CPU.
+///
+/// A real-time thread that polls on the CPU where its peer (a normal process) is runnable holds that
+/// CPU until the poll gives up: the peer's message comes only after, however long the poll. And such a
+/// thread, once woken, stays on the CPU where it last ran (the kernel puts it back there rather than
+/// beside its waker, as it would a normal one), so nothing parts the two. A peer on a CPU of its own
+/// sends while the poll runs: a poll as long as the time the last message took to come (from the start
+/// of the poll that missed it) finds the next, unless the peer slowed down. When [`CROWDED_TIMES`] such
+/// polls in a row find nothing, the poller should move to another CPU (at most once per
+/// [`MOVE_EVERY`]); there it stays, and its polls find the peer's messages again.
+#[derive(Debug, Default)]
+pub struct Crowding {
+    /// When the last poll that found nothing began.
+    missed: Option<Instant>,
+    /// How long after the start of the last poll that found nothing its message came.
+    reach: Option<Duration>,
+    count: u32,
+    moved: Option<Instant>,
+}
+
+impl Crowding {
+    /// A poll that began at `began` ended at `now`, having found its message or not: true when the
+    /// caller should move to another CPU now. Not called when there was no poll (a budget of zero),
+    /// which says nothing either way.
+    pub fn polled(&mut self, found: bool, began: Instant, now: Instant) -> bool {
+        if found {
+            self.count = 0;
+            self.missed = None;
+            self.reach = None;
+            return false;
+        }
+        self.missed = Some(began);
+        let long_enough = self
+            .reach
+            .take()
+            .is_some_and(|r| now.saturating_duration_since(began) >= r);
+        if !long_enough {
+            return false;
+        }
+        self.count += 1;
+        if self.count < CROWDED_TIMES
+            || self
+                .moved
+                .is_some_and(|m| now.saturating_duration_since(m) < MOVE_EVERY)
+        {
+            return false;
+        }
+        self.count = 0;
+        self.moved = Some(now);
+        true
+    }
+
+    /// The message came at `now`, while the caller slept for it.
+    pub fn woken(&mut self, now: Instant) {
+        if let Some(began) = self.missed.take() {
+            self.reach = Some(now.saturating_duration_since(began));
+        }
+    }
+}
+
 /// Polls for up to `budget` for `ready` to answer Some; None if it did not within it.
 pub fn spin<T>(budget: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
     if budget.is_zero() {
@@ -149,6 +215,67 @@ mod tests {
         p.polled(true, t, Duration::ZERO);
         p.woken(Duration::ZERO, t);
         assert!(p.budget(Duration::ZERO).is_zero());
+    }
+
+    /// A poll of `len` from `t` that found nothing, then the message `gap` after its end.
+    fn miss(c: &mut Crowding, t: Instant, len: u64, gap: u64) -> (bool, Instant) {
+        let end = t + Duration::from_micros(len);
+        let mv = c.polled(false, t, end);
+        let next = end + Duration::from_micros(gap);
+        c.woken(next);
+        (mv, next)
+    }
+
+    #[test]
+    fn polls_long_enough_for_the_last_message_that_miss_twice_in_a_row_say_move_once_per_period() {
+        let mut c = Crowding::default();
+        let t = Instant::now();
+        // A peer that sends 10 µs after each poll ends, however long: behind the poll, on its CPU.
+        let (mv, t) = miss(&mut c, t, 50, 10);
+        assert!(!mv, "the first miss says nothing: there was no pace to go by");
+        // Shorter than the last message's 60 µs: it could not have found it.
+        let (mv, t) = miss(&mut c, t, 25, 10);
+        assert!(!mv);
+        let (mv, t) = miss(&mut c, t, 50, 10);
+        assert!(!mv, "one poll of 50 µs missed a peer that took 35");
+        let (mv, t) = miss(&mut c, t, 25, 10);
+        assert!(!mv);
+        let (mv, t) = miss(&mut c, t, 50, 10);
+        assert!(mv, "a second one: move");
+        // Still crowded, but not again before MOVE_EVERY.
+        let mut t = t;
+        for _ in 0..4 {
+            let (a, n) = miss(&mut c, t, 25, 10);
+            let (b, n) = miss(&mut c, n, 50, 10);
+            assert!(!a && !b);
+            t = n;
+        }
+        let t = t + MOVE_EVERY;
+        let (_, t) = miss(&mut c, t, 25, 10);
+        let (mv, _) = miss(&mut c, t, 50, 10);
+        assert!(mv, "once the period is over");
+    }
+
+    #[test]
+    fn a_peer_that_slowed_down_or_a_poll_that_found_its_message_says_nothing() {
+        let mut c = Crowding::default();
+        let t = Instant::now();
+        // A peer on its own CPU that took 70 µs, then 90, then 120: every poll of 50 misses.
+        let (_, t) = miss(&mut c, t, 50, 20);
+        let (_, t) = miss(&mut c, t, 50, 40);
+        let (mv, t) = miss(&mut c, t, 50, 70);
+        assert!(!mv, "polls shorter than the peer's last pace prove nothing");
+        // Long enough once, then a poll that finds: the count starts again.
+        let (mv, t) = miss(&mut c, t, 200, 10);
+        assert!(!mv);
+        assert!(!c.polled(true, t, t + Duration::from_micros(5)));
+        let t = t + Duration::from_micros(5);
+        let (mv, t) = miss(&mut c, t, 200, 10);
+        assert!(!mv, "no pace since the poll that found its message");
+        let (mv, t) = miss(&mut c, t, 250, 10);
+        assert!(!mv, "one");
+        let (mv, _) = miss(&mut c, t, 300, 10);
+        assert!(mv, "two");
     }
 
     #[test]

@@ -102,10 +102,15 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
     // Blocked in every thread but the loop's (which unblocks them once its handlers are in place), so
     // that a stop sent during a re-exec is kept pending for the new image rather than lost.
     vigil_sys::set_stop_signals_blocked(true).context("cannot block the stop signals")?;
+    // A re-exec runs this on the thread that was the loop's, real-time still: only the loop is.
+    if vigil_sys::scheduling(0).is_ok_and(|s| s.priority > 0) {
+        let _ = vigil_sys::set_realtime(0);
+    }
     let daemon = std::thread::Builder::new()
         .name("vigild".into())
         .stack_size(LOOP_STACK)
         .spawn(move || -> anyhow::Result<Exit> {
+            OWN_THREAD.with(|t| t.set(true));
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 // The blocking pool's threads copy the mask of whoever starts them (the loop's thread,
@@ -126,6 +131,38 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
     daemon.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
+thread_local! {
+    /// Whether this thread is the one [`run_daemon`] made for the loop: only that one's scheduling is
+    /// vigild's to set (a caller of [`run`] keeps its threads as they are).
+    static OWN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the calling thread (the loop's) under `SCHED_RR` at `priority`, or the normal policy for 0
+/// (`daemon.realtime_priority`); true when it now runs real-time. A refusal (no CAP_SYS_NICE, a
+/// cgroup without real-time time) is logged and leaves the thread as it was.
+fn set_loop_priority(priority: u8) -> bool {
+    if !OWN_THREAD.with(std::cell::Cell::get) {
+        return false;
+    }
+    match vigil_sys::set_realtime(priority) {
+        Ok(()) => {
+            info!(
+                "vigild's loop runs under {}",
+                if priority == 0 {
+                    "the normal policy".to_string()
+                } else {
+                    format!("SCHED_RR priority {priority}")
+                }
+            );
+            priority > 0
+        }
+        Err(e) => {
+            warn!("daemon.realtime_priority = {priority}: {e}; the loop's scheduling is unchanged");
+            vigil_sys::scheduling(0).is_ok_and(|s| s.priority > 0)
+        }
+    }
+}
+
 /// A TERM or INT caught since the loop's last turn would be lost with this image: it is sent again, to
 /// the process, where it waits (every thread blocks it now, and execve keeps pending signals and the
 /// mask) until the new image's loop has its handlers and unblocks it, and then it stops vigild.
@@ -143,6 +180,8 @@ pub const LOOP_STACK: usize = 8 << 20;
 /// The daemon as a library function, on the caller's runtime: serves `listener` (None: binds
 /// `opts.socket` once the state dir is this vigild's) until SIGTERM, SIGINT or `shutdown` stops every tag
 /// (`Exit::Shutdown`), or a re-exec is asked for (`Exit::Reexec`, which the caller carries out).
+/// `daemon.realtime_priority` applies only under [`run_daemon`]: the caller's threads keep their
+/// scheduling.
 pub async fn run(
     opts: Options,
     listener: Option<tokio::net::UnixListener>,
@@ -506,6 +545,12 @@ async fn serve(
     };
 
     let mut poll = vigil_sys::busy_poll::BusyPoll::new(d.node.settings.busy_poll);
+    let mut crowding = vigil_sys::busy_poll::Crowding::default();
+    // What the loop's thread runs under (`daemon.realtime_priority`), set here and again when a reload
+    // changes it. A re-exec keeps the thread's policy: the new image sets its own.
+    let mut realtime = d.node.settings.realtime_priority;
+    let mut realtime_now = set_loop_priority(realtime);
+    let own_uid = vigil_sys::getuid();
     let exit = loop {
         let deadline = d.next_deadline().map(|t| {
             let wait = t.since(now());
@@ -524,7 +569,9 @@ async fn serve(
                 }
             }
             Some(msg) = rx.recv() => {
-                poll.woken(d.node.settings.busy_poll, std::time::Instant::now());
+                let now = std::time::Instant::now();
+                poll.woken(d.node.settings.busy_poll, now);
+                crowding.woken(now);
                 // Take what is queued now, in order, up to a bound: a request never waits behind more
                 // than one turn's worth of process notifications.
                 let mut batch = vec![msg];
@@ -534,7 +581,11 @@ async fn serve(
                         Err(_) => break,
                     }
                 }
-                answered = batch.iter().any(|m| matches!(m, msg::Msg::Request { .. }));
+                // Only root's and vigild's own user's requests are polled after: another user's
+                // requests cost vigild what they cost, but buy no CPU time beyond that.
+                answered = batch
+                    .iter()
+                    .any(|m| matches!(m, msg::Msg::Request { caller, .. } if caller.uid == 0 || caller.uid == own_uid));
                 for msg in batch {
                     d.on_msg(msg);
                 }
@@ -568,6 +619,10 @@ async fn serve(
             },
         }
         d.finish_step();
+        if realtime != d.node.settings.realtime_priority {
+            realtime = d.node.settings.realtime_priority;
+            realtime_now = set_loop_priority(realtime);
+        }
         // When process events never stop coming, the loop must still let the connection tasks
         // (accepting, reading requests, writing answers) run. After a batch of requests it need not:
         // the next select! finds nothing ready unless more came, and then it is their turn anyway.
@@ -586,6 +641,15 @@ async fn serve(
                 tokio::task::yield_now().await;
             }
             poll.polled(!rx.is_empty(), began, max);
+            // A real-time loop that keeps its client from running by polling on its CPU moves away.
+            if !budget.is_zero() && crowding.polled(!rx.is_empty(), began, std::time::Instant::now()) && realtime_now {
+                match vigil_sys::move_off_cpu() {
+                    Ok(moved) => {
+                        tracing::debug!("the loop's polls crowd its client out: moved to another CPU: {moved}")
+                    }
+                    Err(e) => tracing::debug!("cannot move the loop to another CPU: {e}"),
+                }
+            }
         }
         if d.shutdown_done() {
             break Exit::Shutdown;

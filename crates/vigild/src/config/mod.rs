@@ -164,6 +164,8 @@ struct DaemonSection {
     storm: Option<String>,
     /// Microseconds the loop may poll for the next request after answering (0: never).
     busy_poll_us: Option<u64>,
+    /// The SCHED_RR priority of the loop thread, 1..=99 (0: the normal policy).
+    realtime_priority: Option<u64>,
 }
 
 impl DaemonSection {
@@ -198,6 +200,13 @@ impl DaemonSection {
                 "daemon.busy_poll_us = {us} is outside {min}..={max} (0 turns polling off)"
             );
             s.busy_poll = Duration::from_micros(us);
+        }
+        if let Some(p) = self.realtime_priority {
+            anyhow::ensure!(
+                p <= 99,
+                "daemon.realtime_priority = {p} is outside 1..=99 (0 runs vigild's loop under the normal policy)"
+            );
+            s.realtime_priority = p as u8;
         }
         if let Some(n) = self.queue_bytes {
             // Room for at least one frame of the largest size, or a large answer could never be sent.

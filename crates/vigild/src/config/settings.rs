@@ -46,6 +46,9 @@ pub struct Settings {
     /// How long the loop may poll for the next request after answering, before it sleeps
     /// (`daemon.busy_poll_us`, see busy_poll.rs; zero: never).
     pub busy_poll: Duration,
+    /// The `SCHED_RR` priority of vigild's loop thread, 0 for the normal policy
+    /// (`daemon.realtime_priority`, vigil_sys::set_realtime).
+    pub realtime_priority: u8,
 }
 
 /// Where and how the HTTP API is served.
@@ -111,6 +114,10 @@ pub const BUSY_POLL_US: u64 = 50;
 pub const BUSY_POLL_US_MIN: u64 = 5;
 pub const BUSY_POLL_US_MAX: u64 = 1000;
 
+/// The default of `daemon.realtime_priority` with more than one CPU online (0 with one): above every
+/// process of the normal policy, below every other real-time thread (the kernel's, corosync's 99).
+pub const REALTIME_PRIORITY: u8 = 1;
+
 /// The default of `daemon.tags_per_uid`.
 pub const TAGS_PER_UID: usize = 64;
 
@@ -143,6 +150,12 @@ impl Default for Settings {
             busy_poll: match std::thread::available_parallelism() {
                 Ok(n) if n.get() > 1 => Duration::from_micros(BUSY_POLL_US),
                 _ => Duration::ZERO,
+            },
+            // With one CPU, a flood of requests to a real-time vigild would leave other processes
+            // only what the kernel's real-time throttling keeps for them.
+            realtime_priority: match std::thread::available_parallelism() {
+                Ok(n) if n.get() > 1 => REALTIME_PRIORITY,
+                _ => 0,
             },
         }
     }

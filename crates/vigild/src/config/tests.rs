@@ -113,6 +113,17 @@ fn connection_limits() {
     assert!(e("busy_poll_us = 1001").contains("daemon.busy_poll_us = 1001 is outside 5..=1000 (0 turns"));
     assert!(e("busy_poll_us = 4").contains("daemon.busy_poll_us = 4 is outside 5..=1000"));
     assert!(e("busy_poll_us = -1").contains("busy_poll_us"));
+    assert_eq!(d.realtime_priority, if cpus > 1 { 1 } else { 0 });
+    let r = |t: &str| {
+        parse(&format!("[daemon]\n{t}"), 0, 0)
+            .unwrap()
+            .settings
+            .realtime_priority
+    };
+    assert_eq!(r("realtime_priority = 0"), 0);
+    assert_eq!(r("realtime_priority = 99"), 99);
+    assert!(e("realtime_priority = 100").contains("daemon.realtime_priority = 100 is outside 1..=99 (0 runs"));
+    assert!(e("realtime_priority = -1").contains("realtime_priority"));
     assert!(e("queue_bytes = 1000").contains("daemon.queue_bytes = 1000 is outside 4194308..="));
     assert_eq!(d.request_bytes_per_uid, 64 << 20);
     assert!(e("request_bytes_per_uid = 1000").contains("daemon.request_bytes_per_uid = 1000 is outside 4194308..="));
