@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use vigil_client::proto::{CmapValue as V, Request, Response};
+use vigil_client::proto::{CmapMap, CmapValue as V, Request, Response};
 
 use crate::harness::*;
 
@@ -54,4 +54,50 @@ fn a_thousand_sets_in_flight_are_all_answered_in_order_with_the_refusals_in_plac
     // The connection goes on as usual after it.
     c.cmap_set("pipe.after", V::U32(7), false).unwrap();
     assert_eq!(c.cmap_get("pipe.after").unwrap(), V::U32(7));
+}
+
+const ADD: u32 = 4;
+const MODIFY: u32 = 2;
+const PREFIX: u32 = 8;
+
+/// Answers larger than the client's read buffer, and notifications pushed among the answers on the
+/// same connection: every answer whole and in its place, every notification kept for the caller.
+#[test]
+fn large_answers_and_pushed_notifications_among_the_answers_are_all_read() {
+    let v = Vigild::start();
+    let mut c = v.client();
+    let big = vec![b'x'; 200 << 10];
+    c.cmap_set("pipe.big", V::Binary(big.clone()), false).unwrap();
+    c.cmap_track_add(CmapMap::Main, "pipe.t.", ADD | MODIFY | PREFIX, 9)
+        .unwrap();
+    let n = 300u32;
+    let reqs = (0..n).map(|i| match i % 3 {
+        0 => Request::CmapGet {
+            map: CmapMap::Main,
+            key: "pipe.big".into(),
+            ty: None,
+        },
+        _ => Request::CmapSet {
+            key: format!("pipe.t.{i}"),
+            value: V::U32(i),
+            persist: false,
+        },
+    });
+    let got = c.pipeline(reqs, 64).unwrap();
+    assert_eq!(got.len(), n as usize);
+    for (i, r) in got.iter().enumerate() {
+        match i % 3 {
+            0 => assert!(
+                matches!(r, Ok(Response::CmapValue(V::Binary(b))) if *b == big),
+                "{i}: not the whole value"
+            ),
+            _ => assert!(matches!(r, Ok(Response::Ok)), "{i}: {r:?}"),
+        }
+    }
+    // One notification per set, in order, none lost.
+    for i in (0..n).filter(|i| i % 3 != 0) {
+        let note = c.next_notification().unwrap();
+        assert_eq!(note.key, format!("pipe.t.{i}"));
+    }
+    assert_eq!(c.take_notifications_lost(), 0);
 }
