@@ -39,7 +39,7 @@ pub use procfs::{
     start_time_to_boot_ns, uids, uptime_ticks, ProcStat, ProcTable,
 };
 pub use resolve::resolve_program;
-pub use sched::{move_off_cpu, scheduling, set_realtime, Scheduling};
+pub use sched::{move_off_cpu, scheduling, set_realtime, thread_cpu_time, Scheduling};
 pub use spawn::{
     check_exec, check_exec_within, spawn, ChildLimit, Output, SpawnSpec, Spawned, MAX_PATH_ENTRIES, SPAWNING_COMM,
 };

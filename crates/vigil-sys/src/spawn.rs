@@ -253,6 +253,9 @@ struct Prepared {
     groups: Vec<libc::gid_t>,
     limits: Vec<ChildLimit>,
     nice: Option<i32>,
+    /// The spawner's own nice value, set in the child before the uid switch when the spawner runs
+    /// under SCHED_RESET_ON_FORK (the kernel starts its children at 0, not at its nice).
+    inherit_nice: Option<i32>,
     umask: Option<u32>,
     stderr: Option<CString>,
     /// `NAME=` followed by room for the pid's digits and the NUL, which the child fills in.
@@ -558,6 +561,23 @@ fn invalid(program: &str, what: &str) -> SysError {
     }
 }
 
+/// The calling thread's nice value, when a child of it would not inherit it (it runs with
+/// SCHED_RESET_ON_FORK, vigild's real-time loop) and the spec sets none: a tag without `nice` runs at
+/// vigild's, as it always did.
+fn inherited_nice(spec: &SpawnSpec) -> Option<i32> {
+    if spec.nice.is_some() || !crate::scheduling(0).is_ok_and(|s| s.reset_on_fork) {
+        return None;
+    }
+    // SAFETY: getpriority takes plain integers; -1 is a valid answer, so errno is cleared first.
+    let nice = unsafe {
+        *libc::__errno_location() = 0;
+        libc::getpriority(libc::PRIO_PROCESS, 0)
+    };
+    // SAFETY: errno is thread-local and readable.
+    let failed = nice == -1 && unsafe { *libc::__errno_location() } != 0;
+    (!failed && nice != 0).then_some(nice)
+}
+
 fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
     let program =
         CString::new(spec.program.as_os_str().as_bytes()).map_err(|_| invalid(program_name, "program path"))?;
@@ -680,6 +700,7 @@ fn prepare(spec: &SpawnSpec, program_name: &str) -> Result<Prepared, SysError> {
         },
         limits: spec.limits.to_vec(),
         nice: spec.nice,
+        inherit_nice: inherited_nice(spec),
         umask: spec.umask,
         stderr,
         pid_slot,
@@ -1060,6 +1081,10 @@ unsafe fn child_exec(p: &Prepared, report: &Report) -> ! {
         if let Some(slot) = &p.pid_slot {
             // The raw syscall: glibc's getpid may answer from a cache of the parent's pid.
             slot.fill(libc::syscall(libc::SYS_getpid) as u32);
+        }
+        if let Some(n) = p.inherit_nice {
+            // Still as the spawner's user, who had this value: what inheritance would have given.
+            libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, n as libc::c_long);
         }
         let [sys_setgroups, sys_setgid, sys_setuid] = SYS_SETGROUPS_SETGID_SETUID;
         if let Some(gid) = p.gid {
@@ -1610,6 +1635,44 @@ mod resource_tests {
         assert_eq!(wait_child(&s), WaitStatus::Exited(0));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "100\n200\n0027\n7\n");
         assert_eq!(std::fs::read_to_string(&err).unwrap(), "oops\n");
+    }
+
+    #[test]
+    fn a_real_time_spawner_s_children_start_at_the_normal_policy_and_its_nice_value() {
+        if crate::getuid() != 0 {
+            println!("not root: SCHED_RR needs CAP_SYS_NICE");
+            return;
+        }
+        let _g = child_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.log");
+        std::fs::write(&out, "").unwrap();
+        let argv: Vec<OsString> = ["sh", "-c", "cut -d' ' -f19,41 /proc/self/stat"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let env = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+        let spec = SpawnSpec::new(Path::new("/bin/sh"), &argv, &env, Output::Append(&out));
+        let run = |spec: &SpawnSpec| {
+            std::fs::write(&out, "").unwrap();
+            let s = spawn(spec).unwrap();
+            assert_eq!(wait_child(&s), WaitStatus::Exited(0));
+            std::fs::read_to_string(&out).unwrap()
+        };
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                // SAFETY: plain integers; the calling thread's own nice value.
+                assert_eq!(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 3) }, 0);
+                if let Err(e) = crate::set_realtime(2) {
+                    println!("SCHED_RR refused here ({e}): nothing to check");
+                    return;
+                }
+                // Nice 3 and SCHED_OTHER (0), where the kernel alone would give 0 and 0.
+                assert_eq!(run(&spec), "3 0\n");
+                // A spec's own value wins.
+                assert_eq!(run(&SpawnSpec { nice: Some(7), ..spec }), "7 0\n");
+            });
+        });
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod msg;
 pub mod node;
 pub mod pmf;
 pub mod psm;
+pub mod realtime;
 pub mod router;
 #[cfg(test)]
 mod run_tests;
@@ -102,15 +103,11 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
     // Blocked in every thread but the loop's (which unblocks them once its handlers are in place), so
     // that a stop sent during a re-exec is kept pending for the new image rather than lost.
     vigil_sys::set_stop_signals_blocked(true).context("cannot block the stop signals")?;
-    // A re-exec runs this on the thread that was the loop's, real-time still: only the loop is.
-    if vigil_sys::scheduling(0).is_ok_and(|s| s.priority > 0) {
-        let _ = vigil_sys::set_realtime(0);
-    }
     let daemon = std::thread::Builder::new()
         .name("vigild".into())
         .stack_size(LOOP_STACK)
         .spawn(move || -> anyhow::Result<Exit> {
-            OWN_THREAD.with(|t| t.set(true));
+            realtime::own_this_thread();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 // The blocking pool's threads copy the mask of whoever starts them (the loop's thread,
@@ -129,38 +126,6 @@ pub fn run_daemon(opts: Options) -> anyhow::Result<Exit> {
         .context("cannot start vigild's thread")?;
     // A panic ends vigild as it would have on the main thread.
     daemon.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
-
-thread_local! {
-    /// Whether this thread is the one [`run_daemon`] made for the loop: only that one's scheduling is
-    /// vigild's to set (a caller of [`run`] keeps its threads as they are).
-    static OWN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs the calling thread (the loop's) under `SCHED_RR` at `priority`, or the normal policy for 0
-/// (`daemon.realtime_priority`); true when it now runs real-time. A refusal (no CAP_SYS_NICE, a
-/// cgroup without real-time time) is logged and leaves the thread as it was.
-fn set_loop_priority(priority: u8) -> bool {
-    if !OWN_THREAD.with(std::cell::Cell::get) {
-        return false;
-    }
-    match vigil_sys::set_realtime(priority) {
-        Ok(()) => {
-            info!(
-                "vigild's loop runs under {}",
-                if priority == 0 {
-                    "the normal policy".to_string()
-                } else {
-                    format!("SCHED_RR priority {priority}")
-                }
-            );
-            priority > 0
-        }
-        Err(e) => {
-            warn!("daemon.realtime_priority = {priority}: {e}; the loop's scheduling is unchanged");
-            vigil_sys::scheduling(0).is_ok_and(|s| s.priority > 0)
-        }
-    }
 }
 
 /// A TERM or INT caught since the loop's last turn would be lost with this image: it is sent again, to
@@ -546,10 +511,9 @@ async fn serve(
 
     let mut poll = vigil_sys::busy_poll::BusyPoll::new(d.node.settings.busy_poll);
     let mut crowding = vigil_sys::busy_poll::Crowding::default();
-    // What the loop's thread runs under (`daemon.realtime_priority`), set here and again when a reload
-    // changes it. A re-exec keeps the thread's policy: the new image sets its own.
-    let mut realtime = d.node.settings.realtime_priority;
-    let mut realtime_now = set_loop_priority(realtime);
+    // What the loop's thread runs under (`daemon.realtime_priority`), set here, again when a reload
+    // changes it, and left while work keeps the loop busy (realtime.rs).
+    let mut sched = realtime::Loop::new(d.node.settings.realtime_priority);
     let own_uid = vigil_sys::getuid();
     let exit = loop {
         let deadline = d.next_deadline().map(|t| {
@@ -619,10 +583,7 @@ async fn serve(
             },
         }
         d.finish_step();
-        if realtime != d.node.settings.realtime_priority {
-            realtime = d.node.settings.realtime_priority;
-            realtime_now = set_loop_priority(realtime);
-        }
+        sched.turn(d.node.settings.realtime_priority);
         // When process events never stop coming, the loop must still let the connection tasks
         // (accepting, reading requests, writing answers) run. After a batch of requests it need not:
         // the next select! finds nothing ready unless more came, and then it is their turn anyway.
@@ -641,13 +602,16 @@ async fn serve(
                 tokio::task::yield_now().await;
             }
             poll.polled(!rx.is_empty(), began, max);
-            // A real-time loop that keeps its client from running by polling on its CPU moves away.
-            if !budget.is_zero() && crowding.polled(!rx.is_empty(), began, std::time::Instant::now()) && realtime_now {
-                match vigil_sys::move_off_cpu() {
-                    Ok(moved) => {
-                        tracing::debug!("the loop's polls crowd its client out: moved to another CPU: {moved}")
+            if !budget.is_zero() {
+                let ended = std::time::Instant::now();
+                sched.polled(ended.saturating_duration_since(began));
+                // A real-time loop that keeps its client from running by polling on its CPU moves away.
+                if crowding.polled(!rx.is_empty(), began, ended) && sched.realtime() {
+                    match vigil_sys::move_off_cpu() {
+                        Ok(true) => tracing::debug!("the loop's polls crowd its client out: moved to another CPU"),
+                        Ok(false) => tracing::debug!("the loop's polls crowd its client out: no other CPU to move to"),
+                        Err(e) => warn!("the loop's polls crowd its client out, and it cannot move: {e}"),
                     }
-                    Err(e) => tracing::debug!("cannot move the loop to another CPU: {e}"),
                 }
             }
         }
