@@ -28,7 +28,7 @@ impl Daemon {
                 out,
                 held,
             } => {
-                if let Some(answer) = self.handle(caller, id, *req, &out) {
+                if let Some(answer) = self.handle(caller, id, req, &out) {
                     self.reply(&out, id, answer);
                 }
                 // Handled: its bytes leave the uid's budget of requests waiting for the loop.
@@ -64,23 +64,27 @@ impl Daemon {
     }
 
     /// Handles one request. `None` means the answer comes later (a waiter was registered).
-    pub fn handle(&mut self, caller: Caller, id: u64, req: Request, out: &ConnTx) -> Option<Answer> {
+    /// The request stays in its box until its fields are taken (a request is hundreds of bytes).
+    pub fn handle(&mut self, caller: Caller, id: u64, req: Box<Request>, out: &ConnTx) -> Option<Answer> {
         let _span = tracing::info_span!("req", conn = caller.conn, req = id).entered();
         self.cmap_count_request(caller);
-        let req = match self.route(req) {
-            Ok(Route::Here(req)) => req,
-            Ok(Route::There { node, req }) => return self.forward(caller, id, node, req, out),
-            Err(e) => return Some(Err(e)),
+        let req = if Daemon::may_route(&req) {
+            match self.route(*req) {
+                Ok(Route::Here(req)) => Box::new(req),
+                Ok(Route::There { node, req }) => return self.forward(caller, id, node, req, out),
+                Err(e) => return Some(Err(e)),
+            }
+        } else {
+            req
         };
         if let Err(e) = self.store_gate(&req) {
             return Some(Err(e));
         }
-        let req = match crate::spec::bounded_filters(req) {
-            Ok(req) => req,
-            Err(e) => return Some(Err(e)),
-        };
+        if let Err(e) = crate::spec::bounded_filters(&req) {
+            return Some(Err(e));
+        }
         let cmap_op = crate::cmap::map::op_of(&req);
-        let answer = match req {
+        let answer = match *req {
             Request::Run(spec) => {
                 return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, false)
             }

@@ -58,6 +58,12 @@ impl Daemon {
         n.is_empty() || n == "local" || n == self.node.name
     }
 
+    /// Whether [`Daemon::route`] may send `req` elsewhere or unwrap it; most requests stay here as they
+    /// are, and need not be moved through it.
+    pub fn may_route(req: &Request) -> bool {
+        matches!(req, Request::OnNode { .. }) || psm_node(req).is_some()
+    }
+
     /// Where a request goes: `OnNode` for this node is unwrapped, a PSM request naming one other node
     /// goes there (where that name is local). Lists and `all` stay here, where PSM refuses them: clients
     /// ask the nodes of a list one at a time.
@@ -163,7 +169,7 @@ impl Daemon {
             conn: REMOTE_CONN,
         };
         let (tx, mut rx) = ConnTx::detached(REMOTE_CONN);
-        if let Some(result) = self.handle(caller, 0, req, &tx) {
+        if let Some(result) = self.handle(caller, 0, Box::new(req), &tx) {
             self.reply(&tx, 0, result);
         }
         tokio::spawn(async move {
