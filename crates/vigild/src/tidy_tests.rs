@@ -30,6 +30,7 @@ const LAYERS: &[(&str, bool, &[&str])] = &[
             "psm::state",
             "storage",
             "scrape",
+            "realtime",
         ],
     ),
     (
