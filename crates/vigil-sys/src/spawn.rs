@@ -565,7 +565,9 @@ fn invalid(program: &str, what: &str) -> SysError {
 /// SCHED_RESET_ON_FORK, vigild's real-time loop) and the spec sets none: a tag without `nice` runs at
 /// vigild's, as it always did.
 fn inherited_nice(spec: &SpawnSpec) -> Option<i32> {
-    if spec.nice.is_some() || !crate::scheduling(0).is_ok_and(|s| s.reset_on_fork) {
+    // One system call on every spawn, not two: only the flag is needed.
+    // SAFETY: sched_getscheduler takes a plain tid (0: the calling thread) and touches no memory of ours.
+    if spec.nice.is_some() || unsafe { libc::sched_getscheduler(0) } & libc::SCHED_RESET_ON_FORK == 0 {
         return None;
     }
     // SAFETY: getpriority takes plain integers; -1 is a valid answer, so errno is cleared first.

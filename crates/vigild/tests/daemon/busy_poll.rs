@@ -204,6 +204,16 @@ fn first_cpu() -> usize {
     list.split([',', '-']).next().unwrap().parse().unwrap()
 }
 
+/// A vigild with `config`, and its loop's thread, when it runs real-time (None, said, where it cannot).
+fn realtime_vigild(config: &str) -> Option<(Vigild, i32)> {
+    let v = Vigild::start_with(Some(config));
+    if cpus() == 1 || !realtime_allowed(&v) {
+        return None;
+    }
+    let (loop_tid, _) = realtime(v.pid())[0];
+    Some((v, loop_tid))
+}
+
 /// Whether vigild could make its loop real-time here (no CAP_SYS_NICE in some containers); says so when
 /// not.
 fn realtime_allowed(v: &Vigild) -> bool {
@@ -220,11 +230,9 @@ fn a_real_time_loop_sees_when_its_polls_keep_its_client_from_running() {
     let _one = one_at_a_time();
     // The longest poll there is, so that a client slowed by a debug build or a loaded machine would
     // come back within it from a CPU of its own.
-    let v = Vigild::start_with(Some("[daemon]\nbusy_poll_us = 1000\n"));
-    if cpus() == 1 || !realtime_allowed(&v) {
+    let Some((v, loop_tid)) = realtime_vigild("[daemon]\nbusy_poll_us = 1000\n") else {
         return;
-    }
-    let (loop_tid, _) = realtime(v.pid())[0];
+    };
     // The loop and a closed-loop client on one CPU: each poll of the loop after an answer keeps the
     // client from sending the next request, which comes just after the poll gives up. The loop may run
     // on no other CPU, so the kernel cannot part them (nor a test beside this one: a real-time thread
@@ -233,25 +241,25 @@ fn a_real_time_loop_sees_when_its_polls_keep_its_client_from_running() {
     pin(loop_tid, &[cpu]);
     let mut c = v.client();
     let log = v.path("vigild.log");
-    let seen = std::thread::spawn(move || {
+    let sets = std::thread::spawn(move || {
         pin(gettid(), &[cpu]);
-        let deadline = Instant::now() + Duration::from_secs(30);
         let mut sets = 0u32;
-        while Instant::now() < deadline {
-            for _ in 0..100 {
-                c.cmap_set("rt.k", CmapValue::U32(sets), false).unwrap();
-                sets += 1;
-            }
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("the loop's polls crowd its client out: no other CPU to move to") {
-                return Some(sets);
-            }
-        }
-        None
+        wait_for_within(
+            "the loop to see that its polls keep its client waiting",
+            Duration::from_secs(30),
+            || {
+                for _ in 0..100 {
+                    c.cmap_set("rt.k", CmapValue::U32(sets), false).unwrap();
+                    sets += 1;
+                }
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                text.contains("the loop's polls crowd its client out: no other CPU to move to")
+                    .then_some(sets)
+            },
+        )
     })
     .join()
     .unwrap();
-    let sets = seen.expect("the loop did not see in 30 s of requests that its polls kept its client waiting");
     println!("the loop saw within {sets} requests that its polls kept its client waiting");
 }
 
@@ -259,11 +267,9 @@ fn a_real_time_loop_sees_when_its_polls_keep_its_client_from_running() {
 fn a_loop_kept_busy_leaves_the_real_time_policy_until_it_is_quiet_again() {
     let _one = one_at_a_time();
     // No polling: all of the loop's time under a flood is work, as it is for a user other than root.
-    let v = Vigild::start_with(Some("[daemon]\nbusy_poll_us = 0\n"));
-    if cpus() == 1 || !realtime_allowed(&v) {
+    let Some((v, loop_tid)) = realtime_vigild("[daemon]\nbusy_poll_us = 0\n") else {
         return;
-    }
-    let (loop_tid, _) = realtime(v.pid())[0];
+    };
     let pid = v.pid();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let floods: Vec<_> = (0..2)
