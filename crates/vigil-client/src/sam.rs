@@ -38,9 +38,10 @@ use crate::{Client, ClientError};
 
 mod inbox;
 mod report;
+mod standby;
 mod supervisor;
 
-use supervisor::Supervisor;
+use supervisor::{Supervised, Supervisor};
 
 pub use vigil_core::sam::{POLICY_CMAP, POLICY_QUIT, POLICY_QUORUM, POLICY_RESTART};
 /// The forks [`register_forking`] can be given (vigil-sys's, for the C library, which depends on this
@@ -279,66 +280,121 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
         accepted: 0,
         ended: None,
     };
+    // A policy that restarts keeps the next instance forked ahead of need (sam/standby.rs).
+    let standbys = policy.restarts() && standby::enabled();
+    let mut next: Option<standby::Standby> = None;
     loop {
         // The last instance's end is told after the next fork (fork first, report after); when no next
         // instance can be made, register answers `Library` in the supervisor as corosync's does, and
         // vigild hears of that end first.
-        let pair = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None);
-        let Ok((ours, theirs)) = pair else {
-            sup.report_ended();
-            return Err(SamError::Library);
-        };
         sup.instance = sup.instance.wrapping_add(1);
-        let Ok(forked) = fork() else {
-            sup.report_ended();
-            return Err(SamError::Library);
+        let release = standby::Release {
+            instance: sup.instance,
+            warn_signal: sup.warn_signal,
+            data: sup.data.clone(),
         };
-        match forked {
-            Forked::Child => {
-                drop(ours);
-                // corosync writes the CMAP keys (state "stopped") before it forks, so they are there when
-                // register returns: wait for the supervisor to have reported this instance. Without CMAP
-                // the instance runs at once, as corosync's does (lib/sam.c, sam_register: the child
-                // returns right after the fork): the supervisor sends nothing to wait for.
-                if policy.cmap() {
-                    read_reply(&theirs)?;
-                }
-                g.status = Status::Registered;
-                g.last_beat = None;
-                g.instance = sup.instance;
-                g.data = sup.data.take();
-                g.warn_signal = sup.warn_signal;
-                g.link = Some(theirs);
-                // The supervisor's connection to vigild is its own: this copy closes.
-                g.vigild = None;
-                drop(sup);
-                return Ok(g.instance);
-            }
-            Forked::Parent(pid) => {
-                drop(theirs);
-                g.status = Status::Supervising;
-                drop(g);
-                let (ending, status) = sup.supervise(pid, ours)?;
-                let policy = if sup.marked_failed {
-                    sup.policy.into_quit()
-                } else {
-                    sup.policy
+        let released = next.take().and_then(|s| s.release(&release));
+        let (pid, ours) = match released {
+            Some(r) => r,
+            None => {
+                let pair = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None);
+                let Ok((ours, theirs)) = pair else {
+                    sup.report_ended();
+                    return Err(SamError::Library);
                 };
-                match vigil_core::sam::next(policy, ending) {
-                    Next::Restart => {
-                        g = lock();
-                        continue;
+                let Ok(forked) = fork() else {
+                    sup.report_ended();
+                    return Err(SamError::Library);
+                };
+                match forked {
+                    Forked::Child => {
+                        drop(ours);
+                        drop(sup);
+                        return become_instance(g, theirs, policy, release);
                     }
-                    Next::Quit { failed } => {
-                        let code = exit_code(status);
-                        sup.report_ended();
-                        let _ = sup.report(SamChange::Quit { code, failed });
-                        std::process::exit(code);
+                    Forked::Parent(pid) => {
+                        drop(theirs);
+                        (pid, ours)
                     }
                 }
+            }
+        };
+        g.status = Status::Supervising;
+        drop(g);
+        let mut fork_next = || -> Option<supervisor::Becoming> {
+            if !standbys {
+                return None;
+            }
+            // Under the SAM lock, as the instances' forks: no other thread of the process holds it in
+            // the child.
+            let guard = lock();
+            match standby::fork(&mut fork) {
+                standby::Forked::Standby(link, parked) => Some(supervisor::Becoming { link, parked, guard }),
+                standby::Forked::Supervisor(s) => {
+                    next = s;
+                    None
+                }
+            }
+        };
+        let supervised = sup.supervise(pid, ours, &mut fork_next);
+        let (ending, status) = match supervised {
+            Ok(Supervised::Ended(ending, status)) => (ending, status),
+            Ok(Supervised::Standby(b)) => {
+                // The supervisor's copy: its connection to vigild, its data, are not this process's.
+                drop(sup);
+                let r = standby::wait(&b.link, b.parked);
+                return become_instance(b.guard, b.link, policy, r);
+            }
+            Err(e) => {
+                if let Some(s) = next.take() {
+                    s.dismiss();
+                }
+                return Err(e);
+            }
+        };
+        let policy = if sup.marked_failed {
+            sup.policy.into_quit()
+        } else {
+            sup.policy
+        };
+        match vigil_core::sam::next(policy, ending) {
+            Next::Restart => g = lock(),
+            Next::Quit { failed } => {
+                if let Some(s) = next.take() {
+                    s.dismiss();
+                }
+                let code = exit_code(status);
+                sup.report_ended();
+                let _ = sup.report(SamChange::Quit { code, failed });
+                std::process::exit(code);
             }
         }
     }
+}
+
+/// In a new instance (forked now, or a standby just released): `register` returns in it. corosync writes
+/// the CMAP keys (state "stopped") before it forks, so they are there when register returns: with CMAP
+/// the instance waits for the supervisor to have reported it. Without CMAP the instance runs at once, as
+/// corosync's does (lib/sam.c, sam_register: the child returns right after the fork): the supervisor
+/// sends nothing to wait for.
+fn become_instance(
+    mut g: MutexGuard<'static, Inner>,
+    link: OwnedFd,
+    policy: Policy,
+    r: standby::Release,
+) -> Result<u32> {
+    if policy.cmap() {
+        read_reply(&link)?;
+    }
+    g.status = Status::Registered;
+    g.last_beat = None;
+    g.instance = r.instance;
+    g.data = r.data;
+    g.warn_signal = r.warn_signal;
+    g.link = Some(link);
+    // The supervisor's connection to vigild is its own: this copy closes.
+    g.vigild = None;
+    Ok(g.instance)
 }
 
 /// The supervisor exits as corosync's `sam_register` does, with `exit(WEXITSTATUS(child_status))`: the

@@ -11,6 +11,7 @@
 
 pub mod busy_poll;
 mod connector;
+mod handlers;
 mod inotify;
 mod misc;
 mod notify;
@@ -26,11 +27,12 @@ mod testutil;
 mod users;
 
 pub use connector::{ProcConnector, ProcEvent};
+pub use handlers::{park_signal_handlers, ParkedHandlers};
 pub use inotify::Inotify;
 pub use misc::{
-    data_extents, default_sigpipe, fork, fork_single_threaded, getgid, getuid, kill_process_group, pipe_cloexec,
-    raise_nofile_limit, reap_child, send_signal, set_child_subreaper, set_nonblocking, set_stop_signals_blocked,
-    signal_self, user_by_uid, yield_cpu, Forked,
+    data_extents, default_sigpipe, exit_now, fork, fork_single_threaded, getgid, getuid, kill_process_group,
+    pipe_cloexec, raise_nofile_limit, reap_child, send_signal, set_child_subreaper, set_nonblocking,
+    set_stop_signals_blocked, signal_self, user_by_uid, yield_cpu, Forked,
 };
 pub use notify::{Datagram, NotifySocket, NOTIFY_MAX};
 pub use pidfd::{reap_any, try_reap_child, PidFd};

@@ -57,7 +57,7 @@ fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             keys: 20_000,
             flood: 10_000,
             beats: 200_000,
-            restarts: 20,
+            restarts: 100,
         }
     };
     let dir = tempfile::Builder::new().prefix("vigil-bench-corosync-").tempdir()?;

@@ -78,6 +78,22 @@ pub(super) enum Pending {
     Act(Step),
 }
 
+/// How [`Supervisor::supervise`] returned.
+pub(super) enum Supervised {
+    /// The instance is gone: how it ended, and its wait status.
+    Ended(Ending, vigil_sys::WaitStatus),
+    /// This process is the standby forked meanwhile (`sam/standby.rs`), not the supervisor.
+    Standby(Becoming),
+}
+
+/// A standby on its way to being the next instance: its link, its parked handlers, and the SAM lock
+/// taken around its fork.
+pub(super) struct Becoming {
+    pub(super) link: OwnedFd,
+    pub(super) parked: vigil_sys::ParkedHandlers,
+    pub(super) guard: std::sync::MutexGuard<'static, super::Inner>,
+}
+
 /// What came in on the link.
 enum Incoming {
     Command(u8),
@@ -388,8 +404,15 @@ impl Supervisor {
         self.answer(link, p, answer);
     }
 
-    /// Watches one instance until it is gone; answers how it ended and its wait status.
-    pub(super) fn supervise(&mut self, pid: i32, link: OwnedFd) -> Result<(Ending, vigil_sys::WaitStatus)> {
+    /// Watches one instance until it is gone; answers how it ended and its wait status. `standby` forks
+    /// the next instance ahead of need (`sam/standby.rs`), once this one is told it may run and before
+    /// any thread starts here; in the standby, this answers [`Supervised::Standby`] at once.
+    pub(super) fn supervise(
+        &mut self,
+        pid: i32,
+        link: OwnedFd,
+        standby: &mut dyn FnMut() -> Option<Becoming>,
+    ) -> Result<Supervised> {
         self.child = pid;
         self.state = SamState::Stopped;
         // Commands read ahead from the last instance's link are not this one's.
@@ -408,12 +431,15 @@ impl Supervisor {
             // for vigild to have them.
             self.announce();
             Self::reply(&link, Ok(()));
-            self.start_reporter();
-        } else {
-            // Nothing the application can see waits for vigild, nor for this process: the instance
-            // returned from register without waiting for a reply, and vigild hears of the last
-            // instance's end and of this one from the reporter.
-            self.start_reporter();
+        }
+        if let Some(b) = standby() {
+            return Ok(Supervised::Standby(b));
+        }
+        // Nothing the application can see waits for vigild, nor for this process: without CMAP the
+        // instance returned from register without waiting for a reply, and vigild hears of the last
+        // instance's end and of this one from the reporter.
+        self.start_reporter();
+        if !self.policy.cmap() {
             self.announce();
         }
         let watched = self.watch_instance(&pidfd, &link, &mut watch);
@@ -429,7 +455,7 @@ impl Supervisor {
             self.info(),
         ));
         self.child = 0;
-        Ok((watch.ended(), status))
+        Ok(Supervised::Ended(watch.ended(), status))
     }
 
     /// Tells vigild that the last instance ended, if it has not heard yet.

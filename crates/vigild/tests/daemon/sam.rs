@@ -19,9 +19,18 @@ pub(crate) struct SamApp {
 
 impl SamApp {
     pub(crate) fn start(v: Option<&Vigild>, dir: &Path, args: &[&str]) -> SamApp {
+        SamApp::start_env(v, dir, args, &[])
+    }
+
+    /// [`SamApp::start`] with more environment variables.
+    pub(crate) fn start_env(v: Option<&Vigild>, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> SamApp {
         let out = dir.join(format!("sam-{}.out", unique()));
         let mut cmd = Command::new(bin("vigil-sam-app"));
-        cmd.arg("--out").arg(&out).args(args).process_group(0);
+        cmd.arg("--out")
+            .arg(&out)
+            .args(args)
+            .envs(env.iter().copied())
+            .process_group(0);
         match v {
             Some(v) => cmd.env("VIGIL_SOCKET", v.socket()),
             None => cmd.env("VIGIL_SOCKET", dir.join("no-such.sock")),
@@ -86,6 +95,35 @@ pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// The application's current instance, as vigild has it.
+pub(crate) fn instance_pid(v: &Vigild, supervisor: i32) -> i32 {
+    instance_pid_other_than(v, supervisor, 0)
+}
+
+/// The application's instance once it is another than `old`, as vigild has it.
+fn instance_pid_other_than(v: &Vigild, supervisor: i32, old: i32) -> i32 {
+    wait_for("the instance in vigild's SAM records", || {
+        v.client()
+            .sam_list()
+            .ok()?
+            .into_iter()
+            .find(|p| p.pid == supervisor && p.info.child > 0 && p.info.child != old)
+            .map(|p| p.info.child)
+    })
+}
+
+/// The next instance the supervisor forked ahead of need (its child that is not `instance`).
+pub(crate) fn standby_of(supervisor: i32, instance: i32) -> i32 {
+    wait_for("the standby instance", || {
+        vigil_sys::children(supervisor).into_iter().find(|&c| c != instance)
+    })
+}
+
+/// Whether `pid` has ended (gone, or a zombie not yet reaped).
+fn ended(pid: i32) -> bool {
+    vigil_sys::proc_stat(pid).map_or(true, |s| s.state == 'Z')
 }
 
 pub(crate) fn sam_events(v: &Vigild, pid: i32) -> Vec<Event> {
@@ -672,3 +710,92 @@ fn each_policy_combination_recovers_as_it_says() {
         }
     }
 }
+
+#[test]
+fn a_restart_releases_the_instance_forked_ahead_with_the_data_and_the_handlers_back() {
+    let v = Vigild::start();
+    // The handlers are installed before register: the supervisor, and each instance it forks, has them.
+    let app = SamApp::start(
+        Some(&v),
+        v.dir.path(),
+        &[
+            "--interval",
+            "0",
+            "--pre",
+            "catch",
+            "--on",
+            "1:start;store:one;hang",
+            "--on",
+            "2:start;hang",
+            "--on",
+            "3:data;start;hang",
+        ],
+    );
+    app.wait_line("1 store:one ok");
+    let first = instance_pid(&v, app.pid());
+    // A standby runs no handler of the application's: a signal it would catch ends it.
+    let standby = standby_of(app.pid(), first);
+    vigil_sys::send_signal(standby, SIGUSR1).unwrap();
+    wait_for("the standby ended by SIGUSR1", || ended(standby).then_some(()));
+    // Gone when it is needed: the supervisor forks the next instance as before.
+    vigil_sys::send_signal(first, 9).unwrap();
+    app.wait_line("2 start ok");
+    let second = instance_pid_other_than(&v, app.pid(), first);
+    assert_ne!(second, standby);
+    assert!(app.result(2, "caught").is_none(), "{:#?}", app.lines());
+    // The standby forked while instance 2 runs is instance 3: with the data instance 1 stored, and the
+    // application's handler back.
+    let standby = standby_of(app.pid(), second);
+    vigil_sys::send_signal(second, 9).unwrap();
+    app.wait_line("3 start ok");
+    assert_eq!(instance_pid_other_than(&v, app.pid(), second), standby);
+    assert_eq!(app.result(3, "data").as_deref(), Some("one"), "{:#?}", app.lines());
+    vigil_sys::send_signal(standby, SIGUSR1).unwrap();
+    app.wait_line(&format!("3 caught {SIGUSR1}"));
+}
+
+#[test]
+fn a_standby_ends_with_its_supervisor_and_none_is_forked_when_turned_off() {
+    let v = Vigild::start();
+    let go = v.path("go");
+    let mut app = SamApp::start(
+        Some(&v),
+        v.dir.path(),
+        &[
+            "--interval",
+            "0",
+            "--on",
+            &format!("1:start;wait:{};finalize;exit:0", go.display()),
+        ],
+    );
+    app.wait_line("1 start ok");
+    let standby = standby_of(app.pid(), instance_pid(&v, app.pid()));
+    // The supervisor quits: its standby goes with it.
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
+    wait_for("the standby gone with its supervisor", || ended(standby).then_some(()));
+
+    // Killed, the supervisor leaves its standby an end of file.
+    let app = SamApp::start(Some(&v), v.dir.path(), &["--interval", "0", "--on", "1:start;hang"]);
+    app.wait_line("1 start ok");
+    let standby = standby_of(app.pid(), instance_pid(&v, app.pid()));
+    vigil_sys::send_signal(app.pid(), 9).unwrap();
+    wait_for("the standby gone after its supervisor was killed", || {
+        ended(standby).then_some(())
+    });
+    drop(app);
+
+    // VIGIL_SAM_STANDBY=0: the supervisor forks nothing ahead. The standby is forked before the
+    // supervisor answers the first `start`, so by then it would be there.
+    let app = SamApp::start_env(
+        Some(&v),
+        v.dir.path(),
+        &["--interval", "0", "--on", "1:start;hang"],
+        &[("VIGIL_SAM_STANDBY", "0")],
+    );
+    app.wait_line("1 start ok");
+    let first = instance_pid(&v, app.pid());
+    assert_eq!(vigil_sys::children(app.pid()), vec![first]);
+}
+
+const SIGUSR1: i32 = 10;

@@ -7,7 +7,7 @@ use vigil_client::proto::{CmapValue, Value};
 
 use crate::etcd::Etcd;
 use crate::harness::*;
-use crate::sam::{cmap, names, sam_events, SamApp};
+use crate::sam::{cmap, instance_pid, names, sam_events, standby_of, SamApp};
 
 /// Resumes a stopped vigild however the test ends, so that its drop can reap it.
 struct Resume(i32);
@@ -16,18 +16,6 @@ impl Drop for Resume {
     fn drop(&mut self) {
         let _ = vigil_sys::send_signal(self.0, 18);
     }
-}
-
-/// The application's current instance, as vigild has it.
-fn instance_pid(v: &Vigild, supervisor: i32) -> i32 {
-    wait_for("the instance in vigild's SAM records", || {
-        v.client()
-            .sam_list()
-            .ok()?
-            .into_iter()
-            .find(|p| p.pid == supervisor && p.info.child > 0)
-            .map(|p| p.info.child)
-    })
 }
 
 #[test]
@@ -235,7 +223,8 @@ fn when_the_next_instance_cannot_be_forked_vigild_still_hears_the_last_one_end()
     let _group = Group(supervisor);
     let lines = || std::fs::read_to_string(&out).unwrap_or_default();
     wait_for("instance 1", || lines().contains("1 register 1").then_some(()));
-    instance_pid(&v, supervisor);
+    let first = instance_pid(&v, supervisor);
+    let standby = standby_of(supervisor, first);
     let fill: Vec<Killed> = (0..50)
         .map(|_| {
             let c = Command::new("setpriv")
@@ -246,6 +235,8 @@ fn when_the_next_instance_cannot_be_forked_vigild_still_hears_the_last_one_end()
             Killed(c)
         })
         .collect();
+    // The next instance was forked ahead (sam/standby.rs): with it gone, the recovery forks, and fails.
+    vigil_sys::send_signal(standby, 9).unwrap();
     std::fs::write(&go, "").unwrap();
 
     let status = wait_deadline(&mut app, "the supervisor");
