@@ -279,6 +279,9 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
         inbox: Default::default(),
         accepted: 0,
         ended: None,
+        standby_due: None,
+        deferred: Vec::new(),
+        flush_due: None,
     };
     // A policy that restarts keeps the next instance forked ahead of need (sam/standby.rs).
     let standbys = policy.restarts() && standby::enabled();

@@ -4,64 +4,26 @@
 //! vigil-client's `sam/standby.rs`). Until it is released the standby is not the application: a signal
 //! sent to the whole process group (a terminal's ^C, a service manager's SIGTERM to every process of the
 //! service) must not run the application's handler in it, and should end it as it would end any process
-//! that handles nothing. [`park_signal_handlers`] gives every handled signal its default action and keeps
-//! the handlers; [`ParkedHandlers::restore`] puts them back. Ignored signals stay ignored.
+//! that handles and blocks nothing. The fork is made with every signal blocked ([`block_all_signals`]),
+//! so that none comes to the child before [`park_signal_handlers`] has given every handled signal its
+//! default action (the stop signals of a terminal are ignored instead: a stopped standby would be a
+//! dead restart) and unblocked everything. [`ParkedHandlers::restore`] throws away what came meanwhile
+//! (a process forked at the release would not have it pending) and puts the handlers and the mask back.
+//! Ignored signals stay ignored.
 
-/// The handlers set aside, and the signal mask to go back to.
-pub struct ParkedHandlers {
-    saved: Vec<(i32, libc::sigaction)>,
-    mask: libc::sigset_t,
-}
+/// A thread's signal mask as it was, to go back to.
+#[derive(Clone, Copy)]
+pub struct SignalMask(libc::sigset_t);
 
-/// Every signal the process handles gets its default action; the handlers are kept for
-/// [`ParkedHandlers::restore`]. Every signal is blocked while the table changes, so that none comes to a
-/// handler half set aside. glibc's own signals (which its `sigaction` refuses) are left as they are.
-pub fn park_signal_handlers() -> ParkedHandlers {
-    let mask = block_all();
-    let mut saved = Vec::new();
-    for sig in 1..=libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: sigaction reads a zeroed struct we own (null: no change) and writes the current
-        // action into `cur`, also ours.
-        let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) } != 0 {
-            continue;
-        }
-        if cur.sa_sigaction == libc::SIG_DFL || cur.sa_sigaction == libc::SIG_IGN {
-            continue;
-        }
-        // SAFETY: as above; the all-zero action is SIG_DFL with no flags and an empty mask.
-        let default: libc::sigaction = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sigaction(sig, &default, std::ptr::null_mut()) } == 0 {
-            saved.push((sig, cur));
-        }
-    }
-    set_mask(&mask);
-    ParkedHandlers { saved, mask }
-}
-
-impl ParkedHandlers {
-    /// The signals that have handlers set aside.
-    pub fn signals(&self) -> Vec<i32> {
-        self.saved.iter().map(|(s, _)| *s).collect()
-    }
-
-    /// Puts the handlers back, with every signal blocked meanwhile; one that came before is pending
-    /// until then and goes to its handler.
-    pub fn restore(self) {
-        block_all();
-        for (sig, act) in &self.saved {
-            // SAFETY: `act` is the action sigaction gave for this signal.
-            unsafe { libc::sigaction(*sig, act, std::ptr::null_mut()) };
-        }
-        set_mask(&self.mask);
+impl SignalMask {
+    /// Puts the calling thread's mask back to this one.
+    pub fn restore(&self) {
+        set_mask(&self.0);
     }
 }
 
 /// Blocks every signal in the calling thread; answers the mask it had.
-fn block_all() -> libc::sigset_t {
+pub fn block_all_signals() -> SignalMask {
     // SAFETY: sigfillset fills a sigset_t we own; pthread_sigmask reads it and writes the old mask
     // into another we own.
     unsafe {
@@ -69,7 +31,86 @@ fn block_all() -> libc::sigset_t {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
+        SignalMask(old)
+    }
+}
+
+/// The actions set aside, and the signal mask to go back to.
+pub struct ParkedHandlers {
+    saved: Vec<(i32, libc::sigaction)>,
+    mask: SignalMask,
+}
+
+/// The terminal's stop signals: a process that handles none of them would stop on them.
+const TERMINAL_STOPS: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// Every signal the process handles gets its default action, the terminal's stop signals are ignored,
+/// and then every signal is unblocked; `mask` is the mask to go back to (the one
+/// [`block_all_signals`] answered before the fork). To be called with every signal blocked. glibc's own
+/// signals (which its `sigaction` refuses) are left as they are.
+pub fn park_signal_handlers(mask: SignalMask) -> ParkedHandlers {
+    let mut saved = Vec::new();
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: sigaction reads nothing (null) and writes the current action into `cur`, ours.
+        let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) } != 0 {
+            continue;
+        }
+        let stop = TERMINAL_STOPS.contains(&sig);
+        let park = match cur.sa_sigaction {
+            libc::SIG_IGN => false,
+            // A terminal's stop would stop the standby.
+            libc::SIG_DFL => stop,
+            _ => true,
+        };
+        if !park {
+            continue;
+        }
+        // SAFETY: as above; the all-zero action is SIG_DFL with no flags and an empty mask.
+        let mut parked: libc::sigaction = unsafe { std::mem::zeroed() };
+        if stop {
+            parked.sa_sigaction = libc::SIG_IGN;
+        }
+        if unsafe { libc::sigaction(sig, &parked, std::ptr::null_mut()) } == 0 {
+            saved.push((sig, cur));
+        }
+    }
+    // SAFETY: sigemptyset fills a sigset_t we own.
+    let none = unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        none
+    };
+    set_mask(&none);
+    ParkedHandlers { saved, mask }
+}
+
+impl ParkedHandlers {
+    /// The signals whose actions are set aside.
+    pub fn signals(&self) -> Vec<i32> {
+        self.saved.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// With every signal blocked: throws away the signals pending (sent before this process was the
+    /// application), puts the actions back, then the mask.
+    pub fn restore(self) {
+        block_all_signals();
+        // SAFETY: sigfillset fills a sigset_t we own; sigtimedwait with a zero timeout takes one pending
+        // signal of it (every one is blocked) or fails with EAGAIN when none is left.
+        unsafe {
+            let mut every: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut every);
+            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            while libc::sigtimedwait(&every, std::ptr::null_mut(), &zero) > 0 {}
+        }
+        for (sig, act) in &self.saved {
+            // SAFETY: `act` is the action sigaction gave for this signal.
+            unsafe { libc::sigaction(*sig, act, std::ptr::null_mut()) };
+        }
+        self.mask.restore();
     }
 }
 
@@ -82,38 +123,91 @@ fn set_mask(mask: &libc::sigset_t) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_parked_handler_is_the_default_action_until_it_is_put_back() {
-        // In a child of its own: the test harness's threads must not see signal tables change.
+    /// Runs `f` in a child of its own (the test harness's threads must not see signal tables change);
+    /// its exit code.
+    fn in_child(f: fn() -> i32) -> crate::WaitStatus {
         // SAFETY: the child only makes system calls and exits with _exit.
         match unsafe { crate::fork() }.unwrap() {
-            crate::Forked::Child => {
-                extern "C" fn on_usr1(_: libc::c_int) {}
-                // SAFETY: plain sigaction/signal calls on our own process; _exit ends it.
-                unsafe {
-                    libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
-                    libc::signal(libc::SIGUSR2, libc::SIG_IGN);
-                    let parked = park_signal_handlers();
-                    // (The test harness's runtime handles SIGSEGV and SIGBUS: parked too.)
-                    let ok_parked = parked.signals().contains(&libc::SIGUSR1)
-                        && !parked.signals().contains(&libc::SIGUSR2)
-                        && libc::signal(libc::SIGUSR1, libc::SIG_DFL) == libc::SIG_DFL
-                        && libc::signal(libc::SIGUSR2, libc::SIG_IGN) == libc::SIG_IGN;
-                    parked.restore();
-                    let ok_restored = libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t)
-                        == on_usr1 as *const () as libc::sighandler_t;
-                    libc::_exit(if !ok_parked {
-                        1
-                    } else if !ok_restored {
-                        2
-                    } else {
-                        0
-                    });
-                }
-            }
-            crate::Forked::Parent(pid) => {
-                assert_eq!(crate::reap_child(pid).unwrap(), crate::WaitStatus::Exited(0));
-            }
+            crate::Forked::Child => crate::exit_now(f()),
+            crate::Forked::Parent(pid) => crate::reap_child(pid).unwrap(),
         }
+    }
+
+    extern "C" fn on_usr1(_: libc::c_int) {}
+
+    fn usr1_handler() -> libc::sighandler_t {
+        on_usr1 as *const () as libc::sighandler_t
+    }
+
+    #[test]
+    fn a_parked_handler_is_the_default_action_until_it_is_put_back() {
+        let st = in_child(|| {
+            // SAFETY: plain signal-table calls on our own process.
+            unsafe {
+                libc::signal(libc::SIGUSR1, usr1_handler());
+                libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+                let parked = park_signal_handlers(block_all_signals());
+                // (The test harness's runtime handles SIGSEGV and SIGBUS: parked too.)
+                if !parked.signals().contains(&libc::SIGUSR1) || parked.signals().contains(&libc::SIGUSR2) {
+                    return 1;
+                }
+                if libc::signal(libc::SIGUSR1, libc::SIG_DFL) != libc::SIG_DFL
+                    || libc::signal(libc::SIGUSR2, libc::SIG_IGN) != libc::SIG_IGN
+                    || libc::signal(libc::SIGTSTP, libc::SIG_IGN) != libc::SIG_IGN
+                {
+                    return 2;
+                }
+                parked.restore();
+                if libc::signal(libc::SIGUSR1, usr1_handler()) != usr1_handler()
+                    || libc::signal(libc::SIGTSTP, libc::SIG_DFL) != libc::SIG_DFL
+                {
+                    return 3;
+                }
+                0
+            }
+        });
+        assert_eq!(st, crate::WaitStatus::Exited(0));
+    }
+
+    #[test]
+    fn a_blocked_signal_ends_a_parked_process_and_one_pending_at_the_restore_is_thrown_away() {
+        // Blocked by the application: parked, the signal still ends the process.
+        let st = in_child(|| {
+            // SAFETY: plain signal calls on our own process.
+            unsafe {
+                libc::signal(libc::SIGUSR1, usr1_handler());
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                let _parked = park_signal_handlers(block_all_signals());
+                libc::raise(libc::SIGUSR1);
+            }
+            0
+        });
+        assert_eq!(
+            st,
+            crate::WaitStatus::Signaled {
+                signal: libc::SIGUSR1,
+                core_dumped: false
+            }
+        );
+        // Pending when the handlers come back (sent while every signal was blocked): not delivered.
+        let st = in_child(|| {
+            static CAUGHT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            extern "C" fn note(_: libc::c_int) {
+                CAUGHT.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            // SAFETY: plain signal calls on our own process.
+            unsafe {
+                libc::signal(libc::SIGUSR1, note as *const () as libc::sighandler_t);
+                let parked = park_signal_handlers(block_all_signals());
+                let _ = block_all_signals();
+                libc::raise(libc::SIGUSR1);
+                parked.restore();
+            }
+            i32::from(CAUGHT.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        assert_eq!(st, crate::WaitStatus::Exited(0));
     }
 }

@@ -27,7 +27,7 @@ mod testutil;
 mod users;
 
 pub use connector::{ProcConnector, ProcEvent};
-pub use handlers::{park_signal_handlers, ParkedHandlers};
+pub use handlers::{block_all_signals, park_signal_handlers, ParkedHandlers, SignalMask};
 pub use inotify::Inotify;
 pub use misc::{
     data_extents, default_sigpipe, exit_now, fork, fork_single_threaded, getgid, getuid, kill_process_group,

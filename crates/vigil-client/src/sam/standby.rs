@@ -9,7 +9,8 @@
 //!
 //! What the standby holds is the supervisor's memory as it was when the standby was forked, and the
 //! supervisor changes nothing of it meanwhile but what the release carries: it runs no application code
-//! after `register`. A signal sent to the standby (to the whole process group, say) finds the default
+//! after `register` (other threads of a C program do, and what they change after the fork is not in the
+//! standby: docs/sam.md says so). A signal sent to the standby (to the whole process group, say) finds the default
 //! action, and ends it unless the application ignores that signal; a standby that is gone when it is
 //! needed is reaped, and the supervisor forks as before. So does a supervisor whose standby could not be
 //! forked (the user's process limit, say). The supervisor's end of the link is the only other one: a
@@ -21,13 +22,20 @@ use std::os::fd::OwnedFd;
 
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-use super::{recv_exact, send_all, SAM_DATA_MAX};
+use super::{recv_exact, SAM_DATA_MAX};
 
 /// A standby, seen from the supervisor.
 pub(super) struct Standby {
     pid: i32,
+    /// Signals go through it: the pid alone could name another process once the standby is reaped by
+    /// someone else (an application that ignores SIGCHLD has its children reaped by the kernel).
+    pidfd: Option<vigil_sys::PidFd>,
     link: OwnedFd,
 }
+
+/// How long a release may wait for the standby to take what it is sent (the data can be larger than the
+/// socket's buffer): one that does not is dismissed, and the supervisor forks.
+const RELEASE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a released standby is told: what a fork at the release would have copied.
 pub(super) struct Release {
@@ -55,15 +63,22 @@ pub(super) fn fork(fork: &mut dyn FnMut() -> std::result::Result<vigil_sys::Fork
     let Ok((ours, theirs)) = pair else {
         return Forked::Supervisor(None);
     };
-    match fork() {
-        Ok(vigil_sys::Forked::Child) => {
-            // First of all: no handler of the application's runs here.
-            let parked = vigil_sys::park_signal_handlers();
-            drop(ours);
-            Forked::Standby(theirs, parked)
-        }
-        Ok(vigil_sys::Forked::Parent(pid)) => Forked::Supervisor(Some(Standby { pid, link: ours })),
-        Err(_) => Forked::Supervisor(None),
+    // Forked with every signal blocked: none reaches the child before its handlers are set aside.
+    let mask = vigil_sys::block_all_signals();
+    let forked = fork();
+    if let Ok(vigil_sys::Forked::Child) = forked {
+        let parked = vigil_sys::park_signal_handlers(mask);
+        drop(ours);
+        return Forked::Standby(theirs, parked);
+    }
+    mask.restore();
+    match forked {
+        Ok(vigil_sys::Forked::Parent(pid)) => Forked::Supervisor(Some(Standby {
+            pid,
+            pidfd: vigil_sys::PidFd::open(pid).ok(),
+            link: ours,
+        })),
+        _ => Forked::Supervisor(None),
     }
 }
 
@@ -78,18 +93,61 @@ impl Standby {
         head.push(u8::from(data.is_some()));
         head.extend_from_slice(&(data.map_or(0, <[u8]>::len) as u64).to_le_bytes());
         head.extend_from_slice(data.unwrap_or_default());
-        if send_all(&self.link, &head).is_err() {
+        // A standby stopped meanwhile (SIGSTOP) would be a restart that never runs.
+        self.signal(SIGCONT);
+        if !send_within(&self.link, &head, RELEASE_DEADLINE) {
             self.dismiss();
             return None;
         }
         Some((self.pid, self.link))
     }
 
+    fn signal(&self, sig: i32) {
+        if let Some(p) = &self.pidfd {
+            let _ = p.send_signal(sig);
+        }
+    }
+
     /// Ends the standby (the supervisor quits, or failed): killed and reaped.
     pub(super) fn dismiss(self) {
-        let _ = vigil_sys::send_signal(self.pid, super::SIGKILL);
-        let _ = vigil_sys::reap_child(self.pid);
+        self.signal(super::SIGKILL);
+        if self.pidfd.is_some() {
+            let _ = vigil_sys::reap_child(self.pid);
+        }
     }
+}
+
+const SIGCONT: i32 = 18;
+
+/// Sends all of `buf` unless `deadline` passes first (or the peer is gone): whether it did.
+fn send_within(fd: &OwnedFd, mut buf: &[u8], deadline: std::time::Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    use rustix::net::SendFlags;
+    let until = std::time::Instant::now() + deadline;
+    while !buf.is_empty() {
+        match rustix::net::send(fd, buf, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+            Ok(0) => return false,
+            Ok(n) => buf = &buf[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                let timeout = rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: left.subsec_nanos() as _,
+                };
+                let mut fds = [PollFd::new(fd, PollFlags::OUT)];
+                match rustix::event::poll(&mut fds, Some(&timeout)) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => return false,
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// In the standby: waits to be released. A supervisor gone (end of file) or a release that makes no

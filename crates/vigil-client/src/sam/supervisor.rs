@@ -58,19 +58,31 @@ pub(super) struct Supervisor {
     /// The end of the last instance, told to vigild once the next one is forked (fork first, report
     /// after): with the record as it was then.
     pub(super) ended: Option<(SamChange, SamInfo)>,
+    /// When the next instance is to be forked ahead of need, while this one runs (None: not, or done).
+    pub(super) standby_due: Option<Instant>,
+    /// Reports held back a moment, oldest first, and when they are to be made.
+    pub(super) deferred: Vec<(SamChange, SamInfo)>,
+    pub(super) flush_due: Option<Instant>,
 }
+
+/// How long an instance that sends nothing runs before its supervisor forks the next one ahead of need
+/// (sam/standby.rs); one that sends a command has it forked once that is answered.
+const STANDBY_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Reports sent without waiting for their answers at most, before the thread takes over: a vigild that
 /// leaves more unanswered is slow or stalled, and the thread waits for it instead of this loop (the
 /// socket's buffer, far larger than this many small reports, never fills, so a send never waits).
-const NOWAIT_INFLIGHT_MAX: usize = 8;
+const NOWAIT_INFLIGHT_MAX: usize = 64;
+/// How long a report that needs no answer may be held back (see [`Supervisor::queue`]).
+const REPORT_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 /// A data store larger than this is left to the thread: a send of it could wait for room.
 const NOWAIT_DATA_MAX: usize = 4096;
 
 /// A reply that waits for vigild.
 pub(super) enum Pending {
-    /// `start`, `stop`, `warn_signal_set`: corosync answers once its CMAP has the change, so that the
-    /// application reads the new state right after the call; Ok whatever vigild said.
+    /// `start`, `stop`, `warn_signal_set` with the CMAP flag: corosync answers once its CMAP has the
+    /// change, so that the application reads the new state right after the call; Ok whatever vigild
+    /// said. (Without the flag the reply does not wait: see [`Supervisor::report_then_reply`].)
     Done,
     /// A data store: kept once vigild takes it (within the user's budget, else `NoMemory`).
     Data(Option<Vec<u8>>),
@@ -131,6 +143,7 @@ impl Supervisor {
             self.queue(change, info, false);
             return Ok(());
         }
+        self.flush_deferred();
         match self.link.as_mut() {
             Some(l) => l.report(change, info),
             None => Ok(()),
@@ -144,6 +157,32 @@ impl Supervisor {
 
     /// Makes a report behind this loop; `answer`: vigild's answer goes to `answers`.
     fn queue(&mut self, change: SamChange, info: SamInfo, answer: bool) {
+        if !answer && self.nowait && !self.policy.cmap() {
+            // Held back a moment, so that vigild's work on them (a durable commit) does not compete with
+            // an instance that restarts at once: in a crash loop, a few restarts' reports make one
+            // commit. Nothing the application can see waits for them.
+            self.deferred.push((change, info));
+            self.flush_due.get_or_insert_with(|| Instant::now() + REPORT_DELAY);
+            return;
+        }
+        self.flush_deferred();
+        self.queue_now(change, info, answer);
+    }
+
+    /// Makes the reports held back (see [`Supervisor::queue`]), in order: behind this loop while an
+    /// instance runs, else here.
+    pub(super) fn flush_deferred(&mut self) {
+        self.flush_due = None;
+        for (change, info) in std::mem::take(&mut self.deferred) {
+            if self.behind() {
+                self.queue_now(change, info, false);
+            } else if let Some(l) = self.link.as_mut() {
+                l.report(change, info).ok();
+            }
+        }
+    }
+
+    fn queue_now(&mut self, change: SamChange, info: SamInfo, answer: bool) {
         if self.nowait {
             let small = !matches!(&change, SamChange::Data(Some(d)) if d.len() > NOWAIT_DATA_MAX);
             if small && self.inflight.len() < NOWAIT_INFLIGHT_MAX {
@@ -394,6 +433,13 @@ impl Supervisor {
     /// Reports `change`, and replies to the application once vigild has it: later, from the loop, while
     /// the reporter thread waits for vigild; at once without one.
     fn report_then_reply(&mut self, change: SamChange, link: &OwnedFd, p: Pending) {
+        if matches!(p, Pending::Done) && !self.policy.cmap() {
+            // Without CMAP nothing the application can read waits for vigild (corosync's parent
+            // answers at once then): the reply first, the report behind it.
+            Self::reply(link, Ok(()));
+            self.report(change).ok();
+            return;
+        }
         let info = self.info();
         if self.behind() {
             self.queue(change, info, true);
@@ -432,8 +478,16 @@ impl Supervisor {
             self.announce();
             Self::reply(&link, Ok(()));
         }
-        if let Some(b) = standby() {
-            return Ok(Supervised::Standby(b));
+        // The next instance is forked ahead (sam/standby.rs) with this process's one thread: before the
+        // reporter thread starts, when one will; else once the instance's first commands are answered
+        // (or it has run STANDBY_AFTER without any), so that the fork holds up none of them.
+        let connected = self.link.as_ref().is_some_and(|l| l.vigild.is_some());
+        if self.policy.quorum() || !connected {
+            if let Some(b) = standby() {
+                return Ok(Supervised::Standby(b));
+            }
+        } else {
+            self.standby_due = Some(Instant::now() + STANDBY_AFTER);
         }
         // Nothing the application can see waits for vigild, nor for this process: without CMAP the
         // instance returned from register without waiting for a reply, and vigild hears of the last
@@ -442,7 +496,11 @@ impl Supervisor {
         if !self.policy.cmap() {
             self.announce();
         }
-        let watched = self.watch_instance(&pidfd, &link, &mut watch);
+        let watched = match self.watch_instance(&pidfd, &link, &mut watch, standby) {
+            Ok(Some(b)) => return Ok(Supervised::Standby(b)),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
         // Reaped before the reports are flushed: a stalled vigild must not keep a dead instance around.
         let status = watched.and_then(|()| vigil_sys::reap_child(pid).map_err(|_| SamError::Library));
         self.stop_reporter();
@@ -479,7 +537,15 @@ impl Supervisor {
         }
     }
 
-    fn watch_instance(&mut self, pidfd: &vigil_sys::PidFd, link: &OwnedFd, watch: &mut Watch) -> Result<()> {
+    /// Watches the instance until it is gone (None), or until this process is the standby forked
+    /// meanwhile (its [`Becoming`]).
+    fn watch_instance(
+        &mut self,
+        pidfd: &vigil_sys::PidFd,
+        link: &OwnedFd,
+        watch: &mut Watch,
+        standby: &mut dyn FnMut() -> Option<Becoming>,
+    ) -> Result<Option<Becoming>> {
         let mut link_open = true;
         loop {
             let now = self.now();
@@ -487,8 +553,22 @@ impl Supervisor {
                 self.act(step, "heartbeat missed");
             }
             self.on_quorum(watch);
+            if self.flush_due.is_some_and(|t| Instant::now() >= t) {
+                self.flush_deferred();
+            }
+            if let Some(due) = self.standby_due {
+                // Not beside the reporter thread (taken over meanwhile): the next restart forks then.
+                if self.reporter.is_some() {
+                    self.standby_due = None;
+                } else if Instant::now() >= due && self.inbox.is_empty() {
+                    self.standby_due = None;
+                    if let Some(b) = standby() {
+                        return Ok(Some(b));
+                    }
+                }
+            }
             if !self.poll_once(pidfd, link, &mut link_open, watch)? {
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -506,6 +586,11 @@ impl Supervisor {
         // The quorum deadline is a wake-up of its own while the instance counts on quorum.
         if let Some(until) = self.quorum_until.filter(|_| self.acted_quorate && self.policy.quorum()) {
             let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+            ms = Some(ms.map_or(left, |m| m.min(left)));
+        }
+        for due in [self.standby_due, self.flush_due].into_iter().flatten() {
+            // Rounded up: a wake-up before it would only poll again.
+            let left = due.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000) as u64;
             ms = Some(ms.map_or(left, |m| m.min(left)));
         }
         // While a data store waits for vigild the application waits for its reply: nothing to read.
@@ -606,6 +691,10 @@ impl Supervisor {
     fn command(&mut self, cmd: u8, link: &OwnedFd, watch: &mut Watch, pidfd: &vigil_sys::PidFd) -> Result<()> {
         let now = self.now();
         watch.heartbeat(now);
+        if self.standby_due.is_some() {
+            // Forked once this command and those read with it are answered.
+            self.standby_due = Some(Instant::now());
+        }
         match cmd {
             // Never waits for vigild: the report is queued (docs/sam.md, "When vigild stalls").
             CMD_HB if self.policy.cmap() => {

@@ -785,15 +785,16 @@ fn a_standby_ends_with_its_supervisor_and_none_is_forked_when_turned_off() {
     });
     drop(app);
 
-    // VIGIL_SAM_STANDBY=0: the supervisor forks nothing ahead. The standby is forked before the
-    // supervisor answers the first `start`, so by then it would be there.
+    // VIGIL_SAM_STANDBY=0: the supervisor forks nothing ahead. The standby is forked once the first
+    // `start` is answered, before the supervisor reads the next command: by the store's answer it would
+    // be there.
     let app = SamApp::start_env(
         Some(&v),
         v.dir.path(),
-        &["--interval", "0", "--on", "1:start;hang"],
+        &["--interval", "0", "--on", "1:start;store:x;hang"],
         &[("VIGIL_SAM_STANDBY", "0")],
     );
-    app.wait_line("1 start ok");
+    app.wait_line("1 store:x ok");
     let first = instance_pid(&v, app.pid());
     assert_eq!(vigil_sys::children(app.pid()), vec![first]);
 }

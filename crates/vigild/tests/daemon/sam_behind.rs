@@ -104,7 +104,9 @@ fn the_next_instance_runs_before_vigild_hears_that_the_last_one_ended() {
             "--on",
             &format!("1:start;wait:{};abort", go.display()),
             "--on",
-            "2:exit:0",
+            // Without the CMAP flag these are answered at once, as corosync's parent does: none waits
+            // for vigild.
+            "2:start;warn:10;stop;exit:0",
         ],
     );
     wait_for("vigild has the first instance", || {
@@ -126,6 +128,9 @@ fn the_next_instance_runs_before_vigild_hears_that_the_last_one_ended() {
     let exit = n.iter().position(|x| x == "exit").expect("an exit event");
     let restart = n.iter().position(|x| x == "restart").expect("a restart event");
     assert!(exit < restart, "{n:?}");
+    // And what the second instance did, after it, in its order.
+    let tail: Vec<&str> = n[restart..].iter().map(String::as_str).collect();
+    assert_eq!(&tail[..4], ["restart", "start", "warn_signal", "stop"], "{n:?}");
 }
 
 #[test]
@@ -158,6 +163,7 @@ fn a_store_vigild_takes_after_its_instance_died_is_the_next_instances_data() {
             (!vigil_sys::children(app.pid()).contains(&first)).then_some(())
         });
         assert!(app.result(1, "store:aaaa").is_none(), "{:#?}", app.lines());
+        assert!(app.result(2, "register").is_none(), "{:#?}", app.lines());
     }
     assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
     assert_eq!(app.result(2, "data").as_deref(), Some("aaaa"), "{:#?}", app.lines());
