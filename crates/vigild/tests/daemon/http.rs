@@ -442,10 +442,15 @@ fn http_sse_replays_across_a_reconnect_without_loss() {
     for i in 0..5 {
         v.run(RunSpec::new(format!("gap{i}"), vec!["true".into()]));
     }
+    // Each tag's exit is its last event: once all five are stored, nothing more comes from them. (A
+    // tag's state alone can read "not running" before its exit event, while it is still starting.)
     let last = wait_for("the tags' exits", || {
-        let d = v.client().daemon_status().unwrap();
-        let done = (0..5).all(|i| v.status(&format!("gap{i}")).state != "running");
-        done.then_some(d.last_seq)
+        let evs = v.events();
+        let done = (0..5).all(|i| {
+            evs.iter()
+                .any(|e| e.subject == format!("gap{i}") && e.name == "sys.vigil.pmf.tag.exit")
+        });
+        done.then(|| evs.last().map(|e| e.seq)).flatten()
     });
     let resume = format!("Last-Event-ID: {}", seen.last().unwrap());
     let mut s = Stream::open(&to, None, "/api/events?since=0", &[&resume]);
