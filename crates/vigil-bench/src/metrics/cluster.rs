@@ -214,6 +214,15 @@ fn propagation(
     ca.psm_category_add(&node, "bench")?;
     let mut child = Command::new("sleep").arg("1000").spawn()?;
     let pid = child.id() as i32;
+    // PSM refuses a pid still inside exec ("try again"): wait until the child is `sleep`.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "sleep") {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the child {pid} did not become sleep within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let (mut remote, mut local) = (Vec::new(), Vec::new());
     // Event 0 is not a sample: B's watch starts from a revision already past, so etcd hands it over on its
     // catch-up tick (every 100 ms) rather than at once, as it does every later event.
