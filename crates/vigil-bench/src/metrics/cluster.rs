@@ -214,9 +214,10 @@ fn propagation(
     ca.psm_category_add(&node, "bench")?;
     let mut child = Command::new("sleep").arg("1000").spawn()?;
     let pid = child.id() as i32;
-    // PSM refuses a pid still inside exec ("try again"): wait until the child is `sleep`.
+    // PSM refuses a pid still inside exec ("try again"): wait until the child is `sleep` with its argv.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |c| c.trim() != "sleep") {
+    let exec_done = || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep\0"));
+    while !exec_done() {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the child {pid} did not become sleep within 10 s"
