@@ -469,7 +469,8 @@ pub fn start() -> Result<()> {
     if g.status != Status::Registered {
         return Err(SamError::BadHandle);
     }
-    command(&g, CMD_START, &[], true)?;
+    let answered = Policy::new(g.policy).is_ok_and(Policy::start_is_answered);
+    command(&g, CMD_START, &[], answered)?;
     g.last_beat = None;
     if let Some(tx) = g.cb_tx.as_ref().filter(|_| g.callback.is_some()) {
         let _ = tx.send(CbOrder::Start);
@@ -484,7 +485,8 @@ pub fn stop() -> Result<()> {
     if g.status != Status::Started {
         return Err(SamError::BadHandle);
     }
-    command(&g, CMD_STOP, &[], true)?;
+    let answered = Policy::new(g.policy).is_ok_and(Policy::stop_is_answered);
+    command(&g, CMD_STOP, &[], answered)?;
     g.last_beat = None;
     if let Some(tx) = g.cb_tx.as_ref() {
         let _ = tx.send(CbOrder::Stop);

@@ -69,6 +69,18 @@ impl Policy {
         self.0 & POLICY_CMAP != 0
     }
 
+    /// Whether the instance's `sam_start` waits for its supervisor's reply: with QUORUM or CMAP only, as
+    /// in corosync's lib/sam.c (`sam_start` reads a reply under that condition, and `sam_parent_handler`
+    /// sends one only from `sam_parent_wait_for_quorum` and `sam_parent_cmap_state_set`).
+    pub fn start_is_answered(self) -> bool {
+        self.quorum() || self.cmap()
+    }
+
+    /// Whether `sam_stop` waits for its supervisor's reply: with CMAP only (corosync's `sam_stop`).
+    pub fn stop_is_answered(self) -> bool {
+        self.cmap()
+    }
+
     /// `sam_mark_failed` (corosync's `sam_parent_mark_child_failed`): the supervisor now quits after the
     /// failure, keeping the flags. Only the decision changes: corosync does not rewrite the CMAP key
     /// `recovery`, so callers keep reporting the policy the application gave.

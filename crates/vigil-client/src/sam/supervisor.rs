@@ -430,6 +430,16 @@ impl Supervisor {
         Self::reply(link, reply);
     }
 
+    /// `start` and `stop`: the application waits for a reply only under some policies (see
+    /// [`Policy::start_is_answered`]); without one, the change is only reported.
+    fn report_maybe_reply(&mut self, change: SamChange, link: &OwnedFd, answered: bool) {
+        if answered {
+            self.report_then_reply(change, link, Pending::Done);
+        } else {
+            self.report(change).ok();
+        }
+    }
+
     /// Reports `change`, and replies to the application once vigild has it: later, from the loop, while
     /// the reporter thread waits for vigild; at once without one.
     fn report_then_reply(&mut self, change: SamChange, link: &OwnedFd, p: Pending) {
@@ -712,19 +722,19 @@ impl Supervisor {
                     }
                     self.state = SamState::Running;
                     watch.start(self.now());
-                    self.report_then_reply(SamChange::Start, link, Pending::Done);
-                    return Ok(());
+                    self.report_maybe_reply(SamChange::Start, link, self.policy.start_is_answered());
+                } else if self.policy.start_is_answered() {
+                    Self::reply(link, Ok(()));
                 }
-                Self::reply(link, Ok(()));
             }
             CMD_STOP => {
                 if watch.started() {
                     watch.stop();
                     self.state = SamState::Stopped;
-                    self.report_then_reply(SamChange::Stop, link, Pending::Done);
-                    return Ok(());
+                    self.report_maybe_reply(SamChange::Stop, link, self.policy.stop_is_answered());
+                } else if self.policy.stop_is_answered() {
+                    Self::reply(link, Ok(()));
                 }
-                Self::reply(link, Ok(()));
             }
             CMD_DATA => {
                 let mut head = [0u8; 9];
