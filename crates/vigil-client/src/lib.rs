@@ -754,8 +754,8 @@ impl Client {
 
     /// Creates a tag and starts its command (`pmfadm -c`).
     pub fn run(&mut self, spec: RunSpec) -> Result<TagStatus> {
-        match self.request(Request::Run(spec))? {
-            Response::Tag(t) => Ok(t),
+        match self.request(Request::Run(Box::new(spec)))? {
+            Response::Tag(t) => Ok(*t),
             other => Err(unexpected(other)),
         }
     }
@@ -764,8 +764,8 @@ impl Client {
     /// connection broke): if the caller's tag is already active with exactly this spec, nothing is
     /// started and its status is the answer (`Request::RunOnce`). The command line's `vigil run` uses it.
     pub fn run_once(&mut self, spec: RunSpec) -> Result<TagStatus> {
-        match self.request(Request::RunOnce(spec))? {
-            Response::Tag(t) => Ok(t),
+        match self.request(Request::RunOnce(Box::new(spec)))? {
+            Response::Tag(t) => Ok(*t),
             other => Err(unexpected(other)),
         }
     }
@@ -775,16 +775,16 @@ impl Client {
     /// sent as a plain `Run`, which any vigild of protocol 2 or later understands.
     pub fn run_supervised(&mut self, spec: RunSpec, supervision: Supervision, once: bool) -> Result<TagStatus> {
         let body = match (supervision == Supervision::default(), once) {
-            (true, false) => Request::Run(spec),
-            (true, true) => Request::RunOnce(spec),
+            (true, false) => Request::Run(Box::new(spec)),
+            (true, true) => Request::RunOnce(Box::new(spec)),
             (false, _) => Request::RunSupervised {
-                spec,
+                spec: Box::new(spec),
                 supervision,
                 once,
             },
         };
         match self.request(body)? {
-            Response::Tag(t) => Ok(t),
+            Response::Tag(t) => Ok(*t),
             other => Err(unexpected(other)),
         }
     }
@@ -805,7 +805,7 @@ impl Client {
             timeout_ms: timeout.map(|d| d.as_millis() as u64),
             this_start,
         })? {
-            Response::Tag(t) => Ok(Some(t)),
+            Response::Tag(t) => Ok(Some(*t)),
             Response::Ok if until == WaitUntil::Stopped => Ok(None),
             other => Err(unexpected(other)),
         }
@@ -914,7 +914,7 @@ impl Client {
             tag: tag.into(),
             timeout_ms: timeout.map(|d| d.as_millis() as u64),
         })? {
-            Response::Tag(t) => Ok(Some(t)),
+            Response::Tag(t) => Ok(Some(*t)),
             Response::Ok => Ok(None),
             other => Err(unexpected(other)),
         }
@@ -1053,7 +1053,7 @@ impl Client {
 
     pub fn daemon_status(&mut self) -> Result<DaemonInfo> {
         match self.request(Request::DaemonStatus)? {
-            Response::Daemon(d) => Ok(d),
+            Response::Daemon(d) => Ok(*d),
             other => Err(unexpected(other)),
         }
     }

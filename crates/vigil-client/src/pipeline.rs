@@ -45,7 +45,7 @@ impl Client {
                     let body = self.addressed(body);
                     let id = self.next_id;
                     self.next_id += 1;
-                    frames.extend_from_slice(&vigil_proto::encode(&ClientMsg::Request { id, body })?);
+                    vigil_proto::encode_into(&ClientMsg::Request { id, body }, &mut frames)?;
                     results.push(None);
                     sent += 1;
                 }

@@ -25,12 +25,12 @@ impl Client {
             return self.run_supervised(spec, supervision, once);
         }
         match self.request(Request::RunWith {
-            spec,
-            resources,
+            spec: Box::new(spec),
+            resources: Box::new(resources),
             once,
             supervision,
         })? {
-            Response::Tag(t) => Ok(t),
+            Response::Tag(t) => Ok(*t),
             other => Err(unexpected(other)),
         }
     }

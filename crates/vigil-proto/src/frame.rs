@@ -59,18 +59,52 @@ pub enum FrameError {
 
 /// Encodes one message as a complete frame.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    let mut buf = vec![0u8; HEADER_LEN];
-    let buf = postcard::to_extend(msg, std::mem::take(&mut buf)).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    let len = buf.len() - HEADER_LEN;
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge {
+    let mut buf = Vec::new();
+    encode_into(msg, &mut buf)?;
+    Ok(buf)
+}
+
+/// Appends one message to `buf` as a complete frame, with no buffer of its own to allocate and copy
+/// (a writer gathering many answers for one write). On an error `buf` is left as it was.
+pub fn encode_into<T: Serialize>(msg: &T, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; HEADER_LEN]);
+    let written = postcard::serialize_with_flavor(msg, Append(buf));
+    let len = buf.len() - start - HEADER_LEN;
+    let refused = match written {
+        Err(e) => FrameError::Malformed(e.to_string()),
+        Ok(()) if len > MAX_FRAME_LEN => FrameError::TooLarge {
             len,
             max: MAX_FRAME_LEN,
-        });
+        },
+        Ok(()) => {
+            buf[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
+            return Ok(());
+        }
+    };
+    buf.truncate(start);
+    Err(refused)
+}
+
+/// postcard's output appended to a `Vec` it borrows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
     }
-    let mut buf = buf;
-    buf[..HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
-    Ok(buf)
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads the length from a header, refusing one over the limit before any payload is read.
@@ -177,5 +211,48 @@ mod tests {
             read_msg::<ClientMsg, _>(&mut &[][..]),
             Err(FrameError::Closed)
         ));
+    }
+
+    #[test]
+    fn frames_are_appended_and_a_refused_one_leaves_the_buffer_as_it_was() {
+        let a = ClientMsg::Request {
+            id: 1,
+            body: Request::Query { tag: "web".into() },
+        };
+        let b = ClientMsg::Request {
+            id: 2,
+            body: Request::List,
+        };
+        let mut buf = Vec::new();
+        encode_into(&a, &mut buf).unwrap();
+        encode_into(&b, &mut buf).unwrap();
+        assert_eq!(buf, [encode(&a).unwrap(), encode(&b).unwrap()].concat());
+        let mut r = &buf[..];
+        assert_eq!(read_msg::<ClientMsg, _>(&mut r).unwrap(), a);
+        assert_eq!(read_msg::<ClientMsg, _>(&mut r).unwrap(), b);
+        let before = buf.clone();
+        let huge = ClientMsg::Request {
+            id: 3,
+            body: Request::Query {
+                tag: "x".repeat(MAX_FRAME_LEN),
+            },
+        };
+        assert!(matches!(encode_into(&huge, &mut buf), Err(FrameError::TooLarge { .. })));
+        assert_eq!(buf, before);
+    }
+
+    /// Every request and answer is moved several times between the socket and the loop: the large
+    /// variants are boxed so that a CMAP set does not move hundreds of bytes each time.
+    #[test]
+    fn messages_stay_small() {
+        use std::mem::size_of;
+        for (name, size) in [
+            ("Request", size_of::<Request>()),
+            ("ClientMsg", size_of::<ClientMsg>()),
+            ("Response", size_of::<crate::Response>()),
+            ("ServerMsg", size_of::<crate::ServerMsg>()),
+        ] {
+            assert!(size <= 128, "{name} takes {size} bytes");
+        }
     }
 }

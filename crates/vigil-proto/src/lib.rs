@@ -27,8 +27,9 @@ pub use cmap::{CmapEntry, CmapMap, CmapNotification, CmapValue};
 pub use error::{ErrorCode, WireError};
 pub use event::name_matches;
 pub use frame::{
-    decode, decode_hello, encode, payload_len as frame_payload_len, payload_len_max as frame_payload_len_max, read_msg,
-    write_msg, FrameError, HEADER_LEN, MAX_FRAME_LEN, MAX_HELLO_LEN,
+    decode, decode_hello, encode, encode_into, payload_len as frame_payload_len,
+    payload_len_max as frame_payload_len_max, read_msg, write_msg, FrameError, HEADER_LEN, MAX_FRAME_LEN,
+    MAX_HELLO_LEN,
 };
 pub use msg::*;
 pub use psm::{PSM_FL_ARGTRUNC, PSM_FL_EXIT, PSM_FL_UNREACHABLE};

@@ -16,8 +16,6 @@ pub enum HelloMsg {
 }
 
 /// What a client sends.
-// Messages live for one decode/handle cycle; boxing the big variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ClientMsg {
     /// The first message of every connection.
@@ -32,7 +30,6 @@ pub enum ClientMsg {
 }
 
 /// What the server sends.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerMsg {
     /// The answer to `Hello`.
@@ -183,7 +180,7 @@ impl RunSpec {
 /// Every operation a client can ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
-    Run(RunSpec),
+    Run(Box<RunSpec>),
     /// Start a stopped or failed tag again, with a fresh budget.
     Start {
         tag: String,
@@ -398,11 +395,11 @@ pub enum Request {
     /// is its status, as the first answer would have been. Anything else is handled as `Run` (an active
     /// tag with another spec is `AlreadyExists`). A command that has already ended when the retry arrives
     /// is started again: the tag keeps no memory of which request started it.
-    RunOnce(RunSpec),
+    RunOnce(Box<RunSpec>),
     /// `Run` (or `RunOnce` with `once`) with supervision settings beyond pmfadm's (protocol 3). A client
     /// sends it only when `supervision` is not the default, so that plain runs stay `Run` frames.
     RunSupervised {
-        spec: RunSpec,
+        spec: Box<RunSpec>,
         supervision: Supervision,
         once: bool,
     },
@@ -430,8 +427,8 @@ pub enum Request {
     /// A separate variant so that `Run`'s bytes stay those of protocol 2; clients send it only when a
     /// resource is asked for.
     RunWith {
-        spec: RunSpec,
-        resources: crate::res::Resources,
+        spec: Box<RunSpec>,
+        resources: Box<crate::res::Resources>,
         once: bool,
         supervision: Supervision,
     },
@@ -493,19 +490,18 @@ pub enum WaitUntil {
     Stopped,
 }
 
-/// Successful answers.
-// As for the messages: an answer lives for one encode; boxing `TagStatus` would buy nothing.
-#[allow(clippy::large_enum_variant)]
+/// Successful answers. The large ones are boxed, as the large requests are: every answer is moved
+/// several times on its way to the socket, and a set's answer should not move 480 bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Ok,
     Exists(bool),
-    Tag(TagStatus),
+    Tag(Box<TagStatus>),
     Tags(Vec<TagStatus>),
     List(Vec<TagSummary>),
     Events(Vec<Event>),
     Reload(ReloadReport),
-    Daemon(DaemonInfo),
+    Daemon(Box<DaemonInfo>),
     PsmMembers(Vec<PsmMember>),
     PsmCategories(Vec<PsmCategory>),
     CmapValue(CmapValue),

@@ -80,7 +80,7 @@ fn golden_frames() {
             "run_probe",
             encode(&ClientMsg::Request {
                 id: 9,
-                body: Request::Run(RunSpec {
+                body: Request::Run(Box::new(RunSpec {
                     watchdog_ms: Some(2000),
                     probes: vec![ProbeSpec {
                         check: ProbeCheck::Tcp {
@@ -91,7 +91,7 @@ fn golden_frames() {
                         threshold: Some(3),
                     }],
                     ..RunSpec::new("web", vec!["true".into()])
-                }),
+                })),
             })
             .unwrap(),
         ),

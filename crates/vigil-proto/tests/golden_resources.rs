@@ -32,8 +32,8 @@ fn golden_resources_frames() {
             encode(&ClientMsg::Request {
                 id: 13,
                 body: Request::RunWith {
-                    spec: RunSpec::new("web", vec!["true".into()]),
-                    resources: resources(),
+                    spec: Box::new(RunSpec::new("web", vec!["true".into()])),
+                    resources: Box::new(resources()),
                     once: true,
                     supervision: Supervision {
                         restart: RestartPolicy::OnFailure,

@@ -15,7 +15,7 @@ fn golden_supervision_frames() {
             encode(&ClientMsg::Request {
                 id: 13,
                 body: Request::RunSupervised {
-                    spec: RunSpec::new("web", vec!["true".into()]),
+                    spec: Box::new(RunSpec::new("web", vec!["true".into()])),
                     supervision: Supervision {
                         restart: RestartPolicy::OnFailure,
                         success_exit_codes: vec![0, 3],

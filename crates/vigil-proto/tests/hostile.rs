@@ -50,7 +50,7 @@ fn seeds() -> Vec<Vec<u8>> {
         threshold: Some(2),
     }];
     let reqs = vec![
-        Request::Run(spec),
+        Request::Run(Box::new(spec)),
         Request::Status {
             tag: Some("web".into()),
         },

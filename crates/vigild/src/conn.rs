@@ -2,7 +2,7 @@
 //! the bounds that keep a slow reader from holding vigild's memory (docs/security.md).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -200,6 +200,8 @@ pub(crate) struct Shared {
     pub(crate) max_bytes: Option<usize>,
     /// Why the connection must end now (a reader too slow); the reader wakes on `kill`.
     pub(crate) killed: Mutex<Option<String>>,
+    /// Whether `killed` is set, read without its lock on every request.
+    pub(crate) is_killed: AtomicBool,
     pub(crate) kill: Notify,
     /// Permits for requests read and not yet answered.
     pub(crate) in_flight: Semaphore,
@@ -211,11 +213,15 @@ impl Shared {
         let mut k = self.killed.lock().unwrap_or_else(|e| e.into_inner());
         if k.is_none() {
             *k = Some(reason);
+            self.is_killed.store(true, Ordering::Release);
             self.kill.notify_one();
         }
     }
 
     pub(crate) fn killed(&self) -> Option<String> {
+        if !self.is_killed.load(Ordering::Acquire) {
+            return None;
+        }
         self.killed.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -262,6 +268,7 @@ impl ConnTx {
             notes_lost: AtomicUsize::new(0),
             max_bytes: limits.map(|l| l.queue_bytes),
             killed: Mutex::new(None),
+            is_killed: AtomicBool::new(false),
             kill: Notify::new(),
             in_flight: Semaphore::new(max_in_flight),
             max_in_flight,
@@ -361,7 +368,7 @@ impl ConnTx {
     /// Closed for reading too slowly: nothing more is done for it. (A client that merely hung up
     /// still has its last requests carried out.)
     pub fn is_killed(&self) -> bool {
-        self.shared.killed().is_some()
+        self.shared.is_killed.load(Ordering::Acquire)
     }
 }
 

@@ -86,16 +86,16 @@ impl Daemon {
         let cmap_op = crate::cmap::map::op_of(&req);
         let answer = match *req {
             Request::Run(spec) => {
-                return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, false)
+                return self.run_request(caller, id, (*spec, Default::default(), Default::default()), out, false)
             }
             Request::RunOnce(spec) => {
-                return self.run_request(caller, id, (spec, Default::default(), Default::default()), out, true)
+                return self.run_request(caller, id, (*spec, Default::default(), Default::default()), out, true)
             }
             Request::RunSupervised {
                 spec,
                 supervision,
                 once,
-            } => return self.run_request(caller, id, (spec, supervision, Default::default()), out, once),
+            } => return self.run_request(caller, id, (*spec, supervision, Default::default()), out, once),
             Request::WaitFor {
                 tag,
                 until,
@@ -123,7 +123,7 @@ impl Daemon {
                 resources,
                 once,
                 supervision,
-            } => return self.run_request(caller, id, (spec, supervision, resources), out, once),
+            } => return self.run_request(caller, id, (*spec, supervision, *resources), out, once),
             Request::Resources { tag } => self.resources(tag),
             Request::Start { tag } => self.start(caller, &tag),
             Request::Modify { tag, retries, period } => self.modify(caller, &tag, retries, period),
@@ -322,7 +322,7 @@ impl Daemon {
 
     /// `DaemonStatus`: what this vigild is and holds.
     fn daemon_status(&self) -> Response {
-        Response::Daemon(DaemonInfo {
+        Response::Daemon(Box::new(DaemonInfo {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             uid: self.node.uid,
@@ -338,6 +338,6 @@ impl Daemon {
             node: self.node.name.clone(),
             node_id: self.node.id,
             first_seq: self.store.db.first_seq().unwrap_or(0),
-        })
+        }))
     }
 }

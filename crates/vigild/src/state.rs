@@ -253,7 +253,7 @@ impl Daemon {
                 } => match self.pmf.tags.get(tag) {
                     None => Some(Ok(vigil_proto::Response::Ok)),
                     Some(e) if !e.tag.is_active() && *with_status => {
-                        Some(Ok(vigil_proto::Response::Tag(self.status_for(tag, *viewer))))
+                        Some(Ok(vigil_proto::Response::Tag(Box::new(self.status_for(tag, *viewer)))))
                     }
                     Some(e) if !e.tag.is_active() => Some(Ok(vigil_proto::Response::Ok)),
                     Some(_) => None,

@@ -43,7 +43,7 @@ pub fn response(r: &Response) -> Value {
         Response::List(l) => plain(l),
         Response::Events(e) => all::<_, j::Event>(e),
         Response::Reload(r) => plain(&j::Reload::from(r)),
-        Response::Daemon(d) => plain(&j::Daemon::from(d)),
+        Response::Daemon(d) => plain(&j::Daemon::from(&**d)),
         Response::PsmMembers(m) => all::<_, j::PsmMember>(m),
         Response::PsmCategories(c) => all::<_, j::PsmCategory>(c),
         Response::CmapValue(v) => cmap_json(v),

@@ -81,7 +81,7 @@ async fn status_of(api: &Arc<Api>, who: Asker, n: &NodeQ, tag: &str) -> Result<v
     )
     .await?
     {
-        Response::Tag(t) => Ok(t),
+        Response::Tag(t) => Ok(*t),
         Response::Tags(mut t) if t.len() == 1 => Ok(t.remove(0)),
         _ => Err(HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,9 +112,9 @@ pub async fn run(
 ) -> Result<HttpResponse, HttpError> {
     let spec = body.spec();
     let req = if q.once {
-        Request::RunOnce(spec)
+        Request::RunOnce(Box::new(spec))
     } else {
-        Request::Run(spec)
+        Request::Run(Box::new(spec))
     };
     let r = ask(&api, who, on(&NodeQ { node: q.node }, req)).await?;
     Ok((StatusCode::CREATED, Json(json::response(&r))).into_response())

@@ -133,7 +133,7 @@ impl Daemon {
             return Some(Err(WireError::new(ErrorCode::NotFound, format!("{name}: removed"))));
         };
         let t = &e.tag;
-        let status = || Ok(Response::Tag(self.status_for(name, viewer)));
+        let status = || Ok(Response::Tag(Box::new(self.status_for(name, viewer))));
         let now = now();
         match until {
             WaitUntil::Stopped => return (!t.is_active()).then(status),

@@ -200,7 +200,7 @@ impl Daemon {
         if let Some(old) = self.pmf.tags.get(&name) {
             // A `RunOnce` sent again after its answer was lost finds its own tag: the first one ran.
             if once && old.tag.is_active() && *old.tag.spec() == spec {
-                return Ok(RunOutcome::Done(Response::Tag(self.status_of(&name))));
+                return Ok(RunOutcome::Done(Response::Tag(Box::new(self.status_of(&name)))));
             }
             if old.tag.is_active() {
                 return Err(err(ErrorCode::AlreadyExists, format!("tag {name} is already running")));
@@ -258,7 +258,7 @@ impl Daemon {
         // answers): it runs off the loop, which answers this request when it is done.
         let switch = self.node.uid == 0 && (spec.uid != 0 || spec.gid != 0);
         if switch && !checked {
-            return Ok(RunOutcome::Check(RunCheck {
+            return Ok(RunOutcome::Check(Box::new(RunCheck {
                 name: name.to_string(),
                 programs: std::iter::once(spec.command[0].clone())
                     .chain(spec.action.clone())
@@ -269,7 +269,7 @@ impl Daemon {
                 groups: spec.res.groups.clone(),
                 path,
                 run,
-            }));
+            })));
         }
         if !switch {
             vigil_sys::resolve_program(&spec.command[0], Some(&path))
@@ -293,7 +293,7 @@ impl Daemon {
                 return Err(err(ErrorCode::ExecFailed, format!("tag {name}: {reason}")));
             }
         }
-        Ok(RunOutcome::Done(Response::Tag(self.status_of(&name))))
+        Ok(RunOutcome::Done(Response::Tag(Box::new(self.status_of(&name)))))
     }
 
     /// Adds a tag and starts it now, or parks it until the tags it starts after are running.
@@ -544,7 +544,7 @@ const RUN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 enum RunOutcome {
     Done(Response),
     /// The programs must be checked as the tag's user first, off the loop.
-    Check(RunCheck),
+    Check(Box<RunCheck>),
 }
 
 /// What a check of a `Run`'s programs as another user needs, owned so that it can leave the loop.

@@ -222,6 +222,21 @@ async fn read_body<R: AsyncRead + Unpin>(
         .map_err(|_| too_slow(frame_timeout))?
 }
 
+/// The payload length of the frame at the front of `buf` when the whole frame is there, None when more
+/// must be read. A header over the limit is refused here as when it is read.
+fn whole_frame(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+        return Ok(None);
+    };
+    let len = vigil_proto::frame_payload_len_max(*header, vigil_proto::MAX_FRAME_LEN)?;
+    Ok((buf.len() - HEADER_LEN >= len).then_some(len))
+}
+
+/// What a request of `len` payload bytes holds of its uid's budget until the loop has handled it.
+fn cost(len: usize, limits: &Limits) -> u32 {
+    u32::try_from((len + HEADER_LEN).min(limits.request_bytes)).unwrap_or(u32::MAX)
+}
+
 /// Resolves once the peer has closed the connection (both ways: one that only shut its writing end
 /// still reads its answers), without reading what it sent. Readiness stays set while unread requests
 /// wait, so it is looked at again every second rather than awaited.
@@ -276,36 +291,36 @@ async fn write_frame(
     Ok(())
 }
 
-/// Encodes a message for the wire; an answer too large to encode becomes an error answer, so that the
-/// client does not wait forever for it.
-fn encode_out(msg: &ServerMsg) -> Option<Vec<u8>> {
-    match (vigil_proto::encode(msg), msg) {
-        (Ok(b), _) => Some(b),
+/// Appends a message to `buf` for the wire; an answer too large to encode becomes an error answer,
+/// so that the client does not wait forever for it.
+fn encode_out(msg: &ServerMsg, buf: &mut Vec<u8>) {
+    match (vigil_proto::encode_into(msg, buf), msg) {
+        (Ok(()), _) => {}
         (Err(e), ServerMsg::Response { id, .. }) => {
             warn!("cannot encode a reply: {e}");
             let err = vigil_proto::WireError::new(
                 vigil_proto::ErrorCode::LimitExceeded,
                 format!("the answer cannot be sent: {e}; ask for less"),
             );
-            vigil_proto::encode(&ServerMsg::Response {
-                id: *id,
-                result: Err(err),
-            })
-            .ok()
+            let _ = vigil_proto::encode_into(
+                &ServerMsg::Response {
+                    id: *id,
+                    result: Err(err),
+                },
+                buf,
+            );
         }
-        (Err(e), _) => {
-            warn!("cannot encode a message: {e}");
-            None
-        }
+        (Err(e), _) => warn!("cannot encode a message: {e}"),
     }
 }
 
-/// The frame that tells how many CMAP notifications found no room since the last one, if any did.
-fn lost_marker(shared: &Shared) -> Option<Vec<u8>> {
+/// Appends the frame that tells how many CMAP notifications found no room since the last one, if any
+/// did.
+fn lost_marker(shared: &Shared, buf: &mut Vec<u8>) {
     let lost = shared.notes_lost.swap(0, Ordering::Relaxed);
-    (lost > 0)
-        .then(|| vigil_proto::encode(&ServerMsg::CmapLost { count: lost as u64 }).ok())
-        .flatten()
+    if lost > 0 {
+        let _ = vigil_proto::encode_into(&ServerMsg::CmapLost { count: lost as u64 }, buf);
+    }
 }
 
 /// Bytes of frames the writer gathers for one write: the answers of many pipelined requests (or a
@@ -347,14 +362,10 @@ async fn write_loop(
         batch.clear();
         let mut next = Some(first);
         while let Some((o, q)) = next.take() {
-            if let Some(b) = encode_out(&o.msg) {
-                buf.extend_from_slice(&b);
-            }
+            encode_out(&o.msg, &mut buf);
             // Notifications that found no room are told as a count, after those queued before them
             // and before any queued after.
-            if let Some(b) = lost_marker(&shared) {
-                buf.extend_from_slice(&b);
-            }
+            lost_marker(&shared, &mut buf);
             let goodbye = matches!(*o.msg, ServerMsg::Goodbye { .. });
             batch.push((o, q));
             if goodbye || buf.len() >= WRITE_BATCH {
@@ -376,8 +387,10 @@ async fn write_loop(
         };
         // A loss while the batch was written is told now, not with the next message (if any comes).
         if written.is_ok() {
-            if let Some(b) = lost_marker(&shared) {
-                written = write_frame(&mut wr, &b, &shared, false, send_timeout).await;
+            let mut marker = Vec::new();
+            lost_marker(&shared, &mut marker);
+            if !marker.is_empty() {
+                written = write_frame(&mut wr, &marker, &shared, false, send_timeout).await;
             }
         }
         for (o, q) in batch.drain(..) {
@@ -488,52 +501,76 @@ async fn connection(
                 _ = hung_up(rd.get_ref()) => return Ok(false),
                 },
             };
-            let len = tokio::select! {
-                l = read_header(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => l,
-                _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+            // A whole frame read ahead with an earlier one, with room in the uid's budget, is taken at
+            // once: no timer, no wake-up to arm, no copy of its payload (a pipelining client's frames).
+            let ahead = match whole_frame(rd.buffer()) {
+                Ok(Some(len)) if !shared.is_killed.load(Ordering::Acquire) => match &budget {
+                    Some(b) => b
+                        .clone()
+                        .try_acquire_many_owned(cost(len, limits))
+                        .ok()
+                        .map(|p| (len, Some(p))),
+                    None => Some((len, None)),
+                },
+                Ok(_) => None,
+                Err(e) => return Err(goodbye(e.to_string())),
             };
-            let len = match len {
-                Ok(l) => l,
-                Err(ReadError::Closed) => return Ok(true),
-                Err(ReadError::Bad(e)) => return Err(goodbye(e)),
-            };
-            // Backpressure across the uid's connections: the payload is read only once its bytes fit
-            // in the uid's budget of requests the loop has not handled yet. The wait is not the
-            // peer's fault, so it does not count against `frame_timeout`.
-            let held = match &budget {
-                Some(b) => {
-                    let cost = u32::try_from((len + HEADER_LEN).min(limits.request_bytes)).unwrap_or(u32::MAX);
-                    let p = match b.clone().try_acquire_many_owned(cost) {
-                        Ok(p) => p,
-                        Err(_) => {
-                            debug!(
-                                uid = caller.uid,
-                                "the uid's requests waiting for the loop fill its budget \
-                                 ([daemon] request_bytes_per_uid = {}): not reading this connection until \
-                                 the loop has handled some",
-                                limits.request_bytes
-                            );
-                            tokio::select! {
-                                p = b.clone().acquire_many_owned(cost) => p.map_err(|_| "closed".to_string())?,
-                                _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
-                                _ = hung_up(rd.get_ref()) => return Ok(false),
-                            }
-                        }
-                    };
-                    Some(p)
+            let (decoded, held) = match ahead {
+                Some((len, held)) => {
+                    let decoded = vigil_proto::decode::<ClientMsg>(&rd.buffer()[HEADER_LEN..HEADER_LEN + len]);
+                    rd.consume(HEADER_LEN + len);
+                    (decoded, held)
                 }
-                None => None,
+                None => {
+                    let len = tokio::select! {
+                        l = read_header(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => l,
+                        _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+                    };
+                    let len = match len {
+                        Ok(l) => l,
+                        Err(ReadError::Closed) => return Ok(true),
+                        Err(ReadError::Bad(e)) => return Err(goodbye(e)),
+                    };
+                    // Backpressure across the uid's connections: the payload is read only once its bytes fit
+                    // in the uid's budget of requests the loop has not handled yet. The wait is not the
+                    // peer's fault, so it does not count against `frame_timeout`.
+                    let held = match &budget {
+                        Some(b) => {
+                            let cost = cost(len, limits);
+                            let p = match b.clone().try_acquire_many_owned(cost) {
+                                Ok(p) => p,
+                                Err(_) => {
+                                    debug!(
+                                        uid = caller.uid,
+                                        "the uid's requests waiting for the loop fill its budget \
+                                         ([daemon] request_bytes_per_uid = {}): not reading this connection until \
+                                         the loop has handled some",
+                                        limits.request_bytes
+                                    );
+                                    tokio::select! {
+                                        p = b.clone().acquire_many_owned(cost) => p.map_err(|_| "closed".to_string())?,
+                                        _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+                                        _ = hung_up(rd.get_ref()) => return Ok(false),
+                                    }
+                                }
+                            };
+                            Some(p)
+                        }
+                        None => None,
+                    };
+                    let frame = tokio::select! {
+                        f = read_body(&mut rd, len, limits.frame_timeout) => f,
+                        _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
+                    };
+                    let payload = match frame {
+                        Ok(p) => p,
+                        Err(ReadError::Closed) => return Ok(false),
+                        Err(ReadError::Bad(e)) => return Err(goodbye(e)),
+                    };
+                    (vigil_proto::decode::<ClientMsg>(&payload), held)
+                }
             };
-            let frame = tokio::select! {
-                f = read_body(&mut rd, len, limits.frame_timeout) => f,
-                _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
-            };
-            let payload = match frame {
-                Ok(p) => p,
-                Err(ReadError::Closed) => return Ok(false),
-                Err(ReadError::Bad(e)) => return Err(goodbye(e)),
-            };
-            match vigil_proto::decode::<ClientMsg>(&payload) {
+            match decoded {
                 Ok(ClientMsg::Request { id, body }) => {
                     // Given back by the writer once this request's answer is on the socket.
                     permit.forget();

@@ -124,6 +124,19 @@ fn bad_frames_close_only_that_connection() {
     after_hello.extend_from_slice(&[9, 0, 0, 0, 0xee]);
     let r = goodbye(&raw(&v, &after_hello)).expect("bad request answered");
     assert!(r.contains("middle of a frame"), "{r}");
+    // Frames that come in one write are taken from what was read ahead: the oversized header behind a
+    // request is refused as when it comes alone.
+    let mut together = hello(proto::PROTOCOL_VERSION);
+    together.extend(
+        proto::encode(&ClientMsg::Request {
+            id: 1,
+            body: proto::Request::List,
+        })
+        .unwrap(),
+    );
+    together.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
+    let r = goodbye(&raw(&v, &together)).expect("oversized frame after a request answered");
+    assert!(r.contains("over the limit"), "{r}");
 
     // vigild still serves everyone, and nothing changed.
     let after = v.status("ok");
