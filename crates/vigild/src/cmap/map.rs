@@ -34,9 +34,12 @@ pub struct Cmap {
     pub next_track: u64,
     /// Where each tracking connection's notifications go.
     pub conns: HashMap<u64, ConnTx>,
-    /// Requests of each connection this step, not yet in `stats.ipcs.<conn>.requests`: counted per
-    /// request, written once per step.
-    pub counted: HashMap<u64, (Caller, u64)>,
+    /// Each connection's `stats.ipcs.<conn>.requests`: counted per request, written once per step.
+    pub ipcs: HashMap<u64, Ipcs>,
+    /// The connections with requests this step not yet written.
+    pub ipcs_due: Vec<u64>,
+    /// `stats.vigild.*` as last written: a step that changed none of them writes none.
+    pub daemon_stats: Option<[u64; 6]>,
     /// Requests carried out since vigild started, by kind (the index in [`OPS`]), for `/metrics`.
     pub ops: [u64; OPS.len()],
     /// Track notifications sent since vigild started (those a slow reader lost included).
@@ -93,9 +96,33 @@ impl Cmap {
             tracks_per_uid: HashMap::new(),
             next_track: 1,
             conns: HashMap::new(),
-            counted: HashMap::new(),
+            ipcs: HashMap::new(),
+            ipcs_due: Vec::new(),
+            daemon_stats: None,
             ops: [0; OPS.len()],
             notified: 0,
+        }
+    }
+}
+
+/// One connection's request count in the stats map, and the key it goes under (made once, not at
+/// every step).
+pub struct Ipcs {
+    pub caller: Caller,
+    pub key: String,
+    /// The count in the map.
+    pub written: u64,
+    /// Requests since, not yet in the map.
+    pub new: u64,
+}
+
+impl Ipcs {
+    pub fn new(caller: Caller) -> Ipcs {
+        Ipcs {
+            caller,
+            key: format!("stats.ipcs.{}.requests", caller.conn),
+            written: 0,
+            new: 0,
         }
     }
 }

@@ -4,7 +4,7 @@
 use vigil_core::cmap::CmapValue as V;
 use vigil_proto::CmapMap;
 
-use super::map::{fits, member_key_prefix, tag_key_prefix};
+use super::map::{fits, member_key_prefix, tag_key_prefix, Ipcs};
 use crate::conn::Caller;
 use crate::state::Daemon;
 
@@ -96,27 +96,46 @@ impl Daemon {
 impl Daemon {
     /// `stats.ipcs.<conn>.*`: who is connected and how busy each connection is.
     pub fn cmap_count_request(&mut self, caller: Caller) {
-        self.cmap.counted.entry(caller.conn).or_insert((caller, 0)).1 += 1;
+        let ipcs = self.cmap.ipcs.entry(caller.conn).or_insert_with(|| Ipcs::new(caller));
+        if ipcs.new == 0 {
+            self.cmap.ipcs_due.push(caller.conn);
+        }
+        ipcs.new += 1;
     }
 
     /// `stats.ipcs.<conn>.*`: the requests of each connection counted this step.
     fn cmap_conn_stats(&mut self) {
-        for (conn, (caller, n)) in std::mem::take(&mut self.cmap.counted) {
-            let prefix = format!("stats.ipcs.{conn}.");
-            let requests = match self.cmap.stats.get(&format!("{prefix}requests")) {
-                Ok(V::U64(before)) => before + n,
-                _ => {
-                    self.cmap_stat(&format!("{prefix}uid"), V::U32(caller.uid));
-                    self.cmap_stat(&format!("{prefix}pid"), V::I32(caller.pid.unwrap_or(0)));
-                    n
-                }
-            };
-            self.cmap_stat(&format!("{prefix}requests"), V::U64(requests));
+        let mut ipcs = std::mem::take(&mut self.cmap.ipcs);
+        let mut due = std::mem::take(&mut self.cmap.ipcs_due);
+        // A connection that closed this step is gone from `ipcs`, with its keys.
+        for conn in due.drain(..) {
+            let Some(i) = ipcs.get_mut(&conn) else { continue };
+            if i.written == 0 {
+                let prefix = format!("stats.ipcs.{}.", i.caller.conn);
+                self.cmap_stat(&format!("{prefix}uid"), V::U32(i.caller.uid));
+                self.cmap_stat(&format!("{prefix}pid"), V::I32(i.caller.pid.unwrap_or(0)));
+            }
+            i.written += std::mem::take(&mut i.new);
+            self.cmap_stat(&i.key, V::U64(i.written));
         }
+        self.cmap.ipcs = ipcs;
+        self.cmap.ipcs_due = due;
     }
 
     /// `stats.vigild.*`: vigild's own counters.
     fn cmap_daemon_stats(&mut self) {
+        let now = [
+            self.pmf.tags.len() as u64,
+            self.pmf.procs.len() as u64,
+            self.psm.registry.members.len() as u64,
+            self.events.seq,
+            self.events.subscriptions.len() as u64,
+            self.cmap.main.len() as u64,
+        ];
+        if self.cmap.daemon_stats == Some(now) {
+            return;
+        }
+        self.cmap.daemon_stats = Some(now);
         self.cmap_stat("stats.vigild.tags", V::U32(self.pmf.tags.len() as u32));
         self.cmap_stat("stats.vigild.processes", V::U32(self.pmf.procs.len() as u32));
         self.cmap_stat(

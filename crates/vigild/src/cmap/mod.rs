@@ -166,7 +166,7 @@ impl Daemon {
             self.cmap_forget_track(h);
         }
         self.cmap.conns.remove(&conn);
-        self.cmap.counted.remove(&conn);
+        self.cmap.ipcs.remove(&conn);
         let notes = self.cmap.stats.delete_prefix_internal(&format!("stats.ipcs.{conn}."));
         self.cmap_notify(CmapMap::Stats, notes);
     }

@@ -214,6 +214,41 @@ fn concurrent_writers_are_notified_in_order_and_dead_trackers_are_cleaned_up() {
     });
 }
 
+/// `stats.ipcs.<conn>.requests` of the connections of this process whose uid key is root's.
+fn request_counts(c: &mut Client) -> Vec<u64> {
+    let entries = c.cmap_iter(CmapMap::Stats, "stats.ipcs.").unwrap();
+    let pid = V::I32(std::process::id() as i32);
+    entries
+        .iter()
+        .filter(|e| e.key.ends_with(".pid") && e.value == pid)
+        .filter_map(|e| {
+            let requests = format!("{}requests", e.key.trim_end_matches("pid"));
+            match entries.iter().find(|r| r.key == requests)?.value {
+                V::U64(n) => Some(n),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn each_connection_counts_its_requests_in_the_stats_map() {
+    let v = Vigild::start();
+    let mut c = v.client();
+    for i in 0..5 {
+        c.cmap_set("count.key", V::U32(i), false).unwrap();
+    }
+    // The iteration is counted with the step that answers it, after the answer is made.
+    let first = request_counts(&mut c);
+    assert!(first.contains(&5), "{first:?}");
+    for _ in 0..3 {
+        c.cmap_get("count.key").unwrap();
+    }
+    // 5 sets, the first iteration, 3 gets: the counts of later steps add up.
+    let then = request_counts(&mut c);
+    assert!(then.contains(&9), "{then:?}");
+}
+
 #[test]
 fn writes_need_root_and_reads_are_open() {
     let v = Vigild::start();
