@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use vigil_core::sam::{Next, Policy};
 use vigil_proto::{SamChange, SamState, SAM_DATA_MAX};
+use vigil_sys::busy_poll::BusyPoll;
 
 use crate::{Client, ClientError};
 
@@ -148,6 +149,8 @@ struct Inner {
     cb_tx: Option<mpsc::Sender<CbOrder>>,
     /// When the last heartbeat went to the supervisor (see [`hc_send`]).
     last_beat: Option<Instant>,
+    /// How long to poll for the supervisor's next reply (see [`read_reply_soon`]).
+    reply_spin: BusyPoll,
 }
 
 static STATE: Mutex<Inner> = Mutex::new(Inner {
@@ -165,6 +168,7 @@ static STATE: Mutex<Inner> = Mutex::new(Inner {
     cb_shared: None,
     cb_tx: None,
     last_beat: None,
+    reply_spin: BusyPoll::new(Duration::from_micros(crate::DEFAULT_SPIN_US)),
 });
 
 const fn libc_sigterm() -> i32 {
@@ -282,6 +286,8 @@ pub fn register_forking(mut fork: impl FnMut() -> std::result::Result<Forked, Fo
         standby_due: None,
         deferred: Vec::new(),
         flush_due: None,
+        spin: BusyPoll::new(crate::answer_spin()),
+        replied: false,
     };
     // A policy that restarts keeps the next instance forked ahead of need (sam/standby.rs).
     let standbys = policy.restarts() && standby::enabled();
@@ -449,16 +455,41 @@ fn read_reply(fd: &OwnedFd) -> Result<()> {
     }
 }
 
-fn command(g: &Inner, cmd: u8, payload: &[u8], reply: bool) -> Result<()> {
+fn command(g: &mut Inner, cmd: u8, payload: &[u8], reply: bool) -> Result<()> {
     let fd = g.link.as_ref().ok_or(SamError::BadHandle)?;
     let mut msg = Vec::with_capacity(1 + payload.len());
     msg.push(cmd);
     msg.extend_from_slice(payload);
     send_all(fd, &msg)?;
     if reply {
-        read_reply(fd)?;
+        read_reply_soon(fd, &mut g.reply_spin)?;
     }
     Ok(())
+}
+
+/// The supervisor's reply, polled for a moment before sleeping for it, as vigil's client polls for
+/// vigild's answers ([`crate::answer_spin`], `VIGIL_SPIN_US`): a loop of data stores would otherwise
+/// pay two scheduler wake-ups a store (the supervisor polls its link for the next command likewise).
+fn read_reply_soon(fd: &OwnedFd, spin: &mut BusyPoll) -> Result<()> {
+    let max = crate::answer_spin();
+    let began = Instant::now();
+    let found = vigil_sys::busy_poll::spin(spin.budget(max), || readable(fd)).is_some();
+    spin.polled(found, began, max);
+    let r = read_reply(fd);
+    if !found {
+        spin.woken(max, Instant::now());
+    }
+    r
+}
+
+/// Whether `fd` has something to read (or is at its end, or failed): what a blocking read would not
+/// wait for.
+pub(super) fn readable(fd: &OwnedFd) -> Option<()> {
+    let mut b = [0u8; 1];
+    match rustix::net::recv(fd, &mut b, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => None,
+        _ => Some(()),
+    }
 }
 
 /// `sam_start`: health checking begins; from now on `hc_send` is due every interval (or the callback
@@ -470,7 +501,7 @@ pub fn start() -> Result<()> {
         return Err(SamError::BadHandle);
     }
     let answered = Policy::new(g.policy).is_ok_and(Policy::start_is_answered);
-    command(&g, CMD_START, &[], answered)?;
+    command(&mut g, CMD_START, &[], answered)?;
     g.last_beat = None;
     if let Some(tx) = g.cb_tx.as_ref().filter(|_| g.callback.is_some()) {
         let _ = tx.send(CbOrder::Start);
@@ -486,7 +517,7 @@ pub fn stop() -> Result<()> {
         return Err(SamError::BadHandle);
     }
     let answered = Policy::new(g.policy).is_ok_and(Policy::stop_is_answered);
-    command(&g, CMD_STOP, &[], answered)?;
+    command(&mut g, CMD_STOP, &[], answered)?;
     g.last_beat = None;
     if let Some(tx) = g.cb_tx.as_ref() {
         let _ = tx.send(CbOrder::Stop);
@@ -511,7 +542,7 @@ pub fn hc_send() -> Result<()> {
     {
         return Ok(());
     }
-    command(&g, CMD_HB, &[], false)?;
+    command(&mut g, CMD_HB, &[], false)?;
     g.last_beat = Some(now);
     Ok(())
 }
@@ -556,7 +587,7 @@ pub fn warn_signal_set(signal: i32) -> Result<()> {
     let mut g = lock();
     usable(&g)?;
     if g.link.is_some() {
-        command(&g, CMD_WARN_SIGNAL, &signal.to_le_bytes(), true)?;
+        command(&mut g, CMD_WARN_SIGNAL, &signal.to_le_bytes(), true)?;
     }
     g.warn_signal = signal;
     Ok(())
@@ -578,7 +609,7 @@ pub fn data_store(data: Option<&[u8]>) -> Result<()> {
         payload.push(data.is_some() as u8);
         payload.extend_from_slice(&(d.len() as u64).to_le_bytes());
         payload.extend_from_slice(d);
-        command(&g, CMD_DATA, &payload, true)?;
+        command(&mut g, CMD_DATA, &payload, true)?;
     }
     g.data = data.map(<[u8]>::to_vec);
     Ok(())
@@ -617,14 +648,14 @@ pub fn data_restore_vec() -> Result<Vec<u8>> {
 /// and quits (whatever the policy; the CMAP key `recovery` keeps its value, as in corosync). Only with the CMAP flag (`InvalidParam` otherwise), after `register`
 /// (`BadHandle` otherwise).
 pub fn mark_failed() -> Result<()> {
-    let g = lock();
+    let mut g = lock();
     if !matches!(g.status, Status::Registered | Status::Started) {
         return Err(SamError::BadHandle);
     }
     if g.policy & POLICY_CMAP == 0 {
         return Err(SamError::InvalidParam);
     }
-    command(&g, CMD_MARK_FAILED, &[], false)
+    command(&mut g, CMD_MARK_FAILED, &[], false)
 }
 
 /// `sam_hc_callback_register`: event-driven checking. With a callback, a thread of the application sends

@@ -26,7 +26,7 @@ pub struct BusyPoll {
 
 impl BusyPoll {
     /// Starts with polls of the whole maximum.
-    pub fn new(max: Duration) -> BusyPoll {
+    pub const fn new(max: Duration) -> BusyPoll {
         BusyPoll {
             budget: max,
             gave_up: None,

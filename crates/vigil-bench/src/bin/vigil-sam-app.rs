@@ -9,7 +9,9 @@
 //!
 //! Steps: `init:INTERVAL:POLICY` `register` `start` `stop` `hc` `beat:MS` (heartbeats every interval/4 for
 //! MS ms) `beats:N` (N heartbeats, timed: prints calls/s) `finalize` `mark-failed` `warn:SIG`
-//! `store:TEXT` (`{n}` is the instance) `store-big:BYTES` `check-big:BYTES` `delete` `data` `size`
+//! `store:TEXT` (`{n}` is the instance) `stores:N` (N stores of 8 bytes one after another: prints how
+//! many times the process slept meanwhile, its voluntary context switches, and how long they took in µs)
+//! `store-big:BYTES` `check-big:BYTES` `delete` `data` `size`
 //! `restore-small` `catch` (the warn signals SIGTERM/SIGUSR1 are caught and reported instead of ending
 //! the process) `hang` (waits forever, reporting caught signals) `sleep:MS` `wait:FILE` (waits for a
 //! file to exist) `callback:K` (a health-check callback healthy for K calls, failing after)
@@ -172,6 +174,18 @@ impl App {
                     let text = arg.replace("{n}", &self.instance.to_string());
                     self.result(step, sam::data_store(Some(text.as_bytes())));
                 }
+                "stores" => {
+                    let n: usize = arg.parse().expect("stores:N");
+                    let before = voluntary_switches();
+                    let t = Instant::now();
+                    for i in 0..n {
+                        if let Err(e) = sam::data_store(Some(format!("{i:08}").as_bytes())) {
+                            return self.line(step, format!("{e:?}"));
+                        }
+                    }
+                    let took = t.elapsed().as_micros();
+                    self.line(step, format!("{} {took}", voluntary_switches().saturating_sub(before)));
+                }
                 "store-big" => self.result("store-big", sam::data_store(Some(&pattern(arg.parse().expect("n"))))),
                 "check-big" => {
                     let n: usize = arg.parse().expect("n");
@@ -293,4 +307,16 @@ fn main() {
         })
         .unwrap_or(&cli.otherwise);
     app.run(script);
+}
+
+/// This thread's voluntary context switches so far (`/proc/thread-self/status`).
+fn voluntary_switches() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

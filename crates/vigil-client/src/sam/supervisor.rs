@@ -63,6 +63,10 @@ pub(super) struct Supervisor {
     /// Reports held back a moment, oldest first, and when they are to be made.
     pub(super) deferred: Vec<(SamChange, SamInfo)>,
     pub(super) flush_due: Option<Instant>,
+    /// How long to poll the link for the application's next command after a reply (see `poll_once`).
+    pub(super) spin: vigil_sys::busy_poll::BusyPoll,
+    /// The last commands handled had a reply: the application may send the next at once.
+    pub(super) replied: bool,
 }
 
 /// How long an instance that sends nothing runs before its supervisor forks the next one ahead of need
@@ -160,7 +164,11 @@ impl Supervisor {
         if !answer && self.nowait && !self.policy.cmap() {
             // Held back a moment, so that vigild's work on them (a durable commit) does not compete with
             // an instance that restarts at once: in a crash loop, a few restarts' reports make one
-            // commit. Nothing the application can see waits for them.
+            // commit. Nothing the application can see waits for them. Of the blobs held back only the
+            // last is made: vigild keeps the last one, and a loop of stores would otherwise send them all.
+            if matches!(change, SamChange::Data(_)) {
+                self.deferred.retain(|(c, _)| !matches!(c, SamChange::Data(_)));
+            }
             self.deferred.push((change, info));
             self.flush_due.get_or_insert_with(|| Instant::now() + REPORT_DELAY);
             return;
@@ -610,6 +618,21 @@ impl Supervisor {
         if buffered {
             ms = Some(0);
         }
+        // An application that has just had a reply may send its next command at once (a loop of data
+        // stores): the link is polled for it a moment rather than slept on, as the application polls for
+        // the reply (vigil_sys::busy_poll; how long adapts to how soon commands come).
+        let mut spun = None;
+        if read_link && !buffered && std::mem::take(&mut self.replied) && ms != Some(0) {
+            let max = crate::answer_spin();
+            let began = Instant::now();
+            let found = vigil_sys::busy_poll::spin(self.spin.budget(max), || super::readable(link)).is_some();
+            self.spin.polled(found, began, max);
+            if found {
+                ms = Some(0);
+            } else {
+                spun = Some(max);
+            }
+        }
         let timeout = ms.map(|ms| rustix::time::Timespec {
             tv_sec: (ms / 1000) as i64,
             tv_nsec: ((ms % 1000) * 1_000_000) as _,
@@ -641,6 +664,9 @@ impl Supervisor {
         drop(fds);
         let mut i = 1;
         if read_link {
+            if let Some(max) = spun.filter(|_| ready[i]) {
+                self.spin.woken(max, Instant::now());
+            }
             if ready[i] || buffered {
                 // Every command of the read; the next read once they are handled (or one waits for
                 // vigild, whose reply the application waits for).
@@ -655,6 +681,12 @@ impl Supervisor {
                 }
             }
             i += 1;
+        }
+        // The link ends when the instance's files close on its way out, a moment before it is dead:
+        // polled for that moment rather than slept for, the restart does not pay a second wake-up.
+        if read_link && !*link_open && !ready[0] {
+            let gone = vigil_sys::busy_poll::spin(crate::answer_spin(), || dead(pidfd)).is_some();
+            return Ok(!gone);
         }
         if ready.get(i).copied().unwrap_or(false) {
             if direct {
@@ -705,6 +737,8 @@ impl Supervisor {
             // Forked once this command and those read with it are answered.
             self.standby_due = Some(Instant::now());
         }
+        // Heartbeats come at the application's pace, and nothing waits for them.
+        self.replied |= cmd != CMD_HB;
         match cmd {
             // Never waits for vigild: the report is queued (docs/sam.md, "When vigild stalls").
             CMD_HB if self.policy.cmap() => {
@@ -834,5 +868,15 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+/// Whether the process of `pidfd` has ended (its pidfd polls readable).
+fn dead(pidfd: &vigil_sys::PidFd) -> Option<()> {
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+    match rustix::event::poll(&mut fds, Some(&zero)) {
+        Ok(n) if n > 0 => Some(()),
+        _ => None,
     }
 }

@@ -83,6 +83,53 @@ fn busy_poll_keeps_vigild_awake_between_requests_and_lets_it_sleep_after() {
     );
 }
 
+/// The voluntary context switches of a SAM instance and of its supervisor over 2,000 data stores
+/// (`stores:N`), with `VIGIL_SPIN_US` at `spin`.
+fn store_loop_switches(v: &Vigild, spin: &str) -> (u64, u64) {
+    let go = v.dir.path().join(format!("go-{spin}"));
+    let script = format!("1:start;wait:{};stores:2000;finalize;exit:0", go.display());
+    let mut app = crate::sam::SamApp::start_env(
+        Some(v),
+        v.dir.path(),
+        &["--interval", "60000", "--on", &script],
+        &[("VIGIL_SPIN_US", spin)],
+    );
+    app.wait_line("1 start ok");
+    let supervisor = app.pid() as u32;
+    let before = switches_and_cpu(supervisor).0;
+    std::fs::write(&go, "").unwrap();
+    let stores = wait_for("the loop of stores", || app.result(1, "stores:2000"));
+    let supervisor = switches_and_cpu(supervisor).0 - before;
+    assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
+    let instance = stores
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the loop's switches: {stores:?}"));
+    (instance, supervisor)
+}
+
+#[test]
+fn a_sam_instance_and_its_supervisor_poll_for_each_other_in_a_loop_of_stores() {
+    let _one = one_at_a_time();
+    let v = Vigild::start();
+    // The longest poll there is, so that a loaded machine's slower steps still come within it.
+    let (instance, supervisor) = store_loop_switches(&v, "1000");
+    // (Without the supervisor's poll the instance still polls, and the supervisor slept 804 times.)
+    assert!(
+        instance < 1000 && supervisor < 500,
+        "in 2,000 data stores, each answered at once, the instance slept {instance} times and its \
+         supervisor {supervisor}"
+    );
+    // For comparison only (as with vigild's polling above): without it each store sleeps on both sides.
+    let off = store_loop_switches(&v, "0");
+    println!(
+        "voluntary context switches in 2,000 stores, instance and supervisor: {instance} and {supervisor} \
+         polling, {} and {} with VIGIL_SPIN_US=0",
+        off.0, off.1
+    );
+}
+
 /// Of one task of vigild (`/proc/PID/task/TID/stat`): its name, its real-time
 /// priority and its policy (0 SCHED_OTHER, 2 SCHED_RR).
 struct Task {

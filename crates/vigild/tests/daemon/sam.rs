@@ -602,6 +602,49 @@ fn expected_votes_is_checked_persisted_and_drives_quorum() {
 }
 
 #[test]
+fn a_loop_of_data_stores_sends_vigild_the_last_blob_not_every_one() {
+    let v = Vigild::start();
+    let go = v.dir.path().join("go");
+    let mut app = SamApp::start(
+        Some(&v),
+        v.dir.path(),
+        &[
+            "--interval",
+            "60000",
+            "--on",
+            &format!("1:start;stores:2000;store:end;wait:{};abort", go.display()),
+            "--otherwise",
+            "data;finalize;exit:0",
+        ],
+    );
+    app.wait_line("1 store:end ok");
+    // The last blob reaches vigild (a report held back is made within 2 ms)...
+    wait_for("the last blob in vigild", || {
+        let l = v.client().sam_list().ok()?;
+        l.first().filter(|p| p.data_size == 3).map(|_| ())
+    });
+    // ...and not every one before it: the blobs held back together (2 ms) make one report, one data
+    // event, so there are at most as many as 2 ms windows in the loop (and the first store, which
+    // waited for vigild, and the last).
+    let stores = names(&sam_events(&v, app.pid()))
+        .iter()
+        .filter(|n| *n == "data")
+        .count();
+    let took_us: u128 = app
+        .result(1, "stores:2000")
+        .and_then(|r| r.split_whitespace().nth(1)?.parse().ok())
+        .expect("the loop's time");
+    let windows = took_us / 2000 + 1;
+    assert!(
+        stores >= 1 && stores as u128 <= windows + 2,
+        "{stores} data events for 2,001 stores in {took_us} µs"
+    );
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(app.exit_code(), 0, "{:#?}", app.lines());
+    assert_eq!(app.result(2, "data").as_deref(), Some("end"));
+}
+
+#[test]
 fn the_record_and_data_survive_a_kill_of_vigild() {
     let mut v = Vigild::start();
     let go = v.dir.path().join("go");
