@@ -166,8 +166,11 @@ impl Supervisor {
             // an instance that restarts at once: in a crash loop, a few restarts' reports make one
             // commit. Nothing the application can see waits for them. Of the blobs held back only the
             // last is made: vigild keeps the last one, and a loop of stores would otherwise send them all.
+            // (Within one instance: each instance's stores keep their event.)
             if matches!(change, SamChange::Data(_)) {
-                self.deferred.retain(|(c, _)| !matches!(c, SamChange::Data(_)));
+                let instance = info.instance;
+                self.deferred
+                    .retain(|(c, i)| !(matches!(c, SamChange::Data(_)) && i.instance == instance));
             }
             self.deferred.push((change, info));
             self.flush_due.get_or_insert_with(|| Instant::now() + REPORT_DELAY);
@@ -622,7 +625,7 @@ impl Supervisor {
         // stores): the link is polled for it a moment rather than slept on, as the application polls for
         // the reply (vigil_sys::busy_poll; how long adapts to how soon commands come).
         let mut spun = None;
-        if read_link && !buffered && std::mem::take(&mut self.replied) && ms != Some(0) {
+        if read_link && !buffered && ms != Some(0) && std::mem::take(&mut self.replied) {
             let max = crate::answer_spin();
             let began = Instant::now();
             let found = vigil_sys::busy_poll::spin(self.spin.budget(max), || super::readable(link)).is_some();
@@ -683,7 +686,9 @@ impl Supervisor {
             i += 1;
         }
         // The link ends when the instance's files close on its way out, a moment before it is dead:
-        // polled for that moment rather than slept for, the restart does not pay a second wake-up.
+        // polled for that moment rather than slept for, the restart does not pay a second wake-up. (An
+        // instance that closed its link and lives on costs this poll once: the link stays closed. What
+        // else this round found, vigild's answers, is still readable at the next.)
         if read_link && !*link_open && !ready[0] {
             let gone = vigil_sys::busy_poll::spin(crate::answer_spin(), || dead(pidfd)).is_some();
             return Ok(!gone);
@@ -737,8 +742,14 @@ impl Supervisor {
             // Forked once this command and those read with it are answered.
             self.standby_due = Some(Instant::now());
         }
-        // Heartbeats come at the application's pace, and nothing waits for them.
-        self.replied |= cmd != CMD_HB;
+        // After a reply the application may send its next command at once; heartbeats and the commands
+        // answered with nothing come at its own pace.
+        self.replied |= match cmd {
+            CMD_DATA | CMD_WARN_SIGNAL => true,
+            CMD_START => self.policy.start_is_answered(),
+            CMD_STOP => self.policy.stop_is_answered(),
+            _ => false,
+        };
         match cmd {
             // Never waits for vigild: the report is queued (docs/sam.md, "When vigild stalls").
             CMD_HB if self.policy.cmap() => {

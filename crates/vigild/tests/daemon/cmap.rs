@@ -214,7 +214,7 @@ fn concurrent_writers_are_notified_in_order_and_dead_trackers_are_cleaned_up() {
     });
 }
 
-/// `stats.ipcs.<conn>.requests` of the connections of this process whose uid key is root's.
+/// `stats.ipcs.<conn>.requests` of the connections whose pid key is this process's.
 fn request_counts(c: &mut Client) -> Vec<u64> {
     let entries = c.cmap_iter(CmapMap::Stats, "stats.ipcs.").unwrap();
     let pid = V::I32(std::process::id() as i32);
@@ -247,6 +247,15 @@ fn each_connection_counts_its_requests_in_the_stats_map() {
     // 5 sets, the first iteration, 3 gets: the counts of later steps add up.
     let then = request_counts(&mut c);
     assert!(then.contains(&9), "{then:?}");
+    // vigild's own counters are written when they change, and only then.
+    let keys = |c: &mut Client| match c.cmap_iter(CmapMap::Stats, "stats.vigild.cmap_keys").unwrap()[..] {
+        [ref e] => e.value.clone(),
+        ref other => panic!("{other:?}"),
+    };
+    let before = keys(&mut c);
+    c.cmap_set("count.other", V::U8(1), false).unwrap();
+    let V::U64(n) = before else { panic!("{before:?}") };
+    assert_eq!(keys(&mut c), V::U64(n + 1));
 }
 
 #[test]
