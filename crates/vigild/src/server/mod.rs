@@ -423,6 +423,74 @@ async fn write_loop(
     }
 }
 
+/// Why no request was read.
+enum NoRequest {
+    /// The peer closed the connection: `true` at a frame's boundary (it may still read its answers).
+    Closed(bool),
+    /// It broke the protocol: told in a Goodbye.
+    Bad(String),
+    /// The connection ends for this reason, untold (closed for reading too slowly, or vigild stops).
+    Ended(String),
+}
+
+/// Reads the next request's payload from the socket, waiting as long as it takes: for its first byte,
+/// for room in the uid's budget, and (within `frame_timeout`) for the rest of it. Answers the payload and
+/// what it holds of the budget.
+async fn read_request(
+    rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    shared: &Shared,
+    budget: Option<&Arc<Semaphore>>,
+    limits: &Limits,
+    uid: u32,
+) -> Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), NoRequest> {
+    let killed = || NoRequest::Ended(shared.killed().unwrap_or_default());
+    let len = tokio::select! {
+        l = read_header(rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => l,
+        _ = shared.kill.notified() => return Err(killed()),
+    };
+    let len = match len {
+        Ok(l) => l,
+        Err(ReadError::Closed) => return Err(NoRequest::Closed(true)),
+        Err(ReadError::Bad(e)) => return Err(NoRequest::Bad(e)),
+    };
+    // Backpressure across the uid's connections: the payload is read only once its bytes fit in the
+    // uid's budget of requests the loop has not handled yet. The wait is not the peer's fault, so it
+    // does not count against `frame_timeout`.
+    let held = match budget {
+        Some(b) => {
+            let cost = cost(len, limits);
+            let p = match b.clone().try_acquire_many_owned(cost) {
+                Ok(p) => p,
+                Err(_) => {
+                    debug!(
+                        uid,
+                        "the uid's requests waiting for the loop fill its budget \
+                         ([daemon] request_bytes_per_uid = {}): not reading this connection until \
+                         the loop has handled some",
+                        limits.request_bytes
+                    );
+                    tokio::select! {
+                        p = b.clone().acquire_many_owned(cost) => p.map_err(|_| NoRequest::Ended("closed".into()))?,
+                        _ = shared.kill.notified() => return Err(killed()),
+                        _ = hung_up(rd.get_ref()) => return Err(NoRequest::Closed(false)),
+                    }
+                }
+            };
+            Some(p)
+        }
+        None => None,
+    };
+    let frame = tokio::select! {
+        f = read_body(rd, len, limits.frame_timeout) => f,
+        _ = shared.kill.notified() => return Err(killed()),
+    };
+    match frame {
+        Ok(payload) => Ok((payload, held)),
+        Err(ReadError::Closed) => Err(NoRequest::Closed(false)),
+        Err(ReadError::Bad(e)) => Err(NoRequest::Bad(e)),
+    }
+}
+
 async fn connection(
     stream: UnixStream,
     cred: tokio::net::unix::UCred,
@@ -521,54 +589,12 @@ async fn connection(
                     rd.consume(HEADER_LEN + len);
                     (decoded, held)
                 }
-                None => {
-                    let len = tokio::select! {
-                        l = read_header(&mut rd, vigil_proto::MAX_FRAME_LEN, limits.frame_timeout) => l,
-                        _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
-                    };
-                    let len = match len {
-                        Ok(l) => l,
-                        Err(ReadError::Closed) => return Ok(true),
-                        Err(ReadError::Bad(e)) => return Err(goodbye(e)),
-                    };
-                    // Backpressure across the uid's connections: the payload is read only once its bytes fit
-                    // in the uid's budget of requests the loop has not handled yet. The wait is not the
-                    // peer's fault, so it does not count against `frame_timeout`.
-                    let held = match &budget {
-                        Some(b) => {
-                            let cost = cost(len, limits);
-                            let p = match b.clone().try_acquire_many_owned(cost) {
-                                Ok(p) => p,
-                                Err(_) => {
-                                    debug!(
-                                        uid = caller.uid,
-                                        "the uid's requests waiting for the loop fill its budget \
-                                         ([daemon] request_bytes_per_uid = {}): not reading this connection until \
-                                         the loop has handled some",
-                                        limits.request_bytes
-                                    );
-                                    tokio::select! {
-                                        p = b.clone().acquire_many_owned(cost) => p.map_err(|_| "closed".to_string())?,
-                                        _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
-                                        _ = hung_up(rd.get_ref()) => return Ok(false),
-                                    }
-                                }
-                            };
-                            Some(p)
-                        }
-                        None => None,
-                    };
-                    let frame = tokio::select! {
-                        f = read_body(&mut rd, len, limits.frame_timeout) => f,
-                        _ = shared.kill.notified() => return Err(shared.killed().unwrap_or_default()),
-                    };
-                    let payload = match frame {
-                        Ok(p) => p,
-                        Err(ReadError::Closed) => return Ok(false),
-                        Err(ReadError::Bad(e)) => return Err(goodbye(e)),
-                    };
-                    (vigil_proto::decode::<ClientMsg>(&payload), held)
-                }
+                None => match read_request(&mut rd, &shared, budget.as_ref(), limits, caller.uid).await {
+                    Ok((payload, held)) => (vigil_proto::decode::<ClientMsg>(&payload), held),
+                    Err(NoRequest::Closed(clean)) => return Ok(clean),
+                    Err(NoRequest::Bad(e)) => return Err(goodbye(e)),
+                    Err(NoRequest::Ended(why)) => return Err(why),
+                },
             };
             match decoded {
                 Ok(ClientMsg::Request { id, body }) => {
